@@ -1,0 +1,91 @@
+/**
+ * The `phx_join` payload, normalised. Like the Supabase server, invalid field types do not fail
+ * the join: each bad field falls back to its default and is listed in `invalidFields` so the
+ * caller can log `InvalidJoinPayload`.
+ */
+
+export interface PostgresChangeBinding {
+  /** The client's own object, echoed back unchanged (plus `id`) in the join reply. */
+  readonly raw: Readonly<Record<string, unknown>>
+  readonly event: string
+  readonly schema: string
+  readonly table: string | undefined
+  readonly filter: string | undefined
+}
+
+export interface JoinConfig {
+  readonly broadcastAck: boolean
+  readonly broadcastSelf: boolean
+  /** `undefined` when the client left it empty: the server then generates a key per join. */
+  readonly presenceKey: string | undefined
+  readonly presenceEnabled: boolean
+  readonly isPrivate: boolean
+  readonly postgresChanges: ReadonlyArray<PostgresChangeBinding>
+  /** `access_token` (or the legacy `user_token`) carried by the join, if any. */
+  readonly accessToken: string | undefined
+  readonly invalidFields: ReadonlyArray<string>
+}
+
+type Obj = Readonly<Record<string, unknown>>
+const isObj = (u: unknown): u is Obj => typeof u === "object" && u !== null && !Array.isArray(u)
+
+export const parse = (payload: unknown): JoinConfig => {
+  const invalid: Array<string> = []
+  const root: Obj = isObj(payload) ? payload : (invalid.push("payload"), {})
+  const config: Obj = root["config"] === undefined ? {} : isObj(root["config"]) ? root["config"] : (invalid.push("config"), {})
+  const section = (name: string): Obj => {
+    const v = config[name]
+    if (v === undefined || v === null) return {}
+    if (isObj(v)) return v
+    invalid.push(`config.${name}`)
+    return {}
+  }
+  const bool = (o: Obj, key: string, path: string, fallback: boolean): boolean => {
+    const v = o[key]
+    if (v === undefined || v === null) return fallback
+    if (typeof v === "boolean") return v
+    if (typeof v === "string" && /^(true|false)$/i.test(v)) return v.toLowerCase() === "true"
+    invalid.push(path)
+    return fallback
+  }
+  const broadcast = section("broadcast")
+  const presence = section("presence")
+  const key = presence["key"]
+  const presenceKey = key === undefined || key === null || key === ""
+    ? undefined
+    : typeof key === "string"
+    ? key
+    : typeof key === "number" || typeof key === "boolean"
+    ? String(key)
+    : JSON.stringify(key)
+  const rawChanges = config["postgres_changes"]
+  const postgresChanges: Array<PostgresChangeBinding> = []
+  if (Array.isArray(rawChanges)) {
+    for (const entry of rawChanges) {
+      if (!isObj(entry)) {
+        invalid.push("config.postgres_changes")
+        continue
+      }
+      postgresChanges.push({
+        raw: entry,
+        event: typeof entry["event"] === "string" ? entry["event"] : "*",
+        schema: typeof entry["schema"] === "string" ? entry["schema"] : "public",
+        table: typeof entry["table"] === "string" ? entry["table"] : undefined,
+        filter: typeof entry["filter"] === "string" ? entry["filter"] : undefined
+      })
+    }
+  } else if (rawChanges !== undefined && rawChanges !== null) {
+    invalid.push("config.postgres_changes")
+  }
+  const token = root["access_token"] ?? root["user_token"]
+  return {
+    broadcastAck: bool(broadcast, "ack", "config.broadcast.ack", false),
+    broadcastSelf: bool(broadcast, "self", "config.broadcast.self", false),
+    presenceKey,
+    presenceEnabled: bool(presence, "enabled", "config.presence.enabled", false),
+    isPrivate: bool(config, "private", "config.private", false),
+    postgresChanges,
+    accessToken: typeof token === "string" && token !== "" ? token : undefined,
+    invalidFields: invalid
+  }
+}

@@ -1,0 +1,6 @@
+export * as Frame from "./Frame.ts"
+export * as JoinConfig from "./JoinConfig.ts"
+export * as ProtocolError from "./ProtocolError.ts"
+export * as Reply from "./Reply.ts"
+export * as Serializer from "./Serializer.ts"
+export * as WsFrame from "./WsFrame.ts"
