@@ -29,6 +29,15 @@ export interface JoinConfig {
 type Obj = Readonly<Record<string, unknown>>
 const isObj = (u: unknown): u is Obj => typeof u === "object" && u !== null && !Array.isArray(u)
 
+/** JSON text of a structured key; `undefined` for values JSON cannot carry, so `parse` stays total. */
+const keyJson = (key: unknown): string | undefined => {
+  try {
+    return JSON.stringify(key) as string | undefined
+  } catch {
+    return undefined
+  }
+}
+
 export const parse = (payload: unknown): JoinConfig => {
   const invalid: Array<string> = []
   const root: Obj = isObj(payload) ? payload : (invalid.push("payload"), {})
@@ -55,9 +64,10 @@ export const parse = (payload: unknown): JoinConfig => {
     ? undefined
     : typeof key === "string"
     ? key
-    : typeof key === "number" || typeof key === "boolean"
+    : typeof key === "number" || typeof key === "boolean" || typeof key === "bigint"
     ? String(key)
-    : JSON.stringify(key)
+    : keyJson(key)
+  if (presenceKey === undefined && key !== undefined && key !== null && key !== "") invalid.push("config.presence.key")
   const rawChanges = config["postgres_changes"]
   const postgresChanges: Array<PostgresChangeBinding> = []
   if (Array.isArray(rawChanges)) {
@@ -78,6 +88,7 @@ export const parse = (payload: unknown): JoinConfig => {
     invalid.push("config.postgres_changes")
   }
   const token = root["access_token"] ?? root["user_token"]
+  if (token !== undefined && token !== null && typeof token !== "string") invalid.push("access_token")
   return {
     broadcastAck: bool(broadcast, "ack", "config.broadcast.ack", false),
     broadcastSelf: bool(broadcast, "self", "config.broadcast.self", false),

@@ -59,7 +59,8 @@ export const decodeText = (vsn: Vsn, text: string): Result.Result<Message, Proto
   return Result.succeed({ joinRef: refOf(joinRef), ref: refOf(ref), topic, event, payload })
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true })
+// ignoreBOM: a leading U+FEFF belongs to the field the client sent; dropping it would change the topic or event.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 
 const text = (bytes: Uint8Array, start: number, length: number): string | undefined => {
   try {
@@ -205,10 +206,17 @@ export const encodeUserBroadcast = (
   return Result.succeed(out)
 }
 
-/** Encodes a kind-3 user broadcast push, as realtime-js does (used by tools and tests). */
+/**
+ * Encodes a kind-3 user broadcast push, as realtime-js does (used by tools and tests). Throws a
+ * `RangeError` when a field exceeds 255 bytes: a one-byte length would silently wrap and produce
+ * a frame that decodes to different fields.
+ */
 export const encodeUserBroadcastPush = (broadcast: UserBroadcast): Uint8Array => {
   const fields = [broadcast.joinRef ?? "", broadcast.ref ?? "", broadcast.topic, broadcast.userEvent, broadcast.meta ?? ""]
     .map((s) => encoder.encode(s))
+  if (fields.some((f) => f.length > MAX_FIELD_BYTES)) {
+    throw new RangeError("Kind-3 refs, topic, event and metadata must each be at most 255 bytes")
+  }
   const headerLength = 7 + fields.reduce((n, f) => n + f.length, 0)
   const out = new Uint8Array(headerLength + broadcast.payload.length)
   out[0] = KIND_USER_BROADCAST_PUSH
