@@ -1,0 +1,139 @@
+/**
+ * The composition root: configuration → services → the HTTP server with its routes and the
+ * WebSocket transport. Tests build `make(...)` with explicit options; `main.ts` builds
+ * `fromEnv`, the only place the environment is read.
+ */
+import { NodeHttpServer } from "@effect/platform-node"
+import { AuthConfig, ChannelPolicy, TokenVerifier } from "@wedsync/auth"
+import { ConnectionConfig, ConnectionRegistry, Transport } from "@wedsync/connection"
+import { Hub, Presence } from "@wedsync/hub"
+import { ProcessMetrics } from "@wedsync/metrics"
+import { Context, Effect, Layer, Redacted } from "effect"
+import { HttpRouter, HttpServer } from "effect/http"
+import { NetAddress } from "effect/net"
+import { SignJWT } from "jose"
+import { createServer, type Server } from "node:http"
+import { GatewayConfig, type GatewayOptions } from "./GatewayConfig.ts"
+import * as Routes from "./Routes.ts"
+
+/** The listening Node HTTP server shared by the REST routes and the WebSocket upgrades. */
+export class NodeServer extends Context.Service<NodeServer, { readonly server: Server; readonly port: number }>()(
+  "@wedsync/gateway/NodeServer"
+) {
+  static readonly layer: Layer.Layer<NodeServer, never, GatewayConfig> = Layer.effect(
+    NodeServer,
+    Effect.gen(function*() {
+      const { host, port } = yield* GatewayConfig
+      const server = createServer()
+      yield* Effect.acquireRelease(
+        Effect.callback<void>((resume) => {
+          server.once("error", (cause) => resume(Effect.die(cause)))
+          server.listen({ host, port }, () => resume(Effect.void))
+        }),
+        () =>
+          Effect.callback<void>((resume) => {
+            server.close(() => resume(Effect.void))
+            server.closeAllConnections()
+          })
+      )
+      const address = server.address()
+      return { server, port: typeof address === "object" && address !== null ? address.port : port }
+    })
+  )
+}
+
+/** Effect's `HttpServer` on our Node server, serving requests only: upgrades belong to the transport. */
+const HttpServerLayer = Layer.effect(
+  HttpServer.HttpServer,
+  Effect.gen(function*() {
+    const { server, port } = yield* NodeServer
+    const { host } = yield* GatewayConfig
+    const address = yield* Effect.orDie(Effect.fromResult(NetAddress.inetAddressFromIpString(host, port)))
+    return HttpServer.make({
+      address,
+      serve: (httpApp, middleware) =>
+        Effect.gen(function*() {
+          const scope = yield* Effect.scope
+          const handler = yield* NodeHttpServer.makeHandler(httpApp, { scope, middleware })
+          yield* Effect.acquireRelease(
+            Effect.sync(() => server.on("request", handler)),
+            () => Effect.sync(() => server.off("request", handler))
+          )
+        })
+    })
+  })
+).pipe(Layer.provideMerge(NodeHttpServer.layerHttpServices))
+
+/** The dev anon key, printed at start-up when the dev JWT secret is in use, so a client can connect at once. */
+const devAnonKey = (secret: string) =>
+  Effect.promise(() =>
+    new SignJWT({ role: "anon", iss: "wedsync-dev" })
+      .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+      .setIssuedAt()
+      .setExpirationTime("10y")
+      .sign(new TextEncoder().encode(secret))
+  )
+
+const WebSocketLayer = Layer.effectDiscard(
+  Effect.gen(function*() {
+    const { server, port } = yield* NodeServer
+    const { host, drainTimeoutMs } = yield* GatewayConfig
+    const registry = yield* ConnectionRegistry.ConnectionRegistry
+    const auth = yield* AuthConfig.AuthConfig
+    yield* Transport.attach(server)
+    // Runs first on shutdown (finalizers run in reverse), while the HTTP server still answers /ready.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        yield* Effect.logInfo(`draining ${registry.count()} connections`)
+        yield* registry.drain(drainTimeoutMs)
+      })
+    )
+    yield* Effect.logInfo(`listening on http://${host}:${port}`)
+    if (AuthConfig.usesDevJwtSecret(auth)) {
+      yield* Effect.logWarning("JWT_SECRET is not set: using the development secret")
+      yield* Effect.logInfo(`dev anon key: ${yield* devAnonKey(Redacted.value(auth.jwtSecret))}`)
+    }
+  })
+)
+
+export interface Options {
+  readonly gateway: Layer.Layer<GatewayConfig, unknown>
+  readonly connection: Layer.Layer<ConnectionConfig.ConnectionConfig, unknown>
+  readonly auth: Layer.Layer<AuthConfig.AuthConfig, unknown>
+}
+
+export const make = (options: Options) => {
+  const auth = Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(
+    Layer.provideMerge(options.auth)
+  )
+  const hub = Presence.Presence.layerMemory.pipe(Layer.provideMerge(Hub.Hub.layerMemory))
+  const connections = ConnectionRegistry.ConnectionRegistry.layer.pipe(Layer.provideMerge(options.connection))
+  const services = Layer.mergeAll(auth, hub, connections, ProcessMetrics.layer)
+  const http = HttpRouter.serve(Routes.routes, { disableLogger: true, disableListenLog: true }).pipe(
+    Layer.provide(HttpServerLayer)
+  )
+  return Layer.mergeAll(http, WebSocketLayer).pipe(
+    Layer.provideMerge(NodeServer.layer),
+    Layer.provideMerge(services),
+    Layer.provideMerge(options.gateway)
+  )
+}
+
+export const fromEnv = make({
+  gateway: GatewayConfig.layerConfig,
+  connection: Layer.effect(ConnectionConfig.ConnectionConfig, ConnectionConfig.config),
+  auth: AuthConfig.layerConfig
+})
+
+/** A gateway for tests: port 0, no error delays, explicit limits. */
+export const layerTest = (overrides: {
+  readonly gateway?: Partial<GatewayOptions>
+  readonly connection?: Partial<ConnectionConfig.ConnectionOptions>
+  readonly auth?: Partial<AuthConfig.AuthConfig["Service"]>
+} = {}) =>
+  make({
+    gateway: GatewayConfig.layer({ port: 0, drainTimeoutMs: 2_000, ...overrides.gateway }),
+    connection: ConnectionConfig.ConnectionConfig.layer({ connectErrorDelayMs: 0, joinErrorDelayMs: 0, ...overrides.connection }),
+    auth: AuthConfig.layer(overrides.auth)
+  })
+

@@ -1,0 +1,90 @@
+/**
+ * Limits and timers of client connections. Built from the environment only in apps/gateway;
+ * packages and tests use `layer(partial)` over the defaults.
+ */
+import { Config, Context, Layer } from "effect"
+
+export interface ConnectionOptions {
+  /** Sockets on this process; beyond it the upgrade is refused with 429. */
+  readonly maxConnections: number
+  /** Sockets per JWT `sub` (anonymous sockets are not counted per user). */
+  readonly maxConnectionsPerUser: number
+  readonly maxConnectionsPerIp: number
+  /** Joined channels per socket (Supabase `max_channels_per_client`). */
+  readonly maxChannelsPerConnection: number
+  /** Client pushes (broadcast and presence) per second per socket. */
+  readonly maxEventsPerSecond: number
+  /** Joins per second per socket; breaching it closes the socket, as Supabase does. */
+  readonly maxJoinsPerSecond: number
+  /** Largest broadcast or presence payload accepted, in bytes. */
+  readonly maxPayloadBytes: number
+  /** Bytes a socket may have queued (outbox plus kernel send buffer backlog) before it is closed as slow. */
+  readonly outboxLimitBytes: number
+  /** A socket that sends nothing (not even a heartbeat) for this long is closed. */
+  readonly idleTimeoutMs: number
+  /** Period of the shared sweep that checks idle sockets and token expiry (one timer for all sockets). */
+  readonly sweepIntervalMs: number
+  /** Delay before a failed upgrade is answered, to damp reconnect storms (Supabase: 2 s). */
+  readonly connectErrorDelayMs: number
+  /** Delay before a join error is answered (Supabase: 5 s). */
+  readonly joinErrorDelayMs: number
+  readonly presenceMaxCalls: number
+  readonly presenceWindowMs: number
+  /** Sockets closed per batch while draining, and the pause between batches. */
+  readonly drainBatchSize: number
+  readonly drainIntervalMs: number
+  /** Inbound frames queued per socket before the socket stops being read (TCP backpressure). */
+  readonly mailboxCapacity: number
+}
+
+export const defaults: ConnectionOptions = {
+  maxConnections: 16_384,
+  maxConnectionsPerUser: 500,
+  maxConnectionsPerIp: 5_000,
+  maxChannelsPerConnection: 100,
+  maxEventsPerSecond: 100,
+  maxJoinsPerSecond: 100,
+  maxPayloadBytes: 3_000_000,
+  outboxLimitBytes: 1_048_576,
+  idleTimeoutMs: 60_000,
+  sweepIntervalMs: 1_000,
+  connectErrorDelayMs: 2_000,
+  joinErrorDelayMs: 5_000,
+  presenceMaxCalls: 5,
+  presenceWindowMs: 30_000,
+  drainBatchSize: 1_000,
+  drainIntervalMs: 200,
+  mailboxCapacity: 64
+}
+
+export class ConnectionConfig extends Context.Service<ConnectionConfig, ConnectionOptions>()(
+  "@wedsync/connection/ConnectionConfig"
+) {
+  static readonly layer = (options: Partial<ConnectionOptions> = {}): Layer.Layer<ConnectionConfig> =>
+    Layer.succeed(ConnectionConfig, { ...defaults, ...options })
+
+  static readonly layerDefaults: Layer.Layer<ConnectionConfig> = ConnectionConfig.layer()
+}
+
+const int = (name: string, fallback: number) => Config.Int(name).pipe(Config.withDefault(fallback))
+
+/** The environment variables, each defaulting to `defaults`. */
+export const config: Config.Config<ConnectionOptions> = Config.all({
+  maxConnections: int("MAX_CONNECTIONS", defaults.maxConnections),
+  maxConnectionsPerUser: int("MAX_CONNECTIONS_PER_USER", defaults.maxConnectionsPerUser),
+  maxConnectionsPerIp: int("MAX_CONNECTIONS_PER_IP", defaults.maxConnectionsPerIp),
+  maxChannelsPerConnection: int("MAX_CHANNELS_PER_CONNECTION", defaults.maxChannelsPerConnection),
+  maxEventsPerSecond: int("MAX_EVENTS_PER_SECOND", defaults.maxEventsPerSecond),
+  maxJoinsPerSecond: int("MAX_JOINS_PER_SECOND", defaults.maxJoinsPerSecond),
+  maxPayloadBytes: int("MAX_PAYLOAD_BYTES", defaults.maxPayloadBytes),
+  outboxLimitBytes: int("OUTBOX_LIMIT_BYTES", defaults.outboxLimitBytes),
+  idleTimeoutMs: int("IDLE_TIMEOUT_MS", defaults.idleTimeoutMs),
+  sweepIntervalMs: int("SWEEP_INTERVAL_MS", defaults.sweepIntervalMs),
+  connectErrorDelayMs: int("CONNECT_ERROR_BACKOFF_MS", defaults.connectErrorDelayMs),
+  joinErrorDelayMs: int("CHANNEL_ERROR_BACKOFF_MS", defaults.joinErrorDelayMs),
+  presenceMaxCalls: int("CLIENT_PRESENCE_MAX_CALLS", defaults.presenceMaxCalls),
+  presenceWindowMs: int("CLIENT_PRESENCE_WINDOW_MS", defaults.presenceWindowMs),
+  drainBatchSize: int("DRAIN_BATCH_SIZE", defaults.drainBatchSize),
+  drainIntervalMs: int("DRAIN_INTERVAL_MS", defaults.drainIntervalMs),
+  mailboxCapacity: int("MAILBOX_CAPACITY", defaults.mailboxCapacity)
+})

@@ -1,0 +1,65 @@
+/**
+ * Why a connection or one of its channels was refused or closed. Tags that reach the wire equal
+ * the Supabase error codes; `ErrorReply` is the one place that turns them into replies, HTTP
+ * statuses and close codes.
+ */
+import { Schema } from "effect"
+
+const reason = <Tag extends string>(tag: Tag) =>
+  Schema.TaggedError<{ readonly _tag: Tag; readonly message: string }>()(tag, { message: Schema.String })
+
+export class TopicNameRequired extends reason("TopicNameRequired") {}
+export class UnmatchedTopic extends reason("UnmatchedTopic") {}
+export class ChannelRateLimitReached extends reason("ChannelRateLimitReached") {}
+export class ClientJoinRateLimitReached extends reason("ClientJoinRateLimitReached") {}
+export class ConnectionRateLimitReached extends reason("ConnectionRateLimitReached") {}
+export class RealtimeRestarting extends reason("RealtimeRestarting") {}
+export class OutboxOverflow extends reason("OutboxOverflow") {}
+export class HeartbeatTimeout extends reason("HeartbeatTimeout") {}
+export class PayloadTooLarge extends reason("PayloadTooLarge") {}
+export class EventRateLimitReached extends reason("EventRateLimitReached") {}
+export class PresenceRateLimitReached extends reason("PresenceRateLimitReached") {}
+
+export type Reason =
+  | TopicNameRequired
+  | UnmatchedTopic
+  | ChannelRateLimitReached
+  | ClientJoinRateLimitReached
+  | ConnectionRateLimitReached
+  | RealtimeRestarting
+  | OutboxOverflow
+  | HeartbeatTimeout
+  | PayloadTooLarge
+  | EventRateLimitReached
+  | PresenceRateLimitReached
+
+export class ConnectionError extends Schema.TaggedError<ConnectionError>()("ConnectionError", {
+  reason: Schema.Union([
+    TopicNameRequired,
+    UnmatchedTopic,
+    ChannelRateLimitReached,
+    ClientJoinRateLimitReached,
+    ConnectionRateLimitReached,
+    RealtimeRestarting,
+    OutboxOverflow,
+    HeartbeatTimeout,
+    PayloadTooLarge,
+    EventRateLimitReached,
+    PresenceRateLimitReached
+  ])
+}) {
+  override get message(): string {
+    return this.reason.message
+  }
+}
+
+export const topicNameRequired = () => new TopicNameRequired({ message: "You must provide a topic name" })
+export const tooManyChannels = () => new ChannelRateLimitReached({ message: "Too many channels" })
+export const tooManyJoins = () => new ClientJoinRateLimitReached({ message: "Too many joins per second" })
+export const tooManyConnections = (scope: string) =>
+  new ConnectionRateLimitReached({ message: `Too many connected users${scope}` })
+export const restarting = () => new RealtimeRestarting({ message: "Realtime is restarting, please standby" })
+export const outboxOverflow = () => new OutboxOverflow({ message: "slow consumer: outbox overflow" })
+export const heartbeatTimeout = () => new HeartbeatTimeout({ message: "heartbeat timeout" })
+export const tooManyEvents = () => new EventRateLimitReached({ message: "Too many messages per second" })
+export const presenceRateLimited = () => new PresenceRateLimitReached({ message: "Client presence rate limit exceeded" })

@@ -1,0 +1,36 @@
+/** Metric handles of client connections. No label carries user data. */
+import { Metric } from "effect"
+
+export const open = Metric.gauge("wedsync_connection_open", { description: "Open client sockets" })
+
+export const accepted = Metric.counter("wedsync_connection_accepted_total", {
+  description: "WebSocket upgrades accepted",
+  incremental: true
+})
+
+export const refused = Metric.counter("wedsync_connection_refused_total", {
+  description: "WebSocket upgrades refused, by reason code",
+  incremental: true
+})
+
+export const closed = Metric.counter("wedsync_connection_closed_total", {
+  description: "Sockets closed by the server, by reason code",
+  incremental: true
+})
+
+export const joins = Metric.counter("wedsync_connection_joins_total", {
+  description: "Channel joins, by result (ok or the error code)",
+  incremental: true
+})
+
+export const channels = Metric.gauge("wedsync_connection_channels", { description: "Joined channels on this node" })
+
+export const messagesIn = Metric.counter("wedsync_connection_messages_in_total", {
+  description: "Frames received from clients, by kind",
+  incremental: true
+})
+
+export const malformed = Metric.counter("wedsync_connection_malformed_frames_total", {
+  description: "Inbound frames dropped because they could not be decoded",
+  incremental: true
+})

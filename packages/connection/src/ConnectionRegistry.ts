@@ -1,0 +1,134 @@
+/**
+ * The registry of live connections on this node: admission caps (total, per user, per IP), lookup
+ * by user, the shared sweep that replaces per-socket timers (idle sockets and token expiry), and
+ * the graceful drain.
+ *
+ * The sweep only compares two numbers per connection and mails the actor when a deadline has
+ * passed, so idle sockets cost no timers and almost no CPU.
+ */
+import { Clock, Context, Deferred, Effect, Layer, Schedule, type Scope } from "effect"
+import { ConnectionConfig } from "./ConnectionConfig.ts"
+import * as ConnectionError from "./ConnectionError.ts"
+import type { ConnectionHandle } from "./ConnectionActor.ts"
+
+export interface ConnectionRegistryShape {
+  /** Reserves a connection slot, released when the scope closes; fails when a cap is reached or the node drains. */
+  readonly admit: (
+    ip: string,
+    userKey: string | undefined
+  ) => Effect.Effect<void, ConnectionError.ConnectionError, Scope.Scope>
+  readonly register: (handle: ConnectionHandle) => Effect.Effect<void, never, Scope.Scope>
+  readonly count: () => number
+  readonly byUser: (userKey: string) => ReadonlyArray<ConnectionHandle>
+  readonly isDraining: () => boolean
+  /** Refuses new connections and joins, then asks every actor to leave, in batches, and waits for them. */
+  readonly drain: (timeoutMs: number) => Effect.Effect<void>
+  /** One pass of the sweep (exposed for tests). */
+  readonly sweep: Effect.Effect<void>
+}
+
+const bump = (counts: Map<string, number>, key: string, delta: number) => {
+  const next = (counts.get(key) ?? 0) + delta
+  if (next <= 0) counts.delete(key)
+  else counts.set(key, next)
+}
+
+export const make = Effect.gen(function*() {
+  const config = yield* ConnectionConfig
+  const handles = new Set<ConnectionHandle>()
+  const byUser = new Map<string, Set<ConnectionHandle>>()
+  const perIp = new Map<string, number>()
+  const perUser = new Map<string, number>()
+  let admitted = 0
+  let draining = false
+  let drained: Deferred.Deferred<void> | undefined
+
+  const refuse = (reason: ConnectionError.Reason) => Effect.fail(new ConnectionError.ConnectionError({ reason }))
+
+  const admit: ConnectionRegistryShape["admit"] = (ip, userKey) =>
+    Effect.suspend(() => {
+      if (draining) return refuse(ConnectionError.restarting())
+      if (admitted >= config.maxConnections) return refuse(ConnectionError.tooManyConnections(""))
+      if ((perIp.get(ip) ?? 0) >= config.maxConnectionsPerIp) {
+        return refuse(ConnectionError.tooManyConnections(" from this address"))
+      }
+      if (userKey !== undefined && (perUser.get(userKey) ?? 0) >= config.maxConnectionsPerUser) {
+        return refuse(ConnectionError.tooManyConnections(" for this user"))
+      }
+      return Effect.acquireRelease(
+        Effect.sync(() => {
+          admitted++
+          bump(perIp, ip, 1)
+          if (userKey !== undefined) bump(perUser, userKey, 1)
+        }),
+        () =>
+          Effect.sync(() => {
+            admitted--
+            bump(perIp, ip, -1)
+            if (userKey !== undefined) bump(perUser, userKey, -1)
+          })
+      )
+    })
+
+  const register: ConnectionRegistryShape["register"] = (handle) =>
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        handles.add(handle)
+        if (handle.userKey !== undefined) {
+          let set = byUser.get(handle.userKey)
+          if (set === undefined) byUser.set(handle.userKey, (set = new Set()))
+          set.add(handle)
+        }
+      }),
+      () =>
+        Effect.suspend(() => {
+          handles.delete(handle)
+          if (handle.userKey !== undefined) {
+            const set = byUser.get(handle.userKey)
+            set?.delete(handle)
+            if (set?.size === 0) byUser.delete(handle.userKey)
+          }
+          return handles.size === 0 && drained !== undefined ? Deferred.succeed(drained, undefined) : Effect.void
+        })
+    ).pipe(Effect.asVoid)
+
+  const sweep = Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const idleBefore = now - config.idleTimeoutMs
+    for (const handle of handles) {
+      if (handle.lastSeenMs <= idleBefore || handle.nextExpiryMs <= now) handle.offer({ _tag: "Deadline" })
+    }
+  })
+
+  const drain: ConnectionRegistryShape["drain"] = (timeoutMs) =>
+    Effect.gen(function*() {
+      draining = true
+      const done = yield* Deferred.make<void>()
+      drained = done
+      const all = [...handles]
+      if (all.length === 0) return
+      for (let i = 0; i < all.length; i += config.drainBatchSize) {
+        for (const handle of all.slice(i, i + config.drainBatchSize)) handle.offer({ _tag: "Drain" })
+        if (i + config.drainBatchSize < all.length) yield* Effect.sleep(config.drainIntervalMs)
+      }
+      yield* Deferred.await(done).pipe(Effect.timeoutOption(timeoutMs), Effect.asVoid)
+    })
+
+  yield* Effect.forkScoped(sweep.pipe(Effect.repeat(Schedule.spaced(config.sweepIntervalMs))))
+
+  return {
+    admit,
+    register,
+    count: () => handles.size,
+    byUser: (userKey) => [...(byUser.get(userKey) ?? [])],
+    isDraining: () => draining,
+    drain,
+    sweep
+  } satisfies ConnectionRegistryShape
+})
+
+export class ConnectionRegistry extends Context.Service<ConnectionRegistry, ConnectionRegistryShape>()(
+  "@wedsync/connection/ConnectionRegistry"
+) {
+  static readonly layer: Layer.Layer<ConnectionRegistry, never, ConnectionConfig> = Layer.effect(ConnectionRegistry, make)
+}

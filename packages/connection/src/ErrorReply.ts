@@ -1,0 +1,58 @@
+/**
+ * The one translation point from failure reasons to what a client sees: the `reason` text of a
+ * `phx_reply` error, the HTTP status and body of a refused upgrade or REST call, and WebSocket
+ * close codes. Every code is catalogued in docs/error-codes.md.
+ */
+import type { AuthError } from "@wedsync/auth"
+import type { Reason } from "./ConnectionError.ts"
+
+/**
+ * Close codes. 1000-1015 are RFC 6455's; 4000-4099 are ours. realtime-js reconnects after any
+ * close that it did not initiate, so every code here means "reconnect (with backoff)".
+ */
+export const CloseCode = {
+  normal: 1000,
+  internalError: 1011,
+  serviceRestart: 1012,
+  heartbeatTimeout: 4000,
+  slowConsumer: 4008,
+  tooManyJoins: 4029
+} as const
+
+export type WireReason = Reason | AuthError.AuthError["reason"]
+
+/** `"<Code>: <message>"`, the join error reason Supabase sends. */
+export const joinReason = (reason: WireReason): string => `${reason._tag}: ${reason.message}`
+
+export interface HttpRefusal {
+  readonly status: number
+  readonly body: string
+}
+
+/** Status and JSON body of a refused upgrade (`{"error": …}`, as Supabase's user socket). */
+export const upgradeRefusal = (reason: WireReason): HttpRefusal => {
+  switch (reason._tag) {
+    case "ConnectionRateLimitReached":
+    case "ClientJoinRateLimitReached":
+      return { status: 429, body: JSON.stringify({ error: reason.message }) }
+    case "RealtimeRestarting":
+      return { status: 503, body: JSON.stringify({ error: reason.message }) }
+    default:
+      return { status: 401, body: JSON.stringify({ error: reason.message }) }
+  }
+}
+
+export const closeCodeOf = (reason: Reason): number => {
+  switch (reason._tag) {
+    case "OutboxOverflow":
+      return CloseCode.slowConsumer
+    case "HeartbeatTimeout":
+      return CloseCode.heartbeatTimeout
+    case "ClientJoinRateLimitReached":
+      return CloseCode.tooManyJoins
+    case "RealtimeRestarting":
+      return CloseCode.serviceRestart
+    default:
+      return CloseCode.normal
+  }
+}

@@ -1,0 +1,8 @@
+export * as ConnectionActor from "./ConnectionActor.ts"
+export * as ConnectionConfig from "./ConnectionConfig.ts"
+export * as ConnectionError from "./ConnectionError.ts"
+export * as ConnectionMetrics from "./ConnectionMetrics.ts"
+export * as ConnectionRegistry from "./ConnectionRegistry.ts"
+export * as ErrorReply from "./ErrorReply.ts"
+export * as Outbox from "./Outbox.ts"
+export * as Transport from "./Transport.ts"

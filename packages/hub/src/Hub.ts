@@ -1,0 +1,94 @@
+/**
+ * The node-local topic registry and fan-out.
+ *
+ * A publication is encoded and framed at most once per serializer version, then the same bytes
+ * are enqueued on every subscriber's sink; the loop allocates nothing per recipient. The registry
+ * is the only structure shared between connections and is mutated synchronously.
+ */
+import type { Frame } from "@wedsync/protocol"
+import { Context, Effect, Layer, type Scope } from "effect"
+import { Broker } from "./Broker.ts"
+import * as HubMetrics from "./HubMetrics.ts"
+import { frameFor, keyOf, type Publication, type TopicKey } from "./Publication.ts"
+import type { Sink } from "./Sink.ts"
+
+export interface HubShape {
+  /** Adds `sink` to the topic until the scope closes. */
+  readonly subscribe: (key: TopicKey, sink: Sink) => Effect.Effect<void, never, Scope.Scope>
+  /** Delivers to local subscribers (skipping `except`, the sender for `self: false`) and to other nodes. */
+  readonly publish: (publication: Publication, except?: Sink) => Effect.Effect<number>
+  readonly subscriberCount: (key: TopicKey) => number
+  readonly topicCount: () => number
+}
+
+const V2: Frame.Vsn = "2.0.0"
+
+export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect.gen(function*() {
+  const broker = yield* Broker
+  const context = yield* Effect.context<never>()
+  const topics = new Map<TopicKey, Set<Sink>>()
+  let subscriptionCount = 0
+
+  const fanOut = (publication: Publication, except: Sink | undefined): number => {
+    const sinks = topics.get(keyOf(publication))
+    HubMetrics.publications.updateUnsafe(1, context)
+    if (sinks === undefined) return 0
+    const started = performance.now()
+    let v1: Uint8Array | undefined | null = null
+    let v2: Uint8Array | undefined | null = null
+    let delivered = 0
+    for (const sink of sinks) {
+      if (sink === except) continue
+      let frame: Uint8Array | undefined
+      if (sink.vsn === V2) frame = v2 === null ? (v2 = frameFor(publication, "2.0.0")) : v2
+      else frame = v1 === null ? (v1 = frameFor(publication, "1.0.0")) : v1
+      if (frame === undefined) continue
+      sink.enqueue(frame)
+      delivered++
+    }
+    HubMetrics.deliveries.updateUnsafe(delivered, context)
+    HubMetrics.fanoutDuration.updateUnsafe((performance.now() - started) / 1000, context)
+    return delivered
+  }
+
+  yield* broker.receive((publication) => void fanOut(publication, undefined))
+
+  const updateGauges = () => {
+    HubMetrics.topics.updateUnsafe(topics.size, context)
+    HubMetrics.subscriptions.updateUnsafe(subscriptionCount, context)
+  }
+
+  return {
+    subscribe: (key, sink) =>
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          let sinks = topics.get(key)
+          if (sinks === undefined) topics.set(key, (sinks = new Set()))
+          if (!sinks.has(sink)) subscriptionCount++
+          sinks.add(sink)
+          updateGauges()
+        }),
+        () =>
+          Effect.sync(() => {
+            const sinks = topics.get(key)
+            if (sinks?.delete(sink)) subscriptionCount--
+            if (sinks !== undefined && sinks.size === 0) topics.delete(key)
+            updateGauges()
+          })
+      ),
+    publish: (publication, except) =>
+      Effect.suspend(() => {
+        const delivered = fanOut(publication, except)
+        return Effect.as(broker.publish(publication), delivered)
+      }),
+    subscriberCount: (key) => topics.get(key)?.size ?? 0,
+    topicCount: () => topics.size
+  }
+})
+
+export class Hub extends Context.Service<Hub, HubShape>()("@wedsync/hub/Hub") {
+  static readonly layer: Layer.Layer<Hub, never, Broker> = Layer.effect(Hub, make)
+
+  /** A single-node hub with its in-memory broker. */
+  static readonly layerMemory: Layer.Layer<Hub> = Hub.layer.pipe(Layer.provide(Broker.layerMemory))
+}

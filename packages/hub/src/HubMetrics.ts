@@ -1,0 +1,21 @@
+/** Metric handles of the hub. Updated from the fan-out loop with `updateUnsafe`, once per publication. */
+import { Metric } from "effect"
+
+export const publications = Metric.counter("wedsync_hub_publications_total", {
+  description: "Publications fanned out on this node (local and from other nodes)",
+  incremental: true
+})
+
+export const deliveries = Metric.counter("wedsync_hub_deliveries_total", {
+  description: "Frames handed to subscriber outboxes",
+  incremental: true
+})
+
+export const topics = Metric.gauge("wedsync_hub_topics", { description: "Topics with at least one local subscriber" })
+
+export const subscriptions = Metric.gauge("wedsync_hub_subscriptions", { description: "Local topic subscriptions" })
+
+export const fanoutDuration = Metric.histogram("wedsync_hub_fanout_duration_seconds", {
+  description: "Time to encode a publication and enqueue it for every local subscriber",
+  boundaries: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1]
+})

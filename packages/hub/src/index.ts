@@ -1,0 +1,6 @@
+export * as Broker from "./Broker.ts"
+export * as Hub from "./Hub.ts"
+export * as HubMetrics from "./HubMetrics.ts"
+export * as Presence from "./Presence.ts"
+export * as Publication from "./Publication.ts"
+export * as Sink from "./Sink.ts"
