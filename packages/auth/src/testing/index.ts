@@ -1,0 +1,1 @@
+export * as TestTokens from "./TestTokens.ts"

@@ -1,0 +1,74 @@
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { AuthError, ChannelPolicy, Principal } from "../src/index.ts"
+
+const guest = Principal.make({
+  claims: { role: "authenticated", sub: "guest", app_metadata: { wedding_ids: ["w1", 7] } },
+  token: "guest"
+})
+const florist = Principal.make({
+  claims: { role: "authenticated", sub: "florist", app_metadata: { supplier_ids: ["s1"] } },
+  token: "florist"
+})
+const anon = Principal.fromApiKey("anon", "sb_publishable_x")
+const service = Principal.fromApiKey("service_role", "sb_secret_x")
+
+// [who, subtopic, private?, allowed?]
+const table: ReadonlyArray<readonly [string, Principal.Principal, string, boolean, boolean]> = [
+  ["guest", guest, "wedding:w1", true, true],
+  ["guest", guest, "wedding:7", true, true],
+  ["guest", guest, "wedding:w2", true, false],
+  ["guest", guest, "wedding:", true, false],
+  ["guest", guest, "wedding:w1:chat", true, false],
+  ["guest", guest, "supplier:s1", true, false],
+  ["guest", guest, "room1", true, false],
+  ["florist", florist, "supplier:s1", true, true],
+  ["florist", florist, "supplier:s2", true, false],
+  ["florist", florist, "wedding:w1", true, false],
+  ["anon", anon, "wedding:w1", true, false],
+  ["anon", anon, "anything", true, false],
+  ["service_role", service, "wedding:w1", true, true],
+  ["service_role", service, "supplier:s9", true, true],
+  ["service_role", service, "ops:anything", true, true],
+  ["guest", guest, "wedding:w2", false, true],
+  ["anon", anon, "room1", false, true],
+  ["florist", florist, "lobby", false, true]
+]
+
+describe("ChannelPolicy.decide", () => {
+  for (const [who, principal, subtopic, isPrivate, allowed] of table) {
+    it(`${who} ${allowed ? "may" : "may not"} join ${isPrivate ? "private" : "public"} ${JSON.stringify(subtopic)}`, () => {
+      assert.strictEqual(ChannelPolicy.decide(principal, subtopic, isPrivate), allowed)
+    })
+  }
+})
+
+layer(ChannelPolicy.layer)("ChannelPolicy.layer", (it) => {
+  it.effect("admits what decide admits", () =>
+    Effect.gen(function*() {
+      const policy = yield* ChannelPolicy.ChannelPolicy
+      yield* policy.authorizeJoin(guest, "wedding:w1", true)
+      yield* policy.authorizeJoin(anon, "lobby", false)
+      yield* policy.authorizeJoin(service, "wedding:any", true)
+    }))
+
+  it.effect("refuses with Supabase's Unauthorized reason naming the subtopic", () =>
+    Effect.gen(function*() {
+      const policy = yield* ChannelPolicy.ChannelPolicy
+      const error = yield* Effect.flip(policy.authorizeJoin(guest, "wedding:w2", true))
+      assert.strictEqual(error.code, "Unauthorized")
+      assert.strictEqual(
+        AuthError.wireReason(error),
+        "Unauthorized: You do not have permissions to read from this Channel topic: wedding:w2"
+      )
+    }))
+})
+
+layer(ChannelPolicy.layerAllowAll)("ChannelPolicy.layerAllowAll", (it) => {
+  it.effect("admits every join", () =>
+    Effect.gen(function*() {
+      const policy = yield* ChannelPolicy.ChannelPolicy
+      yield* policy.authorizeJoin(anon, "wedding:w1", true)
+      yield* policy.authorizeJoin(anon, "ops:secret", true)
+    }))
+})
