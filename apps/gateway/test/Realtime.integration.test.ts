@@ -1,0 +1,235 @@
+/**
+ * The acceptance path: unmodified supabase-js 2.119 clients against a running gateway, for both
+ * serializers. Every wait is on an event (status callback, message, close), never on a timer.
+ */
+import { TestTokens } from "@wedsync/auth/testing"
+import { SupabaseClients } from "@wedsync/testkit"
+import type { SupabaseClient } from "@supabase/supabase-js"
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { type RunningGateway, startGateway } from "./support/Gateway.ts"
+
+const { makeSupabaseClient, subscribe, inbox, waitFor, closeAll, SubscribeError } = SupabaseClients
+
+type BroadcastMessage = { readonly type: string; readonly event: string; readonly payload: Record<string, unknown> }
+
+describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
+  let gateway: RunningGateway
+  let anonKey: string
+  const clients: Array<SupabaseClient> = []
+  let topicSeq = 0
+  const room = () => `room-${vsn}-${++topicSeq}`
+
+  const client = (options: SupabaseClients.ClientOptions = {}) => {
+    const c = makeSupabaseClient(gateway.url, anonKey, { vsn, ...options })
+    clients.push(c)
+    return c
+  }
+  /** A signed-in user's client. As Supabase documents, the app awaits `realtime.setAuth()` before joining. */
+  const userClient = async (token: string) => {
+    const c = client({ accessToken: token })
+    await c.realtime.setAuth()
+    return c
+  }
+
+  beforeAll(async () => {
+    gateway = await startGateway({ connection: { sweepIntervalMs: 100 } })
+    anonKey = await TestTokens.anonToken()
+  })
+  afterEach(async () => {
+    await closeAll(clients.splice(0))
+  })
+  afterAll(async () => {
+    await gateway.stop()
+  })
+
+  it("subscribes to a public channel", async () => {
+    const channel = client().channel(room())
+    await subscribe(channel)
+    expect(channel.state).toBe("joined")
+  })
+
+  it("delivers a broadcast from one client to another, not back to the sender by default", async () => {
+    const name = room()
+    const receiverBox = inbox<BroadcastMessage>("broadcast at the receiver")
+    const senderBox = inbox<BroadcastMessage>("broadcast at the sender")
+    const receiver = client().channel(name).on("broadcast", { event: "msg" }, receiverBox.push)
+    const sender = client().channel(name).on("broadcast", { event: "msg" }, senderBox.push)
+    await subscribe(receiver)
+    await subscribe(sender)
+    expect(await sender.send({ type: "broadcast", event: "msg", payload: { hello: "world", n: 1 } })).toBe("ok")
+    const got = await receiverBox.next()
+    expect(got).toMatchObject({ type: "broadcast", event: "msg", payload: { hello: "world", n: 1 } })
+    // A second message proves ordering and that the sender's own copy never arrived in between.
+    await sender.send({ type: "broadcast", event: "msg", payload: { n: 2 } })
+    expect((await receiverBox.next()).payload).toEqual({ n: 2 })
+    expect(senderBox.received).toHaveLength(0)
+  })
+
+  it("echoes to the sender with self: true", async () => {
+    const name = room()
+    const box = inbox<BroadcastMessage>("own broadcast")
+    const channel = client().channel(name, { config: { broadcast: { self: true } } }).on("broadcast", { event: "echo" }, box.push)
+    await subscribe(channel)
+    await channel.send({ type: "broadcast", event: "echo", payload: { me: true } })
+    expect((await box.next()).payload).toEqual({ me: true })
+  })
+
+  it("acknowledges a broadcast with ack: true only once the server accepted it", async () => {
+    const name = room()
+    const box = inbox<BroadcastMessage>("acked broadcast")
+    const listener = client().channel(name).on("broadcast", { event: "a" }, box.push)
+    await subscribe(listener)
+    const acked = client().channel(name, { config: { broadcast: { ack: true } } })
+    await subscribe(acked)
+    expect(await acked.send({ type: "broadcast", event: "a", payload: { n: 1 } })).toBe("ok")
+    expect((await box.next()).payload).toEqual({ n: 1 })
+  })
+
+  it("refuses an oversized broadcast with payload_size_exceeded and delivers a normal one", async () => {
+    await gateway.stop()
+    gateway = await startGateway({ connection: { sweepIntervalMs: 100, maxPayloadBytes: 1_000 } })
+    const name = room()
+    const box = inbox<BroadcastMessage>("broadcast")
+    const listener = client().channel(name).on("broadcast", { event: "big" }, box.push)
+    await subscribe(listener)
+    const acked = client().channel(name, { config: { broadcast: { ack: true } } })
+    await subscribe(acked)
+    expect(await acked.send({ type: "broadcast", event: "big", payload: { blob: "x".repeat(2_000) } })).toBe("error")
+    expect(await acked.send({ type: "broadcast", event: "big", payload: { blob: "small" } })).toBe("ok")
+    expect((await box.next()).payload).toEqual({ blob: "small" })
+    expect(box.received).toHaveLength(1)
+  })
+
+  it("delivers REST broadcasts (batch endpoint via send before subscribe, and httpSend)", async () => {
+    const name = room()
+    const box = inbox<BroadcastMessage>("REST broadcast")
+    await subscribe(client().channel(name).on("broadcast", { event: "*" }, box.push))
+    // Not subscribed: realtime-js falls back to POST /api/broadcast.
+    const unjoined = client().channel(name)
+    expect(await unjoined.send({ type: "broadcast", event: "rest-batch", payload: { via: "batch" } })).toBe("ok")
+    expect(await box.next((m) => m.event === "rest-batch")).toMatchObject({ payload: { via: "batch" } })
+    const result = await unjoined.httpSend("rest-single", { via: "single" })
+    expect(result).toEqual({ success: true })
+    expect(await box.next((m) => m.event === "rest-single")).toMatchObject({ payload: { via: "single" } })
+  })
+
+  it("syncs presence across three clients: join, update and leave", async () => {
+    const name = room()
+    const [a, b, c] = [client(), client(), client()]
+    const aJoins = inbox<{ key: string }>("presence join at a")
+    const aLeaves = inbox<{ key: string }>("presence leave at a")
+    const channelA = a.channel(name, { config: { presence: { key: "alice" } } })
+      .on("presence", { event: "join" }, aJoins.push)
+      .on("presence", { event: "leave" }, aLeaves.push)
+    await subscribe(channelA)
+    expect(await channelA.track({ name: "alice" })).toBe("ok")
+    const channelB = b.channel(name, { config: { presence: { key: "bob" } } })
+    const bSynced = waitFor<void>((resolve) =>
+      channelB.on("presence", { event: "sync" }, () => {
+        const state = channelB.presenceState()
+        if (state["alice"] !== undefined && state["bob"] !== undefined) resolve()
+      })
+    , 5000, "b to see alice and bob")
+    await subscribe(channelB)
+    expect(await channelB.track({ name: "bob" })).toBe("ok")
+    await bSynced
+    const channelC = c.channel(name, { config: { presence: { key: "carol" } } })
+    const cSynced = waitFor<void>((resolve) =>
+      channelC.on("presence", { event: "sync" }, () => {
+        const keys = Object.keys(channelC.presenceState()).sort()
+        if (keys.join(",") === "alice,bob,carol") resolve()
+      })
+    , 5000, "c to see all three")
+    await subscribe(channelC)
+    await channelC.track({ name: "carol" })
+    await cSynced
+    expect((await aJoins.next((j) => j.key === "carol")).key).toBe("carol")
+    await c.removeChannel(channelC)
+    expect((await aLeaves.next((l) => l.key === "carol")).key).toBe("carol")
+    expect(Object.keys(channelA.presenceState()).sort()).toEqual(["alice", "bob"])
+  })
+
+  it("leaves a channel: the client sees CLOSED and stops receiving", async () => {
+    const name = room()
+    const box = inbox<BroadcastMessage>("broadcast after leave")
+    const leaver = client()
+    const channel = leaver.channel(name).on("broadcast", { event: "m" }, box.push)
+    await subscribe(channel)
+    expect(await leaver.removeChannel(channel)).toBe("ok")
+    expect(channel.state).toBe("closed")
+    const other = client().channel(name, { config: { broadcast: { self: true, ack: true } } })
+    const otherBox = inbox<BroadcastMessage>("broadcast at the remaining member")
+    other.on("broadcast", { event: "m" }, otherBox.push)
+    await subscribe(other)
+    await other.send({ type: "broadcast", event: "m", payload: { after: "leave" } })
+    await otherBox.next()
+    expect(box.received).toHaveLength(0)
+  })
+
+  it("answers heartbeats", async () => {
+    const c = client({ heartbeatIntervalMs: 200 })
+    const statuses = inbox<string>("heartbeat status")
+    c.realtime.onHeartbeat((status) => statuses.push(status))
+    await subscribe(c.channel(room()))
+    expect(await statuses.next((s) => s === "ok")).toBe("ok")
+    expect(statuses.received).not.toContain("timeout")
+  })
+
+  it("closes a channel when its token expires, with the spec's system message, and keeps the socket", async () => {
+    const token = await TestTokens.userToken({ expiresInSeconds: 2 })
+    const c = await userClient(token)
+    const system = inbox<{ status: string; message: string }>("system message")
+    const statuses = inbox<string>("channel status")
+    const expiring = c.channel(room()).on("system", {}, system.push)
+    expiring.subscribe((status) => statuses.push(status))
+    await statuses.next((s) => s === "SUBSCRIBED")
+    const message = await system.next((m) => m.status === "error", 10_000)
+    expect(message.message).toMatch(/^Token has expired \d+ seconds ago$/)
+    await statuses.next((s) => s === "CLOSED")
+    expect(c.realtime.isConnected()).toBe(true)
+  })
+
+  it("refuses a join with a malformed token with the spec's reason, and accepts a valid one", async () => {
+    const bad = (await userClient("not-a-jwt")).channel(room())
+    const failure = await subscribe(bad).then(() => undefined, (e: unknown) => e)
+    expect(failure).toBeInstanceOf(SubscribeError)
+    expect((failure as Error).message).toContain("MalformedJWT: The token provided is not a valid JWT")
+    const good = (await userClient(await TestTokens.userToken())).channel(room())
+    await subscribe(good)
+  })
+
+  it("refuses an expired token at join with InvalidJWTToken", async () => {
+    const channel = (await userClient(await TestTokens.expiredToken({ secondsAgo: 30 }))).channel(room())
+    const failure = await subscribe(channel).then(() => undefined, (e: unknown) => e)
+    expect((failure as Error).message).toMatch(/InvalidJWTToken: Token has expired \d+ seconds ago/)
+  })
+
+  it("refuses a private wedding channel without the claim and accepts it with the claim", async () => {
+    const outsider = await userClient(await TestTokens.userToken({ weddingIds: ["other"] }))
+    const refused = await subscribe(outsider.channel("wedding:w-42", { config: { private: true } })).then(
+      () => undefined,
+      (e: unknown) => e
+    )
+    expect((refused as Error).message).toContain(
+      "Unauthorized: You do not have permissions to read from this Channel topic: wedding:w-42"
+    )
+    const member = await userClient(await TestTokens.userToken({ weddingIds: ["w-42"] }))
+    await subscribe(member.channel("wedding:w-42", { config: { private: true } }))
+  })
+
+  it("keeps public and private rooms of the same name apart", async () => {
+    const token = await TestTokens.userToken({ weddingIds: ["w-7"] })
+    const publicBox = inbox<BroadcastMessage>("public broadcast")
+    const privateBox = inbox<BroadcastMessage>("private broadcast")
+    const publicChannel = (await userClient(token)).channel("wedding:w-7").on("broadcast", { event: "m" }, publicBox.push)
+    const privateChannel = (await userClient(token)).channel("wedding:w-7", { config: { private: true } })
+      .on("broadcast", { event: "m" }, privateBox.push)
+    await subscribe(publicChannel)
+    await subscribe(privateChannel)
+    const privateSender = (await userClient(token)).channel("wedding:w-7", { config: { private: true, broadcast: { ack: true } } })
+    await subscribe(privateSender)
+    await privateSender.send({ type: "broadcast", event: "m", payload: { room: "private" } })
+    expect((await privateBox.next()).payload).toEqual({ room: "private" })
+    expect(publicBox.received).toHaveLength(0)
+  })
+})
