@@ -19,7 +19,8 @@ export class GatewayConfig extends Context.Service<GatewayConfig, GatewayOptions
     GatewayConfig,
     Config.all({
       host: Config.String("HOST").pipe(Config.withDefault("127.0.0.1")),
-      port: Config.Port("PORT").pipe(Config.withDefault(4000)),
+      // Config.Port refuses 0; 0 (an ephemeral port) is useful for tests and side-by-side runs.
+      port: Config.Int("PORT").pipe(Config.withDefault(4000)),
       drainTimeoutMs: Config.Int("DRAIN_TIMEOUT_MS").pipe(Config.withDefault(30_000))
     })
   )

@@ -112,7 +112,10 @@ export const make = (options: Options) => {
   const http = HttpRouter.serve(Routes.routes, { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provide(HttpServerLayer)
   )
-  return Layer.mergeAll(http, WebSocketLayer).pipe(
+  // The transport is built after the HTTP routes so that it is released first: the drain runs
+  // while /ready and the REST endpoints still answer.
+  return WebSocketLayer.pipe(
+    Layer.provideMerge(http),
     Layer.provideMerge(NodeServer.layer),
     Layer.provideMerge(services),
     Layer.provideMerge(options.gateway)
