@@ -1,0 +1,2 @@
+export * from "./BrokerSuite.ts"
+export * as TestSink from "./TestSink.ts"

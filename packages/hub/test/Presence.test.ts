@@ -1,0 +1,147 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { Hub, Presence, Publication } from "../src/index.ts"
+import { TestSink } from "../src/testing/index.ts"
+
+const ROOM = "realtime:room1"
+
+type Metas = Record<string, { metas: Array<Record<string, unknown>> }>
+interface Diff {
+  readonly joins: Metas
+  readonly leaves: Metas
+}
+
+const PresenceLive = Presence.Presence.layerMemory.pipe(Layer.provideMerge(Hub.Hub.layerMemory))
+
+/** A v2 member of the room that records the `presence_diff` payloads it is sent. */
+const member = (topic = ROOM, isPrivate = false) =>
+  Effect.gen(function*() {
+    const hub = yield* Hub.Hub
+    const sink = TestSink.make("2.0.0")
+    yield* hub.subscribe(Publication.topicKey(topic, isPrivate), sink)
+    return {
+      diffs: (): Array<Diff> =>
+        sink.decoded().map((frame) => {
+          if (frame._tag !== "Text") throw new Error("presence frames are text")
+          const [joinRef, ref, frameTopic, event, payload] = frame.json as [null, null, string, string, Diff]
+          assert.deepStrictEqual([joinRef, ref, frameTopic, event], [null, null, topic, "presence_diff"])
+          return payload
+        })
+    }
+  })
+
+const stateOf = (presence: Presence.PresenceShape, topic = ROOM, isPrivate = false): Metas =>
+  JSON.parse(presence.state(topic, isPrivate)) as Metas
+
+const refOf = (metas: Metas, key: string, i = 0): string => {
+  const ref = metas[key]?.metas[i]?.["phx_ref"]
+  if (typeof ref !== "string") throw new Error(`no phx_ref for ${key}`)
+  return ref
+}
+
+describe("Presence", () => {
+  it.effect("track publishes a join with a fresh phx_ref to every member, the tracker included", () =>
+    Effect.gen(function*() {
+      const presence = yield* Presence.Presence
+      const watcher = yield* member()
+      const owner = {}
+      yield* presence.track(ROOM, false, "user-1", owner, { name: "alice", online_at: "2026-01-01T00:00:00Z" })
+      const [diff] = watcher.diffs()
+      assert.deepStrictEqual(diff!.leaves, {})
+      const meta = diff!.joins["user-1"]!.metas[0]!
+      assert.match(String(meta["phx_ref"]), /^[A-Za-z0-9+/]{16}$/)
+      assert.deepStrictEqual(meta, { phx_ref: meta["phx_ref"], name: "alice", online_at: "2026-01-01T00:00:00Z" })
+      assert.notProperty(meta, "phx_ref_prev")
+      assert.deepStrictEqual(stateOf(presence), { "user-1": { metas: [meta] } })
+    }).pipe(Effect.provide(PresenceLive)))
+
+  it.effect("re-tracking the same payload is a no-op", () =>
+    Effect.gen(function*() {
+      const presence = yield* Presence.Presence
+      const watcher = yield* member()
+      const owner = {}
+      yield* presence.track(ROOM, false, "user-1", owner, { name: "alice" })
+      const before = stateOf(presence)
+      yield* presence.track(ROOM, false, "user-1", owner, { name: "alice" })
+      assert.strictEqual(watcher.diffs().length, 1)
+      assert.deepStrictEqual(stateOf(presence), before)
+    }).pipe(Effect.provide(PresenceLive)))
+
+  it.effect("a changed payload is a leave of the old ref and a join of a new ref with phx_ref_prev", () =>
+    Effect.gen(function*() {
+      const presence = yield* Presence.Presence
+      const watcher = yield* member()
+      const owner = {}
+      yield* presence.track(ROOM, false, "user-1", owner, { name: "alice" })
+      const oldRef = refOf(stateOf(presence), "user-1")
+      yield* presence.track(ROOM, false, "user-1", owner, { name: "alice2" })
+      const [, update] = watcher.diffs()
+      const newRef = refOf(update!.joins, "user-1")
+      assert.notStrictEqual(newRef, oldRef)
+      assert.deepStrictEqual(update, {
+        joins: { "user-1": { metas: [{ phx_ref: newRef, phx_ref_prev: oldRef, name: "alice2" }] } },
+        leaves: { "user-1": { metas: [{ phx_ref: oldRef, name: "alice" }] } }
+      })
+      // The state shows the new meta only, without phx_ref_prev.
+      assert.deepStrictEqual(stateOf(presence), { "user-1": { metas: [{ phx_ref: newRef, name: "alice2" }] } })
+    }).pipe(Effect.provide(PresenceLive)))
+
+  it.effect("untrack publishes a leave; untracking twice publishes nothing more", () =>
+    Effect.gen(function*() {
+      const presence = yield* Presence.Presence
+      const watcher = yield* member()
+      const owner = {}
+      yield* presence.track(ROOM, false, "user-1", owner, { name: "alice" })
+      const ref = refOf(stateOf(presence), "user-1")
+      yield* presence.untrack(ROOM, false, owner)
+      yield* presence.untrack(ROOM, false, owner)
+      const diffs = watcher.diffs()
+      assert.strictEqual(diffs.length, 2)
+      assert.deepStrictEqual(diffs[1], { joins: {}, leaves: { "user-1": { metas: [{ phx_ref: ref, name: "alice" }] } } })
+      assert.deepStrictEqual(stateOf(presence), {})
+    }).pipe(Effect.provide(PresenceLive)))
+
+  it.effect("state groups metas by key: two owners under one key are two metas", () =>
+    Effect.gen(function*() {
+      const presence = yield* Presence.Presence
+      const tab1 = {}
+      const tab2 = {}
+      yield* presence.track(ROOM, false, "user-1", tab1, { tab: 1 })
+      yield* presence.track(ROOM, false, "user-1", tab2, { tab: 2 })
+      yield* presence.track(ROOM, false, "user-2", {}, { tab: 1 })
+      const state = stateOf(presence)
+      assert.deepStrictEqual(Object.keys(state).sort(), ["user-1", "user-2"])
+      assert.deepStrictEqual(state["user-1"]!.metas.map((m) => m["tab"]), [1, 2])
+      assert.notStrictEqual(refOf(state, "user-1", 0), refOf(state, "user-1", 1))
+      assert.strictEqual(state["user-2"]!.metas.length, 1)
+      // One tab leaving keeps the other's meta.
+      yield* presence.untrack(ROOM, false, tab1)
+      assert.deepStrictEqual(stateOf(presence)["user-1"]!.metas.map((m) => m["tab"]), [2])
+    }).pipe(Effect.provide(PresenceLive)))
+
+  it.effect("rooms are isolated by topic and by public/private", () =>
+    Effect.gen(function*() {
+      const presence = yield* Presence.Presence
+      const publicRoom = yield* member(ROOM, false)
+      const privateRoom = yield* member(ROOM, true)
+      const otherRoom = yield* member("realtime:room2", false)
+      const owner = {}
+      yield* presence.track(ROOM, true, "user-1", owner, { name: "alice" })
+      assert.strictEqual(privateRoom.diffs().length, 1)
+      assert.strictEqual(publicRoom.diffs().length, 0)
+      assert.strictEqual(otherRoom.diffs().length, 0)
+      assert.deepStrictEqual(stateOf(presence, ROOM, false), {})
+      assert.deepStrictEqual(Object.keys(stateOf(presence, ROOM, true)), ["user-1"])
+      // The same owner may be present in another room at the same time.
+      yield* presence.track("realtime:room2", false, "user-1", owner, { name: "alice" })
+      assert.strictEqual(otherRoom.diffs().length, 1)
+      yield* presence.untrack(ROOM, true, owner)
+      assert.deepStrictEqual(Object.keys(stateOf(presence, "realtime:room2", false)), ["user-1"])
+    }).pipe(Effect.provide(PresenceLive)))
+
+  it.effect("state of a room nobody tracked is an empty object", () =>
+    Effect.gen(function*() {
+      const presence = yield* Presence.Presence
+      assert.strictEqual(presence.state("realtime:empty", false), "{}")
+    }).pipe(Effect.provide(PresenceLive)))
+})
