@@ -1,0 +1,45 @@
+import { describe, expect, test } from "vitest"
+import { formatLine, summarize } from "../src/summarizeTests.ts"
+
+const report = (passed: number, failed: number, pending = 0, todo = 0) => ({
+  numPassedTests: passed,
+  numFailedTests: failed,
+  numPendingTests: pending,
+  numTodoTests: todo,
+  success: failed === 0,
+  testResults: []
+})
+
+describe("summarizeTests", () => {
+  test("sums every project and prints skipped only when there are some", () => {
+    const totals = summarize([{ project: "a", report: report(3, 0) }, { project: "b", report: report(4, 1) }])
+    expect(formatLine(totals)).toBe("7 passed, 1 failed")
+    expect(formatLine(summarize([{ project: "a", report: report(3, 0, 1, 1) }]))).toBe("3 passed, 0 failed, 2 skipped")
+  })
+
+  test("a missing report counts as a failure with a note", () => {
+    const totals = summarize([{ project: "a", report: report(3, 0) }, { project: "b", missing: "no results" }])
+    expect(formatLine(totals)).toBe("3 passed, 1 failed")
+    expect(totals.notes).toEqual(["b: no results"])
+  })
+
+  test("a test file that failed to load counts as a failure", () => {
+    const broken = {
+      ...report(2, 0),
+      success: false,
+      testResults: [{ name: "/x/test/A.test.ts", status: "failed", message: "Cannot find module 'nope'\nstack", assertionResults: [] }]
+    }
+    const totals = summarize([{ project: "a", report: broken }])
+    expect(formatLine(totals)).toBe("2 passed, 1 failed")
+    expect(totals.notes).toEqual(["a: /x/test/A.test.ts failed to run: Cannot find module 'nope'"])
+  })
+
+  test("unhandled errors (success false, no failed test) count as a failure", () => {
+    expect(formatLine(summarize([{ project: "a", report: { ...report(2, 0), success: false } }]))).toBe("2 passed, 1 failed")
+  })
+
+  test("a failed npm test never ends in 0 failed", () => {
+    expect(formatLine(summarize([{ project: "a", report: report(2, 0) }], 1))).toBe("2 passed, 1 failed")
+    expect(formatLine(summarize([{ project: "a", report: report(2, 3) }], 1))).toBe("2 passed, 3 failed")
+  })
+})
