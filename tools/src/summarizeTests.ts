@@ -73,7 +73,11 @@ export const summarize = (results: ReadonlyArray<ProjectResult>, npmExitCode = 0
     }
     if (r.success === false && (r.numFailedTests ?? 0) === 0 && extra === 0) {
       extra++
-      notes.push(`${result.project}: vitest reported failure without a failed test (unhandled errors?)`)
+      notes.push(
+        (r.testResults ?? []).length === 0
+          ? `${result.project}: vitest ran no test file (no test files found, or it failed before running any)`
+          : `${result.project}: vitest reported failure without a failed test (unhandled errors)`
+      )
     }
     failed += extra
   }

@@ -34,8 +34,14 @@ describe("summarizeTests", () => {
     expect(totals.notes).toEqual(["a: /x/test/A.test.ts failed to run: Cannot find module 'nope'"])
   })
 
-  test("unhandled errors (success false, no failed test) count as a failure", () => {
-    expect(formatLine(summarize([{ project: "a", report: { ...report(2, 0), success: false } }]))).toBe("2 passed, 1 failed")
+  test("unhandled errors, or no test file at all, count as a failure", () => {
+    const unhandled = { ...report(2, 0), success: false, testResults: [{ name: "A.test.ts", status: "passed", assertionResults: [] }] }
+    const totals = summarize([{ project: "a", report: unhandled }, { project: "b", report: { ...report(0, 0), success: false } }])
+    expect(formatLine(totals)).toBe("2 passed, 2 failed")
+    expect(totals.notes).toEqual([
+      "a: vitest reported failure without a failed test (unhandled errors)",
+      "b: vitest ran no test file (no test files found, or it failed before running any)"
+    ])
   })
 
   test("a failed npm test never ends in 0 failed", () => {
