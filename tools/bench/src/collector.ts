@@ -1,0 +1,37 @@
+/**
+ * Counts and times broadcast deliveries for the current measurement window. Deliveries of messages
+ * published before the window (warm-up, earlier steps) are ignored by sequence number.
+ */
+import { LatencyHistogram } from "./stats.ts"
+import type { ConnectionEvents } from "./targets/Target.ts"
+import { nowMs } from "./wire.ts"
+
+export class DeliveryCollector implements ConnectionEvents {
+  readonly latency = new LatencyHistogram()
+  received = 0
+  lastReceivedAt = 0
+  unexpectedCloses = 0
+  firstCloseReason: string | undefined
+  #fromSeq = Number.POSITIVE_INFINITY
+
+  /** Starts counting deliveries of messages with `seq >= fromSeq`. */
+  startWindow(fromSeq: number): void {
+    this.latency.reset()
+    this.received = 0
+    this.lastReceivedAt = 0
+    this.#fromSeq = fromSeq
+  }
+
+  readonly onDelivery = (sentAt: number, seq: number): void => {
+    if (seq < this.#fromSeq) return
+    const now = nowMs()
+    this.latency.record(now - sentAt)
+    this.received++
+    this.lastReceivedAt = now
+  }
+
+  readonly onUnexpectedClose = (reason: string): void => {
+    this.unexpectedCloses++
+    this.firstCloseReason ??= reason
+  }
+}

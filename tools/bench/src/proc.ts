@@ -1,0 +1,145 @@
+/**
+ * Linux /proc readers for a server process and its descendants (a server that forks workers is
+ * measured as a whole): resident memory from `status` VmRSS and CPU time from `stat`.
+ */
+import { execFileSync } from "node:child_process"
+import { readdirSync, readFileSync } from "node:fs"
+
+const readOr = (path: string): string | undefined => {
+  try {
+    return readFileSync(path, "utf8")
+  } catch {
+    return undefined
+  }
+}
+
+// Fields after the parenthesised comm, which may itself contain spaces or parentheses.
+const statFields = (stat: string): ReadonlyArray<string> => stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+
+/** `pid` plus every live descendant. */
+export const processTree = (pid: number): ReadonlyArray<number> => {
+  const children = new Map<number, Array<number>>()
+  for (const entry of readdirSync("/proc")) {
+    const child = Number(entry)
+    if (!Number.isInteger(child)) continue
+    const stat = readOr(`/proc/${entry}/stat`)
+    if (stat === undefined) continue
+    const ppid = Number(statFields(stat)[1])
+    const list = children.get(ppid) ?? []
+    list.push(child)
+    children.set(ppid, list)
+  }
+  const out: Array<number> = []
+  const queue = [pid]
+  while (queue.length > 0) {
+    const next = queue.pop()!
+    out.push(next)
+    queue.push(...(children.get(next) ?? []))
+  }
+  return out
+}
+
+/** VmRSS of one process in KiB, or 0 when it is gone. */
+export const rssKiB = (pid: number): number => {
+  const match = /VmRSS:\s+(\d+)\s+kB/.exec(readOr(`/proc/${pid}/status`) ?? "")
+  return match?.[1] === undefined ? 0 : Number(match[1])
+}
+
+/** Summed VmRSS of `pid` and its descendants, in KiB. */
+export const treeRssKiB = (pid: number): number => processTree(pid).reduce((sum, p) => sum + rssKiB(p), 0)
+
+/** utime + stime of one process in clock ticks (all its threads), or 0 when it is gone. */
+export const cpuTicks = (pid: number): number => {
+  const stat = readOr(`/proc/${pid}/stat`)
+  if (stat === undefined) return 0
+  const fields = statFields(stat)
+  // utime and stime are fields 14 and 15 of stat; fields[0] here is field 3 (state).
+  return Number(fields[11]) + Number(fields[12])
+}
+
+export const treeCpuTicks = (pid: number): number => processTree(pid).reduce((sum, p) => sum + cpuTicks(p), 0)
+
+let ticksPerSecond: number | undefined
+export const clockTicksPerSecond = (): number => {
+  if (ticksPerSecond === undefined) {
+    try {
+      ticksPerSecond = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100
+    } catch {
+      ticksPerSecond = 100
+    }
+  }
+  return ticksPerSecond
+}
+
+/** Measures the CPU share (100 = one full core) a process tree used between `start` and `stop`. */
+export class CpuMeter {
+  readonly #pid: number
+  #ticks = 0
+  #at = 0
+
+  constructor(pid: number) {
+    this.#pid = pid
+  }
+
+  start(): void {
+    this.#ticks = treeCpuTicks(this.#pid)
+    this.#at = performance.now()
+  }
+
+  /** Percent of one core since `start`. */
+  read(): number {
+    const seconds = (performance.now() - this.#at) / 1000
+    if (seconds <= 0) return Number.NaN
+    return ((treeCpuTicks(this.#pid) - this.#ticks) / clockTicksPerSecond() / seconds) * 100
+  }
+}
+
+/** The same measurement for the bench process itself, from `process.cpuUsage` (all threads). */
+export class SelfCpuMeter {
+  #usage = process.cpuUsage()
+  #at = performance.now()
+
+  start(): void {
+    this.#usage = process.cpuUsage()
+    this.#at = performance.now()
+  }
+
+  read(): number {
+    const used = process.cpuUsage(this.#usage)
+    const elapsedUs = (performance.now() - this.#at) * 1000
+    return elapsedUs <= 0 ? Number.NaN : ((used.user + used.system) / elapsedUs) * 100
+  }
+}
+
+/** Busy and total jiffies of one CPU from /proc/stat. */
+const coreTimes = (cpu: number): { readonly busy: number; readonly total: number } => {
+  const line = (readOr("/proc/stat") ?? "").split("\n").find((l) => l.startsWith(`cpu${cpu} `))
+  if (line === undefined) return { busy: 0, total: 0 }
+  const v = line.trim().split(/\s+/).slice(1).map(Number)
+  const total = v.slice(0, 8).reduce((a, b) => a + b, 0)
+  const idle = (v[3] ?? 0) + (v[4] ?? 0)
+  return { busy: total - idle, total }
+}
+
+/**
+ * How busy one CPU was between `start` and `read`, in percent. Compared with the server's own CPU
+ * share it shows how much of the server's core other processes took (noise on a shared machine).
+ */
+export class CoreMeter {
+  readonly #cpu: number
+  #start = { busy: 0, total: 0 }
+
+  constructor(cpu: number) {
+    this.#cpu = cpu
+  }
+
+  start(): void {
+    this.#start = coreTimes(this.#cpu)
+  }
+
+  read(): number {
+    const now = coreTimes(this.#cpu)
+    const total = now.total - this.#start.total
+    return total <= 0 ? Number.NaN : ((now.busy - this.#start.busy) / total) * 100
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * Starts a benchmark server as a child process (optionally pinned to one CPU with taskset), waits
+ * for its `listening on http://HOST:PORT` log line, and stops it. Every child is tracked so the
+ * bench can kill what it started on any exit path.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { createServer } from "node:net"
+
+export interface ServerHandle {
+  readonly pid: number
+  readonly port: number
+  /** Last lines of the child's stdout/stderr, for error messages. */
+  readonly logTail: () => string
+  /** Undefined while running, else how it exited. */
+  readonly exitStatus: () => string | undefined
+  readonly stop: () => Promise<void>
+}
+
+export interface SpawnOptions {
+  readonly name: string
+  /** Arguments after the node binary: the entry script (and its own arguments). */
+  readonly args: ReadonlyArray<string>
+  readonly cwd: string
+  readonly env: Readonly<Record<string, string>>
+  /** CPU to pin the server to with `taskset -c`, or undefined to leave it unpinned. */
+  readonly cpu: number | undefined
+  readonly startTimeoutMs: number
+}
+
+const live = new Set<ChildProcess>()
+
+/** SIGKILLs every child still running; safe to call from `exit` handlers. */
+export const killAllServers = (): void => {
+  for (const child of live) child.kill("SIGKILL")
+  live.clear()
+}
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+
+// Preloaded into every server so the bench can force a full GC before reading RSS (SIGUSR2).
+const gcHook = fileURLToPath(new URL("./servers/gcOnSignal.ts", import.meta.url))
+
+const LISTENING = /listening on http:\/\/[^\s:]+:(\d+)/
+
+export const startServer = (options: SpawnOptions): Promise<ServerHandle> => {
+  const nodeArgs = ["--expose-gc", "--import", gcHook, ...options.args]
+  const [command, args] =
+    options.cpu === undefined
+      ? [process.execPath, nodeArgs]
+      : ["taskset", ["-c", String(options.cpu), process.execPath, ...nodeArgs]]
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  live.add(child)
+  const tail: Array<string> = []
+  const logTail = (): string => tail.join("\n")
+  let exitStatus: string | undefined
+  const exited = new Promise<void>((resolve) =>
+    child.once("exit", (code, signal) => {
+      exitStatus = `exited with code ${code}, signal ${signal}`
+      resolve()
+    })
+  )
+  exited.then(() => live.delete(child))
+
+  return new Promise<ServerHandle>((resolve, reject) => {
+    let settled = false
+    const fail = (reason: string): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      child.kill("SIGKILL")
+      reject(new Error(`${options.name}: ${reason}\n${logTail()}`))
+    }
+    const timer = setTimeout(() => fail(`no "listening on" line within ${options.startTimeoutMs} ms`), options.startTimeoutMs)
+    const onLine = (line: string): void => {
+      tail.push(line)
+      if (tail.length > 30) tail.shift()
+      const match = settled ? null : LISTENING.exec(line)
+      if (match === null || child.pid === undefined) return
+      settled = true
+      clearTimeout(timer)
+      const pid = child.pid
+      resolve({
+        pid,
+        port: Number(match[1]),
+        logTail,
+        exitStatus: () => exitStatus,
+        stop: async () => {
+          if (child.exitCode !== null || child.signalCode !== null) return
+          child.kill("SIGTERM")
+          const killer = setTimeout(() => child.kill("SIGKILL"), 3000)
+          await exited
+          clearTimeout(killer)
+        }
+      })
+    }
+    for (const stream of [child.stdout, child.stderr]) {
+      let buffered = ""
+      stream.setEncoding("utf8")
+      stream.on("data", (chunk: string) => {
+        buffered += chunk
+        let nl = buffered.indexOf("\n")
+        while (nl >= 0) {
+          onLine(buffered.slice(0, nl))
+          buffered = buffered.slice(nl + 1)
+          nl = buffered.indexOf("\n")
+        }
+      })
+    }
+    child.once("error", (error) => fail(error.message))
+    child.once("exit", (code, signal) => fail(`exited early (code ${code}, signal ${signal})`))
+  })
+}
+
+/** Sends SIGUSR2 (the preloaded hook runs a full GC) twice, then waits for memory to settle. */
+export const settleGc = async (pid: number, settleMs: number): Promise<void> => {
+  for (let i = 0; i < 2; i++) {
+    try {
+      process.kill(pid, "SIGUSR2")
+    } catch {
+      return
+    }
+    await sleep(settleMs / 2)
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))

@@ -1,0 +1,50 @@
+/**
+ * Target `gateway`: our server, `node apps/gateway/src/main.ts`, with its limits lifted so the bench
+ * measures throughput rather than rate limiting. Clients authenticate with an anon JWT like supabase-js.
+ */
+import { SignJWT } from "jose"
+import type { GatewaySource } from "../gatewaySource.ts"
+import { startServer } from "../serverProcess.ts"
+import { connectPhoenix } from "./phoenixSession.ts"
+import type { Target } from "./Target.ts"
+import type { ClientMode } from "./transport.ts"
+
+export const JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
+
+export const GATEWAY_ENTRY = "apps/gateway/src/main.ts"
+
+const LIMIT_OVERRIDES = {
+  MAX_CONNECTIONS: "100000",
+  MAX_CONNECTIONS_PER_USER: "100000",
+  MAX_CONNECTIONS_PER_IP: "100000",
+  MAX_EVENTS_PER_SECOND: "100000000",
+  MAX_JOINS_PER_SECOND: "100000"
+} as const
+
+export const anonToken = (): Promise<string> =>
+  new SignJWT({ role: "anon" })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .setExpirationTime(Math.floor(Date.now() / 1000) + 3600)
+    .sign(new TextEncoder().encode(JWT_SECRET))
+
+/** `source` is the directory holding the gateway's sources and node_modules (see gatewaySource.ts). */
+export const makeGatewayTarget = async (client: ClientMode, source: GatewaySource): Promise<Target> => {
+  const token = await anonToken()
+  return {
+    name: "gateway",
+    serverCommand: `node ${GATEWAY_ENTRY} from the ${source.description}, env ${Object.entries(LIMIT_OVERRIDES)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(" ")}`,
+    start: ({ port, cpu }) =>
+      startServer({
+        name: "gateway",
+        args: [GATEWAY_ENTRY],
+        cwd: source.dir,
+        env: { PORT: String(port), HOST: "127.0.0.1", ...LIMIT_OVERRIDES },
+        cpu,
+        startTimeoutMs: 30_000
+      }),
+    connect: (port, events, timeoutMs) =>
+      connectPhoenix(client, { port, path: `/realtime/v1/websocket?apikey=${token}&vsn=2.0.0` }, events, timeoutMs)
+  }
+}
