@@ -1,0 +1,1 @@
+export * as TestSocket from "./TestSocket.ts"
