@@ -1,0 +1,28 @@
+/** One instance of every failure reason, shared by the reply and catalogue tests. */
+import { AuthError } from "@wedsync/auth"
+import * as ConnectionError from "../src/ConnectionError.ts"
+
+/** One instance of every connection reason, built as the code builds them where a builder exists. */
+export const connectionReasons: ReadonlyArray<ConnectionError.Reason> = [
+  ConnectionError.topicNameRequired(),
+  new ConnectionError.UnmatchedTopic({ message: "unmatched topic" }),
+  ConnectionError.tooManyChannels(),
+  ConnectionError.tooManyJoins(),
+  ConnectionError.tooManyConnections(""),
+  ConnectionError.restarting(),
+  ConnectionError.outboxOverflow(),
+  ConnectionError.heartbeatTimeout(),
+  new ConnectionError.PayloadTooLarge({ message: "payload_size_exceeded" }),
+  ConnectionError.tooManyEvents(),
+  ConnectionError.presenceRateLimited()
+]
+
+/** One instance of every auth reason. */
+export const authReasons: ReadonlyArray<AuthError.AuthErrorReason> = [
+  AuthError.InvalidJWTToken.expired(5),
+  new AuthError.MalformedJWT(),
+  new AuthError.JwtSignatureError(),
+  new AuthError.JwtSignerError({ kid: "key-1" }),
+  new AuthError.Unauthorized({ subtopic: "wedding:42" }),
+  new AuthError.ApiKeyMissing()
+]
