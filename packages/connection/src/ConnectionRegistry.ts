@@ -79,6 +79,9 @@ export const make = Effect.gen(function*() {
           if (set === undefined) byUser.set(handle.userKey, (set = new Set()))
           set.add(handle)
         }
+        // A socket admitted before the drain began can finish its handshake after the drain took
+        // its list; without this it would be left open until the drain times out.
+        if (draining) handle.offer({ _tag: "Drain" })
       }),
       () =>
         Effect.suspend(() => {

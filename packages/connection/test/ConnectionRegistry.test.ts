@@ -172,6 +172,25 @@ describe("ConnectionRegistry", () => {
         assert.strictEqual(registry.count(), 0)
       }).pipe(Effect.provide(registryWith({ drainBatchSize: 2, drainIntervalMs: 100 }))))
 
+    it.effect("a socket that registers after the drain began is drained too", () =>
+      Effect.gen(function*() {
+        const registry = yield* ConnectionRegistry
+        const early = handle()
+        const releaseEarly = yield* registered(registry, early)
+        // Admitted before the drain, handshake finished after it took its list.
+        yield* registry.admit("10.0.0.2", undefined)
+        const drain = yield* Effect.forkChild(registry.drain(60_000))
+        yield* Effect.yieldNow
+        const late = handle()
+        const releaseLate = yield* registered(registry, late)
+        assert.deepStrictEqual([early.mails, late.mails], [["Drain"], ["Drain"]])
+        yield* releaseEarly
+        yield* Effect.yieldNow
+        assert.isUndefined(drain.pollUnsafe(), "the drain waits for the late socket as well")
+        yield* releaseLate
+        yield* Fiber.join(drain)
+      }).pipe(Effect.provide(registryWith())))
+
     it.effect("gives up after timeoutMs when handles do not leave", () =>
       Effect.gen(function*() {
         const registry = yield* ConnectionRegistry
