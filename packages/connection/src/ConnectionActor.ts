@@ -1,17 +1,20 @@
 /**
- * One actor per socket: a fiber that owns the connection's state and processes its mailbox in
- * order (frames from the client, deadlines from the registry's sweep, drain requests).
+ * One actor per socket: it owns the connection's state and processes its mailbox (frames from the
+ * client, deadlines from the registry's sweep, drain requests) strictly in order.
  *
- * Each joined channel holds a child scope with its hub subscription and presence entry; leaving
- * the channel closes that scope, and ending the actor closes them all, so nothing a connection
- * joined can outlive it. Outbound frames go through the socket's bounded `Outbox`.
+ * The actor holds no fiber while it is idle. Mail that arrives at an idle actor starts one
+ * processing fiber that drains the mailbox and ends; a failure in it is caught there (the socket
+ * is closed with 1011, nothing else is touched). An idle joined socket therefore costs a few
+ * small objects, not a suspended fiber, which is what keeps memory near that of a bare `ws`
+ * connection. Each joined channel holds a child scope (hub subscription, presence entry); the
+ * connection scope closes them all when the actor ends.
  */
 import { ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
 import { Hub, Presence, Publication, type Sink } from "@wedsync/hub"
 import { Frame, JoinConfig, Reply, Serializer, WsFrame } from "@wedsync/protocol"
-import { Clock, Effect, Exit, Metric, Queue, Result, Scope } from "effect"
+import { Cause, Clock, Context, Deferred, Effect, Exit, type Fiber, Metric, Result, Scope } from "effect"
 import { randomUUID } from "node:crypto"
-import { ConnectionConfig } from "./ConnectionConfig.ts"
+import { ConnectionConfig, type ConnectionOptions } from "./ConnectionConfig.ts"
 import * as ConnectionError from "./ConnectionError.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
 import { CloseCode, closeCodeOf, joinReason } from "./ErrorReply.ts"
@@ -46,6 +49,28 @@ export interface ConnectionHandle {
   offer(mail: Mail): void
 }
 
+export interface Init {
+  readonly id: number
+  readonly vsn: Frame.Vsn
+  readonly ip: string
+  readonly principal: Principal.Principal
+  readonly socket: Socket
+  readonly coalescer: WriteCoalescer
+  /** Whether the node is draining (new joins refused). */
+  readonly isDraining: () => boolean
+  /** Called once the handle exists, before the first frame is processed; runs in the connection scope. */
+  readonly register: (handle: ConnectionHandle) => Effect.Effect<void, never, Scope.Scope>
+  /** Called once when the actor has ended (socket closed by either side). */
+  readonly onEnd?: () => void
+}
+
+export type Services =
+  | ConnectionConfig
+  | Hub.Hub
+  | Presence.Presence
+  | TokenVerifier.TokenVerifier
+  | ChannelPolicy.ChannelPolicy
+
 interface Channel {
   readonly topic: string
   readonly subtopic: string
@@ -62,20 +87,22 @@ interface Channel {
   presenceCalls: Array<number>
 }
 
-export interface Init {
-  readonly id: number
-  readonly vsn: Frame.Vsn
-  readonly ip: string
-  readonly principal: Principal.Principal
-  readonly socket: Socket
-  readonly coalescer: WriteCoalescer
-  /** Whether the node is draining (new joins refused). */
-  readonly isDraining: () => boolean
-  /** Called once the handle exists, before the first frame is processed. */
-  readonly register: (handle: ConnectionHandle) => Effect.Effect<void, never, Scope.Scope>
-}
-
 const STATIC_OK = Reply.ok()
+
+/** A channel's way into the socket's outbox; its identity tells the hub who the sender is. */
+class ChannelSink implements Sink.Sink {
+  readonly vsn: Frame.Vsn
+  private readonly outbox: Outbox
+
+  constructor(vsn: Frame.Vsn, outbox: Outbox) {
+    this.vsn = vsn
+    this.outbox = outbox
+  }
+
+  enqueue(frame: Uint8Array): void {
+    this.outbox.enqueue(frame)
+  }
+}
 
 /** A stable, non-negative 27-bit id for a postgres_changes binding (Supabase uses phash2). */
 export const bindingId = (raw: unknown): number => {
@@ -88,395 +115,502 @@ export const bindingId = (raw: unknown): number => {
 const describeBinding = (b: JoinConfig.PostgresChangeBinding): string =>
   `[event: ${b.event}, schema: ${b.schema}, table: ${b.table ?? "*"}, filters: [${b.filter ?? ""}]]`
 
-/** Runs the actor until the socket closes; requires a scope that owns the connection. */
-export const run = (init: Init) =>
-  Effect.gen(function*() {
-    const config = yield* ConnectionConfig
-    const hub = yield* Hub.Hub
-    const presence = yield* Presence.Presence
-    const verifier = yield* TokenVerifier.TokenVerifier
-    const policy = yield* ChannelPolicy.ChannelPolicy
-    const connectionScope = yield* Effect.scope
-    const { socket, vsn } = init
+const joinsWith = (result: string) => Metric.withAttributes(ConnectionMetrics.joins, { result })
 
-    const mailbox = yield* Queue.unbounded<Mail>()
-    let paused = false
-    let ended = false
-    const channels = new Map<string, Channel>()
-    let joinWindowStart = 0
-    let joinsInWindow = 0
-    let eventWindowStart = 0
-    let eventsInWindow = 0
+class Actor implements ConnectionHandle {
+  readonly id: number
+  readonly ip: string
+  readonly userKey: string | undefined
+  lastSeenMs = 0
+  nextExpiryMs = Number.POSITIVE_INFINITY
 
-    const handle: { -readonly [K in keyof ConnectionHandle]: ConnectionHandle[K] } = {
-      id: init.id,
-      ip: init.ip,
-      userKey: init.principal.sub,
-      lastSeenMs: yield* Clock.currentTimeMillis,
-      nextExpiryMs: Number.POSITIVE_INFINITY,
-      offer: (mail) => {
-        if (ended) return
-        Queue.offerUnsafe(mailbox, mail)
-        if (!paused && mail._tag === "Frame" && Queue.sizeUnsafe(mailbox) >= config.mailboxCapacity) {
-          paused = true
-          socket.pauseReading()
+  private readonly init: Init
+  private readonly vsn: Frame.Vsn
+  private readonly config: ConnectionOptions
+  private readonly context: Context.Context<Services>
+  private readonly scope: Scope.Scope
+  private readonly outbox: Outbox
+  private readonly channels = new Map<string, Channel>()
+  private mailbox: Array<Mail> = []
+  private processing: Fiber.Fiber<void> | undefined
+  private running = false
+  private paused = false
+  private ended = false
+  private finished = false
+  private stopped = false
+  private joinWindowStart = 0
+  private joinsInWindow = 0
+  private eventWindowStart = 0
+  private eventsInWindow = 0
+
+  constructor(init: Init, context: Context.Context<Services>, scope: Scope.Scope) {
+    this.init = init
+    this.id = init.id
+    this.ip = init.ip
+    this.userKey = init.principal.sub
+    this.vsn = init.vsn
+    this.context = context
+    this.scope = scope
+    this.config = Context.get(context, ConnectionConfig)
+    this.outbox = new Outbox(init.socket.wire, init.coalescer, this.config.outboxLimitBytes, () => this.offer({ _tag: "Overflow" }))
+  }
+
+  // ---- mailbox ------------------------------------------------------------------------------
+
+  offer(mail: Mail): void {
+    if (this.finished || this.stopped) return
+    this.mailbox.push(mail)
+    if (!this.paused && mail._tag === "Frame" && this.mailbox.length >= this.config.mailboxCapacity) {
+      this.paused = true
+      this.init.socket.pauseReading()
+    }
+    if (!this.running) this.startProcessing()
+  }
+
+  private startProcessing(): void {
+    this.running = true
+    // The run may complete synchronously inside runForkWith; only a run still going is kept.
+    const fiber = Effect.runForkWith(this.context)(this.drainMailbox())
+    if (this.running) this.processing = fiber
+  }
+
+  private drainMailbox(): Effect.Effect<void, never, Services> {
+    const self = this
+    return Effect.gen(function*() {
+      while (self.mailbox.length > 0 && !self.ended) {
+        const batch = self.mailbox
+        self.mailbox = []
+        for (const mail of batch) {
+          if (self.ended) break
+          yield* self.onMail(mail)
+        }
+        if (self.paused && self.mailbox.length < self.config.mailboxCapacity / 2) {
+          self.paused = false
+          self.init.socket.resumeReading()
         }
       }
-    }
-
-    const outbox = new Outbox(socket.wire, init.coalescer, config.outboxLimitBytes, () => handle.offer({ _tag: "Overflow" }))
-
-    const sendText = (text: string) => void outbox.enqueue(WsFrame.text(text))
-    const send = (joinRef: string | null, ref: string | null, topic: string, event: string, payload: unknown) =>
-      sendText(Serializer.encode(vsn, { joinRef, ref, topic, event, payload }))
-    const reply = (joinRef: string | null, ref: string | null, topic: string, payload: Reply.ReplyPayload) =>
-      send(joinRef, ref, topic, Reply.PHX_REPLY, payload)
-
-    const closeSocket = (code: number, reason: string) =>
-      Effect.gen(function*() {
-        if (ended) return
-        ended = true
-        // Queued frames must reach the socket before the close frame does.
-        outbox.flush()
-        outbox.close()
-        socket.close(code, reason)
-        yield* Metric.update(Metric.withAttributes(ConnectionMetrics.closed, { reason: String(code) }), 1)
-      })
-
-    const refreshExpiry = () => {
-      let next = Number.POSITIVE_INFINITY
-      for (const channel of channels.values()) {
-        const exp = channel.principal.exp
-        if (exp !== undefined && exp * 1000 < next) next = exp * 1000
-      }
-      handle.nextExpiryMs = next
-    }
-
-    const removeChannel = (channel: Channel) =>
-      Effect.gen(function*() {
-        if (channels.get(channel.topic) === channel) channels.delete(channel.topic)
-        refreshExpiry()
-        yield* Scope.close(channel.scope, Exit.void)
-        yield* Metric.modify(ConnectionMetrics.channels, -1)
-      })
-
-    /** Supabase's "shutdown" of one channel: a `system` error, then `phx_close`; the socket stays. */
-    const shutdownChannel = (channel: Channel, message: string) =>
-      Effect.gen(function*() {
-        send(channel.joinRef, null, channel.topic, Reply.SYSTEM, Reply.system("system", "error", message, channel.subtopic))
-        send(channel.joinRef, channel.joinRef, channel.topic, Reply.PHX_CLOSE, {})
-        yield* removeChannel(channel)
-      })
-
-    const joinError = (joinRef: string | null, ref: string | null, topic: string, reason: string, code: string) =>
-      Effect.gen(function*() {
-        yield* Metric.update(Metric.withAttributes(ConnectionMetrics.joins, { result: code }), 1)
-        const payload = Reply.error(reason)
-        if (config.joinErrorDelayMs <= 0) return reply(joinRef, ref, topic, payload)
-        // The delay damps rejoin storms (Supabase waits 5 s); it runs beside the actor so
-        // heartbeats and other channels are not held up.
-        const frame = WsFrame.text(Serializer.encode(vsn, { joinRef, ref, topic, event: Reply.PHX_REPLY, payload }))
-        yield* Effect.forkIn(
-          Effect.sleep(config.joinErrorDelayMs).pipe(Effect.andThen(Effect.sync(() => handle.offer({ _tag: "Send", frame })))),
-          connectionScope
-        )
-      })
-
-    const resolvePrincipal = (token: string | undefined) =>
-      token === undefined || token.startsWith("sb_") ? Effect.succeed(init.principal) : verifier.verify(token)
-
-    const join = (message: Frame.Message) =>
-      Effect.gen(function*() {
-        const { topic, joinRef, ref } = message
-        const subtopic = Frame.subtopicOf(topic)
-        if (subtopic === undefined) return reply(joinRef, ref, topic, Reply.error(Reply.UNMATCHED_TOPIC))
-        if (subtopic === "") {
-          const reason = ConnectionError.topicNameRequired()
-          return yield* joinError(joinRef, ref, topic, joinReason(reason), reason._tag)
-        }
-        if (init.isDraining()) {
-          const reason = ConnectionError.restarting()
-          return yield* joinError(joinRef, ref, topic, joinReason(reason), reason._tag)
-        }
-        const now = yield* Clock.currentTimeMillis
-        if (now - joinWindowStart >= 1000) {
-          joinWindowStart = now
-          joinsInWindow = 0
-        }
-        if (++joinsInWindow > config.maxJoinsPerSecond) {
-          const reason = ConnectionError.tooManyJoins()
-          reply(joinRef, ref, topic, Reply.error(joinReason(reason)))
-          yield* Metric.update(Metric.withAttributes(ConnectionMetrics.joins, { result: reason._tag }), 1)
-          return yield* closeSocket(closeCodeOf(reason), reason.message)
-        }
-        const previous = channels.get(topic)
-        if (previous === undefined && channels.size >= config.maxChannelsPerConnection) {
-          const reason = ConnectionError.tooManyChannels()
-          return yield* joinError(joinRef, ref, topic, joinReason(reason), reason._tag)
-        }
-        const joinConfig = JoinConfig.parse(message.payload)
-        if (joinConfig.invalidFields.length > 0) {
-          yield* Effect.logDebug("InvalidJoinPayload", { fields: joinConfig.invalidFields })
-        }
-        const authorized = yield* resolvePrincipal(joinConfig.accessToken).pipe(
-          Effect.tap((principal) => policy.authorizeJoin(principal, subtopic, joinConfig.isPrivate)),
-          Effect.result
-        )
-        if (Result.isFailure(authorized)) {
-          const reason = authorized.failure.reason
-          return yield* joinError(joinRef, ref, topic, joinReason(reason), reason._tag)
-        }
-        if (previous !== undefined) {
-          // Joining a topic twice on one socket replaces the old channel, as Phoenix does.
-          send(previous.joinRef, previous.joinRef, topic, Reply.PHX_CLOSE, {})
-          yield* removeChannel(previous)
-        }
-        const scope = yield* Scope.fork(connectionScope, "sequential")
-        const sink: Sink.Sink = { vsn, enqueue: (frame) => void outbox.enqueue(frame) }
-        const channel: Channel = {
-          topic,
-          subtopic,
-          joinRef,
-          isPrivate: joinConfig.isPrivate,
-          key: Publication.topicKey(topic, joinConfig.isPrivate),
-          sink,
-          scope,
-          ack: joinConfig.broadcastAck,
-          self: joinConfig.broadcastSelf,
-          presenceKey: joinConfig.presenceKey ?? randomUUID(),
-          principal: authorized.success,
-          presenceTracked: false,
-          presenceCalls: []
-        }
-        yield* hub.subscribe(channel.key, sink).pipe(Scope.provide(scope))
-        channels.set(topic, channel)
-        refreshExpiry()
-        yield* Metric.modify(ConnectionMetrics.channels, 1)
-        yield* Metric.update(Metric.withAttributes(ConnectionMetrics.joins, { result: "ok" }), 1)
-        const bindings = joinConfig.postgresChanges.map((b) => ({ ...b.raw, id: bindingId(b.raw) }))
-        reply(joinRef, ref, topic, Reply.ok({ postgres_changes: bindings }))
-        if (joinConfig.presenceEnabled) {
-          sendText(Serializer.encodeRaw(vsn, joinRef, null, topic, Reply.PRESENCE_STATE, presence.state(topic, channel.isPrivate)))
-        }
-        for (const binding of joinConfig.postgresChanges) {
-          send(
-            joinRef,
-            null,
-            topic,
-            Reply.SYSTEM,
-            Reply.system(
-              "postgres_changes",
-              "error",
-              `Unable to subscribe to changes with given parameters. Postgres Changes are not enabled on this gateway (DATABASE_URL is not set): ${describeBinding(binding)}`,
-              subtopic
-            )
+    }).pipe(
+      Effect.catchCause((cause) =>
+        Cause.hasInterruptsOnly(cause)
+          ? Effect.void
+          : Effect.andThen(
+            Effect.logError("connection actor failed", Cause.pretty(cause)),
+            self.closeSocket(CloseCode.internalError, "internal error")
           )
-        }
-      })
+      ),
+      Effect.ensuring(Effect.sync(() => {
+        self.processing = undefined
+        self.running = false
+        if (self.stopped) return
+        if (self.ended) self.finish()
+        // Mail that arrived after the loop's last check but before this point starts a new run.
+        else if (self.mailbox.length > 0) self.startProcessing()
+      }))
+    )
+  }
 
-    /** Counts a client push against the per-socket rate; false when the channel was shut down. */
-    const admitEvent = (channel: Channel) =>
-      Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        if (now - eventWindowStart >= 1000) {
-          eventWindowStart = now
-          eventsInWindow = 0
-        }
-        if (++eventsInWindow <= config.maxEventsPerSecond) return true
-        yield* shutdownChannel(channel, ConnectionError.tooManyEvents().message)
-        return false
-      })
+  private finish(): void {
+    if (this.finished) return
+    this.finished = true
+    this.mailbox = []
+    this.init.onEnd?.()
+  }
 
-    const broadcastText = (channel: Channel, message: Frame.Message) =>
-      Effect.gen(function*() {
-        if (!(yield* admitEvent(channel))) return
-        const payload = message.payload
-        if (typeof payload !== "object" || payload === null || Array.isArray(payload)) return
-        const json = JSON.stringify(payload)
-        if (json.length > config.maxPayloadBytes && Buffer.byteLength(json) > config.maxPayloadBytes) {
-          if (channel.ack) reply(message.joinRef, message.ref, channel.topic, Reply.errorRaw(Reply.PAYLOAD_SIZE_EXCEEDED))
-          return
-        }
-        yield* hub.publish(Publication.json(channel.topic, channel.isPrivate, Reply.BROADCAST, json), channel.self ? undefined : channel.sink)
-        if (channel.ack) reply(message.joinRef, message.ref, channel.topic, STATIC_OK)
-      })
+  /** Interrupts a processing run in flight; used when the connection scope closes. */
+  stop(): Effect.Effect<void> {
+    return Effect.sync(() => {
+      this.stopped = true
+      this.processing?.interruptUnsafe()
+    })
+  }
 
-    const broadcastBinary = (broadcast: Frame.UserBroadcast) =>
-      Effect.gen(function*() {
-        const channel = channels.get(broadcast.topic)
-        if (channel === undefined) {
-          return reply(broadcast.joinRef, broadcast.ref, broadcast.topic, Reply.error(Reply.UNMATCHED_TOPIC))
-        }
-        if (!(yield* admitEvent(channel))) return
-        if (broadcast.payload.length > config.maxPayloadBytes) {
-          if (channel.ack) reply(broadcast.joinRef, broadcast.ref, channel.topic, Reply.errorRaw(Reply.PAYLOAD_SIZE_EXCEEDED))
-          return
-        }
-        const publication = Publication.userBroadcast(
-          channel.topic,
-          channel.isPrivate,
-          broadcast.userEvent,
-          broadcast.encoding,
-          broadcast.payload,
-          broadcast.meta
-        )
-        if (Result.isSuccess(publication)) {
-          yield* hub.publish(publication.success, channel.self ? undefined : channel.sink)
-        }
-        if (channel.ack) reply(broadcast.joinRef, broadcast.ref, channel.topic, STATIC_OK)
-      })
-
-    const presenceMessage = (channel: Channel, message: Frame.Message) =>
-      Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        channel.presenceCalls = channel.presenceCalls.filter((t) => now - t < config.presenceWindowMs)
-        channel.presenceCalls.push(now)
-        if (channel.presenceCalls.length > config.presenceMaxCalls) {
-          return yield* shutdownChannel(channel, ConnectionError.presenceRateLimited().message)
-        }
-        const body = message.payload as { readonly event?: unknown; readonly payload?: unknown } | null
-        const event = typeof body?.event === "string" ? body.event.toLowerCase() : ""
-        if (event === "track") {
-          const meta = body?.payload
-          if (typeof meta !== "object" || meta === null || Array.isArray(meta)) {
-            return reply(message.joinRef, message.ref, channel.topic, Reply.error("Presence track payload must be a map"))
-          }
-          if (Buffer.byteLength(JSON.stringify(meta)) > config.maxPayloadBytes) {
-            return yield* shutdownChannel(channel, "Track message size exceeded")
-          }
-          if (!channel.presenceTracked) {
-            channel.presenceTracked = true
-            yield* Scope.addFinalizer(channel.scope, presence.untrack(channel.topic, channel.isPrivate, channel.sink))
-          }
-          yield* presence.track(channel.topic, channel.isPrivate, channel.presenceKey, channel.sink, meta as Record<string, unknown>)
-          return reply(message.joinRef, message.ref, channel.topic, STATIC_OK)
-        }
-        if (event === "untrack") {
-          yield* presence.untrack(channel.topic, channel.isPrivate, channel.sink)
-          return reply(message.joinRef, message.ref, channel.topic, STATIC_OK)
-        }
-        reply(message.joinRef, message.ref, channel.topic, Reply.errorRaw({}))
-      })
-
-    const accessToken = (channel: Channel, message: Frame.Message) =>
-      Effect.gen(function*() {
-        const token = (message.payload as { readonly access_token?: unknown } | null)?.access_token
-        if (typeof token !== "string" || token.startsWith("sb_") || token === channel.principal.token) return
-        const verified = yield* verifier.verify(token).pipe(
-          Effect.tap((principal) => policy.authorizeJoin(principal, channel.subtopic, channel.isPrivate)),
-          Effect.result
-        )
-        if (Result.isFailure(verified)) return yield* shutdownChannel(channel, verified.failure.reason.message)
-        channel.principal = verified.success
-        refreshExpiry()
-      })
-
-    const onMessage = (message: Frame.Message) =>
-      Effect.gen(function*() {
-        const { topic, event } = message
-        if (topic === Reply.PHOENIX_TOPIC && event === Reply.HEARTBEAT) {
-          return reply(null, message.ref, topic, STATIC_OK)
-        }
-        if (event === Reply.PHX_JOIN) return yield* join(message)
-        const channel = channels.get(topic)
-        if (channel === undefined) {
-          // A leave for a channel that never joined (REST-only use) is acknowledged, as Phoenix does.
-          const payload = event === Reply.PHX_LEAVE ? STATIC_OK : Reply.error(Reply.UNMATCHED_TOPIC)
-          return reply(message.joinRef, message.ref, topic, payload)
-        }
-        switch (event) {
-          case Reply.PHX_LEAVE:
-            reply(message.joinRef, message.ref, topic, STATIC_OK)
-            send(channel.joinRef, channel.joinRef, topic, Reply.PHX_CLOSE, {})
-            return yield* removeChannel(channel)
-          case Reply.BROADCAST:
-            return yield* broadcastText(channel, message)
-          case Reply.PRESENCE:
-            return yield* presenceMessage(channel, message)
-          case Reply.ACCESS_TOKEN:
-            return yield* accessToken(channel, message)
-          default:
-            return
-        }
-      })
-
-    const onFrame = (data: string | Uint8Array) =>
-      Effect.gen(function*() {
-        handle.lastSeenMs = yield* Clock.currentTimeMillis
-        const decoded = Serializer.decode(vsn, data)
-        if (Result.isFailure(decoded)) {
-          yield* Metric.update(ConnectionMetrics.malformed, 1)
-          return yield* Effect.logDebug("MalformedWebSocketMessage", decoded.failure.message)
-        }
-        const inbound = decoded.success
-        if (inbound._tag === "UserBroadcast") {
-          yield* Metric.update(Metric.withAttributes(ConnectionMetrics.messagesIn, { kind: "broadcast" }), 1)
-          return yield* broadcastBinary(inbound.broadcast)
-        }
-        yield* Metric.update(Metric.withAttributes(ConnectionMetrics.messagesIn, { kind: inbound.message.event === "heartbeat" ? "heartbeat" : "push" }), 1)
-        return yield* onMessage(inbound.message)
-      })
-
-    const onDeadline = Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      if (now - handle.lastSeenMs >= config.idleTimeoutMs) {
-        const reason = ConnectionError.heartbeatTimeout()
-        return yield* closeSocket(closeCodeOf(reason), reason.message)
+  private onMail(mail: Mail): Effect.Effect<void, never, Services> {
+    switch (mail._tag) {
+      case "Frame":
+        return this.onFrame(mail.data)
+      case "Deadline":
+        return this.onDeadline()
+      case "Drain":
+        return this.onDrain()
+      case "Overflow": {
+        const reason = ConnectionError.outboxOverflow()
+        return this.closeSocket(closeCodeOf(reason), reason.message)
       }
-      for (const channel of [...channels.values()]) {
+      case "Send":
+        return Effect.sync(() => void this.outbox.enqueue(mail.frame))
+      case "Closed":
+        return Effect.sync(() => {
+          this.ended = true
+          this.outbox.close()
+        })
+    }
+  }
+
+  // ---- output -------------------------------------------------------------------------------
+
+  private sendText(text: string): void {
+    this.outbox.enqueue(WsFrame.text(text))
+  }
+
+  private send(joinRef: string | null, ref: string | null, topic: string, event: string, payload: unknown): void {
+    this.sendText(Serializer.encode(this.vsn, { joinRef, ref, topic, event, payload }))
+  }
+
+  private reply(joinRef: string | null, ref: string | null, topic: string, payload: Reply.ReplyPayload): void {
+    this.send(joinRef, ref, topic, Reply.PHX_REPLY, payload)
+  }
+
+  private closeSocket(code: number, reason: string): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.ended) return Effect.void
+      this.ended = true
+      // Queued frames must reach the socket before the close frame does.
+      this.outbox.flush()
+      this.outbox.close()
+      this.init.socket.close(code, reason)
+      return Metric.update(Metric.withAttributes(ConnectionMetrics.closed, { reason: String(code) }), 1)
+    })
+  }
+
+  // ---- channels -----------------------------------------------------------------------------
+
+  private refreshExpiry(): void {
+    let next = Number.POSITIVE_INFINITY
+    for (const channel of this.channels.values()) {
+      const exp = channel.principal.exp
+      if (exp !== undefined && exp * 1000 < next) next = exp * 1000
+    }
+    this.nextExpiryMs = next
+  }
+
+  private removeChannel(channel: Channel): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.channels.get(channel.topic) === channel) this.channels.delete(channel.topic)
+      this.refreshExpiry()
+      return Effect.andThen(Scope.close(channel.scope, Exit.void), Metric.modify(ConnectionMetrics.channels, -1))
+    })
+  }
+
+  /** Supabase's "shutdown" of one channel: a `system` error, then `phx_close`; the socket stays. */
+  private shutdownChannel(channel: Channel, message: string): Effect.Effect<void> {
+    this.send(channel.joinRef, null, channel.topic, Reply.SYSTEM, Reply.system("system", "error", message, channel.subtopic))
+    this.send(channel.joinRef, channel.joinRef, channel.topic, Reply.PHX_CLOSE, {})
+    return this.removeChannel(channel)
+  }
+
+  private joinError(joinRef: string | null, ref: string | null, topic: string, reason: ConnectionError.Reason | { readonly _tag: string; readonly message: string }): Effect.Effect<void> {
+    const payload = Reply.error(joinReason(reason as ConnectionError.Reason))
+    const delay = this.config.joinErrorDelayMs
+    const counted = Metric.update(joinsWith(reason._tag), 1)
+    if (delay <= 0) return Effect.andThen(counted, Effect.sync(() => this.reply(joinRef, ref, topic, payload)))
+    // The delay damps rejoin storms (Supabase waits 5 s); it runs beside the actor so heartbeats
+    // and other channels are not held up.
+    const frame = WsFrame.text(Serializer.encode(this.vsn, { joinRef, ref, topic, event: Reply.PHX_REPLY, payload }))
+    const later = Effect.andThen(Effect.sleep(delay), Effect.sync(() => this.offer({ _tag: "Send", frame })))
+    return Effect.andThen(counted, Effect.asVoid(Effect.forkIn(later, this.scope)))
+  }
+
+  private join(message: Frame.Message): Effect.Effect<void, never, Services> {
+    const self = this
+    return Effect.gen(function*() {
+      const { topic, joinRef, ref } = message
+      const subtopic = Frame.subtopicOf(topic)
+      if (subtopic === undefined) return self.reply(joinRef, ref, topic, Reply.error(Reply.UNMATCHED_TOPIC))
+      if (subtopic === "") return yield* self.joinError(joinRef, ref, topic, ConnectionError.topicNameRequired())
+      if (self.init.isDraining()) return yield* self.joinError(joinRef, ref, topic, ConnectionError.restarting())
+      const now = yield* Clock.currentTimeMillis
+      if (now - self.joinWindowStart >= 1000) {
+        self.joinWindowStart = now
+        self.joinsInWindow = 0
+      }
+      if (++self.joinsInWindow > self.config.maxJoinsPerSecond) {
+        const reason = ConnectionError.tooManyJoins()
+        self.reply(joinRef, ref, topic, Reply.error(joinReason(reason)))
+        yield* Metric.update(joinsWith(reason._tag), 1)
+        return yield* self.closeSocket(closeCodeOf(reason), reason.message)
+      }
+      const previous = self.channels.get(topic)
+      if (previous === undefined && self.channels.size >= self.config.maxChannelsPerConnection) {
+        return yield* self.joinError(joinRef, ref, topic, ConnectionError.tooManyChannels())
+      }
+      const joinConfig = JoinConfig.parse(message.payload)
+      if (joinConfig.invalidFields.length > 0) {
+        yield* Effect.logDebug("InvalidJoinPayload", { fields: joinConfig.invalidFields })
+      }
+      const verifier = Context.get(self.context, TokenVerifier.TokenVerifier)
+      const policy = Context.get(self.context, ChannelPolicy.ChannelPolicy)
+      const token = joinConfig.accessToken
+      const principal = token === undefined || token.startsWith("sb_") ? Effect.succeed(self.init.principal) : verifier.verify(token)
+      const authorized = yield* principal.pipe(
+        Effect.tap((p) => policy.authorizeJoin(p, subtopic, joinConfig.isPrivate)),
+        Effect.result
+      )
+      if (Result.isFailure(authorized)) return yield* self.joinError(joinRef, ref, topic, authorized.failure.reason)
+      if (previous !== undefined) {
+        // Joining a topic twice on one socket replaces the old channel, as Phoenix does.
+        self.send(previous.joinRef, previous.joinRef, topic, Reply.PHX_CLOSE, {})
+        yield* self.removeChannel(previous)
+      }
+      const sink = new ChannelSink(self.vsn, self.outbox)
+      const channel: Channel = {
+        topic,
+        subtopic,
+        joinRef,
+        isPrivate: joinConfig.isPrivate,
+        key: Publication.topicKey(topic, joinConfig.isPrivate),
+        sink,
+        scope: yield* Scope.fork(self.scope, "sequential"),
+        ack: joinConfig.broadcastAck,
+        self: joinConfig.broadcastSelf,
+        presenceKey: joinConfig.presenceKey ?? randomUUID(),
+        principal: authorized.success,
+        presenceTracked: false,
+        presenceCalls: []
+      }
+      const hub = Context.get(self.context, Hub.Hub)
+      yield* hub.subscribe(channel.key, sink).pipe(Scope.provide(channel.scope))
+      self.channels.set(topic, channel)
+      self.refreshExpiry()
+      yield* Metric.modify(ConnectionMetrics.channels, 1)
+      yield* Metric.update(joinsWith("ok"), 1)
+      const bindings = joinConfig.postgresChanges.map((b) => ({ ...b.raw, id: bindingId(b.raw) }))
+      self.reply(joinRef, ref, topic, Reply.ok({ postgres_changes: bindings }))
+      if (joinConfig.presenceEnabled) {
+        const state = Context.get(self.context, Presence.Presence).state(topic, channel.isPrivate)
+        self.sendText(Serializer.encodeRaw(self.vsn, joinRef, null, topic, Reply.PRESENCE_STATE, state))
+      }
+      for (const binding of joinConfig.postgresChanges) {
+        self.send(
+          joinRef,
+          null,
+          topic,
+          Reply.SYSTEM,
+          Reply.system(
+            "postgres_changes",
+            "error",
+            `Unable to subscribe to changes with given parameters. Postgres Changes are not enabled on this gateway (DATABASE_URL is not set): ${describeBinding(binding)}`,
+            subtopic
+          )
+        )
+      }
+    })
+  }
+
+  /** Counts a client push against the per-socket rate; false when the channel was shut down. */
+  private admitEvent(channel: Channel): Effect.Effect<boolean> {
+    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      if (now - this.eventWindowStart >= 1000) {
+        this.eventWindowStart = now
+        this.eventsInWindow = 0
+      }
+      if (++this.eventsInWindow <= this.config.maxEventsPerSecond) return Effect.succeed(true)
+      return Effect.as(this.shutdownChannel(channel, ConnectionError.tooManyEvents().message), false)
+    })
+  }
+
+  private broadcastText(channel: Channel, message: Frame.Message): Effect.Effect<void, never, Services> {
+    const self = this
+    return Effect.gen(function*() {
+      if (!(yield* self.admitEvent(channel))) return
+      const payload = message.payload
+      if (typeof payload !== "object" || payload === null || Array.isArray(payload)) return
+      const json = JSON.stringify(payload)
+      if (json.length > self.config.maxPayloadBytes && Buffer.byteLength(json) > self.config.maxPayloadBytes) {
+        if (channel.ack) self.reply(message.joinRef, message.ref, channel.topic, Reply.errorRaw(Reply.PAYLOAD_SIZE_EXCEEDED))
+        return
+      }
+      const hub = Context.get(self.context, Hub.Hub)
+      yield* hub.publish(Publication.json(channel.topic, channel.isPrivate, Reply.BROADCAST, json), channel.self ? undefined : channel.sink)
+      if (channel.ack) self.reply(message.joinRef, message.ref, channel.topic, STATIC_OK)
+    })
+  }
+
+  private broadcastBinary(broadcast: Frame.UserBroadcast): Effect.Effect<void, never, Services> {
+    const self = this
+    return Effect.gen(function*() {
+      const channel = self.channels.get(broadcast.topic)
+      if (channel === undefined) {
+        return self.reply(broadcast.joinRef, broadcast.ref, broadcast.topic, Reply.error(Reply.UNMATCHED_TOPIC))
+      }
+      if (!(yield* self.admitEvent(channel))) return
+      if (broadcast.payload.length > self.config.maxPayloadBytes) {
+        if (channel.ack) self.reply(broadcast.joinRef, broadcast.ref, channel.topic, Reply.errorRaw(Reply.PAYLOAD_SIZE_EXCEEDED))
+        return
+      }
+      const publication = Publication.userBroadcast(
+        channel.topic,
+        channel.isPrivate,
+        broadcast.userEvent,
+        broadcast.encoding,
+        broadcast.payload,
+        broadcast.meta
+      )
+      if (Result.isSuccess(publication)) {
+        yield* Context.get(self.context, Hub.Hub).publish(publication.success, channel.self ? undefined : channel.sink)
+      }
+      if (channel.ack) self.reply(broadcast.joinRef, broadcast.ref, channel.topic, STATIC_OK)
+    })
+  }
+
+  private presenceMessage(channel: Channel, message: Frame.Message): Effect.Effect<void, never, Services> {
+    const self = this
+    return Effect.gen(function*() {
+      const presence = Context.get(self.context, Presence.Presence)
+      const now = yield* Clock.currentTimeMillis
+      channel.presenceCalls = channel.presenceCalls.filter((t) => now - t < self.config.presenceWindowMs)
+      channel.presenceCalls.push(now)
+      if (channel.presenceCalls.length > self.config.presenceMaxCalls) {
+        return yield* self.shutdownChannel(channel, ConnectionError.presenceRateLimited().message)
+      }
+      const body = message.payload as { readonly event?: unknown; readonly payload?: unknown } | null
+      const event = typeof body?.event === "string" ? body.event.toLowerCase() : ""
+      if (event === "track") {
+        const meta = body?.payload
+        if (typeof meta !== "object" || meta === null || Array.isArray(meta)) {
+          return self.reply(message.joinRef, message.ref, channel.topic, Reply.error("Presence track payload must be a map"))
+        }
+        if (Buffer.byteLength(JSON.stringify(meta)) > self.config.maxPayloadBytes) {
+          return yield* self.shutdownChannel(channel, "Track message size exceeded")
+        }
+        if (!channel.presenceTracked) {
+          channel.presenceTracked = true
+          yield* Scope.addFinalizer(channel.scope, presence.untrack(channel.topic, channel.isPrivate, channel.sink))
+        }
+        yield* presence.track(channel.topic, channel.isPrivate, channel.presenceKey, channel.sink, meta as Record<string, unknown>)
+        return self.reply(message.joinRef, message.ref, channel.topic, STATIC_OK)
+      }
+      if (event === "untrack") {
+        yield* presence.untrack(channel.topic, channel.isPrivate, channel.sink)
+        return self.reply(message.joinRef, message.ref, channel.topic, STATIC_OK)
+      }
+      self.reply(message.joinRef, message.ref, channel.topic, Reply.errorRaw({}))
+    })
+  }
+
+  private accessToken(channel: Channel, message: Frame.Message): Effect.Effect<void, never, Services> {
+    const self = this
+    return Effect.gen(function*() {
+      const token = (message.payload as { readonly access_token?: unknown } | null)?.access_token
+      if (typeof token !== "string" || token.startsWith("sb_") || token === channel.principal.token) return
+      const verifier = Context.get(self.context, TokenVerifier.TokenVerifier)
+      const policy = Context.get(self.context, ChannelPolicy.ChannelPolicy)
+      const verified = yield* verifier.verify(token).pipe(
+        Effect.tap((principal) => policy.authorizeJoin(principal, channel.subtopic, channel.isPrivate)),
+        Effect.result
+      )
+      if (Result.isFailure(verified)) return yield* self.shutdownChannel(channel, verified.failure.reason.message)
+      channel.principal = verified.success
+      self.refreshExpiry()
+    })
+  }
+
+  private onMessage(message: Frame.Message): Effect.Effect<void, never, Services> {
+    const { topic, event } = message
+    if (topic === Reply.PHOENIX_TOPIC && event === Reply.HEARTBEAT) {
+      return Effect.sync(() => this.reply(null, message.ref, topic, STATIC_OK))
+    }
+    if (event === Reply.PHX_JOIN) return this.join(message)
+    const channel = this.channels.get(topic)
+    if (channel === undefined) {
+      // A leave for a channel that never joined (REST-only use) is acknowledged, as Phoenix does.
+      const payload = event === Reply.PHX_LEAVE ? STATIC_OK : Reply.error(Reply.UNMATCHED_TOPIC)
+      return Effect.sync(() => this.reply(message.joinRef, message.ref, topic, payload))
+    }
+    switch (event) {
+      case Reply.PHX_LEAVE:
+        this.reply(message.joinRef, message.ref, topic, STATIC_OK)
+        this.send(channel.joinRef, channel.joinRef, topic, Reply.PHX_CLOSE, {})
+        return this.removeChannel(channel)
+      case Reply.BROADCAST:
+        return this.broadcastText(channel, message)
+      case Reply.PRESENCE:
+        return this.presenceMessage(channel, message)
+      case Reply.ACCESS_TOKEN:
+        return this.accessToken(channel, message)
+      default:
+        return Effect.void
+    }
+  }
+
+  private onFrame(data: string | Uint8Array): Effect.Effect<void, never, Services> {
+    const self = this
+    return Effect.gen(function*() {
+      self.lastSeenMs = yield* Clock.currentTimeMillis
+      const decoded = Serializer.decode(self.vsn, data)
+      if (Result.isFailure(decoded)) {
+        yield* Metric.update(ConnectionMetrics.malformed, 1)
+        return yield* Effect.logDebug("MalformedWebSocketMessage", decoded.failure.message)
+      }
+      const inbound = decoded.success
+      if (inbound._tag === "UserBroadcast") {
+        yield* Metric.update(Metric.withAttributes(ConnectionMetrics.messagesIn, { kind: "broadcast" }), 1)
+        return yield* self.broadcastBinary(inbound.broadcast)
+      }
+      const kind = inbound.message.event === Reply.HEARTBEAT ? "heartbeat" : "push"
+      yield* Metric.update(Metric.withAttributes(ConnectionMetrics.messagesIn, { kind }), 1)
+      return yield* self.onMessage(inbound.message)
+    })
+  }
+
+  private onDeadline(): Effect.Effect<void> {
+    const self = this
+    return Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      if (now - self.lastSeenMs >= self.config.idleTimeoutMs) {
+        const reason = ConnectionError.heartbeatTimeout()
+        return yield* self.closeSocket(closeCodeOf(reason), reason.message)
+      }
+      for (const channel of [...self.channels.values()]) {
         const exp = channel.principal.exp
         if (exp !== undefined && exp * 1000 <= now) {
           const secondsAgo = Math.max(0, Math.floor((now - exp * 1000) / 1000))
-          yield* shutdownChannel(channel, `Token has expired ${secondsAgo} seconds ago`)
+          yield* self.shutdownChannel(channel, `Token has expired ${secondsAgo} seconds ago`)
         }
       }
     })
+  }
 
-    const onDrain = Effect.gen(function*() {
-      for (const channel of channels.values()) {
-        send(channel.joinRef, null, channel.topic, Reply.SYSTEM, Reply.system("system", "ok", "Server requested disconnect", channel.subtopic))
-      }
-      yield* closeSocket(CloseCode.serviceRestart, "server draining")
-    })
-
-    const onMail = (mail: Mail): Effect.Effect<void> => {
-      switch (mail._tag) {
-        case "Frame":
-          return onFrame(mail.data)
-        case "Deadline":
-          return onDeadline
-        case "Drain":
-          return onDrain
-        case "Overflow": {
-          const reason = ConnectionError.outboxOverflow()
-          return closeSocket(closeCodeOf(reason), reason.message)
-        }
-        case "Send":
-          return Effect.sync(() => void outbox.enqueue(mail.frame))
-        case "Closed":
-          return Effect.sync(() => {
-            ended = true
-            outbox.close()
-          })
-      }
+  private onDrain(): Effect.Effect<void> {
+    for (const channel of this.channels.values()) {
+      this.send(channel.joinRef, null, channel.topic, Reply.SYSTEM, Reply.system("system", "ok", "Server requested disconnect", channel.subtopic))
     }
+    return this.closeSocket(CloseCode.serviceRestart, "server draining")
+  }
 
-    yield* init.register(handle)
+  /** Releases what the connection holds; runs as the connection scope's finalizer. */
+  release(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const count = this.channels.size
+      this.channels.clear()
+      return this.closeSocket(CloseCode.normal, "").pipe(
+        Effect.andThen(Effect.sync(() => this.finish())),
+        Effect.andThen(Metric.modify(ConnectionMetrics.open, -1)),
+        Effect.andThen(Metric.modify(ConnectionMetrics.channels, -count))
+      )
+    })
+  }
+}
+
+/**
+ * Starts an actor in the current scope and returns its handle. The actor lives until the socket
+ * closes or the scope closes, whichever comes first; `init.onEnd` reports the former.
+ */
+export const make = (init: Init): Effect.Effect<ConnectionHandle, never, Scope.Scope | Services> =>
+  Effect.gen(function*() {
+    const context = yield* Effect.context<Services>()
+    const scope = yield* Effect.scope
+    const actor = new Actor(init, context, scope)
+    actor.lastSeenMs = yield* Clock.currentTimeMillis
+    yield* Scope.addFinalizer(scope, Effect.andThen(actor.stop(), actor.release()))
+    yield* init.register(actor)
     yield* Metric.modify(ConnectionMetrics.open, 1)
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
-        yield* Metric.modify(ConnectionMetrics.open, -1)
-        yield* Metric.modify(ConnectionMetrics.channels, -channels.size)
-        channels.clear()
-        if (!ended) yield* closeSocket(CloseCode.normal, "")
-      })
-    )
-    while (!ended) {
-      const mail = yield* Queue.take(mailbox)
-      yield* onMail(mail)
-      if (paused && Queue.sizeUnsafe(mailbox) < config.mailboxCapacity / 2) {
-        paused = false
-        socket.resumeReading()
-      }
-    }
+    return actor
+  })
+
+/** Runs an actor until its socket closes (tests and simple callers). */
+export const run = (init: Init): Effect.Effect<void, never, Scope.Scope | Services> =>
+  Effect.gen(function*() {
+    const ended = yield* Deferred.make<void>()
+    yield* make({ ...init, onEnd: () => Deferred.doneUnsafe(ended, Exit.void) })
+    yield* Deferred.await(ended)
   })

@@ -6,7 +6,7 @@
  * The sweep only compares two numbers per connection and mails the actor when a deadline has
  * passed, so idle sockets cost no timers and almost no CPU.
  */
-import { Clock, Context, Deferred, Effect, Layer, Schedule, type Scope } from "effect"
+import { Clock, Context, Deferred, Effect, Layer, Schedule, Scope } from "effect"
 import { ConnectionConfig } from "./ConnectionConfig.ts"
 import * as ConnectionError from "./ConnectionError.ts"
 import type { ConnectionHandle } from "./ConnectionActor.ts"
@@ -55,45 +55,46 @@ export const make = Effect.gen(function*() {
       if (userKey !== undefined && (perUser.get(userKey) ?? 0) >= config.maxConnectionsPerUser) {
         return refuse(ConnectionError.tooManyConnections(" for this user"))
       }
-      return Effect.acquireRelease(
-        Effect.sync(() => {
-          admitted++
-          bump(perIp, ip, 1)
-          if (userKey !== undefined) bump(perUser, userKey, 1)
-        }),
-        () =>
+      admitted++
+      bump(perIp, ip, 1)
+      if (userKey !== undefined) bump(perUser, userKey, 1)
+      // A bare finalizer rather than acquireRelease: this runs once per socket and an idle
+      // socket should hold as few objects as possible.
+      return Effect.flatMap(Effect.scope, (scope) =>
+        Scope.addFinalizer(
+          scope,
           Effect.sync(() => {
             admitted--
             bump(perIp, ip, -1)
             if (userKey !== undefined) bump(perUser, userKey, -1)
           })
-      )
+        ))
+    })
+
+  const unregister = (handle: ConnectionHandle) =>
+    Effect.suspend(() => {
+      handles.delete(handle)
+      if (handle.userKey !== undefined) {
+        const set = byUser.get(handle.userKey)
+        set?.delete(handle)
+        if (set?.size === 0) byUser.delete(handle.userKey)
+      }
+      return handles.size === 0 && drained !== undefined ? Deferred.succeed(drained, undefined) : Effect.void
     })
 
   const register: ConnectionRegistryShape["register"] = (handle) =>
-    Effect.acquireRelease(
-      Effect.sync(() => {
-        handles.add(handle)
-        if (handle.userKey !== undefined) {
-          let set = byUser.get(handle.userKey)
-          if (set === undefined) byUser.set(handle.userKey, (set = new Set()))
-          set.add(handle)
-        }
-        // A socket admitted before the drain began can finish its handshake after the drain took
-        // its list; without this it would be left open until the drain times out.
-        if (draining) handle.offer({ _tag: "Drain" })
-      }),
-      () =>
-        Effect.suspend(() => {
-          handles.delete(handle)
-          if (handle.userKey !== undefined) {
-            const set = byUser.get(handle.userKey)
-            set?.delete(handle)
-            if (set?.size === 0) byUser.delete(handle.userKey)
-          }
-          return handles.size === 0 && drained !== undefined ? Deferred.succeed(drained, undefined) : Effect.void
-        })
-    ).pipe(Effect.asVoid)
+    Effect.flatMap(Effect.scope, (scope) => {
+      handles.add(handle)
+      if (handle.userKey !== undefined) {
+        let set = byUser.get(handle.userKey)
+        if (set === undefined) byUser.set(handle.userKey, (set = new Set()))
+        set.add(handle)
+      }
+      // A socket admitted before the drain began can finish its handshake after the drain took
+      // its list; without this it would be left open until the drain times out.
+      if (draining) handle.offer({ _tag: "Drain" })
+      return Scope.addFinalizer(scope, Effect.asVoid(unregister(handle)))
+    })
 
   const sweep = Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis

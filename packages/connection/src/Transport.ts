@@ -7,10 +7,9 @@
  * (one write per socket per event-loop turn). `ws` still parses inbound frames and performs the
  * close handshake; both write to the socket synchronously, so frames never interleave.
  */
-import { ChannelPolicy, TokenVerifier } from "@wedsync/auth"
-import { Hub, Presence } from "@wedsync/hub"
+import { type Principal, TokenVerifier } from "@wedsync/auth"
 import type { Frame } from "@wedsync/protocol"
-import { Cause, Effect, FiberSet, Metric, type Scope } from "effect"
+import { Effect, Exit, FiberSet, Metric, Scope } from "effect"
 import type { IncomingMessage, Server } from "node:http"
 import type { Duplex } from "node:stream"
 import { WebSocketServer, type WebSocket } from "ws"
@@ -18,9 +17,9 @@ import { ConnectionConfig } from "./ConnectionConfig.ts"
 import * as ConnectionActor from "./ConnectionActor.ts"
 import type * as ConnectionError from "./ConnectionError.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
-import { ConnectionRegistry } from "./ConnectionRegistry.ts"
-import { CloseCode, type HttpRefusal, upgradeRefusal } from "./ErrorReply.ts"
-import { WriteCoalescer } from "./Outbox.ts"
+import { ConnectionRegistry, type ConnectionRegistryShape } from "./ConnectionRegistry.ts"
+import { type HttpRefusal, upgradeRefusal } from "./ErrorReply.ts"
+import { type Wire, WriteCoalescer } from "./Outbox.ts"
 
 /** Paths realtime-js connects to: behind Supabase's API gateway, and the Realtime server's own. */
 export const WEBSOCKET_PATHS: ReadonlySet<string> = new Set(["/realtime/v1/websocket", "/socket/websocket"])
@@ -56,22 +55,90 @@ export const parseVsn = (value: string | null): Frame.Vsn | undefined => {
   return undefined
 }
 
-const socketOf = (ws: WebSocket, raw: Duplex): ConnectionActor.Socket => ({
-  wire: {
-    write: (bytes) => {
-      if (!raw.destroyed && raw.writable) raw.write(bytes)
-    },
-    get bufferedBytes() {
-      return raw.writableLength
-    }
-  },
-  close: (code, reason) => {
+/** The actor's view of a `ws` socket; a class, so that each connection costs one object, not five closures. */
+class WsSocket implements ConnectionActor.Socket, Wire {
+  private readonly ws: WebSocket
+  private readonly raw: Duplex
+  readonly wire: Wire = this
+
+  constructor(ws: WebSocket, raw: Duplex) {
+    this.ws = ws
+    this.raw = raw
+  }
+
+  write(bytes: Uint8Array): void {
+    if (!this.raw.destroyed && this.raw.writable) this.raw.write(bytes)
+  }
+
+  get bufferedBytes(): number {
+    return this.raw.writableLength
+  }
+
+  close(code: number, reason: string): void {
+    const ws = this.ws
     ws.close(code, reason)
     setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref()
-  },
-  pauseReading: () => ws.pause(),
-  resumeReading: () => ws.resume()
-})
+  }
+
+  pauseReading(): void {
+    this.ws.pause()
+  }
+
+  resumeReading(): void {
+    this.ws.resume()
+  }
+}
+
+/** The actor of each socket, reached from shared `ws` listeners (no per-socket listener closures). */
+const actors = new WeakMap<WebSocket, ConnectionActor.ConnectionHandle>()
+
+function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  actors.get(this)?.offer({ _tag: "Frame", data: isBinary ? data : data.toString("utf8") })
+}
+
+const CLOSED: ConnectionActor.Mail = { _tag: "Closed" }
+
+function onClose(this: WebSocket): void {
+  actors.get(this)?.offer(CLOSED)
+}
+
+interface Accepted {
+  readonly ws: WebSocket
+  readonly raw: Duplex
+  readonly vsn: Frame.Vsn
+  readonly ip: string
+  readonly principal: Principal.Principal
+  readonly id: number
+}
+
+/**
+ * Starts the actor of an accepted socket. Kept apart from the upgrade code on purpose: closures
+ * created here live as long as the connection, and must not keep the upgrade request alive.
+ */
+const startActor = (accepted: Accepted, coalescer: WriteCoalescer, registry: ConnectionRegistryShape, onEnd: () => void) => {
+  const { ws } = accepted
+  return ConnectionActor.make({
+    id: accepted.id,
+    vsn: accepted.vsn,
+    ip: accepted.ip,
+    principal: accepted.principal,
+    socket: new WsSocket(ws, accepted.raw),
+    coalescer,
+    isDraining: registry.isDraining,
+    onEnd,
+    register: (handle) =>
+      Effect.andThen(
+        registry.register(handle),
+        Effect.sync(() => {
+          actors.set(ws, handle)
+          ws.on("message", onMessage)
+          ws.once("close", onClose)
+          ws.on("error", onClose)
+          ws.resume()
+        })
+      )
+  })
+}
 
 /** Handles WebSocket upgrades on `server` until the scope closes. */
 export const attach = (server: Server) =>
@@ -79,14 +146,16 @@ export const attach = (server: Server) =>
     const config = yield* ConnectionConfig
     const registry = yield* ConnectionRegistry
     const verifier = yield* TokenVerifier.TokenVerifier
-    const runFork = yield* FiberSet.makeRuntime<
-      ConnectionConfig | Hub.Hub | Presence.Presence | TokenVerifier.TokenVerifier | ChannelPolicy.ChannelPolicy
-    >()
+    // Connection scopes hang off one scope made now, so that a finalizer the caller adds after
+    // `attach` (the drain) runs before any connection is force-closed.
+    const transportScope = yield* Scope.fork(yield* Effect.scope, "parallel")
+    // Short-lived fibers only (handshakes, scope closing): an established connection holds no fiber.
+    const runFork = yield* FiberSet.makeRuntime<ConnectionActor.Services>()
     const coalescer = new WriteCoalescer()
     const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_FRAME_BYTES, clientTracking: false })
     let nextId = 0
 
-    const refuse = (socket: Duplex, reason: ConnectionError.Reason | { readonly _tag: string; readonly message: string }) =>
+    const refuse = (socket: Duplex, reason: { readonly _tag: string; readonly message: string }) =>
       Effect.gen(function*() {
         yield* Metric.update(Metric.withAttributes(ConnectionMetrics.refused, { reason: reason._tag }), 1)
         if (config.connectErrorDelayMs > 0) yield* Effect.sleep(config.connectErrorDelayMs)
@@ -102,48 +171,33 @@ export const attach = (server: Server) =>
         })
       })
 
-    const connection = (request: IncomingMessage, raw: Duplex, head: Buffer, vsn: Frame.Vsn, apiKey: string) =>
-      Effect.gen(function*() {
-        const ip = request.socket.remoteAddress ?? "unknown"
+    // Built outside `establish` so the closure kept for the connection's life does not share a
+    // context with (and so retain) the upgrade request.
+    const connectionScope = () => {
+      const scope = Scope.forkUnsafe(transportScope, "sequential")
+      return { scope, close: () => void runFork(Scope.close(scope, Exit.void)) }
+    }
+
+    const establish = (request: IncomingMessage, raw: Duplex, head: Buffer, vsn: Frame.Vsn, apiKey: string, ip: string) => {
+      const { scope, close: closeScope } = connectionScope()
+      return Effect.gen(function*() {
         const principal = yield* verifier.verify(apiKey)
         yield* registry.admit(ip, principal.sub)
         const ws = yield* upgrade(request, raw, head)
-        const socket = socketOf(ws, raw)
         yield* Metric.update(ConnectionMetrics.accepted, 1)
-        yield* ConnectionActor.run({
-          id: ++nextId,
-          vsn,
-          ip,
-          principal,
-          socket,
-          coalescer,
-          isDraining: registry.isDraining,
-          register: (handle) =>
-            Effect.gen(function*() {
-              yield* registry.register(handle)
-              ws.on("message", (data: Buffer, isBinary: boolean) =>
-                handle.offer({ _tag: "Frame", data: isBinary ? data : data.toString("utf8") })
-              )
-              ws.once("close", () => handle.offer({ _tag: "Closed" }))
-              ws.on("error", () => handle.offer({ _tag: "Closed" }))
-              ws.resume()
-            })
-        }).pipe(
-          Effect.catchCause((cause) =>
-            Effect.gen(function*() {
-              yield* Effect.logError("connection actor failed", Cause.pretty(cause))
-              ws.close(CloseCode.internalError, "internal error")
-              ws.terminate()
-            })
-          )
-        )
+        return { ws, raw, vsn, ip, principal, id: ++nextId }
       }).pipe(
+        Effect.flatMap((accepted) => startActor(accepted, coalescer, registry, closeScope)),
+        Scope.provide(scope),
+        // Any failure releases what was admitted so far (the connection slot).
+        Effect.tapCause(() => Effect.sync(closeScope)),
         Effect.catchTags({
           AuthError: (e) => refuse(raw, e.reason),
           ConnectionError: (e) => refuse(raw, e.reason)
         }),
-        Effect.scoped
+        Effect.asVoid
       )
+    }
 
     const onUpgrade = (request: IncomingMessage, raw: Duplex, head: Buffer) => {
       raw.on("error", () => raw.destroy())
@@ -161,11 +215,13 @@ export const attach = (server: Server) =>
         runFork(refuse(raw, { _tag: "ApiKeyMissing", message: "API key is missing" }))
         return
       }
-      runFork(connection(request, raw, head, vsn, apiKey))
+      // A flat copy: a substring would keep the whole request URL alive for the connection's life.
+      const flatKey = Buffer.from(apiKey, "utf8").toString("utf8")
+      runFork(establish(request, raw, head, vsn, flatKey, request.socket.remoteAddress ?? "unknown"))
     }
 
     yield* Effect.acquireRelease(
       Effect.sync(() => server.on("upgrade", onUpgrade)),
       () => Effect.sync(() => server.off("upgrade", onUpgrade))
     )
-  }) satisfies Effect.Effect<void, never, Scope.Scope | ConnectionConfig | ConnectionRegistry | Hub.Hub | Presence.Presence | TokenVerifier.TokenVerifier | ChannelPolicy.ChannelPolicy>
+  }) satisfies Effect.Effect<void, never, Scope.Scope | ConnectionConfig | ConnectionRegistry | ConnectionActor.Services>

@@ -6,7 +6,7 @@
  * is the only structure shared between connections and is mutated synchronously.
  */
 import type { Frame } from "@wedsync/protocol"
-import { Context, Effect, Layer, type Scope } from "effect"
+import { Context, Effect, Layer, Scope } from "effect"
 import { Broker } from "./Broker.ts"
 import * as HubMetrics from "./HubMetrics.ts"
 import { frameFor, keyOf, type Publication, type TopicKey } from "./Publication.ts"
@@ -53,29 +53,29 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
 
   yield* broker.receive((publication) => void fanOut(publication, undefined))
 
+  const unsubscribe = (key: TopicKey, sink: Sink) => {
+    const sinks = topics.get(key)
+    if (sinks?.delete(sink)) subscriptionCount--
+    if (sinks !== undefined && sinks.size === 0) topics.delete(key)
+    updateGauges()
+  }
+
   const updateGauges = () => {
     HubMetrics.topics.updateUnsafe(topics.size, context)
     HubMetrics.subscriptions.updateUnsafe(subscriptionCount, context)
   }
 
   return {
+    // A bare scope finalizer rather than acquireRelease: one is held by every joined channel.
     subscribe: (key, sink) =>
-      Effect.acquireRelease(
-        Effect.sync(() => {
-          let sinks = topics.get(key)
-          if (sinks === undefined) topics.set(key, (sinks = new Set()))
-          if (!sinks.has(sink)) subscriptionCount++
-          sinks.add(sink)
-          updateGauges()
-        }),
-        () =>
-          Effect.sync(() => {
-            const sinks = topics.get(key)
-            if (sinks?.delete(sink)) subscriptionCount--
-            if (sinks !== undefined && sinks.size === 0) topics.delete(key)
-            updateGauges()
-          })
-      ),
+      Effect.flatMap(Effect.scope, (scope) => {
+        let sinks = topics.get(key)
+        if (sinks === undefined) topics.set(key, (sinks = new Set()))
+        if (!sinks.has(sink)) subscriptionCount++
+        sinks.add(sink)
+        updateGauges()
+        return Scope.addFinalizer(scope, Effect.sync(() => unsubscribe(key, sink)))
+      }),
     publish: (publication, except) =>
       Effect.suspend(() => {
         const delivered = fanOut(publication, except)
