@@ -34,3 +34,18 @@ export const malformed = Metric.counter("wedsync_connection_malformed_frames_tot
   description: "Inbound frames dropped because they could not be decoded",
   incremental: true
 })
+
+export const framesOut = Metric.counter("wedsync_connection_frames_out_total", {
+  description: "WebSocket frames written to client sockets",
+  incremental: true
+})
+
+export const bytesOut = Metric.counter("wedsync_connection_out_bytes_total", {
+  description: "Bytes written to client sockets",
+  incremental: true
+})
+
+export const writeDelay = Metric.histogram("wedsync_connection_write_delay_seconds", {
+  description: "Delivery latency inside the node: from the first frame queued in an event-loop turn to the end of that turn's socket writes",
+  boundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]
+})

@@ -16,27 +16,42 @@ export interface Wire {
   readonly bufferedBytes: number
 }
 
+/** What a coalescer reports after each turn's writes (for metrics); called once per turn. */
+export interface FlushReport {
+  (sockets: number, frames: number, bytes: number, delayMs: number): void
+}
+
 /** Runs `flush` of every outbox that received frames, once per event-loop turn. */
 export class WriteCoalescer {
   private dirty: Array<Outbox> = []
   private scheduled = false
+  private scheduledAt = 0
+  /** Frames and bytes written in the current turn, summed by the outboxes. */
+  frames = 0
+  bytes = 0
   private readonly run = () => {
     const batch = this.dirty
     this.dirty = []
     this.scheduled = false
+    this.frames = 0
+    this.bytes = 0
     for (const outbox of batch) outbox.flush()
+    this.report?.(batch.length, this.frames, this.bytes, performance.now() - this.scheduledAt)
   }
 
   private readonly schedule: (run: () => void) => void
+  private readonly report: FlushReport | undefined
 
-  constructor(schedule: (run: () => void) => void = setImmediate) {
+  constructor(schedule: (run: () => void) => void = setImmediate, report?: FlushReport) {
     this.schedule = schedule
+    this.report = report
   }
 
   markDirty(outbox: Outbox): void {
     this.dirty.push(outbox)
     if (!this.scheduled) {
       this.scheduled = true
+      this.scheduledAt = performance.now()
       this.schedule(this.run)
     }
   }
@@ -79,6 +94,8 @@ export class Outbox {
     if (frames.length === 0 || this.closed) return
     this.pending = []
     const bytes = frames.length === 1 ? frames[0]! : Buffer.concat(frames, this.pendingBytes)
+    this.coalescer.frames += frames.length
+    this.coalescer.bytes += this.pendingBytes
     this.pendingBytes = 0
     this.wire.write(bytes)
   }

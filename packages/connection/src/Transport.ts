@@ -8,6 +8,7 @@
  * close handshake; both write to the socket synchronously, so frames never interleave.
  */
 import { type Principal, TokenVerifier } from "@wedsync/auth"
+import { HotMetric } from "@wedsync/metrics"
 import type { Frame } from "@wedsync/protocol"
 import { Effect, Exit, FiberSet, Metric, Scope } from "effect"
 import type { IncomingMessage, Server } from "node:http"
@@ -151,7 +152,14 @@ export const attach = (server: Server) =>
     const transportScope = yield* Scope.fork(yield* Effect.scope, "parallel")
     // Short-lived fibers only (handshakes, scope closing): an established connection holds no fiber.
     const runFork = yield* FiberSet.makeRuntime<ConnectionActor.Services>()
-    const coalescer = new WriteCoalescer()
+    const framesOut = yield* HotMetric.counter(ConnectionMetrics.framesOut)
+    const bytesOut = yield* HotMetric.counter(ConnectionMetrics.bytesOut)
+    const writeDelay = yield* HotMetric.histogram(ConnectionMetrics.writeDelay)
+    const coalescer = new WriteCoalescer(setImmediate, (_sockets, frames, bytes, delayMs) => {
+      framesOut.inc(frames)
+      bytesOut.inc(bytes)
+      writeDelay.observe(delayMs / 1000)
+    })
     const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_FRAME_BYTES, clientTracking: false })
     let nextId = 0
 

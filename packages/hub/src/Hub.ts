@@ -5,6 +5,7 @@
  * are enqueued on every subscriber's sink; the loop allocates nothing per recipient. The registry
  * is the only structure shared between connections and is mutated synchronously.
  */
+import { HotMetric } from "@wedsync/metrics"
 import type { Frame } from "@wedsync/protocol"
 import { Context, Effect, Layer, Scope } from "effect"
 import { Broker } from "./Broker.ts"
@@ -25,13 +26,17 @@ const V2: Frame.Vsn = "2.0.0"
 
 export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect.gen(function*() {
   const broker = yield* Broker
-  const context = yield* Effect.context<never>()
+  const publications = yield* HotMetric.counter(HubMetrics.publications)
+  const deliveries = yield* HotMetric.counter(HubMetrics.deliveries)
+  const topicGauge = yield* HotMetric.gauge(HubMetrics.topics)
+  const subscriptionGauge = yield* HotMetric.gauge(HubMetrics.subscriptions)
+  const fanoutDuration = yield* HotMetric.histogram(HubMetrics.fanoutDuration)
   const topics = new Map<TopicKey, Set<Sink>>()
   let subscriptionCount = 0
 
   const fanOut = (publication: Publication, except: Sink | undefined): number => {
     const sinks = topics.get(keyOf(publication))
-    HubMetrics.publications.updateUnsafe(1, context)
+    publications.inc()
     if (sinks === undefined) return 0
     const started = performance.now()
     let v1: Uint8Array | undefined | null = null
@@ -46,8 +51,8 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
       sink.enqueue(frame)
       delivered++
     }
-    HubMetrics.deliveries.updateUnsafe(delivered, context)
-    HubMetrics.fanoutDuration.updateUnsafe((performance.now() - started) / 1000, context)
+    deliveries.inc(delivered)
+    fanoutDuration.observe((performance.now() - started) / 1000)
     return delivered
   }
 
@@ -61,8 +66,8 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
   }
 
   const updateGauges = () => {
-    HubMetrics.topics.updateUnsafe(topics.size, context)
-    HubMetrics.subscriptions.updateUnsafe(subscriptionCount, context)
+    topicGauge.set(topics.size)
+    subscriptionGauge.set(subscriptionCount)
   }
 
   return {
