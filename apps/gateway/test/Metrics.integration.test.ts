@@ -5,7 +5,8 @@
 import { TestTokens } from "@wedsync/auth/testing"
 import { MetricNames } from "@wedsync/metrics"
 import { RawClient } from "@wedsync/testkit"
-import { Effect, ManagedRuntime } from "effect"
+import { Effect, ManagedRuntime, Metric } from "effect"
+import { readFileSync } from "node:fs"
 import { expect, it } from "vitest"
 import * as GatewayLayer from "../src/GatewayLayer.ts"
 
@@ -22,6 +23,10 @@ it("registers only metrics that pass the naming lint, after real traffic", async
     await client.next(RawClient.isEvent("broadcast"))
     await client.close()
     const violations = await runtime.runPromise(MetricNames.lintRegistered())
+    const catalogue = readFileSync(new URL("../../../docs/metrics.md", import.meta.url), "utf8")
+    const registered = await runtime.runPromise(Metric.snapshot)
+    const undocumented = [...new Set(registered.map((m) => m.id))].filter((name) => !catalogue.includes(`\`${name}\``))
+    expect(undocumented).toEqual([])
     expect(MetricNames.formatViolations(violations)).toBe(MetricNames.formatViolations([]))
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
     expect(text).toMatch(/wedsync_hub_deliveries_total \d+/)
