@@ -166,6 +166,34 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
     expect(box.received).toHaveLength(0)
   })
 
+  it("rejoins after the server drops the socket, and messages flow again", async () => {
+    // This gateway closes sockets silent for 1.5 s; the client heartbeats every 60 s, so it gets dropped (4000)
+    // and has 1.5 s after its rejoin for the broadcast below.
+    const strict = await startGateway({ connection: { idleTimeoutMs: 1_500, sweepIntervalMs: 50 } })
+    const make = () => {
+      const c = makeSupabaseClient(strict.url, anonKey, { vsn, heartbeatIntervalMs: 60_000 })
+      clients.push(c)
+      return c
+    }
+    try {
+      const name = room()
+      const statuses = inbox<string>("channel status")
+      const box = inbox<BroadcastMessage>("broadcast after rejoin")
+      const channel = make().channel(name).on("broadcast", { event: "again" }, box.push)
+      channel.subscribe((status) => statuses.push(status))
+      await statuses.next((s) => s === "SUBSCRIBED")
+      await statuses.next((s) => s === "CHANNEL_ERROR", 10_000)
+      await statuses.next((s) => s === "SUBSCRIBED", 10_000)
+      const sender = make().channel(name, { config: { broadcast: { ack: true } } })
+      await subscribe(sender)
+      expect(await sender.send({ type: "broadcast", event: "again", payload: { n: 1 } })).toBe("ok")
+      expect((await box.next()).payload).toEqual({ n: 1 })
+    } finally {
+      await closeAll(clients.splice(0))
+      await strict.stop()
+    }
+  })
+
   it("answers heartbeats", async () => {
     const c = client({ heartbeatIntervalMs: 200 })
     const statuses = inbox<string>("heartbeat status")
