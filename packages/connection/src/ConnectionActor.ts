@@ -17,7 +17,7 @@ import { randomUUID } from "node:crypto"
 import { ConnectionConfig, type ConnectionOptions } from "./ConnectionConfig.ts"
 import * as ConnectionError from "./ConnectionError.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
-import { CloseCode, closeCodeOf, joinReason } from "./ErrorReply.ts"
+import { CloseCode, closeCodeOf, joinReason, type WireReason } from "./ErrorReply.ts"
 import { Outbox, type Wire, type WriteCoalescer } from "./Outbox.ts"
 
 /** The accepted socket, as the actor drives it. */
@@ -298,8 +298,8 @@ class Actor implements ConnectionHandle {
     return this.removeChannel(channel)
   }
 
-  private joinError(joinRef: string | null, ref: string | null, topic: string, reason: ConnectionError.Reason | { readonly _tag: string; readonly message: string }): Effect.Effect<void> {
-    const payload = Reply.error(joinReason(reason as ConnectionError.Reason))
+  private joinError(joinRef: string | null, ref: string | null, topic: string, reason: WireReason): Effect.Effect<void> {
+    const payload = Reply.error(joinReason(reason))
     const delay = this.config.joinErrorDelayMs
     const counted = Metric.update(joinsWith(reason._tag), 1)
     if (delay <= 0) return Effect.andThen(counted, Effect.sync(() => this.reply(joinRef, ref, topic, payload)))
@@ -474,7 +474,7 @@ class Actor implements ConnectionHandle {
         }
         if (!channel.presenceTracked) {
           channel.presenceTracked = true
-          yield* Scope.addFinalizer(channel.scope, presence.untrack(channel.topic, channel.isPrivate, channel.sink))
+          yield* Scope.addFinalizer(channel.scope, presence.untrack(channel.topic, channel.isPrivate, channel.sink, channel.sink))
         }
         yield* presence.track(channel.topic, channel.isPrivate, channel.presenceKey, channel.sink, meta as Record<string, unknown>)
         return self.reply(message.joinRef, message.ref, channel.topic, STATIC_OK)

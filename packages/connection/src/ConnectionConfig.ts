@@ -12,7 +12,7 @@ export interface ConnectionOptions {
   readonly maxConnectionsPerIp: number
   /** Joined channels per socket (Supabase `max_channels_per_client`). */
   readonly maxChannelsPerConnection: number
-  /** Client pushes (broadcast and presence) per second per socket. */
+  /** Client broadcasts per second per socket (presence has its own per-channel window). */
   readonly maxEventsPerSecond: number
   /** Joins per second per socket; breaching it closes the socket, as Supabase does. */
   readonly maxJoinsPerSecond: number

@@ -19,7 +19,11 @@ export const CloseCode = {
   tooManyJoins: 4029
 } as const
 
-export type WireReason = Reason | AuthError.AuthError["reason"]
+/** Any reason that reaches a client: a `ConnectionError` or `AuthError` reason (tag = Supabase code). */
+export interface WireReason {
+  readonly _tag: Reason["_tag"] | AuthError.AuthError["reason"]["_tag"]
+  readonly message: string
+}
 
 /** `"<Code>: <message>"`, the join error reason Supabase sends. */
 export const joinReason = (reason: WireReason): string => `${reason._tag}: ${reason.message}`
@@ -37,6 +41,12 @@ export const upgradeRefusal = (reason: WireReason): HttpRefusal => {
       return { status: 429, body: JSON.stringify({ error: reason.message }) }
     case "RealtimeRestarting":
       return { status: 503, body: JSON.stringify({ error: reason.message }) }
+    case "InvalidJWTToken":
+      // At connect time Supabase says only "Token has expired", without the age.
+      return {
+        status: 401,
+        body: JSON.stringify({ error: reason.message.startsWith("Token has expired") ? "Token has expired" : reason.message })
+      }
     default:
       return { status: 401, body: JSON.stringify({ error: reason.message }) }
   }

@@ -7,7 +7,7 @@
  * (one write per socket per event-loop turn). `ws` still parses inbound frames and performs the
  * close handshake; both write to the socket synchronously, so frames never interleave.
  */
-import { type Principal, TokenVerifier } from "@wedsync/auth"
+import { AuthError, type Principal, TokenVerifier } from "@wedsync/auth"
 import { HotMetric } from "@wedsync/metrics"
 import type { Frame } from "@wedsync/protocol"
 import { Effect, Exit, FiberSet, Metric, Scope } from "effect"
@@ -16,10 +16,9 @@ import type { Duplex } from "node:stream"
 import { WebSocketServer, type WebSocket } from "ws"
 import { ConnectionConfig } from "./ConnectionConfig.ts"
 import * as ConnectionActor from "./ConnectionActor.ts"
-import type * as ConnectionError from "./ConnectionError.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
 import { ConnectionRegistry, type ConnectionRegistryShape } from "./ConnectionRegistry.ts"
-import { type HttpRefusal, upgradeRefusal } from "./ErrorReply.ts"
+import { type HttpRefusal, upgradeRefusal, type WireReason } from "./ErrorReply.ts"
 import { type Wire, WriteCoalescer } from "./Outbox.ts"
 
 /** Paths realtime-js connects to: behind Supabase's API gateway, and the Realtime server's own. */
@@ -163,11 +162,11 @@ export const attach = (server: Server) =>
     const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_FRAME_BYTES, clientTracking: false })
     let nextId = 0
 
-    const refuse = (socket: Duplex, reason: { readonly _tag: string; readonly message: string }) =>
+    const refuse = (socket: Duplex, reason: WireReason) =>
       Effect.gen(function*() {
         yield* Metric.update(Metric.withAttributes(ConnectionMetrics.refused, { reason: reason._tag }), 1)
         if (config.connectErrorDelayMs > 0) yield* Effect.sleep(config.connectErrorDelayMs)
-        writeRefusal(socket, upgradeRefusal(reason as ConnectionError.Reason))
+        writeRefusal(socket, upgradeRefusal(reason))
       })
 
     const upgrade = (request: IncomingMessage, raw: Duplex, head: Buffer) =>
@@ -220,7 +219,7 @@ export const attach = (server: Server) =>
       const header = request.headers["x-api-key"]
       const apiKey = (typeof header === "string" ? header : undefined) ?? url.searchParams.get("apikey") ?? ""
       if (apiKey === "") {
-        runFork(refuse(raw, { _tag: "ApiKeyMissing", message: "API key is missing" }))
+        runFork(refuse(raw, new AuthError.ApiKeyMissing()))
         return
       }
       // A flat copy: a substring would keep the whole request URL alive for the connection's life.

@@ -61,12 +61,14 @@ describe("ErrorReply", () => {
       })
     })
 
-    it("every auth failure is 401 with the reason's message", () => {
+    it("every auth failure is 401 with the reason's message, an expired token without its age", () => {
       for (const reason of authReasons) {
         const refusal = upgradeRefusal(reason)
         assert.strictEqual(refusal.status, 401, reason._tag)
-        assert.deepStrictEqual(JSON.parse(refusal.body), { error: reason.message })
+        const expected = reason.message.startsWith("Token has expired") ? "Token has expired" : reason.message
+        assert.deepStrictEqual(JSON.parse(refusal.body), { error: expected })
       }
+      assert.ok(authReasons.some((r) => r.message.startsWith("Token has expired ")), "the fixture covers expiry")
       assert.strictEqual(upgradeRefusal(new AuthError.ApiKeyMissing()).body, "{\"error\":\"API key is missing\"}")
     })
   })

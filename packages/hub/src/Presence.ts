@@ -10,6 +10,7 @@ import { Context, Effect, Layer } from "effect"
 import { randomBytes } from "node:crypto"
 import { Hub } from "./Hub.ts"
 import * as Publication from "./Publication.ts"
+import type { Sink } from "./Sink.ts"
 
 type Meta = Readonly<Record<string, unknown>>
 
@@ -22,8 +23,11 @@ interface Entry {
 
 export interface PresenceShape {
   readonly track: (topic: string, isPrivate: boolean, key: string, owner: object, meta: Meta) => Effect.Effect<void>
-  /** Removes the owner's entry; a no-op when it has none. */
-  readonly untrack: (topic: string, isPrivate: boolean, owner: object) => Effect.Effect<void>
+  /**
+   * Removes the owner's entry; a no-op when it has none. `except` keeps the diff from one sink: a
+   * channel that is closing untracks itself and must not be sent its own leave after `phx_close`.
+   */
+  readonly untrack: (topic: string, isPrivate: boolean, owner: object, except?: Sink) => Effect.Effect<void>
   /** The `presence_state` payload as JSON text. */
   readonly state: (topic: string, isPrivate: boolean) => string
 }
@@ -39,8 +43,8 @@ export const make: Effect.Effect<PresenceShape, never, Hub> = Effect.gen(functio
   const hub = yield* Hub
   const rooms = new Map<Publication.TopicKey, Map<object, Entry>>()
 
-  const publishDiff = (topic: string, isPrivate: boolean, joins: object, leaves: object) =>
-    hub.publish(Publication.json(topic, isPrivate, "presence_diff", JSON.stringify({ joins, leaves })))
+  const publishDiff = (topic: string, isPrivate: boolean, joins: object, leaves: object, except?: Sink) =>
+    hub.publish(Publication.json(topic, isPrivate, "presence_diff", JSON.stringify({ joins, leaves })), except)
 
   const track: PresenceShape["track"] = (topic, isPrivate, key, owner, meta) =>
     Effect.suspend(() => {
@@ -58,7 +62,7 @@ export const make: Effect.Effect<PresenceShape, never, Hub> = Effect.gen(functio
       return Effect.asVoid(publishDiff(topic, isPrivate, joins, leaves))
     })
 
-  const untrack: PresenceShape["untrack"] = (topic, isPrivate, owner) =>
+  const untrack: PresenceShape["untrack"] = (topic, isPrivate, owner, except) =>
     Effect.suspend(() => {
       const roomKey = Publication.topicKey(topic, isPrivate)
       const room = rooms.get(roomKey)
@@ -66,7 +70,7 @@ export const make: Effect.Effect<PresenceShape, never, Hub> = Effect.gen(functio
       if (room === undefined || previous === undefined) return Effect.void
       room.delete(owner)
       if (room.size === 0) rooms.delete(roomKey)
-      return Effect.asVoid(publishDiff(topic, isPrivate, {}, { [previous.key]: { metas: [metaWithRef(previous)] } }))
+      return Effect.asVoid(publishDiff(topic, isPrivate, {}, { [previous.key]: { metas: [metaWithRef(previous)] } }, except))
     })
 
   const state: PresenceShape["state"] = (topic, isPrivate) => {

@@ -144,4 +144,18 @@ describe("Presence", () => {
       const presence = yield* Presence.Presence
       assert.strictEqual(presence.state("realtime:empty", false), "{}")
     }).pipe(Effect.provide(PresenceLive)))
+
+  it.effect("untrack with except sends the leave to every member but that sink (a closing channel)", () =>
+    Effect.gen(function*() {
+      const presence = yield* Presence.Presence
+      const hub = yield* Hub.Hub
+      const watcher = yield* member()
+      const closing = TestSink.make("2.0.0")
+      yield* hub.subscribe(Publication.topicKey(ROOM, false), closing)
+      yield* presence.track(ROOM, false, "user-1", closing, { name: "alice" })
+      const framesBefore = closing.decoded().length
+      yield* presence.untrack(ROOM, false, closing, closing)
+      assert.deepStrictEqual(Object.keys(watcher.diffs()[1]!.leaves), ["user-1"])
+      assert.strictEqual(closing.decoded().length, framesBefore)
+    }).pipe(Effect.provide(PresenceLive)))
 })
