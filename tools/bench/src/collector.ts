@@ -9,6 +9,8 @@ import { nowMs } from "./wire.ts"
 export class DeliveryCollector implements ConnectionEvents {
   readonly latency = new LatencyHistogram()
   received = 0
+  /** Deliveries in the window that were duplicates or out of order on their connection. */
+  reordered = 0
   lastReceivedAt = 0
   unexpectedCloses = 0
   firstCloseReason: string | undefined
@@ -18,6 +20,7 @@ export class DeliveryCollector implements ConnectionEvents {
   startWindow(fromSeq: number): void {
     this.latency.reset()
     this.received = 0
+    this.reordered = 0
     this.lastReceivedAt = 0
     this.#fromSeq = fromSeq
   }
@@ -28,6 +31,10 @@ export class DeliveryCollector implements ConnectionEvents {
     this.latency.record(now - sentAt)
     this.received++
     this.lastReceivedAt = now
+  }
+
+  readonly onReorder = (seq: number): void => {
+    if (seq >= this.#fromSeq) this.reordered++
   }
 
   readonly onUnexpectedClose = (reason: string): void => {

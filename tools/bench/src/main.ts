@@ -65,7 +65,8 @@ const main = async (): Promise<void> => {
     notes.push(`load average was ${facts.loadAvg[0].toFixed(2)} at start: other work shared the 2 cores, expect noise`)
   }
   const runs: Array<TargetRun> = []
-  const command = `npm run bench -- ${process.argv.slice(2).join(" ")}`.trim()
+  // The workspace form works whatever the root script forwards.
+  const command = `npm run bench -w @wedsync/tools -- ${process.argv.slice(2).join(" ")}`.trim()
 
   const finish = (): void => {
     const report = renderReport({ facts, command, options, serverCpu, benchPinned, runs, notes })

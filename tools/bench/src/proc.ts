@@ -4,6 +4,8 @@
  */
 import { execFileSync } from "node:child_process"
 import { readdirSync, readFileSync } from "node:fs"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
 
 const readOr = (path: string): string | undefined => {
   try {
@@ -142,4 +144,18 @@ export class CoreMeter {
     const total = now.total - this.#start.total
     return total <= 0 ? Number.NaN : ((now.busy - this.#start.busy) / total) * 100
   }
+}
+
+let selfGcFn: (() => void) | undefined
+/**
+ * Full GC of the bench process itself, so that garbage from closed client sockets is not collected
+ * in the middle of a measured window. `--expose-gc` set at run time, then `gc` read from a new context.
+ */
+export const selfGc = (): void => {
+  if (selfGcFn === undefined) {
+    setFlagsFromString("--expose-gc")
+    const gc: unknown = runInNewContext("gc")
+    selfGcFn = typeof gc === "function" ? () => Reflect.apply(gc, undefined, []) : () => undefined
+  }
+  selfGcFn()
 }

@@ -91,6 +91,7 @@ const windowRows = (pick: (run: TargetRun) => WindowResult | undefined): Readonl
   row("expected deliveries", (r) => pick(r)?.expected, int, false),
   row("received", (r) => pick(r)?.received, int, false),
   row("**lost**", (r) => pick(r)?.loss, int, false),
+  row("duplicate or out-of-order deliveries", (r) => pick(r)?.reordered, int, false),
   row("unexpected disconnects", (r) => pick(r)?.unexpectedCloses, int, false),
   row("server CPU (% of one core)", (r) => pick(r)?.serverCpuPct, pct),
   row("bench client CPU (% of one core)", (r) => pick(r)?.clientCpuPct, pct, false),
@@ -114,13 +115,13 @@ const stepsTable = (run: TargetRun): string => {
   if (steps.length === 0) return `**${run.target}**: ${run.error === undefined ? "no steps" : run.target === "gateway" ? NOT_MEASURED : "failed"}`
   const lines = steps.map(
     (s) =>
-      `| ${fixed(s.rate, 1)} | ${int(s.offeredDeliveriesPerSec)} | ${int(s.deliveriesPerSec)} | ${ms(s.p50)} | ${ms(s.p99)} | ${int(s.loss)} | ${pct(s.serverCpuPct)} | ${pct(s.clientCpuPct)} | ${pct(s.otherOnServerCorePct)} / ${pct(s.otherOnClientCorePct)} | ${s.attempts} |`
+      `| ${fixed(s.rate, 1)} | ${int(s.offeredDeliveriesPerSec)} | ${int(s.deliveriesPerSec)} | ${ms(s.p50)} | ${ms(s.p99)} | ${int(s.loss)} | ${int(s.reordered)} | ${pct(s.serverCpuPct)} | ${pct(s.clientCpuPct)} | ${pct(s.otherOnServerCorePct)} / ${pct(s.otherOnClientCorePct)} | ${s.attempts} |`
   )
   return [
     `**${run.target}** (stopped: ${run.saturate?.stopReason ?? "—"})`,
     "",
-    "| publish msg/s | offered deliveries/s | deliveries/s | p50 ms | p99 ms | lost | server CPU | bench CPU | others on server / bench core | attempts |",
-    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| publish msg/s | offered deliveries/s | deliveries/s | p50 ms | p99 ms | lost | reordered | server CPU | bench CPU | others on server / bench core | attempts |",
+    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ...lines
   ].join("\n")
 }
@@ -184,7 +185,7 @@ const targetsSection = (report: BenchReport): string => {
       gw?.idle === undefined ? undefined : gw.idle.connections >= 10_000 && gw.idle.rssPerConnectionKiB <= 12
     )}${gw?.idle === undefined ? "" : ` (${int(gw.idle.connections)} at ${fixed(gw.idle.rssPerConnectionKiB, 2)} KiB)`}`,
     `- fanout: 40,000 deliveries/s with p99 ≤ 150 ms and no loss: ${verdict(
-      gw?.fanout === undefined ? undefined : gw.fanout.deliveriesPerSec >= 39_000 && gw.fanout.p99 <= 150 && gw.fanout.loss === 0
+      gw?.fanout === undefined ? undefined : gw.fanout.deliveriesPerSec >= 39_000 && gw.fanout.p99 <= 150 && gw.fanout.loss === 0 && gw.fanout.reordered === 0
     )}${gw?.fanout === undefined ? "" : ` (${int(gw.fanout.deliveriesPerSec)}/s, p99 ${ms(gw.fanout.p99)} ms, lost ${int(gw.fanout.loss)})`}`,
     `- saturate: gateway ≥ bare ws relay: ${verdict(gwSat === undefined || relay === undefined ? undefined : gwSat >= relay)} (${ratio(gwSat, relay)})`,
     `- saturate: gateway ≥ 2× Socket.IO: ${verdict(gwSat === undefined || sio === undefined ? undefined : gwSat >= 2 * sio)} (${ratio(gwSat, sio)})`

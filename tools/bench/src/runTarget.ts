@@ -5,7 +5,8 @@
 import type { BenchOptions } from "./cli.ts"
 import { DeliveryCollector } from "./collector.ts"
 import { ClientPool } from "./pool.ts"
-import { freePort, type ServerHandle, sleep } from "./serverProcess.ts"
+import { selfGc } from "./proc.ts"
+import { freePort, type ServerHandle, settleGc, sleep } from "./serverProcess.ts"
 import { type IdleResult, runIdle } from "./scenarios/idle.ts"
 import { runSaturate, type SaturateResult } from "./scenarios/saturate.ts"
 import { measureQuietWindow, type RetryBudget, type WindowContext, type WindowResult } from "./scenarios/window.ts"
@@ -73,13 +74,21 @@ export const runTarget = async (target: Target, ctx: RunContext, run: TargetRun)
     if (performance.now() > ctx.deadline) throw new Error("time budget exhausted before fanout")
     if (pool.size > options.subscribers) {
       pool.shrinkTo(options.subscribers)
-      await sleep(1000)
+      await sleep(500)
     } else if (pool.size < options.subscribers) {
       log(`[${target.name}] connecting ${options.subscribers - pool.size} subscribers`)
       const grown = await pool.grow(options.subscribers - pool.size, options.concurrency)
       if (grown.failures > 0) log(`[${target.name}] ${grown.failures} connect/join failures: ${grown.firstError}`)
     }
-    const publisher = await pool.extra({ onDelivery: () => undefined, onUnexpectedClose: collector.onUnexpectedClose })
+    // Collect the garbage of connecting (and of the connections just closed) on both sides now,
+    // not as a major GC pause inside the first measured window.
+    selfGc()
+    await settleGc(server.pid, options.settleS * 1000)
+    const publisher = await pool.extra({
+      onDelivery: () => undefined,
+      onReorder: () => undefined,
+      onUnexpectedClose: collector.onUnexpectedClose
+    })
     const windowCtx: WindowContext = {
       publisher,
       collector,
@@ -130,7 +139,7 @@ export const runTarget = async (target: Target, ctx: RunContext, run: TargetRun)
       )
       run.saturate = result
       for (const step of result.steps) {
-        log(`[${target.name}] step ${step.rate} msg/s: ${Math.round(step.deliveriesPerSec)} deliveries/s p99 ${step.p99.toFixed(1)} ms loss ${step.loss} cpu ${step.serverCpuPct.toFixed(0)}% client ${step.clientCpuPct.toFixed(0)}% others on server/client core ${step.otherOnServerCorePct.toFixed(0)}%/${step.otherOnClientCorePct.toFixed(0)}% attempts ${step.attempts}`)
+        log(`[${target.name}] step ${step.rate} msg/s: ${Math.round(step.deliveriesPerSec)} deliveries/s p99 ${step.p99.toFixed(1)} ms loss ${step.loss} reordered ${step.reordered} cpu ${step.serverCpuPct.toFixed(0)}% client ${step.clientCpuPct.toFixed(0)}% others on server/client core ${step.otherOnServerCorePct.toFixed(0)}%/${step.otherOnClientCorePct.toFixed(0)}% attempts ${step.attempts}`)
       }
       log(`[${target.name}] saturate stopped: ${result.stopReason}`)
       alive()

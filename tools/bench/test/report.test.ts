@@ -26,6 +26,7 @@ const window = (deliveriesPerSec: number, overrides: Partial<WindowResult> = {})
   expected: 400_000,
   received: 400_000,
   loss: 0,
+  reordered: 0,
   offeredDeliveriesPerSec: 40_000,
   deliveriesPerSec,
   p50: 20,

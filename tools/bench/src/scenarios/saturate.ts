@@ -20,7 +20,7 @@ export interface SaturatePlan {
 export interface SaturateResult {
   readonly steps: ReadonlyArray<WindowResult>
   readonly stopReason: string
-  /** Best step within the p99 limit and without loss, if any. */
+  /** Best step within the p99 limit, without loss or reordering, if any. */
   readonly sustained: WindowResult | undefined
   readonly peakDeliveriesPerSec: number
 }
@@ -56,8 +56,8 @@ export const runSaturate = async (
       stopReason = `p99 ${Math.round(result.p99)} ms > ${plan.p99LimitMs} ms at ${Math.round(rate)} msg/s`
       break
     }
-    if (result.loss > 0) {
-      stopReason = `loss of ${result.loss} at ${Math.round(rate)} msg/s`
+    if (result.loss > 0 || result.reordered > 0) {
+      stopReason = `${result.loss} lost / ${result.reordered} reordered at ${Math.round(rate)} msg/s`
       break
     }
     if (result.deliveriesPerSec < best * GROWTH) {
@@ -67,7 +67,7 @@ export const runSaturate = async (
     best = Math.max(best, result.deliveriesPerSec)
     rate = Math.round(rate * plan.factor * 10) / 10
   }
-  const within = steps.filter((s) => s.p99 <= plan.p99LimitMs && s.loss === 0)
+  const within = steps.filter((s) => s.p99 <= plan.p99LimitMs && s.loss === 0 && s.reordered === 0)
   const sustained = within.reduce<WindowResult | undefined>(
     (acc, s) => (acc === undefined || s.deliveriesPerSec > acc.deliveriesPerSec ? s : acc),
     undefined

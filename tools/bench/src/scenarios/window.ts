@@ -18,6 +18,8 @@ export interface WindowResult {
   readonly expected: number
   readonly received: number
   readonly loss: number
+  /** Deliveries that repeated or went back in sequence on their connection (should be 0). */
+  readonly reordered: number
   readonly offeredDeliveriesPerSec: number
   readonly deliveriesPerSec: number
   readonly p50: number
@@ -98,7 +100,7 @@ export const measureWindow = async (
   const drainStart = performance.now()
   let lastCount = collector.received
   let lastProgress = drainStart
-  while (collector.received < expected) {
+  while (collector.received - collector.reordered < expected) {
     await sleep(25)
     const now = performance.now()
     if (collector.received !== lastCount) {
@@ -115,7 +117,7 @@ export const measureWindow = async (
 
   const lastReceived = collector.lastReceivedAt - performance.timeOrigin
   const spanMs = Math.max(pub.endedAt - pub.startedAt, plan.durationMs, lastReceived - pub.startedAt)
-  const { latency, received } = collector
+  const { latency, received, reordered } = collector
   return {
     nextSeq: seq,
     result: {
@@ -126,7 +128,9 @@ export const measureWindow = async (
       published: pub.published,
       expected,
       received,
-      loss: Math.max(0, expected - received),
+      // Duplicates must not hide losses: only in-order deliveries count towards the expected total.
+      loss: Math.max(0, expected - (received - reordered)),
+      reordered,
       offeredDeliveriesPerSec: plan.rate * ctx.subscribers,
       deliveriesPerSec: (received / spanMs) * 1000,
       p50: latency.percentile(0.5),

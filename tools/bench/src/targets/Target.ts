@@ -12,6 +12,8 @@ export const isTargetName = (value: string): value is TargetName => (TARGET_NAME
 export interface ConnectionEvents {
   /** One received broadcast: its send timestamp (ms, shared clock) and sequence number. */
   readonly onDelivery: (sentAt: number, seq: number) => void
+  /** A delivery whose sequence number is not above the previous one on the same connection. */
+  readonly onReorder: (seq: number) => void
   /** The connection closed without the bench asking for it. */
   readonly onUnexpectedClose: (reason: string) => void
 }
@@ -38,4 +40,17 @@ export interface Target {
   readonly serverCommand: string
   readonly start: (options: StartOptions) => Promise<ServerHandle>
   readonly connect: (port: number, events: ConnectionEvents, timeoutMs: number) => Promise<Connection>
+}
+
+/**
+ * Per-connection delivery callback that also checks ordering: one publisher means every subscriber
+ * must see strictly increasing sequence numbers, so anything else is a duplicate or a reorder.
+ */
+export const orderedDelivery = (events: ConnectionEvents): ((sentAt: number, seq: number) => void) => {
+  let last = Number.NEGATIVE_INFINITY
+  return (sentAt, seq) => {
+    if (seq <= last) events.onReorder(seq)
+    else last = seq
+    events.onDelivery(sentAt, seq)
+  }
 }

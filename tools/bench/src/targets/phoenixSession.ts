@@ -18,7 +18,7 @@ import {
   TOPIC,
   USER_EVENT
 } from "../wire.ts"
-import type { Connection, ConnectionEvents } from "./Target.ts"
+import { type Connection, type ConnectionEvents, orderedDelivery } from "./Target.ts"
 import { type ClientMode, type Endpoint, openTransport } from "./transport.ts"
 
 // One slot for all connections: deliveries are handled synchronously, one at a time.
@@ -39,6 +39,7 @@ export const connectPhoenix = async (
   let ref = 0
   let joinRef = ""
   let pendingJoin: PendingJoin | undefined
+  const deliver = orderedDelivery(events)
 
   const onText = (text: string): void => {
     const message = decodeText(text)
@@ -50,7 +51,7 @@ export const connectPhoenix = async (
       if (status?.ok === true) join.resolve()
       else join.reject(new Error(`join refused: ${status?.detail ?? JSON.stringify(message.payload)}`))
     } else if (message.event === "broadcast" && stampFromValue(message.payload, stamp)) {
-      events.onDelivery(stamp.t, stamp.s)
+      deliver(stamp.t, stamp.s)
     } else if ((message.event === "phx_close" || message.event === "phx_error") && message.topic === TOPIC) {
       events.onUnexpectedClose(`channel ${message.event}`)
     }
@@ -63,7 +64,7 @@ export const connectPhoenix = async (
       onMessage: (data, start, end, binary) => {
         if (!binary) return onText(data.toString("utf8", start, end))
         const offset = kind4PayloadOffset(data, start, end)
-        if (offset >= 0 && readStamp(data, offset, end, stamp)) events.onDelivery(stamp.t, stamp.s)
+        if (offset >= 0 && readStamp(data, offset, end, stamp)) deliver(stamp.t, stamp.s)
       },
       onClose: (reason) => {
         pendingJoin?.reject(new Error(`closed during join: ${reason}`))

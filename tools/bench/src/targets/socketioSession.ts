@@ -6,7 +6,7 @@
 import { io, type Socket } from "socket.io-client"
 import type { BenchMessage, ClientToServerEvents, ServerToClientEvents } from "../servers/socketioEvents.ts"
 import { nowMs, readStamp, type Stamp, stampFromJson, stampPayload } from "../wire.ts"
-import type { Connection, ConnectionEvents } from "./Target.ts"
+import { type Connection, type ConnectionEvents, orderedDelivery } from "./Target.ts"
 import { type ClientMode, openTransport } from "./transport.ts"
 
 const stamp: Stamp = { t: 0, s: 0 }
@@ -21,7 +21,8 @@ const connectLibrary = (port: number, events: ConnectionEvents, timeoutMs: numbe
     })
     let opened = false
     let closing = false
-    socket.on("msg", (message) => events.onDelivery(message.t, message.s))
+    const deliver = orderedDelivery(events)
+    socket.on("msg", (message) => deliver(message.t, message.s))
     socket.once("connect_error", (error) => {
       if (!opened) reject(error)
     })
@@ -58,6 +59,7 @@ const startsWith = (data: Buffer, start: number, end: number, prefix: Buffer): b
 const connectLean = (port: number, events: ConnectionEvents, timeoutMs: number): Promise<Connection> =>
   new Promise((resolve, reject) => {
     let connected = false
+    const deliver = orderedDelivery(events)
     let pendingJoin: { readonly resolve: () => void; readonly reject: (e: Error) => void } | undefined
     const timer = setTimeout(() => reject(new Error(`no Socket.IO connect within ${timeoutMs} ms`)), timeoutMs)
 
@@ -80,7 +82,7 @@ const connectLean = (port: number, events: ConnectionEvents, timeoutMs: number):
         pendingJoin?.reject(error)
         return
       }
-      if (text.startsWith('42["msg",') && stampFromJson(text.slice(9, -1), stamp)) events.onDelivery(stamp.t, stamp.s)
+      if (text.startsWith('42["msg",') && stampFromJson(text.slice(9, -1), stamp)) deliver(stamp.t, stamp.s)
     }
 
     let transport: Awaited<ReturnType<typeof openTransport>> | undefined
@@ -111,7 +113,7 @@ const connectLean = (port: number, events: ConnectionEvents, timeoutMs: number):
       {
         onMessage: (data, start, end) => {
           if (startsWith(data, start, end, MSG_PREFIX)) {
-            if (readStamp(data, start + MSG_PREFIX.length, end - 1, stamp)) events.onDelivery(stamp.t, stamp.s)
+            if (readStamp(data, start + MSG_PREFIX.length, end - 1, stamp)) deliver(stamp.t, stamp.s)
             return
           }
           onText(data.toString("utf8", start, end))
