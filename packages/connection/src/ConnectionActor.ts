@@ -81,11 +81,15 @@ interface Channel {
   readonly scope: Scope.Closeable
   readonly ack: boolean
   readonly self: boolean
-  readonly presenceKey: string
+  /** The join's presence key, or a UUID made when presence is first used (Supabase makes one per join). */
+  presenceKey: string | undefined
   principal: Principal.Principal
   presenceTracked: boolean
-  presenceCalls: Array<number>
+  /** Times of recent track/untrack calls; allocated on first use, most channels never use presence. */
+  presenceCalls: Array<number> | undefined
 }
+
+const presenceKeyOf = (channel: Channel): string => (channel.presenceKey ??= randomUUID())
 
 const STATIC_OK = Reply.ok()
 
@@ -362,10 +366,10 @@ class Actor implements ConnectionHandle {
         scope: yield* Scope.fork(self.scope, "sequential"),
         ack: joinConfig.broadcastAck,
         self: joinConfig.broadcastSelf,
-        presenceKey: joinConfig.presenceKey ?? randomUUID(),
+        presenceKey: joinConfig.presenceKey,
         principal: authorized.success,
         presenceTracked: false,
-        presenceCalls: []
+        presenceCalls: undefined
       }
       const hub = Context.get(self.context, Hub.Hub)
       yield* hub.subscribe(channel.key, sink).pipe(Scope.provide(channel.scope))
@@ -457,9 +461,10 @@ class Actor implements ConnectionHandle {
     return Effect.gen(function*() {
       const presence = Context.get(self.context, Presence.Presence)
       const now = yield* Clock.currentTimeMillis
-      channel.presenceCalls = channel.presenceCalls.filter((t) => now - t < self.config.presenceWindowMs)
-      channel.presenceCalls.push(now)
-      if (channel.presenceCalls.length > self.config.presenceMaxCalls) {
+      const calls = (channel.presenceCalls ?? []).filter((t) => now - t < self.config.presenceWindowMs)
+      calls.push(now)
+      channel.presenceCalls = calls
+      if (calls.length > self.config.presenceMaxCalls) {
         return yield* self.shutdownChannel(channel, ConnectionError.presenceRateLimited().message)
       }
       const body = message.payload as { readonly event?: unknown; readonly payload?: unknown } | null
@@ -476,7 +481,7 @@ class Actor implements ConnectionHandle {
           channel.presenceTracked = true
           yield* Scope.addFinalizer(channel.scope, presence.untrack(channel.topic, channel.isPrivate, channel.sink, channel.sink))
         }
-        yield* presence.track(channel.topic, channel.isPrivate, channel.presenceKey, channel.sink, meta as Record<string, unknown>)
+        yield* presence.track(channel.topic, channel.isPrivate, presenceKeyOf(channel), channel.sink, meta as Record<string, unknown>)
         return self.reply(message.joinRef, message.ref, channel.topic, STATIC_OK)
       }
       if (event === "untrack") {

@@ -11,12 +11,17 @@ import { ConnectionConfig } from "./ConnectionConfig.ts"
 import * as ConnectionError from "./ConnectionError.ts"
 import type { ConnectionHandle } from "./ConnectionActor.ts"
 
+/** A reserved connection slot. Registering through it costs no second finalizer: the slot's own undoes both. */
+export interface Admission {
+  register(handle: ConnectionHandle): void
+}
+
 export interface ConnectionRegistryShape {
   /** Reserves a connection slot, released when the scope closes; fails when a cap is reached or the node drains. */
   readonly admit: (
     ip: string,
     userKey: string | undefined
-  ) => Effect.Effect<void, ConnectionError.ConnectionError, Scope.Scope>
+  ) => Effect.Effect<Admission, ConnectionError.ConnectionError, Scope.Scope>
   readonly register: (handle: ConnectionHandle) => Effect.Effect<void, never, Scope.Scope>
   readonly count: () => number
   readonly byUser: (userKey: string) => ReadonlyArray<ConnectionHandle>
@@ -58,20 +63,43 @@ export const make = Effect.gen(function*() {
       admitted++
       bump(perIp, ip, 1)
       if (userKey !== undefined) bump(perUser, userKey, 1)
-      // A bare finalizer rather than acquireRelease: this runs once per socket and an idle
-      // socket should hold as few objects as possible.
+      let registered: ConnectionHandle | undefined
+      const admission: Admission = {
+        register: (handle) => {
+          registered = handle
+          add(handle)
+        }
+      }
+      // One bare finalizer per socket rather than acquireRelease pairs: an idle socket should hold as
+      // few objects as possible.
       return Effect.flatMap(Effect.scope, (scope) =>
-        Scope.addFinalizer(
-          scope,
-          Effect.sync(() => {
-            admitted--
-            bump(perIp, ip, -1)
-            if (userKey !== undefined) bump(perUser, userKey, -1)
-          })
+        Effect.as(
+          Scope.addFinalizer(
+            scope,
+            Effect.suspend(() => {
+              admitted--
+              bump(perIp, ip, -1)
+              if (userKey !== undefined) bump(perUser, userKey, -1)
+              return registered === undefined ? Effect.void : remove(registered)
+            })
+          ),
+          admission
         ))
     })
 
-  const unregister = (handle: ConnectionHandle) =>
+  const add = (handle: ConnectionHandle) => {
+    handles.add(handle)
+    if (handle.userKey !== undefined) {
+      let set = byUser.get(handle.userKey)
+      if (set === undefined) byUser.set(handle.userKey, (set = new Set()))
+      set.add(handle)
+    }
+    // A socket admitted before the drain began can finish its handshake after the drain took
+    // its list; without this it would be left open until the drain times out.
+    if (draining) handle.offer({ _tag: "Drain" })
+  }
+
+  const remove = (handle: ConnectionHandle) =>
     Effect.suspend(() => {
       handles.delete(handle)
       if (handle.userKey !== undefined) {
@@ -84,16 +112,8 @@ export const make = Effect.gen(function*() {
 
   const register: ConnectionRegistryShape["register"] = (handle) =>
     Effect.flatMap(Effect.scope, (scope) => {
-      handles.add(handle)
-      if (handle.userKey !== undefined) {
-        let set = byUser.get(handle.userKey)
-        if (set === undefined) byUser.set(handle.userKey, (set = new Set()))
-        set.add(handle)
-      }
-      // A socket admitted before the drain began can finish its handshake after the drain took
-      // its list; without this it would be left open until the drain times out.
-      if (draining) handle.offer({ _tag: "Drain" })
-      return Scope.addFinalizer(scope, Effect.asVoid(unregister(handle)))
+      add(handle)
+      return Scope.addFinalizer(scope, Effect.asVoid(remove(handle)))
     })
 
   const sweep = Effect.gen(function*() {

@@ -17,7 +17,7 @@ import { WebSocketServer, type WebSocket } from "ws"
 import { ConnectionConfig } from "./ConnectionConfig.ts"
 import * as ConnectionActor from "./ConnectionActor.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
-import { ConnectionRegistry, type ConnectionRegistryShape } from "./ConnectionRegistry.ts"
+import { type Admission, ConnectionRegistry, type ConnectionRegistryShape } from "./ConnectionRegistry.ts"
 import { type HttpRefusal, upgradeRefusal, type WireReason } from "./ErrorReply.ts"
 import { type Wire, WriteCoalescer } from "./Outbox.ts"
 
@@ -103,6 +103,7 @@ function onClose(this: WebSocket): void {
 }
 
 interface Accepted {
+  readonly admission: Admission
   readonly ws: WebSocket
   readonly raw: Duplex
   readonly vsn: Frame.Vsn
@@ -116,7 +117,7 @@ interface Accepted {
  * created here live as long as the connection, and must not keep the upgrade request alive.
  */
 const startActor = (accepted: Accepted, coalescer: WriteCoalescer, registry: ConnectionRegistryShape, onEnd: () => void) => {
-  const { ws } = accepted
+  const { ws, admission } = accepted
   return ConnectionActor.make({
     id: accepted.id,
     vsn: accepted.vsn,
@@ -127,16 +128,14 @@ const startActor = (accepted: Accepted, coalescer: WriteCoalescer, registry: Con
     isDraining: registry.isDraining,
     onEnd,
     register: (handle) =>
-      Effect.andThen(
-        registry.register(handle),
-        Effect.sync(() => {
+      Effect.sync(() => {
+          admission.register(handle)
           actors.set(ws, handle)
           ws.on("message", onMessage)
           ws.once("close", onClose)
           ws.on("error", onClose)
           ws.resume()
         })
-      )
   })
 }
 
@@ -189,10 +188,10 @@ export const attach = (server: Server) =>
       const { scope, close: closeScope } = connectionScope()
       return Effect.gen(function*() {
         const principal = yield* verifier.verify(apiKey)
-        yield* registry.admit(ip, principal.sub)
+        const admission = yield* registry.admit(ip, principal.sub)
         const ws = yield* upgrade(request, raw, head)
         yield* Metric.update(ConnectionMetrics.accepted, 1)
-        return { ws, raw, vsn, ip, principal, id: ++nextId }
+        return { admission, ws, raw, vsn, ip, principal, id: ++nextId }
       }).pipe(
         Effect.flatMap((accepted) => startActor(accepted, coalescer, registry, closeScope)),
         Scope.provide(scope),

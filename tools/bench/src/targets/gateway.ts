@@ -3,6 +3,8 @@
  * measures throughput rather than rate limiting. Clients authenticate with an anon JWT like supabase-js.
  */
 import { SignJWT } from "jose"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
 import type { GatewaySource } from "../gatewaySource.ts"
 import { startServer } from "../serverProcess.ts"
 import { connectPhoenix } from "./phoenixSession.ts"
@@ -27,18 +29,29 @@ export const anonToken = (): Promise<string> =>
     .setExpirationTime(Math.floor(Date.now() / 1000) + 3600)
     .sign(new TextEncoder().encode(JWT_SECRET))
 
+/**
+ * The Node flags of the gateway's own `npm start` (`node <flags> src/main.ts` in apps/gateway/package.json), so the
+ * bench runs the server exactly as production starts it.
+ */
+export const startFlags = (dir: string): ReadonlyArray<string> => {
+  const manifest = JSON.parse(readFileSync(join(dir, "apps/gateway/package.json"), "utf8")) as { scripts?: { start?: string } }
+  const words = (manifest.scripts?.start ?? "").split(/\s+/)
+  return words[0] === "node" ? words.slice(1).filter((w) => w.startsWith("--")) : []
+}
+
 /** `source` is the directory holding the gateway's sources and node_modules (see gatewaySource.ts). */
 export const makeGatewayTarget = async (client: ClientMode, source: GatewaySource): Promise<Target> => {
   const token = await anonToken()
+  const flags = startFlags(source.dir)
   return {
     name: "gateway",
-    serverCommand: `node ${GATEWAY_ENTRY} from the ${source.description}, env ${Object.entries(LIMIT_OVERRIDES)
+    serverCommand: `node ${[...flags, GATEWAY_ENTRY].join(" ")} from the ${source.description}, env ${Object.entries(LIMIT_OVERRIDES)
       .map(([k, v]) => `${k}=${v}`)
       .join(" ")}`,
     start: ({ port, cpu }) =>
       startServer({
         name: "gateway",
-        args: [GATEWAY_ENTRY],
+        args: [...flags, GATEWAY_ENTRY],
         cwd: source.dir,
         env: { PORT: String(port), HOST: "127.0.0.1", ...LIMIT_OVERRIDES },
         cpu,
