@@ -6,8 +6,8 @@
  * processing fiber that drains the mailbox and ends; a failure in it is caught there (the socket
  * is closed with 1011, nothing else is touched). An idle joined socket therefore costs a few
  * small objects, not a suspended fiber, which is what keeps memory near that of a bare `ws`
- * connection. Each joined channel holds a child scope (hub subscription, presence entry); the
- * connection scope closes them all when the actor ends.
+ * connection. A joined channel holds a hub subscription and maybe a presence entry; leaving
+ * releases them, and the actor's finalizer in the connection scope releases every channel left.
  */
 import { ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
 import { Hub, Presence, Publication, type Sink } from "@wedsync/hub"
@@ -78,7 +78,6 @@ interface Channel {
   readonly isPrivate: boolean
   readonly key: Publication.TopicKey
   readonly sink: Sink.Sink
-  readonly scope: Scope.Closeable
   readonly ack: boolean
   readonly self: boolean
   /** The join's presence key, or a UUID made when presence is first used (Supabase makes one per join). */
@@ -128,7 +127,11 @@ class Actor implements ConnectionHandle {
   lastSeenMs = 0
   nextExpiryMs = Number.POSITIVE_INFINITY
 
-  private readonly init: Init
+  // The parts of `Init` the actor keeps; `Init` itself (with its one-off register callback) is not retained.
+  private readonly socket: Socket
+  private readonly principal: Principal.Principal
+  private readonly isDraining: () => boolean
+  private readonly onEnd: (() => void) | undefined
   private readonly vsn: Frame.Vsn
   private readonly config: ConnectionOptions
   private readonly context: Context.Context<Services>
@@ -148,7 +151,10 @@ class Actor implements ConnectionHandle {
   private eventsInWindow = 0
 
   constructor(init: Init, context: Context.Context<Services>, scope: Scope.Scope) {
-    this.init = init
+    this.socket = init.socket
+    this.principal = init.principal
+    this.isDraining = init.isDraining
+    this.onEnd = init.onEnd
     this.id = init.id
     this.ip = init.ip
     this.userKey = init.principal.sub
@@ -166,7 +172,7 @@ class Actor implements ConnectionHandle {
     this.mailbox.push(mail)
     if (!this.paused && mail._tag === "Frame" && this.mailbox.length >= this.config.mailboxCapacity) {
       this.paused = true
-      this.init.socket.pauseReading()
+      this.socket.pauseReading()
     }
     if (!this.running) this.startProcessing()
   }
@@ -190,7 +196,7 @@ class Actor implements ConnectionHandle {
         }
         if (self.paused && self.mailbox.length < self.config.mailboxCapacity / 2) {
           self.paused = false
-          self.init.socket.resumeReading()
+          self.socket.resumeReading()
         }
       }
     }).pipe(
@@ -217,7 +223,7 @@ class Actor implements ConnectionHandle {
     if (this.finished) return
     this.finished = true
     this.mailbox = []
-    this.init.onEnd?.()
+    this.onEnd?.()
   }
 
   /** Interrupts a processing run in flight; used when the connection scope closes. */
@@ -271,7 +277,7 @@ class Actor implements ConnectionHandle {
       // Queued frames must reach the socket before the close frame does.
       this.outbox.flush()
       this.outbox.close()
-      this.init.socket.close(code, reason)
+      this.socket.close(code, reason)
       return Metric.update(Metric.withAttributes(ConnectionMetrics.closed, { reason: String(code) }), 1)
     })
   }
@@ -287,11 +293,18 @@ class Actor implements ConnectionHandle {
     this.nextExpiryMs = next
   }
 
+  /** Undoes a join: the hub subscription, then the presence entry (whose leave the channel itself is not sent). */
+  private releaseChannel(channel: Channel): Effect.Effect<void> {
+    Context.get(this.context, Hub.Hub).remove(channel.key, channel.sink)
+    if (!channel.presenceTracked) return Effect.void
+    return Context.get(this.context, Presence.Presence).untrack(channel.topic, channel.isPrivate, channel.sink, channel.sink)
+  }
+
   private removeChannel(channel: Channel): Effect.Effect<void> {
     return Effect.suspend(() => {
       if (this.channels.get(channel.topic) === channel) this.channels.delete(channel.topic)
       this.refreshExpiry()
-      return Effect.andThen(Scope.close(channel.scope, Exit.void), Metric.modify(ConnectionMetrics.channels, -1))
+      return Effect.andThen(this.releaseChannel(channel), Metric.modify(ConnectionMetrics.channels, -1))
     })
   }
 
@@ -321,7 +334,7 @@ class Actor implements ConnectionHandle {
       const subtopic = Frame.subtopicOf(topic)
       if (subtopic === undefined) return self.reply(joinRef, ref, topic, Reply.error(Reply.UNMATCHED_TOPIC))
       if (subtopic === "") return yield* self.joinError(joinRef, ref, topic, ConnectionError.topicNameRequired())
-      if (self.init.isDraining()) return yield* self.joinError(joinRef, ref, topic, ConnectionError.restarting())
+      if (self.isDraining()) return yield* self.joinError(joinRef, ref, topic, ConnectionError.restarting())
       const now = yield* Clock.currentTimeMillis
       if (now - self.joinWindowStart >= 1000) {
         self.joinWindowStart = now
@@ -344,7 +357,7 @@ class Actor implements ConnectionHandle {
       const verifier = Context.get(self.context, TokenVerifier.TokenVerifier)
       const policy = Context.get(self.context, ChannelPolicy.ChannelPolicy)
       const token = joinConfig.accessToken
-      const principal = token === undefined || token.startsWith("sb_") ? Effect.succeed(self.init.principal) : verifier.verify(token)
+      const principal = token === undefined || token.startsWith("sb_") ? Effect.succeed(self.principal) : verifier.verify(token)
       const authorized = yield* principal.pipe(
         Effect.tap((p) => policy.authorizeJoin(p, subtopic, joinConfig.isPrivate)),
         Effect.result
@@ -363,7 +376,6 @@ class Actor implements ConnectionHandle {
         isPrivate: joinConfig.isPrivate,
         key: Publication.topicKey(topic, joinConfig.isPrivate),
         sink,
-        scope: yield* Scope.fork(self.scope, "sequential"),
         ack: joinConfig.broadcastAck,
         self: joinConfig.broadcastSelf,
         presenceKey: joinConfig.presenceKey,
@@ -372,7 +384,7 @@ class Actor implements ConnectionHandle {
         presenceCalls: undefined
       }
       const hub = Context.get(self.context, Hub.Hub)
-      yield* hub.subscribe(channel.key, sink).pipe(Scope.provide(channel.scope))
+      hub.add(channel.key, sink)
       self.channels.set(topic, channel)
       self.refreshExpiry()
       yield* Metric.modify(ConnectionMetrics.channels, 1)
@@ -477,10 +489,7 @@ class Actor implements ConnectionHandle {
         if (Buffer.byteLength(JSON.stringify(meta)) > self.config.maxPayloadBytes) {
           return yield* self.shutdownChannel(channel, "Track message size exceeded")
         }
-        if (!channel.presenceTracked) {
-          channel.presenceTracked = true
-          yield* Scope.addFinalizer(channel.scope, presence.untrack(channel.topic, channel.isPrivate, channel.sink, channel.sink))
-        }
+        channel.presenceTracked = true
         yield* presence.track(channel.topic, channel.isPrivate, presenceKeyOf(channel), channel.sink, meta as Record<string, unknown>)
         return self.reply(message.joinRef, message.ref, channel.topic, STATIC_OK)
       }
@@ -585,12 +594,13 @@ class Actor implements ConnectionHandle {
   /** Releases what the connection holds; runs as the connection scope's finalizer. */
   release(): Effect.Effect<void> {
     return Effect.suspend(() => {
-      const count = this.channels.size
+      const channels = [...this.channels.values()]
       this.channels.clear()
       return this.closeSocket(CloseCode.normal, "").pipe(
+        Effect.andThen(Effect.forEach(channels, (channel) => this.releaseChannel(channel), { discard: true })),
         Effect.andThen(Effect.sync(() => this.finish())),
         Effect.andThen(Metric.modify(ConnectionMetrics.open, -1)),
-        Effect.andThen(Metric.modify(ConnectionMetrics.channels, -count))
+        Effect.andThen(Metric.modify(ConnectionMetrics.channels, -channels.length))
       )
     })
   }

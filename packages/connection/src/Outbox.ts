@@ -58,7 +58,8 @@ export class WriteCoalescer {
 }
 
 export class Outbox {
-  private pending: Array<Uint8Array> = []
+  // Allocated when the first frame arrives and dropped after each flush: an idle socket holds none.
+  private pending: Array<Uint8Array> | undefined
   private pendingBytes = 0
   private closed = false
 
@@ -82,17 +83,21 @@ export class Outbox {
       this.onOverflow()
       return false
     }
-    this.pending.push(frame)
+    if (this.pending === undefined) {
+      this.pending = [frame]
+      this.coalescer.markDirty(this)
+    } else {
+      this.pending.push(frame)
+    }
     this.pendingBytes += frame.length
-    if (this.pending.length === 1) this.coalescer.markDirty(this)
     return true
   }
 
   /** Writes everything queued as one socket write. */
   flush(): void {
     const frames = this.pending
-    if (frames.length === 0 || this.closed) return
-    this.pending = []
+    if (frames === undefined || this.closed) return
+    this.pending = undefined
     const bytes = frames.length === 1 ? frames[0]! : Buffer.concat(frames, this.pendingBytes)
     this.coalescer.frames += frames.length
     this.coalescer.bytes += this.pendingBytes
@@ -103,7 +108,7 @@ export class Outbox {
   /** Drops what is queued and refuses further frames. */
   close(): void {
     this.closed = true
-    this.pending = []
+    this.pending = undefined
     this.pendingBytes = 0
   }
 

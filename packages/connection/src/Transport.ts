@@ -89,17 +89,24 @@ class WsSocket implements ConnectionActor.Socket, Wire {
   }
 }
 
-/** The actor of each socket, reached from shared `ws` listeners (no per-socket listener closures). */
-const actors = new WeakMap<WebSocket, ConnectionActor.ConnectionHandle>()
+/**
+ * The actor of each socket is stored on the socket and reached from shared `ws` listeners, so a
+ * socket has no listener closures of its own.
+ */
+const ACTOR = Symbol("wedsync.actor")
 
-function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
-  actors.get(this)?.offer({ _tag: "Frame", data: isBinary ? data : data.toString("utf8") })
+interface ActorSocket extends WebSocket {
+  [ACTOR]?: ConnectionActor.ConnectionHandle
+}
+
+function onMessage(this: ActorSocket, data: Buffer, isBinary: boolean): void {
+  this[ACTOR]?.offer({ _tag: "Frame", data: isBinary ? data : data.toString("utf8") })
 }
 
 const CLOSED: ConnectionActor.Mail = { _tag: "Closed" }
 
-function onClose(this: WebSocket): void {
-  actors.get(this)?.offer(CLOSED)
+function onClose(this: ActorSocket): void {
+  this[ACTOR]?.offer(CLOSED)
 }
 
 interface Accepted {
@@ -129,13 +136,14 @@ const startActor = (accepted: Accepted, coalescer: WriteCoalescer, registry: Con
     onEnd,
     register: (handle) =>
       Effect.sync(() => {
-          admission.register(handle)
-          actors.set(ws, handle)
-          ws.on("message", onMessage)
-          ws.once("close", onClose)
-          ws.on("error", onClose)
-          ws.resume()
-        })
+        admission.register(handle)
+        const socket: ActorSocket = ws
+        socket[ACTOR] = handle
+        ws.on("message", onMessage)
+        ws.once("close", onClose)
+        ws.on("error", onClose)
+        ws.resume()
+      })
   })
 }
 

@@ -16,6 +16,13 @@ import type { Sink } from "./Sink.ts"
 export interface HubShape {
   /** Adds `sink` to the topic until the scope closes. */
   readonly subscribe: (key: TopicKey, sink: Sink) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * `subscribe` without a scope, for an owner that already releases its subscriptions from a scope
+   * of its own (a connection actor releases all its channels in one finalizer: an idle socket holds
+   * fewer objects than with one scope per channel). Every `add` must be paired with a `remove`.
+   */
+  readonly add: (key: TopicKey, sink: Sink) => void
+  readonly remove: (key: TopicKey, sink: Sink) => void
   /** Delivers to local subscribers (skipping `except`, the sender for `self: false`) and to other nodes. */
   readonly publish: (publication: Publication, except?: Sink) => Effect.Effect<number>
   readonly subscriberCount: (key: TopicKey) => number
@@ -58,7 +65,15 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
 
   yield* broker.receive((publication) => void fanOut(publication, undefined))
 
-  const unsubscribe = (key: TopicKey, sink: Sink) => {
+  const add = (key: TopicKey, sink: Sink) => {
+    let sinks = topics.get(key)
+    if (sinks === undefined) topics.set(key, (sinks = new Set()))
+    if (!sinks.has(sink)) subscriptionCount++
+    sinks.add(sink)
+    updateGauges()
+  }
+
+  const remove = (key: TopicKey, sink: Sink) => {
     const sinks = topics.get(key)
     if (sinks?.delete(sink)) subscriptionCount--
     if (sinks !== undefined && sinks.size === 0) topics.delete(key)
@@ -71,16 +86,13 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
   }
 
   return {
-    // A bare scope finalizer rather than acquireRelease: one is held by every joined channel.
     subscribe: (key, sink) =>
       Effect.flatMap(Effect.scope, (scope) => {
-        let sinks = topics.get(key)
-        if (sinks === undefined) topics.set(key, (sinks = new Set()))
-        if (!sinks.has(sink)) subscriptionCount++
-        sinks.add(sink)
-        updateGauges()
-        return Scope.addFinalizer(scope, Effect.sync(() => unsubscribe(key, sink)))
+        add(key, sink)
+        return Scope.addFinalizer(scope, Effect.sync(() => remove(key, sink)))
       }),
+    add,
+    remove,
     publish: (publication, except) =>
       Effect.suspend(() => {
         const delivered = fanOut(publication, except)
