@@ -616,7 +616,8 @@ export const make = (init: Init): Effect.Effect<ConnectionHandle, never, Scope.S
     const scope = yield* Effect.scope
     const actor = new Actor(init, context, scope)
     actor.lastSeenMs = yield* Clock.currentTimeMillis
-    yield* Scope.addFinalizer(scope, Effect.andThen(actor.stop(), actor.release()))
+    // Built when it runs, so that an idle connection holds one small finalizer, not a chain of effects.
+    yield* Scope.addFinalizer(scope, Effect.suspend(() => Effect.andThen(actor.stop(), actor.release())))
     yield* init.register(actor)
     yield* Metric.modify(ConnectionMetrics.open, 1)
     return actor
