@@ -6,7 +6,7 @@
 import { NodeHttpServer } from "@effect/platform-node"
 import { AuthConfig, ChannelPolicy, TokenVerifier } from "@wedsync/auth"
 import { ConnectionConfig, ConnectionRegistry, Transport } from "@wedsync/connection"
-import { Hub, Presence } from "@wedsync/hub"
+import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { ProcessMetrics } from "@wedsync/metrics"
 import { Context, Effect, Layer, Redacted } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
@@ -106,7 +106,9 @@ export const make = (options: Options) => {
   const auth = Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(
     Layer.provideMerge(options.auth)
   )
-  const hub = Presence.Presence.layerMemory.pipe(Layer.provideMerge(Hub.Hub.layerMemory))
+  const hub = Layer.mergeAll(Presence.Presence.layerMemory, ChangeFeed.ChangeFeed.layerDisabled).pipe(
+    Layer.provideMerge(Hub.Hub.layerMemory)
+  )
   const connections = ConnectionRegistry.ConnectionRegistry.layer.pipe(Layer.provideMerge(options.connection))
   const services = Layer.mergeAll(auth, hub, connections, ProcessMetrics.layer)
   const http = HttpRouter.serve(Routes.routes, { disableLogger: true, disableListenLog: true }).pipe(

@@ -10,7 +10,7 @@
  * releases them, and the actor's finalizer in the connection scope releases every channel left.
  */
 import { ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
-import { Hub, Presence, Publication, type Sink } from "@wedsync/hub"
+import { ChangeFeed, Hub, Presence, Publication, type Sink } from "@wedsync/hub"
 import { Frame, JoinConfig, Reply, Serializer, WsFrame } from "@wedsync/protocol"
 import { Cause, Clock, Context, Deferred, Effect, Exit, type Fiber, Metric, Result, Scope } from "effect"
 import { randomUUID } from "node:crypto"
@@ -66,6 +66,7 @@ export interface Init {
 
 export type Services =
   | ConnectionConfig
+  | ChangeFeed.ChangeFeed
   | Hub.Hub
   | Presence.Presence
   | TokenVerifier.TokenVerifier
@@ -80,6 +81,8 @@ interface Channel {
   readonly sink: Sink.Sink
   readonly ack: boolean
   readonly self: boolean
+  /** The join's `postgres_changes` bindings with their ids, or undefined when it had none. */
+  readonly bindings: ReadonlyArray<ChangeFeed.Binding> | undefined
   /** The join's presence key, or a UUID made when presence is first used (Supabase makes one per join). */
   presenceKey: string | undefined
   principal: Principal.Principal
@@ -114,9 +117,6 @@ export const bindingId = (raw: unknown): number => {
   for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193)
   return (hash >>> 0) & 0x7ffffff
 }
-
-const describeBinding = (b: JoinConfig.PostgresChangeBinding): string =>
-  `[event: ${b.event}, schema: ${b.schema}, table: ${b.table ?? "*"}, filters: [${b.filter ?? ""}]]`
 
 const joinsWith = (result: string) => Metric.withAttributes(ConnectionMetrics.joins, { result })
 
@@ -296,6 +296,7 @@ class Actor implements ConnectionHandle {
   /** Undoes a join: the hub subscription, then the presence entry (whose leave the channel itself is not sent). */
   private releaseChannel(channel: Channel): Effect.Effect<void> {
     Context.get(this.context, Hub.Hub).remove(channel.key, channel.sink)
+    if (channel.bindings !== undefined) Context.get(this.context, ChangeFeed.ChangeFeed).unsubscribe(channel.sink)
     if (!channel.presenceTracked) return Effect.void
     return Context.get(this.context, Presence.Presence).untrack(channel.topic, channel.isPrivate, channel.sink, channel.sink)
   }
@@ -378,6 +379,16 @@ class Actor implements ConnectionHandle {
         sink,
         ack: joinConfig.broadcastAck,
         self: joinConfig.broadcastSelf,
+        bindings: joinConfig.postgresChanges.length === 0
+          ? undefined
+          : joinConfig.postgresChanges.map((b) => ({
+            id: bindingId(b.raw),
+            event: b.event,
+            schema: b.schema,
+            table: b.table,
+            filter: b.filter,
+            select: b.select
+          })),
         presenceKey: joinConfig.presenceKey,
         principal: authorized.success,
         presenceTracked: false,
@@ -389,27 +400,44 @@ class Actor implements ConnectionHandle {
       self.refreshExpiry()
       yield* Metric.modify(ConnectionMetrics.channels, 1)
       yield* Metric.update(joinsWith("ok"), 1)
-      const bindings = joinConfig.postgresChanges.map((b) => ({ ...b.raw, id: bindingId(b.raw) }))
-      self.reply(joinRef, ref, topic, Reply.ok({ postgres_changes: bindings }))
+      const echoed = joinConfig.postgresChanges.map((b) => ({ ...b.raw, id: bindingId(b.raw) }))
+      self.reply(joinRef, ref, topic, Reply.ok({ postgres_changes: echoed }))
       if (joinConfig.presenceEnabled) {
         const state = Context.get(self.context, Presence.Presence).state(topic, channel.isPrivate)
         self.sendText(Serializer.encodeRaw(self.vsn, joinRef, null, topic, Reply.PRESENCE_STATE, state))
       }
-      for (const binding of joinConfig.postgresChanges) {
-        self.send(
-          joinRef,
-          null,
-          topic,
-          Reply.SYSTEM,
-          Reply.system(
-            "postgres_changes",
-            "error",
-            `Unable to subscribe to changes with given parameters. Postgres Changes are not enabled on this gateway (DATABASE_URL is not set): ${describeBinding(binding)}`,
-            subtopic
-          )
-        )
-      }
+      yield* self.subscribeChanges(channel)
     })
+  }
+
+  /**
+   * Registers the channel's bindings with the change feed beside the actor (the feed answers only
+   * once it really delivers, which may take a while) and reports the outcome with Supabase's
+   * `system` messages. A channel that left meanwhile is unsubscribed again.
+   */
+  private subscribeChanges(channel: Channel): Effect.Effect<void> {
+    const bindings = channel.bindings
+    if (bindings === undefined) return Effect.void
+    const feed = Context.get(this.context, ChangeFeed.ChangeFeed)
+    const report = (results: ReadonlyArray<ChangeFeed.BindingResult>) =>
+      Effect.sync(() => {
+        if (this.channels.get(channel.topic) !== channel) return feed.unsubscribe(channel.sink)
+        const system = (status: "ok" | "error", message: string) =>
+          this.offer({
+            _tag: "Send",
+            frame: WsFrame.text(Serializer.encode(this.vsn, {
+              joinRef: channel.joinRef,
+              ref: null,
+              topic: channel.topic,
+              event: Reply.SYSTEM,
+              payload: Reply.system("postgres_changes", status, message, channel.subtopic)
+            }))
+          })
+        for (const result of results) if (result._tag === "Refused") system("error", result.message)
+        if (results.some((result) => result._tag === "Subscribed")) system("ok", "Subscribed to PostgreSQL")
+      })
+    const subscriber = { sink: channel.sink, topic: channel.topic, bindings, access: channel.principal }
+    return Effect.asVoid(Effect.forkIn(Effect.flatMap(feed.subscribe(subscriber), report), this.scope))
   }
 
   /** Counts a client push against the per-socket rate; false when the channel was shut down. */
@@ -515,6 +543,8 @@ class Actor implements ConnectionHandle {
       if (Result.isFailure(verified)) return yield* self.shutdownChannel(channel, verified.failure.reason.message)
       channel.principal = verified.success
       self.refreshExpiry()
+      // As Supabase: the subscription is renewed with the new claims and confirmed again.
+      yield* self.subscribeChanges(channel)
     })
   }
 

@@ -11,6 +11,8 @@ export interface PostgresChangeBinding {
   readonly schema: string
   readonly table: string | undefined
   readonly filter: string | undefined
+  /** Column selection (newer clients); only when every entry is a string. */
+  readonly select: ReadonlyArray<string> | undefined
 }
 
 export interface JoinConfig {
@@ -81,7 +83,10 @@ export const parse = (payload: unknown): JoinConfig => {
         event: typeof entry["event"] === "string" ? entry["event"] : "*",
         schema: typeof entry["schema"] === "string" ? entry["schema"] : "public",
         table: typeof entry["table"] === "string" ? entry["table"] : undefined,
-        filter: typeof entry["filter"] === "string" ? entry["filter"] : undefined
+        filter: typeof entry["filter"] === "string" ? entry["filter"] : undefined,
+        select: Array.isArray(entry["select"]) && entry["select"].every((c) => typeof c === "string")
+          ? (entry["select"] as ReadonlyArray<string>)
+          : undefined
       })
     }
   } else if (rawChanges !== undefined && rawChanges !== null) {

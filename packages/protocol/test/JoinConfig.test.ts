@@ -22,6 +22,18 @@ describe("JoinConfig.parse", () => {
     assert.deepStrictEqual(config, defaults)
   })
 
+  it("keeps a postgres_changes select only when it is a list of column names", () => {
+    const parsed = JoinConfig.parse({
+      config: {
+        postgres_changes: [
+          { event: "UPDATE", schema: "public", table: "orders", select: ["id", "status"] },
+          { event: "UPDATE", schema: "public", table: "orders", select: ["id", 7] }
+        ]
+      }
+    })
+    assert.deepStrictEqual(parsed.postgresChanges.map((b) => b.select), [["id", "status"], undefined])
+  })
+
   it("empty payload, empty config and null sections give the defaults", () => {
     assert.deepStrictEqual(JoinConfig.parse({}), defaults)
     assert.deepStrictEqual(JoinConfig.parse({ config: {} }), defaults)
@@ -46,8 +58,8 @@ describe("JoinConfig.parse", () => {
       presenceEnabled: true,
       isPrivate: false,
       postgresChanges: [
-        { raw: insert, event: "INSERT", schema: "public", table: "messages", filter: "room_id=eq.1" },
-        { raw: todos, event: "*", schema: "public", table: "todos", filter: undefined }
+        { raw: insert, event: "INSERT", schema: "public", table: "messages", filter: "room_id=eq.1", select: undefined },
+        { raw: todos, event: "*", schema: "public", table: "todos", filter: undefined, select: undefined }
       ],
       accessToken: undefined,
       invalidFields: []

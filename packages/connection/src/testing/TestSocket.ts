@@ -12,7 +12,7 @@
  */
 import { AuthConfig, ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
 import { TestTokens } from "@wedsync/auth/testing"
-import { Hub, Presence } from "@wedsync/hub"
+import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { type Frame, Serializer, WsFrame } from "@wedsync/protocol"
 import { Clock, Deferred, Effect, type Exit, Fiber, Layer, Redacted, type Scope } from "effect"
 import type * as ConnectionActor from "../ConnectionActor.ts"
@@ -154,6 +154,7 @@ export const TEST_JWT_SECRET = "wedsync-connection-test-secret-of-at-least-32-ch
 export const layer = (options: Partial<ConnectionOptions> = {}) =>
   Layer.mergeAll(
     Presence.Presence.layerMemory.pipe(Layer.provideMerge(Hub.Hub.layerMemory)),
+    ChangeFeed.ChangeFeed.layerDisabled,
     ConnectionConfig.layer(options),
     TokenVerifier.layer.pipe(Layer.provide(AuthConfig.layer({ jwtSecret: Redacted.make(TEST_JWT_SECRET) }))),
     ChannelPolicy.layer
