@@ -1,0 +1,2 @@
+export * as ChangeEvent from "./ChangeEvent.ts"
+export * as RowPolicy from "./RowPolicy.ts"

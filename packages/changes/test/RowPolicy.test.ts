@@ -1,0 +1,67 @@
+import { describe, expect, it } from "vitest"
+import { RowPolicy, scopeOf } from "../src/RowPolicy.ts"
+
+const access = (role: string, weddingIds: ReadonlyArray<string> = [], supplierIds: ReadonlyArray<string> = []) => ({
+  role,
+  weddingIds: new Set(weddingIds),
+  supplierIds: new Set(supplierIds)
+})
+
+const timeline = new Set(["id", "wedding_id", "title"])
+const supplierTasks = new Set(["id", "supplier_id", "task"])
+const notes = new Set(["id", "body"])
+
+describe("scopeOf", () => {
+  it("scopes a row by wedding_id, else supplier_id, else not at all", () => {
+    expect(scopeOf(timeline, { id: 1, wedding_id: "w-1" })).toEqual({ _tag: "Wedding", id: "w-1" })
+    expect(scopeOf(timeline, { id: 1, wedding_id: 42 })).toEqual({ _tag: "Wedding", id: "42" })
+    expect(scopeOf(supplierTasks, { id: 1, supplier_id: "s-9" })).toEqual({ _tag: "Supplier", id: "s-9" })
+    expect(scopeOf(notes, { id: 1, body: "x" })).toEqual({ _tag: "Unscoped" })
+  })
+
+  it("is Unknown when a scoped table's row image lacks the column (a DELETE with the PK only)", () => {
+    expect(scopeOf(timeline, { id: 1 })).toEqual({ _tag: "Unknown" })
+    expect(scopeOf(timeline, undefined)).toEqual({ _tag: "Unknown" })
+    expect(scopeOf(timeline, { id: 1, wedding_id: null })).toEqual({ _tag: "Unknown" })
+  })
+})
+
+describe("RowPolicy", () => {
+  const policy = new RowPolicy("service_role")
+
+  it("lets members of the row's wedding or supplier see it, restricted; everyone else is denied", () => {
+    expect(policy.decide(access("authenticated", ["w-1"]), { _tag: "Wedding", id: "w-1" })).toBe("restricted")
+    expect(policy.decide(access("authenticated", ["w-2"]), { _tag: "Wedding", id: "w-1" })).toBe("denied")
+    expect(policy.decide(access("authenticated", [], ["s-9"]), { _tag: "Supplier", id: "s-9" })).toBe("restricted")
+    expect(policy.decide(access("authenticated", ["s-9"]), { _tag: "Supplier", id: "s-9" })).toBe("denied")
+    expect(policy.decide(access("anon"), { _tag: "Wedding", id: "w-1" })).toBe("denied")
+  })
+
+  it("gives service_role everything in full, including rows whose scope is unknown", () => {
+    expect(policy.decide(access("service_role"), { _tag: "Wedding", id: "w-1" })).toBe("full")
+    expect(policy.decide(access("service_role"), { _tag: "Unknown" })).toBe("full")
+    expect(policy.decide(access("service_role"), { _tag: "Unscoped" })).toBe("full")
+    expect(policy.decide(access("authenticated", ["w-1"]), { _tag: "Unknown" })).toBe("denied")
+  })
+
+  it("applies the configured rule to unscoped tables", () => {
+    const user = access("authenticated")
+    expect(new RowPolicy("service_role").decide(user, { _tag: "Unscoped" })).toBe("denied")
+    expect(new RowPolicy("authenticated").decide(user, { _tag: "Unscoped" })).toBe("restricted")
+    expect(new RowPolicy("authenticated").decide(access("anon"), { _tag: "Unscoped" })).toBe("denied")
+    expect(new RowPolicy("all").decide(access("anon"), { _tag: "Unscoped" })).toBe("restricted")
+  })
+
+  it("decides once per (token, wedding): the cached decision is reused", () => {
+    const cached = new RowPolicy("service_role")
+    let lookups = 0
+    const counting = {
+      role: "authenticated",
+      supplierIds: new Set<string>(),
+      weddingIds: { has: (id: string) => (lookups++, id === "w-1") } as ReadonlySet<string>
+    }
+    for (let i = 0; i < 200; i++) expect(cached.decide(counting, { _tag: "Wedding", id: "w-1" })).toBe("restricted")
+    expect(cached.decide(counting, { _tag: "Wedding", id: "w-2" })).toBe("denied")
+    expect(lookups).toBe(2)
+  })
+})
