@@ -7,6 +7,15 @@ const access = (role: string, weddingIds: ReadonlyArray<string> = [], supplierId
   supplierIds: new Set(supplierIds)
 })
 
+/** A membership set that counts lookups, to show decisions are cached. */
+class CountingSet extends Set<string> {
+  lookups = 0
+  override has(value: string): boolean {
+    this.lookups++
+    return super.has(value)
+  }
+}
+
 const timeline = new Set(["id", "wedding_id", "title"])
 const supplierTasks = new Set(["id", "supplier_id", "task"])
 const notes = new Set(["id", "body"])
@@ -54,14 +63,10 @@ describe("RowPolicy", () => {
 
   it("decides once per (token, wedding): the cached decision is reused", () => {
     const cached = new RowPolicy("service_role")
-    let lookups = 0
-    const counting = {
-      role: "authenticated",
-      supplierIds: new Set<string>(),
-      weddingIds: { has: (id: string) => (lookups++, id === "w-1") } as ReadonlySet<string>
-    }
+    const weddingIds = new CountingSet(["w-1"])
+    const counting = { role: "authenticated", supplierIds: new Set<string>(), weddingIds }
     for (let i = 0; i < 200; i++) expect(cached.decide(counting, { _tag: "Wedding", id: "w-1" })).toBe("restricted")
     expect(cached.decide(counting, { _tag: "Wedding", id: "w-2" })).toBe("denied")
-    expect(lookups).toBe(2)
+    expect(weddingIds.lookups).toBe(2)
   })
 })
