@@ -1,0 +1,43 @@
+import { describe, expect, it } from "vitest"
+import type { ChangeEvent } from "../src/ChangeEvent.ts"
+import * as ChangePayload from "../src/ChangePayload.ts"
+
+const base = {
+  schema: "public",
+  table: "timeline_items",
+  commitTimestamp: "2026-06-13T12:00:00.123Z",
+  columns: [{ name: "id", type: "int8" }, { name: "wedding_id", type: "text" }, { name: "title", type: "text" }],
+  primaryKey: ["id"]
+} as const
+
+const insert: ChangeEvent = { ...base, action: "INSERT", record: { id: 1, wedding_id: "w-1", title: "Vows" }, oldRecord: undefined }
+const update: ChangeEvent = { ...base, action: "UPDATE", record: { id: 1, wedding_id: "w-1", title: "Rings" }, oldRecord: { id: 1, wedding_id: "w-1", title: "Vows" } }
+const remove: ChangeEvent = { ...base, action: "DELETE", record: undefined, oldRecord: { id: 1, wedding_id: "w-1", title: "Rings" } }
+const full = { variant: "full", select: undefined } as const
+
+describe("ChangePayload", () => {
+  it("has Supabase's keys, in order, per action", () => {
+    expect(Object.keys(ChangePayload.data(insert, full))).toEqual(["schema", "table", "commit_timestamp", "type", "columns", "record", "errors"])
+    expect(Object.keys(ChangePayload.data(update, full))).toEqual(["schema", "table", "commit_timestamp", "type", "columns", "record", "old_record", "errors"])
+    expect(Object.keys(ChangePayload.data(remove, full))).toEqual(["schema", "table", "commit_timestamp", "type", "columns", "old_record", "errors"])
+    expect(ChangePayload.data(insert, full)).toMatchObject({ type: "INSERT", errors: null, record: insert.record, columns: base.columns })
+  })
+
+  it("gives restricted subscribers a DELETE with the primary key only, and full subscribers the whole old row", () => {
+    expect(ChangePayload.data(remove, { variant: "restricted", select: undefined })["old_record"]).toEqual({ id: 1 })
+    expect(ChangePayload.data(remove, full)["old_record"]).toEqual(remove.oldRecord)
+    expect(ChangePayload.data(update, { variant: "restricted", select: undefined })["record"]).toEqual(update.record)
+  })
+
+  it("limits columns and records to a select plus the primary key", () => {
+    const selected = ChangePayload.data(update, { variant: "full", select: ["title"] })
+    expect(selected["columns"]).toEqual([{ name: "id", type: "int8" }, { name: "title", type: "text" }])
+    expect(selected["record"]).toEqual({ id: 1, title: "Rings" })
+    expect(selected["old_record"]).toEqual({ id: 1, title: "Vows" })
+  })
+
+  it("wraps encoded data with ids exactly as JSON.stringify would", () => {
+    const data = ChangePayload.dataJson(insert, full)
+    expect(ChangePayload.frameJson([30934519, 7], data)).toBe(JSON.stringify({ ids: [30934519, 7], data: ChangePayload.data(insert, full) }))
+  })
+})
