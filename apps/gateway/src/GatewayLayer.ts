@@ -6,9 +6,10 @@
 import { NodeHttpServer } from "@effect/platform-node"
 import { AuthConfig, ChannelPolicy, TokenVerifier } from "@wedsync/auth"
 import { ConnectionConfig, ConnectionRegistry, Transport } from "@wedsync/connection"
+import { ChangesConfig, PostgresChanges, Replication } from "@wedsync/changes"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { ProcessMetrics } from "@wedsync/metrics"
-import { Context, Effect, Layer, Redacted } from "effect"
+import { Config, Context, Effect, Layer, Option, Redacted } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { NetAddress } from "effect/net"
 import { SignJWT } from "jose"
@@ -98,6 +99,8 @@ const WebSocketLayer = Layer.effectDiscard(
 
 export interface Options {
   readonly gateway: Layer.Layer<GatewayConfig, unknown>
+  /** Postgres Changes: `PostgresChanges.layer` over a database, or `ChangeFeed.layerDisabled`. */
+  readonly changes: Layer.Layer<ChangeFeed.ChangeFeed, unknown, Hub.Hub>
   readonly connection: Layer.Layer<ConnectionConfig.ConnectionConfig, unknown>
   readonly auth: Layer.Layer<AuthConfig.AuthConfig, unknown>
 }
@@ -106,9 +109,7 @@ export const make = (options: Options) => {
   const auth = Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(
     Layer.provideMerge(options.auth)
   )
-  const hub = Layer.mergeAll(Presence.Presence.layerMemory, ChangeFeed.ChangeFeed.layerDisabled).pipe(
-    Layer.provideMerge(Hub.Hub.layerMemory)
-  )
+  const hub = Layer.mergeAll(Presence.Presence.layerMemory, options.changes).pipe(Layer.provideMerge(Hub.Hub.layerMemory))
   const connections = ConnectionRegistry.ConnectionRegistry.layer.pipe(Layer.provideMerge(options.connection))
   const services = Layer.mergeAll(auth, hub, connections, ProcessMetrics.layer)
   const http = HttpRouter.serve(Routes.routes, { disableLogger: true, disableListenLog: true }).pipe(
@@ -124,7 +125,26 @@ export const make = (options: Options) => {
   )
 }
 
+/** The change feed for a database URL (or none): the replication stream and its matcher. */
+export const changesLayer = (changes: ChangesConfig.ChangesOptions | undefined, rules: PostgresChanges.Options) =>
+  changes === undefined
+    ? ChangeFeed.ChangeFeed.layerDisabled
+    : PostgresChanges.layer(rules).pipe(
+      Layer.provide(Replication.Replication.layer),
+      Layer.provide(Layer.succeed(ChangesConfig.ChangesConfig, changes))
+    )
+
+/** `DATABASE_URL` set: Postgres Changes on; unset: every binding refused with a clear message. */
+const changesFromEnv = Layer.unwrap(
+  Effect.gen(function*() {
+    const url = yield* Config.option(Config.Redacted("DATABASE_URL"))
+    const rules = yield* PostgresChanges.config
+    return changesLayer(Option.isSome(url) ? yield* ChangesConfig.config : undefined, rules)
+  })
+)
+
 export const fromEnv = make({
+  changes: changesFromEnv,
   gateway: GatewayConfig.layerConfig,
   connection: Layer.effect(ConnectionConfig.ConnectionConfig, ConnectionConfig.config),
   auth: AuthConfig.layerConfig
@@ -135,8 +155,16 @@ export const layerTest = (overrides: {
   readonly gateway?: Partial<GatewayOptions>
   readonly connection?: Partial<ConnectionConfig.ConnectionOptions>
   readonly auth?: Partial<AuthConfig.AuthConfig["Service"]>
+  readonly changes?: Partial<ChangesConfig.ChangesOptions> & Pick<ChangesConfig.ChangesOptions, "databaseUrl">
+  readonly unscopedTables?: PostgresChanges.Options["unscopedTables"]
 } = {}) =>
   make({
+    changes: changesLayer(
+      overrides.changes === undefined
+        ? undefined
+        : { slotName: "wedsync_realtime", publicationName: "wedsync_realtime", tables: "all", ...overrides.changes },
+      { unscopedTables: overrides.unscopedTables ?? "service_role" }
+    ),
     gateway: GatewayConfig.layer({ port: 0, drainTimeoutMs: 2_000, ...overrides.gateway }),
     connection: ConnectionConfig.ConnectionConfig.layer({ connectErrorDelayMs: 0, joinErrorDelayMs: 0, ...overrides.connection }),
     auth: AuthConfig.layer(overrides.auth)

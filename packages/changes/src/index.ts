@@ -1,4 +1,8 @@
 export * as ChangeEvent from "./ChangeEvent.ts"
 export * as ChangeFilter from "./ChangeFilter.ts"
 export * as ChangePayload from "./ChangePayload.ts"
+export * as ChangesConfig from "./ChangesConfig.ts"
+export * as ChangesError from "./ChangesError.ts"
+export * as PostgresChanges from "./PostgresChanges.ts"
+export * as Replication from "./Replication.ts"
 export * as RowPolicy from "./RowPolicy.ts"
