@@ -5,7 +5,7 @@
  */
 import type { RealtimeChannel, SupabaseClient } from "@supabase/supabase-js"
 import { TestTokens } from "@wedsync/auth/testing"
-import { RawClient, SupabaseClients, databaseUrl, uniqueSqlName } from "@wedsync/testkit"
+import { Postgres, RawClient, SupabaseClients, databaseUrl, uniqueSqlName } from "@wedsync/testkit"
 import { Redacted } from "effect"
 import pg from "pg"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
@@ -59,7 +59,7 @@ afterEach(async () => {
 afterAll(async () => {
   await gateway?.stop()
   // The slot outlives the gateway on purpose (resume); the test removes it once the stream is gone.
-  await sql(`select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = $1 and not active`, [slot])
+  await Postgres.dropReplicationSlot(db, slot)
   await sql(`drop publication if exists ${publication}`)
   await sql(`drop schema if exists ${schema} cascade`)
   await db.end()

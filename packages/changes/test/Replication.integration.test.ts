@@ -3,7 +3,7 @@
  * consumer, resume from the slot after a restart of the source, and recovery after a restart of
  * Postgres itself. Every run has its own schema, publication and slot, dropped at the end.
  */
-import { databaseUrl, uniqueSqlName } from "@wedsync/testkit"
+import { databaseUrl, Postgres, uniqueSqlName } from "@wedsync/testkit"
 import { Effect, Exit, Fiber, Layer, ManagedRuntime, Queue, Redacted, Scope } from "effect"
 import { execFileSync } from "node:child_process"
 import { readdirSync } from "node:fs"
@@ -59,7 +59,7 @@ beforeAll(async () => {
 }, 30_000)
 
 afterAll(async () => {
-  await sql(`select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = $1 and not active`, [slot])
+  await Postgres.dropReplicationSlot(db, slot)
   await sql(`drop publication if exists ${publication}`)
   await sql(`drop schema if exists ${schema} cascade`)
   await db.end()

@@ -1,4 +1,5 @@
 export * as PartialLayer from "./PartialLayer.ts"
+export * as Postgres from "./Postgres.ts"
 export * as RawClient from "./RawClient.ts"
 export * as Services from "./Services.ts"
 export * as SupabaseClients from "./SupabaseClients.ts"
