@@ -162,7 +162,7 @@ export const layerTest = (overrides: {
     changes: changesLayer(
       overrides.changes === undefined
         ? undefined
-        : { slotName: "wedsync_realtime", publicationName: "wedsync_realtime", tables: "all", ...overrides.changes },
+        : { slotName: "wedsync_realtime", publicationName: "wedsync_realtime", tables: "all", startDelayMs: 0, ...overrides.changes },
       { unscopedTables: overrides.unscopedTables ?? "service_role" }
     ),
     gateway: GatewayConfig.layer({ port: 0, drainTimeoutMs: 2_000, ...overrides.gateway }),

@@ -7,6 +7,7 @@ import type { RealtimeChannel, SupabaseClient } from "@supabase/supabase-js"
 import { TestTokens } from "@wedsync/auth/testing"
 import { Postgres, RawClient, SupabaseClients, databaseUrl, uniqueSqlName } from "@wedsync/testkit"
 import { Redacted } from "effect"
+import { createServer } from "node:net"
 import pg from "pg"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { type RunningGateway, startGateway } from "./support/Gateway.ts"
@@ -224,6 +225,43 @@ describe("pooling", () => {
       expect(rows).toEqual([{ active: true, streams: 1 }])
     } finally {
       await Promise.all(sockets.map((s) => s.close()))
+    }
+  }, 60_000)
+})
+
+describe("gateway restart", () => {
+  it("a client that rejoins within the start delay receives what was committed while the gateway was down, once", async () => {
+    const restartSlot = uniqueSqlName("slot")
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, "127.0.0.1", () => {
+        const address = probe.address()
+        probe.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
+      })
+    })
+    const options = {
+      gateway: { port },
+      changes: { databaseUrl: Redacted.make(databaseUrl()), slotName: restartSlot, publicationName: publication, startDelayMs: 4_000 }
+    }
+    let restarted = await startGateway(options)
+    try {
+      const token = await TestTokens.serviceRoleToken()
+      const c = makeSupabaseClient(restarted.url, token, { accessToken: token })
+      clients.push(c)
+      await c.realtime.setAuth()
+      const w = await watch(c, "restart", [{ event: "INSERT", table: "timeline_items", filter: "wedding_id=eq.restart" }])
+      await subscribed(w.system)
+      await sql(`insert into ${schema}.timeline_items (wedding_id, title) values ('restart', 'before')`)
+      await w.changes.next((m) => m.new["title"] === "before")
+      await restarted.stop()
+      await sql(`insert into ${schema}.timeline_items (wedding_id, title) values ('restart', 'while-down')`)
+      restarted = await startGateway(options)
+      await sql(`insert into ${schema}.timeline_items (wedding_id, title) values ('restart', 'after')`)
+      await w.changes.next((m) => m.new["title"] === "after", 30_000)
+      expect(w.changes.received.map((m) => m.new["title"])).toEqual(["before", "while-down", "after"])
+    } finally {
+      await closeAll(clients.splice(0))
+      await restarted.stop()
+      await Postgres.dropReplicationSlot(db, restartSlot)
     }
   }, 60_000)
 })

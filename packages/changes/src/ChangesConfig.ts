@@ -8,14 +8,29 @@ export interface ChangesOptions {
   /** Publication read by the slot; created (FOR ALL TABLES, or for `tables`) when missing. */
   readonly publicationName: string
   readonly tables: ReadonlyArray<string> | "all"
+  /**
+   * How long a starting gateway waits before it consumes the slot. Clients of a restarted gateway
+   * reconnect within seconds; changes committed meanwhile stay in the slot until then, so those
+   * clients receive them instead of missing them. Clients that rejoin later still miss them.
+   */
+  readonly startDelayMs: number
 }
 
 export class ChangesConfig extends Context.Service<ChangesConfig, ChangesOptions>()("@wedsync/changes/ChangesConfig") {
   static readonly layer = (options: Partial<ChangesOptions> & Pick<ChangesOptions, "databaseUrl">): Layer.Layer<ChangesConfig> =>
-    Layer.succeed(ChangesConfig, { slotName: "wedsync_realtime", publicationName: "wedsync_realtime", tables: "all", ...options })
+    Layer.succeed(ChangesConfig, {
+      slotName: "wedsync_realtime",
+      publicationName: "wedsync_realtime",
+      tables: "all",
+      startDelayMs: 0,
+      ...options
+    })
 }
 
-/** `DATABASE_URL` (required here), `REPLICATION_SLOT`, `REPLICATION_PUBLICATION`, `REPLICATION_TABLES` (comma list). */
+/**
+ * `DATABASE_URL` (required here), `REPLICATION_SLOT`, `REPLICATION_PUBLICATION`, `REPLICATION_TABLES` (comma list),
+ * `REPLICATION_START_DELAY_MS` (default 5000).
+ */
 export const config: Config.Config<ChangesOptions> = Config.all({
   databaseUrl: Config.Redacted("DATABASE_URL"),
   slotName: Config.String("REPLICATION_SLOT").pipe(Config.withDefault("wedsync_realtime")),
@@ -26,5 +41,6 @@ export const config: Config.Config<ChangesOptions> = Config.all({
       const tables = list.split(",").map((t) => t.trim()).filter((t) => t !== "")
       return tables.length === 0 ? "all" : tables
     })
-  )
+  ),
+  startDelayMs: Config.Int("REPLICATION_START_DELAY_MS").pipe(Config.withDefault(5_000))
 })

@@ -229,6 +229,8 @@ export const make = Effect.gen(function*() {
     Effect.gen(function*() {
       const context = yield* Effect.context<never>()
       const runPromise = <A>(effect: Effect.Effect<A>) => Effect.runPromiseWith(context)(effect)
+      // Only on start, not on reconnects: gives a restarted gateway's clients time to rejoin.
+      if (config.startDelayMs > 0) yield* Effect.sleep(config.startDelayMs)
       return yield* streamOnce(consume, runPromise).pipe(
         Effect.tapError((error) => Effect.logWarning(`replication: ${error.message}; reconnecting`)),
         Effect.retry(Schedule.min([Schedule.exponential("200 millis"), Schedule.spaced("5 seconds")])),
