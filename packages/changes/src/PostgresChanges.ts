@@ -23,6 +23,24 @@ interface Member {
   readonly subscriber: ChangeFeed.ChangeSubscriber
   /** Ids of this subscriber's bindings that resolved to this entry. */
   readonly ids: Array<number>
+  /** Subscribers of this entry with the same topic, serializer and ids share frames; set once subscribed. */
+  group: Group | undefined
+}
+
+/**
+ * The sockets of one entry that receive byte-identical frames (same topic, serializer and binding
+ * ids), e.g. the 200 devices of a wedding on its channel. Frames are cached for the change being
+ * delivered, so the per-recipient work is a policy lookup and an enqueue.
+ */
+interface Group {
+  readonly key: string
+  readonly topic: string
+  readonly vsn: Sink.Sink["vsn"]
+  readonly ids: ReadonlyArray<number>
+  size: number
+  change: ChangeEvent | undefined
+  full: Uint8Array | undefined
+  restricted: Uint8Array | undefined
 }
 
 interface Entry {
@@ -32,6 +50,11 @@ interface Entry {
   readonly filter: ChangeFilter.TypedFilter | undefined
   readonly select: ReadonlyArray<string> | undefined
   readonly members: Map<Sink.Sink, Member>
+  readonly groups: Map<string, Group>
+  /** Data JSON of the change being delivered, per variant. */
+  change: ChangeEvent | undefined
+  dataFull: string | undefined
+  dataRestricted: string | undefined
 }
 
 /** What one subscriber gets for one change. */
@@ -90,7 +113,11 @@ export const make = (options: Options) => Effect.gen(function*() {
     const entries = subscriptions.get(sink)
     if (entries === undefined) return
     subscriptions.delete(sink)
-    for (const entry of entries) entry.members.delete(sink)
+    for (const entry of entries) {
+      const group = entry.members.get(sink)?.group
+      if (group !== undefined && --group.size === 0) entry.groups.delete(group.key)
+      entry.members.delete(sink)
+    }
     for (const [key, table] of tables) {
       for (const [entryKey, entry] of table.entries) if (entry.members.size === 0) table.entries.delete(entryKey)
       if (table.entries.size === 0) tables.delete(key)
@@ -124,7 +151,17 @@ export const make = (options: Options) => Effect.gen(function*() {
       const key = JSON.stringify([action, binding.filter ?? "", binding.select ?? null])
       let entry = table.entries.get(key)
       if (entry === undefined) {
-        entry = { key, action, filter, select: binding.select, members: new Map() }
+        entry = {
+          key,
+          action,
+          filter,
+          select: binding.select,
+          members: new Map(),
+          groups: new Map(),
+          change: undefined,
+          dataFull: undefined,
+          dataRestricted: undefined
+        }
         table.entries.set(key, entry)
       }
       return Result.succeed(entry)
@@ -146,10 +183,21 @@ export const make = (options: Options) => Effect.gen(function*() {
         }
         const entry = resolved.success
         let member = entry.members.get(subscriber.sink)
-        if (member === undefined) entry.members.set(subscriber.sink, (member = { subscriber, ids: [] }))
+        if (member === undefined) entry.members.set(subscriber.sink, (member = { subscriber, ids: [], group: undefined }))
         if (!member.ids.includes(binding.id)) member.ids.push(binding.id)
         if (!joined.includes(entry)) joined.push(entry)
         results.push({ _tag: "Subscribed" })
+      }
+      for (const entry of joined) {
+        const member = entry.members.get(subscriber.sink)!
+        const key = `${subscriber.topic}\u0000${subscriber.sink.vsn}\u0000${member.ids.join(",")}`
+        let group = entry.groups.get(key)
+        if (group === undefined) {
+          group = { key, topic: subscriber.topic, vsn: subscriber.sink.vsn, ids: [...member.ids], size: 0, change: undefined, full: undefined, restricted: undefined }
+          entry.groups.set(key, group)
+        }
+        group.size++
+        member.group = group
       }
       if (joined.length > 0) subscriptions.set(subscriber.sink, joined)
       // "Subscribed to PostgreSQL" only once the stream delivers.
@@ -157,10 +205,57 @@ export const make = (options: Options) => Effect.gen(function*() {
       return results
     })
 
+  const groupFrame = (entry: Entry, group: Group, change: ChangeEvent, restricted: boolean): Uint8Array => {
+    if (group.change !== change) {
+      group.change = change
+      group.full = undefined
+      group.restricted = undefined
+    }
+    const cached = restricted ? group.restricted : group.full
+    if (cached !== undefined) return cached
+    if (entry.change !== change) {
+      entry.change = change
+      entry.dataFull = undefined
+      entry.dataRestricted = undefined
+    }
+    const data = restricted
+      ? (entry.dataRestricted ??= ChangePayload.dataJson(change, { variant: "restricted", select: entry.select }))
+      : (entry.dataFull ??= ChangePayload.dataJson(change, { variant: "full", select: entry.select }))
+    const frame = WsFrame.text(
+      Serializer.encodeRaw(group.vsn, null, null, group.topic, "postgres_changes", ChangePayload.frameJson(group.ids, data))
+    )
+    if (restricted) group.restricted = frame
+    else group.full = frame
+    return frame
+  }
+
+  /** The common case: one entry matched, so every recipient's frame is its group's. No per-recipient allocation. */
+  const deliverOne = (change: ChangeEvent, entry: Entry, scope: RowScope) => {
+    let delivered = 0
+    for (const [sink, member] of entry.members) {
+      const decision = policy.decide(member.subscriber.access, scope)
+      if (decision === "denied" || member.group === undefined) continue
+      sink.enqueue(groupFrame(entry, member.group, change, decision === "restricted" && change.action === "DELETE"))
+      delivered++
+    }
+    return delivered
+  }
+
   /** Frames built for one change, reused for every subscriber with the same key. */
   const deliver = (change: ChangeEvent, table: Table) => {
     const row = change.action === "DELETE" ? change.oldRecord : change.record
     const scope: RowScope = scopeOf(table.columnNames, change.record ?? change.oldRecord)
+    let only: Entry | undefined
+    let matchedEntries = 0
+    for (const entry of table.entries.values()) {
+      if (entry.action !== "*" && entry.action !== change.action) continue
+      if (entry.filter !== undefined && !ChangeFilter.matches(entry.filter, row)) continue
+      only = entry
+      if (++matchedEntries > 1) break
+    }
+    if (matchedEntries === 0) return 0
+    if (matchedEntries === 1) return deliverOne(change, only!, scope)
+    // Several entries matched: a socket may be in more than one and must get one frame with all its ids.
     // Per subscriber: the matched binding ids and the payload variant it gets.
     const matched = new Map<Sink.Sink, Target>()
     for (const entry of table.entries.values()) {
