@@ -1,0 +1,24 @@
+/** Metric handles of the change source. Updated once per committed transaction, never per subscriber. */
+import { Metric } from "effect"
+
+export const transactions = Metric.counter("wedsync_changes_transactions_total", {
+  description: "Committed transactions with at least one change handed to the consumer (fan-out done)",
+  incremental: true
+})
+
+export const events = Metric.counter("wedsync_changes_events_total", {
+  description: "Row changes (INSERT, UPDATE, DELETE, TRUNCATE per table) handed to the consumer",
+  incremental: true
+})
+
+export const lag = Metric.gauge("wedsync_changes_lag_seconds", {
+  description: "Time from a transaction's commit in Postgres to the end of its fan-out, for the latest transaction"
+})
+
+export const reconnects = Metric.counter("wedsync_changes_reconnects_total", {
+  description: "Times the replication stream was lost (Postgres restart, network, consumer defect) and started again",
+  incremental: true
+})
+
+/** Every handle, for the metrics lint. */
+export const metrics = [transactions, events, lag, reconnects] as const
