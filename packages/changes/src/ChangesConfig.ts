@@ -14,6 +14,12 @@ export interface ChangesOptions {
    * clients receive them instead of missing them. Clients that rejoin later still miss them.
    */
   readonly startDelayMs: number
+  /**
+   * How often the acknowledged position is reported to Postgres even when nothing new was consumed
+   * (pg_recvlogical's `--status-interval`). Optional so callers that build options by hand keep
+   * compiling; `Replication` uses 10 s when it is absent.
+   */
+  readonly statusIntervalMs?: number | undefined
 }
 
 export class ChangesConfig extends Context.Service<ChangesConfig, ChangesOptions>()("@wedsync/changes/ChangesConfig") {
@@ -23,13 +29,14 @@ export class ChangesConfig extends Context.Service<ChangesConfig, ChangesOptions
       publicationName: "wedsync_realtime",
       tables: "all",
       startDelayMs: 0,
+      statusIntervalMs: 10_000,
       ...options
     })
 }
 
 /**
  * `DATABASE_URL` (required here), `REPLICATION_SLOT`, `REPLICATION_PUBLICATION`, `REPLICATION_TABLES` (comma list),
- * `REPLICATION_START_DELAY_MS` (default 5000).
+ * `REPLICATION_START_DELAY_MS` (default 5000). The status interval is not configurable here (10 s).
  */
 export const config: Config.Config<ChangesOptions> = Config.all({
   databaseUrl: Config.Redacted("DATABASE_URL"),
@@ -42,5 +49,6 @@ export const config: Config.Config<ChangesOptions> = Config.all({
       return tables.length === 0 ? "all" : tables
     })
   ),
-  startDelayMs: Config.Int("REPLICATION_START_DELAY_MS").pipe(Config.withDefault(5_000))
+  startDelayMs: Config.Int("REPLICATION_START_DELAY_MS").pipe(Config.withDefault(5_000)),
+  statusIntervalMs: Config.succeed(10_000)
 })
