@@ -125,21 +125,22 @@ export const make = (options: Options) => {
   )
 }
 
-/** The change feed for a database URL (or none): the replication stream and its matcher. */
-export const changesLayer = (changes: ChangesConfig.ChangesOptions | undefined, rules: PostgresChanges.Options) =>
+/** The change feed over a database (the replication stream and its matcher), or the disabled feed. */
+export const changesLayer = (
+  changes: Layer.Layer<ChangesConfig.ChangesConfig> | undefined,
+  rules: PostgresChanges.Options
+) =>
   changes === undefined
     ? ChangeFeed.ChangeFeed.layerDisabled
-    : PostgresChanges.layer(rules).pipe(
-      Layer.provide(Replication.Replication.layer),
-      Layer.provide(Layer.succeed(ChangesConfig.ChangesConfig, changes))
-    )
+    : PostgresChanges.layer(rules).pipe(Layer.provide(Replication.Replication.layer), Layer.provide(changes))
 
 /** `DATABASE_URL` set: Postgres Changes on; unset: every binding refused with a clear message. */
 const changesFromEnv = Layer.unwrap(
   Effect.gen(function*() {
     const url = yield* Config.option(Config.Redacted("DATABASE_URL"))
     const rules = yield* PostgresChanges.config
-    return changesLayer(Option.isSome(url) ? yield* ChangesConfig.config : undefined, rules)
+    if (Option.isNone(url)) return changesLayer(undefined, rules)
+    return changesLayer(Layer.succeed(ChangesConfig.ChangesConfig, yield* ChangesConfig.config), rules)
   })
 )
 
@@ -160,9 +161,7 @@ export const layerTest = (overrides: {
 } = {}) =>
   make({
     changes: changesLayer(
-      overrides.changes === undefined
-        ? undefined
-        : { slotName: "wedsync_realtime", publicationName: "wedsync_realtime", tables: "all", startDelayMs: 0, ...overrides.changes },
+      overrides.changes === undefined ? undefined : ChangesConfig.ChangesConfig.layer(overrides.changes),
       { unscopedTables: overrides.unscopedTables ?? "service_role" }
     ),
     gateway: GatewayConfig.layer({ port: 0, drainTimeoutMs: 2_000, ...overrides.gateway }),
