@@ -418,6 +418,49 @@ describe("hostile column names", () => {
   })
 })
 
+/** GET /ready: status and parsed body. */
+const readiness = async (url: string) => {
+  const response = await fetch(`${url}/ready`)
+  return { status: response.status, body: (await response.json()) as { ready: boolean; reason?: string } }
+}
+
+/** Polls /ready until `until` holds (no event tells when a stream attempt failed), bounded. */
+const readinessUntil = async (url: string, until: (r: Awaited<ReturnType<typeof readiness>>) => boolean, timeoutMs = 15_000) => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const answer = await readiness(url)
+    if (until(answer)) return answer
+    if (Date.now() > deadline) throw new Error(`/ready never matched; last answer ${JSON.stringify(answer)}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+describe("readiness", () => {
+  it("a second gateway on the same slot answers 503 with the reason while the first streams and answers 200", async () => {
+    const sharedSlot = uniqueSqlName("slot")
+    const options = { changes: { databaseUrl: Redacted.make(databaseUrl()), slotName: sharedSlot, publicationName: publication } }
+    const first = await startGateway(options)
+    let second: RunningGateway | undefined
+    try {
+      const streaming = await readinessUntil(first.url, (r) => r.status === 200)
+      expect(streaming.body).toMatchObject({ ready: true })
+      second = await startGateway(options)
+      const held = await readinessUntil(second.url, (r) => r.body.reason?.includes("held by another process") === true)
+      expect(held.status).toBe(503)
+      expect(held.body).toMatchObject({ ready: false })
+      expect(held.body.reason).toContain(`replication slot ${sharedSlot} is held by another process`)
+      expect((await readiness(first.url)).status).toBe(200)
+      // Once the first lets go of the slot, the second takes over and becomes ready.
+      await first.stop()
+      expect((await readinessUntil(second.url, (r) => r.status === 200, 20_000)).body).toMatchObject({ ready: true })
+    } finally {
+      await first.stop()
+      await second?.stop()
+      await Postgres.dropReplicationSlot(db, sharedSlot)
+    }
+  }, 60_000)
+})
+
 describe("pooling", () => {
   it("serves 1,000 subscribers from one replication stream", async () => {
     const token = await TestTokens.serviceRoleToken()
