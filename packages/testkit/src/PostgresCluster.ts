@@ -36,7 +36,7 @@ const run = (file: string, args: ReadonlyArray<string>): Promise<Run> =>
     })
   })
 
-/** The newest installed server's bin directory, or undefined. */
+/** Where `start` looks for the server binaries when not told: `PG_BIN_DIR`, else the newest installed server. */
 export const findBinDir = (): string | undefined => {
   const configured = process.env["PG_BIN_DIR"]
   if (configured !== undefined && existsSync(join(configured, "initdb"))) return configured
@@ -63,12 +63,18 @@ const uidOf = async (user: string): Promise<{ readonly uid: number; readonly gid
   return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) }
 }
 
-export const start = async (): Promise<Cluster> => {
-  const bin = findBinDir()
-  if (bin === undefined) {
+export interface StartOptions {
+  /** The directory holding `initdb` and `pg_ctl`; found with `findBinDir` when absent. */
+  readonly binDir?: string | undefined
+}
+
+export const start = async (options: StartOptions = {}): Promise<Cluster> => {
+  const bin = options.binDir ?? findBinDir()
+  if (bin === undefined || !existsSync(join(bin, "initdb"))) {
     throw new Error(
-      "Cannot create a throwaway Postgres cluster: no PostgreSQL server binaries (initdb, pg_ctl) in " +
-        "/usr/lib/postgresql/<version>/bin; install the postgresql package or set PG_BIN_DIR"
+      `Cannot create a throwaway Postgres cluster: no PostgreSQL server binaries (initdb, pg_ctl) in ${
+        bin ?? "/usr/lib/postgresql/<version>/bin"
+      }; install the postgresql package or set PG_BIN_DIR`
     )
   }
   const asRoot = userInfo().uid === 0
@@ -78,7 +84,7 @@ export const start = async (): Promise<Cluster> => {
     asRoot ? run("runuser", ["-u", "postgres", "--", join(bin, file), ...args]) : run(join(bin, file), args)
   const port = await freePort()
   const pgData = join(dataDir, "data")
-  const options = [
+  const serverOptions = [
     `-p ${port}`,
     "-c listen_addresses=127.0.0.1",
     `-c unix_socket_directories=${dataDir}`,
@@ -105,7 +111,7 @@ export const start = async (): Promise<Cluster> => {
       await chown(dataDir, uid, gid)
     }
     await as("initdb", ["-D", pgData, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C"])
-    await pgCtl("-o", options, "start")
+    await pgCtl("-o", serverOptions, "start")
   } catch (cause) {
     await stop()
     throw new Error(
@@ -117,7 +123,7 @@ export const start = async (): Promise<Cluster> => {
     port,
     dataDir: pgData,
     restart: async () => {
-      await pgCtl("-m", "fast", "-o", options, "restart")
+      await pgCtl("-m", "fast", "-o", serverOptions, "restart")
     },
     stop
   }
