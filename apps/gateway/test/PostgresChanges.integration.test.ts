@@ -58,8 +58,10 @@ beforeAll(async () => {
   await sql(`alter table ${schema}.odd replica identity full`)
   await sql(`create table ${schema}.unpublished (id serial primary key, wedding_id text)`)
   await sql(`create schema ${schema}_empty`)
+  // Published with a column list that leaves the scope column out.
+  await sql(`create table ${schema}.hidden_scope (id serial primary key, wedding_id text not null, title text)`)
   await sql(`create publication ${publication} for table ${schema}.timeline_items, ${schema}.notes,
-    ${schema}.supplier_tasks, ${schema}.guests, ${schema}.odd`)
+    ${schema}.supplier_tasks, ${schema}.guests, ${schema}.odd, ${schema}.hidden_scope (id, title)`)
   gateway = await startGateway({
     changes: { databaseUrl: Redacted.make(databaseUrl()), slotName: slot, publicationName: publication }
   })
@@ -374,6 +376,40 @@ describe("replica identity without the scope column", () => {
       await sql(`alter table ${schema}.guests replica identity default`)
     }
   })
+})
+
+describe("a scope column left out of the publication's column list", () => {
+  it("makes the rows reach service_role only, even where unscoped tables are open to all", async () => {
+    const openSlot = uniqueSqlName("slot")
+    const open = await startGateway({
+      unscopedTables: "all",
+      changes: { databaseUrl: Redacted.make(databaseUrl()), slotName: openSlot, publicationName: publication }
+    })
+    try {
+      const connect = async (token: string) => {
+        const c = makeSupabaseClient(open.url, token, { accessToken: token })
+        clients.push(c)
+        await c.realtime.setAuth()
+        return c
+      }
+      const user = await connect(await TestTokens.userToken({ weddingIds: ["hidden-A"] }))
+      const admin = await connect(await TestTokens.serviceRoleToken())
+      const hidden = await watch(user, "hidden-user", [{ event: "INSERT", table: "hidden_scope" }])
+      const notes = await watch(user, "hidden-notes", [{ event: "INSERT", table: "notes" }])
+      const all = await watch(admin, "hidden-admin", [{ event: "INSERT", table: "hidden_scope" }])
+      for (const w of [hidden, notes, all]) expect((await subscribed(w.system)).status).toBe("ok")
+      await sql(`insert into ${schema}.hidden_scope (wedding_id, title) values ('hidden-B', 'not for A')`)
+      await sql(`insert into ${schema}.notes (body) values ('open note')`)
+      expect((await all.changes.next()).new).toEqual({ id: expect.any(Number), title: "not for A" })
+      // Accepted beside: an unscoped table's row reaches the user (UNSCOPED_TABLES=all), committed after the hidden one.
+      expect((await notes.changes.next()).new).toMatchObject({ body: "open note" })
+      expect(hidden.changes.received).toHaveLength(0)
+    } finally {
+      await closeAll(clients.splice(0))
+      await open.stop()
+      await Postgres.dropReplicationSlot(db, openSlot)
+    }
+  }, 30_000)
 })
 
 describe("hostile column names", () => {

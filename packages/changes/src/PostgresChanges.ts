@@ -106,6 +106,8 @@ const sharedIdentity = (change: ChangeEvent): Record<string, unknown> => {
   return out
 }
 
+const UNKNOWN: RowScope = { _tag: "Unknown" }
+
 const columnNames = new WeakMap<ReadonlyArray<Column>, ReadonlySet<string>>()
 /** Column names of a relation, once per relation (the stream keeps one columns array per relation). */
 const namesOf = (columns: ReadonlyArray<Column>): ReadonlySet<string> => {
@@ -373,8 +375,8 @@ export const make = (options: Options) => Effect.gen(function*() {
   /** Frames built for one change, reused for every subscriber with the same key. */
   const deliver = (change: ChangeEvent, watched: ReadonlyArray<Watched>): Delivery => {
     const names = namesOf(change.columns)
-    const scope: RowScope = scopeOf(names, change.record ?? change.oldRecord)
-    if (change.action === "UPDATE" && change.oldRecord !== undefined) {
+    const scope: RowScope = change.scopeHidden === true ? UNKNOWN : scopeOf(names, change.record ?? change.oldRecord)
+    if (change.action === "UPDATE" && change.oldRecord !== undefined && change.scopeHidden !== true) {
       const before = scopeOf(names, change.oldRecord)
       if (!sameScope(before, scope)) return { delivered: deliverMoved(change, watched, before, scope), withheld: false }
     }
@@ -391,7 +393,7 @@ export const make = (options: Options) => Effect.gen(function*() {
       if (matchedEntries > 1) break
     }
     // A scoped table's DELETE without the scope column in its old image reaches service_role only.
-    const withheld = matchedEntries > 0 && change.action === "DELETE" && scope._tag === "Unknown"
+    const withheld = matchedEntries > 0 && change.action === "DELETE" && scope._tag === "Unknown" && change.scopeHidden !== true
     if (matchedEntries === 0) return { delivered: 0, withheld }
     if (matchedEntries === 1) return { delivered: deliverOne(change, only!, scope), withheld }
     // Several entries matched: a socket may be in more than one and must get one frame with all its ids.

@@ -187,6 +187,7 @@ interface Decoder {
   readonly columns: ReadonlyArray<Column>
   readonly converts: ReadonlyArray<Convert>
   readonly primaryKey: ReadonlyArray<string>
+  readonly scopeHidden: boolean
 }
 
 type Tuple = Readonly<Record<string, unknown>>
@@ -383,10 +384,26 @@ export const make = Effect.gen(function*() {
       const keys = yield* query<{ name: string }>(primaryKeyQuery, [oid])
       // With FULL identity every column is flagged as key; without a primary key that says nothing.
       const fallback = rel.replicaIdentity === "full" ? [] : rel.keyColumns
+      // The table's scope column (wedding_id, else supplier_id), published or not.
+      const scope = yield* query<{ name: string }>(
+        `select attname::text as name from pg_attribute
+         where attrelid = $1::oid and attname in ('wedding_id', 'supplier_id') and attnum > 0 and not attisdropped
+         order by attname = 'wedding_id' desc limit 1`,
+        [oid]
+      )
+      const scopeColumn = scope.rows[0]?.name
+      const scopeHidden = scopeColumn !== undefined && !rel.columns.some((c) => c.name === scopeColumn)
+      if (scopeHidden) {
+        yield* Effect.logWarning(
+          `Table ${rel.schema}.${rel.name} has ${scopeColumn}, but publication ${config.publicationName} leaves it out of ` +
+            `its column list: its rows reach only service_role. Publish the column to let members see them.`
+        )
+      }
       const decoder: Decoder = {
         columns: rel.columns.map((c, i) => ({ name: c.name, type: types.get(typeOids[i]!)?.name ?? "unknown" })),
         converts: typeOids.map(converterOf),
-        primaryKey: keys.rows.length > 0 ? keys.rows.map((r) => r.name) : fallback
+        primaryKey: keys.rows.length > 0 ? keys.rows.map((r) => r.name) : fallback,
+        scopeHidden
       }
       decoders.set(oid, decoder)
       return decoder
@@ -557,7 +574,8 @@ export const make = Effect.gen(function*() {
             columns: decoder.columns,
             primaryKey: decoder.primaryKey,
             record,
-            oldRecord
+            oldRecord,
+            ...(decoder.scopeHidden ? { scopeHidden: true } : {})
           })
         })
 
