@@ -132,7 +132,8 @@ export const changesLayer = (
 ) =>
   changes === undefined
     ? ChangeFeed.ChangeFeed.layerDisabled
-    : PostgresChanges.layer(rules).pipe(Layer.provide(Replication.Replication.layer), Layer.provide(changes))
+    // provideMerge: /ready reads the stream's status from Replication.
+    : PostgresChanges.layer(rules).pipe(Layer.provideMerge(Replication.Replication.layer), Layer.provide(changes))
 
 /** `DATABASE_URL` set: Postgres Changes on; unset: every binding refused with a clear message. */
 const changesFromEnv = Layer.unwrap(

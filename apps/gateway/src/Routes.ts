@@ -1,22 +1,45 @@
 /** Health, readiness and metrics routes, plus the REST broadcast endpoints. */
+import { Replication } from "@wedsync/changes"
 import { ConnectionRegistry } from "@wedsync/connection"
 import { Exposition } from "@wedsync/metrics"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import * as Broadcasts from "./Broadcasts.ts"
 
 const health = HttpRouter.route("GET", "/health", Effect.succeed(HttpServerResponse.jsonUnsafe({ status: "ok" })))
 
-/** Not ready while draining, so a load balancer stops sending new sockets here. */
+/** Why Postgres Changes keep this node from being ready, or undefined when they do not (or are not configured). */
+const changesNotReady = Effect.gen(function*() {
+  // Present only with DATABASE_URL (GatewayLayer.changesLayer keeps it beside the change feed).
+  const replication = yield* Effect.serviceOption(Replication.Replication)
+  if (Option.isNone(replication)) return undefined
+  const status = yield* replication.value.status
+  switch (status._tag) {
+    case "Streaming":
+    case "Waiting":
+      return undefined
+    case "Starting":
+      return "Postgres Changes: the replication stream is starting"
+    case "Down":
+      return `Postgres Changes: the replication stream is down: ${status.reason}`
+  }
+})
+
+/**
+ * Not ready while draining, so a load balancer stops sending new sockets here, nor while the Postgres Changes
+ * stream is not delivering (starting, down, or its slot held by another process); the body says why.
+ */
 const ready = HttpRouter.route(
   "GET",
   "/ready",
   Effect.gen(function*() {
     const registry = yield* ConnectionRegistry.ConnectionRegistry
-    const draining = registry.isDraining()
+    const reason = registry.isDraining() ? "draining" : yield* changesNotReady
     return HttpServerResponse.jsonUnsafe(
-      { ready: !draining, connections: registry.count() },
-      { status: draining ? 503 : 200 }
+      reason === undefined
+        ? { ready: true, connections: registry.count() }
+        : { ready: false, connections: registry.count(), reason },
+      { status: reason === undefined ? 200 : 503 }
     )
   })
 )

@@ -15,6 +15,11 @@ export interface ChangeEvent {
   readonly record: Readonly<Record<string, unknown>> | undefined
   /** Old row as the replica identity provides it (PK only with DEFAULT, whole row with FULL); undefined when absent. */
   readonly oldRecord: Readonly<Record<string, unknown>> | undefined
+  /**
+   * The table has `wedding_id` (or `supplier_id`) but the publication's column list leaves it out, so no image
+   * carries the row's scope: only `service_role` may receive it. Absent otherwise.
+   */
+  readonly scopeHidden?: true
 }
 export interface Transaction {
   /** Commit end LSN as Postgres prints it ("0/16B3748"); acknowledged after fan-out. */

@@ -143,25 +143,26 @@ export const parse = (filter: string): Result.Result<Filter, FilterError> => {
 
 type Kind = "integer" | "decimal" | "float" | "text" | "uuid" | "bool" | "timestamp" | "date"
 
-const KINDS: Record<string, Kind> = {
-  int2: "integer",
-  int4: "integer",
-  int8: "integer",
-  oid: "integer",
-  numeric: "decimal",
-  float4: "float",
-  float8: "float",
-  text: "text",
-  varchar: "text",
-  bpchar: "text",
-  name: "text",
-  citext: "text",
-  uuid: "uuid",
-  bool: "bool",
-  timestamp: "timestamp",
-  timestamptz: "timestamp",
-  date: "date"
-}
+// A Map: type names come from the catalog (a user type may be named `constructor`).
+const KINDS: ReadonlyMap<string, Kind> = new Map<string, Kind>([
+  ["int2", "integer"],
+  ["int4", "integer"],
+  ["int8", "integer"],
+  ["oid", "integer"],
+  ["numeric", "decimal"],
+  ["float4", "float"],
+  ["float8", "float"],
+  ["text", "text"],
+  ["varchar", "text"],
+  ["bpchar", "text"],
+  ["name", "text"],
+  ["citext", "text"],
+  ["uuid", "uuid"],
+  ["bool", "bool"],
+  ["timestamp", "timestamp"],
+  ["timestamptz", "timestamp"],
+  ["date", "date"]
+])
 
 /** A comparable form of a value: a bigint, a number, a string, a boolean; undefined when not a value of the kind. */
 type Comparable = bigint | number | string | boolean
@@ -243,7 +244,7 @@ export const validate = (filter: Filter, columns: ReadonlyArray<Column>): Result
   for (const condition of filter) {
     const column = columns.find((c) => c.name === condition.column)
     if (column === undefined) return fail(`invalid column for filter ${condition.column}`)
-    const kind = KINDS[column.type]
+    const kind = KINDS.get(column.type)
     if (kind === undefined) {
       return fail(`filters on ${column.type} columns are not supported by this gateway (column ${column.name})`)
     }

@@ -16,9 +16,10 @@ const pick = (
   row: Readonly<Record<string, unknown>> | undefined,
   keep: (column: string) => boolean
 ): Record<string, unknown> => {
-  const out: Record<string, unknown> = {}
+  // Null prototype: a column named `__proto__` stays a column (on `{}` it would set the prototype).
+  const out: Record<string, unknown> = Object.create(null)
   if (row === undefined) return out
-  for (const column in row) if (keep(column)) out[column] = row[column]
+  for (const column of Object.keys(row)) if (keep(column)) out[column] = row[column]
   return out
 }
 

@@ -20,5 +20,11 @@ export const reconnects = Metric.counter("wedsync_changes_reconnects_total", {
   incremental: true
 })
 
+export const deletesWithheld = Metric.counter("wedsync_changes_deletes_withheld_total", {
+  description:
+    "DELETEs of a scoped table that matched bindings but reached only service_role, because the old row image lacks wedding_id/supplier_id (replica identity)",
+  incremental: true
+})
+
 /** Every handle, for the metrics lint. */
-export const metrics = [transactions, events, lag, reconnects] as const
+export const metrics = [transactions, events, lag, reconnects, deletesWithheld] as const

@@ -11,13 +11,14 @@
  */
 import { ChangeFeed, type Sink } from "@wedsync/hub"
 import { Serializer, WsFrame } from "@wedsync/protocol"
-import { Config, Effect, Layer, Result } from "effect"
+import { Config, Effect, Layer, Metric, Result } from "effect"
 import type { ChangeEvent, Column, Transaction } from "./ChangeEvent.ts"
 import * as ChangeFilter from "./ChangeFilter.ts"
 import * as ChangePayload from "./ChangePayload.ts"
 import type { ChangesError } from "./ChangesError.ts"
+import * as ChangesMetrics from "./ChangesMetrics.ts"
 import { Replication } from "./Replication.ts"
-import { RowPolicy, type RowScope, scopeOf, type UnscopedRule } from "./RowPolicy.ts"
+import { RowPolicy, type RowScope, sameScope, scopeOf, type UnscopedRule } from "./RowPolicy.ts"
 
 interface Member {
   readonly subscriber: ChangeFeed.ChangeSubscriber
@@ -45,8 +46,9 @@ interface Group {
 
 interface Entry {
   readonly key: string
-  /** `schema.table` of the table holding this entry, to drop it when its last member leaves. */
-  readonly tableKey: string
+  /** Where this entry is registered (a table's or a whole schema's entries), to drop it when its last member leaves. */
+  readonly home: Map<string, Watched>
+  readonly homeKey: string
   /** `*` or the upper-cased action. */
   readonly action: string
   readonly filter: ChangeFilter.TypedFilter | undefined
@@ -59,17 +61,22 @@ interface Entry {
   dataRestricted: string | undefined
 }
 
-/** What one subscriber gets for one change. */
+/**
+ * What one subscriber gets for one change: the event (the change itself, or the side of a moved row
+ * it may see), its payload variant, and the ids of its matched bindings.
+ */
 interface Target {
   readonly topic: string
   readonly ids: Array<number>
-  readonly restricted: boolean
+  /** Names the event and variant in frame-sharing keys. */
+  readonly kind: string
+  readonly event: ChangeEvent
+  readonly variant: ChangePayload.Variant["variant"]
   readonly select: ReadonlyArray<string> | undefined
 }
 
-interface Table {
-  readonly columns: ReadonlyArray<Column>
-  readonly columnNames: ReadonlySet<string>
+/** The entries of one table, or of a whole schema (bindings without a table). */
+interface Watched {
   readonly entries: Map<string, Entry>
 }
 
@@ -82,6 +89,32 @@ const actionOf = (event: string): string => {
 
 const unableToSubscribe = (binding: ChangeFeed.Binding, why: string) =>
   `Unable to subscribe to changes with given parameters. ${why}: ${ChangeFeed.describe(binding)}`
+
+const takes = (entry: Entry, action: string) => entry.action === "*" || entry.action === action
+
+/** The old image's primary key where the new image has the same values: what may be shown beside the new row. */
+const sharedIdentity = (change: ChangeEvent): Record<string, unknown> => {
+  const out: Record<string, unknown> = Object.create(null)
+  const before = change.oldRecord
+  const after = change.record
+  if (before === undefined || after === undefined) return out
+  for (const column of change.primaryKey) {
+    if (Object.hasOwn(before, column) && Object.hasOwn(after, column) && before[column] === after[column]) {
+      out[column] = before[column]
+    }
+  }
+  return out
+}
+
+const UNKNOWN: RowScope = { _tag: "Unknown" }
+
+const columnNames = new WeakMap<ReadonlyArray<Column>, ReadonlySet<string>>()
+/** Column names of a relation, once per relation (the stream keeps one columns array per relation). */
+const namesOf = (columns: ReadonlyArray<Column>): ReadonlySet<string> => {
+  let names = columnNames.get(columns)
+  if (names === undefined) columnNames.set(columns, (names = new Set(columns.map((c) => c.name))))
+  return names
+}
 
 export interface Options {
   /** Who sees rows of tables without `wedding_id`/`supplier_id` (besides `service_role`). */
@@ -98,18 +131,10 @@ export const config: Config.Config<Options> = Config.all({
 export const make = (options: Options) => Effect.gen(function*() {
   const replication = yield* Replication
   const policy = new RowPolicy(options.unscopedTables)
-  const tables = new Map<string, Table>()
+  // Keyed `schema\u0000table` (a dot could be part of either name) and by schema.
+  const tables = new Map<string, Watched>()
+  const schemas = new Map<string, Watched>()
   const subscriptions = new Map<Sink.Sink, Array<Entry>>()
-
-  const tableOf = (schema: string, name: string, columns: ReadonlyArray<Column>): Table => {
-    const key = `${schema}.${name}`
-    let table = tables.get(key)
-    if (table === undefined) {
-      table = { columns, columnNames: new Set(columns.map((c) => c.name)), entries: new Map() }
-      tables.set(key, table)
-    }
-    return table
-  }
 
   const unsubscribe = (sink: Sink.Sink) => {
     const entries = subscriptions.get(sink)
@@ -121,21 +146,66 @@ export const make = (options: Options) => Effect.gen(function*() {
       if (group !== undefined && --group.size === 0) entry.groups.delete(group.key)
       entry.members.delete(sink)
       if (entry.members.size > 0) continue
-      const table = tables.get(entry.tableKey)
-      table?.entries.delete(entry.key)
-      if (table?.entries.size === 0) tables.delete(entry.tableKey)
+      const watched = entry.home.get(entry.homeKey)
+      watched?.entries.delete(entry.key)
+      if (watched?.entries.size === 0) entry.home.delete(entry.homeKey)
     }
+  }
+
+  const entryOf = (
+    home: Map<string, Watched>,
+    homeKey: string,
+    binding: ChangeFeed.Binding,
+    filter: ChangeFilter.TypedFilter | undefined
+  ): Entry => {
+    let watched = home.get(homeKey)
+    if (watched === undefined) home.set(homeKey, (watched = { entries: new Map() }))
+    const action = actionOf(binding.event)
+    const key = JSON.stringify([action, binding.filter ?? "", binding.select ?? null])
+    let entry = watched.entries.get(key)
+    if (entry === undefined) {
+      entry = {
+        key,
+        home,
+        homeKey,
+        action,
+        filter,
+        select: binding.select,
+        members: new Map(),
+        groups: new Map(),
+        change: undefined,
+        dataFull: undefined,
+        dataRestricted: undefined
+      }
+      watched.entries.set(key, entry)
+    }
+    return entry
   }
 
   /** Resolves one binding to its entry, or the reason it cannot be honoured. */
   const resolve = (binding: ChangeFeed.Binding): Effect.Effect<Result.Result<Entry, string>, ChangesError> =>
     Effect.gen(function*() {
-      if (binding.table === undefined || binding.table === "*" || binding.schema === "*") {
-        return Result.fail(unableToSubscribe(binding, "This gateway needs an explicit schema and table for each binding"))
+      if (binding.schema === "*" || binding.schema === "") {
+        return Result.fail(unableToSubscribe(binding, "This gateway needs an explicit schema for each binding"))
+      }
+      const publication = replication.publication
+      if (binding.table === undefined || binding.table === "*") {
+        // A whole schema: every published table of it, each row under its own table's policy.
+        if ((binding.filter !== undefined && binding.filter !== "") || binding.select !== undefined) {
+          return Result.fail(unableToSubscribe(binding, "A filter or select needs a table"))
+        }
+        const published = yield* replication.publishedTables(binding.schema)
+        if (published.length === 0) {
+          return Result.fail(unableToSubscribe(binding, `No table of schema ${binding.schema} is in publication ${publication}`))
+        }
+        return Result.succeed(entryOf(schemas, binding.schema, binding, undefined))
       }
       const relation = yield* replication.relation(binding.schema, binding.table)
       if (relation === undefined) {
-        return Result.fail(unableToSubscribe(binding, "Please check Realtime is enabled for the given connect parameters"))
+        return Result.fail(unableToSubscribe(
+          binding,
+          `Table ${binding.schema}.${binding.table} does not exist or is not in publication ${publication}`
+        ))
       }
       let filter: ChangeFilter.TypedFilter | undefined
       if (binding.filter !== undefined && binding.filter !== "") {
@@ -149,26 +219,7 @@ export const make = (options: Options) => Effect.gen(function*() {
         const unknown = binding.select.find((column) => !relation.columns.some((c) => c.name === column))
         if (unknown !== undefined) return Result.fail(unableToSubscribe(binding, `invalid column for select ${unknown}`))
       }
-      const table = tableOf(binding.schema, binding.table, relation.columns)
-      const action = actionOf(binding.event)
-      const key = JSON.stringify([action, binding.filter ?? "", binding.select ?? null])
-      let entry = table.entries.get(key)
-      if (entry === undefined) {
-        entry = {
-          key,
-          tableKey: `${binding.schema}.${binding.table}`,
-          action,
-          filter,
-          select: binding.select,
-          members: new Map(),
-          groups: new Map(),
-          change: undefined,
-          dataFull: undefined,
-          dataRestricted: undefined
-        }
-        table.entries.set(key, entry)
-      }
-      return Result.succeed(entry)
+      return Result.succeed(entryOf(tables, `${binding.schema}\u0000${binding.table}`, binding, filter))
     })
 
   const subscribe: ChangeFeed.ChangeFeedShape["subscribe"] = (subscriber) =>
@@ -245,51 +296,34 @@ export const make = (options: Options) => Effect.gen(function*() {
     return delivered
   }
 
-  /** Frames built for one change, reused for every subscriber with the same key. */
-  const deliver = (change: ChangeEvent, table: Table) => {
-    const row = change.action === "DELETE" ? change.oldRecord : change.record
-    const scope: RowScope = scopeOf(table.columnNames, change.record ?? change.oldRecord)
-    let only: Entry | undefined
-    let matchedEntries = 0
-    for (const entry of table.entries.values()) {
-      if (entry.action !== "*" && entry.action !== change.action) continue
-      if (entry.filter !== undefined && !ChangeFilter.matches(entry.filter, row)) continue
-      only = entry
-      if (++matchedEntries > 1) break
+  /** Adds a subscriber's matched ids to its target, creating the target on first match. */
+  const addTarget = (
+    targets: Map<Sink.Sink, Target>,
+    sink: Sink.Sink,
+    member: Member,
+    entry: Entry,
+    kind: string,
+    event: ChangeEvent,
+    variant: Target["variant"]
+  ) => {
+    const found = targets.get(sink)
+    if (found === undefined) {
+      targets.set(sink, { topic: member.subscriber.topic, ids: [...member.ids], kind, event, variant, select: entry.select })
+    } else {
+      for (const id of member.ids) if (!found.ids.includes(id)) found.ids.push(id)
     }
-    if (matchedEntries === 0) return 0
-    if (matchedEntries === 1) return deliverOne(change, only!, scope)
-    // Several entries matched: a socket may be in more than one and must get one frame with all its ids.
-    // Per subscriber: the matched binding ids and the payload variant it gets.
-    const matched = new Map<Sink.Sink, Target>()
-    for (const entry of table.entries.values()) {
-      if (entry.action !== "*" && entry.action !== change.action) continue
-      if (entry.filter !== undefined && !ChangeFilter.matches(entry.filter, row)) continue
-      for (const [sink, member] of entry.members) {
-        const decision = policy.decide(member.subscriber.access, scope)
-        if (decision === "denied") continue
-        const found = matched.get(sink)
-        if (found === undefined) {
-          matched.set(sink, {
-            topic: member.subscriber.topic,
-            ids: [...member.ids],
-            restricted: decision === "restricted",
-            select: entry.select
-          })
-        } else {
-          for (const id of member.ids) if (!found.ids.includes(id)) found.ids.push(id)
-        }
-      }
-    }
-    if (matched.size === 0) return 0
+  }
+
+  /** Encodes each distinct (event, variant, select) once and each distinct frame once, then enqueues. */
+  const send = (targets: Map<Sink.Sink, Target>) => {
+    if (targets.size === 0) return 0
     const data = new Map<string, string>()
     const frames = new Map<string, Uint8Array>()
-    for (const [sink, target] of matched) {
-      const variant = target.restricted && change.action === "DELETE" ? "restricted" : "full"
-      const dataKey = `${variant}|${target.select?.join(",") ?? ""}`
+    for (const [sink, target] of targets) {
+      const dataKey = `${target.kind}|${target.variant}|${target.select?.join(",") ?? ""}`
       let dataJson = data.get(dataKey)
       if (dataJson === undefined) {
-        dataJson = ChangePayload.dataJson(change, { variant, select: target.select })
+        dataJson = ChangePayload.dataJson(target.event, { variant: target.variant, select: target.select })
         data.set(dataKey, dataJson)
       }
       const frameKey = `${sink.vsn}|${target.topic}|${target.ids.join(",")}|${dataKey}`
@@ -301,22 +335,108 @@ export const make = (options: Options) => Effect.gen(function*() {
       }
       sink.enqueue(frame)
     }
-    return matched.size
+    return targets.size
+  }
+
+  /**
+   * An UPDATE that moved the row to another wedding or supplier (or out of one). Each image is authorized
+   * on its own: a subscriber who may see the new row but not the old one gets the UPDATE with `old_record`
+   * cut to the primary key both images share; one who may see the old row but not the new one gets a
+   * DELETE with the old primary key (the row left its view), for its `*`/`DELETE` bindings whose filter
+   * matches the old image; `service_role` and subscribers of both sides get the UPDATE as it is.
+   */
+  const deliverMoved = (change: ChangeEvent, watched: ReadonlyArray<Watched>, before: RowScope, after: RowScope) => {
+    let entered: ChangeEvent | undefined
+    let left: ChangeEvent | undefined
+    const targets = new Map<Sink.Sink, Target>()
+    for (const { entries } of watched) {
+      for (const entry of entries.values()) {
+        const matchesNew = takes(entry, "UPDATE") && (entry.filter === undefined || ChangeFilter.matches(entry.filter, change.record))
+        const matchesOld = takes(entry, "DELETE") && (entry.filter === undefined || ChangeFilter.matches(entry.filter, change.oldRecord))
+        if (!matchesNew && !matchesOld) continue
+        for (const [sink, member] of entry.members) {
+          const access = member.subscriber.access
+          const now = policy.decide(access, after)
+          if (now === "full" || (now === "restricted" && policy.decide(access, before) !== "denied")) {
+            if (matchesNew) addTarget(targets, sink, member, entry, "update", change, "full")
+          } else if (now === "restricted") {
+            entered ??= { ...change, oldRecord: sharedIdentity(change) }
+            if (matchesNew) addTarget(targets, sink, member, entry, "entered", entered, "full")
+          } else if (policy.decide(access, before) !== "denied") {
+            left ??= { ...change, action: "DELETE", record: undefined }
+            if (matchesOld) addTarget(targets, sink, member, entry, "left", left, "restricted")
+          }
+        }
+      }
+    }
+    return send(targets)
+  }
+
+  /** Frames built for one change, reused for every subscriber with the same key. */
+  const deliver = (change: ChangeEvent, watched: ReadonlyArray<Watched>): Delivery => {
+    const names = namesOf(change.columns)
+    const scope: RowScope = change.scopeHidden === true ? UNKNOWN : scopeOf(names, change.record ?? change.oldRecord)
+    if (change.action === "UPDATE" && change.oldRecord !== undefined && change.scopeHidden !== true) {
+      const before = scopeOf(names, change.oldRecord)
+      if (!sameScope(before, scope)) return { delivered: deliverMoved(change, watched, before, scope), withheld: false }
+    }
+    const row = change.action === "DELETE" ? change.oldRecord : change.record
+    let only: Entry | undefined
+    let matchedEntries = 0
+    for (const { entries } of watched) {
+      for (const entry of entries.values()) {
+        if (!takes(entry, change.action)) continue
+        if (entry.filter !== undefined && !ChangeFilter.matches(entry.filter, row)) continue
+        only = entry
+        if (++matchedEntries > 1) break
+      }
+      if (matchedEntries > 1) break
+    }
+    // A scoped table's DELETE without the scope column in its old image reaches service_role only.
+    const withheld = matchedEntries > 0 && change.action === "DELETE" && scope._tag === "Unknown" && change.scopeHidden !== true
+    if (matchedEntries === 0) return { delivered: 0, withheld }
+    if (matchedEntries === 1) return { delivered: deliverOne(change, only!, scope), withheld }
+    // Several entries matched: a socket may be in more than one and must get one frame with all its ids.
+    const targets = new Map<Sink.Sink, Target>()
+    for (const { entries } of watched) {
+      for (const entry of entries.values()) {
+        if (!takes(entry, change.action)) continue
+        if (entry.filter !== undefined && !ChangeFilter.matches(entry.filter, row)) continue
+        for (const [sink, member] of entry.members) {
+          const decision = policy.decide(member.subscriber.access, scope)
+          if (decision === "denied") continue
+          const variant = decision === "restricted" && change.action === "DELETE" ? "restricted" : "full"
+          addTarget(targets, sink, member, entry, "change", change, variant)
+        }
+      }
+    }
+    return { delivered: send(targets), withheld }
   }
 
   const consume = (transaction: Transaction) =>
-    Effect.sync(() => {
+    Effect.suspend(() => {
+      let withheld = 0
       for (const change of transaction.changes) {
         if (change.action === "TRUNCATE") continue
-        const table = tables.get(`${change.schema}.${change.table}`)
-        if (table !== undefined) deliver(change, table)
+        const table = tables.get(`${change.schema}\u0000${change.table}`)
+        const schema = schemas.get(change.schema)
+        if (table === undefined && schema === undefined) continue
+        const watched = table === undefined ? [schema!] : schema === undefined ? [table] : [table, schema]
+        if (deliver(change, watched).withheld) withheld++
       }
+      return withheld === 0 ? Effect.void : Metric.update(ChangesMetrics.deletesWithheld, withheld)
     })
 
   yield* Effect.forkScoped(replication.run(consume))
 
   return ChangeFeed.ChangeFeed.of({ subscribe, unsubscribe })
 })
+
+interface Delivery {
+  readonly delivered: number
+  /** A DELETE that matched bindings but could be shown to no one but service_role (no scope column in its image). */
+  readonly withheld: boolean
+}
 
 /** The change feed of a gateway with a database: `ChangeFeed` over `Replication`. */
 export const layer = (options: Options) => Layer.effect(ChangeFeed.ChangeFeed, make(options))

@@ -20,7 +20,7 @@ import pg from "pg"
 import { LogicalReplicationService, type Pgoutput, PgoutputPlugin } from "pg-logical-replication"
 import type { Action, ChangeEvent, Column, Transaction } from "./ChangeEvent.ts"
 import { ChangesConfig } from "./ChangesConfig.ts"
-import { type ChangesError, publicationMissing, replicationFailed, unavailable } from "./ChangesError.ts"
+import { ChangesError, publicationMissing, replicationFailed, unavailable } from "./ChangesError.ts"
 import * as ChangesMetrics from "./ChangesMetrics.ts"
 
 /** A published table as the catalog describes it, for join-time validation. */
@@ -29,7 +29,33 @@ export interface Relation {
   readonly primaryKey: ReadonlyArray<string>
 }
 
+/**
+ * Where the stream is: `Waiting` out the start delay (the slot was free when it began), `Starting` a
+ * connection, `Streaming` (delivering), or `Down` with the reason (Postgres away, the slot held by another
+ * process, a broken stream); `Down` retries by itself.
+ */
+export type Status =
+  | { readonly _tag: "Waiting" }
+  | { readonly _tag: "Starting" }
+  | { readonly _tag: "Streaming" }
+  | { readonly _tag: "Down"; readonly reason: string }
+
+/**
+ * A published table with `wedding_id` (or `supplier_id`) whose replica identity does not carry that column:
+ * its DELETE images (and the old image of an UPDATE that moves a row) lack the scope, so such deletes reach
+ * only `service_role`.
+ */
+export interface IdentityGap {
+  readonly schema: string
+  readonly table: string
+  readonly column: string
+  /** SQL that closes the gap: `REPLICA IDENTITY FULL`, or a unique index with the scope column as identity. */
+  readonly fix: string
+}
+
 export interface ReplicationShape {
+  /** The publication the stream reads (for messages). */
+  readonly publication: string
   /**
    * Streams committed transactions to `consume`, one at a time in commit order, acknowledging each after
    * `consume` returned; reconnects forever on failure (a defect in `consume` included: that transaction
@@ -38,8 +64,14 @@ export interface ReplicationShape {
   readonly run: (consume: (transaction: Transaction) => Effect.Effect<void>) => Effect.Effect<never, ChangesError, Scope.Scope>
   /** The table's columns and primary key when it exists and is in the publication, else undefined. */
   readonly relation: (schema: string, table: string) => Effect.Effect<Relation | undefined, ChangesError>
+  /** Names of the published tables of `schema` (for whole-schema bindings). */
+  readonly publishedTables: (schema: string) => Effect.Effect<ReadonlyArray<string>, ChangesError>
+  /** Published scoped tables whose replica identity lacks their scope column; logged as warnings at start. */
+  readonly identityGaps: Effect.Effect<ReadonlyArray<IdentityGap>, ChangesError>
   /** Completes while the stream is established; waits during a start delay or a reconnect. */
   readonly ready: Effect.Effect<void>
+  /** The stream's state now, for readiness checks. */
+  readonly status: Effect.Effect<Status>
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -79,18 +111,19 @@ const float: Convert = (text) => {
   return Number.isFinite(n) ? n : text
 }
 
-const scalars: Readonly<Record<string, Convert>> = {
-  int2: integer,
-  int4: integer,
-  int8: integer,
-  oid: integer,
-  float4: float,
-  float8: float,
-  numeric: decimal,
-  bool: (text) => text === "t",
-  json: (text) => JSON.parse(text),
-  jsonb: (text) => JSON.parse(text)
-}
+// A Map: type names come from the catalog, and a type may be named `constructor` or `__proto__`.
+const scalars: ReadonlyMap<string, Convert> = new Map<string, Convert>([
+  ["int2", integer],
+  ["int4", integer],
+  ["int8", integer],
+  ["oid", integer],
+  ["float4", float],
+  ["float8", float],
+  ["numeric", decimal],
+  ["bool", (text) => text === "t"],
+  ["json", (text) => JSON.parse(text)],
+  ["jsonb", (text) => JSON.parse(text)]
+])
 
 /**
  * Parses array_out's text form: `{1,2}`, `{{a,b},{c,NULL}}`, `[0:1]={x,y}`, elements quoted with `"` and
@@ -154,13 +187,15 @@ interface Decoder {
   readonly columns: ReadonlyArray<Column>
   readonly converts: ReadonlyArray<Convert>
   readonly primaryKey: ReadonlyArray<string>
+  readonly scopeHidden: boolean
 }
 
 type Tuple = Readonly<Record<string, unknown>>
 
 const toRecord = (decoder: Decoder, tuple: Tuple | null, fallback: Tuple | null): Record<string, unknown> | undefined => {
   if (tuple === null) return undefined
-  const out: Record<string, unknown> = {}
+  // Null prototype: column names are the database's strings, and `__proto__` is a valid column name.
+  const out: Record<string, unknown> = Object.create(null)
   for (let i = 0; i < decoder.columns.length; i++) {
     const name = decoder.columns[i]!.name
     // An unchanged TOASTed value is absent from the new image; the old image (FULL identity, or the key) has it.
@@ -212,6 +247,17 @@ const sqlState = (cause: unknown): string | undefined =>
   typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string" ? cause.code : undefined
 
 const isDuplicate = (error: ChangesError) => sqlState(error.reason.cause) === "42710"
+
+/** `REPLICA IDENTITY FULL`, or (scope column NOT NULL) a unique index on (primary key, scope column) as identity. */
+const identityFix = (schema: string, table: string, column: string, primaryKey: ReadonlyArray<string> | null): string => {
+  const target = `${quote(schema)}.${quote(table)}`
+  const full = `ALTER TABLE ${target} REPLICA IDENTITY FULL;`
+  if (primaryKey === null || primaryKey.length === 0) return full
+  const index = `${table}_${column}_identity`.slice(0, 63)
+  const columns = [...primaryKey, column].map(quote).join(", ")
+  return `${full} Or, with ${column} NOT NULL: CREATE UNIQUE INDEX ${quote(index)} ON ${target} (${columns}); ` +
+    `ALTER TABLE ${target} REPLICA IDENTITY USING INDEX ${quote(index)};`
+}
 
 const maxBackoffMs = 5_000
 const inboxCapacity = 1_024
@@ -313,7 +359,7 @@ export const make = Effect.gen(function*() {
       // int2vector and oidvector print space-separated lists without braces: keep those as text.
       convert = (text) => text.startsWith("{") || text.startsWith("[") ? parseArray(text, delimiter, element) : text
     } else if (info !== undefined) {
-      convert = scalars[info.name] ?? keepText
+      convert = scalars.get(info.name) ?? keepText
     }
     converters.set(oid, convert)
     return convert
@@ -338,10 +384,26 @@ export const make = Effect.gen(function*() {
       const keys = yield* query<{ name: string }>(primaryKeyQuery, [oid])
       // With FULL identity every column is flagged as key; without a primary key that says nothing.
       const fallback = rel.replicaIdentity === "full" ? [] : rel.keyColumns
+      // The table's scope column (wedding_id, else supplier_id), published or not.
+      const scope = yield* query<{ name: string }>(
+        `select attname::text as name from pg_attribute
+         where attrelid = $1::oid and attname in ('wedding_id', 'supplier_id') and attnum > 0 and not attisdropped
+         order by attname = 'wedding_id' desc limit 1`,
+        [oid]
+      )
+      const scopeColumn = scope.rows[0]?.name
+      const scopeHidden = scopeColumn !== undefined && !rel.columns.some((c) => c.name === scopeColumn)
+      if (scopeHidden) {
+        yield* Effect.logWarning(
+          `Table ${rel.schema}.${rel.name} has ${scopeColumn}, but publication ${config.publicationName} leaves it out of ` +
+            `its column list: its rows reach only service_role. Publish the column to let members see them.`
+        )
+      }
       const decoder: Decoder = {
         columns: rel.columns.map((c, i) => ({ name: c.name, type: types.get(typeOids[i]!)?.name ?? "unknown" })),
         converts: typeOids.map(converterOf),
-        primaryKey: keys.rows.length > 0 ? keys.rows.map((r) => r.name) : fallback
+        primaryKey: keys.rows.length > 0 ? keys.rows.map((r) => r.name) : fallback,
+        scopeHidden
       }
       decoders.set(oid, decoder)
       return decoder
@@ -369,6 +431,50 @@ export const make = Effect.gen(function*() {
         primaryKey: keys.rows.map((r) => r.name)
       }
     })
+
+  const publishedTables: ReplicationShape["publishedTables"] = (schema) =>
+    Effect.map(
+      query<{ table: string }>(
+        `select tablename as table from pg_publication_tables where pubname = $1 and schemaname = $2 order by 1`,
+        [config.publicationName, schema]
+      ),
+      (result) => result.rows.map((row) => row.table)
+    )
+
+  const identityGaps: ReplicationShape["identityGaps"] = Effect.map(
+    query<{ schema: string; table: string; column: string; primary_key: Array<string> | null }>(
+      `select pt.schemaname as schema, pt.tablename as table, s.attname as column,
+         (select array_agg(a.attname::text order by k.ord) from pg_index i
+            cross join lateral unnest(i.indkey::int2[]) with ordinality k(attnum, ord)
+            join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+          where i.indrelid = c.oid and i.indisprimary) as primary_key
+       from pg_publication_tables pt
+       join pg_namespace n on n.nspname = pt.schemaname
+       join pg_class c on c.relnamespace = n.oid and c.relname = pt.tablename
+       cross join lateral (
+         select a.attname::text as attname, a.attnum from pg_attribute a
+         where a.attrelid = c.oid and a.attname in ('wedding_id', 'supplier_id') and a.attnum > 0 and not a.attisdropped
+         order by a.attname = 'wedding_id' desc limit 1) s
+       where pt.pubname = $1 and c.relreplident <> 'f'
+         and not exists (
+           select 1 from pg_index i where i.indrelid = c.oid
+             and ((c.relreplident = 'd' and i.indisprimary) or (c.relreplident = 'i' and i.indisreplident))
+             and s.attnum = any(i.indkey::int2[]))
+       order by 1, 2`,
+      [config.publicationName]
+    ),
+    (result) => result.rows.map((row) => ({ ...row, fix: identityFix(row.schema, row.table, row.column, row.primary_key) }))
+  )
+
+  for (const gap of yield* identityGaps) {
+    yield* Effect.logWarning(
+      `Table ${gap.schema}.${gap.table} has ${gap.column}, but its replica identity does not include it: its DELETEs reach ` +
+        `only service_role (counted in wedsync_changes_deletes_withheld_total) and a row moved to another ` +
+        `${gap.column === "wedding_id" ? "wedding" : "supplier"} cannot be announced to the old one. Fix: ${gap.fix}`
+    )
+  }
+
+  let status: Status = { _tag: "Starting" }
 
   // Replaced by a pending one whenever the stream is lost, so `ready` means "delivering now".
   let established = Deferred.makeUnsafe<void>()
@@ -442,6 +548,7 @@ export const make = Effect.gen(function*() {
         }
       })
       service.on("start", () => {
+        status = { _tag: "Streaming" }
         onStart()
         Deferred.doneUnsafe(established, Exit.void)
       })
@@ -467,7 +574,8 @@ export const make = Effect.gen(function*() {
             columns: decoder.columns,
             primaryKey: decoder.primaryKey,
             record,
-            oldRecord
+            oldRecord,
+            ...(decoder.scopeHidden ? { scopeHidden: true } : {})
           })
         })
 
@@ -535,6 +643,48 @@ export const make = Effect.gen(function*() {
       }
     })
 
+  /** Why a stream attempt failed, in words an operator can act on. */
+  const describeFailure = (cause: Cause.Cause<ChangesError>): string => {
+    if (Cause.hasDies(cause)) return `the consumer failed: ${Cause.pretty(cause)}`
+    const error = Cause.squash(cause)
+    const inner = error instanceof ChangesError ? error.reason.cause : undefined
+    // 55006 object_in_use: another walsender streams this slot (a second gateway with the same REPLICATION_SLOT).
+    if (sqlState(inner) === "55006") {
+      return `replication slot ${config.slotName} is held by another process (${
+        inner instanceof Error ? inner.message : "object in use"
+      }); is another gateway using the same REPLICATION_SLOT?`
+    }
+    return error instanceof Error ? error.message : String(error)
+  }
+
+  /** The slot's holder, when another process streams it. */
+  const holder = Effect.map(
+    query<{ pid: number | null }>(`select active_pid as pid from pg_replication_slots where slot_name = $1 and active`, [
+      config.slotName
+    ]),
+    (result) => result.rows[0]?.pid ?? undefined
+  )
+
+  // The same failure every few seconds (a slot held for hours) is logged once a minute, with a count.
+  const logEveryMs = 60_000
+  let lastLog: { readonly key: string; readonly at: number; suppressed: number } | undefined
+  const logFailure = (reason: string, delay: number) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const key = reason.replace(/\d+/g, "#")
+      if (lastLog !== undefined && lastLog.key === key && now - lastLog.at < logEveryMs) {
+        lastLog.suppressed++
+        return
+      }
+      const repeats = lastLog !== undefined && lastLog.key === key && lastLog.suppressed > 0
+        ? ` (${lastLog.suppressed} more times since the last report)`
+        : ""
+      lastLog = { key, at: now, suppressed: 0 }
+      yield* Effect.logWarning(
+        `Replication stream of slot ${config.slotName} stopped (${reason}); reconnecting in ${delay} ms${repeats}`
+      )
+    })
+
   let running = false
   const run: ReplicationShape["run"] = (consume) =>
     Effect.gen(function*() {
@@ -542,7 +692,14 @@ export const make = Effect.gen(function*() {
       running = true
       yield* Effect.addFinalizer(() => Effect.sync(() => void (running = false)))
       // Only on start, not on reconnects: gives a restarted gateway's clients time to rejoin.
-      if (config.startDelayMs > 0) yield* Effect.sleep(config.startDelayMs)
+      if (config.startDelayMs > 0) {
+        const pid = yield* Effect.orElseSucceed(holder, () => undefined)
+        status = pid === undefined
+          ? { _tag: "Waiting" }
+          : { _tag: "Down", reason: `replication slot ${config.slotName} is held by another process (PID ${pid}); is another gateway using the same REPLICATION_SLOT?` }
+        yield* Effect.sleep(config.startDelayMs)
+        if (status._tag === "Waiting") status = { _tag: "Starting" }
+      }
       let failures = 0
       while (true) {
         let started = false
@@ -555,16 +712,22 @@ export const make = Effect.gen(function*() {
         const delay = Math.min(maxBackoffMs, 200 * 2 ** failures)
         failures++
         yield* Metric.update(ChangesMetrics.reconnects, 1)
-        const error = Cause.squash(exit.cause)
-        const reason = Cause.hasDies(exit.cause)
-          ? `the consumer failed: ${Cause.pretty(exit.cause)}`
-          : error instanceof Error ? error.message : String(error)
-        yield* Effect.logWarning(`Replication stream of slot ${config.slotName} stopped (${reason}); reconnecting in ${delay} ms`)
+        const reason = describeFailure(exit.cause)
+        status = { _tag: "Down", reason }
+        yield* logFailure(reason, delay)
         yield* Effect.sleep(delay)
       }
     })
 
-  return { run, relation, ready } satisfies ReplicationShape
+  return {
+    publication: config.publicationName,
+    run,
+    relation,
+    publishedTables,
+    identityGaps,
+    ready,
+    status: Effect.sync(() => status)
+  } satisfies ReplicationShape
 })
 
 export class Replication extends Context.Service<Replication, ReplicationShape>()("@wedsync/changes/Replication") {

@@ -8,6 +8,10 @@
  * When the row image lacks the scoping column (a DELETE under `REPLICA IDENTITY DEFAULT` carries
  * only the primary key) nobody but `service_role` can be shown to be allowed, so only it receives
  * the change: set `REPLICA IDENTITY FULL` on scoped tables whose deletes users must see.
+ *
+ * The new and the old image of an UPDATE are authorized separately (`sameScope`): when a row moves
+ * from wedding B to wedding A, no column of B's image reaches a subscriber of A only, and B's
+ * subscribers learn that the row left (see PostgresChanges).
  */
 import type { ChangeFeed } from "@wedsync/hub"
 
@@ -41,6 +45,12 @@ export const scopeOf = (
   const id = idOf(row?.[scoped])
   if (id === undefined) return UNKNOWN
   return scoped === WEDDING ? { _tag: "Wedding", id } : { _tag: "Supplier", id }
+}
+
+/** Whether two images of a row are in the same wedding (supplier, or neither). */
+export const sameScope = (a: RowScope, b: RowScope): boolean => {
+  if (a._tag !== b._tag) return false
+  return a._tag === "Wedding" || a._tag === "Supplier" ? a.id === (b as typeof a).id : true
 }
 
 const SERVICE_ROLE = "service_role"

@@ -101,6 +101,26 @@ describe("ChangeFilter", () => {
     expect(refusal("tags=eq.a")).toContain("not supported")
   })
 
+  it("types columns by a Map: a column of a type named after an Object.prototype member is refused, not mistyped", () => {
+    const parsed = ChangeFilter.parse("odd=eq.1")
+    if (Result.isFailure(parsed)) throw new Error("parse failed")
+    for (const type of ["constructor", "toString", "__proto__", "hasOwnProperty"]) {
+      const typed = ChangeFilter.validate(parsed.success, [{ name: "odd", type }])
+      expect(Result.isFailure(typed) && typed.failure.message).toBe(`filters on ${type} columns are not supported by this gateway (column odd)`)
+    }
+    expect(Result.isSuccess(ChangeFilter.validate(parsed.success, [{ name: "odd", type: "int4" }]))).toBe(true)
+    // A column named __proto__ is filtered like any other.
+    const proto = ChangeFilter.parse("__proto__=eq.x")
+    if (Result.isFailure(proto)) throw new Error("parse failed")
+    const typed = ChangeFilter.validate(proto.success, [{ name: "__proto__", type: "text" }])
+    if (Result.isFailure(typed)) throw new Error(typed.failure.message)
+    const row: Record<string, unknown> = Object.create(null)
+    row["__proto__"] = "x"
+    expect(ChangeFilter.matches(typed.success, row)).toBe(true)
+    row["__proto__"] = "y"
+    expect(ChangeFilter.matches(typed.success, row)).toBe(false)
+  })
+
   it("parse is total: any string gives a filter or a FilterError", () => {
     fc.assert(
       fc.property(fc.string({ unit: "binary" }), (text) => {

@@ -40,4 +40,25 @@ describe("ChangePayload", () => {
     const data = ChangePayload.dataJson(insert, full)
     expect(ChangePayload.frameJson([30934519, 7], data)).toBe(JSON.stringify({ ids: [30934519, 7], data: ChangePayload.data(insert, full) }))
   })
+
+  it("keeps columns named after Object.prototype members as plain keys of records and old records", () => {
+    const record: Record<string, unknown> = Object.create(null)
+    record["id"] = 1
+    record["__proto__"] = "p"
+    record["constructor"] = "c"
+    const hostile: ChangeEvent = {
+      ...base,
+      columns: [{ name: "id", type: "int8" }, { name: "__proto__", type: "text" }, { name: "constructor", type: "text" }],
+      action: "UPDATE",
+      record,
+      oldRecord: record
+    }
+    const json = ChangePayload.dataJson(hostile, full)
+    expect(json).toContain(`"record":{"id":1,"__proto__":"p","constructor":"c"}`)
+    expect(json).toContain(`"old_record":{"id":1,"__proto__":"p","constructor":"c"}`)
+    const selected = ChangePayload.dataJson(hostile, { variant: "full", select: ["__proto__"] })
+    expect(selected).toContain(`"record":{"id":1,"__proto__":"p"}`)
+    // Beside it, an ordinary record is unchanged.
+    expect(ChangePayload.dataJson(update, full)).toContain(`"record":{"id":1,"wedding_id":"w-1","title":"Rings"}`)
+  })
 })

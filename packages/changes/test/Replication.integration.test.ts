@@ -1,20 +1,19 @@
 /**
  * The replication source against the real local Postgres: publication and slot set-up, decoding and value
  * typing, acknowledgement only after the consumer, resume from the slot after a restart of the source, and
- * recovery after a restart of Postgres itself (last: it cuts every connection). Every run has its own
- * schema, tables, publication and slot, dropped in `afterAll` whatever happened.
+ * recovery after a restart of Postgres itself. Every run has its own
+ * schema, tables, publication and slot, dropped in `afterAll` whatever happened. The Postgres restart runs on a
+ * throwaway cluster of its own (`PostgresCluster`), so it cuts no other test's connections.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { databaseUrl, Postgres, uniqueSqlName } from "@wedsync/testkit"
-import { Context, Effect, Exit, Layer, Metric, Queue, Redacted, Schedule, Scope } from "effect"
-import { execFile } from "node:child_process"
-import { readdirSync } from "node:fs"
+import { databaseUrl, Postgres, PostgresCluster, uniqueSqlName } from "@wedsync/testkit"
+import { Context, Effect, Exit, Layer, Logger, Metric, Queue, Redacted, Schedule, Scope } from "effect"
 import pg from "pg"
 import { afterAll, beforeAll } from "vitest"
 import type { Transaction } from "../src/ChangeEvent.ts"
-import { ChangesConfig } from "../src/ChangesConfig.ts"
+import { ChangesConfig, type ChangesOptions } from "../src/ChangesConfig.ts"
 import * as ChangesMetrics from "../src/ChangesMetrics.ts"
-import { Replication } from "../src/Replication.ts"
+import { type IdentityGap, Replication, type Status } from "../src/Replication.ts"
 
 const schema = uniqueSqlName("repl")
 const slot = uniqueSqlName("slot")
@@ -22,19 +21,24 @@ const publication = uniqueSqlName("pub")
 const items = `${schema}.items`
 const fullItems = `${schema}.full_items`
 const others = `${schema}.others`
+const scopedDefault = `${schema}.scoped_default`
+const supplierDefault = `${schema}.supplier_default`
+const scopedKey = `${schema}.scoped_key`
+const odd = `${schema}.odd`
 
-// A pool, so the Postgres restart at the end does not leave the clean-up without a connection.
+// A pool: it replaces a connection that a test ended (pg_terminate_backend in the slot clean-up).
 const db = new pg.Pool({ connectionString: databaseUrl(), max: 4 })
 db.on("error", () => undefined)
 const sql = (text: string, values: ReadonlyArray<unknown> = []) =>
   Effect.tryPromise({ try: () => db.query(text, [...values]), catch: (cause) => cause })
 
-const config = {
+const config: ChangesOptions = {
   databaseUrl: Redacted.make(databaseUrl()),
   slotName: slot,
   publicationName: publication,
-  tables: [items, fullItems, others],
-  statusIntervalMs: 1_000
+  tables: [items, fullItems, others, scopedDefault, supplierDefault, scopedKey, odd],
+  statusIntervalMs: 1_000,
+  startDelayMs: 0
 }
 const layer = (overrides: Partial<typeof config> = {}) =>
   Replication.layer.pipe(Layer.provide(ChangesConfig.layer({ ...config, ...overrides })))
@@ -46,15 +50,15 @@ const collect: Consume = (tx, received) => Queue.offer(received, tx)
  * Starts a gateway's change source in its own scope and waits until the stream is established. `stop`
  * closes it like a gateway shutdown; the test's scope closes it too if the test fails first.
  */
-const open = (consume: Consume = collect) =>
+const open = (consume: Consume = collect, options: { readonly wait?: boolean; readonly overrides?: Partial<ChangesOptions> } = {}) =>
   Effect.acquireRelease(
     Effect.gen(function*() {
       const scope = yield* Scope.make()
-      const context = yield* Layer.buildWithScope(layer(), scope)
+      const context = yield* Layer.buildWithScope(layer(options.overrides), scope)
       const replication = Context.get(context, Replication)
       const received = yield* Queue.unbounded<Transaction>()
       yield* Effect.forkIn(replication.run((tx) => consume(tx, received)).pipe(Scope.provide(scope)), scope)
-      yield* replication.ready.pipe(Effect.timeout("15 seconds"))
+      if (options.wait !== false) yield* replication.ready.pipe(Effect.timeout("15 seconds"))
       const next = Queue.take(received).pipe(Effect.timeout("15 seconds"))
       return { replication, next, stop: Scope.close(scope, Exit.void) }
     }),
@@ -85,6 +89,12 @@ beforeAll(async () => {
   await db.query(`alter table ${fullItems} replica identity full`)
   await db.query(`create table ${others} (id int primary key, v text)`)
   await db.query(`create table ${schema}.unpublished (id int primary key)`)
+  // Scoped tables: default identity without the scope column (two gaps), and a key that includes it (none).
+  await db.query(`create table ${scopedDefault} (id int primary key, wedding_id text not null)`)
+  await db.query(`create table ${supplierDefault} (id int primary key, supplier_id text)`)
+  await db.query(`create table ${scopedKey} (id int, wedding_id text, primary key (id, wedding_id))`)
+  await db.query(`create table ${odd} (id int primary key, "__proto__" text, "constructor" jsonb, "toString" text)`)
+  await db.query(`alter table ${odd} replica identity full`)
 }, 30_000)
 
 afterAll(async () => {
@@ -99,13 +109,15 @@ describe("Replication", () => {
     Effect.gen(function*() {
       yield* Layer.build(layer())
       const published = yield* sql(`select tablename from pg_publication_tables where pubname = $1 order by 1`, [publication])
-      assert.deepStrictEqual(published.rows.map((r) => r["tablename"]), ["full_items", "items", "others"])
+      assert.deepStrictEqual(published.rows.map((r) => r["tablename"]), [
+        "full_items", "items", "odd", "others", "scoped_default", "scoped_key", "supplier_default"
+      ])
       const slots = yield* sql(`select plugin, temporary from pg_replication_slots where slot_name = $1`, [slot])
       assert.deepStrictEqual(slots.rows, [{ plugin: "pgoutput", temporary: false }])
       // Another configured table list does not alter the publication that is there.
       yield* Layer.build(layer({ tables: [others] }))
       const again = yield* sql(`select count(*)::int as n from pg_publication_tables where pubname = $1`, [publication])
-      assert.strictEqual(again.rows[0]?.["n"], 3)
+      assert.strictEqual(again.rows[0]?.["n"], 7)
     }), 30_000)
 
   it.live("answers relation() from the catalog: published tables only", () =>
@@ -298,26 +310,131 @@ describe("Replication", () => {
       yield* confirmedAtLeast(target)
     }), 30_000)
 
-  // Last: restarting the cluster cuts every connection, this file's included.
-  it.live("reconnects when Postgres restarts and delivers what is committed afterwards, nothing acknowledged again", () =>
+  it.live("reports scoped tables whose replica identity lacks the scope column, with SQL that fixes them", () =>
+    Effect.gen(function*() {
+      const replication = yield* Effect.map(Layer.build(layer()), Context.get(Replication))
+      const mine = (gaps: ReadonlyArray<IdentityGap>) => gaps.filter((gap) => gap.schema === schema)
+      const gaps = mine(yield* replication.identityGaps)
+      assert.deepStrictEqual(gaps.map((gap) => [gap.table, gap.column]), [
+        ["items", "wedding_id"], ["scoped_default", "wedding_id"], ["supplier_default", "supplier_id"]
+      ])
+      const [, weddings, suppliers] = gaps
+      assert.strictEqual(
+        weddings!.fix,
+        `ALTER TABLE "${schema}"."scoped_default" REPLICA IDENTITY FULL; Or, with wedding_id NOT NULL: ` +
+          `CREATE UNIQUE INDEX "scoped_default_wedding_id_identity" ON "${schema}"."scoped_default" ("id", "wedding_id"); ` +
+          `ALTER TABLE "${schema}"."scoped_default" REPLICA IDENTITY USING INDEX "scoped_default_wedding_id_identity";`
+      )
+      // Each alternative of the fix closes its gap: the index for one table, FULL for the other.
+      yield* sql(weddings!.fix.split(" Or, with wedding_id NOT NULL: ")[1]!)
+      yield* sql(suppliers!.fix.split(" Or, ")[0]!)
+      assert.deepStrictEqual(mine(yield* replication.identityGaps).map((gap) => gap.table), ["items"])
+      yield* sql(`alter table ${scopedDefault} replica identity default`)
+      yield* sql(`drop index ${schema}.scoped_default_wedding_id_identity`)
+      yield* sql(`alter table ${supplierDefault} replica identity default`)
+      assert.strictEqual(mine(yield* replication.identityGaps).length, 3)
+      assert.deepStrictEqual(yield* replication.publishedTables(schema), [
+        "full_items", "items", "odd", "others", "scoped_default", "scoped_key", "supplier_default"
+      ])
+      assert.deepStrictEqual(yield* replication.publishedTables("no_such_schema"), [])
+    }), 30_000)
+
+  it.live("keeps columns named __proto__ and constructor as own columns of the records", () =>
     Effect.gen(function*() {
       const source = yield* open()
-      yield* sql(`insert into ${others} values (40, 'before-restart')`)
+      yield* sql(`insert into ${odd} values (1, 'p', '{"a": 1}', 't')`)
+      yield* sql(`update ${odd} set "__proto__" = 'q' where id = 1`)
+      const inserted = (yield* source.next).changes[0]!.record!
+      assert.deepStrictEqual(Object.keys(inserted), ["id", "__proto__", "constructor", "toString"])
+      assert.strictEqual(inserted["__proto__"], "p")
+      assert.deepStrictEqual(inserted["constructor"], { a: 1 })
+      const updated = (yield* source.next).changes[0]!
+      assert.strictEqual(updated.record!["__proto__"], "q")
+      assert.strictEqual(updated.oldRecord!["__proto__"], "p")
+      assert.strictEqual(Object.getPrototypeOf(updated.record), null)
+    }), 30_000)
+
+  it.live("reports Down with the reason while another process holds the slot, logs that once a minute, and streams once it is free", () =>
+    Effect.gen(function*() {
+      const warnings: Array<string> = []
+      const capture = Logger.make((options) => {
+        if (options.logLevel === "Warn") warnings.push(Array.isArray(options.message) ? options.message.join(" ") : String(options.message))
+      })
+      const first = yield* open()
+      assert.deepStrictEqual(yield* first.replication.status, { _tag: "Streaming" })
+      const reconnects = (yield* Metric.value(ChangesMetrics.reconnects)).count
+      const second = yield* open(collect, { wait: false }).pipe(Effect.provide(Logger.layer([capture])))
+      // Three failed attempts (backoff 200, 400, 800 ms); no event tells when an attempt failed.
+      yield* Metric.value(ChangesMetrics.reconnects).pipe(
+        Effect.flatMap((m) => m.count >= reconnects + 3 ? Effect.void : Effect.fail("not yet")),
+        Effect.retry({ schedule: Schedule.spaced("50 millis"), times: 200 })
+      )
+      const status: Status = yield* second.replication.status
+      assert.strictEqual(status._tag, "Down")
+      assert.include(status._tag === "Down" ? status.reason : "", `replication slot ${slot} is held by another process`)
+      assert.strictEqual(warnings.filter((w) => w.includes("held by another process")).length, 1)
+      assert.deepStrictEqual(yield* first.replication.status, { _tag: "Streaming" })
+      // A start delay begins Down when the slot is held, and Waiting when it is free.
+      const delayed = yield* open(collect, { wait: false, overrides: { startDelayMs: 60_000 } })
+      const delayedStatus = yield* delayed.replication.status.pipe(
+        Effect.flatMap((s) => s._tag === "Starting" ? Effect.fail("not yet") : Effect.succeed(s)),
+        Effect.retry({ schedule: Schedule.spaced("20 millis"), times: 250 })
+      )
+      assert.strictEqual(delayedStatus._tag, "Down")
+      yield* delayed.stop
+      yield* first.stop
+      yield* second.replication.ready.pipe(Effect.timeout("15 seconds"))
+      assert.deepStrictEqual(yield* second.replication.status, { _tag: "Streaming" })
+      yield* second.stop
+      const free = yield* open(collect, { wait: false, overrides: { startDelayMs: 60_000 } })
+      const freeStatus = yield* free.replication.status.pipe(
+        Effect.flatMap((s) => s._tag === "Starting" ? Effect.fail("not yet") : Effect.succeed(s)),
+        Effect.retry({ schedule: Schedule.spaced("20 millis"), times: 250 })
+      )
+      assert.deepStrictEqual(freeStatus, { _tag: "Waiting" })
+    }), 45_000)
+})
+
+// A Postgres restart cuts every connection: it runs on a throwaway cluster of its own, never the shared server.
+describe("Replication across a Postgres restart", () => {
+  let cluster: PostgresCluster.Cluster | undefined
+  let clusterDb: pg.Pool | undefined
+  const table = `${schema}.restarted`
+
+  beforeAll(async () => {
+    cluster = await PostgresCluster.start()
+    clusterDb = new pg.Pool({ connectionString: cluster.url, max: 2 })
+    clusterDb.on("error", () => undefined)
+    await clusterDb.query(`create schema ${schema}`)
+    await clusterDb.query(`create table ${table} (id int primary key, v text)`)
+  }, 60_000)
+
+  afterAll(async () => {
+    await clusterDb?.end()
+    // Stopping the cluster deletes it, slot and WAL included.
+    await cluster?.stop()
+  }, 30_000)
+
+  it.live("reconnects when Postgres restarts and delivers what is committed afterwards, nothing acknowledged again", () =>
+    Effect.gen(function*() {
+      const db = clusterDb!
+      const own = (text: string, values: ReadonlyArray<unknown> = []) =>
+        Effect.tryPromise({ try: () => db.query(text, [...values]), catch: (cause) => cause })
+      const source = yield* open(collect, {
+        overrides: { databaseUrl: Redacted.make(cluster!.url), tables: [table] }
+      })
+      yield* own(`insert into ${table} values (40, 'before-restart')`)
       const before = yield* source.next
       assert.deepStrictEqual(values(before), ["before-restart"])
-      yield* confirmedAtLeast(before.lsn)
-      const version = readdirSync("/etc/postgresql")[0]!
-      yield* Effect.callback<void>((resume) => {
-        execFile("pg_ctlcluster", ["--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"], () =>
-          resume(Effect.void))
-      })
-      // Postgres takes a few seconds to accept connections again.
-      yield* sql(`select 1`).pipe(
-        Effect.timeout("2 seconds"),
-        Effect.retry({ schedule: Schedule.spaced("250 millis"), times: 120 })
+      yield* own(`select confirmed_flush_lsn >= $2::pg_lsn as ok from pg_replication_slots where slot_name = $1`, [slot, before.lsn]).pipe(
+        Effect.flatMap((r) => r.rows[0]?.["ok"] === true ? Effect.void : Effect.fail("not yet")),
+        Effect.retry({ schedule: Schedule.spaced("50 millis"), times: 200 })
       )
+      yield* Effect.promise(() => cluster!.restart())
       yield* source.replication.ready.pipe(Effect.timeout("20 seconds"))
-      yield* sql(`insert into ${others} values (41, 'after-restart')`)
+      yield* own(`insert into ${table} values (41, 'after-restart')`).pipe(
+        Effect.retry({ schedule: Schedule.spaced("250 millis"), times: 40 })
+      )
       // Postgres 15 may bring the slot back behind 'before-restart' (it does not save a confirmed position
       // at shutdown); the stream resumes from what this process confirmed, so that one does not come again.
       assert.deepStrictEqual(values(yield* source.next), ["after-restart"])

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { RowPolicy, scopeOf } from "../src/RowPolicy.ts"
+import { RowPolicy, sameScope, scopeOf } from "../src/RowPolicy.ts"
 
 const access = (role: string, weddingIds: ReadonlyArray<string> = [], supplierIds: ReadonlyArray<string> = []) => ({
   role,
@@ -68,5 +68,15 @@ describe("RowPolicy", () => {
     for (let i = 0; i < 200; i++) expect(cached.decide(counting, { _tag: "Wedding", id: "w-1" })).toBe("restricted")
     expect(cached.decide(counting, { _tag: "Wedding", id: "w-2" })).toBe("denied")
     expect(weddingIds.lookups).toBe(2)
+  })
+
+  it("tells a row that moved to another wedding or supplier from one that stayed", () => {
+    const before = scopeOf(timeline, { id: 1, wedding_id: "B" })
+    expect(sameScope(before, scopeOf(timeline, { id: 1, wedding_id: "B", title: "x" }))).toBe(true)
+    expect(sameScope(before, scopeOf(timeline, { id: 1, wedding_id: "A" }))).toBe(false)
+    expect(sameScope(before, scopeOf(timeline, { id: 1, wedding_id: null }))).toBe(false)
+    expect(sameScope(scopeOf(supplierTasks, { supplier_id: "s-1" }), scopeOf(supplierTasks, { supplier_id: "s-2" }))).toBe(false)
+    expect(sameScope({ _tag: "Wedding", id: "1" }, { _tag: "Supplier", id: "1" })).toBe(false)
+    expect(sameScope(scopeOf(notes, { id: 1 }), scopeOf(notes, { id: 2 }))).toBe(true)
   })
 })

@@ -1,5 +1,6 @@
 export * as PartialLayer from "./PartialLayer.ts"
 export * as Postgres from "./Postgres.ts"
+export * as PostgresCluster from "./PostgresCluster.ts"
 export * as RawClient from "./RawClient.ts"
 export * as Services from "./Services.ts"
 export * as SupabaseClients from "./SupabaseClients.ts"
