@@ -10,7 +10,6 @@
  * `MAX_TEXT` characters.
  */
 import { Clock, Context, Effect } from "effect"
-import type { WireReason } from "./ErrorReply.ts"
 
 export type Where = "upgrade" | "join" | "rest"
 
@@ -65,8 +64,14 @@ export const RefusalLog = Context.Reference<RefusalLogState>("@wedsync/connectio
   defaultValue: () => new RefusalLogState()
 })
 
+/** A refusal's code (a `WireReason` tag, or a REST-only one such as `PayloadTooDeep`) and its text. */
+export interface Refusal {
+  readonly _tag: string
+  readonly message: string
+}
+
 /** Logs one refusal, unless its key already had its lines this second. */
-export const log = (where: Where, reason: WireReason): Effect.Effect<void> =>
+export const log = (where: Where, reason: Refusal): Effect.Effect<void> =>
   Effect.gen(function*() {
     const state = yield* RefusalLog
     const suppressed = state.admit(`${where}:${reason._tag}`, yield* Clock.currentTimeMillis)
