@@ -5,7 +5,7 @@
  * `checkEnvironment` runs before anything is built: it checks every variable the gateway and its
  * packages read and fails with one `GatewayConfigError` that lists every problem, not the first one.
  */
-import { Config, Context, Effect, Layer, Schema } from "effect"
+import { Config, Console, Context, Effect, Layer, Runtime, Schema } from "effect"
 import * as ClientAddress from "./ClientAddress.ts"
 
 export interface GatewayOptions {
@@ -72,10 +72,17 @@ export const logConfig: Config.Config<LogOptions> = Config.all({
   format: Config.Literals(LOG_FORMATS, "LOG_FORMAT").pipe(Config.withDefault("pretty" as const))
 })
 
-/** Start-up refused: every problem found in the environment. */
+/**
+ * Start-up refused: every problem found in the environment. `checkEnvironment` prints it to stderr
+ * itself (the message is the whole story, a stack trace would be noise), so `runMain` does not log it
+ * again; the process exits with 78 (EX_CONFIG).
+ */
 export class GatewayConfigError extends Schema.TaggedError<GatewayConfigError>()("GatewayConfigError", {
   problems: Schema.Array(Schema.String)
 }) {
+  override readonly [Runtime.errorReported] = false
+  override readonly [Runtime.errorExitCode] = 78
+
   override get message(): string {
     const n = this.problems.length
     return `Invalid configuration (${n} problem${n === 1 ? "" : "s"}), the gateway did not start:\n` +
@@ -173,7 +180,6 @@ export const checkEnvironment: Effect.Effect<void, GatewayConfigError> = Effect.
   }
   if (problems.length === 0) return
   const error = new GatewayConfigError({ problems })
-  // An operator's mistake, not a bug: the message is the whole story, a stack trace would be noise.
-  error.stack = `${error.name}: ${error.message}`
+  yield* Console.error(error.message)
   return yield* error
 })
