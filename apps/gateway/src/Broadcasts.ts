@@ -2,18 +2,120 @@
  * REST broadcast: `POST /api/broadcast` (batch, JSON messages) and
  * `POST /api/broadcast/:topic/events/:event` (one message, JSON or binary body), with Supabase's
  * statuses and bodies (spec §3.5). Both publish through the same hub as socket broadcasts.
+ *
+ * A request is authenticated from its headers before its body is read, and the body is read only up
+ * to the REST body limit: a larger `Content-Length` is refused unread, and a chunked body stops
+ * being read at the limit (413). JSON nested deeper than `MAX_JSON_DEPTH` is refused with 400
+ * before it is parsed.
  */
+import { NodeHttpServerRequest } from "@effect/platform-node"
 import { AuthError, ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
-import { ConnectionConfig } from "@wedsync/connection"
+import { ConnectionConfig, RefusalLog } from "@wedsync/connection"
 import { Hub, Publication } from "@wedsync/hub"
 import { Frame, Serializer } from "@wedsync/protocol"
-import { Effect, Result } from "effect"
+import { Data, Effect, Result } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import type { Readable } from "node:stream"
+import { GatewayConfig, restBodyLimit } from "./GatewayConfig.ts"
 
 const json = (status: number, body: unknown) => HttpServerResponse.jsonUnsafe(body, { status })
-const unauthorized = json(401, { message: "Unauthorized" })
+/** Refusals answered before the body was read close the connection, so the rest of it is never read. */
+const closing = (status: number, body: unknown) => HttpServerResponse.jsonUnsafe(body, { status, headers: { connection: "close" } })
+const unauthorized = closing(401, { message: "Unauthorized" })
 const unprocessable = (message: string) => json(422, { message })
 const accepted = HttpServerResponse.empty({ status: 202 })
+
+/** Deepest JSON nesting (objects and arrays) a REST body may have. */
+export const MAX_JSON_DEPTH = 64
+
+class BodyTooLarge extends Data.TaggedError("BodyTooLarge")<{ readonly limit: number }> {
+  override get message(): string {
+    return `Request body exceeds ${this.limit} bytes`
+  }
+}
+
+class BodyUnreadable extends Data.TaggedError("BodyUnreadable")<{ readonly cause: unknown }> {
+  override get message(): string {
+    return "Could not read the request body"
+  }
+}
+
+class PayloadTooDeep extends Data.TaggedError("PayloadTooDeep")<{}> {
+  override get message(): string {
+    return `JSON is nested more than ${MAX_JSON_DEPTH} levels deep`
+  }
+}
+
+/** Reads at most `limit` bytes; past it, stops reading (the 413 then closes the connection). */
+const readLimited = (source: Readable, limit: number) =>
+  Effect.callback<Buffer, BodyTooLarge | BodyUnreadable>((resume) => {
+    const chunks: Array<Buffer> = []
+    let size = 0
+    const cleanup = () => {
+      source.off("data", onData)
+      source.off("end", onEnd)
+      source.off("error", onError)
+      source.off("aborted", onError)
+    }
+    function onData(chunk: Buffer) {
+      size += chunk.length
+      if (size > limit) {
+        cleanup()
+        source.pause()
+        return resume(Effect.fail(new BodyTooLarge({ limit })))
+      }
+      chunks.push(chunk)
+    }
+    function onEnd() {
+      cleanup()
+      resume(Effect.succeed(Buffer.concat(chunks, size)))
+    }
+    function onError(cause: unknown) {
+      cleanup()
+      resume(Effect.fail(new BodyUnreadable({ cause })))
+    }
+    source.on("data", onData)
+    source.once("end", onEnd)
+    source.once("error", onError)
+    source.once("aborted", onError)
+    return Effect.sync(cleanup)
+  })
+
+/** The request body, refused unread when `Content-Length` is over the limit, and cut off at the limit otherwise. */
+const body = Effect.gen(function*() {
+  const request = yield* HttpServerRequest.HttpServerRequest
+  const limit = restBodyLimit(yield* GatewayConfig, (yield* ConnectionConfig.ConnectionConfig).maxPayloadBytes)
+  const declared = request.headers["content-length"]
+  if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > limit) return yield* new BodyTooLarge({ limit })
+  return yield* readLimited(NodeHttpServerRequest.toIncomingMessage(request) as Readable, limit)
+})
+
+/**
+ * The deepest nesting of a JSON text, counted without parsing (brackets inside strings skipped),
+ * stopping as soon as `max` is passed. Linear, no recursion: it runs before `JSON.parse` and keeps
+ * `JSON.stringify` (recursive) away from hostile depths.
+ */
+export const nestedDeeperThan = (bytes: Uint8Array, max: number): boolean => {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i]!
+    if (inString) {
+      if (c === 0x5c) i++ // backslash: skip the escaped character
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) inString = true
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true
+    } else if (c === 0x7d || c === 0x5d) depth--
+  }
+  return false
+}
+
+const parseJson = (bytes: Uint8Array) =>
+  Effect.gen(function*() {
+    if (nestedDeeperThan(bytes, MAX_JSON_DEPTH)) return yield* new PayloadTooDeep()
+    return Result.try(() => JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8")) as unknown)
+  })
 
 /** `Authorization: Bearer …` first, then the `apikey` header, as Supabase's REST endpoints. */
 const principalOf = Effect.gen(function*() {
@@ -60,17 +162,11 @@ const parseBatch = (body: unknown): Result.Result<ReadonlyArray<BatchMessage>, s
 
 const batch = Effect.gen(function*() {
   const principal = yield* principalOf
-  const request = yield* HttpServerRequest.HttpServerRequest
   const hub = yield* Hub.Hub
   const { maxPayloadBytes } = yield* ConnectionConfig.ConnectionConfig
-  const text = yield* request.text
-  let body: unknown
-  try {
-    body = JSON.parse(text)
-  } catch {
-    return unprocessable("Request body is not valid JSON")
-  }
-  const messages = parseBatch(body)
+  const parsed = yield* parseJson(yield* body)
+  if (Result.isFailure(parsed)) return unprocessable("Request body is not valid JSON")
+  const messages = parseBatch(parsed.success)
   if (Result.isFailure(messages)) return unprocessable(messages.failure)
   const publications: Array<Publication.Publication> = []
   for (const m of messages.success) {
@@ -99,16 +195,10 @@ const single = Effect.gen(function*() {
   if (contentType !== "application/json" && contentType !== "application/octet-stream") {
     return json(415, { error: "Unsupported Media Type. Use application/json or application/octet-stream" })
   }
-  const payload = new Uint8Array(yield* request.arrayBuffer)
+  const payload: Uint8Array = yield* body
   if (payload.length > maxPayloadBytes) return unprocessable("Payload size exceeds tenant limit")
   const encoding: Frame.PayloadEncoding = contentType === "application/json" ? "json" : "binary"
-  if (encoding === "json") {
-    try {
-      JSON.parse(Buffer.from(payload).toString("utf8"))
-    } catch {
-      return unprocessable("Request body is not valid JSON")
-    }
-  }
+  if (encoding === "json" && Result.isFailure(yield* parseJson(payload))) return unprocessable("Request body is not valid JSON")
   if (isPrivate && !(yield* mayWrite(principal, topic, true))) return json(403, { message: "Unauthorized" })
   const publication = Publication.userBroadcast(`${Frame.TOPIC_PREFIX}${topic}`, isPrivate, event, encoding, payload)
   if (Result.isFailure(publication)) return unprocessable(publication.failure.message)
@@ -116,11 +206,25 @@ const single = Effect.gen(function*() {
   return accepted
 })
 
-const handle = <E extends { readonly _tag: string }, R>(effect: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+/** Each refusal is logged, rate-limited per reason (RefusalLog: no token, no address, no user). */
+const handle = <E extends { readonly _tag: string; readonly message: string }, R>(
+  effect: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+) =>
   effect.pipe(
-    Effect.catch((e) =>
-      Effect.succeed(e._tag === "AuthError" ? unauthorized : json(400, { message: "Could not read the request body" }))
-    )
+    Effect.catch((error) => {
+      if (error instanceof AuthError.AuthError) return Effect.as(RefusalLog.log("rest", error.reason), unauthorized)
+      switch (error._tag) {
+        case "BodyTooLarge":
+          return Effect.as(
+            RefusalLog.log("rest", { _tag: "PayloadTooLarge", message: error.message }),
+            closing(413, { message: `Payload Too Large: ${error.message}` })
+          )
+        case "PayloadTooDeep":
+          return Effect.as(RefusalLog.log("rest", error), json(400, { message: error.message }))
+        default:
+          return Effect.succeed(json(400, { message: "Could not read the request body" }))
+      }
+    })
   )
 
 export const routes = HttpRouter.addAll([

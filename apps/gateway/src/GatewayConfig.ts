@@ -1,27 +1,185 @@
 /**
  * The gateway's own settings. apps/gateway is the only reader of the environment: this module
  * and the `config` descriptors of the packages it wires.
+ *
+ * `checkEnvironment` runs before anything is built: it checks every variable the gateway and its
+ * packages read and fails with one `GatewayConfigError` that lists every problem, not the first one.
  */
-import { Config, Context, Layer } from "effect"
+import { Config, Console, Context, Effect, Layer, Runtime, Schema } from "effect"
+import * as ClientAddress from "./ClientAddress.ts"
 
 export interface GatewayOptions {
   readonly host: string
   readonly port: number
   /** How long SIGTERM waits for sockets to leave before closing the rest. */
   readonly drainTimeoutMs: number
+  /** Origins the REST endpoints answer CORS requests for; `"*"` is any origin. */
+  readonly corsOrigins: "*" | ReadonlyArray<string>
+  /** Proxies (IP addresses or CIDR blocks) whose `X-Forwarded-For` names the client address. */
+  readonly trustedProxies: ReadonlyArray<string>
+  /** Largest REST request body; `undefined` is `MAX_PAYLOAD_BYTES` plus `REST_BODY_ALLOWANCE`. */
+  readonly maxRestBodyBytes: number | undefined
+}
+
+/** Room for a REST body's envelope (topic, event, the batch's JSON) above the payload limit. */
+export const REST_BODY_ALLOWANCE = 65_536
+
+export const defaults: GatewayOptions = {
+  host: "127.0.0.1",
+  port: 4000,
+  drainTimeoutMs: 30_000,
+  corsOrigins: "*",
+  trustedProxies: [],
+  maxRestBodyBytes: undefined
 }
 
 export class GatewayConfig extends Context.Service<GatewayConfig, GatewayOptions>()("@wedsync/gateway/GatewayConfig") {
   static readonly layer = (options: Partial<GatewayOptions> = {}): Layer.Layer<GatewayConfig> =>
-    Layer.succeed(GatewayConfig, { host: "127.0.0.1", port: 4000, drainTimeoutMs: 30_000, ...options })
+    Layer.succeed(GatewayConfig, { ...defaults, ...options })
 
   static readonly layerConfig: Layer.Layer<GatewayConfig, Config.ConfigError> = Layer.effect(
     GatewayConfig,
     Config.all({
-      host: Config.String("HOST").pipe(Config.withDefault("127.0.0.1")),
+      host: Config.String("HOST").pipe(Config.withDefault(defaults.host)),
       // Config.Port refuses 0; 0 (an ephemeral port) is useful for tests and side-by-side runs.
-      port: Config.Int("PORT").pipe(Config.withDefault(4000)),
-      drainTimeoutMs: Config.Int("DRAIN_TIMEOUT_MS").pipe(Config.withDefault(30_000))
+      port: Config.Int("PORT").pipe(Config.withDefault(defaults.port)),
+      drainTimeoutMs: Config.Int("DRAIN_TIMEOUT_MS").pipe(Config.withDefault(defaults.drainTimeoutMs)),
+      corsOrigins: Config.String("CORS_ORIGINS").pipe(
+        Config.withDefault("*"),
+        Config.map((raw): "*" | ReadonlyArray<string> => (raw.trim() === "*" ? "*" : ClientAddress.parseList(raw)))
+      ),
+      trustedProxies: Config.String("TRUSTED_PROXIES").pipe(Config.withDefault(""), Config.map(ClientAddress.parseList)),
+      maxRestBodyBytes: Config.Int("MAX_REST_BODY_BYTES").pipe(Config.option, Config.map((o) => o._tag === "Some" ? o.value : undefined))
     })
   )
 }
+
+/** The REST body cap for a payload limit. */
+export const restBodyLimit = (options: GatewayOptions, maxPayloadBytes: number): number =>
+  options.maxRestBodyBytes ?? maxPayloadBytes + REST_BODY_ALLOWANCE
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "none"] as const
+export const LOG_FORMATS = ["pretty", "json", "logfmt"] as const
+
+export interface LogOptions {
+  readonly level: (typeof LOG_LEVELS)[number]
+  readonly format: (typeof LOG_FORMATS)[number]
+}
+
+/** `LOG_LEVEL` (default `info`) and `LOG_FORMAT` (default `pretty`). */
+export const logConfig: Config.Config<LogOptions> = Config.all({
+  level: Config.Literals(LOG_LEVELS, "LOG_LEVEL").pipe(Config.withDefault("info" as const)),
+  format: Config.Literals(LOG_FORMATS, "LOG_FORMAT").pipe(Config.withDefault("pretty" as const))
+})
+
+/**
+ * Start-up refused: every problem found in the environment. `checkEnvironment` prints it to stderr
+ * itself (the message is the whole story, a stack trace would be noise), so `runMain` does not log it
+ * again; the process exits with 78 (EX_CONFIG).
+ */
+export class GatewayConfigError extends Schema.TaggedError<GatewayConfigError>()("GatewayConfigError", {
+  problems: Schema.Array(Schema.String)
+}) {
+  override readonly [Runtime.errorReported] = false
+  override readonly [Runtime.errorExitCode] = 78
+
+  override get message(): string {
+    const n = this.problems.length
+    return `Invalid configuration (${n} problem${n === 1 ? "" : "s"}), the gateway did not start:\n` +
+      this.problems.map((p) => `  - ${p}`).join("\n")
+  }
+}
+
+type Check = (raw: string) => string | undefined
+
+const integer = (min: number, max = Number.MAX_SAFE_INTEGER): Check => (raw) => {
+  const n = /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : Number.NaN
+  if (!Number.isSafeInteger(n)) return max === Number.MAX_SAFE_INTEGER ? `must be an integer >= ${min}` : `must be an integer from ${min} to ${max}`
+  if (n < min || n > max) return max === Number.MAX_SAFE_INTEGER ? `must be >= ${min}` : `must be from ${min} to ${max}`
+  return undefined
+}
+
+const oneOf = (values: ReadonlyArray<string>): Check => (raw) =>
+  values.includes(raw) ? undefined : `must be one of ${values.join(", ")}`
+
+const nonEmpty: Check = (raw) => (raw.trim() === "" ? "must not be empty" : undefined)
+
+const url = (protocols: ReadonlyArray<string>): Check => (raw) => {
+  if (!URL.canParse(raw)) return `is not a URL (expected ${protocols.map((p) => `${p}//…`).join(" or ")})`
+  const parsed = new URL(raw)
+  if (!protocols.includes(parsed.protocol)) return `must start with ${protocols.map((p) => `${p}//`).join(" or ")}`
+  if (parsed.hostname === "" && !parsed.searchParams.has("host")) return "has no host"
+  return undefined
+}
+
+const proxies: Check = (raw) => {
+  const problems = ClientAddress.parseList(raw).map(ClientAddress.entryProblem).filter((p) => p !== undefined)
+  return problems.length === 0 ? undefined : problems.join("; ")
+}
+
+const origins: Check = (raw) => {
+  if (raw.trim() === "*") return undefined
+  const list = ClientAddress.parseList(raw)
+  if (list.length === 0) return "must be * or a comma-separated list of origins (https://app.example.com)"
+  const bad = list.filter((o) => !URL.canParse(o) || new URL(o).origin !== o)
+  return bad.length === 0 ? undefined : `${bad.map((o) => JSON.stringify(o)).join(", ")}: not an origin (scheme://host[:port], no path)`
+}
+
+const atLeast1 = integer(1)
+const atLeast0 = integer(0)
+
+/**
+ * Every variable with its rule. `secret` ones are never echoed. Integers are checked here rather
+ * than by `Config.Int` alone so that a negative or zero limit is refused too.
+ */
+const RULES: ReadonlyArray<readonly [name: string, check: Check, secret?: "secret"]> = [
+  ["HOST", nonEmpty],
+  ["PORT", integer(0, 65_535)],
+  ["DRAIN_TIMEOUT_MS", atLeast0],
+  ["CORS_ORIGINS", origins],
+  ["TRUSTED_PROXIES", proxies],
+  ["MAX_REST_BODY_BYTES", atLeast1],
+  ["LOG_LEVEL", oneOf(LOG_LEVELS)],
+  ["LOG_FORMAT", oneOf(LOG_FORMATS)],
+  ["JWT_SECRET", nonEmpty, "secret"],
+  ["JWT_JWKS_URL", url(["https:", "http:"])],
+  ["MAX_CONNECTIONS", atLeast1],
+  ["MAX_CONNECTIONS_PER_USER", atLeast1],
+  ["MAX_CONNECTIONS_PER_IP", atLeast1],
+  ["MAX_CHANNELS_PER_CONNECTION", atLeast1],
+  ["MAX_EVENTS_PER_SECOND", atLeast1],
+  ["MAX_JOINS_PER_SECOND", atLeast1],
+  ["MAX_PAYLOAD_BYTES", atLeast1],
+  ["OUTBOX_LIMIT_BYTES", atLeast1],
+  ["IDLE_TIMEOUT_MS", atLeast1],
+  ["SWEEP_INTERVAL_MS", atLeast1],
+  ["CONNECT_ERROR_BACKOFF_MS", atLeast0],
+  ["CHANNEL_ERROR_BACKOFF_MS", atLeast0],
+  ["CLIENT_PRESENCE_MAX_CALLS", atLeast1],
+  ["CLIENT_PRESENCE_WINDOW_MS", atLeast1],
+  ["DRAIN_BATCH_SIZE", atLeast1],
+  ["DRAIN_INTERVAL_MS", atLeast0],
+  ["MAILBOX_CAPACITY", atLeast1],
+  ["DATABASE_URL", url(["postgres:", "postgresql:"]), "secret"],
+  ["REPLICATION_SLOT", nonEmpty],
+  ["REPLICATION_PUBLICATION", nonEmpty],
+  ["REPLICATION_START_DELAY_MS", atLeast0],
+  ["UNSCOPED_TABLES", oneOf(["service_role", "authenticated", "all"])]
+]
+
+const shown = (raw: string) => JSON.stringify(raw.length > 60 ? `${raw.slice(0, 60)}…` : raw)
+
+/** Reads every variable in `RULES` that is set and fails with all the problems at once. */
+export const checkEnvironment: Effect.Effect<void, GatewayConfigError> = Effect.gen(function*() {
+  const problems: Array<string> = []
+  for (const [name, check, secret] of RULES) {
+    const value = yield* Effect.orDie(Config.option(Config.String(name)))
+    if (value._tag === "None") continue
+    const problem = check(value.value)
+    if (problem !== undefined) problems.push(secret === "secret" ? `${name}: ${problem}` : `${name}=${shown(value.value)}: ${problem}`)
+  }
+  if (problems.length === 0) return
+  const error = new GatewayConfigError({ problems })
+  yield* Console.error(error.message)
+  return yield* error
+})

@@ -9,12 +9,13 @@ import { ConnectionConfig, ConnectionRegistry, Transport } from "@wedsync/connec
 import { ChangesConfig, PostgresChanges, Replication } from "@wedsync/changes"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { ProcessMetrics } from "@wedsync/metrics"
-import { Config, Context, Effect, Layer, Option, Redacted } from "effect"
+import { Config, Context, Effect, Layer, Logger, Option, Redacted, References } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { NetAddress } from "effect/net"
 import { SignJWT } from "jose"
 import { createServer, type Server } from "node:http"
-import { GatewayConfig, type GatewayOptions } from "./GatewayConfig.ts"
+import * as ClientAddress from "./ClientAddress.ts"
+import { checkEnvironment, GatewayConfig, type GatewayOptions, logConfig, type LogOptions } from "./GatewayConfig.ts"
 import * as Routes from "./Routes.ts"
 
 /** The listening Node HTTP server shared by the REST routes and the WebSocket upgrades. */
@@ -78,10 +79,10 @@ const devAnonKey = (secret: string) =>
 const WebSocketLayer = Layer.effectDiscard(
   Effect.gen(function*() {
     const { server, port } = yield* NodeServer
-    const { host, drainTimeoutMs } = yield* GatewayConfig
+    const { host, drainTimeoutMs, trustedProxies } = yield* GatewayConfig
     const registry = yield* ConnectionRegistry.ConnectionRegistry
     const auth = yield* AuthConfig.AuthConfig
-    yield* Transport.attach(server)
+    yield* Transport.attach(server, { clientAddress: ClientAddress.make(trustedProxies) })
     // Runs first on shutdown (finalizers run in reverse), while the HTTP server still answers /ready.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
@@ -145,12 +146,37 @@ const changesFromEnv = Layer.unwrap(
   })
 )
 
-export const fromEnv = make({
-  changes: changesFromEnv,
-  gateway: GatewayConfig.layerConfig,
-  connection: Layer.effect(ConnectionConfig.ConnectionConfig, ConnectionConfig.config),
-  auth: AuthConfig.layerConfig
-})
+const MINIMUM_LEVEL = {
+  trace: "Trace",
+  debug: "Debug",
+  info: "Info",
+  warning: "Warn",
+  error: "Error",
+  none: "None"
+} as const
+
+/** Effect's own loggers: `LOG_FORMAT` picks pretty, JSON lines or logfmt; `LOG_LEVEL` the minimum level. */
+export const loggingLayer = (options: LogOptions): Layer.Layer<never> =>
+  Layer.mergeAll(
+    Logger.layer([
+      options.format === "json" ? Logger.consoleJson : options.format === "logfmt" ? Logger.consoleLogFmt : Logger.consolePretty()
+    ]),
+    Layer.succeed(References.MinimumLogLevel, MINIMUM_LEVEL[options.level])
+  )
+
+/** The environment is checked as a whole first: one message lists every invalid variable. */
+export const fromEnv = Layer.unwrap(
+  Effect.gen(function*() {
+    yield* checkEnvironment
+    const logging = loggingLayer(yield* logConfig)
+    return make({
+      changes: changesFromEnv,
+      gateway: GatewayConfig.layerConfig,
+      connection: Layer.effect(ConnectionConfig.ConnectionConfig, ConnectionConfig.config),
+      auth: AuthConfig.layerConfig
+    }).pipe(Layer.provide(logging))
+  })
+)
 
 /** A gateway for tests: port 0, no error delays, explicit limits. */
 export const layerTest = (overrides: {

@@ -1,10 +1,11 @@
-/** Health, readiness and metrics routes, plus the REST broadcast endpoints. */
+/** Health, readiness and metrics routes, plus the REST broadcast endpoints, behind the CORS middleware. */
 import { Replication } from "@wedsync/changes"
 import { ConnectionRegistry } from "@wedsync/connection"
 import { Exposition } from "@wedsync/metrics"
 import { Effect, Layer, Option } from "effect"
-import { HttpRouter, HttpServerResponse } from "effect/http"
+import { HttpMiddleware, HttpRouter, HttpServerResponse } from "effect/http"
 import * as Broadcasts from "./Broadcasts.ts"
+import { GatewayConfig } from "./GatewayConfig.ts"
 
 const health = HttpRouter.route("GET", "/health", Effect.succeed(HttpServerResponse.jsonUnsafe({ status: "ok" })))
 
@@ -50,4 +51,26 @@ const metrics = HttpRouter.route(
   Effect.map(Exposition.render, (text) => HttpServerResponse.text(text, { contentType: Exposition.contentType }))
 )
 
-export const routes = Layer.mergeAll(HttpRouter.addAll([health, ready, metrics]), Broadcasts.routes)
+/**
+ * Browser apps call the REST endpoints (`channel.httpSend`), so preflights (`OPTIONS`) are answered
+ * and responses carry `Access-Control-Allow-Origin` for `CORS_ORIGINS`: `*` (the default, as
+ * Supabase's API gateway; credentials are bearer headers, never cookies) or a list, where an origin
+ * outside the list gets no allow header and the browser blocks the call. Requested headers
+ * (supabase-js sends `apikey`, `authorization`, `content-type`, `x-client-info`) are allowed.
+ */
+const cors = Layer.unwrap(
+  Effect.map(GatewayConfig, ({ corsOrigins }) => {
+    const allowed = corsOrigins === "*" ? undefined : new Set(corsOrigins)
+    return HttpRouter.middleware(
+      HttpMiddleware.cors({
+        // An empty list is Effect's "any origin" (`*`); a predicate answers with the request's origin.
+        allowedOrigins: allowed === undefined ? [] : (origin: string) => allowed.has(origin),
+        allowedMethods: ["GET", "POST", "OPTIONS"],
+        maxAge: 86_400
+      }),
+      { global: true }
+    )
+  })
+)
+
+export const routes = Layer.mergeAll(HttpRouter.addAll([health, ready, metrics]), Broadcasts.routes, cors)

@@ -18,6 +18,7 @@ import { ConnectionConfig, type ConnectionOptions } from "./ConnectionConfig.ts"
 import * as ConnectionError from "./ConnectionError.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
 import { CloseCode, closeCodeOf, joinReason, type WireReason } from "./ErrorReply.ts"
+import * as RefusalLog from "./RefusalLog.ts"
 import { Outbox, type Wire, type WriteCoalescer } from "./Outbox.ts"
 
 /** The accepted socket, as the actor drives it. */
@@ -319,7 +320,7 @@ class Actor implements ConnectionHandle {
   private joinError(joinRef: string | null, ref: string | null, topic: string, reason: WireReason): Effect.Effect<void> {
     const payload = Reply.error(joinReason(reason))
     const delay = this.config.joinErrorDelayMs
-    const counted = Metric.update(joinsWith(reason._tag), 1)
+    const counted = Effect.andThen(Metric.update(joinsWith(reason._tag), 1), RefusalLog.log("join", reason))
     if (delay <= 0) return Effect.andThen(counted, Effect.sync(() => this.reply(joinRef, ref, topic, payload)))
     // The delay damps rejoin storms (Supabase waits 5 s); it runs beside the actor so heartbeats
     // and other channels are not held up.
@@ -345,6 +346,7 @@ class Actor implements ConnectionHandle {
         const reason = ConnectionError.tooManyJoins()
         self.reply(joinRef, ref, topic, Reply.error(joinReason(reason)))
         yield* Metric.update(joinsWith(reason._tag), 1)
+        yield* RefusalLog.log("join", reason)
         return yield* self.closeSocket(closeCodeOf(reason), reason.message)
       }
       const previous = self.channels.get(topic)

@@ -20,6 +20,7 @@ import * as ConnectionMetrics from "./ConnectionMetrics.ts"
 import { type Admission, ConnectionRegistry, type ConnectionRegistryShape } from "./ConnectionRegistry.ts"
 import { type HttpRefusal, upgradeRefusal, type WireReason } from "./ErrorReply.ts"
 import { type Wire, WriteCoalescer } from "./Outbox.ts"
+import * as RefusalLog from "./RefusalLog.ts"
 
 /** Paths realtime-js connects to: behind Supabase's API gateway, and the Realtime server's own. */
 export const WEBSOCKET_PATHS: ReadonlySet<string> = new Set(["/realtime/v1/websocket", "/socket/websocket"])
@@ -147,8 +148,18 @@ const startActor = (accepted: Accepted, coalescer: WriteCoalescer, registry: Con
   })
 }
 
+/** The address a socket is counted under: by default the direct peer's. */
+export type ClientAddress = (request: IncomingMessage) => string
+
+export const peerAddress: ClientAddress = (request) => request.socket.remoteAddress ?? "unknown"
+
+export interface AttachOptions {
+  /** How the client address (for per-IP caps) is derived; the gateway passes its `TRUSTED_PROXIES` rule. */
+  readonly clientAddress?: ClientAddress | undefined
+}
+
 /** Handles WebSocket upgrades on `server` until the scope closes. */
-export const attach = (server: Server) =>
+export const attach = (server: Server, options: AttachOptions = {}) =>
   Effect.gen(function*() {
     const config = yield* ConnectionConfig
     const registry = yield* ConnectionRegistry
@@ -166,12 +177,14 @@ export const attach = (server: Server) =>
       bytesOut.inc(bytes)
       writeDelay.observe(delayMs / 1000)
     })
+    const clientAddress = options.clientAddress ?? peerAddress
     const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_FRAME_BYTES, clientTracking: false })
     let nextId = 0
 
     const refuse = (socket: Duplex, reason: WireReason) =>
       Effect.gen(function*() {
         yield* Metric.update(Metric.withAttributes(ConnectionMetrics.refused, { reason: reason._tag }), 1)
+        yield* RefusalLog.log("upgrade", reason)
         if (config.connectErrorDelayMs > 0) yield* Effect.sleep(config.connectErrorDelayMs)
         writeRefusal(socket, upgradeRefusal(reason))
       })
@@ -231,7 +244,7 @@ export const attach = (server: Server) =>
       }
       // A flat copy: a substring would keep the whole request URL alive for the connection's life.
       const flatKey = Buffer.from(apiKey, "utf8").toString("utf8")
-      runFork(establish(request, raw, head, vsn, flatKey, request.socket.remoteAddress ?? "unknown"))
+      runFork(establish(request, raw, head, vsn, flatKey, clientAddress(request)))
     }
 
     yield* Effect.acquireRelease(

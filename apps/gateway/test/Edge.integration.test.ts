@@ -1,0 +1,222 @@
+/**
+ * The gateway's edge, seen from raw HTTP: REST body limits (Content-Length and chunked), deeply
+ * nested JSON, CORS preflights, and per-IP caps behind trusted and untrusted proxies.
+ */
+import { TestTokens } from "@wedsync/auth/testing"
+import { RawClient } from "@wedsync/testkit"
+import { request } from "node:http"
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { nestedDeeperThan } from "../src/Broadcasts.ts"
+import { type RunningGateway, startGateway } from "./support/Gateway.ts"
+import { tryUpgrade } from "./support/Http.ts"
+
+interface Answer {
+  readonly status: number
+  readonly headers: Record<string, string | Array<string> | undefined>
+  readonly body: string
+  /** Chunks written when the answer arrived (chunked uploads only). */
+  readonly chunksWritten: number
+}
+
+/**
+ * A raw request. `chunks` are written one after the other with chunked encoding (no Content-Length)
+ * unless `contentLength` is given; writing stops once the answer arrives, so an endless body ends.
+ */
+const send = (
+  url: string,
+  options: {
+    readonly method?: string
+    readonly headers?: Record<string, string>
+    readonly body?: Buffer
+    readonly chunks?: { readonly size: number; readonly count: number }
+  }
+): Promise<Answer> =>
+  new Promise((resolve, reject) => {
+    let answered = false
+    let written = 0
+    const req = request(url, { method: options.method ?? "POST", headers: options.headers ?? {} })
+    req.on("response", (res) => {
+      answered = true
+      let body = ""
+      res.setEncoding("utf8")
+      res.on("data", (chunk: string) => (body += chunk))
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, chunksWritten: written }))
+    })
+    // A server that closes after answering makes further writes fail; the answer is what counts.
+    req.on("error", (error) => (answered ? undefined : reject(error)))
+    if (options.chunks !== undefined) {
+      const { size, count } = options.chunks
+      const chunk = Buffer.alloc(size, 0x61)
+      const pump = () => {
+        while (!answered && written < count) {
+          written++
+          if (!req.write(chunk)) return void req.once("drain", pump)
+        }
+        if (!answered) req.end()
+      }
+      pump()
+    } else {
+      req.end(options.body)
+    }
+  })
+
+let gateway: RunningGateway
+let anonKey: string
+const LIMIT = 10_000
+
+beforeAll(async () => {
+  gateway = await startGateway({ gateway: { maxRestBodyBytes: LIMIT, corsOrigins: ["https://app.example.com"] } })
+  anonKey = await TestTokens.anonToken()
+})
+afterAll(async () => {
+  await gateway.stop()
+})
+
+const single = () => `${gateway.url}/realtime/v1/api/broadcast/room-1/events/note`
+const batch = () => `${gateway.url}/realtime/v1/api/broadcast`
+const auth = () => ({ apikey: anonKey, authorization: `Bearer ${anonKey}`, "content-type": "application/json" })
+const batchBody = (payloadBytes: number) =>
+  Buffer.from(JSON.stringify({ messages: [{ topic: "room-1", event: "note", payload: { text: "x".repeat(payloadBytes) } }] }))
+
+describe("REST body limit", () => {
+  it("accepts a body just under the limit on both endpoints", async () => {
+    const under = batchBody(LIMIT - 200)
+    expect(under.length).toBeLessThanOrEqual(LIMIT)
+    expect((await send(batch(), { headers: auth(), body: under })).status).toBe(202)
+    const payload = Buffer.from(JSON.stringify({ text: "y".repeat(LIMIT - 20) }))
+    expect((await send(single(), { headers: auth(), body: payload })).status).toBe(202)
+  })
+
+  it("refuses a Content-Length over the limit with 413 and a reason, on both endpoints", async () => {
+    for (const url of [batch(), single()]) {
+      const answer = await send(url, { headers: auth(), body: batchBody(LIMIT + 10) })
+      expect(answer.status).toBe(413)
+      expect(JSON.parse(answer.body)).toEqual({ message: `Payload Too Large: Request body exceeds ${LIMIT} bytes` })
+      expect(answer.headers["connection"]).toBe("close")
+    }
+  })
+
+  it("stops reading a chunked body at the limit (an endless upload gets its 413) and keeps serving others", async () => {
+    for (const url of [batch(), single()]) {
+      // 64 MiB offered in 64 KiB chunks; the answer arrives after the first chunk or so.
+      const answer = await send(url, { headers: auth(), chunks: { size: 65_536, count: 1_024 } })
+      expect(answer.status).toBe(413)
+      expect(answer.body).toContain("Payload Too Large")
+      // The server answered long before the upload was over: it stopped reading at the limit.
+      expect(answer.chunksWritten).toBeLessThan(64)
+    }
+    expect((await send(batch(), { headers: auth(), body: batchBody(10) })).status).toBe(202)
+    expect((await fetch(`${gateway.url}/health`)).status).toBe(200)
+  })
+
+  it("authenticates before reading: an anonymous oversize body gets 401 unread", async () => {
+    const answer = await send(batch(), { headers: { "content-type": "application/json" }, chunks: { size: 65_536, count: 1_024 } })
+    expect(answer.status).toBe(401)
+  })
+})
+
+describe("deeply nested JSON over REST", () => {
+  const nested = (depth: number) => Buffer.from(`${"[".repeat(depth)}${"]".repeat(depth)}`)
+
+  it("answers 400 with a reason for the batch and the single endpoint, and accepts ordinary nesting", async () => {
+    const deep = Buffer.from(`{"messages":[{"topic":"room-1","event":"e","payload":{"a":${"[".repeat(4_000)}${"]".repeat(4_000)}}}]}`)
+    const refused = await send(batch(), { headers: auth(), body: deep })
+    expect(refused).toMatchObject({ status: 400 })
+    expect(JSON.parse(refused.body)).toEqual({ message: "JSON is nested more than 64 levels deep" })
+    const single400 = await send(single(), { headers: auth(), body: Buffer.from(`{"a":${nested(4_000).toString()}}`) })
+    expect(single400.status).toBe(400)
+    const fine = Buffer.from(`{"messages":[{"topic":"room-1","event":"e","payload":{"a":${nested(30).toString()}}}]}`)
+    expect((await send(batch(), { headers: auth(), body: fine })).status).toBe(202)
+  })
+
+  it("counts depth without being fooled by brackets inside strings", () => {
+    expect(nestedDeeperThan(Buffer.from(`{"a":"${"[".repeat(100)}\\"["}`), 2)).toBe(false)
+    expect(nestedDeeperThan(Buffer.from(`[[[1]]]`), 2)).toBe(true)
+    expect(nestedDeeperThan(Buffer.from(`[[1]]`), 2)).toBe(false)
+  })
+})
+
+describe("CORS", () => {
+  const preflight = (origin: string) =>
+    send(single(), {
+      method: "OPTIONS",
+      headers: {
+        origin,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "apikey, authorization, content-type, x-client-info"
+      }
+    })
+
+  it("answers a preflight from an allowed origin with its origin, POST and the requested headers", async () => {
+    const answer = await preflight("https://app.example.com")
+    expect(answer.status).toBe(204)
+    expect(answer.headers["access-control-allow-origin"]).toBe("https://app.example.com")
+    expect(answer.headers["access-control-allow-methods"]).toContain("POST")
+    expect(answer.headers["access-control-allow-headers"]).toBe("apikey, authorization, content-type, x-client-info")
+    const post = await send(single(), { headers: { ...auth(), origin: "https://app.example.com" }, body: Buffer.from("{}") })
+    expect(post.status).toBe(202)
+    expect(post.headers["access-control-allow-origin"]).toBe("https://app.example.com")
+  })
+
+  it("gives a disallowed origin no allow-origin header (the browser blocks the call)", async () => {
+    const answer = await preflight("https://evil.example.net")
+    expect(answer.headers["access-control-allow-origin"]).toBeUndefined()
+    const post = await send(single(), { headers: { ...auth(), origin: "https://evil.example.net" }, body: Buffer.from("{}") })
+    expect(post.headers["access-control-allow-origin"]).toBeUndefined()
+  })
+
+  it("allows any origin with CORS_ORIGINS=* (the default)", async () => {
+    const open = await startGateway()
+    try {
+      const answer = await send(`${open.url}/realtime/v1/api/broadcast`, {
+        method: "OPTIONS",
+        headers: { origin: "https://any.example.org", "access-control-request-method": "POST" }
+      })
+      expect(answer.status).toBe(204)
+      expect(answer.headers["access-control-allow-origin"]).toBe("*")
+    } finally {
+      await open.stop()
+    }
+  })
+})
+
+describe("per-IP caps behind a proxy (TRUSTED_PROXIES)", () => {
+  const clients: Array<RawClient.RawClient> = []
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.close()))
+  })
+
+  const connectAs = async (target: RunningGateway, forwardedFor: string) => {
+    const client = await RawClient.connect(`${target.wsUrl}?apikey=${anonKey}&vsn=2.0.0`, { headers: { "x-forwarded-for": forwardedFor } })
+    clients.push(client)
+    return client
+  }
+  const upgradeAs = (target: RunningGateway, forwardedFor: string) =>
+    tryUpgrade(`${target.wsUrl}?apikey=${anonKey}&vsn=2.0.0`, { "x-forwarded-for": forwardedFor })
+
+  it("counts the right-most untrusted X-Forwarded-For address when the peer is a trusted proxy", async () => {
+    const behindProxy = await startGateway({
+      gateway: { trustedProxies: ["127.0.0.1", "10.0.0.0/8"] },
+      connection: { maxConnectionsPerIp: 1 }
+    })
+    try {
+      // "198.51.100.9" is what the client claimed; the trusted proxy appended the real client 203.0.113.5, then 10.1.2.3 (a proxy).
+      await connectAs(behindProxy, "198.51.100.9, 203.0.113.5, 10.1.2.3")
+      expect((await upgradeAs(behindProxy, "198.51.100.77, 203.0.113.5")).status).toBe(429)
+      expect((await upgradeAs(behindProxy, "198.51.100.9, 203.0.113.6")).status).toBe(101)
+    } finally {
+      await behindProxy.stop()
+    }
+  })
+
+  it("ignores X-Forwarded-For from a peer that is not a trusted proxy (no spoofing)", async () => {
+    const elsewhere = await startGateway({ gateway: { trustedProxies: ["10.0.0.0/8"] }, connection: { maxConnectionsPerIp: 1 } })
+    try {
+      await connectAs(elsewhere, "203.0.113.5")
+      // A different claimed address does not buy a second slot: both count as 127.0.0.1.
+      expect((await upgradeAs(elsewhere, "203.0.113.99")).status).toBe(429)
+    } finally {
+      await elsewhere.stop()
+    }
+  })
+})

@@ -1,0 +1,153 @@
+/**
+ * The real process (`node apps/gateway/src/main.ts`) started with an environment: invalid
+ * configuration refused with one message listing every problem, JSON log lines, and refused upgrades
+ * logged with their reason and without the token.
+ */
+import { TestTokens } from "@wedsync/auth/testing"
+import { type ChildProcess, spawn } from "node:child_process"
+import { createInterface } from "node:readline"
+import { afterEach, describe, expect, it } from "vitest"
+import { tryUpgrade } from "./support/Http.ts"
+
+const main = new URL("../src/main.ts", import.meta.url).pathname
+
+interface Started {
+  readonly child: ChildProcess
+  /** Every stdout and stderr line so far. */
+  readonly lines: Array<string>
+  /** Resolves with the first line (so far or later) that matches. */
+  readonly line: (match: (line: string) => boolean) => Promise<string>
+  readonly exit: Promise<{ readonly code: number | null; readonly stderr: string }>
+}
+
+const running: Array<ChildProcess> = []
+afterEach(() => {
+  for (const child of running.splice(0)) if (child.exitCode === null) child.kill("SIGKILL")
+})
+
+/** Only the variables given (plus PATH), so the machine's environment cannot leak into the case. */
+const start = (env: Record<string, string>): Started => {
+  const child = spawn(process.execPath, [main], { env: { PATH: process.env["PATH"] ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] })
+  running.push(child)
+  const lines: Array<string> = []
+  const waiters: Array<{ match: (line: string) => boolean; resolve: (line: string) => void }> = []
+  let stderr = ""
+  const onLine = (line: string) => {
+    lines.push(line)
+    for (const waiter of waiters.splice(0)) {
+      if (waiter.match(line)) waiter.resolve(line)
+      else waiters.push(waiter)
+    }
+  }
+  createInterface({ input: child.stdout! }).on("line", onLine)
+  createInterface({ input: child.stderr! }).on("line", (line) => {
+    stderr += `${line}\n`
+    onLine(line)
+  })
+  const exit = new Promise<{ code: number | null; stderr: string }>((resolve) =>
+    child.once("close", (code) => resolve({ code, stderr }))
+  )
+  const line = (match: (line: string) => boolean) =>
+    new Promise<string>((resolve, reject) => {
+      const seen = lines.find(match)
+      if (seen !== undefined) return resolve(seen)
+      waiters.push({ match, resolve })
+      void exit.then(({ code }) => reject(new Error(`process exited (${code}) before the line; output:\n${lines.join("\n")}`)))
+    })
+  return { child, lines, line, exit }
+}
+
+const parseJsonLine = (line: string): Record<string, unknown> => JSON.parse(line) as Record<string, unknown>
+
+describe("configuration at start", () => {
+  it("refuses invalid values with one message listing every problem, and exits non-zero", async () => {
+    const { exit } = start({
+      MAX_CONNECTIONS: "0",
+      PORT: "-5",
+      DATABASE_URL: "not a url",
+      MAX_EVENTS_PER_SECOND: "lots",
+      MAX_CONNECTIONS_PER_IP: "-1",
+      TRUSTED_PROXIES: "10.0.0.0/99",
+      LOG_FORMAT: "xml"
+    })
+    const { code, stderr } = await exit
+    expect(code).toBe(78)
+    expect(stderr.split("Invalid configuration (7 problems), the gateway did not start")).toHaveLength(2)
+    for (const expected of [
+      `PORT="-5": must be from 0 to 65535`,
+      `MAX_CONNECTIONS="0": must be >= 1`,
+      `MAX_EVENTS_PER_SECOND="lots": must be an integer >= 1`,
+      `MAX_CONNECTIONS_PER_IP="-1": must be >= 1`,
+      `DATABASE_URL: is not a URL`,
+      `TRUSTED_PROXIES="10.0.0.0/99": "10.0.0.0/99" has an invalid prefix length`,
+      `LOG_FORMAT="xml": must be one of pretty, json, logfmt`
+    ]) expect(stderr).toContain(expected)
+    // One message: no stack trace.
+    expect(stderr).not.toMatch(/\n\s+at /)
+    expect(stderr).not.toContain("not a url")
+  })
+
+  it("starts with a valid environment", async () => {
+    const gateway = start({ PORT: "0", MAX_CONNECTIONS: "10", TRUSTED_PROXIES: "10.0.0.0/8, ::1", CORS_ORIGINS: "https://app.example.com" })
+    expect(await gateway.line((l) => l.includes("listening on http://127.0.0.1:"))).toBeTruthy()
+    gateway.child.kill("SIGTERM")
+    await gateway.exit
+  })
+})
+
+describe("logs", () => {
+  it("with LOG_FORMAT=json prints JSON lines with a level and message; a refused upgrade is logged with its reason, not its token", async () => {
+    const gateway = start({ PORT: "0", LOG_FORMAT: "json", LOG_LEVEL: "info", CONNECT_ERROR_BACKOFF_MS: "0" })
+    const listening = parseJsonLine(await gateway.line((l) => l.includes("listening on")))
+    expect(listening).toMatchObject({ level: "INFO" })
+    const port = /:(\d+)$/.exec(String(listening["message"]))![1]!
+    // A token signed with another secret: what a wrong JWT_SECRET looks like from the gateway's side.
+    const forged = await TestTokens.anonToken({ secret: "another-projects-secret-that-is-long-enough-0123456789" })
+    expect((await tryUpgrade(`ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${forged}&vsn=2.0.0`)).status).toBe(401)
+    const refused = parseJsonLine(await gateway.line((l) => l.includes("upgrade refused")))
+    expect(refused).toMatchObject({
+      level: "WARN",
+      message: "upgrade refused: JwtSignatureError",
+      annotations: { where: "upgrade", reason: "JwtSignatureError", detail: "Failed to validate JWT signature" }
+    })
+    expect(String((refused["annotations"] as Record<string, unknown>)["hint"])).toContain("JWT_SECRET")
+    // A valid key is accepted and not logged as refused.
+    const anon = await TestTokens.anonToken()
+    expect((await tryUpgrade(`ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${anon}&vsn=2.0.0`)).status).toBe(101)
+    gateway.child.kill("SIGTERM")
+    await gateway.exit
+    expect(gateway.lines.length).toBeGreaterThan(2)
+    for (const line of gateway.lines) {
+      const parsed = parseJsonLine(line)
+      expect(typeof parsed["message"]).toBe("string")
+      expect(typeof parsed["level"]).toBe("string")
+      expect(line).not.toContain(forged)
+      expect(line).not.toContain("127.0.0.1\"") // no client address in an annotation
+    }
+    expect(gateway.lines.filter((l) => l.includes("upgrade refused"))).toHaveLength(1)
+  })
+
+  it("rate-limits refusal lines per reason and reports what was held back", async () => {
+    const gateway = start({ PORT: "0", LOG_FORMAT: "json", CONNECT_ERROR_BACKOFF_MS: "0" })
+    const port = /:(\d+)$/.exec(String(parseJsonLine(await gateway.line((l) => l.includes("listening on")))["message"]))![1]!
+    const url = `ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=garbage&vsn=2.0.0`
+    for (let i = 0; i < 20; i++) expect((await tryUpgrade(url)).status).toBe(401)
+    // The first window logs 5 lines; the rest of the burst is counted, and reported by the next line after a second.
+    await expect.poll(() => gateway.lines.filter((l) => l.includes("upgrade refused")).length).toBe(5)
+    await new Promise<void>((resolve) => setTimeout(resolve, 1_100)) // wait for the next one-second log window
+    expect((await tryUpgrade(url)).status).toBe(401)
+    const next = parseJsonLine(await gateway.line((l) => l.includes("suppressed")))
+    expect(next["annotations"]).toMatchObject({ reason: "MalformedJWT", suppressed: 15 })
+    gateway.child.kill("SIGTERM")
+    await gateway.exit
+  })
+
+  it("LOG_LEVEL=warning keeps warnings and drops info lines", async () => {
+    const gateway = start({ PORT: "0", LOG_FORMAT: "json", LOG_LEVEL: "warning" })
+    // The dev-secret warning is logged right after "listening on" (info), so once it is out, the info line would be too.
+    expect(parseJsonLine(await gateway.line((l) => l.includes("JWT_SECRET is not set")))).toMatchObject({ level: "WARN" })
+    gateway.child.kill("SIGTERM")
+    await gateway.exit
+    expect(gateway.lines.filter((l) => parseJsonLine(l)["level"] === "INFO")).toEqual([])
+  })
+})
