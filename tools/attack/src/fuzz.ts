@@ -201,9 +201,9 @@ export const run = async (options: FuzzOptions): Promise<FuzzReport> => {
         sent++
         bump(byCategory, f.category)
         if (f.kind === "raw") {
-          const outcome = await sendRaw(options.gw.port, `/realtime/v1/websocket?apikey=${options.apikey}&vsn=${vsn}`, f.frames, 5000)
+          const outcome = await sendRaw(options.gw.port, `/realtime/v1/websocket?apikey=${options.apikey}&vsn=2.0.0`, f.frames, 5000)
           if (outcome.closeCode !== undefined) record(outcome.closeCode)
-          else bump(closes, outcome.ended ? "raw ended without close frame" : "raw left open")
+          else bump(closes, outcome.answered ? "raw survived (heartbeat answered)" : outcome.ended ? "raw ended without close frame" : "raw neither closed nor answered")
         } else {
           client.send(f.data)
         }

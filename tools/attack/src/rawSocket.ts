@@ -13,6 +13,8 @@ export interface RawOutcome {
   readonly closeCode: number | undefined
   /** True when the server ended the TCP connection (after a close frame or without one) within the time. */
   readonly ended: boolean
+  /** True when the server answered the heartbeat sent after the frames (the connection survived them). */
+  readonly answered: boolean
 }
 
 export interface FrameSpec {
@@ -45,7 +47,7 @@ export const encodeFrame = (spec: FrameSpec): Buffer => {
 
 /**
  * Connects to `port` at `path`, upgrades, writes `frames` and waits up to `timeoutMs` for the server to end the
- * connection. Resolves, never rejects.
+ * connection or to answer a heartbeat sent after the frames. Resolves, never rejects.
  */
 export const sendRaw = (port: number, path: string, frames: ReadonlyArray<Buffer>, timeoutMs: number): Promise<RawOutcome> =>
   new Promise((resolve) => {
@@ -55,12 +57,13 @@ export const sendRaw = (port: number, path: string, frames: ReadonlyArray<Buffer
     let buffered = Buffer.alloc(0)
     let upgraded = false
     let done = false
+    let answered = false
     const finish = (ended: boolean): void => {
       if (done) return
       done = true
       clearTimeout(timer)
       socket.destroy()
-      resolve({ status, closeCode, ended })
+      resolve({ status, closeCode, ended, answered })
     }
     const timer = setTimeout(() => finish(false), timeoutMs)
     socket.on("error", () => finish(true))
@@ -82,6 +85,8 @@ export const sendRaw = (port: number, path: string, frames: ReadonlyArray<Buffer
         if (status !== 101) return finish(true)
         upgraded = true
         for (const frame of frames) socket.write(frame)
+        // A heartbeat after the frames: its reply shows the connection survived them, without waiting for a timeout.
+        socket.write(encodeFrame({ opcode: 1, payload: Buffer.from('[null,"hb","phoenix","heartbeat",{}]') }))
       }
       // Server frames are unmasked; look for a close frame (opcode 8) and read its code.
       let o = 0
@@ -100,8 +105,10 @@ export const sendRaw = (port: number, path: string, frames: ReadonlyArray<Buffer
         }
         if (buffered.length - o < head + length) break
         if (opcode === 8 && length >= 2) closeCode = buffered.readUInt16BE(o + head)
+        if (opcode === 1 && buffered.subarray(o + head, o + head + length).includes('"hb"')) answered = true
         o += head + length
       }
       buffered = buffered.subarray(o)
+      if (answered) finish(false)
     })
   })
