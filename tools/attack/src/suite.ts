@@ -139,6 +139,7 @@ export const run = async (mode: Mode, log: (line: string) => void = () => {}): P
       full: mode.full,
       perIpCap: mode.perIpCap,
       perUserCap: PER_USER_CAP,
+      reservedConnections: mode.victims + 1,
       startRefusal: (env) => Gateway.startExpectingRefusal({ name: "short secret", root, env: { ...commonEnv, ...env }, startTimeoutMs: 15_000 })
     }
     const victims = await Victims.start({
