@@ -5,8 +5,8 @@
  */
 import { NodeHttpServer } from "@effect/platform-node"
 import { AuthConfig, ChannelPolicy, TokenVerifier } from "@wedsync/auth"
-import { ConnectionConfig, ConnectionRegistry, Transport } from "@wedsync/connection"
-import { ChangesConfig, PostgresChanges, Replication } from "@wedsync/changes"
+import { ConnectionConfig, ConnectionMetrics, ConnectionRegistry, Transport } from "@wedsync/connection"
+import { ChangesConfig, ChangesMetrics, PostgresChanges, Replication } from "@wedsync/changes"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { ProcessMetrics } from "@wedsync/metrics"
 import { Config, Context, Effect, Layer, Logger, Option, Redacted, References } from "effect"
@@ -112,7 +112,9 @@ export const make = (options: Options) => {
   )
   const hub = Layer.mergeAll(Presence.Presence.layerMemory, options.changes).pipe(Layer.provideMerge(Hub.Hub.layerMemory))
   const connections = ConnectionRegistry.ConnectionRegistry.layer.pipe(Layer.provideMerge(options.connection))
-  const services = Layer.mergeAll(auth, hub, connections, ProcessMetrics.layer)
+  // Every series exists from the first scrape, at 0, not only after its first event.
+  const series = Layer.effectDiscard(Effect.andThen(ConnectionMetrics.declareSeries, ChangesMetrics.declareSeries))
+  const services = Layer.mergeAll(auth, hub, connections, ProcessMetrics.layer, series)
   const http = HttpRouter.serve(Routes.routes, { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provide(HttpServerLayer)
   )
