@@ -9,7 +9,7 @@ import { ConnectionConfig, ConnectionMetrics, ConnectionRegistry, Transport } fr
 import { ChangesConfig, ChangesMetrics, PostgresChanges, Replication } from "@wedsync/changes"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { ProcessMetrics } from "@wedsync/metrics"
-import { Config, Context, Effect, Layer, Logger, Option, Redacted, References } from "effect"
+import { Config, Context, Duration, Effect, Layer, Logger, Option, Redacted, References } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { NetAddress } from "effect/net"
 import { SignJWT } from "jose"
@@ -17,6 +17,9 @@ import { createServer, type Server } from "node:http"
 import * as ClientAddress from "./ClientAddress.ts"
 import { checkEnvironment, GatewayConfig, type GatewayOptions, logConfig, type LogOptions } from "./GatewayConfig.ts"
 import * as Routes from "./Routes.ts"
+
+/** How long closing the HTTP server may wait for its last sockets after the drain. */
+const SERVER_CLOSE_TIMEOUT = Duration.seconds(5)
 
 /** The listening Node HTTP server shared by the REST routes and the WebSocket upgrades. */
 export class NodeServer extends Context.Service<NodeServer, { readonly server: Server; readonly port: number }>()(
@@ -36,7 +39,14 @@ export class NodeServer extends Context.Service<NodeServer, { readonly server: S
           Effect.callback<void>((resume) => {
             server.close(() => resume(Effect.void))
             server.closeAllConnections()
-          })
+          }).pipe(
+            // The drain already let every client go; a socket still open here (a half-finished upgrade of a
+            // misbehaving client) must not keep the process from exiting.
+            Effect.timeoutOrElse({
+              duration: SERVER_CLOSE_TIMEOUT,
+              orElse: () => Effect.logWarning("HTTP server close timed out; exiting with sockets still open")
+            })
+          )
       )
       const address = server.address()
       return { server, port: typeof address === "object" && address !== null ? address.port : port }
