@@ -1,6 +1,6 @@
 /**
  * First step of `npm test`: makes sure Redis and Postgres are reachable (starting the local ones if they are down),
- * that Postgres runs with `wal_level=logical`, and clears last run's test reports so they cannot be counted again.
+ * that Postgres runs with `wal_level=logical`, that `promtool` is installed, and clears last run's test reports so they cannot be counted again.
  *
  * Idempotent and quick when everything is up (two round trips). It only starts or restarts services on loopback; for a
  * remote REDIS_URL / DATABASE_URL it checks and reports. It prints one line per service and exits 1 with what is
@@ -79,8 +79,8 @@ const waitUntil = async <A>(probe: () => Promise<A | undefined>, timeoutMs: numb
   }
 }
 
-const run = (command: string, args: ReadonlyArray<string>): { ok: boolean; output: string } => {
-  const result = spawnSync(command, args, { encoding: "utf8", timeout: 60_000 })
+const run = (command: string, args: ReadonlyArray<string>, timeoutMs = 60_000): { ok: boolean; output: string } => {
+  const result = spawnSync(command, args, { encoding: "utf8", timeout: timeoutMs })
   if (result.error) return { ok: false, output: result.error.message }
   return { ok: result.status === 0, output: `${result.stdout ?? ""}${result.stderr ?? ""}`.trim() }
 }
@@ -231,6 +231,21 @@ export const preparePostgres = async (url: string): Promise<Outcome> => {
   return { ok: true, line: `postgres  ready     ${shown} (wal_level=logical${notes.length ? `; ${notes.join(", ")}` : ""})` }
 }
 
+/**
+ * `promtool` (Debian's `prometheus` package) validates the gateway's `/metrics` in a test. Installed with apt when
+ * missing and this runs as root (as in CI); otherwise reported with the command that installs it.
+ */
+export const preparePromtool = async (): Promise<Outcome> => {
+  const found = () => run("promtool", ["--version"]).ok
+  if (found()) return { ok: true, line: "promtool  ready" }
+  const fix = "apt-get update && apt-get install -y prometheus"
+  if (process.getuid?.() !== 0) return { ok: false, line: "promtool  MISSING", fix }
+  const update = run("apt-get", ["update", "-qq"], 300_000)
+  const install = update.ok ? run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "prometheus"], 300_000) : update
+  if (install.ok && found()) return { ok: true, line: "promtool  ready     (installed prometheus with apt)" }
+  return { ok: false, line: `promtool  MISSING   apt-get could not install prometheus: ${install.output.slice(-300)}`, fix }
+}
+
 /** Deletes every workspace's vitest report and stamps the run start, so summarizeTests counts only this run. */
 export const clearResults = (root: string): number => {
   let removed = 0
@@ -254,7 +269,8 @@ const main = async () => {
   console.log(`reports   cleared ${removed} old vitest report(s)`)
   const outcomes = await Promise.all([
     prepareRedis(process.env["REDIS_URL"] || defaultRedisUrl),
-    preparePostgres(process.env["DATABASE_URL"] || defaultDatabaseUrl)
+    preparePostgres(process.env["DATABASE_URL"] || defaultDatabaseUrl),
+    preparePromtool()
   ])
   for (const o of outcomes) console.log(o.line)
   const failed = outcomes.filter((o) => !o.ok)

@@ -5,11 +5,11 @@
  */
 import { NodeHttpServer } from "@effect/platform-node"
 import { AuthConfig, ChannelPolicy, TokenVerifier } from "@wedsync/auth"
-import { ConnectionConfig, ConnectionRegistry, Transport } from "@wedsync/connection"
-import { ChangesConfig, PostgresChanges, Replication } from "@wedsync/changes"
+import { ConnectionConfig, ConnectionMetrics, ConnectionRegistry, Transport } from "@wedsync/connection"
+import { ChangesConfig, ChangesMetrics, PostgresChanges, Replication } from "@wedsync/changes"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { ProcessMetrics } from "@wedsync/metrics"
-import { Config, Context, Effect, Layer, Logger, Option, Redacted, References } from "effect"
+import { Config, Context, Duration, Effect, Layer, Logger, Option, Redacted, References } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { NetAddress } from "effect/net"
 import { SignJWT } from "jose"
@@ -17,6 +17,9 @@ import { createServer, type Server } from "node:http"
 import * as ClientAddress from "./ClientAddress.ts"
 import { checkEnvironment, GatewayConfig, type GatewayOptions, logConfig, type LogOptions } from "./GatewayConfig.ts"
 import * as Routes from "./Routes.ts"
+
+/** How long closing the HTTP server may wait for its last sockets after the drain. */
+const SERVER_CLOSE_TIMEOUT = Duration.seconds(5)
 
 /** The listening Node HTTP server shared by the REST routes and the WebSocket upgrades. */
 export class NodeServer extends Context.Service<NodeServer, { readonly server: Server; readonly port: number }>()(
@@ -36,7 +39,14 @@ export class NodeServer extends Context.Service<NodeServer, { readonly server: S
           Effect.callback<void>((resume) => {
             server.close(() => resume(Effect.void))
             server.closeAllConnections()
-          })
+          }).pipe(
+            // The drain already let every client go; a socket still open here (a half-finished upgrade of a
+            // misbehaving client) must not keep the process from exiting.
+            Effect.timeoutOrElse({
+              duration: SERVER_CLOSE_TIMEOUT,
+              orElse: () => Effect.logWarning("HTTP server close timed out; exiting with sockets still open")
+            })
+          )
       )
       const address = server.address()
       return { server, port: typeof address === "object" && address !== null ? address.port : port }
@@ -112,7 +122,9 @@ export const make = (options: Options) => {
   )
   const hub = Layer.mergeAll(Presence.Presence.layerMemory, options.changes).pipe(Layer.provideMerge(Hub.Hub.layerMemory))
   const connections = ConnectionRegistry.ConnectionRegistry.layer.pipe(Layer.provideMerge(options.connection))
-  const services = Layer.mergeAll(auth, hub, connections, ProcessMetrics.layer)
+  // Every series exists from the first scrape, at 0, not only after its first event.
+  const series = Layer.effectDiscard(Effect.andThen(ConnectionMetrics.declareSeries, ChangesMetrics.declareSeries))
+  const services = Layer.mergeAll(auth, hub, connections, ProcessMetrics.layer, series)
   const http = HttpRouter.serve(Routes.routes, { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provide(HttpServerLayer)
   )

@@ -1,7 +1,8 @@
 /**
  * SIGTERM on the real process (`node src/main.ts`, configured only by environment): new joins and
  * sockets are refused, /ready turns 503, every socket is told to leave and closed with 1012 in
- * batches, and the process exits.
+ * batches, and the process exits 0. Also at scale (1,500 sockets, upgrades during the drain answered 503), a second
+ * signal forcing the exit, and `npm start` passing SIGTERM on to the gateway.
  */
 import { TestTokens } from "@wedsync/auth/testing"
 import { RawClient } from "@wedsync/testkit"
@@ -9,6 +10,7 @@ import { spawn } from "node:child_process"
 import { once } from "node:events"
 import { fileURLToPath } from "node:url"
 import { afterEach, expect, it } from "vitest"
+import { WebSocket } from "ws"
 import { getText, tryUpgrade } from "./support/Http.ts"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
@@ -67,6 +69,99 @@ it("drains on SIGTERM: refuses new work, asks sockets to leave in batches, then 
       { extension: "system", status: "ok", message: "Server requested disconnect", channel: `drain-${i}` }
     ])
   }
+  // A drain asked for by a signal is a clean stop.
   const [code, signal] = await once(child, "exit")
-  expect(code !== null || signal !== null).toBe(true)
+  expect({ code, signal }).toEqual({ code: 0, signal: null })
+}, 30_000)
+
+/** Opens `count` bare sockets (no per-client bookkeeping beyond the close code) in rounds of 100. */
+const openSockets = async (url: string, count: number) => {
+  const closeCodes: Array<number> = []
+  const closed: Array<Promise<void>> = []
+  for (let i = 0; i < count; i += 100) {
+    await Promise.all(Array.from({ length: Math.min(100, count - i) }, () =>
+      new Promise<void>((resolve, reject) => {
+        const ws = new WebSocket(url)
+        closed.push(new Promise((done) => ws.once("close", (code) => done(void closeCodes.push(code)))))
+        ws.once("open", () => resolve())
+        ws.once("error", reject)
+      })))
+  }
+  return { closeCodes, allClosed: Promise.all(closed) }
+}
+
+it("drains 1,500 sockets: an upgrade during the drain gets 503 at once, every socket 1012, the process exits 0", async () => {
+  // The default connect-error backoff (2 s) is what used to leave a drain-time upgrade unanswered until the
+  // transport was gone, and its socket kept the HTTP server, and so the process, from ever closing.
+  const { child, port } = await startProcess({
+    HOST: "127.0.0.1",
+    PORT: "0",
+    CONNECT_ERROR_BACKOFF_MS: "2000",
+    DRAIN_BATCH_SIZE: "500",
+    DRAIN_INTERVAL_MS: "1000"
+  })
+  const url = `ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${await TestTokens.anonToken()}&vsn=1.0.0`
+  const sockets = await openSockets(url, 1_500)
+  const exited = once(child, "exit")
+  child.kill("SIGTERM")
+  const firstClose = new Promise<void>((resolve) => {
+    const poll = setInterval(() => sockets.closeCodes.length > 0 && (clearInterval(poll), resolve()), 5)
+  })
+  await firstClose
+  const started = performance.now()
+  const late = await tryUpgrade(url)
+  expect(late.status).toBe(503)
+  expect(performance.now() - started).toBeLessThan(1_500)
+  await sockets.allClosed
+  expect(sockets.closeCodes.length).toBe(1_500)
+  expect(sockets.closeCodes.filter((code) => code !== 1012)).toEqual([])
+  const [code, signal] = await exited
+  expect({ code, signal }).toEqual({ code: 0, signal: null })
+}, 60_000)
+
+it("a second SIGTERM during the drain exits at once with 1; the first alone keeps draining", async () => {
+  const { child, port } = await startProcess({
+    HOST: "127.0.0.1",
+    PORT: "0",
+    DRAIN_BATCH_SIZE: "1",
+    DRAIN_INTERVAL_MS: "20000",
+    DRAIN_TIMEOUT_MS: "60000"
+  })
+  const url = `ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${await TestTokens.anonToken()}&vsn=1.0.0`
+  const clients = await Promise.all([1, 2].map(() => RawClient.connect(url)))
+  const exited = once(child, "exit")
+  child.kill("SIGTERM")
+  // The first batch leaves; the second waits 20 s, and the process with it.
+  const first = await Promise.race(clients.map((c) => c.closed))
+  expect(first.code).toBe(1012)
+  expect(child.exitCode).toBe(null)
+  child.kill("SIGTERM")
+  const [code, signal] = await exited
+  expect({ code, signal }).toEqual({ code: 1, signal: null })
+}, 30_000)
+
+it("SIGTERM to `npm start` reaches the gateway: it drains, exits 0 and leaves no process serving", async () => {
+  const root = fileURLToPath(new URL("../../../", import.meta.url))
+  const npm = spawn("npm", ["start"], { cwd: root, env: { ...process.env, HOST: "127.0.0.1", PORT: "0" }, stdio: ["ignore", "pipe", "pipe"] })
+  children.push(npm)
+  let output = ""
+  const port = await new Promise<number>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString("utf8")
+      const match = output.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/)
+      if (match) resolve(Number(match[1]))
+    }
+    npm.stdout!.on("data", onData)
+    npm.stderr!.on("data", onData)
+    npm.once("exit", (code) => reject(new Error(`npm start exited with ${code} before listening:\n${output}`)))
+  })
+  const client = await RawClient.connect(`ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${await TestTokens.anonToken()}&vsn=2.0.0`)
+  expect((await getText(`http://127.0.0.1:${port}/health`)).status).toBe(200)
+  const exited = once(npm, "exit")
+  npm.kill("SIGTERM")
+  expect((await client.closed).code).toBe(1012)
+  const [code] = await exited
+  expect(code).toBe(0)
+  expect(output).toContain("draining 1 connections")
+  await expect(getText(`http://127.0.0.1:${port}/health`)).rejects.toThrow()
 }, 30_000)

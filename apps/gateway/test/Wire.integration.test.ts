@@ -233,7 +233,7 @@ describe("http endpoints", () => {
     expect(JSON.parse(ready.text)).toMatchObject({ ready: true })
     const metrics = await getText(`${gateway.url}/metrics`)
     expect(metrics.status).toBe(200)
-    for (const name of ["wedsync_connection_open", "wedsync_hub_deliveries_total", "wedsync_connection_joins_total", "wedsync_process_resident_memory_bytes"]) {
+    for (const name of ["wedsync_connection_open", "wedsync_hub_deliveries_total", "wedsync_connection_joins_total", "process_resident_memory_bytes"]) {
       expect(metrics.text).toContain(name)
     }
   })

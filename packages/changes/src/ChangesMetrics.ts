@@ -1,5 +1,5 @@
 /** Metric handles of the change source. Updated once per committed transaction, never per subscriber. */
-import { Metric } from "effect"
+import { Effect, Metric } from "effect"
 
 export const transactions = Metric.counter("wedsync_changes_transactions_total", {
   description: "Committed transactions with at least one change handed to the consumer (fan-out done)",
@@ -28,3 +28,10 @@ export const deletesWithheld = Metric.counter("wedsync_changes_deletes_withheld_
 
 /** Every handle, for the metrics lint. */
 export const metrics = [transactions, events, lag, reconnects, deletesWithheld] as const
+
+/** Registers every series of this package at 0, so they exist from the first scrape. */
+export const declareSeries: Effect.Effect<void> = Effect.forEach(
+  [transactions, events, lag, reconnects, deletesWithheld] as ReadonlyArray<Metric.Metric<never, unknown>>,
+  (metric) => Metric.value(metric),
+  { discard: true }
+)

@@ -1,5 +1,8 @@
 /** Metric handles of client connections. No label carries user data. */
-import { Metric } from "effect"
+import { AuthError } from "@wedsync/auth"
+import { Effect, Metric } from "effect"
+import * as ConnectionError from "./ConnectionError.ts"
+import { CloseCode } from "./ErrorReply.ts"
 
 export const open = Metric.gauge("wedsync_connection_open", { description: "Open client sockets" })
 
@@ -48,4 +51,24 @@ export const bytesOut = Metric.counter("wedsync_connection_out_bytes_total", {
 export const writeDelay = Metric.histogram("wedsync_connection_write_delay_seconds", {
   description: "Delivery latency inside the node: from the first frame queued in an event-loop turn to the end of that turn's socket writes",
   boundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]
+})
+
+/**
+ * Registers every labelled series this package can produce, at 0, so dashboards and `rate()` see them from the first
+ * scrape rather than from the first refusal. The label values come from the reason and close-code catalogues
+ * themselves, so a new reason is declared without editing this list.
+ */
+export const declareSeries: Effect.Effect<void> = Effect.suspend(() => {
+  const reasons = [
+    ...ConnectionError.ConnectionError.fields.reason.members.map((m) => m.identifier),
+    ...AuthError.AuthErrorReason.members.map((m) => m.identifier)
+  ]
+  const series = [
+    open, accepted, channels, malformed, framesOut, bytesOut, writeDelay,
+    ...Object.values(CloseCode).map((code) => Metric.withAttributes(closed, { reason: String(code) })),
+    ...reasons.map((reason) => Metric.withAttributes(refused, { reason })),
+    ...["ok", ...reasons].map((result) => Metric.withAttributes(joins, { result })),
+    ...["broadcast", "heartbeat", "push"].map((kind) => Metric.withAttributes(messagesIn, { kind }))
+  ]
+  return Effect.forEach(series, (metric: Metric.Metric<never, unknown>) => Metric.value(metric), { discard: true })
 })

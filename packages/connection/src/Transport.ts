@@ -17,6 +17,7 @@ import { WebSocketServer, type WebSocket } from "ws"
 import { ConnectionConfig } from "./ConnectionConfig.ts"
 import * as ConnectionActor from "./ConnectionActor.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
+import * as ConnectionError from "./ConnectionError.ts"
 import { type Admission, ConnectionRegistry, type ConnectionRegistryShape } from "./ConnectionRegistry.ts"
 import { type HttpRefusal, upgradeRefusal, type WireReason } from "./ErrorReply.ts"
 import { type Wire, WriteCoalescer } from "./Outbox.ts"
@@ -47,6 +48,13 @@ const writeRefusal = (socket: Duplex, refusal: HttpRefusal) => {
     `HTTP/1.1 ${refusal.status} ${STATUS_TEXT[refusal.status] ?? "Error"}\r\n` +
       `Content-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${refusal.body}`
   )
+}
+
+const STOPPING: HttpRefusal = upgradeRefusal(ConnectionError.restarting())
+
+function refuseWhileStopping(_request: IncomingMessage, socket: Duplex): void {
+  socket.on("error", () => socket.destroy())
+  writeRefusal(socket, STOPPING)
 }
 
 /** `vsn` query value to serializer; a missing value means 1.0.0, as in Phoenix. */
@@ -185,9 +193,14 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
       Effect.gen(function*() {
         yield* Metric.update(Metric.withAttributes(ConnectionMetrics.refused, { reason: reason._tag }), 1)
         yield* RefusalLog.log("upgrade", reason)
-        if (config.connectErrorDelayMs > 0) yield* Effect.sleep(config.connectErrorDelayMs)
-        writeRefusal(socket, upgradeRefusal(reason))
-      })
+        // The delay damps reconnect storms, but a draining node answers at once: its clients should go elsewhere
+        // now, and the process must not wait on them to exit.
+        if (config.connectErrorDelayMs > 0 && reason._tag !== "RealtimeRestarting") yield* Effect.sleep(config.connectErrorDelayMs)
+      }).pipe(
+        // Answered even when the transport shuts down during the delay: an unanswered upgrade keeps its socket open,
+        // and with it the HTTP server's close and the process's exit.
+        Effect.ensuring(Effect.sync(() => writeRefusal(socket, upgradeRefusal(reason))))
+      )
 
     const upgrade = (request: IncomingMessage, raw: Duplex, head: Buffer) =>
       Effect.callback<WebSocket>((resume) => {
@@ -216,8 +229,10 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
       }).pipe(
         Effect.flatMap((accepted) => startActor(accepted, coalescer, registry, closeScope)),
         Scope.provide(scope),
-        // Any failure releases what was admitted so far (the connection slot).
+        // Any failure releases what was admitted so far (the connection slot); a handshake cut short by shutdown
+        // also drops its socket, which nothing else would ever close.
         Effect.tapCause(() => Effect.sync(closeScope)),
+        Effect.onInterrupt(() => Effect.sync(() => raw.destroy())),
         Effect.catchTags({
           AuthError: (e) => refuse(raw, e.reason),
           ConnectionError: (e) => refuse(raw, e.reason)
@@ -249,6 +264,12 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
 
     yield* Effect.acquireRelease(
       Effect.sync(() => server.on("upgrade", onUpgrade)),
-      () => Effect.sync(() => server.off("upgrade", onUpgrade))
+      // Between the transport's end and the HTTP server's close, an upgrade still gets an answer (Node would reset a
+      // socket that no listener takes).
+      () =>
+        Effect.sync(() => {
+          server.off("upgrade", onUpgrade)
+          server.on("upgrade", refuseWhileStopping)
+        })
     )
   }) satisfies Effect.Effect<void, never, Scope.Scope | ConnectionConfig | ConnectionRegistry | ConnectionActor.Services>

@@ -9,7 +9,9 @@
 import { Effect, Metric } from "effect"
 
 /** Every exported metric name must match this. */
-export const namePattern = /^wedsync_[a-z]+_[a-z0-9_]+$/
+// Our own metrics are `wedsync_<subsystem>_…`; `process_*` and `nodejs_*` are the names stock Node.js dashboards
+// query (prom-client's defaults), kept as they are so those dashboards work unchanged.
+export const namePattern = /^(wedsync_[a-z]+|process|nodejs)_[a-z0-9_]+$/
 
 /** The only label names allowed: each is a small, fixed set of values, never user data. */
 export const allowedLabels: ReadonlyArray<string> = [
@@ -21,7 +23,9 @@ export const allowedLabels: ReadonlyArray<string> = [
   "tier",
   "event",
   "code",
-  "target"
+  "target",
+  // nodejs_version_info only: one series per process.
+  "version"
 ]
 
 /** Unit suffixes accepted on histograms and summaries. */

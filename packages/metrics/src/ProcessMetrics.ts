@@ -1,38 +1,61 @@
 /**
- * Process-level collector: event-loop lag, resident memory, heap in use and CPU time, sampled on a fixed interval.
+ * Process-level collector under the names stock Node.js dashboards query (prom-client's defaults: `process_*`,
+ * `nodejs_*`), so an off-the-shelf Grafana "Node.js application" dashboard works against `/metrics` unchanged.
  *
- * `layer` opens a `perf_hooks.monitorEventLoopDelay` histogram in its scope (disabled on release), takes one sample at
- * once so the first scrape already has values, then forks a scoped fiber that samples every `interval` (5 s by
- * default). Each sample reports the lag quantiles of the window since the previous sample, then resets the histogram,
- * so a spike shows up for one window instead of being diluted forever. It is not a general Node runtime exporter: no
- * GC, handle or libuv metrics.
+ * `layer` opens a `perf_hooks.monitorEventLoopDelay` histogram and a `gc` performance observer in its scope (both
+ * released with it), takes one sample at once so the first scrape already has every series, then forks a scoped fiber
+ * that samples every `interval` (5 s by default). Each sample reports the event-loop lag of the window since the
+ * previous sample, then resets the histogram, so a spike shows up for one window instead of being diluted forever.
+ * Lag percentiles are separate gauges, as prom-client exposes them: a gauge with a `quantile` label is not valid
+ * exposition (`promtool check metrics` refuses it), and a summary would claim quantiles over all time.
  */
-import { monitorEventLoopDelay } from "node:perf_hooks"
+import { readdirSync, readFileSync } from "node:fs"
+import { monitorEventLoopDelay, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks"
 import type { ELDHistogram } from "node:perf_hooks"
 import { Duration, Effect, Layer, Metric } from "effect"
 import type { Context } from "effect"
 import * as HotMetric from "./HotMetric.ts"
 
-/** Event-loop lag of the last window in seconds; `quantile` is "0.5", "0.99" or "1" (the maximum). */
-export const eventLoopLag = Metric.gauge("wedsync_process_event_loop_lag_seconds", {
-  description: "Event-loop lag over the last sampling window, in seconds (quantile 1 is the maximum)."
+const gauge = (name: string, description: string) => Metric.gauge(name, { description })
+const counter = (name: string, description: string) => Metric.counter(name, { description, incremental: true })
+
+export const cpuUser = counter("process_cpu_user_seconds_total", "Total user CPU time spent in seconds.")
+export const cpuSystem = counter("process_cpu_system_seconds_total", "Total system CPU time spent in seconds.")
+export const cpuTotal = counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.")
+export const residentMemory = gauge("process_resident_memory_bytes", "Resident memory size in bytes.")
+export const startTime = gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.")
+export const openFds = gauge("process_open_fds", "Number of open file descriptors.")
+export const maxFds = gauge("process_max_fds", "Maximum number of open file descriptors.")
+export const eventLoopLag = gauge("nodejs_eventloop_lag_seconds", "Mean event-loop lag of the last sampling window in seconds.")
+export const eventLoopLagMin = gauge("nodejs_eventloop_lag_min_seconds", "Minimum event-loop lag of the last window in seconds.")
+export const eventLoopLagMax = gauge("nodejs_eventloop_lag_max_seconds", "Maximum event-loop lag of the last window in seconds.")
+export const eventLoopLagMean = gauge("nodejs_eventloop_lag_mean_seconds", "Mean event-loop lag of the last window in seconds.")
+export const eventLoopLagStddev = gauge("nodejs_eventloop_lag_stddev_seconds", "Standard deviation of the event-loop lag of the last window in seconds.")
+export const eventLoopLagP50 = gauge("nodejs_eventloop_lag_p50_seconds", "50th percentile of the event-loop lag of the last window in seconds.")
+export const eventLoopLagP90 = gauge("nodejs_eventloop_lag_p90_seconds", "90th percentile of the event-loop lag of the last window in seconds.")
+export const eventLoopLagP99 = gauge("nodejs_eventloop_lag_p99_seconds", "99th percentile of the event-loop lag of the last window in seconds.")
+export const heapTotal = gauge("nodejs_heap_size_total_bytes", "Process heap size from Node.js in bytes.")
+export const heapUsed = gauge("nodejs_heap_size_used_bytes", "Process heap size used from Node.js in bytes.")
+export const externalMemory = gauge("nodejs_external_memory_bytes", "Node.js external memory size in bytes.")
+export const activeResources = gauge("nodejs_active_resources", "Number of active resources keeping the event loop alive (handles and requests).")
+export const versionInfo = gauge("nodejs_version_info", "Node.js version info (value 1; the version is the label).")
+
+/** Boundaries of prom-client's GC histogram, in seconds. */
+const GC_BUCKETS = [0.001, 0.01, 0.1, 1, 2, 5] as const
+export const gcDuration = Metric.histogram("nodejs_gc_duration_seconds", {
+  description: "Garbage collection duration by kind (major, minor, incremental, weakcb), in seconds.",
+  boundaries: GC_BUCKETS
 })
-/** Resident set size. */
-export const residentMemory = Metric.gauge("wedsync_process_resident_memory_bytes", {
-  description: "Resident memory size in bytes."
-})
-/** V8 heap in use. */
-export const heapUsed = Metric.gauge("wedsync_process_heap_used_bytes", {
-  description: "V8 heap used in bytes."
-})
-/** User plus system CPU time since the process started. */
-export const cpuSeconds = Metric.counter("wedsync_process_cpu_seconds_total", {
-  description: "Total user and system CPU time spent in seconds.",
-  incremental: true
-})
+/** `PerformanceEntry.detail.kind` of a gc entry, as `perf_hooks.constants.NODE_PERFORMANCE_GC_*`. */
+const GC_KINDS: ReadonlyArray<readonly [number, string]> = [[1, "major"], [2, "minor"], [4, "incremental"], [8, "weakcb"]]
 
 /** Every metric this module registers, for catalogues and the name lint. */
-export const metrics = [eventLoopLag, residentMemory, heapUsed, cpuSeconds] as const
+export const metrics = [
+  cpuUser, cpuSystem, cpuTotal, residentMemory, startTime, openFds, maxFds,
+  eventLoopLag, eventLoopLagMin, eventLoopLagMax, eventLoopLagMean, eventLoopLagStddev,
+  eventLoopLagP50, eventLoopLagP90, eventLoopLagP99,
+  heapTotal, heapUsed, externalMemory, activeResources, versionInfo, gcDuration
+] as const
 
 /** Collector options. */
 export interface Options {
@@ -45,35 +68,77 @@ export interface Options {
 const NS_PER_SECOND = 1e9
 const MICROS_PER_SECOND = 1e6
 
+// Linux only; elsewhere these two series stay at 0 rather than guessing.
+const countOpenFds = (): number => {
+  try {
+    return readdirSync("/proc/self/fd").length
+  } catch {
+    return 0
+  }
+}
+const readMaxFds = (): number => {
+  try {
+    const line = readFileSync("/proc/self/limits", "utf8").split("\n").find((l) => l.startsWith("Max open files"))
+    const soft = Number(line?.split(/\s+/)[3])
+    return Number.isFinite(soft) ? soft : 0
+  } catch {
+    return 0
+  }
+}
+
 const makeSampler = (monitor: ELDHistogram, context: Context.Context<never>): () => void => {
-  const p50 = HotMetric.gaugeUnsafe(Metric.withAttributes(eventLoopLag, { quantile: "0.5" }), context)
-  const p99 = HotMetric.gaugeUnsafe(Metric.withAttributes(eventLoopLag, { quantile: "0.99" }), context)
-  const max = HotMetric.gaugeUnsafe(Metric.withAttributes(eventLoopLag, { quantile: "1" }), context)
-  const rss = HotMetric.gaugeUnsafe(residentMemory, context)
-  const heap = HotMetric.gaugeUnsafe(heapUsed, context)
-  const cpu = HotMetric.counterUnsafe(cpuSeconds, context)
+  const hot = (metric: HotMetric.GaugeMetric) => HotMetric.gaugeUnsafe(metric, context)
+  const lagNow = hot(eventLoopLag)
+  const lagMin = hot(eventLoopLagMin)
+  const lagMax = hot(eventLoopLagMax)
+  const lagMean = hot(eventLoopLagMean)
+  const lagStddev = hot(eventLoopLagStddev)
+  const lagP50 = hot(eventLoopLagP50)
+  const lagP90 = hot(eventLoopLagP90)
+  const lagP99 = hot(eventLoopLagP99)
+  const rss = hot(residentMemory)
+  const heapTotalNow = hot(heapTotal)
+  const heapUsedNow = hot(heapUsed)
+  const external = hot(externalMemory)
+  const resources = hot(activeResources)
+  const fds = hot(openFds)
+  const user = HotMetric.counterUnsafe(cpuUser, context)
+  const system = HotMetric.counterUnsafe(cpuSystem, context)
+  const total = HotMetric.counterUnsafe(cpuTotal, context)
   // CPU time is a counter: add only what was spent since the previous sample.
-  let lastCpuMicros = 0
+  let last = { user: 0, system: 0 }
   return () => {
     // A window without a timer tick reports min = 2^63 and max = 0; report zero lag rather than garbage.
     const empty = monitor.count === 0
-    p50.set(empty ? 0 : monitor.percentile(50) / NS_PER_SECOND)
-    p99.set(empty ? 0 : monitor.percentile(99) / NS_PER_SECOND)
-    max.set(empty ? 0 : monitor.max / NS_PER_SECOND)
+    const seconds = (ns: number) => (empty ? 0 : ns / NS_PER_SECOND)
+    lagNow.set(seconds(monitor.mean))
+    lagMin.set(seconds(monitor.min))
+    lagMax.set(seconds(monitor.max))
+    lagMean.set(seconds(monitor.mean))
+    lagStddev.set(seconds(monitor.stddev))
+    lagP50.set(seconds(monitor.percentile(50)))
+    lagP90.set(seconds(monitor.percentile(90)))
+    lagP99.set(seconds(monitor.percentile(99)))
     monitor.reset()
     const memory = process.memoryUsage()
     rss.set(memory.rss)
-    heap.set(memory.heapUsed)
+    heapTotalNow.set(memory.heapTotal)
+    heapUsedNow.set(memory.heapUsed)
+    external.set(memory.external)
+    resources.set(process.getActiveResourcesInfo().length)
+    fds.set(countOpenFds())
     const usage = process.cpuUsage()
-    const cpuMicros = usage.user + usage.system
-    cpu.inc((cpuMicros - lastCpuMicros) / MICROS_PER_SECOND)
-    lastCpuMicros = cpuMicros
+    user.inc((usage.user - last.user) / MICROS_PER_SECOND)
+    system.inc((usage.system - last.system) / MICROS_PER_SECOND)
+    total.inc((usage.user + usage.system - last.user - last.system) / MICROS_PER_SECOND)
+    last = usage
   }
 }
 
 /** Builds the collector with the given options; `layer` is this with the defaults. */
 export const layerWith = (options: Options = {}): Layer.Layer<never> =>
   Layer.effectDiscard(Effect.gen(function*() {
+    const context = yield* Effect.context<never>()
     const monitor = yield* Effect.acquireRelease(
       Effect.sync(() => {
         const m = monitorEventLoopDelay({ resolution: options.resolutionMs ?? 10 })
@@ -82,7 +147,25 @@ export const layerWith = (options: Options = {}): Layer.Layer<never> =>
       }),
       (m) => Effect.sync(() => void m.disable())
     )
-    const sample = Effect.sync(makeSampler(monitor, yield* Effect.context<never>()))
+    // Handles for every kind up front, so each series exists (with count 0) from the first scrape.
+    const gcByKind = new Map(GC_KINDS.map(([kind, label]) => [kind, HotMetric.histogramUnsafe(Metric.withAttributes(gcDuration, { kind: label }), context)]))
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const observer = new PerformanceObserver((list) => {
+          for (const entry of list.getEntries()) {
+            const kind = (entry as PerformanceEntry & { readonly detail?: { readonly kind?: number } }).detail?.kind
+            if (kind !== undefined) gcByKind.get(kind)?.observe(entry.duration / 1000)
+          }
+        })
+        observer.observe({ entryTypes: ["gc"] })
+        return observer
+      }),
+      (observer) => Effect.sync(() => observer.disconnect())
+    )
+    yield* Metric.update(startTime, Math.round(Date.now() / 1000 - process.uptime()))
+    yield* Metric.update(maxFds, readMaxFds())
+    yield* Metric.update(Metric.withAttributes(versionInfo, { version: process.version }), 1)
+    const sample = Effect.sync(makeSampler(monitor, context))
     // Sample once before the layer is up, so the first scrape already has values.
     yield* sample
     const interval = options.interval ?? Duration.seconds(5)

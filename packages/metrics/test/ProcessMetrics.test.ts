@@ -17,21 +17,21 @@ describe("ProcessMetrics", () => {
     freshRegistry(Effect.gen(function*() {
       yield* Layer.build(ProcessMetrics.layer)
       const text = yield* Exposition.render
-      assert.include(text, "# TYPE wedsync_process_event_loop_lag_seconds gauge")
-      assert.include(text, "# TYPE wedsync_process_cpu_seconds_total counter")
-      assert.include(text, "# HELP wedsync_process_resident_memory_bytes")
-      for (const q of ["0.5", "0.99", "1"]) {
-        assert.isAtLeast(valueOf(text, `wedsync_process_event_loop_lag_seconds{quantile="${q}"}`), 0)
+      assert.include(text, "# TYPE nodejs_eventloop_lag_p99_seconds gauge")
+      assert.include(text, "# TYPE process_cpu_seconds_total counter")
+      assert.include(text, "# HELP process_resident_memory_bytes")
+      for (const q of ["p50", "p90", "p99", "max"]) {
+        assert.isAtLeast(valueOf(text, `nodejs_eventloop_lag_${q}_seconds`), 0)
       }
-      assert.isAbove(valueOf(text, "wedsync_process_resident_memory_bytes"), 1_000_000)
-      assert.isAbove(valueOf(text, "wedsync_process_heap_used_bytes"), 100_000)
-      assert.isAbove(valueOf(text, "wedsync_process_cpu_seconds_total"), 0)
+      assert.isAbove(valueOf(text, "process_resident_memory_bytes"), 1_000_000)
+      assert.isAbove(valueOf(text, "nodejs_heap_size_used_bytes"), 100_000)
+      assert.isAbove(valueOf(text, "process_cpu_seconds_total"), 0)
     })))
 
   it.effect("samples again every interval; CPU time only grows", () =>
     freshRegistry(Effect.gen(function*() {
       yield* Layer.build(ProcessMetrics.layerWith({ interval: "1 second" }))
-      const cpuBefore = (yield* Metric.value(ProcessMetrics.cpuSeconds)).count
+      const cpuBefore = (yield* Metric.value(ProcessMetrics.cpuTotal)).count
       yield* Metric.update(ProcessMetrics.residentMemory, -1)
       yield* TestClock.adjust("999 millis")
       assert.strictEqual((yield* Metric.value(ProcessMetrics.residentMemory)).value, -1)
@@ -41,7 +41,7 @@ describe("ProcessMetrics", () => {
       assert.isAbove(x, 0)
       yield* TestClock.adjust("1 millis")
       assert.isAbove((yield* Metric.value(ProcessMetrics.residentMemory)).value, 0)
-      assert.isAbove((yield* Metric.value(ProcessMetrics.cpuSeconds)).count, cpuBefore)
+      assert.isAbove((yield* Metric.value(ProcessMetrics.cpuTotal)).count, cpuBefore)
     })))
 
   it.effect("stops sampling when its scope closes", () =>
@@ -65,7 +65,7 @@ describe("ProcessMetrics", () => {
       let seen = 0
       for (let i = 0; i < 50 && seen < 0.04; i++) {
         yield* Effect.sleep("20 millis")
-        seen = Math.max(seen, valueOf(yield* Exposition.render, `wedsync_process_event_loop_lag_seconds{quantile="1"}`))
+        seen = Math.max(seen, valueOf(yield* Exposition.render, `nodejs_eventloop_lag_max_seconds`))
       }
       assert.isAtLeast(seen, 0.04)
     })))
