@@ -88,6 +88,8 @@ interface Channel {
   presenceKey: string | undefined
   principal: Principal.Principal
   presenceTracked: boolean
+  /** Bytes of the meta this channel tracks (0 when none), counted against `presenceMaxBytesPerSocket`. */
+  presenceBytes: number
   /** Times of recent track/untrack calls; allocated on first use, most channels never use presence. */
   presenceCalls: Array<number> | undefined
 }
@@ -394,6 +396,7 @@ class Actor implements ConnectionHandle {
         presenceKey: joinConfig.presenceKey,
         principal: authorized.success,
         presenceTracked: false,
+        presenceBytes: 0,
         presenceCalls: undefined
       }
       const hub = Context.get(self.context, Hub.Hub)
@@ -516,15 +519,37 @@ class Actor implements ConnectionHandle {
         if (typeof meta !== "object" || meta === null || Array.isArray(meta)) {
           return self.reply(message.joinRef, message.ref, channel.topic, Reply.error("Presence track payload must be a map"))
         }
-        if (Buffer.byteLength(JSON.stringify(meta)) > self.config.maxPayloadBytes) {
+        const metaBytes = Buffer.byteLength(JSON.stringify(meta))
+        if (metaBytes > self.config.maxPayloadBytes) {
           return yield* self.shutdownChannel(channel, "Track message size exceeded")
         }
+        // A bound refuses this track only; the channel and its current entry stay.
+        const refuse = (reason: WireReason) =>
+          Effect.sync(() => self.reply(message.joinRef, message.ref, channel.topic, Reply.error(joinReason(reason))))
+        let socketBytes = metaBytes
+        for (const other of self.channels.values()) if (other !== channel) socketBytes += other.presenceBytes
+        if (metaBytes > channel.presenceBytes && socketBytes > self.config.presenceMaxBytesPerSocket) {
+          return yield* refuse(ConnectionError.presenceSocketTooLarge(self.config.presenceMaxBytesPerSocket))
+        }
+        const tracked = yield* Effect.result(presence.track(
+          channel.topic,
+          channel.isPrivate,
+          presenceKeyOf(channel),
+          channel.sink,
+          meta as Record<string, unknown>,
+          { maxKeys: self.config.presenceMaxKeysPerChannel, maxBytes: self.config.presenceMaxBytesPerChannel }
+        ))
+        if (Result.isFailure(tracked)) {
+          const { limit, max } = tracked.failure
+          return yield* refuse(limit === "keys" ? ConnectionError.tooManyPresenceKeys(max) : ConnectionError.presenceChannelTooLarge(max))
+        }
         channel.presenceTracked = true
-        yield* presence.track(channel.topic, channel.isPrivate, presenceKeyOf(channel), channel.sink, meta as Record<string, unknown>)
+        channel.presenceBytes = metaBytes
         return self.reply(message.joinRef, message.ref, channel.topic, STATIC_OK)
       }
       if (event === "untrack") {
         yield* presence.untrack(channel.topic, channel.isPrivate, channel.sink)
+        channel.presenceBytes = 0
         return self.reply(message.joinRef, message.ref, channel.topic, STATIC_OK)
       }
       self.reply(message.joinRef, message.ref, channel.topic, Reply.errorRaw({}))

@@ -19,6 +19,8 @@ export class HeartbeatTimeout extends reason("HeartbeatTimeout") {}
 export class PayloadTooLarge extends reason("PayloadTooLarge") {}
 export class EventRateLimitReached extends reason("EventRateLimitReached") {}
 export class PresenceRateLimitReached extends reason("PresenceRateLimitReached") {}
+export class TooManyPresenceKeys extends reason("TooManyPresenceKeys") {}
+export class PresenceStateTooLarge extends reason("PresenceStateTooLarge") {}
 
 export type Reason =
   | TopicNameRequired
@@ -32,6 +34,8 @@ export type Reason =
   | PayloadTooLarge
   | EventRateLimitReached
   | PresenceRateLimitReached
+  | TooManyPresenceKeys
+  | PresenceStateTooLarge
 
 export class ConnectionError extends Schema.TaggedError<ConnectionError>()("ConnectionError", {
   reason: Schema.Union([
@@ -45,7 +49,9 @@ export class ConnectionError extends Schema.TaggedError<ConnectionError>()("Conn
     HeartbeatTimeout,
     PayloadTooLarge,
     EventRateLimitReached,
-    PresenceRateLimitReached
+    PresenceRateLimitReached,
+    TooManyPresenceKeys,
+    PresenceStateTooLarge
   ])
 }) {
   override get message(): string {
@@ -63,3 +69,9 @@ export const outboxOverflow = () => new OutboxOverflow({ message: "slow consumer
 export const heartbeatTimeout = () => new HeartbeatTimeout({ message: "heartbeat timeout" })
 export const tooManyEvents = () => new EventRateLimitReached({ message: "Too many messages per second" })
 export const presenceRateLimited = () => new PresenceRateLimitReached({ message: "Client presence rate limit exceeded" })
+export const tooManyPresenceKeys = (max: number) =>
+  new TooManyPresenceKeys({ message: `Too many presence keys in this channel (at most ${max})` })
+export const presenceChannelTooLarge = (max: number) =>
+  new PresenceStateTooLarge({ message: `Presence state of this channel would exceed ${max} bytes` })
+export const presenceSocketTooLarge = (max: number) =>
+  new PresenceStateTooLarge({ message: `Presence tracked by this connection would exceed ${max} bytes` })

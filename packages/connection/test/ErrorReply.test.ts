@@ -98,7 +98,9 @@ describe("ErrorReply", () => {
         HeartbeatTimeout: 4000,
         PayloadTooLarge: 1000,
         EventRateLimitReached: 1000,
-        PresenceRateLimitReached: 1000
+        PresenceRateLimitReached: 1000,
+        TooManyPresenceKeys: 1000,
+        PresenceStateTooLarge: 1000
       })
     })
   })
