@@ -11,7 +11,7 @@
  */
 import { Clock, Context, Effect } from "effect"
 
-export type Where = "upgrade" | "join" | "rest"
+export type Where = "upgrade" | "join" | "rest" | "socket"
 
 const MAX_TEXT = 200
 

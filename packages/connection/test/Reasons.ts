@@ -14,7 +14,11 @@ export const connectionReasons: ReadonlyArray<ConnectionError.Reason> = [
   ConnectionError.heartbeatTimeout(),
   new ConnectionError.PayloadTooLarge({ message: "payload_size_exceeded" }),
   ConnectionError.tooManyEvents(),
-  ConnectionError.presenceRateLimited()
+  ConnectionError.presenceRateLimited(),
+  ConnectionError.unknownChangeEvent('"UPSERT"'),
+  ConnectionError.tooManyBindings(100),
+  ConnectionError.tooManyFrames(),
+  ConnectionError.payloadTooDeep(64)
 ]
 
 /** One instance of every auth reason. */
