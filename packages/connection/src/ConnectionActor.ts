@@ -692,7 +692,7 @@ class Actor implements ConnectionHandle {
 
   /** Closes the socket for what its client sent, with the reason's close code, logged at most once per socket. */
   private refuseSocket(reason: ConnectionError.Reason): Effect.Effect<void> {
-    return Effect.andThen(RefusalLog.log("socket", reason), this.closeSocket(closeCodeOf(reason), reason.message))
+    return Effect.andThen(RefusalLog.logLine("socket", reason), this.closeSocket(closeCodeOf(reason), reason.message))
   }
 
   private onDeadline(): Effect.Effect<void> {
