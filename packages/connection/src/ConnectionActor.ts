@@ -159,6 +159,8 @@ class Actor implements ConnectionHandle {
   private eventWindowStart = 0
   private eventsInWindow = 0
   private framesInWindow = 0
+  /** Frames per second before the socket is closed: never below what the event and join limits admit. */
+  private readonly frameBudget: number
 
   constructor(init: Init, context: Context.Context<Services>, scope: Scope.Scope) {
     this.socket = init.socket
@@ -173,6 +175,7 @@ class Actor implements ConnectionHandle {
     this.context = context
     this.scope = scope
     this.config = Context.get(context, ConnectionConfig)
+    this.frameBudget = Math.max(this.config.maxFramesPerSecond, this.config.maxEventsPerSecond + this.config.maxJoinsPerSecond)
     this.outbox = new Outbox(init.socket.wire, init.coalescer, this.config.outboxLimitBytes, () => this.offer({ _tag: "Overflow" }))
   }
 
@@ -659,7 +662,7 @@ class Actor implements ConnectionHandle {
         self.eventsInWindow = 0
         self.framesInWindow = 0
       }
-      if (++self.framesInWindow > self.config.maxFramesPerSecond) return yield* self.refuseSocket(ConnectionError.tooManyFrames())
+      if (++self.framesInWindow > self.frameBudget) return yield* self.refuseSocket(ConnectionError.tooManyFrames())
       // Refused before parsing: deep JSON parses, but stringifying or walking it again would overflow the stack.
       if (typeof data === "string" && Json.nestedDeeperThan(data, Json.MAX_DEPTH)) {
         return yield* self.refuseSocket(ConnectionError.payloadTooDeep(Json.MAX_DEPTH))

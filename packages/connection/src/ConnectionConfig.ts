@@ -20,7 +20,8 @@ export interface ConnectionOptions {
   readonly maxEventsPerSecond: number
   /**
    * Frames of any kind (heartbeats, pushes, malformed frames, joins) per second per socket; breaching it closes the
-   * socket with 4030. A backstop far above any client's need (realtime-js sends a heartbeat every 25 s).
+   * socket with 4030. A backstop far above any client's need (realtime-js sends a heartbeat every 25 s); it is never
+   * taken below `maxEventsPerSecond + maxJoinsPerSecond`, so raising those limits raises it too.
    */
   readonly maxFramesPerSecond: number
   /** `postgres_changes` bindings in one join; more are refused with `BindingLimitReached`. */

@@ -156,7 +156,7 @@ describe("postgres_changes bindings (item 9)", () => {
 })
 
 describe("one per-socket rate for every frame (item 9)", () => {
-  const Limited = TestSocket.layer({ joinErrorDelayMs: 0, maxEventsPerSecond: 3, maxFramesPerSecond: 6 })
+  const Limited = TestSocket.layer({ joinErrorDelayMs: 0, maxEventsPerSecond: 3, maxJoinsPerSecond: 2, maxFramesPerSecond: 6 })
   const heartbeat = (client: TestSocket.TestClient, ref: string) => client.push(null, ref, "phoenix", "heartbeat", {})
 
   it.effect("a heartbeat flood gets error replies past the event rate and a 4030 close past the frame budget; one a second is fine", () =>
@@ -175,6 +175,15 @@ describe("one per-socket rate for every frame (item 9)", () => {
       assert.deepStrictEqual(yield* flooder.socket.awaitClose, { code: 4030, reason: "Too many frames per second" })
       assert.isUndefined(calm.socket.closed)
     }).pipe(Effect.provide(Limited)))
+
+  it.effect("the frame budget is never below the event and join limits: an operator who raises those is not cut off", () =>
+    Effect.gen(function*() {
+      const client = yield* TestSocket.connect()
+      for (let i = 0; i < 10; i++) heartbeat(client, String(i))
+      const replies = yield* client.next(10)
+      assert.deepStrictEqual(replies.map(statusOf), Array.from({ length: 10 }, () => "ok"))
+      assert.isUndefined(client.socket.closed)
+    }).pipe(Effect.provide(TestSocket.layer({ maxEventsPerSecond: 10, maxJoinsPerSecond: 2, maxFramesPerSecond: 6 }))))
 
   it.effect("heartbeats, malformed frames and unknown events count with channel pushes: the next push shuts the channel down", () =>
     Effect.gen(function*() {
