@@ -200,7 +200,8 @@ const handle = <E extends { readonly _tag: string; readonly message: string }, R
             closing(413, { message: `Payload Too Large: ${error.message}` })
           )
         case "PayloadTooDeep":
-          return Effect.as(RefusalLog.log("rest", error), json(400, { message: error.message }))
+          // One line per request (the pretty logger prints each annotation on a line of its own).
+          return Effect.as(RefusalLog.logLine("rest", error), json(400, { message: error.message }))
         default:
           return Effect.succeed(json(400, { message: "Could not read the request body" }))
       }
