@@ -149,6 +149,8 @@ const RULES: ReadonlyArray<readonly [name: string, check: Check, secret?: "secre
   ["MAX_CONNECTIONS_PER_IP", atLeast1],
   ["MAX_CHANNELS_PER_CONNECTION", atLeast1],
   ["MAX_EVENTS_PER_SECOND", atLeast1],
+  ["MAX_FRAMES_PER_SECOND", atLeast1],
+  ["MAX_BINDINGS_PER_CHANNEL", atLeast1],
   ["MAX_JOINS_PER_SECOND", atLeast1],
   ["MAX_PAYLOAD_BYTES", atLeast1],
   ["OUTBOX_LIMIT_BYTES", atLeast1],

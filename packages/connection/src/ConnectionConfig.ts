@@ -12,8 +12,20 @@ export interface ConnectionOptions {
   readonly maxConnectionsPerIp: number
   /** Joined channels per socket (Supabase `max_channels_per_client`). */
   readonly maxChannelsPerConnection: number
-  /** Client broadcasts per second per socket (presence has its own per-channel window). */
+  /**
+   * Client pushes per second per socket: broadcasts, presence, access_token, leave, unknown events, heartbeats and
+   * malformed frames (joins have their own limit). A push on a joined channel beyond it shuts that channel down;
+   * a heartbeat beyond it gets an error reply. Presence also has its own per-channel window.
+   */
   readonly maxEventsPerSecond: number
+  /**
+   * Frames of any kind (heartbeats, pushes, malformed frames, joins) per second per socket; breaching it closes the
+   * socket with 4030. A backstop far above any client's need (realtime-js sends a heartbeat every 25 s); it is never
+   * taken below `maxEventsPerSecond + maxJoinsPerSecond`, so raising those limits raises it too.
+   */
+  readonly maxFramesPerSecond: number
+  /** `postgres_changes` bindings in one join; more are refused with `BindingLimitReached`. */
+  readonly maxBindingsPerChannel: number
   /** Joins per second per socket; breaching it closes the socket, as Supabase does. */
   readonly maxJoinsPerSecond: number
   /** Largest broadcast or presence payload accepted, in bytes. */
@@ -52,6 +64,8 @@ export const defaults: ConnectionOptions = {
   maxConnectionsPerIp: 5_000,
   maxChannelsPerConnection: 100,
   maxEventsPerSecond: 100,
+  maxFramesPerSecond: 1_000,
+  maxBindingsPerChannel: 100,
   maxJoinsPerSecond: 100,
   maxPayloadBytes: 3_000_000,
   outboxLimitBytes: 8_388_608,
@@ -87,6 +101,8 @@ export const config: Config.Config<ConnectionOptions> = Config.all({
   maxConnectionsPerIp: int("MAX_CONNECTIONS_PER_IP", defaults.maxConnectionsPerIp),
   maxChannelsPerConnection: int("MAX_CHANNELS_PER_CONNECTION", defaults.maxChannelsPerConnection),
   maxEventsPerSecond: int("MAX_EVENTS_PER_SECOND", defaults.maxEventsPerSecond),
+  maxFramesPerSecond: int("MAX_FRAMES_PER_SECOND", defaults.maxFramesPerSecond),
+  maxBindingsPerChannel: int("MAX_BINDINGS_PER_CHANNEL", defaults.maxBindingsPerChannel),
   maxJoinsPerSecond: int("MAX_JOINS_PER_SECOND", defaults.maxJoinsPerSecond),
   maxPayloadBytes: int("MAX_PAYLOAD_BYTES", defaults.maxPayloadBytes),
   outboxLimitBytes: int("OUTBOX_LIMIT_BYTES", defaults.outboxLimitBytes),

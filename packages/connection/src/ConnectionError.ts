@@ -21,6 +21,10 @@ export class EventRateLimitReached extends reason("EventRateLimitReached") {}
 export class PresenceRateLimitReached extends reason("PresenceRateLimitReached") {}
 export class TooManyPresenceKeys extends reason("TooManyPresenceKeys") {}
 export class PresenceStateTooLarge extends reason("PresenceStateTooLarge") {}
+export class InvalidJoinPayload extends reason("InvalidJoinPayload") {}
+export class BindingLimitReached extends reason("BindingLimitReached") {}
+export class FrameRateLimitReached extends reason("FrameRateLimitReached") {}
+export class PayloadTooDeep extends reason("PayloadTooDeep") {}
 
 export type Reason =
   | TopicNameRequired
@@ -36,6 +40,10 @@ export type Reason =
   | PresenceRateLimitReached
   | TooManyPresenceKeys
   | PresenceStateTooLarge
+  | InvalidJoinPayload
+  | BindingLimitReached
+  | FrameRateLimitReached
+  | PayloadTooDeep
 
 export class ConnectionError extends Schema.TaggedError<ConnectionError>()("ConnectionError", {
   reason: Schema.Union([
@@ -51,7 +59,11 @@ export class ConnectionError extends Schema.TaggedError<ConnectionError>()("Conn
     EventRateLimitReached,
     PresenceRateLimitReached,
     TooManyPresenceKeys,
-    PresenceStateTooLarge
+    PresenceStateTooLarge,
+    InvalidJoinPayload,
+    BindingLimitReached,
+    FrameRateLimitReached,
+    PayloadTooDeep
   ])
 }) {
   override get message(): string {
@@ -75,3 +87,10 @@ export const presenceChannelTooLarge = (max: number) =>
   new PresenceStateTooLarge({ message: `Presence state of this channel would exceed ${max} bytes` })
 export const presenceSocketTooLarge = (max: number) =>
   new PresenceStateTooLarge({ message: `Presence tracked by this connection would exceed ${max} bytes` })
+/** A `postgres_changes` binding whose `event` is not `*`, `INSERT`, `UPDATE` or `DELETE`. */
+export const unknownChangeEvent = (event: string) =>
+  new InvalidJoinPayload({ message: `Unknown postgres_changes event ${event}; expected *, INSERT, UPDATE or DELETE` })
+export const tooManyBindings = (max: number) =>
+  new BindingLimitReached({ message: `Too many postgres_changes bindings; at most ${max} per channel` })
+export const tooManyFrames = () => new FrameRateLimitReached({ message: "Too many frames per second" })
+export const payloadTooDeep = (max: number) => new PayloadTooDeep({ message: `JSON is nested more than ${max} levels deep` })

@@ -663,7 +663,7 @@ describe("ConnectionActor", () => {
         assertFrame("2.0.0", (yield* client.next())[0], [null, null, ROOM, "broadcast", { type: "broadcast", event: "still", payload: {} }])
       }).pipe(Effect.provide(Instant)))
 
-    it.effect("access_token values that are null, sb_ keys or the current token are ignored", () =>
+    it.effect("on a public channel, access_token values that are null, an sb_publishable_ key or the current token change nothing visible", () =>
       Effect.gen(function*() {
         const client = yield* TestSocket.connect()
         const token = yield* TestSocket.userToken()

@@ -16,7 +16,11 @@ export const connectionReasons: ReadonlyArray<ConnectionError.Reason> = [
   ConnectionError.tooManyEvents(),
   ConnectionError.presenceRateLimited(),
   ConnectionError.tooManyPresenceKeys(10_000),
-  ConnectionError.presenceChannelTooLarge(3_000_000)
+  ConnectionError.presenceChannelTooLarge(3_000_000),
+  ConnectionError.unknownChangeEvent('"UPSERT"'),
+  ConnectionError.tooManyBindings(100),
+  ConnectionError.tooManyFrames(),
+  ConnectionError.payloadTooDeep(64)
 ]
 
 /** One instance of every auth reason. */
