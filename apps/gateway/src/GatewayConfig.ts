@@ -5,6 +5,7 @@
  * `checkEnvironment` runs before anything is built: it checks every variable the gateway and its
  * packages read and fails with one `GatewayConfigError` that lists every problem, not the first one.
  */
+import { AuthConfig } from "@wedsync/auth"
 import { ConnectionConfig } from "@wedsync/connection"
 import { Config, Console, Context, Effect, Layer, Runtime, Schema } from "effect"
 import * as ClientAddress from "./ClientAddress.ts"
@@ -143,6 +144,9 @@ const RULES: ReadonlyArray<readonly [name: string, check: Check, secret?: "secre
   ["LOG_LEVEL", oneOf(LOG_LEVELS)],
   ["LOG_FORMAT", oneOf(LOG_FORMATS)],
   ["JWT_SECRET", nonEmpty, "secret"],
+  ["DEV_MODE", oneOf(["true", "false"])],
+  ["JWT_ISSUER", nonEmpty],
+  ["JWT_AUDIENCE", nonEmpty],
   ["JWT_JWKS_URL", url(["https:", "http:"])],
   ["MAX_CONNECTIONS", atLeast1],
   ["MAX_CONNECTIONS_PER_USER", atLeast1],
@@ -183,6 +187,12 @@ export const checkEnvironment: Effect.Effect<void, GatewayConfigError> = Effect.
     if (value._tag === "None") continue
     const problem = check(value.value)
     if (problem !== undefined) problems.push(secret === "secret" ? `${name}: ${problem}` : `${name}=${shown(value.value)}: ${problem}`)
+  }
+  // A short HS secret can be brute-forced offline from any token a client holds; only an explicit dev mode may use one.
+  const secret = yield* Effect.orDie(Config.option(Config.String("JWT_SECRET")))
+  const devMode = yield* Effect.orDie(Config.option(Config.String("DEV_MODE")))
+  if (secret._tag === "Some" && secret.value.trim() !== "" && Buffer.byteLength(secret.value) < AuthConfig.MIN_SECRET_BYTES && !(devMode._tag === "Some" && devMode.value === "true")) {
+    problems.push(`JWT_SECRET: must be at least ${AuthConfig.MIN_SECRET_BYTES} bytes (it has ${Buffer.byteLength(secret.value)}); DEV_MODE=true allows a shorter one for local development`)
   }
   // Rules between variables, once each value is valid on its own.
   if (problems.length === 0) {

@@ -93,6 +93,19 @@ describe("configuration at start", () => {
     gateway.child.kill("SIGTERM")
     await gateway.exit
   })
+
+  it("refuses a JWT_SECRET shorter than 32 bytes (without echoing it) unless DEV_MODE=true; 32 bytes start", async () => {
+    const refused = await start({ PORT: "0", JWT_SECRET: "short-secret-123" }).exit
+    expect(refused.code).toBe(78)
+    expect(refused.stderr).toContain("JWT_SECRET: must be at least 32 bytes (it has 16)")
+    expect(refused.stderr).not.toContain("short-secret-123")
+    for (const env of [{ JWT_SECRET: "short-secret-123", DEV_MODE: "true" }, { JWT_SECRET: "x".repeat(32) }]) {
+      const gateway = start({ PORT: "0", ...env })
+      expect(await gateway.line((l) => l.includes("listening on http://127.0.0.1:"))).toBeTruthy()
+      gateway.child.kill("SIGTERM")
+      expect((await gateway.exit).code).toBe(0)
+    }
+  })
 })
 
 describe("logs", () => {

@@ -25,8 +25,12 @@ export class AuthConfig extends Context.Service<
     readonly publishableKeys: ReadonlyArray<string>
     /** Accepted `sb_secret_…` keys (role `service_role`); empty means none is accepted. */
     readonly secretKeys: ReadonlyArray<Redacted.Redacted<string>>
-    /** Seconds a token is still accepted after its `exp`; Supabase uses 0. */
+    /** Seconds a token is still accepted after its `exp` (and before its `nbf`); Supabase uses 0. */
     readonly clockToleranceSeconds: number
+    /** When set, a JWT's `iss` must equal it. */
+    readonly issuer: string | undefined
+    /** When set, a JWT's `aud` (a string or an array) must name it. */
+    readonly audience: string | undefined
   }
 >()("@wedsync/auth/AuthConfig") {}
 
@@ -36,7 +40,9 @@ export const defaults: AuthConfig["Service"] = {
   jwksUrl: undefined,
   publishableKeys: [],
   secretKeys: [],
-  clockToleranceSeconds: 0
+  clockToleranceSeconds: 0,
+  issuer: undefined,
+  audience: undefined
 }
 
 /** True when the configured secret is the public development one. The composition root warns about it. */
@@ -56,9 +62,16 @@ const commaList = (raw: string): ReadonlyArray<string> =>
     .map((s) => s.trim())
     .filter((s) => s.length > 0)
 
+const optionalString = (name: string): Config.Config<string | undefined> =>
+  Config.String(name).pipe(Config.option, Config.map(Option.getOrUndefined))
+
+/** The fewest bytes an HS secret may have outside development (HS256's key size; RFC 7518 §3.2). */
+export const MIN_SECRET_BYTES = 32
+
 /**
  * Reads `JWT_SECRET` (default: `DEV_JWT_SECRET`, flagged by `usesDevJwtSecret`), `JWT_JWKS_URL` (optional, must be
- * a URL), `SUPABASE_PUBLISHABLE_KEYS` and `SUPABASE_SECRET_KEYS` (comma-separated, default empty).
+ * a URL), `SUPABASE_PUBLISHABLE_KEYS` and `SUPABASE_SECRET_KEYS` (comma-separated, default empty), `JWT_ISSUER` and
+ * `JWT_AUDIENCE` (optional). The length rule for `JWT_SECRET` is the gateway's start-up check.
  */
 export const config: Config.Config<AuthConfig["Service"]> = Config.all({
   jwtSecret: Config.Redacted("JWT_SECRET").pipe(Config.withDefault(defaults.jwtSecret)),
@@ -74,7 +87,9 @@ export const config: Config.Config<AuthConfig["Service"]> = Config.all({
     Config.withDefault(Redacted.make("")),
     Config.map((keys) => commaList(Redacted.value(keys)).map((key) => Redacted.make(key)))
   ),
-  clockToleranceSeconds: Config.succeed(defaults.clockToleranceSeconds)
+  clockToleranceSeconds: Config.succeed(defaults.clockToleranceSeconds),
+  issuer: optionalString("JWT_ISSUER"),
+  audience: optionalString("JWT_AUDIENCE")
 })
 
 /** `AuthConfig` loaded from `config` through the current `ConfigProvider`. */

@@ -30,6 +30,21 @@ export class InvalidJWTToken extends Schema.TaggedError<InvalidJWTToken>()("Inva
   static invalidExpiration(): InvalidJWTToken {
     return new InvalidJWTToken({ message: "Token expiration time is invalid" })
   }
+
+  /** `nbf` is in the future (or not a finite number). */
+  static notYetValid(): InvalidJWTToken {
+    return new InvalidJWTToken({ message: "Token is not valid yet (nbf)" })
+  }
+
+  /** `JWT_ISSUER` is set and the token's `iss` is another one, or missing. */
+  static wrongIssuer(): InvalidJWTToken {
+    return new InvalidJWTToken({ message: "Token issuer (iss) is not accepted" })
+  }
+
+  /** `JWT_AUDIENCE` is set and the token's `aud` does not name it. */
+  static wrongAudience(): InvalidJWTToken {
+    return new InvalidJWTToken({ message: "Token audience (aud) is not accepted" })
+  }
 }
 
 /** The value is not a compact JWS whose header and payload are JSON objects (and not an `sb_` key either). */

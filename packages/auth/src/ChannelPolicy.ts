@@ -7,7 +7,7 @@
  * every other topic. The `<id>` is the whole rest of the subtopic, so `wedding:42:chat` is not `wedding:42`.
  * Token verification happens before, in `TokenVerifier`.
  */
-import { Context, Effect, Layer } from "effect"
+import { Clock, Context, Effect, Layer } from "effect"
 import * as AuthError from "./AuthError.ts"
 import * as Principal from "./Principal.ts"
 
@@ -49,9 +49,15 @@ export class ChannelPolicy extends Context.Service<ChannelPolicy, Service>()("@w
    */
   static readonly layer: Layer.Layer<ChannelPolicy> = Layer.succeed(this, {
     authorizeJoin: (principal, subtopic, isPrivate) =>
-      decide(principal, subtopic, isPrivate)
-        ? Effect.void
-        : Effect.fail(AuthError.make(new AuthError.Unauthorized({ subtopic })))
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        // Every decision re-checks the expiry of the principal it is given: a socket's connect token may have
+        // expired since it was verified.
+        const expired = Principal.expiredSecondsAgo(principal, now)
+        if (expired !== undefined) return Effect.fail(AuthError.make(AuthError.InvalidJWTToken.expired(expired)))
+        return decide(principal, subtopic, isPrivate)
+          ? Effect.void
+          : Effect.fail(AuthError.make(new AuthError.Unauthorized({ subtopic })))
+      })
   })
 
   /** Admits every join. For tests of other packages that are not about authorization. */

@@ -82,3 +82,7 @@ const idSet = (u: unknown): ReadonlySet<string> => {
   }
   return ids
 }
+
+/** Seconds since `principal` expired at `nowMs`, or `undefined` while it is valid (opaque keys never expire). */
+export const expiredSecondsAgo = (principal: Principal, nowMs: number): number | undefined =>
+  principal.exp !== undefined && principal.exp * 1000 <= nowMs ? Math.floor(nowMs / 1000 - principal.exp) : undefined

@@ -5,8 +5,9 @@
  * Accepted: HS256/384/512 JWTs signed with `AuthConfig.jwtSecret`; RS*, ES* and EdDSA JWTs whose `kid` is in the
  * JWKS at `AuthConfig.jwksUrl`; and the opaque `sb_publishable_…` (role `anon`) and `sb_secret_…` (role
  * `service_role`) keys, which Supabase's API gateway would otherwise translate before Realtime sees them. A JWT
- * must carry a string `role` and a numeric `exp` in the future, judged by the Effect `Clock` (so `TestClock`
- * drives expiry in tests). `verify` never dies: every input either succeeds or fails with an `AuthError`.
+ * must carry a string `role` and a numeric `exp` in the future, and any `nbf` in the past, judged by the Effect
+ * `Clock` (so `TestClock` drives expiry in tests); with `issuer` / `audience` configured, its `iss` must equal the one
+ * and its `aud` name the other. `alg: none` and algorithms outside the lists below have no signer and are refused. `verify` never dies: every input either succeeds or fails with an `AuthError`.
  *
  * It does not decide channel access (`ChannelPolicy`) or watch expiry while a channel is joined (`connection`
  * schedules that from `Principal.exp`).
@@ -78,6 +79,9 @@ const peek = (token: string): Peeked | undefined => {
     return undefined
   }
 }
+
+const namesAudience = (aud: unknown, audience: string): boolean =>
+  aud === audience || (Array.isArray(aud) && aud.includes(audience))
 
 const sha256 = (value: string): Buffer => createHash("sha256").update(value).digest()
 
@@ -163,6 +167,16 @@ export const make: Effect.Effect<Service, never, AuthConfig> = Effect.gen(functi
     }).pipe(Effect.mapError(AuthError.make))
 
     if ("iat" in claims && typeof claims["iat"] !== "number") return yield* fail(new AuthError.MalformedJWT())
+    if ("nbf" in claims) {
+      const nbf = claims["nbf"]
+      if (typeof nbf !== "number" || !Number.isFinite(nbf) || nbf - tolerance > now) {
+        return yield* fail(AuthError.InvalidJWTToken.notYetValid())
+      }
+    }
+    if (config.issuer !== undefined && claims["iss"] !== config.issuer) return yield* fail(AuthError.InvalidJWTToken.wrongIssuer())
+    if (config.audience !== undefined && !namesAudience(claims["aud"], config.audience)) {
+      return yield* fail(AuthError.InvalidJWTToken.wrongAudience())
+    }
     // Supabase validates `exp` before it checks that `role` and `exp` exist, so an expired token without a role
     // reports the expiry.
     if ("exp" in claims) {

@@ -1,5 +1,6 @@
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect } from "effect"
+import { TestClock } from "effect/testing"
 import { AuthError, ChannelPolicy, Principal } from "../src/index.ts"
 
 const guest = Principal.make({
@@ -70,5 +71,30 @@ layer(ChannelPolicy.layerAllowAll)("ChannelPolicy.layerAllowAll", (it) => {
       const policy = yield* ChannelPolicy.ChannelPolicy
       yield* policy.authorizeJoin(anon, "wedding:w1", true)
       yield* policy.authorizeJoin(anon, "ops:secret", true)
+    }))
+})
+
+describe("ChannelPolicy expiry (TestClock)", () => {
+  const expiring = Principal.make({
+    claims: { role: "authenticated", sub: "guest", exp: 60, app_metadata: { wedding_ids: ["w1"] } },
+    token: "expiring"
+  })
+  const authorize = (principal: Principal.Principal, subtopic: string, isPrivate: boolean) =>
+    ChannelPolicy.ChannelPolicy.use((policy) => policy.authorizeJoin(principal, subtopic, isPrivate)).pipe(
+      Effect.provide(ChannelPolicy.ChannelPolicy.layer)
+    )
+
+  it.effect("authorizes a principal before its exp and refuses it, public or private, from exp on", () =>
+    Effect.gen(function*() {
+      yield* TestClock.adjust("59 seconds")
+      yield* authorize(expiring, "wedding:w1", true)
+      yield* authorize(expiring, "lobby", false)
+      yield* TestClock.adjust("1 second")
+      for (const [subtopic, isPrivate] of [["wedding:w1", true], ["lobby", false]] as const) {
+        const error = yield* Effect.flip(authorize(expiring, subtopic, isPrivate))
+        assert.strictEqual(AuthError.wireReason(error), "InvalidJWTToken: Token has expired 0 seconds ago")
+      }
+      // Opaque keys never expire.
+      yield* authorize(service, "wedding:w1", true)
     }))
 })

@@ -225,6 +225,59 @@ layer(
     }))
 })
 
+layer(verifierLayer())("TokenVerifier: nbf and alg none (TestClock at epoch 0)", (it) => {
+  it.effect("refuses a token whose nbf is in the future; accepts it once nbf has passed", () =>
+    Effect.gen(function*() {
+      const token = yield* TestTokens.signEffect({ role: "anon", nbf: 30 }, { expiresInSeconds: 600 })
+      assert.strictEqual(yield* wireFailure(token), "InvalidJWTToken: Token is not valid yet (nbf)")
+      yield* TestClock.adjust("30 seconds")
+      assert.strictEqual((yield* verify(token)).role, "anon")
+    }))
+
+  it.effect("refuses an nbf that is not a number; a numeric past nbf is accepted", () =>
+    Effect.gen(function*() {
+      const bad = yield* TestTokens.signEffect({ role: "anon", nbf: "soon" })
+      assert.strictEqual(yield* wireFailure(bad), "InvalidJWTToken: Token is not valid yet (nbf)")
+      const good = yield* TestTokens.signEffect({ role: "anon", nbf: 0 })
+      assert.strictEqual((yield* verify(good)).role, "anon")
+    }))
+
+  it.effect("refuses alg none (unsigned) and an HS token re-labelled RS256; the same claims signed HS256 pass", () =>
+    Effect.gen(function*() {
+      const signed = yield* TestTokens.signEffect({ role: "service_role" })
+      const [, claims] = signed.split(".")
+      const unsigned = `${encodeJson({ alg: "none", typ: "JWT" })}.${claims}.`
+      assert.match(yield* wireFailure(unsigned), /^JwtSignerError: /)
+      const relabelled = `${encodeJson({ alg: "RS256", typ: "JWT", kid: "k" })}.${claims}.${signed.split(".")[2]}`
+      assert.match(yield* wireFailure(relabelled), /^JwtSignerError/)
+      assert.strictEqual((yield* verify(signed)).role, "service_role")
+    }))
+})
+
+layer(verifierLayer({ issuer: "https://auth.wedsync.test", audience: "authenticated" }))(
+  "TokenVerifier with JWT_ISSUER and JWT_AUDIENCE",
+  (it) => {
+    it.effect("refuses another or a missing issuer and audience; accepts the configured ones (aud as string or array)", () =>
+      Effect.gen(function*() {
+        const iss = "https://auth.wedsync.test"
+        assert.strictEqual(
+          yield* wireFailure(yield* TestTokens.signEffect({ role: "authenticated", iss: "https://evil.test", aud: "authenticated" })),
+          "InvalidJWTToken: Token issuer (iss) is not accepted"
+        )
+        assert.strictEqual(
+          yield* wireFailure(yield* TestTokens.signEffect({ role: "authenticated", aud: "authenticated" })),
+          "InvalidJWTToken: Token issuer (iss) is not accepted"
+        )
+        assert.strictEqual(
+          yield* wireFailure(yield* TestTokens.signEffect({ role: "authenticated", iss, aud: "other" })),
+          "InvalidJWTToken: Token audience (aud) is not accepted"
+        )
+        assert.strictEqual((yield* verify(yield* TestTokens.signEffect({ role: "authenticated", iss, aud: "authenticated" }))).role, "authenticated")
+        assert.strictEqual((yield* verify(yield* TestTokens.signEffect({ role: "authenticated", iss, aud: ["x", "authenticated"] }))).role, "authenticated")
+      }))
+  }
+)
+
 // A JWKS endpoint on loopback, like Supabase Auth's `/.well-known/jwks.json`.
 const serveJwks = (keys: ReadonlyArray<JWK>) =>
   Effect.acquireRelease(

@@ -44,7 +44,14 @@ describe("docs/error-codes.md", () => {
   })
 
   it("quotes every reason's message as the client sees it", () => {
-    const missing = [...connectionReasons, ...authReasons]
+    const variants = [
+      AuthError.InvalidJWTToken.notYetValid(),
+      AuthError.InvalidJWTToken.wrongIssuer(),
+      AuthError.InvalidJWTToken.wrongAudience(),
+      AuthError.InvalidJWTToken.missingClaims(),
+      AuthError.InvalidJWTToken.invalidExpiration()
+    ]
+    const missing = [...connectionReasons, ...authReasons, ...variants]
       .map((reason) => reason.message)
       // Messages with a variable part are catalogued in their template form.
       .filter((message) => !/\d|wedding:42|key-1/.test(message))
