@@ -11,7 +11,7 @@
  */
 import { ChangeFeed, type Sink } from "@wedsync/hub"
 import { Serializer, WsFrame } from "@wedsync/protocol"
-import { Config, Effect, Layer, Metric, Result } from "effect"
+import { Clock, Config, Effect, Layer, Metric, Result } from "effect"
 import type { ChangeEvent, Column, Transaction } from "./ChangeEvent.ts"
 import * as ChangeFilter from "./ChangeFilter.ts"
 import * as ChangePayload from "./ChangePayload.ts"
@@ -414,7 +414,9 @@ export const make = (options: Options) => Effect.gen(function*() {
   }
 
   const consume = (transaction: Transaction) =>
-    Effect.suspend(() => {
+    Effect.flatMap(Clock.currentTimeMillis, (nowMs) => {
+      // One clock reading per transaction: a subscriber whose token expired gets no row of it.
+      policy.setNow(nowMs)
       let withheld = 0
       for (const change of transaction.changes) {
         if (change.action === "TRUNCATE") continue

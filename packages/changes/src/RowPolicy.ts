@@ -68,7 +68,16 @@ export class RowPolicy {
     this.unscoped = unscoped
   }
 
+  /** The time decisions are made at (epoch seconds); set once per transaction. */
+  private nowSeconds = Number.NEGATIVE_INFINITY
+
+  setNow(nowMs: number): void {
+    this.nowSeconds = nowMs / 1000
+  }
+
   decide(access: ChangeFeed.Access, scope: RowScope): Decision {
+    // An expired token sees nothing, whatever its role: the sweep that closes its channel may come later.
+    if (access.exp !== undefined && access.exp <= this.nowSeconds) return "denied"
     if (access.role === SERVICE_ROLE) return "full"
     switch (scope._tag) {
       case "Unknown":

@@ -80,3 +80,21 @@ describe("RowPolicy", () => {
     expect(sameScope(scopeOf(notes, { id: 1 }), scopeOf(notes, { id: 2 }))).toBe(true)
   })
 })
+
+describe("RowPolicy and token expiry", () => {
+  it("denies every row to an access whose exp has passed at the transaction's time; before it, the membership decides", () => {
+    const policy = new RowPolicy("all")
+    const guest = { ...access("authenticated", ["w-1"]), exp: 100 }
+    const service = { ...access("service_role"), exp: 100 }
+    const wedding = { _tag: "Wedding", id: "w-1" } as const
+    policy.setNow(99_000)
+    expect(policy.decide(guest, wedding)).toBe("restricted")
+    expect(policy.decide(service, wedding)).toBe("full")
+    policy.setNow(100_000)
+    expect(policy.decide(guest, wedding)).toBe("denied")
+    expect(policy.decide(guest, { _tag: "Unscoped" })).toBe("denied")
+    expect(policy.decide(service, wedding)).toBe("denied")
+    // Without exp (opaque keys) nothing expires.
+    expect(policy.decide(access("service_role"), wedding)).toBe("full")
+  })
+})

@@ -24,6 +24,8 @@ export interface Binding {
 /** What a subscriber may see: the role and memberships of its token (an auth `Principal` fits). */
 export interface Access {
   readonly role: string
+  /** Expiry of the token in epoch seconds; no row reaches an expired access. `undefined`: never expires. */
+  readonly exp?: number | undefined
   readonly weddingIds: ReadonlySet<string>
   readonly supplierIds: ReadonlySet<string>
 }
