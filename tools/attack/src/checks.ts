@@ -645,14 +645,14 @@ export const slowReader: Check = (ctx) =>
     const s = await join(sender, topic, joinPayload(), 5000)
     const overflowsBefore = await closedTotal(ctx.gw.port, EXPECTED.slowReaderClose[0])
     slow.pause()
-    // Paced at 50 × 100 KB per second: a reading member keeps up; the paused one falls 10 MB behind (more than any
-    // kernel buffer holds), so only it can be over the bound.
-    const count = 100
+    // Paced at about 100 × 100 KB per second: a reading member keeps up; the paused one falls 30 MB behind, more than
+    // the 8 MiB outbox bound plus what the kernel's socket buffers hold, so only it can be over the bound.
+    const count = 300
     let got = 0
     for (let i = 0; i < count; i++) {
       broadcast(sender, s.joinRef, topic, "bulk", { i, p: "b".repeat(100_000) })
       if ((await reader.next(isBroadcast("bulk"), 5000)) !== undefined) got++
-      await new Promise((r) => setTimeout(r, 20))
+      await new Promise((r) => setTimeout(r, 10))
     }
     // The paused client may never read the close frame (the server drops the connection after it), so the server's
     // own count of slow-consumer closes says which code it used: exactly one, the slow reader.

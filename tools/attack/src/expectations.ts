@@ -130,7 +130,7 @@ export const CHECKS: ReadonlyArray<CheckSpec> = [
     "the flooder's channel is shut down (Too many messages per second)", "a probe receives the first broadcasts"),
   spec("flood-presence", "floods", "presence flood", "20 track calls in one burst",
     "the channel is shut down (Client presence rate limit exceeded)", "the first track is answered ok"),
-  spec("slow-reader", "slow readers", "slow reader", "a member of a room stops reading while 10 MB are broadcast (50 × 100 KB/s)",
+  spec("slow-reader", "slow readers", "slow reader", "a member of a room stops reading while 30 MB are broadcast (about 100 × 100 KB/s)",
     "close 4008 for the slow reader only", "a reading member receives every broadcast"),
   spec("fuzz", "fuzz", "fuzzed frames", "frames across vsn 1.0.0, 2.0.0 and binary: malformed JSON, wrong arity, huge/negative numbers, prototype keys, deep nesting, invalid UTF-8, wrong opcodes, fragmented frames",
     "error replies or sender-only closes; never 1011; process up", "a fresh client joins and receives a broadcast afterwards")
