@@ -12,7 +12,7 @@ import { NodeHttpServerRequest } from "@effect/platform-node"
 import { AuthError, ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
 import { ConnectionConfig, RefusalLog } from "@wedsync/connection"
 import { Hub, Publication } from "@wedsync/hub"
-import { Frame, Serializer } from "@wedsync/protocol"
+import { Frame, Json, Serializer } from "@wedsync/protocol"
 import { Data, Effect, Result } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import type { Readable } from "node:stream"
@@ -26,7 +26,8 @@ const unprocessable = (message: string) => json(422, { message })
 const accepted = HttpServerResponse.empty({ status: 202 })
 
 /** Deepest JSON nesting (objects and arrays) a REST body may have. */
-export const MAX_JSON_DEPTH = 64
+/** The socket refuses the same depth (`Json.MAX_DEPTH`, packages/protocol). */
+export const MAX_JSON_DEPTH = Json.MAX_DEPTH
 
 class BodyTooLarge extends Data.TaggedError("BodyTooLarge")<{ readonly limit: number }> {
   override get message(): string {
@@ -90,30 +91,9 @@ const body = Effect.gen(function*() {
   return yield* readLimited(NodeHttpServerRequest.toIncomingMessage(request) as Readable, limit)
 })
 
-/**
- * The deepest nesting of a JSON text, counted without parsing (brackets inside strings skipped),
- * stopping as soon as `max` is passed. Linear, no recursion: it runs before `JSON.parse` and keeps
- * `JSON.stringify` (recursive) away from hostile depths.
- */
-export const nestedDeeperThan = (bytes: Uint8Array, max: number): boolean => {
-  let depth = 0
-  let inString = false
-  for (let i = 0; i < bytes.length; i++) {
-    const c = bytes[i]!
-    if (inString) {
-      if (c === 0x5c) i++ // backslash: skip the escaped character
-      else if (c === 0x22) inString = false
-    } else if (c === 0x22) inString = true
-    else if (c === 0x7b || c === 0x5b) {
-      if (++depth > max) return true
-    } else if (c === 0x7d || c === 0x5d) depth--
-  }
-  return false
-}
-
 const parseJson = (bytes: Uint8Array) =>
   Effect.gen(function*() {
-    if (nestedDeeperThan(bytes, MAX_JSON_DEPTH)) return yield* new PayloadTooDeep()
+    if (Json.nestedDeeperThan(bytes, MAX_JSON_DEPTH)) return yield* new PayloadTooDeep()
     return Result.try(() => JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8")) as unknown)
   })
 
@@ -220,7 +200,8 @@ const handle = <E extends { readonly _tag: string; readonly message: string }, R
             closing(413, { message: `Payload Too Large: ${error.message}` })
           )
         case "PayloadTooDeep":
-          return Effect.as(RefusalLog.log("rest", error), json(400, { message: error.message }))
+          // One line per request (the pretty logger prints each annotation on a line of its own).
+          return Effect.as(RefusalLog.logLine("rest", error), json(400, { message: error.message }))
         default:
           return Effect.succeed(json(400, { message: "Could not read the request body" }))
       }

@@ -5,6 +5,7 @@
  * `checkEnvironment` runs before anything is built: it checks every variable the gateway and its
  * packages read and fails with one `GatewayConfigError` that lists every problem, not the first one.
  */
+import { ConnectionConfig } from "@wedsync/connection"
 import { Config, Console, Context, Effect, Layer, Runtime, Schema } from "effect"
 import * as ClientAddress from "./ClientAddress.ts"
 
@@ -148,6 +149,8 @@ const RULES: ReadonlyArray<readonly [name: string, check: Check, secret?: "secre
   ["MAX_CONNECTIONS_PER_IP", atLeast1],
   ["MAX_CHANNELS_PER_CONNECTION", atLeast1],
   ["MAX_EVENTS_PER_SECOND", atLeast1],
+  ["MAX_FRAMES_PER_SECOND", atLeast1],
+  ["MAX_BINDINGS_PER_CHANNEL", atLeast1],
   ["MAX_JOINS_PER_SECOND", atLeast1],
   ["MAX_PAYLOAD_BYTES", atLeast1],
   ["OUTBOX_LIMIT_BYTES", atLeast1],
@@ -157,6 +160,9 @@ const RULES: ReadonlyArray<readonly [name: string, check: Check, secret?: "secre
   ["CHANNEL_ERROR_BACKOFF_MS", atLeast0],
   ["CLIENT_PRESENCE_MAX_CALLS", atLeast1],
   ["CLIENT_PRESENCE_WINDOW_MS", atLeast1],
+  ["PRESENCE_MAX_KEYS_PER_CHANNEL", atLeast1],
+  ["PRESENCE_MAX_BYTES_PER_CHANNEL", atLeast1],
+  ["PRESENCE_MAX_BYTES_PER_SOCKET", atLeast1],
   ["DRAIN_BATCH_SIZE", atLeast1],
   ["DRAIN_INTERVAL_MS", atLeast0],
   ["MAILBOX_CAPACITY", atLeast1],
@@ -177,6 +183,11 @@ export const checkEnvironment: Effect.Effect<void, GatewayConfigError> = Effect.
     if (value._tag === "None") continue
     const problem = check(value.value)
     if (problem !== undefined) problems.push(secret === "secret" ? `${name}: ${problem}` : `${name}=${shown(value.value)}: ${problem}`)
+  }
+  // Rules between variables, once each value is valid on its own.
+  if (problems.length === 0) {
+    const connection = yield* Effect.orDie(ConnectionConfig.config)
+    problems.push(...ConnectionConfig.limitProblems(connection))
   }
   if (problems.length === 0) return
   const error = new GatewayConfigError({ problems })

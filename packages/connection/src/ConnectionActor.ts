@@ -9,9 +9,9 @@
  * connection. A joined channel holds a hub subscription and maybe a presence entry; leaving
  * releases them, and the actor's finalizer in the connection scope releases every channel left.
  */
-import { ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
+import { AuthError, ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
 import { ChangeFeed, Hub, Presence, Publication, type Sink } from "@wedsync/hub"
-import { Frame, JoinConfig, Reply, Serializer, WsFrame } from "@wedsync/protocol"
+import { Frame, JoinConfig, Json, Reply, Serializer, WsFrame } from "@wedsync/protocol"
 import { Cause, Clock, Context, Deferred, Effect, Exit, type Fiber, Metric, Result, Scope } from "effect"
 import { randomUUID } from "node:crypto"
 import { ConnectionConfig, type ConnectionOptions } from "./ConnectionConfig.ts"
@@ -61,6 +61,11 @@ export interface Init {
   readonly isDraining: () => boolean
   /** Called once the handle exists, before the first frame is processed; runs in the connection scope. */
   readonly register: (handle: ConnectionHandle) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * Counts the socket against the user a join's token names (`ConnectionRegistry`'s `Admission.claimUser`);
+   * false refuses the join. Absent: users are not counted (tests without a registry).
+   */
+  readonly claimUser?: (userKey: string) => boolean
   /** Called once when the actor has ended (socket closed by either side). */
   readonly onEnd?: () => void
 }
@@ -88,6 +93,8 @@ interface Channel {
   presenceKey: string | undefined
   principal: Principal.Principal
   presenceTracked: boolean
+  /** Bytes of the meta this channel tracks (0 when none), counted against `presenceMaxBytesPerSocket`. */
+  presenceBytes: number
   /** Times of recent track/untrack calls; allocated on first use, most channels never use presence. */
   presenceCalls: Array<number> | undefined
 }
@@ -133,6 +140,9 @@ class Actor implements ConnectionHandle {
   private readonly principal: Principal.Principal
   private readonly isDraining: () => boolean
   private readonly onEnd: (() => void) | undefined
+  private readonly claimUser: ((userKey: string) => boolean) | undefined
+  /** Users this socket was counted against through joins (besides the connect token's); allocated on first use. */
+  private users: Set<string> | undefined
   private readonly vsn: Frame.Vsn
   private readonly config: ConnectionOptions
   private readonly context: Context.Context<Services>
@@ -150,12 +160,16 @@ class Actor implements ConnectionHandle {
   private joinsInWindow = 0
   private eventWindowStart = 0
   private eventsInWindow = 0
+  private framesInWindow = 0
+  /** Frames per second before the socket is closed: never below what the event and join limits admit. */
+  private readonly frameBudget: number
 
   constructor(init: Init, context: Context.Context<Services>, scope: Scope.Scope) {
     this.socket = init.socket
     this.principal = init.principal
     this.isDraining = init.isDraining
     this.onEnd = init.onEnd
+    this.claimUser = init.claimUser
     this.id = init.id
     this.ip = init.ip
     this.userKey = init.principal.sub
@@ -163,6 +177,7 @@ class Actor implements ConnectionHandle {
     this.context = context
     this.scope = scope
     this.config = Context.get(context, ConnectionConfig)
+    this.frameBudget = Math.max(this.config.maxFramesPerSecond, this.config.maxEventsPerSecond + this.config.maxJoinsPerSecond)
     this.outbox = new Outbox(init.socket.wire, init.coalescer, this.config.outboxLimitBytes, () => this.offer({ _tag: "Overflow" }))
   }
 
@@ -329,6 +344,29 @@ class Actor implements ConnectionHandle {
     return Effect.andThen(counted, Effect.asVoid(Effect.forkIn(later, this.scope)))
   }
 
+  /**
+   * The principal, or `InvalidJWTToken` ("Token has expired N seconds ago") once its `exp` has passed by the
+   * Clock. Every authorization decision goes through it: a socket's connect principal is verified once at the
+   * upgrade and a cached principal may have outlived its token.
+   */
+  private unexpired(principal: Principal.Principal): Effect.Effect<Principal.Principal, AuthError.AuthError> {
+    const exp = principal.exp
+    if (exp === undefined) return Effect.succeed(principal)
+    return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      exp * 1000 <= now
+        ? Effect.fail(AuthError.make(AuthError.InvalidJWTToken.expired((now - exp * 1000) / 1000)))
+        : Effect.succeed(principal))
+  }
+
+  /** Counts the socket against the principal's user when it is a new one for this socket; false over the cap. */
+  private countUser(principal: Principal.Principal): boolean {
+    const sub = principal.sub
+    if (sub === undefined || sub === this.userKey || this.claimUser === undefined || this.users?.has(sub)) return true
+    if (!this.claimUser(sub)) return false
+    ;(this.users ??= new Set()).add(sub)
+    return true
+  }
+
   private join(message: Frame.Message): Effect.Effect<void, never, Services> {
     const self = this
     return Effect.gen(function*() {
@@ -357,15 +395,28 @@ class Actor implements ConnectionHandle {
       if (joinConfig.invalidFields.length > 0) {
         yield* Effect.logDebug("InvalidJoinPayload", { fields: joinConfig.invalidFields })
       }
+      const unknownEvent = joinConfig.unknownEvents[0]
+      if (unknownEvent !== undefined) {
+        return yield* self.joinError(joinRef, ref, topic, ConnectionError.unknownChangeEvent(unknownEvent))
+      }
+      if (joinConfig.postgresChanges.length > self.config.maxBindingsPerChannel) {
+        return yield* self.joinError(joinRef, ref, topic, ConnectionError.tooManyBindings(self.config.maxBindingsPerChannel))
+      }
       const verifier = Context.get(self.context, TokenVerifier.TokenVerifier)
       const policy = Context.get(self.context, ChannelPolicy.ChannelPolicy)
       const token = joinConfig.accessToken
-      const principal = token === undefined || token.startsWith("sb_") ? Effect.succeed(self.principal) : verifier.verify(token)
+      // A join without its own token uses the connect principal; an `sb_` key is verified like any token, so the
+      // join gets the rights of what it sent.
+      const principal = token === undefined ? Effect.succeed(self.principal) : verifier.verify(token)
       const authorized = yield* principal.pipe(
+        Effect.flatMap((p) => self.unexpired(p)),
         Effect.tap((p) => policy.authorizeJoin(p, subtopic, joinConfig.isPrivate)),
         Effect.result
       )
       if (Result.isFailure(authorized)) return yield* self.joinError(joinRef, ref, topic, authorized.failure.reason)
+      if (!self.countUser(authorized.success)) {
+        return yield* self.joinError(joinRef, ref, topic, ConnectionError.tooManyConnections(" for this user"))
+      }
       if (previous !== undefined) {
         // Joining a topic twice on one socket replaces the old channel, as Phoenix does.
         self.send(previous.joinRef, previous.joinRef, topic, Reply.PHX_CLOSE, {})
@@ -394,6 +445,7 @@ class Actor implements ConnectionHandle {
         presenceKey: joinConfig.presenceKey,
         principal: authorized.success,
         presenceTracked: false,
+        presenceBytes: 0,
         presenceCalls: undefined
       }
       const hub = Context.get(self.context, Hub.Hub)
@@ -439,19 +491,24 @@ class Actor implements ConnectionHandle {
         if (results.some((result) => result._tag === "Subscribed")) system("ok", "Subscribed to PostgreSQL")
       })
     const subscriber = { sink: channel.sink, topic: channel.topic, bindings, access: channel.principal }
-    return Effect.asVoid(Effect.forkIn(Effect.flatMap(feed.subscribe(subscriber), report), this.scope))
+    const subscribe = Effect.asVoid(Effect.forkIn(Effect.flatMap(feed.subscribe(subscriber), report), this.scope))
+    // The rows are authorized with this principal: it must not have expired.
+    return Effect.matchEffect(this.unexpired(channel.principal), {
+      onFailure: (e) => this.shutdownChannel(channel, e.reason.message),
+      onSuccess: () => subscribe
+    })
   }
 
-  /** Counts a client push against the per-socket rate; false when the channel was shut down. */
+  /**
+   * Whether a client push on a joined channel is within the per-socket rate (`onFrame` counts every frame);
+   * false when it is not and the channel was shut down.
+   */
   private admitEvent(channel: Channel): Effect.Effect<boolean> {
-    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      if (now - this.eventWindowStart >= 1000) {
-        this.eventWindowStart = now
-        this.eventsInWindow = 0
-      }
-      if (++this.eventsInWindow <= this.config.maxEventsPerSecond) return Effect.succeed(true)
-      return Effect.as(this.shutdownChannel(channel, ConnectionError.tooManyEvents().message), false)
-    })
+    return Effect.suspend(() =>
+      this.eventsInWindow <= this.config.maxEventsPerSecond
+        ? Effect.succeed(true)
+        : Effect.as(this.shutdownChannel(channel, ConnectionError.tooManyEvents().message), false)
+    )
   }
 
   private broadcastText(channel: Channel, message: Frame.Message): Effect.Effect<void, never, Services> {
@@ -516,15 +573,37 @@ class Actor implements ConnectionHandle {
         if (typeof meta !== "object" || meta === null || Array.isArray(meta)) {
           return self.reply(message.joinRef, message.ref, channel.topic, Reply.error("Presence track payload must be a map"))
         }
-        if (Buffer.byteLength(JSON.stringify(meta)) > self.config.maxPayloadBytes) {
+        const metaBytes = Buffer.byteLength(JSON.stringify(meta))
+        if (metaBytes > self.config.maxPayloadBytes) {
           return yield* self.shutdownChannel(channel, "Track message size exceeded")
         }
+        // A bound refuses this track only; the channel and its current entry stay.
+        const refuse = (reason: WireReason) =>
+          Effect.sync(() => self.reply(message.joinRef, message.ref, channel.topic, Reply.error(joinReason(reason))))
+        let socketBytes = metaBytes
+        for (const other of self.channels.values()) if (other !== channel) socketBytes += other.presenceBytes
+        if (metaBytes > channel.presenceBytes && socketBytes > self.config.presenceMaxBytesPerSocket) {
+          return yield* refuse(ConnectionError.presenceSocketTooLarge(self.config.presenceMaxBytesPerSocket))
+        }
+        const tracked = yield* Effect.result(presence.track(
+          channel.topic,
+          channel.isPrivate,
+          presenceKeyOf(channel),
+          channel.sink,
+          meta as Record<string, unknown>,
+          { maxKeys: self.config.presenceMaxKeysPerChannel, maxBytes: self.config.presenceMaxBytesPerChannel }
+        ))
+        if (Result.isFailure(tracked)) {
+          const { limit, max } = tracked.failure
+          return yield* refuse(limit === "keys" ? ConnectionError.tooManyPresenceKeys(max) : ConnectionError.presenceChannelTooLarge(max))
+        }
         channel.presenceTracked = true
-        yield* presence.track(channel.topic, channel.isPrivate, presenceKeyOf(channel), channel.sink, meta as Record<string, unknown>)
+        channel.presenceBytes = metaBytes
         return self.reply(message.joinRef, message.ref, channel.topic, STATIC_OK)
       }
       if (event === "untrack") {
         yield* presence.untrack(channel.topic, channel.isPrivate, channel.sink)
+        channel.presenceBytes = 0
         return self.reply(message.joinRef, message.ref, channel.topic, STATIC_OK)
       }
       self.reply(message.joinRef, message.ref, channel.topic, Reply.errorRaw({}))
@@ -535,14 +614,27 @@ class Actor implements ConnectionHandle {
     const self = this
     return Effect.gen(function*() {
       const token = (message.payload as { readonly access_token?: unknown } | null)?.access_token
-      if (typeof token !== "string" || token.startsWith("sb_") || token === channel.principal.token) return
+      if (typeof token !== "string") return
+      if (token === channel.principal.token) {
+        // Nothing changes, but the principal is still checked: a resent token may have expired meanwhile.
+        const current = yield* Effect.result(self.unexpired(channel.principal))
+        if (Result.isFailure(current)) return yield* self.shutdownChannel(channel, current.failure.reason.message)
+        return
+      }
+      // Any other value replaces the channel's rights, also one that is not a user JWT: supabase-js sends the
+      // project's anon JWT or `sb_publishable_` key on sign-out, and the channel drops to that key's rights
+      // (a private channel they do not allow is shut down; a public one goes on with them).
       const verifier = Context.get(self.context, TokenVerifier.TokenVerifier)
       const policy = Context.get(self.context, ChannelPolicy.ChannelPolicy)
       const verified = yield* verifier.verify(token).pipe(
+        Effect.flatMap((principal) => self.unexpired(principal)),
         Effect.tap((principal) => policy.authorizeJoin(principal, channel.subtopic, channel.isPrivate)),
         Effect.result
       )
       if (Result.isFailure(verified)) return yield* self.shutdownChannel(channel, verified.failure.reason.message)
+      if (!self.countUser(verified.success)) {
+        return yield* self.shutdownChannel(channel, ConnectionError.tooManyConnections(" for this user").message)
+      }
       channel.principal = verified.success
       self.refreshExpiry()
       // As Supabase: the subscription is renewed with the new claims and confirmed again.
@@ -553,7 +645,10 @@ class Actor implements ConnectionHandle {
   private onMessage(message: Frame.Message): Effect.Effect<void, never, Services> {
     const { topic, event } = message
     if (topic === Reply.PHOENIX_TOPIC && event === Reply.HEARTBEAT) {
-      return Effect.sync(() => this.reply(null, message.ref, topic, STATIC_OK))
+      const payload = this.eventsInWindow <= this.config.maxEventsPerSecond
+        ? STATIC_OK
+        : Reply.error(joinReason(ConnectionError.tooManyEvents()))
+      return Effect.sync(() => this.reply(null, message.ref, topic, payload))
     }
     if (event === Reply.PHX_JOIN) return this.join(message)
     const channel = this.channels.get(topic)
@@ -561,6 +656,10 @@ class Actor implements ConnectionHandle {
       // A leave for a channel that never joined (REST-only use) is acknowledged, as Phoenix does.
       const payload = event === Reply.PHX_LEAVE ? STATIC_OK : Reply.error(Reply.UNMATCHED_TOPIC)
       return Effect.sync(() => this.reply(message.joinRef, message.ref, topic, payload))
+    }
+    // Every push on a joined channel counts against the per-socket rate (broadcasts check it themselves).
+    if (event !== Reply.BROADCAST && this.eventsInWindow > this.config.maxEventsPerSecond) {
+      return this.shutdownChannel(channel, ConnectionError.tooManyEvents().message)
     }
     switch (event) {
       case Reply.PHX_LEAVE:
@@ -581,14 +680,35 @@ class Actor implements ConnectionHandle {
   private onFrame(data: string | Uint8Array): Effect.Effect<void, never, Services> {
     const self = this
     return Effect.gen(function*() {
-      self.lastSeenMs = yield* Clock.currentTimeMillis
+      const now = yield* Clock.currentTimeMillis
+      self.lastSeenMs = now
+      if (now - self.eventWindowStart >= 1000) {
+        self.eventWindowStart = now
+        self.eventsInWindow = 0
+        self.framesInWindow = 0
+      }
+      if (++self.framesInWindow > self.frameBudget) return yield* self.refuseSocket(ConnectionError.tooManyFrames())
+      // Refused before parsing: deep JSON parses, but stringifying or walking it again would overflow the stack.
+      if (typeof data === "string" && Json.nestedDeeperThan(data, Json.MAX_DEPTH)) {
+        return yield* self.refuseSocket(ConnectionError.payloadTooDeep(Json.MAX_DEPTH))
+      }
       const decoded = Serializer.decode(self.vsn, data)
       if (Result.isFailure(decoded)) {
+        self.eventsInWindow++
         yield* Metric.update(ConnectionMetrics.malformed, 1)
         return yield* Effect.logDebug("MalformedWebSocketMessage", decoded.failure.message)
       }
       const inbound = decoded.success
+      // Joins have their own limit (`maxJoinsPerSecond`); every other frame counts as an event.
+      if (inbound._tag === "UserBroadcast" || inbound.message.event !== Reply.PHX_JOIN) self.eventsInWindow++
       if (inbound._tag === "UserBroadcast") {
+        const { encoding, meta, payload } = inbound.broadcast
+        if (
+          (encoding === "json" && Json.nestedDeeperThan(payload, Json.MAX_DEPTH)) ||
+          (meta !== undefined && Json.nestedDeeperThan(meta, Json.MAX_DEPTH))
+        ) {
+          return yield* self.refuseSocket(ConnectionError.payloadTooDeep(Json.MAX_DEPTH))
+        }
         yield* Metric.update(Metric.withAttributes(ConnectionMetrics.messagesIn, { kind: "broadcast" }), 1)
         return yield* self.broadcastBinary(inbound.broadcast)
       }
@@ -596,6 +716,11 @@ class Actor implements ConnectionHandle {
       yield* Metric.update(Metric.withAttributes(ConnectionMetrics.messagesIn, { kind }), 1)
       return yield* self.onMessage(inbound.message)
     })
+  }
+
+  /** Closes the socket for what its client sent, with the reason's close code, logged at most once per socket. */
+  private refuseSocket(reason: ConnectionError.Reason): Effect.Effect<void> {
+    return Effect.andThen(RefusalLog.logLine("socket", reason), this.closeSocket(closeCodeOf(reason), reason.message))
   }
 
   private onDeadline(): Effect.Effect<void> {

@@ -19,6 +19,12 @@ export class HeartbeatTimeout extends reason("HeartbeatTimeout") {}
 export class PayloadTooLarge extends reason("PayloadTooLarge") {}
 export class EventRateLimitReached extends reason("EventRateLimitReached") {}
 export class PresenceRateLimitReached extends reason("PresenceRateLimitReached") {}
+export class TooManyPresenceKeys extends reason("TooManyPresenceKeys") {}
+export class PresenceStateTooLarge extends reason("PresenceStateTooLarge") {}
+export class InvalidJoinPayload extends reason("InvalidJoinPayload") {}
+export class BindingLimitReached extends reason("BindingLimitReached") {}
+export class FrameRateLimitReached extends reason("FrameRateLimitReached") {}
+export class PayloadTooDeep extends reason("PayloadTooDeep") {}
 
 export type Reason =
   | TopicNameRequired
@@ -32,6 +38,12 @@ export type Reason =
   | PayloadTooLarge
   | EventRateLimitReached
   | PresenceRateLimitReached
+  | TooManyPresenceKeys
+  | PresenceStateTooLarge
+  | InvalidJoinPayload
+  | BindingLimitReached
+  | FrameRateLimitReached
+  | PayloadTooDeep
 
 export class ConnectionError extends Schema.TaggedError<ConnectionError>()("ConnectionError", {
   reason: Schema.Union([
@@ -45,7 +57,13 @@ export class ConnectionError extends Schema.TaggedError<ConnectionError>()("Conn
     HeartbeatTimeout,
     PayloadTooLarge,
     EventRateLimitReached,
-    PresenceRateLimitReached
+    PresenceRateLimitReached,
+    TooManyPresenceKeys,
+    PresenceStateTooLarge,
+    InvalidJoinPayload,
+    BindingLimitReached,
+    FrameRateLimitReached,
+    PayloadTooDeep
   ])
 }) {
   override get message(): string {
@@ -63,3 +81,16 @@ export const outboxOverflow = () => new OutboxOverflow({ message: "slow consumer
 export const heartbeatTimeout = () => new HeartbeatTimeout({ message: "heartbeat timeout" })
 export const tooManyEvents = () => new EventRateLimitReached({ message: "Too many messages per second" })
 export const presenceRateLimited = () => new PresenceRateLimitReached({ message: "Client presence rate limit exceeded" })
+export const tooManyPresenceKeys = (max: number) =>
+  new TooManyPresenceKeys({ message: `Too many presence keys in this channel (at most ${max})` })
+export const presenceChannelTooLarge = (max: number) =>
+  new PresenceStateTooLarge({ message: `Presence state of this channel would exceed ${max} bytes` })
+export const presenceSocketTooLarge = (max: number) =>
+  new PresenceStateTooLarge({ message: `Presence tracked by this connection would exceed ${max} bytes` })
+/** A `postgres_changes` binding whose `event` is not `*`, `INSERT`, `UPDATE` or `DELETE`. */
+export const unknownChangeEvent = (event: string) =>
+  new InvalidJoinPayload({ message: `Unknown postgres_changes event ${event}; expected *, INSERT, UPDATE or DELETE` })
+export const tooManyBindings = (max: number) =>
+  new BindingLimitReached({ message: `Too many postgres_changes bindings; at most ${max} per channel` })
+export const tooManyFrames = () => new FrameRateLimitReached({ message: "Too many frames per second" })
+export const payloadTooDeep = (max: number) => new PayloadTooDeep({ message: `JSON is nested more than ${max} levels deep` })

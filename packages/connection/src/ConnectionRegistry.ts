@@ -14,6 +14,12 @@ import type { ConnectionHandle } from "./ConnectionActor.ts"
 /** A reserved connection slot. Registering through it costs no second finalizer: the slot's own undoes both. */
 export interface Admission {
   register(handle: ConnectionHandle): void
+  /**
+   * Counts the socket against one more user (the `sub` of a join's token, which supabase-js sends in joins while
+   * it connects with the anon key). True when counted now or before; false when the user is at
+   * `maxConnectionsPerUser`. Released with the slot.
+   */
+  claimUser(userKey: string): boolean
 }
 
 export interface ConnectionRegistryShape {
@@ -64,10 +70,20 @@ export const make = Effect.gen(function*() {
       bump(perIp, ip, 1)
       if (userKey !== undefined) bump(perUser, userKey, 1)
       let registered: ConnectionHandle | undefined
+      // Users counted through joins; allocated on the first, most sockets have none.
+      let claimed: Set<string> | undefined
       const admission: Admission = {
         register: (handle) => {
           registered = handle
           add(handle)
+        },
+        claimUser: (key) => {
+          if (key === userKey || claimed?.has(key)) return true
+          if ((perUser.get(key) ?? 0) >= config.maxConnectionsPerUser) return false
+          bump(perUser, key, 1)
+          ;(claimed ??= new Set()).add(key)
+          if (registered !== undefined) indexUser(key, registered)
+          return true
         }
       }
       // One bare finalizer per socket rather than acquireRelease pairs: an idle socket should hold as
@@ -80,6 +96,12 @@ export const make = Effect.gen(function*() {
               admitted--
               bump(perIp, ip, -1)
               if (userKey !== undefined) bump(perUser, userKey, -1)
+              if (claimed !== undefined) {
+                for (const key of claimed) {
+                  bump(perUser, key, -1)
+                  if (registered !== undefined) unindexUser(key, registered)
+                }
+              }
               return registered === undefined ? Effect.void : remove(registered)
             })
           ),
@@ -87,13 +109,21 @@ export const make = Effect.gen(function*() {
         ))
     })
 
+  const indexUser = (key: string, handle: ConnectionHandle) => {
+    let set = byUser.get(key)
+    if (set === undefined) byUser.set(key, (set = new Set()))
+    set.add(handle)
+  }
+
+  const unindexUser = (key: string, handle: ConnectionHandle) => {
+    const set = byUser.get(key)
+    set?.delete(handle)
+    if (set?.size === 0) byUser.delete(key)
+  }
+
   const add = (handle: ConnectionHandle) => {
     handles.add(handle)
-    if (handle.userKey !== undefined) {
-      let set = byUser.get(handle.userKey)
-      if (set === undefined) byUser.set(handle.userKey, (set = new Set()))
-      set.add(handle)
-    }
+    if (handle.userKey !== undefined) indexUser(handle.userKey, handle)
     // A socket admitted before the drain began can finish its handshake after the drain took
     // its list; without this it would be left open until the drain times out.
     if (draining) handle.offer({ _tag: "Drain" })
@@ -102,11 +132,7 @@ export const make = Effect.gen(function*() {
   const remove = (handle: ConnectionHandle) =>
     Effect.suspend(() => {
       handles.delete(handle)
-      if (handle.userKey !== undefined) {
-        const set = byUser.get(handle.userKey)
-        set?.delete(handle)
-        if (set?.size === 0) byUser.delete(handle.userKey)
-      }
+      if (handle.userKey !== undefined) unindexUser(handle.userKey, handle)
       return handles.size === 0 && drained !== undefined ? Deferred.succeed(drained, undefined) : Effect.void
     })
 

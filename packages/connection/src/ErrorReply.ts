@@ -15,8 +15,10 @@ export const CloseCode = {
   internalError: 1011,
   serviceRestart: 1012,
   heartbeatTimeout: 4000,
+  payloadTooDeep: 4003,
   slowConsumer: 4008,
-  tooManyJoins: 4029
+  tooManyJoins: 4029,
+  tooManyFrames: 4030
 } as const
 
 /** Any reason that reaches a client: a `ConnectionError` or `AuthError` reason (tag = Supabase code). */
@@ -62,6 +64,10 @@ export const closeCodeOf = (reason: Reason): number => {
       return CloseCode.tooManyJoins
     case "RealtimeRestarting":
       return CloseCode.serviceRestart
+    case "PayloadTooDeep":
+      return CloseCode.payloadTooDeep
+    case "FrameRateLimitReached":
+      return CloseCode.tooManyFrames
     default:
       return CloseCode.normal
   }

@@ -7,6 +7,11 @@
  * The bound counts both the frames still queued here and the bytes the socket has accepted but
  * not sent; a consumer past the bound is closed through `onOverflow` and its frames are dropped,
  * so one slow reader can neither grow memory nor slow the others.
+ *
+ * Only a backlog closes a socket, never one frame: a frame offered when nothing is queued or
+ * unsent is always taken, whatever its size, so a large message to a reader that keeps up is
+ * delivered (memory stays below the bound plus one frame). The gateway also refuses limits whose
+ * largest frame does not fit the bound twice (`ConnectionConfig.limitProblems`).
  */
 
 /** The socket as the outbox sees it: a byte sink that reports its own backlog. */
@@ -78,7 +83,8 @@ export class Outbox {
   /** Queues a complete frame. Returns false when the outbox is closed or just overflowed. */
   enqueue(frame: Uint8Array): boolean {
     if (this.closed) return false
-    if (this.pendingBytes + this.wire.bufferedBytes + frame.length > this.limitBytes) {
+    const backlog = this.pendingBytes + this.wire.bufferedBytes
+    if (backlog > 0 && backlog + frame.length > this.limitBytes) {
       this.close()
       this.onOverflow()
       return false

@@ -11,7 +11,7 @@
  */
 import { Clock, Context, Effect } from "effect"
 
-export type Where = "upgrade" | "join" | "rest"
+export type Where = "upgrade" | "join" | "rest" | "socket"
 
 const MAX_TEXT = 200
 
@@ -85,4 +85,18 @@ export const log = (where: Where, reason: Refusal): Effect.Effect<void> =>
       return yield* Effect.logWarning(`${where} refused: ${reason._tag}`).pipe(Effect.annotateLogs(annotations))
     }
     return yield* Effect.logInfo(`${where} refused: ${reason._tag}`).pipe(Effect.annotateLogs(annotations))
+  })
+
+/**
+ * `log` as a single line in every `LOG_FORMAT` (no annotations, which the pretty logger prints one per line):
+ * `<where> refused: <Code>: <text>`, with `(<n> suppressed)` when lines were held back. Used for sockets closed
+ * for what they sent, where a hostile client decides how often it happens; the same rate limit applies.
+ */
+export const logLine = (where: Where, reason: Refusal): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const state = yield* RefusalLog
+    const suppressed = state.admit(`${where}:${reason._tag}`, yield* Clock.currentTimeMillis)
+    if (suppressed === undefined) return
+    const text = reason.message.length > MAX_TEXT ? `${reason.message.slice(0, MAX_TEXT)}…` : reason.message
+    yield* Effect.logInfo(`${where} refused: ${reason._tag}: ${text}${suppressed > 0 ? ` (${suppressed} suppressed)` : ""}`)
   })

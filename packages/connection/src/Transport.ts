@@ -142,6 +142,7 @@ const startActor = (accepted: Accepted, coalescer: WriteCoalescer, registry: Con
     socket: new WsSocket(ws, accepted.raw),
     coalescer,
     isDraining: registry.isDraining,
+    claimUser: admission.claimUser,
     onEnd,
     register: (handle) =>
       Effect.sync(() => {

@@ -433,6 +433,100 @@ describe("ConnectionActor", () => {
         assert.isUndefined(client.socket.closed)
       }).pipe(Effect.provide(Instant)))
 
+    for (const key of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
+      it.effect(`a presence key named ${key} is tracked like any key; a later joiner gets presence_state and diffs (beside: a normal key)`, () =>
+        Effect.gen(function*() {
+          const hostile = yield* TestSocket.connect()
+          const normal = yield* TestSocket.connect()
+          const late = yield* TestSocket.connect()
+          const hostileJoin = yield* joinOk(hostile, ROOM, broadcastConfig({ presence: { key, enabled: false } }))
+          const normalJoin = yield* joinOk(normal, ROOM, broadcastConfig({ presence: { key: "venue-1", enabled: false } }))
+          hostile.push(hostileJoin, "1", ROOM, "presence", { type: "presence", event: "track", payload: { device: key } })
+          assert.deepStrictEqual(tupleOf(byEvent(yield* hostile.next(2))["phx_reply"])[4], ok())
+          yield* normal.next()
+          normal.push(normalJoin, "2", ROOM, "presence", { type: "presence", event: "track", payload: { device: "venue-1" } })
+          assert.deepStrictEqual(tupleOf(byEvent(yield* normal.next(2))["phx_reply"])[4], ok())
+          yield* hostile.next()
+          const lateJoin = yield* joinOk(late, ROOM, broadcastConfig({ presence: { key: "late", enabled: true } }))
+          const [state] = yield* late.next()
+          const stateText = asMessage(state).payload as Record<string, { metas: Array<Record<string, unknown>> }>
+          assert.deepStrictEqual(Object.keys(stateText), [key, "venue-1"])
+          assert.strictEqual(Object.getOwnPropertyDescriptor(stateText, key)?.value.metas[0]?.["device"], key)
+          late.push(lateJoin, "3", ROOM, "presence", { type: "presence", event: "track", payload: { device: "late" } })
+          const { phx_reply: reply, presence_diff: diff } = byEvent(yield* late.next(2))
+          assert.deepStrictEqual(tupleOf(reply)[4], ok())
+          assert.deepStrictEqual(Object.keys((tupleOf(diff)[4] as { joins: object }).joins), ["late"])
+          hostile.push(hostileJoin, "4", ROOM, "presence", { type: "presence", event: "untrack" })
+          yield* hostile.next(2)
+          const [leave] = yield* late.next()
+          const leaves = (tupleOf(leave)[4] as { leaves: object }).leaves
+          assert.deepStrictEqual(Object.keys(leaves), [key])
+          for (const c of [hostile, normal, late]) assert.isUndefined(c.socket.closed)
+        }).pipe(Effect.provide(Instant)))
+    }
+
+    it.effect("a meta key named __proto__ stays an own key of the diff", () =>
+      Effect.gen(function*() {
+        const client = yield* TestSocket.connect()
+        const joinRef = yield* joinOk(client, ROOM, broadcastConfig({ presence: { key: "k", enabled: false } }))
+        client.pushRaw(`[${JSON.stringify(joinRef)},"1","${ROOM}","presence",{"type":"presence","event":"track","payload":{"__proto__":{"x":1},"a":2}}]`)
+        const { presence_diff: diff } = byEvent(yield* client.next(2))
+        const meta = (tupleOf(diff)[4] as { joins: { k: { metas: Array<object> } } }).joins.k.metas[0]!
+        assert.deepStrictEqual(Object.keys(meta), ["phx_ref", "__proto__", "a"])
+      }).pipe(Effect.provide(Instant)))
+
+    const Bounded = TestSocket.layer({
+      joinErrorDelayMs: 0,
+      presenceMaxKeysPerChannel: 2,
+      presenceMaxBytesPerChannel: 400,
+      presenceMaxBytesPerSocket: 150
+    })
+    const trackReply = (client: TestSocket.TestClient, joinRef: string, ref: string, payload: object) =>
+      Effect.gen(function*() {
+        client.push(joinRef, ref, ROOM, "presence", { type: "presence", event: "track", payload })
+        const first = yield* client.next()
+        const reply = asMessage(first[0]).event === "phx_reply" ? first[0] : (yield* client.next())[0]
+        return tupleOf(reply)[4]
+      })
+
+    it.effect("presence keys per channel: up to the bound accepted, one more refused with TooManyPresenceKeys", () =>
+      Effect.gen(function*() {
+        const [a, b, c] = [yield* TestSocket.connect(), yield* TestSocket.connect(), yield* TestSocket.connect()]
+        const ja = yield* joinOk(a, ROOM, broadcastConfig({ presence: { key: "a" } }))
+        const jb = yield* joinOk(b, ROOM, broadcastConfig({ presence: { key: "b" } }))
+        const jc = yield* joinOk(c, ROOM, broadcastConfig({ presence: { key: "c" } }))
+        assert.deepStrictEqual(yield* trackReply(a, ja, "1", { n: 1 }), ok())
+        yield* b.next()
+        yield* c.next()
+        assert.deepStrictEqual(yield* trackReply(b, jb, "2", { n: 2 }), ok())
+        yield* a.next()
+        yield* c.next()
+        assert.deepStrictEqual(yield* trackReply(c, jc, "3", { n: 3 }), error("TooManyPresenceKeys: Too many presence keys in this channel (at most 2)"))
+        // The refused channel stays; an update of an existing key is not growth.
+        assert.deepStrictEqual(yield* trackReply(a, ja, "4", { n: 4 }), ok())
+        for (const s of [a, b, c]) assert.isUndefined(s.socket.closed)
+      }).pipe(Effect.provide(Bounded)))
+
+    it.effect("presence bytes per socket and per channel: within accepted, past refused with PresenceStateTooLarge", () =>
+      Effect.gen(function*() {
+        const a = yield* TestSocket.connect()
+        const b = yield* TestSocket.connect()
+        const ja = yield* joinOk(a, ROOM, broadcastConfig({ presence: { key: "a" } }))
+        const ja2 = yield* joinOk(a, "realtime:room2", broadcastConfig({ presence: { key: "a" } }))
+        const jb = yield* joinOk(b, ROOM, broadcastConfig({ presence: { key: "b" } }))
+        assert.deepStrictEqual(yield* trackReply(a, ja, "1", { s: "x".repeat(100) }), ok())
+        yield* b.next()
+        // 108 + 58 > 150 bytes tracked by socket a.
+        a.push(ja2, "2", "realtime:room2", "presence", { type: "presence", event: "track", payload: { s: "y".repeat(50) } })
+        assert.deepStrictEqual(tupleOf((yield* a.next())[0])[4], error("PresenceStateTooLarge: Presence tracked by this connection would exceed 150 bytes"))
+        // Beside it: a small one fits.
+        a.push(ja2, "3", "realtime:room2", "presence", { type: "presence", event: "track", payload: { s: "y" } })
+        assert.deepStrictEqual(tupleOf(byEvent(yield* a.next(2))["phx_reply"])[4], ok())
+        // Room state: a's entry is 1 + 108 + 80 = 189 bytes; b's with a 138-byte meta would be 219 more (408 > 400).
+        assert.deepStrictEqual(yield* trackReply(b, jb, "4", { s: "z".repeat(130) }), error("PresenceStateTooLarge: Presence state of this channel would exceed 400 bytes"))
+        assert.deepStrictEqual(yield* trackReply(b, jb, "5", { s: "z".repeat(100) }), ok())
+      }).pipe(Effect.provide(Bounded)))
+
     it.effect("a channel's presence leaves when the channel does", () =>
       Effect.gen(function*() {
         const alice = yield* TestSocket.connect()
@@ -569,7 +663,7 @@ describe("ConnectionActor", () => {
         assertFrame("2.0.0", (yield* client.next())[0], [null, null, ROOM, "broadcast", { type: "broadcast", event: "still", payload: {} }])
       }).pipe(Effect.provide(Instant)))
 
-    it.effect("access_token values that are null, sb_ keys or the current token are ignored", () =>
+    it.effect("on a public channel, access_token values that are null, an sb_publishable_ key or the current token change nothing visible", () =>
       Effect.gen(function*() {
         const client = yield* TestSocket.connect()
         const token = yield* TestSocket.userToken()
@@ -671,6 +765,26 @@ describe("ConnectionActor", () => {
         assert.strictEqual(hub.subscriberCount(Publication.topicKey(ROOM, false)), 2, "the slow socket's subscription is gone")
         assert.strictEqual(slow.socket.closeCalls, 1)
       }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0, outboxLimitBytes: 1_000 }))))
+
+    it.effect("a broadcast at MAX_PAYLOAD_BYTES reaches every reading receiver, none closed; one byte over is refused to the sender only", () =>
+      Effect.gen(function*() {
+        const sender = yield* TestSocket.connect()
+        const receivers = [yield* TestSocket.connect(), yield* TestSocket.connect(), yield* TestSocket.connect({ vsn: "1.0.0" })]
+        const joinRef = yield* joinOk(sender, ROOM, broadcastConfig({ ack: true }))
+        for (const r of receivers) yield* joinOk(r, ROOM)
+        const max = { p: "y".repeat(3_000_000 - 8) } // {"p":"…"} is exactly 3,000,000 bytes
+        sender.pushBroadcast(jsonBroadcast(joinRef, "1", ROOM, max))
+        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "1", ROOM, "phx_reply", ok()])
+        for (const r of receivers) assert.strictEqual((yield* r.next()).length, 1)
+        sender.pushBroadcast(jsonBroadcast(joinRef, "2", ROOM, { p: `${max.p}y` }))
+        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "2", ROOM, "phx_reply", { status: "error", response: "payload_size_exceeded" }])
+        for (const c of [sender, ...receivers]) assert.isUndefined(c.socket.closed)
+        // A paused reader (its last frame still unsent) is still closed as slow.
+        receivers[0]!.socket.bufferedBytes = 6_000_000 // two max frames unsent
+        sender.pushBroadcast(jsonBroadcast(joinRef, "3", ROOM, max))
+        assert.deepStrictEqual(yield* receivers[0]!.socket.awaitClose, { code: 4008, reason: "slow consumer: outbox overflow" })
+        for (const r of receivers.slice(1)) assert.strictEqual((yield* r.next()).length, 1)
+      }).pipe(Effect.provide(Instant)))
 
     it.effect("a full mailbox pauses reading, and reading resumes once it drained", () =>
       Effect.gen(function*() {

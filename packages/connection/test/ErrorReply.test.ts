@@ -80,8 +80,10 @@ describe("ErrorReply", () => {
         internalError: 1011,
         serviceRestart: 1012,
         heartbeatTimeout: 4000,
+        payloadTooDeep: 4003,
         slowConsumer: 4008,
-        tooManyJoins: 4029
+        tooManyJoins: 4029,
+        tooManyFrames: 4030
       })
     })
 
@@ -98,7 +100,13 @@ describe("ErrorReply", () => {
         HeartbeatTimeout: 4000,
         PayloadTooLarge: 1000,
         EventRateLimitReached: 1000,
-        PresenceRateLimitReached: 1000
+        PresenceRateLimitReached: 1000,
+        TooManyPresenceKeys: 1000,
+        PresenceStateTooLarge: 1000,
+        InvalidJoinPayload: 1000,
+        BindingLimitReached: 1000,
+        FrameRateLimitReached: 4030,
+        PayloadTooDeep: 4003
       })
     })
   })

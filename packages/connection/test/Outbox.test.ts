@@ -90,6 +90,22 @@ describe("Outbox", () => {
     assert.strictEqual(overflows(), 1)
   })
 
+  it("one frame larger than the limit is taken when nothing is queued or unsent; a backlog still overflows", () => {
+    const { socket, manual, outbox, overflows } = setup(10)
+    const big = frame(`["${"x".repeat(30)}"]`)
+    assert.isTrue(outbox.enqueue(big), "a reader that keeps up gets the large frame")
+    manual.flush()
+    assert.strictEqual(socket.writes.length, 1)
+    assert.strictEqual(overflows(), 0)
+    socket.bufferedBytes = 0
+    assert.isTrue(outbox.enqueue(big), "sent: the next one too")
+    // Paused reader: the first frame is still unsent, so the next one is a backlog past the bound.
+    socket.bufferedBytes = big.length
+    manual.flush()
+    assert.isFalse(outbox.enqueue(frame("[1]")))
+    assert.strictEqual(overflows(), 1)
+  })
+
   it("flush after close writes nothing; close drops the queue", () => {
     const { socket, manual, outbox, overflows } = setup()
     outbox.enqueue(frame("[1]"))

@@ -14,7 +14,13 @@ export const connectionReasons: ReadonlyArray<ConnectionError.Reason> = [
   ConnectionError.heartbeatTimeout(),
   new ConnectionError.PayloadTooLarge({ message: "payload_size_exceeded" }),
   ConnectionError.tooManyEvents(),
-  ConnectionError.presenceRateLimited()
+  ConnectionError.presenceRateLimited(),
+  ConnectionError.tooManyPresenceKeys(10_000),
+  ConnectionError.presenceChannelTooLarge(3_000_000),
+  ConnectionError.unknownChangeEvent('"UPSERT"'),
+  ConnectionError.tooManyBindings(100),
+  ConnectionError.tooManyFrames(),
+  ConnectionError.payloadTooDeep(64)
 ]
 
 /** One instance of every auth reason. */

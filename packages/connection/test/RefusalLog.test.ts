@@ -37,4 +37,18 @@ describe("RefusalLog", () => {
       assert.strictEqual(lines[1]!.level, "Info")
       assert.isAtMost(String(lines[1]!.annotations["detail"]).length, 201)
     }).pipe(Effect.provideService(RefusalLog.RefusalLog, new RefusalLog.RefusalLogState(5))))
+
+  it.effect("logLine writes one annotation-free line per refusal, rate-limited like log, with the held-back count", () =>
+    Effect.gen(function*() {
+      const { lines, layer } = capture()
+      const reason = { _tag: "PayloadTooDeep", message: "JSON is nested more than 64 levels deep" }
+      for (let i = 0; i < 3; i++) yield* RefusalLog.logLine("socket", reason).pipe(Effect.provide(layer))
+      yield* TestClock.adjust("1 second")
+      yield* RefusalLog.logLine("socket", reason).pipe(Effect.provide(layer))
+      assert.deepStrictEqual(lines.map((l) => String(l.message)), [
+        "socket refused: PayloadTooDeep: JSON is nested more than 64 levels deep",
+        "socket refused: PayloadTooDeep: JSON is nested more than 64 levels deep (2 suppressed)"
+      ])
+      assert.deepStrictEqual(lines[0]!.annotations, {})
+    }).pipe(Effect.provideService(RefusalLog.RefusalLog, new RefusalLog.RefusalLogState(1))))
 })

@@ -158,4 +158,45 @@ describe("Presence", () => {
       assert.deepStrictEqual(Object.keys(watcher.diffs()[1]!.leaves), ["user-1"])
       assert.strictEqual(closing.decoded().length, framesBefore)
     }).pipe(Effect.provide(PresenceLive)))
+  for (const key of ["__proto__", "constructor", "toString", "prototype", "hasOwnProperty", "valueOf"]) {
+    it.effect(`a presence key named ${key} is an ordinary key of state and diffs (beside: a normal key)`, () =>
+      Effect.gen(function*() {
+        const presence = yield* Presence.Presence
+        const watcher = yield* member()
+        const [hostile, normal] = [{}, {}]
+        yield* presence.track(ROOM, false, key, hostile, { device: key })
+        yield* presence.track(ROOM, false, "venue-1", normal, { device: "venue-1" })
+        const state = stateOf(presence)
+        assert.deepStrictEqual(Object.keys(state), [key, "venue-1"])
+        assert.strictEqual(Object.getOwnPropertyDescriptor(state, key)?.value.metas[0]?.["device"], key)
+        const [join] = watcher.diffs()
+        assert.deepStrictEqual(Object.keys(join!.joins), [key])
+        yield* presence.untrack(ROOM, false, hostile)
+        assert.deepStrictEqual(Object.keys(watcher.diffs()[2]!.leaves), [key])
+        assert.deepStrictEqual(Object.keys(stateOf(presence)), ["venue-1"])
+      }).pipe(Effect.provide(PresenceLive)))
+  }
+
+  it.effect("limits: a track past the room's keys or bytes fails with PresenceLimitExceeded and changes nothing", () =>
+    Effect.gen(function*() {
+      const presence = yield* Presence.Presence
+      const watcher = yield* member()
+      const maxBytes = Presence.entryBytes("a", JSON.stringify({ s: "x".repeat(10) })) + Presence.entryBytes("b", JSON.stringify({ s: "x" })) +
+        Presence.entryBytes("b", "{}")
+      const limits = { maxKeys: 2, maxBytes }
+      yield* presence.track(ROOM, false, "a", {}, { s: "x".repeat(10) }, limits)
+      yield* presence.track(ROOM, false, "b", {}, { s: "x" }, limits)
+      const before = presence.state(ROOM, false)
+      const tooMany = yield* Effect.flip(presence.track(ROOM, false, "c", {}, {}, limits))
+      assert.deepStrictEqual([tooMany.limit, tooMany.max], ["keys", 2])
+      const third = {}
+      // Same key "b" from another owner: no new key, but more bytes than the room may hold.
+      const tooBig = yield* Effect.flip(presence.track(ROOM, false, "b", third, { s: "x".repeat(20) }, limits))
+      assert.strictEqual(tooBig.limit, "bytes")
+      assert.strictEqual(presence.state(ROOM, false), before)
+      assert.strictEqual(watcher.diffs().length, 2)
+      // Beside: a second owner of an existing key within the bytes is accepted.
+      yield* presence.track(ROOM, false, "b", third, {}, limits)
+      assert.strictEqual(stateOf(presence)["b"]!.metas.length, 2)
+    }).pipe(Effect.provide(PresenceLive)))
 })

@@ -10,7 +10,7 @@
  * exposition (`promtool check metrics` refuses it), and a summary would claim quantiles over all time.
  */
 import { readdirSync, readFileSync } from "node:fs"
-import { monitorEventLoopDelay, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks"
+import { constants as perfConstants, monitorEventLoopDelay, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks"
 import type { ELDHistogram } from "node:perf_hooks"
 import { Duration, Effect, Layer, Metric } from "effect"
 import type { Context } from "effect"
@@ -46,8 +46,13 @@ export const gcDuration = Metric.histogram("nodejs_gc_duration_seconds", {
   description: "Garbage collection duration by kind (major, minor, incremental, weakcb), in seconds.",
   boundaries: GC_BUCKETS
 })
-/** `PerformanceEntry.detail.kind` of a gc entry, as `perf_hooks.constants.NODE_PERFORMANCE_GC_*`. */
-const GC_KINDS: ReadonlyArray<readonly [number, string]> = [[1, "major"], [2, "minor"], [4, "incremental"], [8, "weakcb"]]
+/** `PerformanceEntry.detail.kind` of a gc entry, by `perf_hooks.constants.NODE_PERFORMANCE_GC_*`. */
+const GC_KINDS: ReadonlyArray<readonly [number, string]> = [
+  [perfConstants.NODE_PERFORMANCE_GC_MAJOR, "major"],
+  [perfConstants.NODE_PERFORMANCE_GC_MINOR, "minor"],
+  [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL, "incremental"],
+  [perfConstants.NODE_PERFORMANCE_GC_WEAKCB, "weakcb"]
+]
 
 /** Every metric this module registers, for catalogues and the name lint. */
 export const metrics = [

@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Metric, Scope } from "effect"
 import { TestClock } from "effect/testing"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
 import { Exposition, ProcessMetrics } from "../src/index.ts"
 
 const valueOf = (text: string, series: string): number => {
@@ -68,5 +70,25 @@ describe("ProcessMetrics", () => {
         seen = Math.max(seen, valueOf(yield* Exposition.render, `nodejs_eventloop_lag_max_seconds`))
       }
       assert.isAtLeast(seen, 0.04)
+    })))
+
+  it.live("counts a full collection as major and a young-generation one as minor", () =>
+    freshRegistry(Effect.gen(function*() {
+      yield* Layer.build(ProcessMetrics.layer)
+      const count = (kind: string) =>
+        Effect.map(Exposition.render, (text) => valueOf(text, `nodejs_gc_duration_seconds_count{kind="${kind}"}`))
+      const majorBefore = yield* count("major")
+      setFlagsFromString("--expose-gc")
+      const gc = runInNewContext("gc") as (options?: { type: "major" | "minor" }) => void
+      gc({ type: "major" })
+      gc({ type: "minor" })
+      // Performance entries reach their observer asynchronously.
+      let major = majorBefore
+      for (let i = 0; i < 100 && major === majorBefore; i++) {
+        yield* Effect.sleep("10 millis")
+        major = yield* count("major")
+      }
+      assert.isAbove(major, majorBefore)
+      assert.isAbove(yield* count("minor"), 0)
     })))
 })

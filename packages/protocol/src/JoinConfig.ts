@@ -26,7 +26,15 @@ export interface JoinConfig {
   /** `access_token` (or the legacy `user_token`) carried by the join, if any. */
   readonly accessToken: string | undefined
   readonly invalidFields: ReadonlyArray<string>
+  /**
+   * `postgres_changes` `event` values that are not `*`, `INSERT`, `UPDATE` or `DELETE` (any case), as JSON
+   * text. Such a binding is left out of `postgresChanges` (never widened to `*`); the join must be refused.
+   */
+  readonly unknownEvents: ReadonlyArray<string>
 }
+
+/** The `event` values a `postgres_changes` binding may carry (case-insensitive); a missing `event` means `*`. */
+export const EVENTS: ReadonlySet<string> = new Set(["*", "INSERT", "UPDATE", "DELETE"])
 
 type Obj = Readonly<Record<string, unknown>>
 const isObj = (u: unknown): u is Obj => typeof u === "object" && u !== null && !Array.isArray(u)
@@ -72,15 +80,21 @@ export const parse = (payload: unknown): JoinConfig => {
   if (presenceKey === undefined && key !== undefined && key !== null && key !== "") invalid.push("config.presence.key")
   const rawChanges = config["postgres_changes"]
   const postgresChanges: Array<PostgresChangeBinding> = []
+  const unknownEvents: Array<string> = []
   if (Array.isArray(rawChanges)) {
     for (const entry of rawChanges) {
       if (!isObj(entry)) {
         invalid.push("config.postgres_changes")
         continue
       }
+      const event = entry["event"] === undefined || entry["event"] === null ? "*" : entry["event"]
+      if (typeof event !== "string" || !EVENTS.has(event.toUpperCase())) {
+        unknownEvents.push(keyJson(event) ?? typeof event)
+        continue
+      }
       postgresChanges.push({
         raw: entry,
-        event: typeof entry["event"] === "string" ? entry["event"] : "*",
+        event,
         schema: typeof entry["schema"] === "string" ? entry["schema"] : "public",
         table: typeof entry["table"] === "string" ? entry["table"] : undefined,
         filter: typeof entry["filter"] === "string" ? entry["filter"] : undefined,
@@ -102,6 +116,7 @@ export const parse = (payload: unknown): JoinConfig => {
     isPrivate: bool(config, "private", "config.private", false),
     postgresChanges,
     accessToken: typeof token === "string" && token !== "" ? token : undefined,
-    invalidFields: invalid
+    invalidFields: invalid,
+    unknownEvents
   }
 }

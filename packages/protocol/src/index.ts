@@ -1,5 +1,6 @@
 export * as Frame from "./Frame.ts"
 export * as JoinConfig from "./JoinConfig.ts"
+export * as Json from "./Json.ts"
 export * as ProtocolError from "./ProtocolError.ts"
 export * as Reply from "./Reply.ts"
 export * as Serializer from "./Serializer.ts"

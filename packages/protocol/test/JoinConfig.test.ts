@@ -9,7 +9,8 @@ const defaults: JoinConfig.JoinConfig = {
   isPrivate: false,
   postgresChanges: [],
   accessToken: undefined,
-  invalidFields: []
+  invalidFields: [],
+  unknownEvents: []
 }
 
 const withPresenceKey = (key: unknown) => JoinConfig.parse({ config: { presence: { key, enabled: true } } })
@@ -32,6 +33,27 @@ describe("JoinConfig.parse", () => {
       }
     })
     assert.deepStrictEqual(parsed.postgresChanges.map((b) => b.select), [["id", "status"], undefined])
+  })
+
+  it("refuses unknown postgres_changes events instead of widening them to *; accepts the four known ones in any case", () => {
+    const refused = JoinConfig.parse({
+      config: {
+        postgres_changes: [
+          { event: "UPSERT", schema: "public", table: "orders" },
+          { event: 5, schema: "public", table: "orders" },
+          { event: "insert", schema: "public", table: "orders" }
+        ]
+      }
+    })
+    assert.deepStrictEqual(refused.unknownEvents, ['"UPSERT"', "5"])
+    assert.deepStrictEqual(refused.postgresChanges.map((b) => b.event), ["insert"])
+    const accepted = JoinConfig.parse({
+      config: {
+        postgres_changes: ["*", "INSERT", "UPDATE", "DELETE", undefined].map((event) => ({ event, schema: "public", table: "orders" }))
+      }
+    })
+    assert.deepStrictEqual(accepted.unknownEvents, [])
+    assert.deepStrictEqual(accepted.postgresChanges.map((b) => b.event), ["*", "INSERT", "UPDATE", "DELETE", "*"])
   })
 
   it("empty payload, empty config and null sections give the defaults", () => {
@@ -62,7 +84,8 @@ describe("JoinConfig.parse", () => {
         { raw: todos, event: "*", schema: "public", table: "todos", filter: undefined, select: undefined }
       ],
       accessToken: undefined,
-      invalidFields: []
+      invalidFields: [],
+      unknownEvents: []
     })
   })
 

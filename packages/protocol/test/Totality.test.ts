@@ -16,6 +16,16 @@ const assertResult = (result: unknown): void => {
 const utf16String = fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)) })
 const ref = fc.oneof(fc.constant(null), fc.string({ maxLength: 4 }), fc.integer(), fc.double(), fc.boolean(), fc.constant({}))
 
+// Names of Object.prototype members: a client string used as a plain object's key breaks on these.
+const PROTO_NAMES = ["__proto__", "constructor", "toString", "prototype", "hasOwnProperty", "valueOf"] as const
+const protoName = fc.constantFrom(...PROTO_NAMES)
+const hostileKey = fc.oneof(protoName, fc.string({ maxLength: 6 }))
+
+/** JSON object text with hostile keys, written by hand so that `__proto__` is an own key, as JSON.parse makes it. */
+const hostileObject = (depth: number): fc.Arbitrary<string> =>
+  fc.array(fc.tuple(hostileKey, depth <= 0 ? fc.jsonValue({ maxDepth: 1 }).map((v) => JSON.stringify(v)) : hostileObject(depth - 1)), { maxLength: 4 })
+    .map((pairs) => `{${pairs.map(([k, v]) => `${JSON.stringify(k)}:${v}`).join(",")}}`)
+
 const texts: ReadonlyArray<readonly [string, fc.Arbitrary<string>]> = [
   ["fc.string", fc.string()],
   ["full Unicode strings", fc.string({ unit: "binary" })],
@@ -25,6 +35,15 @@ const texts: ReadonlyArray<readonly [string, fc.Arbitrary<string>]> = [
   [
     "plausible v2 frames",
     fc.tuple(ref, ref, fc.jsonValue(), fc.jsonValue(), fc.jsonValue()).map((t) => JSON.stringify(t))
+  ],
+  [
+    "v2 frames with prototype-named topics, events and payload keys",
+    fc.tuple(ref, ref, fc.oneof(protoName, protoName.map((n) => `realtime:${n}`)), fc.oneof(protoName, fc.constantFrom("phx_join", "broadcast", "presence")), hostileObject(2))
+      .map(([j, r, t, e, p]) => `[${JSON.stringify(j)},${JSON.stringify(r)},${JSON.stringify(t)},${JSON.stringify(e)},${p}]`)
+  ],
+  [
+    "v1 frames with prototype-named keys",
+    fc.tuple(hostileObject(2), protoName).map(([p, n]) => `{"topic":"realtime:${n}","event":"${n}","payload":${p},"ref":"1","${n}":1}`)
   ],
   [
     "plausible v1 frames",
@@ -119,6 +138,18 @@ describe("Totality", () => {
         const config = JoinConfig.parse(payload)
         assert.isArray(config.invalidFields)
         assert.isArray(config.postgresChanges)
+      }),
+      { numRuns }
+    )
+  })
+
+  it("JoinConfig.parse keeps a prototype-named presence key as the key, and survives such names anywhere", () => {
+    fc.assert(
+      fc.property(protoName, hostileObject(2), hostileObject(1), (key, extra, presenceExtra) => {
+        const text = `{"config":{"presence":{"key":${JSON.stringify(key)},"x":${presenceExtra}},"broadcast":${extra},${JSON.stringify(key)}:${extra}},${JSON.stringify(key)}:1}`
+        const config = JoinConfig.parse(JSON.parse(text))
+        assert.strictEqual(config.presenceKey, key)
+        assert.isFalse(config.presenceEnabled)
       }),
       { numRuns }
     )

@@ -330,6 +330,8 @@ export interface ConnectOptions {
   /** Default `syncCoalescer()`; pass `manualCoalescer().coalescer` to flush by hand. */
   readonly coalescer?: WriteCoalescer
   readonly isDraining?: () => boolean
+  /** Counts the socket against a join's user (e.g. an `Admission.claimUser` of a `ConnectionRegistry`). */
+  readonly claimUser?: (userKey: string) => boolean
   /** Runs with the handle before the first frame, in the connection's scope (e.g. `ConnectionRegistry.register`). */
   readonly register?: (handle: ConnectionActor.ConnectionHandle) => Effect.Effect<void, never, Scope.Scope>
   readonly socket?: TestSocket
@@ -356,6 +358,7 @@ export const connect = (options: ConnectOptions = {}) =>
       socket,
       coalescer: options.coalescer ?? syncCoalescer(),
       isDraining: options.isDraining ?? (() => false),
+      ...(options.claimUser === undefined ? {} : { claimUser: options.claimUser }),
       register: (handle) =>
         Effect.gen(function*() {
           if (options.register !== undefined) yield* options.register(handle)
