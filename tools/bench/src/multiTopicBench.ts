@@ -91,7 +91,18 @@ interface RunResult {
   readonly load: string
   /** The gateway's own delivery latency (queued to written) at p99, from its write-delay histogram: ms. */
   readonly inNodeP99: number
+  /** The gateway's GC pauses over its life, by kind: count and total ms. */
+  readonly gc: string
 }
+
+/** `kind count/total ms` of every GC kind in an exposition text (the `nodejs_gc_duration_seconds` histogram). */
+export const gcSummary = (exposition: string): string =>
+  ["minor", "major", "incremental"]
+    .map((kind) => {
+      const read = (suffix: string) => Number(exposition.match(new RegExp(`^nodejs_gc_duration_seconds_${suffix}\\{kind="${kind}"\\} (\\S+)$`, "m"))?.[1] ?? Number.NaN)
+      return `${kind} ${read("count")}/${Math.round(read("sum") * 1000)} ms`
+    })
+    .join(", ")
 
 /** p99 upper bound (ms) of a Prometheus histogram in an exposition text, from its cumulative buckets. */
 export const histogramP99Ms = (exposition: string, name: string): number => {
@@ -224,7 +235,8 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
       serverCpuPct,
       unexpectedCloses,
       load,
-      inNodeP99: histogramP99Ms(exposition, "wedsync_connection_write_delay_seconds")
+      inNodeP99: histogramP99Ms(exposition, "wedsync_connection_write_delay_seconds"),
+      gc: gcSummary(exposition)
     }
   } finally {
     await server.stop()
@@ -251,7 +263,7 @@ const main = async () => {
     console.log(
       `run ${i}: p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms, p99.9 ${fmt(r.p999)} ms, max ${fmt(r.max)} ms, ` +
         `${Math.round(r.deliveriesPerSec)} deliveries/s, lost ${loss} of ${r.expected}, server CPU ${fmt(r.serverCpuPct)}%, ` +
-        `unexpected closes ${r.unexpectedCloses}, in-node write delay p99 <= ${fmt(r.inNodeP99)} ms, loadavg before ${r.load}`
+        `unexpected closes ${r.unexpectedCloses}, in-node write delay p99 <= ${fmt(r.inNodeP99)} ms, GC ${r.gc}, loadavg before ${r.load}`
     )
   }
   const worst = (pick: (r: RunResult) => number) => Math.max(...results.map(pick))
