@@ -15,7 +15,7 @@ export const JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-lo
 
 export const GATEWAY_ENTRY = "apps/gateway/src/main.ts"
 
-const LIMIT_OVERRIDES = {
+export const LIMIT_OVERRIDES = {
   MAX_CONNECTIONS: "100000",
   MAX_CONNECTIONS_PER_USER: "100000",
   MAX_CONNECTIONS_PER_IP: "100000",
@@ -35,7 +35,8 @@ export const anonToken = (): Promise<string> =>
  */
 export const startFlags = (dir: string): ReadonlyArray<string> => {
   const manifest = JSON.parse(readFileSync(join(dir, "apps/gateway/package.json"), "utf8")) as { scripts?: { start?: string } }
-  const words = (manifest.scripts?.start ?? "").split(/\s+/)
+  // `exec node …`: the script replaces its shell so that signals reach the gateway.
+  const words = (manifest.scripts?.start ?? "").split(/\s+/).filter((w) => w !== "exec")
   return words[0] === "node" ? words.slice(1).filter((w) => w.startsWith("--")) : []
 }
 

@@ -1,0 +1,280 @@
+/**
+ * Multi-topic fan-out benchmark (issue #6 item 19): N sockets spread over T topics, one publisher socket per topic,
+ * publishing so that the whole gateway delivers D messages per second. This is the realistic wedding-day shape (many
+ * rooms, many publishers, each write turn carrying frames of several topics), beside `fanout`'s single topic, which is
+ * the write coalescer's best case. Each run starts a fresh gateway (pinned to CPU 0, the bench on CPU 1), connects and
+ * joins every socket, warms up, measures, and drains; the report gives every run's p50/p99/p99.9/max and loss and
+ * the worst of the runs, which is the figure to quote. Sockets heartbeat every 25 s like realtime-js, spread evenly.
+ *
+ * Run: `npm run bench:topics -w @wedsync/tools -- --runs 5` (defaults: 10,000 sockets, 50 topics, 60,000
+ * deliveries/s, 10 s measured after 3 s of warm-up, 200-byte payloads).
+ */
+import { parseArgs } from "node:util"
+import { fileURLToPath } from "node:url"
+import { openLeanSocket, type LeanSocket } from "./leanSocket.ts"
+import { pinSelf, tasksetAvailable } from "./machine.ts"
+import { CpuMeter } from "./proc.ts"
+import { freePort, killAllServers, sleep, startServer } from "./serverProcess.ts"
+import { LatencyHistogram } from "./stats.ts"
+import { anonToken, GATEWAY_ENTRY, LIMIT_OVERRIDES, startFlags } from "./targets/gateway.ts"
+import { encodeKind3, heartbeatFrame, kind4PayloadOffset, nowMs, readStamp, type Stamp, stampPayload } from "./wire.ts"
+
+export interface MultiTopicOptions {
+  readonly sockets: number
+  readonly topics: number
+  readonly deliveriesPerSecond: number
+  readonly durationS: number
+  readonly warmupS: number
+  readonly runs: number
+  readonly payloadBytes: number
+  readonly concurrency: number
+  readonly pin: boolean
+  /** Extra Node flags for the server, for diagnosis (`--cpu-prof`, `--trace-gc`). */
+  readonly serverFlags: ReadonlyArray<string>
+}
+
+/** Parses and checks the options; every subscriber count and rate must come out whole and positive. */
+export const parseMultiTopicOptions = (argv: ReadonlyArray<string>): MultiTopicOptions => {
+  const { values } = parseArgs({
+    args: [...argv],
+    strict: true,
+    allowNegative: true,
+    options: {
+      sockets: { type: "string", default: "10000" },
+      topics: { type: "string", default: "50" },
+      deliveries: { type: "string", default: "60000" },
+      duration: { type: "string", default: "10" },
+      warmup: { type: "string", default: "3" },
+      runs: { type: "string", default: "5" },
+      payload: { type: "string", default: "200" },
+      concurrency: { type: "string", default: "200" },
+      pin: { type: "boolean", default: true },
+      "server-flags": { type: "string", default: "" }
+    }
+  })
+  const number = (name: keyof typeof values, min: number): number => {
+    const n = Number(values[name])
+    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min}, got "${String(values[name])}"`)
+    return n
+  }
+  const options: MultiTopicOptions = {
+    sockets: Math.round(number("sockets", 1)),
+    topics: Math.round(number("topics", 1)),
+    deliveriesPerSecond: number("deliveries", 1),
+    durationS: number("duration", 1),
+    warmupS: number("warmup", 0),
+    runs: Math.round(number("runs", 1)),
+    payloadBytes: Math.round(number("payload", 40)),
+    concurrency: Math.round(number("concurrency", 1)),
+    pin: values.pin,
+    serverFlags: values["server-flags"].split(/\s+/).filter((flag) => flag !== "")
+  }
+  if (options.sockets < options.topics) throw new Error("--sockets must be at least --topics (one subscriber per topic)")
+  return options
+}
+
+/** Publishes per second per topic so that the whole gateway delivers `deliveriesPerSecond`. */
+export const publishRatePerTopic = (options: MultiTopicOptions): number =>
+  options.deliveriesPerSecond / options.sockets
+
+interface RunResult {
+  readonly published: number
+  readonly expected: number
+  readonly received: number
+  readonly p50: number
+  readonly p99: number
+  readonly p999: number
+  readonly max: number
+  readonly deliveriesPerSec: number
+  readonly serverCpuPct: number
+  readonly unexpectedCloses: number
+  readonly load: string
+  /** The gateway's own delivery latency (queued to written) at p99, from its write-delay histogram: ms. */
+  readonly inNodeP99: number
+  /** The gateway's GC pauses over its life, by kind: count and total ms. */
+  readonly gc: string
+}
+
+/** `kind count/total ms` of every GC kind in an exposition text (the `nodejs_gc_duration_seconds` histogram). */
+export const gcSummary = (exposition: string): string =>
+  ["minor", "major", "incremental"]
+    .map((kind) => {
+      const read = (suffix: string) => Number(exposition.match(new RegExp(`^nodejs_gc_duration_seconds_${suffix}\\{kind="${kind}"\\} (\\S+)$`, "m"))?.[1] ?? Number.NaN)
+      return `${kind} ${read("count")}/${Math.round(read("sum") * 1000)} ms`
+    })
+    .join(", ")
+
+/** p99 upper bound (ms) of a Prometheus histogram in an exposition text, from its cumulative buckets. */
+export const histogramP99Ms = (exposition: string, name: string): number => {
+  const buckets = [...exposition.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)$`, "gm"))]
+    .map((m) => ({ le: m[1] === "+Inf" ? Number.POSITIVE_INFINITY : Number(m[1]), count: Number(m[2]) }))
+  const total = buckets.at(-1)?.count ?? 0
+  if (total === 0) return Number.NaN
+  return (buckets.find((b) => b.count >= total * 0.99)?.le ?? Number.NaN) * 1000
+}
+
+const topicOf = (i: number) => `realtime:mt-${i}`
+const joinFrameFor = (topic: string, ref: string) =>
+  JSON.stringify([ref, ref, topic, "phx_join", { config: { broadcast: { ack: false, self: false }, presence: { enabled: false }, private: false } }])
+
+const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunResult> => {
+  const port = await freePort()
+  const load = (await import("node:fs")).readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")
+  const server = await startServer({
+    name: "gateway",
+    args: [...startFlags(repoRoot), ...options.serverFlags, GATEWAY_ENTRY],
+    cwd: repoRoot,
+    env: { PORT: String(port), HOST: "127.0.0.1", ...LIMIT_OVERRIDES },
+    cpu: options.pin ? 0 : undefined,
+    startTimeoutMs: 30_000
+  })
+  const token = await anonToken()
+  const target = { host: "127.0.0.1", port, path: `/realtime/v1/websocket?apikey=${token}&vsn=2.0.0` }
+  const latency = new LatencyHistogram()
+  const stamp: Stamp = { t: 0, s: 0 }
+  let measuring = false
+  let received = 0
+  let unexpectedCloses = 0
+  const onMessage = (data: Buffer, start: number, end: number, binary: boolean) => {
+    if (!binary || !measuring) return
+    const offset = kind4PayloadOffset(data, start, end)
+    if (offset < 0 || !readStamp(data, offset, end, stamp)) return
+    received++
+    latency.record(nowMs() - stamp.t)
+  }
+  const handlers = { onMessage, onClose: () => void unexpectedCloses++ }
+  const joined = (socket: LeanSocket, topic: string, ref: string) => {
+    socket.sendText(joinFrameFor(topic, ref))
+    return socket
+  }
+  try {
+    // Subscribers: socket i listens on topic i mod T. Publishers: one more socket per topic.
+    const sockets: Array<LeanSocket> = []
+    for (let i = 0; i < options.sockets; i += options.concurrency) {
+      const batch = await Promise.all(
+        Array.from({ length: Math.min(options.concurrency, options.sockets - i) }, (_, k) =>
+          openLeanSocket(target, handlers, 30_000).then((s) => joined(s, topicOf((i + k) % options.topics), "1")))
+      )
+      sockets.push(...batch)
+    }
+    const noop = { onMessage: () => undefined, onClose: () => void unexpectedCloses++ }
+    const publishers = await Promise.all(
+      Array.from({ length: options.topics }, (_, t) => openLeanSocket(target, noop, 30_000).then((s) => joined(s, topicOf(t), "1")))
+    )
+    // Let the joins finish before publishing: a publish before its join is answered would be dropped.
+    await sleep(1_000)
+    const subscribersOf = (t: number) => Math.floor(options.sockets / options.topics) + (t < options.sockets % options.topics ? 1 : 0)
+
+    // realtime-js heartbeats every 25 s; spread them so each 100 ms tick sends its share.
+    let heartbeatCursor = 0
+    const heartbeatsPerTick = Math.max(1, Math.ceil(sockets.length / 250))
+    const heartbeat = setInterval(() => {
+      for (let k = 0; k < heartbeatsPerTick; k++) {
+        const socket = sockets[heartbeatCursor++ % sockets.length]
+        if (socket?.isOpen()) socket.sendText(heartbeatFrame(String(heartbeatCursor)))
+      }
+    }, 100)
+
+    const perTopic = publishRatePerTopic(options)
+    const totalRate = perTopic * options.topics
+    let seq = 0
+    let published = 0
+    let expected = 0
+    const publishFor = (ms: number, counted: boolean) =>
+      new Promise<void>((resolve) => {
+        const started = performance.now()
+        const total = Math.round((totalRate * ms) / 1000)
+        let sent = 0
+        const tick = () => {
+          const due = Math.min(total, Math.floor(((performance.now() - started) * totalRate) / 1000) + 1)
+          while (sent < due) {
+            // Round-robin over topics, so every topic publishes at the same rate and turns mix topics.
+            const t = sent % options.topics
+            const frame = encodeKind3("1", String(++seq), topicOf(t), "bench", stampPayload(nowMs(), seq, options.payloadBytes))
+            publishers[t]!.sendBinary(frame)
+            if (counted) {
+              published++
+              expected += subscribersOf(t)
+            }
+            sent++
+          }
+          if (sent >= total) {
+            clearInterval(timer)
+            resolve()
+          }
+        }
+        const timer = setInterval(tick, 5)
+        tick()
+      })
+
+    await publishFor(options.warmupS * 1000, false)
+    // Deliveries of the warm-up still in flight are not counted: wait for them to land first.
+    await sleep(500)
+    measuring = true
+    const cpu = new CpuMeter(server.pid)
+    cpu.start()
+    const started = performance.now()
+    await publishFor(options.durationS * 1000, true)
+    const drainStart = performance.now()
+    while (received < expected && performance.now() - drainStart < 5_000) await sleep(20)
+    const spanS = (performance.now() - started) / 1000
+    measuring = false
+    clearInterval(heartbeat)
+    const serverCpuPct = cpu.read()
+    const exposition = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+    for (const s of [...sockets, ...publishers]) s.close()
+    return {
+      published,
+      expected,
+      received,
+      p50: latency.percentile(0.5),
+      p99: latency.percentile(0.99),
+      p999: latency.percentile(0.999),
+      max: latency.max,
+      deliveriesPerSec: received / spanS,
+      serverCpuPct,
+      unexpectedCloses,
+      load,
+      inNodeP99: histogramP99Ms(exposition, "wedsync_connection_write_delay_seconds"),
+      gc: gcSummary(exposition)
+    }
+  } finally {
+    await server.stop()
+  }
+}
+
+const fmt = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : "n/a")
+
+const main = async () => {
+  const options = parseMultiTopicOptions(process.argv.slice(2))
+  const repoRoot = fileURLToPath(new URL("../../../", import.meta.url))
+  const pinned = options.pin && tasksetAvailable() && pinSelf(1)
+  const perTopic = publishRatePerTopic(options)
+  console.log(
+    `multi-topic: ${options.sockets} sockets on ${options.topics} topics, ${options.topics} publishers, ` +
+      `${perTopic.toFixed(2)} msg/s per topic = ${options.deliveriesPerSecond} deliveries/s, ${options.durationS} s measured ` +
+      `after ${options.warmupS} s warm-up, ${options.payloadBytes} B payloads, ${options.runs} runs, ${pinned ? "server CPU 0 / bench CPU 1" : "unpinned"}`
+  )
+  const results: Array<RunResult> = []
+  for (let i = 1; i <= options.runs; i++) {
+    const r = await run({ ...options, pin: pinned }, repoRoot)
+    results.push(r)
+    const loss = r.expected - Math.min(r.expected, r.received)
+    console.log(
+      `run ${i}: p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms, p99.9 ${fmt(r.p999)} ms, max ${fmt(r.max)} ms, ` +
+        `${Math.round(r.deliveriesPerSec)} deliveries/s, lost ${loss} of ${r.expected}, server CPU ${fmt(r.serverCpuPct)}%, ` +
+        `unexpected closes ${r.unexpectedCloses}, in-node write delay p99 <= ${fmt(r.inNodeP99)} ms, GC ${r.gc}, loadavg before ${r.load}`
+    )
+  }
+  const worst = (pick: (r: RunResult) => number) => Math.max(...results.map(pick))
+  const lost = results.reduce((sum, r) => sum + Math.max(0, r.expected - r.received), 0)
+  console.log(
+    `worst of ${results.length}: p50 ${fmt(worst((r) => r.p50))} ms, p99 ${fmt(worst((r) => r.p99))} ms, ` +
+      `p99.9 ${fmt(worst((r) => r.p999))} ms, max ${fmt(worst((r) => r.max))} ms, lost ${lost}`
+  )
+}
+
+if (import.meta.main) {
+  process.on("exit", killAllServers)
+  await main()
+}
