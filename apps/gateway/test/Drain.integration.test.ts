@@ -20,8 +20,9 @@ afterEach(() => {
   for (const child of children.splice(0)) child.kill("SIGKILL")
 })
 
-const startProcess = async (env: Record<string, string>) => {
-  const child = spawn(process.execPath, [main], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
+/** Starts the gateway (by default `node src/main.ts`; or another command, e.g. `npm start`) and waits until it listens. */
+const startProcess = async (env: Record<string, string>, command: { readonly file: string; readonly args: ReadonlyArray<string>; readonly cwd?: string } = { file: process.execPath, args: [main] }) => {
+  const child = spawn(command.file, command.args, { cwd: command.cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
   children.push(child)
   let output = ""
   const listening = new Promise<number>((resolve, reject) => {
@@ -142,19 +143,7 @@ it("a second SIGTERM during the drain exits at once with 1; the first alone keep
 
 it("SIGTERM to `npm start` reaches the gateway: it drains, exits 0 and leaves no process serving", async () => {
   const root = fileURLToPath(new URL("../../../", import.meta.url))
-  const npm = spawn("npm", ["start"], { cwd: root, env: { ...process.env, HOST: "127.0.0.1", PORT: "0" }, stdio: ["ignore", "pipe", "pipe"] })
-  children.push(npm)
-  let output = ""
-  const port = await new Promise<number>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString("utf8")
-      const match = output.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/)
-      if (match) resolve(Number(match[1]))
-    }
-    npm.stdout!.on("data", onData)
-    npm.stderr!.on("data", onData)
-    npm.once("exit", (code) => reject(new Error(`npm start exited with ${code} before listening:\n${output}`)))
-  })
+  const { child: npm, port, output: logged } = await startProcess({ HOST: "127.0.0.1", PORT: "0" }, { file: "npm", args: ["start"], cwd: root })
   const client = await RawClient.connect(`ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${await TestTokens.anonToken()}&vsn=2.0.0`)
   expect((await getText(`http://127.0.0.1:${port}/health`)).status).toBe(200)
   const exited = once(npm, "exit")
@@ -162,6 +151,6 @@ it("SIGTERM to `npm start` reaches the gateway: it drains, exits 0 and leaves no
   expect((await client.closed).code).toBe(1012)
   const [code] = await exited
   expect(code).toBe(0)
-  expect(output).toContain("draining 1 connections")
+  expect(logged()).toContain("draining 1 connections")
   await expect(getText(`http://127.0.0.1:${port}/health`)).rejects.toThrow()
 }, 30_000)
