@@ -17,7 +17,7 @@ import { compactVerify, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, er
 import type { ProtectedHeaderParameters } from "jose"
 import { createHash, createSecretKey, timingSafeEqual } from "node:crypto"
 import type { KeyObject } from "node:crypto"
-import { AuthConfig } from "./AuthConfig.ts"
+import { AuthConfig, usesDevJwtSecret } from "./AuthConfig.ts"
 import * as AuthError from "./AuthError.ts"
 import * as Principal from "./Principal.ts"
 
@@ -98,6 +98,9 @@ export const make: Effect.Effect<Service, never, AuthConfig> = Effect.gen(functi
   const config = yield* AuthConfig
   const tolerance = Math.max(0, Math.floor(config.clockToleranceSeconds))
   const secretKey: KeyObject = createSecretKey(Buffer.from(Redacted.value(config.jwtSecret), "utf8"))
+  // With a JWKS configured and no secret of its own, the public development secret must not sign anything: anyone
+  // could mint a service_role token with it. HS tokens are then refused (no signer).
+  const hsDisabled = config.jwksUrl !== undefined && usesDevJwtSecret(config)
   const publishableKeys: ReadonlySet<string> = new Set(config.publishableKeys)
   // Hashing first gives equal-length buffers, so timingSafeEqual can compare keys of any length.
   const secretKeyDigests = config.secretKeys.map((key) => sha256(Redacted.value(key)))
@@ -146,7 +149,7 @@ export const make: Effect.Effect<Service, never, AuthConfig> = Effect.gen(functi
     const kid = typeof header.kid === "string" ? header.kid : undefined
 
     let key: KeyObject | NonNullable<typeof jwks>
-    if (alg !== undefined && HS_ALGORITHMS.has(alg)) {
+    if (alg !== undefined && HS_ALGORITHMS.has(alg) && !hsDisabled) {
       // Like Supabase, an HS token uses the secret even when it names a kid: Supabase Auth tokens do.
       key = secretKey
     } else if (alg !== undefined && ASYMMETRIC_ALGORITHMS.has(alg) && kid !== undefined && jwks !== undefined) {

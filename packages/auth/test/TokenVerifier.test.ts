@@ -278,6 +278,26 @@ layer(verifierLayer({ issuer: "https://auth.wedsync.test", audience: "authentica
   }
 )
 
+layer(verifierLayer({ jwksUrl: "http://127.0.0.1:9/jwks.json" }))("TokenVerifier with a JWKS and no secret of its own", (it) => {
+  it.effect("refuses HS tokens signed with the public development secret; sb_ keys still work", () =>
+    Effect.gen(function*() {
+      const minted = yield* TestTokens.signEffect({ role: "service_role" })
+      assert.match(yield* wireFailure(minted), /^JwtSignerError/)
+      assert.strictEqual((yield* verify("sb_publishable_any")).role, "anon")
+    }))
+})
+
+layer(verifierLayer({ jwksUrl: "http://127.0.0.1:9/jwks.json", jwtSecret: Redacted.make(OTHER_SECRET) }))(
+  "TokenVerifier with a JWKS and its own secret",
+  (it) => {
+    it.effect("accepts HS tokens signed with the configured secret", () =>
+      Effect.gen(function*() {
+        const token = yield* TestTokens.signEffect({ role: "authenticated" }, { secret: OTHER_SECRET })
+        assert.strictEqual((yield* verify(token)).role, "authenticated")
+      }))
+  }
+)
+
 // A JWKS endpoint on loopback, like Supabase Auth's `/.well-known/jwks.json`.
 const serveJwks = (keys: ReadonlyArray<JWK>) =>
   Effect.acquireRelease(
@@ -326,12 +346,12 @@ describe("TokenVerifier with a JWKS (real HTTP server on 127.0.0.1)", () => {
           { role: "authenticated", sub: "es-user" },
           { alg: "ES256", kid: "ec-1", privateKey: keys.ec.privateKey }
         )
-        const hs = yield* TestTokens.signEffect({ role: "anon" }, { kid: "supabase-auth-hs-kid" })
+        const hs = yield* TestTokens.signEffect({ role: "anon" }, { kid: "supabase-auth-hs-kid", secret: OTHER_SECRET })
         assert.strictEqual((yield* verify(rs)).sub, "rs-user")
         assert.strictEqual((yield* verify(es)).sub, "es-user")
         assert.strictEqual((yield* verify(hs)).role, "anon")
         assert.strictEqual(server.hits(), 1)
-      }).pipe(Effect.provide(verifierLayer({ jwksUrl: server.url })))
+      }).pipe(Effect.provide(verifierLayer({ jwksUrl: server.url, jwtSecret: Redacted.make(OTHER_SECRET) })))
     }))
 
   it.live("fails with JwtSignerError for an unknown kid or a missing kid, JwtSignatureError for a wrong key", () =>
