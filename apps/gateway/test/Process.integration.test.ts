@@ -6,10 +6,13 @@
 import { TestTokens } from "@wedsync/auth/testing"
 import { type ChildProcess, spawn } from "node:child_process"
 import { createInterface } from "node:readline"
-import { afterEach, describe, expect, it } from "vitest"
+import { afterEach, describe, expect, it, vi } from "vitest"
 import { tryUpgrade } from "./support/Http.ts"
 
 const main = new URL("../src/main.ts", import.meta.url).pathname
+
+// Each case starts one or more real gateway processes; on a loaded machine a start alone can take seconds.
+vi.setConfig({ testTimeout: 30_000 })
 
 interface Started {
   readonly child: ChildProcess
