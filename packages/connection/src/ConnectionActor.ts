@@ -657,6 +657,11 @@ class Actor implements ConnectionHandle {
       const payload = event === Reply.PHX_LEAVE ? STATIC_OK : Reply.error(Reply.UNMATCHED_TOPIC)
       return Effect.sync(() => this.reply(message.joinRef, message.ref, topic, payload))
     }
+    // A push is a decision made with the channel's principal: once it has expired the channel is shut down here,
+    // not only at the next sweep (`lastSeenMs` is this frame's time). A leave is still a leave.
+    if (event !== Reply.PHX_LEAVE && this.hasExpired(channel, this.lastSeenMs)) {
+      return this.shutdownExpired(channel, this.lastSeenMs)
+    }
     // Every push on a joined channel counts against the per-socket rate (broadcasts check it themselves).
     if (event !== Reply.BROADCAST && this.eventsInWindow > this.config.maxEventsPerSecond) {
       return this.shutdownChannel(channel, ConnectionError.tooManyEvents().message)
@@ -710,6 +715,8 @@ class Actor implements ConnectionHandle {
           return yield* self.refuseSocket(ConnectionError.payloadTooDeep(Json.MAX_DEPTH))
         }
         yield* Metric.update(Metric.withAttributes(ConnectionMetrics.messagesIn, { kind: "broadcast" }), 1)
+        const channel = self.channels.get(inbound.broadcast.topic)
+        if (channel !== undefined && self.hasExpired(channel, now)) return yield* self.shutdownExpired(channel, now)
         return yield* self.broadcastBinary(inbound.broadcast)
       }
       const kind = inbound.message.event === Reply.HEARTBEAT ? "heartbeat" : "push"
@@ -732,13 +739,21 @@ class Actor implements ConnectionHandle {
         return yield* self.closeSocket(closeCodeOf(reason), reason.message)
       }
       for (const channel of [...self.channels.values()]) {
-        const exp = channel.principal.exp
-        if (exp !== undefined && exp * 1000 <= now) {
-          const secondsAgo = Math.max(0, Math.floor((now - exp * 1000) / 1000))
-          yield* self.shutdownChannel(channel, `Token has expired ${secondsAgo} seconds ago`)
-        }
+        if (self.hasExpired(channel, now)) yield* self.shutdownExpired(channel, now)
       }
     })
+  }
+
+  /** Whether the channel's principal has expired by `now` (Clock millis). */
+  private hasExpired(channel: Channel, now: number): boolean {
+    const exp = channel.principal.exp
+    return exp !== undefined && exp * 1000 <= now
+  }
+
+  /** Shuts down a channel whose principal has expired, with Supabase's `Token has expired N seconds ago`. */
+  private shutdownExpired(channel: Channel, now: number): Effect.Effect<void> {
+    const secondsAgo = Math.max(0, Math.floor((now - (channel.principal.exp ?? 0) * 1000) / 1000))
+    return this.shutdownChannel(channel, `Token has expired ${secondsAgo} seconds ago`)
   }
 
   private onDrain(): Effect.Effect<void> {

@@ -68,6 +68,40 @@ describe("expired connect token (item 3)", () => {
     }).pipe(Effect.provide(Instant)))
 })
 
+describe("a push on a channel whose token expired, before the sweep comes by (item 3)", () => {
+  for (const form of ["text", "binary"] as const) {
+    it.effect(`a ${form} broadcast is delivered before expiry; after it the channel is shut down and nothing is published`, () =>
+      Effect.gen(function*() {
+        const receiver = yield* TestSocket.connect()
+        const sender = yield* TestSocket.connect()
+        yield* joinReply(receiver, WEDDING, privateJoin(yield* TestSocket.userToken({ weddingIds: ["42"] })))
+        const token = yield* TestSocket.userToken({ weddingIds: ["42"], expiresInSeconds: 10 })
+        const { joinRef } = yield* joinReply(sender, WEDDING, privateJoin(token))
+        const send = (n: number) =>
+          form === "text"
+            ? sender.push(joinRef, sender.nextRef(), WEDDING, "broadcast", { type: "broadcast", event: "msg", payload: { n } })
+            : sender.pushBroadcast({
+              joinRef,
+              ref: sender.nextRef(),
+              topic: WEDDING,
+              userEvent: "msg",
+              meta: undefined,
+              encoding: "json",
+              payload: new TextEncoder().encode(JSON.stringify({ n }))
+            })
+        send(1)
+        assert.lengthOf(yield* receiver.next(), 1, "before expiry: delivered")
+        // No Deadline mail: only the push itself can notice the expiry.
+        yield* TestClock.adjust("11 seconds")
+        send(2)
+        const [system, close] = yield* sender.next(2)
+        assert.strictEqual((messageOf(system).payload as { message?: unknown }).message, "Token has expired 1 seconds ago")
+        assert.strictEqual(messageOf(close).event, "phx_close")
+        assert.deepStrictEqual(yield* receiver.drain, [], "after expiry: nothing published")
+      }).pipe(Effect.provide(Instant)))
+  }
+})
+
 describe("per-user cap through joins (item 6)", () => {
   const WithRegistry = ConnectionRegistry.layer.pipe(
     Layer.provideMerge(TestSocket.layer({ joinErrorDelayMs: 0, maxConnectionsPerUser: 1 }))
