@@ -122,10 +122,10 @@ describe("per-user cap through joins (item 6)", () => {
 })
 
 describe("token refresh with a value that is not a user JWT (item 7)", () => {
-  const signOut = (name: string, key: () => string) =>
+  const signOut = (name: string, key: () => string | null) =>
     it(`on sign-out (${name}) a private channel closes with the system message; a public one goes on with anon rights`, async () => {
       const token = await TestTokens.userToken({ sub: unique("u-out"), weddingIds: ["r-1"] })
-      let current = token
+      let current: string | null = token
       const c = client(anonKey, { accessToken: () => Promise.resolve(current) })
       await c.realtime.setAuth()
       const system = inbox<System>("the private channel's system message")
@@ -137,7 +137,7 @@ describe("token refresh with a value that is not a user JWT (item 7)", () => {
       await closed.next((s) => s === "SUBSCRIBED")
       const publicChannel = c.channel(room).on("broadcast", { event: "m" }, received.push)
       await subscribe(publicChannel)
-      // What supabase-js does on sign-out: the token callback now yields the project key, and setAuth pushes it.
+      // What supabase-js does on sign-out: the token callback now yields the project key (or null), and setAuth pushes it.
       current = key()
       await c.realtime.setAuth()
       const message = await system.next((m) => m.status === "error")
@@ -150,6 +150,7 @@ describe("token refresh with a value that is not a user JWT (item 7)", () => {
     })
   signOut("anon JWT", () => anonKey)
   signOut("sb_publishable_ key", () => "sb_publishable_test-project-key")
+  signOut("a token callback answering null: the socket's anon key", () => null)
 
   it("a refresh with a fresh user token keeps the private channel", async () => {
     const sub = unique("u-keep")

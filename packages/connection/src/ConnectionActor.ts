@@ -613,8 +613,11 @@ class Actor implements ConnectionHandle {
   private accessToken(channel: Channel, message: Frame.Message): Effect.Effect<void, never, Services> {
     const self = this
     return Effect.gen(function*() {
-      const token = (message.payload as { readonly access_token?: unknown } | null)?.access_token
-      if (typeof token !== "string") return
+      const sent = (message.payload as { readonly access_token?: unknown } | null)?.access_token
+      // `null` is no token at all (a supabase-js token callback that answers null after sign-out): the channel drops
+      // to the socket's own key, as a join without `access_token` would. Any other non-string is ignored.
+      if (sent !== null && typeof sent !== "string") return
+      const token = sent ?? self.principal.token
       if (token === channel.principal.token) {
         // Nothing changes, but the principal is still checked: a resent token may have expired meanwhile.
         const current = yield* Effect.result(self.unexpired(channel.principal))
@@ -626,7 +629,7 @@ class Actor implements ConnectionHandle {
       // (a private channel they do not allow is shut down; a public one goes on with them).
       const verifier = Context.get(self.context, TokenVerifier.TokenVerifier)
       const policy = Context.get(self.context, ChannelPolicy.ChannelPolicy)
-      const verified = yield* verifier.verify(token).pipe(
+      const verified = yield* (sent === null ? Effect.succeed(self.principal) : verifier.verify(token)).pipe(
         Effect.flatMap((principal) => self.unexpired(principal)),
         Effect.tap((principal) => policy.authorizeJoin(principal, channel.subtopic, channel.isPrivate)),
         Effect.result

@@ -141,7 +141,12 @@ describe("access_token that is not a user JWT (item 7)", () => {
     return (messageOf(frames[0]).payload as { message?: unknown }).message
   }
 
-  for (const [name, key] of [["the anon JWT", TestSocket.anonToken()], ["an sb_publishable_ key", Effect.succeed("sb_publishable_abc")]] as const) {
+  const keys: ReadonlyArray<readonly [string, Effect.Effect<string | null>]> = [
+    ["the anon JWT", TestSocket.anonToken()],
+    ["an sb_publishable_ key", Effect.succeed("sb_publishable_abc")],
+    ["null (no token: the socket's own anon key)", Effect.succeed(null)]
+  ]
+  for (const [name, key] of keys) {
     it.effect(`${name} shuts a private channel down and keeps a public one with anon rights`, () =>
       Effect.gen(function*() {
         const client = yield* TestSocket.connect()
@@ -160,7 +165,7 @@ describe("access_token that is not a user JWT (item 7)", () => {
         client.push(room.joinRef, "7", ROOM, "broadcast", { type: "broadcast", event: "after", payload: {} })
         assert.strictEqual(messageOf((yield* client.next())[0]).event, "broadcast")
         // The private topic now refuses a join with the same key.
-        assert.match(String(reasonOf((yield* joinReply(client, WEDDING, privateJoin(signOut))).reply)), /^Unauthorized: /)
+        assert.match(String(reasonOf((yield* joinReply(client, WEDDING, privateJoin(signOut ?? undefined))).reply)), /^Unauthorized: /)
       }).pipe(Effect.provide(Instant)))
   }
 })
