@@ -28,7 +28,10 @@ export interface FlushReport {
 
 /** Runs `flush` of every outbox that received frames, once per event-loop turn. */
 export class WriteCoalescer {
+  // Two lists used in turn, so a turn allocates no list: the fan-out of 60,000 deliveries/s otherwise promoted
+  // megabytes per second of short-lived arrays into the old generation, whose collections stalled delivery.
   private dirty: Array<Outbox> = []
+  private spare: Array<Outbox> = []
   private scheduled = false
   private scheduledAt = 0
   /** Frames and bytes written in the current turn, summed by the outboxes. */
@@ -36,12 +39,15 @@ export class WriteCoalescer {
   bytes = 0
   private readonly run = () => {
     const batch = this.dirty
-    this.dirty = []
+    this.dirty = this.spare
     this.scheduled = false
     this.frames = 0
     this.bytes = 0
-    for (const outbox of batch) outbox.flush()
-    this.report?.(batch.length, this.frames, this.bytes, performance.now() - this.scheduledAt)
+    const sockets = batch.length
+    for (let i = 0; i < sockets; i++) batch[i]!.flush()
+    batch.length = 0
+    this.spare = batch
+    this.report?.(sockets, this.frames, this.bytes, performance.now() - this.scheduledAt)
   }
 
   private readonly schedule: (run: () => void) => void
@@ -63,8 +69,10 @@ export class WriteCoalescer {
 }
 
 export class Outbox {
-  // Allocated when the first frame arrives and dropped after each flush: an idle socket holds none.
-  private pending: Array<Uint8Array> | undefined
+  // The first frame of a turn waits in `single`; only a second one in the same turn allocates a list. Most sockets
+  // get one frame per turn (many topics, a few messages each), so the common delivery allocates nothing here.
+  private single: Uint8Array | undefined
+  private more: Array<Uint8Array> | undefined
   private pendingBytes = 0
   private closed = false
 
@@ -89,11 +97,13 @@ export class Outbox {
       this.onOverflow()
       return false
     }
-    if (this.pending === undefined) {
-      this.pending = [frame]
+    if (this.single === undefined) {
+      this.single = frame
       this.coalescer.markDirty(this)
+    } else if (this.more === undefined) {
+      this.more = [this.single, frame]
     } else {
-      this.pending.push(frame)
+      this.more.push(frame)
     }
     this.pendingBytes += frame.length
     return true
@@ -101,12 +111,14 @@ export class Outbox {
 
   /** Writes everything queued as one socket write. */
   flush(): void {
-    const frames = this.pending
-    if (frames === undefined || this.closed) return
-    this.pending = undefined
-    const bytes = frames.length === 1 ? frames[0]! : Buffer.concat(frames, this.pendingBytes)
-    this.coalescer.frames += frames.length
+    const single = this.single
+    if (single === undefined || this.closed) return
+    const more = this.more
+    this.single = undefined
+    this.more = undefined
+    this.coalescer.frames += more === undefined ? 1 : more.length
     this.coalescer.bytes += this.pendingBytes
+    const bytes = more === undefined ? single : Buffer.concat(more, this.pendingBytes)
     this.pendingBytes = 0
     this.wire.write(bytes)
   }
@@ -114,7 +126,8 @@ export class Outbox {
   /** Drops what is queued and refuses further frames. */
   close(): void {
     this.closed = true
-    this.pending = undefined
+    this.single = undefined
+    this.more = undefined
     this.pendingBytes = 0
   }
 

@@ -64,6 +64,26 @@ describe("Outbox", () => {
     assert.deepStrictEqual(texts(a), ["[\"a\"]", "[\"a2\"]"])
   })
 
+  it("the coalescer's reused lists flush each turn's outboxes once, and only those", () => {
+    const queued: Array<() => void> = []
+    const reports: Array<[number, number]> = []
+    const coalescer = new WriteCoalescer((run) => void queued.push(run), (sockets, frames) => void reports.push([sockets, frames]))
+    const manual = { flush: () => queued.splice(0).forEach((run) => run()) }
+    const [a, b, c] = [new TestSocket.TestSocket(), new TestSocket.TestSocket(), new TestSocket.TestSocket()]
+    const [outA, outB, outC] = [a, b, c].map((s) => new Outbox(s.wire, coalescer, 1_000, () => {}))
+    outA!.enqueue(frame("[1]"))
+    outB!.enqueue(frame("[2]"))
+    outB!.enqueue(frame("[3]"))
+    manual.flush()
+    outC!.enqueue(frame("[4]"))
+    manual.flush()
+    outA!.enqueue(frame("[5]"))
+    manual.flush()
+    assert.deepStrictEqual(reports, [[2, 3], [1, 1], [1, 1]])
+    assert.deepStrictEqual([texts(a), texts(b), texts(c)], [["[1]", "[5]"], ["[2]", "[3]"], ["[4]"]])
+    assert.deepStrictEqual([a.writes.length, b.writes.length, c.writes.length], [2, 1, 1])
+  })
+
   it("up to the limit is accepted; one byte over closes the outbox once and drops what was queued", () => {
     const f = frame("[1]") // 5 bytes
     const { socket, manual, outbox, overflows } = setup(10)

@@ -45,6 +45,6 @@ describe("histogramP99Ms", () => {
 describe("startFlags", () => {
   it("reads the Node flags of the gateway's `exec node …` start script, so benches run it as production does", () => {
     const root = fileURLToPath(new URL("../../../", import.meta.url))
-    expect(startFlags(root)).toEqual(["--max-semi-space-size=2"])
+    expect(startFlags(root)).toEqual(["--max-semi-space-size=8"])
   })
 })
