@@ -11,9 +11,10 @@
  */
 import { parseArgs } from "node:util"
 import { fileURLToPath } from "node:url"
+import { constants as perfConstants, monitorEventLoopDelay, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks"
 import { openLeanSocket, type LeanSocket } from "./leanSocket.ts"
 import { pinSelf, tasksetAvailable } from "./machine.ts"
-import { CpuMeter } from "./proc.ts"
+import { CpuMeter, SelfCpuMeter, selfGc } from "./proc.ts"
 import { freePort, killAllServers, sleep, startServer } from "./serverProcess.ts"
 import { LatencyHistogram } from "./stats.ts"
 import { anonToken, GATEWAY_ENTRY, LIMIT_OVERRIDES, startFlags } from "./targets/gateway.ts"
@@ -31,6 +32,8 @@ export interface MultiTopicOptions {
   readonly pin: boolean
   /** Extra Node flags for the server, for diagnosis (`--cpu-prof`, `--trace-gc`). */
   readonly serverFlags: ReadonlyArray<string>
+  /** Prints one line per measured second (latency, CPU of server and bench, bench loop delay), to place a tail. */
+  readonly timeline: boolean
 }
 
 /** Parses and checks the options; every subscriber count and rate must come out whole and positive. */
@@ -49,7 +52,8 @@ export const parseMultiTopicOptions = (argv: ReadonlyArray<string>): MultiTopicO
       payload: { type: "string", default: "200" },
       concurrency: { type: "string", default: "200" },
       pin: { type: "boolean", default: true },
-      "server-flags": { type: "string", default: "" }
+      "server-flags": { type: "string", default: "" },
+      timeline: { type: "boolean", default: false }
     }
   })
   const number = (name: keyof typeof values, min: number): number => {
@@ -67,7 +71,8 @@ export const parseMultiTopicOptions = (argv: ReadonlyArray<string>): MultiTopicO
     payloadBytes: Math.round(number("payload", 40)),
     concurrency: Math.round(number("concurrency", 1)),
     pin: values.pin,
-    serverFlags: values["server-flags"].split(/\s+/).filter((flag) => flag !== "")
+    serverFlags: values["server-flags"].split(/\s+/).filter((flag) => flag !== ""),
+    timeline: values.timeline
   }
   if (options.sockets < options.topics) throw new Error("--sockets must be at least --topics (one subscriber per topic)")
   return options
@@ -135,12 +140,15 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
   let measuring = false
   let received = 0
   let unexpectedCloses = 0
+  let second = new LatencyHistogram()
   const onMessage = (data: Buffer, start: number, end: number, binary: boolean) => {
     if (!binary || !measuring) return
     const offset = kind4PayloadOffset(data, start, end)
     if (offset < 0 || !readStamp(data, offset, end, stamp)) return
     received++
-    latency.record(nowMs() - stamp.t)
+    const ms = nowMs() - stamp.t
+    latency.record(ms)
+    second.record(ms)
   }
   const handlers = { onMessage, onClose: () => void unexpectedCloses++ }
   const joined = (socket: LeanSocket, topic: string, ref: string) => {
@@ -208,17 +216,26 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
       })
 
     await publishFor(options.warmupS * 1000, false)
-    // Deliveries of the warm-up still in flight are not counted: wait for them to land first.
+    // Deliveries of the warm-up still in flight are not counted: wait for them to land first. Then collect the
+    // bench's own garbage (10,000 sockets' worth): a full GC of this process inside the window once stalled its
+    // receive loop for 200 ms and was counted as gateway latency.
     await sleep(500)
+    selfGc()
     measuring = true
     const cpu = new CpuMeter(server.pid)
     cpu.start()
+    const timeline = options.timeline ? startTimeline(server.pid, port, () => {
+      const s = second
+      second = new LatencyHistogram()
+      return s
+    }) : undefined
     const started = performance.now()
     await publishFor(options.durationS * 1000, true)
     const drainStart = performance.now()
     while (received < expected && performance.now() - drainStart < 5_000) await sleep(20)
     const spanS = (performance.now() - started) / 1000
     measuring = false
+    timeline?.stop()
     clearInterval(heartbeat)
     const serverCpuPct = cpu.read()
     const exposition = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
@@ -241,6 +258,63 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
   } finally {
     await server.stop()
   }
+}
+
+/** Count and total seconds of each GC kind in an exposition text (the `nodejs_gc_duration_seconds` histogram). */
+const gcTotals = (exposition: string): Map<string, { count: number; seconds: number }> =>
+  new Map(["minor", "major", "incremental"].map((kind) => {
+    const read = (suffix: string) => Number(exposition.match(new RegExp(`^nodejs_gc_duration_seconds_${suffix}\\{kind="${kind}"\\} (\\S+)$`, "m"))?.[1] ?? Number.NaN)
+    return [kind, { count: read("count"), seconds: read("sum") }]
+  }))
+
+/**
+ * Every second: deliveries, p99 and max latency of that second, the CPU share of server and bench, the bench's own
+ * worst event-loop delay, and the gateway's GC pauses of that second (one scrape of `/metrics` per second). A tail
+ * that coincides with a stalled bench loop is the bench's; one with a jump in server CPU and a major GC is the
+ * gateway's collector (its concurrent marking threads share the pinned core).
+ */
+const startTimeline = (serverPid: number, port: number, takeSecond: () => LatencyHistogram) => {
+  const serverCpu = new CpuMeter(serverPid)
+  const benchCpu = new SelfCpuMeter()
+  const loop = monitorEventLoopDelay({ resolution: 5 })
+  let benchGcMs = 0
+  let benchMajorGcs = 0
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      benchGcMs += entry.duration
+      const kind = (entry as PerformanceEntry & { readonly detail?: { readonly kind?: number } }).detail?.kind
+      if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) benchMajorGcs++
+    }
+  })
+  gcObserver.observe({ entryTypes: ["gc"] })
+  const scrape = () => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text()).then(gcTotals, () => new Map())
+  let gcBefore = scrape()
+  loop.enable()
+  serverCpu.start()
+  benchCpu.start()
+  let n = 0
+  const timer = setInterval(() => {
+    const s = takeSecond()
+    const line =
+      `  t=${++n}s: ${s.count} deliveries, p99 ${fmt(s.percentile(0.99))} ms, max ${fmt(s.max)} ms, ` +
+      `server CPU ${fmt(serverCpu.read())}%, bench CPU ${fmt(benchCpu.read())}%, bench loop delay max ${fmt(loop.max / 1e6)} ms, ` +
+      `bench GC ${Math.round(benchGcMs)} ms (${benchMajorGcs} major)`
+    benchGcMs = 0
+    benchMajorGcs = 0
+    serverCpu.start()
+    benchCpu.start()
+    loop.reset()
+    const gcAfter = scrape()
+    void Promise.all([gcBefore, gcAfter]).then(([before, after]) => {
+      const gc = [...after].map(([kind, a]) => {
+        const b = before.get(kind)
+        return b === undefined ? `${kind} ?` : `${kind} ${a.count - b.count}/${Math.round((a.seconds - b.seconds) * 1000)} ms`
+      })
+      console.log(`${line}, server GC ${gc.join(", ")}`)
+    })
+    gcBefore = gcAfter
+  }, 1_000)
+  return { stop: () => (clearInterval(timer), loop.disable(), gcObserver.disconnect()) }
 }
 
 const fmt = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : "n/a")

@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
+import { createWriteStream } from "node:fs"
 import { createServer } from "node:net"
 
 export interface ServerHandle {
@@ -107,6 +108,13 @@ export const startServer = (options: SpawnOptions): Promise<ServerHandle> => {
           clearTimeout(killer)
         }
       })
+    }
+    // For diagnosis (`--trace-gc` and the like): BENCH_SERVER_LOG names a file that receives the server's whole output.
+    const logPath = process.env["BENCH_SERVER_LOG"]
+    if (logPath !== undefined && logPath !== "") {
+      const log = createWriteStream(logPath, { flags: "a" })
+      child.stdout?.pipe(log)
+      child.stderr?.pipe(log)
     }
     for (const stream of [child.stdout, child.stderr]) {
       let buffered = ""
