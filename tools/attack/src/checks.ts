@@ -244,7 +244,7 @@ export const rowMove: Check = (ctx) =>
         const p = parse(f)
         return p?.event === "system" && (p.payload as Record<string, unknown>)?.["extension"] === "postgres_changes"
       }, 20_000)
-      return { c, j, ok: (system === undefined ? undefined : (parse(system)?.payload as Record<string, unknown>)["status"]) === "ok" }
+      return { c, j, ok: (system === undefined ? undefined : (parse(system)?.payload as Record<string, unknown> | undefined)?.["status"]) === "ok" }
     }
     const wA = `A${Date.now()}`
     const wB = `B${Date.now()}`
@@ -428,7 +428,7 @@ const systemOf = (c: Client, timeoutMs: number) =>
   }, timeoutMs)
 
 const systemStatus = (frame: unknown): string =>
-  frame === undefined ? "no system message" : String((parse(frame)?.payload as Record<string, unknown>)["status"])
+  frame === undefined ? "no system message" : String((parse(frame)?.payload as Record<string, unknown> | undefined)?.["status"])
 
 export const pgcUnknownEvent: Check = (ctx) =>
   withClients(async (open) => {

@@ -173,7 +173,7 @@ export const openLeanSocket = (
       clearTimeout(timer)
       const status = lines[0] ?? ""
       const acceptLine = lines.find((l) => l.toLowerCase().startsWith("sec-websocket-accept:"))
-      if (!/^HTTP\/1\.1 101/.test(status) || acceptLine?.slice(21).trim() !== accept) {
+      if (!status.startsWith("HTTP/1.1 101") || acceptLine?.slice(21).trim() !== accept) {
         socket.destroy()
         reject(new Error(`websocket upgrade refused: ${status}`))
         return

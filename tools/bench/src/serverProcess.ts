@@ -75,7 +75,7 @@ export const startServer = (options: SpawnOptions): Promise<ServerHandle> => {
       resolve()
     })
   )
-  exited.then(() => live.delete(child))
+  void exited.then(() => live.delete(child))
 
   return new Promise<ServerHandle>((resolve, reject) => {
     let settled = false

@@ -29,7 +29,7 @@ io.on("connection", (socket) => {
 http.listen(port, host, () => console.log(`socketio listening on http://${host}:${port}`))
 
 const shutdown = (): void => {
-  io.close(() => process.exit(0))
+  void io.close(() => process.exit(0))
 }
 process.on("SIGTERM", shutdown)
 process.on("SIGINT", shutdown)
