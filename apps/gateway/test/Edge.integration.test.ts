@@ -5,6 +5,7 @@
 import { TestTokens } from "@wedsync/auth/testing"
 import { RawClient } from "@wedsync/testkit"
 import { request } from "node:http"
+import { connect } from "node:net"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { type RunningGateway, startGateway } from "./support/Gateway.ts"
 import { tryUpgrade } from "./support/Http.ts"
@@ -210,6 +211,47 @@ describe("per-IP caps behind a proxy (TRUSTED_PROXIES)", () => {
       expect((await upgradeAs(elsewhere, "203.0.113.99")).status).toBe(429)
     } finally {
       await elsewhere.stop()
+    }
+  })
+})
+
+describe("a client that leaves during the handshake", () => {
+  /** Sends a valid upgrade request and closes the socket at once, before the gateway can answer. */
+  const upgradeAndVanish = (target: RunningGateway) =>
+    new Promise<void>((resolve, reject) => {
+      const socket = connect(target.port, "127.0.0.1", () => {
+        socket.write(
+          `GET /realtime/v1/websocket?apikey=${anonKey}&vsn=2.0.0 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n` +
+            `Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${Buffer.from("0123456789abcdef").toString("base64")}\r\n\r\n`,
+          () => {
+            socket.destroy()
+            resolve()
+          }
+        )
+      })
+      socket.on("error", reject)
+    })
+
+  it("releases its connection slot: the next client from that address is admitted", async () => {
+    const capped = await startGateway({ connection: { maxConnectionsPerIp: 1, connectErrorDelayMs: 0 } })
+    try {
+      for (let i = 0; i < 5; i++) await upgradeAndVanish(capped)
+      // The vanished handshakes finish (or not) asynchronously; each would hold the only slot for 127.0.0.1 if leaked.
+      const deadline = Date.now() + 5_000
+      let status = 0
+      while (Date.now() < deadline && (status = (await tryUpgrade(`${capped.wsUrl}?apikey=${anonKey}&vsn=2.0.0`)).status) !== 101) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      expect(status).toBe(101)
+      // The cap still holds for clients that stay: one open socket, and a second is refused.
+      const stays = await RawClient.connect(`${capped.wsUrl}?apikey=${anonKey}&vsn=2.0.0`)
+      try {
+        expect((await tryUpgrade(`${capped.wsUrl}?apikey=${anonKey}&vsn=2.0.0`)).status).toBe(429)
+      } finally {
+        await stays.close()
+      }
+    } finally {
+      await capped.stop()
     }
   })
 })

@@ -203,13 +203,20 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
         Effect.ensuring(Effect.sync(() => writeRefusal(socket, upgradeRefusal(reason))))
       )
 
+    // A client that leaves while its token is checked must end the handshake too: `ws` drops a socket that is no
+    // longer open without calling back, which left the fiber waiting forever with the client's connection slot.
     const upgrade = (request: IncomingMessage, raw: Duplex, head: Buffer) =>
       Effect.callback<WebSocket>((resume) => {
+        const gone = () => resume(Effect.interrupt)
+        if (raw.destroyed || !raw.readable || !raw.writable) return gone()
+        raw.once("close", gone)
         wss.handleUpgrade(request, raw, head, (ws) => {
+          raw.off("close", gone)
           // Nothing may be read before the actor's mailbox exists.
           ws.pause()
           resume(Effect.succeed(ws))
         })
+        return Effect.sync(() => raw.off("close", gone))
       })
 
     // Built outside `establish` so the closure kept for the connection's life does not share a
