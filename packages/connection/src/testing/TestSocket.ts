@@ -14,9 +14,9 @@ import { AuthConfig, ChannelPolicy, type Principal, TokenVerifier } from "@wedsy
 import { TestTokens } from "@wedsync/auth/testing"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { type Frame, Serializer, WsFrame } from "@wedsync/protocol"
-import { Clock, Deferred, Effect, type Exit, Fiber, Layer, Redacted, type Scope } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber, Layer, Redacted, type Scope } from "effect"
 import type * as ConnectionActor from "../ConnectionActor.ts"
-import { run } from "../ConnectionActor.ts"
+import { make } from "../ConnectionActor.ts"
 import { ConnectionConfig, type ConnectionOptions } from "../ConnectionConfig.ts"
 import { type Wire, WriteCoalescer } from "../Outbox.ts"
 
@@ -340,8 +340,10 @@ export interface ConnectOptions {
 let nextId = 0
 
 /**
- * Runs `ConnectionActor.run` in a fiber forked into the caller's scope (closing it ends the actor)
- * and returns the client once the actor has registered its handle.
+ * Starts an actor with `ConnectionActor.make`, as the transport does, in a connection scope owned by a
+ * fiber forked into the caller's scope; the fiber ends when the actor ends, and interrupting it (or
+ * closing the caller's scope) closes the connection scope. Returns the client once the actor has
+ * registered its handle.
  */
 export const connect = (options: ConnectOptions = {}) =>
   Effect.gen(function*() {
@@ -350,7 +352,7 @@ export const connect = (options: ConnectOptions = {}) =>
     const principal = options.principal ??
       (yield* Effect.flatMap(anonToken(), (token) => TokenVerifier.TokenVerifier.use((v) => v.verify(token))).pipe(Effect.orDie))
     const registered = yield* Deferred.make<ConnectionActor.ConnectionHandle>()
-    const fiber = yield* run({
+    const init: ConnectionActor.Init = {
       id: options.id ?? ++nextId,
       vsn,
       ip: options.ip ?? "127.0.0.1",
@@ -364,6 +366,11 @@ export const connect = (options: ConnectOptions = {}) =>
           if (options.register !== undefined) yield* options.register(handle)
           yield* Deferred.succeed(registered, handle)
         })
+    }
+    const fiber = yield* Effect.gen(function*() {
+      const ended = yield* Deferred.make<void>()
+      yield* make({ ...init, onEnd: () => Deferred.doneUnsafe(ended, Exit.void) })
+      yield* Deferred.await(ended)
     }).pipe(Effect.scoped, Effect.forkScoped)
     const handle = yield* Effect.raceFirst(
       Deferred.await(registered),
