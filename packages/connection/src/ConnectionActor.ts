@@ -12,6 +12,8 @@
  * This module is the shell: construction, dispatch of mail and frames, deadlines, drain and output. The
  * scheduling is `internal/mailbox.ts`; a joined channel is `Channel.ts`; joins go through `Join.ts`'s
  * steps; broadcasts and presence have their handlers (`BroadcastHandler.ts`, `PresenceHandler.ts`).
+ * It runs past 300 lines because it also holds the types the transport and the registry use (`Socket`,
+ * `Init`, `ConnectionHandle`), and the frame checks that must run before any handler (rates, depth).
  */
 import type { Principal } from "@wedsync/auth"
 import { Frame, Json, Reply, Serializer, WsFrame } from "@wedsync/protocol"
@@ -31,7 +33,6 @@ import { RateWindow } from "./RateWindow.ts"
 import * as RefusalLog from "./RefusalLog.ts"
 
 export type { Mail, Services } from "./internal/connection.ts"
-export { bindingId } from "./Channel.ts"
 
 /** The accepted socket, as the actor drives it. */
 export interface Socket {

@@ -5,33 +5,30 @@
  * `fixed` windows start at the first event after the previous window ended and reset all at once
  * (the per-socket frame, event and join rates: cheap, and Supabase's own limits are per second).
  * `sliding` windows count the events of the last `windowMs` exactly, from a ring of the last
- * `limit + 1` event times allocated on the first event (presence calls, where a burst straddling a
- * window edge must not pass twice the limit).
+ * `limit + 1` event times made on the first event (presence calls, where a burst straddling a window
+ * edge must not pass twice the limit). The sliding state lives in a subclass so that the three fixed
+ * windows every socket holds carry only their four numbers.
  */
 export class RateWindow {
-  /** Events counted in the current window, including a refused one. */
+  /** Events counted in the current fixed window, including a refused one. */
   count = 0
   readonly limit: number
   readonly windowMs: number
   private start = 0
-  private readonly sliding: boolean
-  private ring: Float64Array | undefined = undefined
-  private next = 0
 
-  private constructor(limit: number, windowMs: number, sliding: boolean) {
+  protected constructor(limit: number, windowMs: number) {
     this.limit = limit
     this.windowMs = windowMs
-    this.sliding = sliding
   }
 
   /** A window of `windowMs` that resets once it is over. */
   static fixed(limit: number, windowMs: number): RateWindow {
-    return new RateWindow(limit, windowMs, false)
+    return new RateWindow(limit, windowMs)
   }
 
   /** A window of the last `windowMs` before each event. */
   static sliding(limit: number, windowMs: number): RateWindow {
-    return new RateWindow(limit, windowMs, true)
+    return new SlidingWindow(limit, windowMs)
   }
 
   /** Starts a new fixed window when `now` (Clock millis) is past the current one. */
@@ -44,24 +41,30 @@ export class RateWindow {
 
   /** Counts one event at `now` (Clock millis); false when it is over the limit. */
   hit(now: number): boolean {
-    if (!this.sliding) {
-      this.roll(now)
-      return ++this.count <= this.limit
-    }
-    // The event is over the limit when the `limit + 1`-th latest event, this one included, is inside the window.
-    const ring = (this.ring ??= new Float64Array(this.limit + 1).fill(Number.NEGATIVE_INFINITY))
-    ring[this.next] = now
-    this.next = (this.next + 1) % ring.length
-    return now - ring[this.next]! >= this.windowMs
+    this.roll(now)
+    return ++this.count <= this.limit
   }
 
-  /** Counts one event in the current window without rolling it; false when it is over the limit. */
+  /** Counts one event in the current fixed window without rolling it; false when it is over the limit. */
   add(): boolean {
     return ++this.count <= this.limit
   }
 
-  /** Whether the current window has counted more than the limit. */
+  /** Whether the current fixed window has counted more than the limit. */
   get exceeded(): boolean {
     return this.count > this.limit
+  }
+}
+
+class SlidingWindow extends RateWindow {
+  private ring: Float64Array | undefined = undefined
+  private next = 0
+
+  override hit(now: number): boolean {
+    // Over the limit when the `limit + 1`-th latest event, this one included, is inside the window.
+    const ring = (this.ring ??= new Float64Array(this.limit + 1).fill(Number.NEGATIVE_INFINITY))
+    ring[this.next] = now
+    this.next = (this.next + 1) % ring.length
+    return now - ring[this.next]! >= this.windowMs
   }
 }
