@@ -74,7 +74,10 @@ export const limits: Step = (conn, attempt) =>
     return undefined
   })
 
-/** The join's config: fields of the wrong type are ignored (and logged); unknown change events and too many bindings refuse. */
+/**
+ * The join's config: fields of the wrong type are ignored (and logged); an unknown change event or more
+ * bindings than `maxBindingsPerChannel` refuse.
+ */
 export const payload: Step = (conn, attempt) =>
   Effect.suspend(() => {
     const config = JoinConfig.parse(attempt.message.payload)
@@ -108,15 +111,19 @@ export const token: Step = (conn, attempt) => {
 }
 
 /** `ChannelPolicy` allows the principal on this topic (public or private). */
-export const policy: Step = (conn, attempt) =>
-  Effect.match(
-    Context.get(conn.context, ChannelPolicy.ChannelPolicy).authorizeJoin(attempt.principal, attempt.subtopic ?? "", attempt.config.isPrivate),
-    { onFailure: (e) => refused(e.reason), onSuccess: () => undefined }
-  )
+export const policy: Step = (conn, attempt) => {
+  const channelPolicy = Context.get(conn.context, ChannelPolicy.ChannelPolicy)
+  return Effect.match(channelPolicy.authorizeJoin(attempt.principal, attempt.subtopic ?? "", attempt.config.isPrivate), {
+    onFailure: (e) => refused(e.reason),
+    onSuccess: () => undefined
+  })
+}
 
 /** The socket may be counted against the principal's user (`maxConnectionsPerUser`). */
 export const user: Step = (conn, attempt) =>
-  Effect.sync(() => conn.countUser(attempt.principal) ? undefined : refused(ConnectionError.tooManyConnections(" for this user")))
+  Effect.sync(() =>
+    conn.countUser(attempt.principal) ? undefined : refused(ConnectionError.tooManyConnections(" for this user"))
+  )
 
 /** Replaces a channel joined before on the topic (as Phoenix does), subscribes the new one and answers the join. */
 export const open: Step = (conn, attempt) =>
@@ -127,7 +134,8 @@ export const open: Step = (conn, attempt) =>
       conn.send(previous.joinRef, previous.joinRef, topic, Reply.PHX_CLOSE, {})
       yield* remove(conn, previous)
     }
-    const channel = new Channel(topic, attempt.subtopic ?? "", joinRef, attempt.config, attempt.principal, new ChannelSink(conn.vsn, conn.outbox))
+    const sink = new ChannelSink(conn.vsn, conn.outbox)
+    const channel = new Channel(topic, attempt.subtopic ?? "", joinRef, attempt.config, attempt.principal, sink)
     attempt.channel = channel
     Context.get(conn.context, Hub.Hub).add(channel.key, channel.sink)
     conn.channels.set(topic, channel)

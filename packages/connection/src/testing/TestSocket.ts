@@ -4,8 +4,9 @@
  * `TestSocket` records every byte the actor writes and decodes it with `WsFrame.parseAll` (text
  * frames JSON-parsed, binary frames kept as bytes); it also records `close` and the pause/resume
  * calls, and its `bufferedBytes` can be raised to play a consumer that stopped reading.
- * `connect` runs the real actor in a forked fiber against real in-memory neighbours (`layer`), with
- * a synchronous `WriteCoalescer` so a reply is on the socket as soon as the actor wrote it.
+ * `connect` starts the real actor (`ConnectionActor.make`) in a forked fiber against real in-memory
+ * neighbours (`layer`), with a synchronous `WriteCoalescer` so a reply is on the socket as soon as
+ * the actor wrote it.
  *
  * Waiting is event driven: a wait resumes when the socket is written or closed, and fails with the
  * frames seen so far after `timeoutMs` of real time, so a missing frame never hangs a test.
@@ -227,7 +228,7 @@ export class TestClient {
   readonly socket: TestSocket
   readonly handle: ConnectionActor.ConnectionHandle
   readonly vsn: Frame.Vsn
-  /** The actor's fiber; it ends when the actor closes the socket or receives `Closed`. */
+  /** The fiber holding the actor's connection scope: it ends when the actor ends, and interrupting it closes that scope. */
   readonly fiber: Fiber.Fiber<void>
   private cursor = 0
   private readonly unread: Array<Received> = []
