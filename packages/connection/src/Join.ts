@@ -5,7 +5,8 @@
  * and answers the join; the steps after it set the channel up. A new check or setup step is a new
  * function placed in `steps` where it must run: the steps after it need not change.
  *
- * The same token and policy checks guard an `access_token` push on a joined channel (`refreshToken`).
+ * An `access_token` push on a joined channel goes through the same token, policy and user checks, written
+ * for a channel that exists (`refreshToken`: a failure shuts it down rather than refusing a join).
  */
 import { AuthError, ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
