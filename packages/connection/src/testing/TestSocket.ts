@@ -4,8 +4,9 @@
  * `TestSocket` records every byte the actor writes and decodes it with `WsFrame.parseAll` (text
  * frames JSON-parsed, binary frames kept as bytes); it also records `close` and the pause/resume
  * calls, and its `bufferedBytes` can be raised to play a consumer that stopped reading.
- * `connect` runs the real actor in a forked fiber against real in-memory neighbours (`layer`), with
- * a synchronous `WriteCoalescer` so a reply is on the socket as soon as the actor wrote it.
+ * `connect` starts the real actor (`ConnectionActor.make`) in a forked fiber against real in-memory
+ * neighbours (`layer`), with a synchronous `WriteCoalescer` so a reply is on the socket as soon as
+ * the actor wrote it.
  *
  * Waiting is event driven: a wait resumes when the socket is written or closed, and fails with the
  * frames seen so far after `timeoutMs` of real time, so a missing frame never hangs a test.
@@ -14,9 +15,9 @@ import { AuthConfig, ChannelPolicy, type Principal, TokenVerifier } from "@wedsy
 import { TestTokens } from "@wedsync/auth/testing"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { type Frame, Serializer, WsFrame } from "@wedsync/protocol"
-import { Clock, Deferred, Effect, type Exit, Fiber, Layer, Redacted, type Scope } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber, Layer, Redacted, type Scope } from "effect"
 import type * as ConnectionActor from "../ConnectionActor.ts"
-import { run } from "../ConnectionActor.ts"
+import { make } from "../ConnectionActor.ts"
 import { ConnectionConfig, type ConnectionOptions } from "../ConnectionConfig.ts"
 import { type Wire, WriteCoalescer } from "../Outbox.ts"
 
@@ -227,7 +228,7 @@ export class TestClient {
   readonly socket: TestSocket
   readonly handle: ConnectionActor.ConnectionHandle
   readonly vsn: Frame.Vsn
-  /** The actor's fiber; it ends when the actor closes the socket or receives `Closed`. */
+  /** The fiber holding the actor's connection scope: it ends when the actor ends, and interrupting it closes that scope. */
   readonly fiber: Fiber.Fiber<void>
   private cursor = 0
   private readonly unread: Array<Received> = []
@@ -340,8 +341,10 @@ export interface ConnectOptions {
 let nextId = 0
 
 /**
- * Runs `ConnectionActor.run` in a fiber forked into the caller's scope (closing it ends the actor)
- * and returns the client once the actor has registered its handle.
+ * Starts an actor with `ConnectionActor.make`, as the transport does, in a connection scope owned by a
+ * fiber forked into the caller's scope; the fiber ends when the actor ends, and interrupting it (or
+ * closing the caller's scope) closes the connection scope. Returns the client once the actor has
+ * registered its handle.
  */
 export const connect = (options: ConnectOptions = {}) =>
   Effect.gen(function*() {
@@ -350,7 +353,7 @@ export const connect = (options: ConnectOptions = {}) =>
     const principal = options.principal ??
       (yield* Effect.flatMap(anonToken(), (token) => TokenVerifier.TokenVerifier.use((v) => v.verify(token))).pipe(Effect.orDie))
     const registered = yield* Deferred.make<ConnectionActor.ConnectionHandle>()
-    const fiber = yield* run({
+    const init: ConnectionActor.Init = {
       id: options.id ?? ++nextId,
       vsn,
       ip: options.ip ?? "127.0.0.1",
@@ -364,6 +367,11 @@ export const connect = (options: ConnectOptions = {}) =>
           if (options.register !== undefined) yield* options.register(handle)
           yield* Deferred.succeed(registered, handle)
         })
+    }
+    const fiber = yield* Effect.gen(function*() {
+      const ended = yield* Deferred.make<void>()
+      yield* make({ ...init, onEnd: () => Deferred.doneUnsafe(ended, Exit.void) })
+      yield* Deferred.await(ended)
     }).pipe(Effect.scoped, Effect.forkScoped)
     const handle = yield* Effect.raceFirst(
       Deferred.await(registered),
