@@ -120,24 +120,26 @@ describe("PgValue.Types", () => {
 describe("PgValue.toRecord", () => {
   const columns = [{ name: "id", type: "int4" }, { name: "body", type: "text" }, { name: "__proto__", type: "text" }]
   const converts = [int4, text, text]
+  /** A tuple as pgoutput builds it: no prototype, so an absent `__proto__` column reads as absent. */
+  const tuple = (values: Record<string, unknown>): PgValue.Tuple => Object.assign(Object.create(null), values)
 
   it("types each column, keeps SQL NULL, and gives undefined for an absent image", () => {
-    assert.deepStrictEqual({ ...PgValue.toRecord(columns, converts, { id: "1", body: null }, null) }, { id: 1, body: null })
+    assert.deepStrictEqual({ ...PgValue.toRecord(columns, converts, tuple({ id: "1", body: null }), null) }, { id: 1, body: null })
     assert.isUndefined(PgValue.toRecord(columns, converts, null, null))
   })
 
   it("fills an unchanged TOASTed value from the old image, and leaves it out when no image has it", () => {
-    const withOld = PgValue.toRecord(columns, converts, { id: "1" }, { id: "1", body: "long" })!
+    const withOld = PgValue.toRecord(columns, converts, tuple({ id: "1" }), tuple({ id: "1", body: "long" }))!
     assert.strictEqual(withOld["body"], "long")
-    const withoutOld = PgValue.toRecord(columns, converts, { id: "1" }, null)!
+    const withoutOld = PgValue.toRecord(columns, converts, tuple({ id: "1" }), null)!
     assert.isFalse("body" in withoutOld)
   })
 
   it("keeps a column named __proto__ as an own key of a null-prototype record", () => {
-    const tuple: Record<string, unknown> = Object.create(null)
-    tuple["id"] = "2"
-    tuple["__proto__"] = "q"
-    const record = PgValue.toRecord(columns, converts, tuple, null)!
+    const image: Record<string, unknown> = Object.create(null)
+    image["id"] = "2"
+    image["__proto__"] = "q"
+    const record = PgValue.toRecord(columns, converts, image, null)!
     assert.strictEqual(Object.getPrototypeOf(record), null)
     assert.deepStrictEqual(Object.keys(record), ["id", "__proto__"])
     assert.strictEqual(record["__proto__"], "q")
