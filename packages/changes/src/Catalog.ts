@@ -62,7 +62,7 @@ export interface CatalogShape {
   readonly forget: (relationOid: number) => void
 }
 
-export const quote = (identifier: string) => `"${identifier.replaceAll("\"", "\"\"")}"`
+const quote = (identifier: string) => `"${identifier.replaceAll("\"", "\"\"")}"`
 
 const qualified = (name: string) => name.split(".").map(quote).join(".")
 
@@ -74,7 +74,7 @@ export const sqlState = (cause: unknown): string | undefined =>
 const isDuplicate = (error: ChangesError) => sqlState(error.reason.cause) === "42710"
 
 /** `REPLICA IDENTITY FULL`, or (scope column NOT NULL) a unique index on (primary key, scope column) as identity. */
-export const identityFix = (schema: string, table: string, column: string, primaryKey: ReadonlyArray<string> | null): string => {
+const identityFix = (schema: string, table: string, column: string, primaryKey: ReadonlyArray<string> | null): string => {
   const target = `${quote(schema)}.${quote(table)}`
   const full = `ALTER TABLE ${target} REPLICA IDENTITY FULL;`
   if (primaryKey === null || primaryKey.length === 0) return full
