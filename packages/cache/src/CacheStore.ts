@@ -4,7 +4,9 @@
  *
  * - `set` keeps the entry with the highest version: a write whose version is not above the stored one (entry or
  *   tombstone) is refused, so a load that finishes late never replaces a newer value.
- * - `delete` leaves a tombstone with its version for `ttlMs`: it reads as absent and refuses older writes.
+ * - `delete` leaves a tombstone with its version for `ttlMs`: it reads as absent and refuses older writes. With
+ *   `ttlMs` 0 it only removes the entry (used to drop a rejected value without keeping out the reload's write).
+ *   Neither removes an entry of a higher version.
  * - An entry (or tombstone) is absent once its TTL has passed, measured on the store's own clock.
  *
  * `layerMemory` keeps entries in a `Map` of this process (time from the Effect `Clock`, so `TestClock` drives it);
@@ -23,7 +25,7 @@ export interface CacheStoreShape {
   readonly get: (key: string) => Effect.Effect<Option.Option<StoreEntry>, CacheError>
   /** Writes unless the key holds an entry or tombstone of an equal or higher version; true when written. */
   readonly set: (key: string, entry: StoreEntry, ttlMs: number) => Effect.Effect<boolean, CacheError>
-  /** Removes the entry and keeps a tombstone of `version` for `ttlMs` (unless a higher version is stored). */
+  /** Removes the entry and keeps a tombstone of `version` for `ttlMs`, or none when `ttlMs` is 0 (unless a higher version is stored). */
   readonly delete: (key: string, version: number, ttlMs: number) => Effect.Effect<void, CacheError>
 }
 
@@ -67,7 +69,8 @@ export const makeMemory = (clock: Clock.Clock): CacheStoreShape => {
         const now = clock.currentTimeMillisUnsafe()
         const slot = live(key, now)
         if (slot !== undefined && slot.version > version) return
-        slots.set(key, { version, value: undefined, expiresAt: now + ttlMs })
+        if (ttlMs <= 0) slots.delete(key)
+        else slots.set(key, { version, value: undefined, expiresAt: now + ttlMs })
       })
   }
 }

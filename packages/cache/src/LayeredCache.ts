@@ -211,8 +211,8 @@ export const make = Effect.gen(function*() {
       const decoded = body === undefined ? undefined : kind.codec.decode(body.payload)
       if (body === undefined || decoded === undefined || decoded._tag === "Failure") {
         integrityFailures[kind.name][opened === undefined ? "mac" : "decode"].inc()
-        // A 1 ms tombstone of the rejected version: removes it at once without keeping out the reload's write.
-        yield* bounded("delete", store.delete(storeKey, version, 1))
+        // No tombstone: the reload (a lower version than a forged one, perhaps) must be able to replace it.
+        yield* bounded("delete", store.delete(storeKey, version, 0))
         return undefined
       }
       observeVersion(version)

@@ -69,7 +69,18 @@ export const CacheStoreSuite = <E>(name: string, makeStore: () => Layer.Layer<Ca
         const store = yield* build
         yield* store.set("k:d", { version: 20, value: "twenty" }, 10_000)
         yield* store.delete("k:d", 19, 10_000)
+        yield* store.delete("k:d", 19, 0)
         assert.deepStrictEqual(yield* value(store, "k:d"), Option.some([20, "twenty"] as const))
+      }))
+
+    it.live("delete with no tombstone removes the entry and lets any later write in", () =>
+      Effect.gen(function*() {
+        const store = yield* build
+        yield* store.set("k:z", { version: 50, value: "fifty" }, 10_000)
+        yield* store.delete("k:z", 50, 0)
+        assert.isTrue(Option.isNone(yield* store.get("k:z")))
+        assert.isTrue(yield* store.set("k:z", { version: 3, value: "three" }, 10_000))
+        assert.deepStrictEqual(yield* value(store, "k:z"), Option.some([3, "three"] as const))
       }))
 
     it.live("entries and tombstones are gone after their TTL", () =>
