@@ -2,7 +2,7 @@
  * `npm run token` (the newcomer's way to a user JWT) run as a real command: its token passes the gateway's own
  * verifier and policy for the weddings it names, and no others.
  */
-import { AuthConfig, AuthError, ChannelPolicy, TokenVerifier } from "@wedsync/auth"
+import { AuthConfig, ChannelPolicy, TokenVerifier } from "@wedsync/auth"
 import { Effect, Layer, Redacted } from "effect"
 import { execFileSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
@@ -33,7 +33,7 @@ it("prints a token for the dev secret that joins the weddings it names and no ot
   if (joined._tag === "Success") expect(joined.success.sub).toBe("u1")
   expect((await decide(token, "wedding:7", AuthConfig.layerDefaults))._tag).toBe("Success")
   const other = await decide(token, "wedding:43", AuthConfig.layerDefaults)
-  expect(other._tag === "Failure" && AuthError.wireReason(other.failure)).toMatch(/^Unauthorized/)
+  expect(other._tag === "Failure" && other.failure.code).toBe("Unauthorized")
 })
 
 it("signs with JWT_SECRET when it is set: the configured gateway accepts it, one with another secret does not", async () => {
@@ -41,7 +41,7 @@ it("signs with JWT_SECRET when it is set: the configured gateway accepts it, one
   const token = runToken(["--supplier", "s1"], { JWT_SECRET: secret })
   expect((await decide(token, "supplier:s1", AuthConfig.layer({ jwtSecret: Redacted.make(secret) })))._tag).toBe("Success")
   const other = await decide(token, "supplier:s1", AuthConfig.layerDefaults)
-  expect(other._tag === "Failure" && AuthError.wireReason(other.failure)).toMatch(/^JwtSignatureError/)
+  expect(other._tag === "Failure" && other.failure.code).toBe("JwtSignatureError")
 })
 
 it("refuses a bad --exp with a message and a non-zero exit", () => {

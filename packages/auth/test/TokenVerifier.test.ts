@@ -15,7 +15,7 @@ const verifierLayer = (options?: Partial<AuthConfig.AuthConfig["Service"]>) =>
 const verify = (token: string) => TokenVerifier.TokenVerifier.use((v) => v.verify(token))
 
 // The `phx_reply` reason a client would see.
-const wireFailure = (token: string) => Effect.map(Effect.flip(verify(token)), AuthError.wireReason)
+const wireFailure = (token: string) => Effect.map(Effect.flip(verify(token)), (error) => `${error.code}: ${error.message}`)
 
 const encodeJson = (value: unknown): string => base64url.encode(JSON.stringify(value))
 

@@ -87,8 +87,7 @@ const actionOf = (event: string): string => {
   return ACTIONS.has(upper) ? upper : "*"
 }
 
-const unableToSubscribe = (binding: ChangeFeed.Binding, why: string) =>
-  `Unable to subscribe to changes with given parameters. ${why}: ${ChangeFeed.describe(binding)}`
+const { unableToSubscribe } = ChangeFeed
 
 const takes = (entry: Entry, action: string) => entry.action === "*" || entry.action === action
 
@@ -183,7 +182,7 @@ export const make = (options: Options) => Effect.gen(function*() {
   }
 
   /** Resolves one binding to its entry, or the reason it cannot be honoured. */
-  const resolve = (binding: ChangeFeed.Binding): Effect.Effect<Result.Result<Entry, string>, ChangesError> =>
+  const resolve = (binding: ChangeFeed.Binding): Effect.Effect<Result.Result<Entry, ChangeFeed.RefusalReason>, ChangesError> =>
     Effect.gen(function*() {
       if (binding.schema === "*" || binding.schema === "") {
         return Result.fail(unableToSubscribe(binding, "This gateway needs an explicit schema for each binding"))
@@ -210,7 +209,7 @@ export const make = (options: Options) => Effect.gen(function*() {
       let filter: ChangeFilter.TypedFilter | undefined
       if (binding.filter !== undefined && binding.filter !== "") {
         const parsed = ChangeFilter.parse(binding.filter)
-        if (Result.isFailure(parsed)) return Result.fail(parsed.failure.message)
+        if (Result.isFailure(parsed)) return Result.fail(new ChangeFeed.InvalidFilter({ message: parsed.failure.message }))
         const typed = ChangeFilter.validate(parsed.success, relation.columns)
         if (Result.isFailure(typed)) return Result.fail(unableToSubscribe(binding, typed.failure.message))
         filter = typed.success
@@ -228,12 +227,12 @@ export const make = (options: Options) => Effect.gen(function*() {
       const results: Array<ChangeFeed.BindingResult> = []
       const joined: Array<Entry> = []
       for (const binding of subscriber.bindings) {
-        const resolved: Result.Result<Entry, string> = yield* Effect.orElseSucceed(
+        const resolved: Result.Result<Entry, ChangeFeed.RefusalReason> = yield* Effect.orElseSucceed(
           resolve(binding),
           () => Result.fail(unableToSubscribe(binding, "Realtime was unable to read the table definition"))
         )
         if (Result.isFailure(resolved)) {
-          results.push({ _tag: "Refused", message: resolved.failure })
+          results.push({ _tag: "Refused", reason: resolved.failure })
           continue
         }
         const entry = resolved.success

@@ -125,7 +125,7 @@ describe("PostgresChanges binding validation", () => {
         { table: undefined, filter: "id=eq.1" },
         { schema: "empty", table: undefined }
       ])
-      const texts = results.map((r) => r._tag === "Subscribed" ? "ok" : r.message)
+      const texts = results.map((r) => r._tag === "Subscribed" ? "ok" : r.reason.message)
       assert.deepStrictEqual(texts.slice(0, 2), ["ok", "ok"])
       assert.strictEqual(texts[2], "Unable to subscribe to changes with given parameters. Table public.missing does not exist or is not in publication wedsync: [event: *, schema: public, table: missing, filters: []]")
       assert.include(texts[3], "This gateway needs an explicit schema for each binding")

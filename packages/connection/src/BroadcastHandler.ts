@@ -7,11 +7,14 @@
 import { Hub, Publication } from "@wedsync/hub"
 import { type Frame, Reply } from "@wedsync/protocol"
 import { Context, Effect, Result } from "effect"
+import * as BroadcastRules from "./BroadcastRules.ts"
 import { type Channel, shutdown } from "./Channel.ts"
 import * as ConnectionError from "./ConnectionError.ts"
+import { errorPayload } from "./ErrorReply.ts"
 import type { Connection, Services } from "./internal/connection.ts"
 
 const STATIC_OK = Reply.ok()
+const UNMATCHED = errorPayload(ConnectionError.unmatchedTopic())
 
 /**
  * Whether a client push on a joined channel is within the per-socket rate (`onFrame` counts every frame);
@@ -20,7 +23,7 @@ const STATIC_OK = Reply.ok()
 const admitEvent = (conn: Connection, channel: Channel): Effect.Effect<boolean> =>
   Effect.suspend(() =>
     conn.events.exceeded
-      ? Effect.as(shutdown(conn, channel, ConnectionError.tooManyEvents().message), false)
+      ? Effect.as(shutdown(conn, channel, ConnectionError.tooManyEvents()), false)
       : Effect.succeed(true)
   )
 
@@ -31,9 +34,9 @@ export const text = (conn: Connection, channel: Channel, message: Frame.Message)
     const payload = message.payload
     if (typeof payload !== "object" || payload === null || Array.isArray(payload)) return
     const json = JSON.stringify(payload)
-    const max = conn.config.maxPayloadBytes
-    if (json.length > max && Buffer.byteLength(json) > max) {
-      if (channel.ack) conn.reply(message.joinRef, message.ref, channel.topic, Reply.errorRaw(Reply.PAYLOAD_SIZE_EXCEEDED))
+    const tooLarge = BroadcastRules.jsonPayloadSize(json, conn.config.maxPayloadBytes)
+    if (tooLarge !== undefined) {
+      if (channel.ack) conn.reply(message.joinRef, message.ref, channel.topic, errorPayload(tooLarge))
       return
     }
     const hub = Context.get(conn.context, Hub.Hub)
@@ -46,23 +49,23 @@ export const binary = (conn: Connection, broadcast: Frame.UserBroadcast): Effect
   Effect.gen(function*() {
     const channel = conn.channels.get(broadcast.topic)
     if (channel === undefined) {
-      return conn.reply(broadcast.joinRef, broadcast.ref, broadcast.topic, Reply.error(Reply.UNMATCHED_TOPIC))
+      return conn.reply(broadcast.joinRef, broadcast.ref, broadcast.topic, UNMATCHED)
     }
     if (!(yield* admitEvent(conn, channel))) return
-    if (broadcast.payload.length > conn.config.maxPayloadBytes) {
-      if (channel.ack) conn.reply(broadcast.joinRef, broadcast.ref, channel.topic, Reply.errorRaw(Reply.PAYLOAD_SIZE_EXCEEDED))
-      return
-    }
-    const publication = Publication.userBroadcast(
+    const publication = BroadcastRules.userBroadcast(
       channel.topic,
       channel.isPrivate,
       broadcast.userEvent,
       broadcast.encoding,
       broadcast.payload,
+      conn.config.maxPayloadBytes,
       broadcast.meta
     )
-    if (Result.isSuccess(publication)) {
-      yield* Context.get(conn.context, Hub.Hub).publish(publication.success, channel.self ? undefined : channel.sink)
+    if (Result.isFailure(publication)) {
+      // The kind-3 frame's one-byte lengths keep its fields within bounds: only the payload can be refused here.
+      if (channel.ack) conn.reply(broadcast.joinRef, broadcast.ref, channel.topic, errorPayload(publication.failure))
+      return
     }
+    yield* Context.get(conn.context, Hub.Hub).publish(publication.success, channel.self ? undefined : channel.sink)
     if (channel.ack) conn.reply(broadcast.joinRef, broadcast.ref, channel.topic, STATIC_OK)
   })

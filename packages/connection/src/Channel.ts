@@ -10,7 +10,9 @@ import { ChangeFeed, Hub, Presence, Publication, type Sink } from "@wedsync/hub"
 import { type Frame, type JoinConfig, Reply } from "@wedsync/protocol"
 import { Context, Effect, Metric } from "effect"
 import { randomUUID } from "node:crypto"
+import * as ConnectionError from "./ConnectionError.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
+import { shutdownText } from "./ErrorReply.ts"
 import type { Connection, Services } from "./internal/connection.ts"
 import type { Outbox } from "./Outbox.ts"
 import type { RateWindow } from "./RateWindow.ts"
@@ -115,8 +117,15 @@ export const remove = (conn: Connection, channel: Channel): Effect.Effect<void> 
     return Effect.andThen(channel.release(conn.context), Metric.modify(ConnectionMetrics.channels, -1))
   })
 
+/** Any reason a channel can be shut down for: a connection, auth or Postgres Changes reason. */
+export interface Reason {
+  readonly _tag: string
+  readonly message: string
+}
+
 /** Supabase's "shutdown" of one channel: a `system` error, then `phx_close`; the socket stays. */
-export const shutdown = (conn: Connection, channel: Channel, message: string): Effect.Effect<void> => {
+export const shutdown = (conn: Connection, channel: Channel, reason: Reason): Effect.Effect<void> => {
+  const message = shutdownText(reason)
   conn.send(channel.joinRef, null, channel.topic, Reply.SYSTEM, Reply.system("system", "error", message, channel.subtopic))
   conn.send(channel.joinRef, channel.joinRef, channel.topic, Reply.PHX_CLOSE, {})
   return remove(conn, channel)
@@ -125,5 +134,5 @@ export const shutdown = (conn: Connection, channel: Channel, message: string): E
 /** Shuts down a channel whose principal has expired, with Supabase's `Token has expired N seconds ago`. */
 export const shutdownExpired = (conn: Connection, channel: Channel, now: number): Effect.Effect<void> => {
   const secondsAgo = Math.max(0, Math.floor((now - (channel.principal.exp ?? 0) * 1000) / 1000))
-  return shutdown(conn, channel, `Token has expired ${secondsAgo} seconds ago`)
+  return shutdown(conn, channel, ConnectionError.tokenExpired(secondsAgo))
 }

@@ -23,7 +23,7 @@ import { type Channel, remove, shutdown, shutdownExpired } from "./Channel.ts"
 import { ConnectionConfig, type ConnectionOptions } from "./ConnectionConfig.ts"
 import * as ConnectionError from "./ConnectionError.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
-import { CloseCode, closeCodeOf, joinReason } from "./ErrorReply.ts"
+import { CloseCode, closeCodeOf, errorPayload } from "./ErrorReply.ts"
 import type { Connection, Mail, Services } from "./internal/connection.ts"
 import { Mailbox } from "./internal/mailbox.ts"
 import * as Join from "./Join.ts"
@@ -76,6 +76,8 @@ export interface Init {
 }
 
 const STATIC_OK = Reply.ok()
+const TOO_MANY_EVENTS = errorPayload(ConnectionError.tooManyEvents())
+const UNMATCHED = errorPayload(ConnectionError.unmatchedTopic())
 
 class Actor extends Mailbox<Mail, Services> implements ConnectionHandle, Connection {
   readonly id: number
@@ -263,14 +265,14 @@ class Actor extends Mailbox<Mail, Services> implements ConnectionHandle, Connect
   private onMessage(message: Frame.Message): Effect.Effect<void, never, Services> {
     const { topic, event } = message
     if (topic === Reply.PHOENIX_TOPIC && event === Reply.HEARTBEAT) {
-      const payload = this.events.exceeded ? Reply.error(joinReason(ConnectionError.tooManyEvents())) : STATIC_OK
+      const payload = this.events.exceeded ? TOO_MANY_EVENTS : STATIC_OK
       return Effect.sync(() => this.reply(null, message.ref, topic, payload))
     }
     if (event === Reply.PHX_JOIN) return Join.join(this, message)
     const channel = this.channels.get(topic)
     if (channel === undefined) {
       // A leave for a channel that never joined (REST-only use) is acknowledged, as Phoenix does.
-      const payload = event === Reply.PHX_LEAVE ? STATIC_OK : Reply.error(Reply.UNMATCHED_TOPIC)
+      const payload = event === Reply.PHX_LEAVE ? STATIC_OK : UNMATCHED
       return Effect.sync(() => this.reply(message.joinRef, message.ref, topic, payload))
     }
     // A push is a decision made with the channel's principal: once it has expired the channel is shut down here,
@@ -280,7 +282,7 @@ class Actor extends Mailbox<Mail, Services> implements ConnectionHandle, Connect
     }
     // Every push on a joined channel counts against the per-socket rate (broadcasts check it themselves).
     if (event !== Reply.BROADCAST && this.events.exceeded) {
-      return shutdown(this, channel, ConnectionError.tooManyEvents().message)
+      return shutdown(this, channel, ConnectionError.tooManyEvents())
     }
     switch (event) {
       case Reply.PHX_LEAVE:

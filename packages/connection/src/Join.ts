@@ -15,7 +15,7 @@ import { Clock, Context, Effect, Metric, Result } from "effect"
 import { bindingId, Channel, ChannelSink, remove, shutdown } from "./Channel.ts"
 import * as ConnectionError from "./ConnectionError.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
-import { closeCodeOf, joinReason, type WireReason } from "./ErrorReply.ts"
+import { closeCodeOf, errorPayload, shutdownText, type WireReason } from "./ErrorReply.ts"
 import type { Connection, Services } from "./internal/connection.ts"
 import * as RefusalLog from "./RefusalLog.ts"
 
@@ -180,10 +180,10 @@ const refuse = (conn: Connection, message: Frame.Message, refusal: Refusal): Eff
   const { topic, joinRef, ref } = message
   switch (refusal._tag) {
     case "UnmatchedTopic":
-      return Effect.sync(() => conn.reply(joinRef, ref, topic, Reply.error(Reply.UNMATCHED_TOPIC)))
+      return Effect.sync(() => conn.reply(joinRef, ref, topic, errorPayload(ConnectionError.unmatchedTopic())))
     case "SocketClosed": {
       const reason = refusal.reason
-      conn.reply(joinRef, ref, topic, Reply.error(joinReason(reason)))
+      conn.reply(joinRef, ref, topic, errorPayload(reason))
       return Metric.update(joinsWith(reason._tag), 1).pipe(
         Effect.andThen(RefusalLog.log("join", reason)),
         Effect.andThen(conn.closeSocket(closeCodeOf(reason), reason.message))
@@ -195,7 +195,7 @@ const refuse = (conn: Connection, message: Frame.Message, refusal: Refusal): Eff
 }
 
 const joinError = (conn: Connection, joinRef: string | null, ref: string | null, topic: string, reason: WireReason) => {
-  const payload = Reply.error(joinReason(reason))
+  const payload = errorPayload(reason)
   const delay = conn.config.joinErrorDelayMs
   const counted = Effect.andThen(Metric.update(joinsWith(reason._tag), 1), RefusalLog.log("join", reason))
   if (delay <= 0) return Effect.andThen(counted, Effect.sync(() => conn.reply(joinRef, ref, topic, payload)))
@@ -243,14 +243,14 @@ export const subscribeChanges = (conn: Connection, channel: Channel): Effect.Eff
             payload: Reply.system("postgres_changes", status, message, channel.subtopic)
           }))
         })
-      for (const result of results) if (result._tag === "Refused") system("error", result.message)
+      for (const result of results) if (result._tag === "Refused") system("error", shutdownText(result.reason))
       if (results.some((result) => result._tag === "Subscribed")) system("ok", "Subscribed to PostgreSQL")
     })
   const subscriber = { sink: channel.sink, topic: channel.topic, bindings, access: channel.principal }
   const subscribe = Effect.asVoid(Effect.forkIn(Effect.flatMap(feed.subscribe(subscriber), report), conn.scope))
   // The rows are authorized with this principal: it must not have expired.
   return Effect.matchEffect(unexpired(channel.principal), {
-    onFailure: (e) => shutdown(conn, channel, e.reason.message),
+    onFailure: (e) => shutdown(conn, channel, e.reason),
     onSuccess: () => subscribe
   })
 }
@@ -269,7 +269,7 @@ export const refreshToken = (conn: Connection, channel: Channel, message: Frame.
     if (token === channel.principal.token) {
       // Nothing changes, but the principal is still checked: a resent token may have expired meanwhile.
       const current = yield* Effect.result(unexpired(channel.principal))
-      if (Result.isFailure(current)) return yield* shutdown(conn, channel, current.failure.reason.message)
+      if (Result.isFailure(current)) return yield* shutdown(conn, channel, current.failure.reason)
       return
     }
     // Any other value replaces the channel's rights, also one that is not a user JWT: supabase-js sends the
@@ -282,9 +282,9 @@ export const refreshToken = (conn: Connection, channel: Channel, message: Frame.
       Effect.tap((principal) => channelPolicy.authorizeJoin(principal, channel.subtopic, channel.isPrivate)),
       Effect.result
     )
-    if (Result.isFailure(verified)) return yield* shutdown(conn, channel, verified.failure.reason.message)
+    if (Result.isFailure(verified)) return yield* shutdown(conn, channel, verified.failure.reason)
     if (!conn.countUser(verified.success)) {
-      return yield* shutdown(conn, channel, ConnectionError.tooManyConnections(" for this user").message)
+      return yield* shutdown(conn, channel, ConnectionError.tooManyConnections(" for this user"))
     }
     channel.principal = verified.success
     conn.refreshExpiry()

@@ -9,7 +9,7 @@ import { type Frame, Reply } from "@wedsync/protocol"
 import { Clock, Context, Effect, Result } from "effect"
 import { type Channel, shutdown } from "./Channel.ts"
 import * as ConnectionError from "./ConnectionError.ts"
-import { joinReason, type WireReason } from "./ErrorReply.ts"
+import { errorPayload, type WireReason } from "./ErrorReply.ts"
 import type { Connection, Services } from "./internal/connection.ts"
 import { RateWindow } from "./RateWindow.ts"
 
@@ -21,18 +21,18 @@ export const push = (conn: Connection, channel: Channel, message: Frame.Message)
     const config = conn.config
     const now = yield* Clock.currentTimeMillis
     const calls = (channel.presenceCalls ??= RateWindow.sliding(config.presenceMaxCalls, config.presenceWindowMs))
-    if (!calls.hit(now)) return yield* shutdown(conn, channel, ConnectionError.presenceRateLimited().message)
+    if (!calls.hit(now)) return yield* shutdown(conn, channel, ConnectionError.presenceRateLimited())
     const body = message.payload as { readonly event?: unknown; readonly payload?: unknown } | null
     const event = typeof body?.event === "string" ? body.event.toLowerCase() : ""
     if (event === "track") {
       const meta = body?.payload
       if (typeof meta !== "object" || meta === null || Array.isArray(meta)) {
-        return conn.reply(message.joinRef, message.ref, channel.topic, Reply.error("Presence track payload must be a map"))
+        return conn.reply(message.joinRef, message.ref, channel.topic, errorPayload(ConnectionError.invalidPresencePayload()))
       }
       const metaBytes = Buffer.byteLength(JSON.stringify(meta))
-      if (metaBytes > config.maxPayloadBytes) return yield* shutdown(conn, channel, "Track message size exceeded")
+      if (metaBytes > config.maxPayloadBytes) return yield* shutdown(conn, channel, ConnectionError.trackPayloadTooLarge())
       const refuse = (reason: WireReason) =>
-        Effect.sync(() => conn.reply(message.joinRef, message.ref, channel.topic, Reply.error(joinReason(reason))))
+        Effect.sync(() => conn.reply(message.joinRef, message.ref, channel.topic, errorPayload(reason)))
       let socketBytes = metaBytes
       for (const other of conn.channels.values()) if (other !== channel) socketBytes += other.presenceBytes
       if (metaBytes > channel.presenceBytes && socketBytes > config.presenceMaxBytesPerSocket) {
@@ -59,5 +59,5 @@ export const push = (conn: Connection, channel: Channel, message: Frame.Message)
       channel.presenceBytes = 0
       return conn.reply(message.joinRef, message.ref, channel.topic, STATIC_OK)
     }
-    conn.reply(message.joinRef, message.ref, channel.topic, Reply.errorRaw({}))
+    conn.reply(message.joinRef, message.ref, channel.topic, errorPayload(ConnectionError.unknownPresenceEvent()))
   })
