@@ -344,6 +344,21 @@ describe("ConnectionActor", () => {
         assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "31", ROOM, "phx_reply", { status: "error", response: "payload_size_exceeded" }])
       }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0, maxPayloadBytes: 100 }))))
 
+    it.effect("the text form is measured in UTF-8 bytes: 3-byte characters count three times", () =>
+      Effect.gen(function*() {
+        const sender = yield* TestSocket.connect()
+        const joinRef = yield* joinOk(sender, ROOM, broadcastConfig({ ack: true }))
+        // Each "€" is 1 UTF-16 unit but 3 UTF-8 bytes; the rest of the message is 53 bytes of JSON.
+        const euros = (n: number) => ({ type: "broadcast", event: "msg", payload: { s: "€".repeat(n) } })
+        assert.strictEqual(Buffer.byteLength(JSON.stringify(euros(15))), 98)
+        sender.push(joinRef, "40", ROOM, "broadcast", euros(15))
+        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "40", ROOM, "phx_reply", ok()])
+        // 16 characters: 69 units, under the limit by string length, but 101 bytes: refused.
+        assert.isBelow(JSON.stringify(euros(16)).length, 100)
+        sender.push(joinRef, "41", ROOM, "broadcast", euros(16))
+        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "41", ROOM, "phx_reply", { status: "error", response: "payload_size_exceeded" }])
+      }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0, maxPayloadBytes: 100 }))))
+
     it.effect("events per second: the limit is accepted, the next push shuts the channel down", () =>
       Effect.gen(function*() {
         const sender = yield* TestSocket.connect()
