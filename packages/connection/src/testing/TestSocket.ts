@@ -332,7 +332,7 @@ export interface ConnectOptions {
   readonly isDraining?: () => boolean
   /** Counts the socket against a join's user (e.g. an `Admission.claimUser` of a `ConnectionRegistry`). */
   readonly claimUser?: (userKey: string) => boolean
-  /** Runs with the handle before the first frame, in the connection's scope (e.g. `ConnectionRegistry.register`). */
+  /** Runs with the handle before the first frame, in the connection's scope (e.g. an `Admission.register` of a `ConnectionRegistry`). */
   readonly register?: (handle: ConnectionActor.ConnectionHandle) => Effect.Effect<void, never, Scope.Scope>
   readonly socket?: TestSocket
 }
