@@ -14,7 +14,7 @@ import { AuthConfig, ChannelPolicy, type Principal, TokenVerifier } from "@wedsy
 import { TestTokens } from "@wedsync/auth/testing"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { type Frame, Serializer, WsFrame } from "@wedsync/protocol"
-import { Clock, Deferred, Effect, type Exit, Fiber, Layer, Redacted, type Scope } from "effect"
+import { Clock, Deferred, Effect, type Exit, Fiber, Layer, Redacted, Result, type Scope } from "effect"
 import type * as ConnectionActor from "../ConnectionActor.ts"
 import { run } from "../ConnectionActor.ts"
 import { ConnectionConfig, type ConnectionOptions } from "../ConnectionConfig.ts"
@@ -181,27 +181,14 @@ export type Received =
     readonly payload: unknown
     readonly text: string
   }
-  | {
-    readonly _tag: "UserBroadcast"
-    readonly topic: string
-    readonly userEvent: string
-    readonly meta: string | undefined
-    readonly encoding: Frame.PayloadEncoding
-    readonly payload: Uint8Array
-  }
+  | ({ readonly _tag: "UserBroadcast" } & Frame.ServerBroadcast)
 
 /** Reads a frame the way realtime-js would, for either serializer. */
 export const receivedOf = (frame: TestFrame): Received => {
   if (frame._tag === "Binary") {
-    const bytes = frame.bytes
-    if (bytes[0] !== 4) throw new Error(`the server sent binary kind ${bytes[0]}; realtime-js only decodes kind 4`)
-    let offset = 5
-    const field = (length: number) => utf8.decode(bytes.subarray(offset, (offset += length)))
-    const topic = field(bytes[1]!)
-    const userEvent = field(bytes[2]!)
-    const metaLength = bytes[3]!
-    const meta = metaLength === 0 ? undefined : field(metaLength)
-    return { _tag: "UserBroadcast", topic, userEvent, meta, encoding: bytes[4] === 1 ? "json" : "binary", payload: bytes.subarray(offset) }
+    const decoded = Serializer.decodeUserBroadcast(frame.bytes)
+    if (Result.isFailure(decoded)) throw new Error(`the server sent a binary frame realtime-js cannot decode: ${decoded.failure.message}`)
+    return { _tag: "UserBroadcast", ...decoded.success }
   }
   const json = frame.json
   if (Array.isArray(json)) {
