@@ -4,7 +4,6 @@ export * as PostgresCluster from "./PostgresCluster.ts"
 export * as RawClient from "./RawClient.ts"
 export * as Services from "./Services.ts"
 export * as SupabaseClients from "./SupabaseClients.ts"
-export * as Tokens from "./Tokens.ts"
 
 // Flat aliases for the helpers nearly every test uses (`testkit.partialLayer(...)`, `testkit.uniquePrefix(...)`).
 export { partialLayer } from "./PartialLayer.ts"
