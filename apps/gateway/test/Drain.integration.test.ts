@@ -5,7 +5,7 @@
  * signal forcing the exit, and `npm start` passing SIGTERM on to the gateway.
  */
 import { TestTokens } from "@wedsync/auth/testing"
-import { RawClient } from "@wedsync/testkit"
+import { RawClient, waitUntil } from "@wedsync/testkit"
 import { spawn } from "node:child_process"
 import { once } from "node:events"
 import { fileURLToPath } from "node:url"
@@ -105,10 +105,7 @@ it("drains 1,500 sockets: an upgrade during the drain gets 503 at once, every so
   const sockets = await openSockets(url, 1_500)
   const exited = once(child, "exit")
   child.kill("SIGTERM")
-  const firstClose = new Promise<void>((resolve) => {
-    const poll = setInterval(() => sockets.closeCodes.length > 0 && (clearInterval(poll), resolve()), 5)
-  })
-  await firstClose
+  await waitUntil("the first socket to close", () => sockets.closeCodes.length, (n) => n > 0, { timeoutMs: 60_000, intervalMs: 5 })
   const started = performance.now()
   const late = await tryUpgrade(url)
   expect(late.status).toBe(503)

@@ -4,7 +4,7 @@
  */
 import { TestTokens } from "@wedsync/auth/testing"
 import { Frame, Serializer } from "@wedsync/protocol"
-import { RawClient, SupabaseClients } from "@wedsync/testkit"
+import { RawClient, SupabaseClients, waitUntil } from "@wedsync/testkit"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { type RunningGateway, startGateway } from "./support/Gateway.ts"
 import { getText, tryUpgrade } from "./support/Http.ts"
@@ -77,7 +77,8 @@ describe("upgrade", () => {
       body: JSON.stringify({ error: "Too many connected users for this user" })
     })
     await first.close()
-    await expect.poll(async () => (await tryUpgrade(`${gateway.wsUrl}?apikey=${token}&vsn=2.0.0`)).status).toBe(101)
+    const url = `${gateway.wsUrl}?apikey=${token}&vsn=2.0.0`
+    await waitUntil("the user's slot to be released", async () => (await tryUpgrade(url)).status, (s) => s === 101, { timeoutMs: 1000, intervalMs: 50 })
   })
 })
 
