@@ -21,26 +21,26 @@ const decide = (token: string, subtopic: string, auth: Layer.Layer<AuthConfig.Au
     yield* ChannelPolicy.ChannelPolicy.use((p) => p.authorizeJoin(principal, subtopic, true))
     return principal
   }).pipe(
-    Effect.provide(Layer.mergeAll(TokenVerifier.layer, ChannelPolicy.layer).pipe(Layer.provide(auth))),
+    Effect.provide(Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(Layer.provide(auth))),
     Effect.result,
     Effect.runPromise
   )
 
 it("prints a token for the dev secret that joins the weddings it names and no other", async () => {
   const token = runToken(["--sub", "u1", "--wedding", "42", "--wedding", "7"])
-  const joined = await decide(token, "wedding:42", AuthConfig.layerDefaults)
+  const joined = await decide(token, "wedding:42", AuthConfig.AuthConfig.layer())
   expect(joined._tag).toBe("Success")
   if (joined._tag === "Success") expect(joined.success.sub).toBe("u1")
-  expect((await decide(token, "wedding:7", AuthConfig.layerDefaults))._tag).toBe("Success")
-  const other = await decide(token, "wedding:43", AuthConfig.layerDefaults)
+  expect((await decide(token, "wedding:7", AuthConfig.AuthConfig.layer()))._tag).toBe("Success")
+  const other = await decide(token, "wedding:43", AuthConfig.AuthConfig.layer())
   expect(other._tag === "Failure" && AuthError.wireReason(other.failure)).toMatch(/^Unauthorized/)
 })
 
 it("signs with JWT_SECRET when it is set: the configured gateway accepts it, one with another secret does not", async () => {
   const secret = "a-production-like-secret-of-more-than-32-bytes"
   const token = runToken(["--supplier", "s1"], { JWT_SECRET: secret })
-  expect((await decide(token, "supplier:s1", AuthConfig.layer({ jwtSecret: Redacted.make(secret) })))._tag).toBe("Success")
-  const other = await decide(token, "supplier:s1", AuthConfig.layerDefaults)
+  expect((await decide(token, "supplier:s1", AuthConfig.AuthConfig.layer({ jwtSecret: Redacted.make(secret) })))._tag).toBe("Success")
+  const other = await decide(token, "supplier:s1", AuthConfig.AuthConfig.layer())
   expect(other._tag === "Failure" && AuthError.wireReason(other.failure)).toMatch(/^JwtSignatureError/)
 })
 

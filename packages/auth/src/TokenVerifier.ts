@@ -227,6 +227,3 @@ export class TokenVerifier extends Context.Service<TokenVerifier, Service>()("@w
   /** The live verifier; needs `AuthConfig`. */
   static readonly layer: Layer.Layer<TokenVerifier, never, AuthConfig> = Layer.effect(this, make)
 }
-
-/** Same as `TokenVerifier.layer`. */
-export const layer: Layer.Layer<TokenVerifier, never, AuthConfig> = TokenVerifier.layer

@@ -154,10 +154,10 @@ export const TEST_JWT_SECRET = "wedsync-connection-test-secret-of-at-least-32-ch
 export const layer = (options: Partial<ConnectionOptions> = {}) =>
   Layer.mergeAll(
     Presence.Presence.layerMemory.pipe(Layer.provideMerge(Hub.Hub.layerMemory)),
-    ChangeFeed.ChangeFeed.layerDisabled,
+    ChangeFeed.ChangeFeed.layerNoop,
     ConnectionConfig.layer(options),
-    TokenVerifier.layer.pipe(Layer.provide(AuthConfig.layer({ jwtSecret: Redacted.make(TEST_JWT_SECRET) }))),
-    ChannelPolicy.layer
+    TokenVerifier.TokenVerifier.layer.pipe(Layer.provide(AuthConfig.AuthConfig.layer({ jwtSecret: Redacted.make(TEST_JWT_SECRET) }))),
+    ChannelPolicy.ChannelPolicy.layer
   )
 
 const nowSeconds = Effect.map(Clock.currentTimeMillis, (ms) => Math.floor(ms / 1000))
