@@ -27,7 +27,7 @@ const accepted = HttpServerResponse.empty({ status: 202 })
 
 /** Deepest JSON nesting (objects and arrays) a REST body may have. */
 /** The socket refuses the same depth (`Json.MAX_DEPTH`, packages/protocol). */
-export const MAX_JSON_DEPTH = Json.MAX_DEPTH
+const MAX_JSON_DEPTH = Json.MAX_DEPTH
 
 class BodyTooLarge extends Data.TaggedError("BodyTooLarge")<{ readonly limit: number }> {
   override get message(): string {

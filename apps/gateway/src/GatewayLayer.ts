@@ -168,7 +168,7 @@ const MINIMUM_LEVEL = {
 } as const
 
 /** Effect's own loggers: `LOG_FORMAT` picks pretty, JSON lines or logfmt; `LOG_LEVEL` the minimum level. */
-export const loggingLayer = (options: LogOptions): Layer.Layer<never> =>
+const loggingLayer = (options: LogOptions): Layer.Layer<never> =>
   Layer.mergeAll(
     Logger.layer([
       options.format === "json" ? Logger.consoleJson : options.format === "logfmt" ? Logger.consoleLogFmt : Logger.consolePretty()

@@ -14,27 +14,27 @@ import { Effect, Metric } from "effect"
 import type { Context } from "effect"
 
 /** A counter handle. `inc()` adds 1. */
-export interface HotCounter {
+interface HotCounter {
   readonly inc: (n?: number) => void
 }
 
 /** A gauge handle: `set` replaces the value, `add` applies a delta (negative to decrease). */
-export interface HotGauge {
+interface HotGauge {
   readonly set: (value: number) => void
   readonly add: (delta: number) => void
 }
 
 /** A histogram handle recording one observation per call. */
-export interface HotHistogram {
+interface HotHistogram {
   readonly observe: (value: number) => void
 }
 
 /** Any number-valued counter, including `Metric.withAttributes(counter, …)`. */
-export type CounterMetric = Metric.Metric<number, Metric.CounterState<number>>
+type CounterMetric = Metric.Metric<number, Metric.CounterState<number>>
 /** Any number-valued gauge, including `Metric.withAttributes(gauge, …)`. */
 export type GaugeMetric = Metric.Metric<number, Metric.GaugeState<number>>
 /** Any number-valued histogram, including `Metric.withAttributes(histogram, …)`. */
-export type HistogramMetric = Metric.Metric<number, Metric.HistogramState>
+type HistogramMetric = Metric.Metric<number, Metric.HistogramState>
 
 /** Builds a counter handle from an already captured context (for code that builds many handles at once). */
 export const counterUnsafe = (metric: CounterMetric, context: Context.Context<never>): HotCounter => {

@@ -3,7 +3,7 @@
  * Prefer an event (`SupabaseClients.waitFor`, `RawClient.next`) wherever one exists: polling only bounds the wait.
  */
 
-export interface WaitOptions {
+interface WaitOptions {
   /** Give up after this long; default 5000 ms. */
   readonly timeoutMs?: number
   /** Pause between probes; default 20 ms. */

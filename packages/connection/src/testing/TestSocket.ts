@@ -21,7 +21,7 @@ import { ConnectionConfig, type ConnectionOptions } from "../ConnectionConfig.ts
 import { type Wire, WriteCoalescer } from "../Outbox.ts"
 
 /** One frame the actor wrote: text JSON-parsed, binary as bytes. */
-export type TestFrame =
+type TestFrame =
   | { readonly _tag: "Text"; readonly text: string; readonly json: unknown }
   | { readonly _tag: "Binary"; readonly bytes: Uint8Array }
 
@@ -37,7 +37,7 @@ export const decodeFrames = (bytes: Uint8Array): Array<TestFrame> =>
   })
 
 /** Real milliseconds a wait may take before it fails; TestClock does not move it. */
-export const DEFAULT_TIMEOUT_MS = 2_000
+const DEFAULT_TIMEOUT_MS = 2_000
 
 export class TestSocket implements ConnectionActor.Socket {
   /** Every chunk passed to `wire.write`, as written (one chunk may hold several frames). */
@@ -125,7 +125,7 @@ export class TestSocket implements ConnectionActor.Socket {
 }
 
 /** A coalescer that flushes as soon as a frame is queued: every frame is its own write. */
-export const syncCoalescer = (): WriteCoalescer => new WriteCoalescer((flush) => flush())
+const syncCoalescer = (): WriteCoalescer => new WriteCoalescer((flush) => flush())
 
 /** A coalescer whose flushes wait for the test: frames queued until `flush()` go out as one write. */
 export const manualCoalescer = () => {
@@ -145,7 +145,7 @@ export const manualCoalescer = () => {
 }
 
 /** The HS256 secret of the test `AuthConfig`; not the dev default, so the verifier stays quiet. */
-export const TEST_JWT_SECRET = "wedsync-connection-test-secret-of-at-least-32-chars"
+const TEST_JWT_SECRET = "wedsync-connection-test-secret-of-at-least-32-chars"
 
 /**
  * Real in-memory neighbours of the actor: one `Hub` with its memory broker, `Presence`, the given
@@ -184,7 +184,7 @@ export type Received =
   | ({ readonly _tag: "UserBroadcast" } & Frame.ServerBroadcast)
 
 /** Reads a frame the way realtime-js would, for either serializer. */
-export const receivedOf = (frame: TestFrame): Received => {
+const receivedOf = (frame: TestFrame): Received => {
   if (frame._tag === "Binary") {
     const decoded = Serializer.decodeUserBroadcast(frame.bytes)
     if (Result.isFailure(decoded)) throw new Error(`the server sent a binary frame realtime-js cannot decode: ${decoded.failure.message}`)

@@ -6,7 +6,7 @@ import { type Frame, Serializer, WsFrame } from "@wedsync/protocol"
 import { Result } from "effect"
 import type { Sink } from "../Sink.ts"
 
-export type Decoded =
+type Decoded =
   | { readonly _tag: "Text"; readonly text: string; readonly json: unknown }
   | { readonly _tag: "Binary"; readonly bytes: Uint8Array; readonly broadcast: Frame.ServerBroadcast }
 
