@@ -6,7 +6,7 @@ import { AuthConfig, AuthError, ChannelPolicy, TokenVerifier } from "@wedsync/au
 import { Effect, Layer, Redacted } from "effect"
 import { execFileSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { expect, it } from "vitest"
+import { assert, it } from "@effect/vitest"
 
 const root = fileURLToPath(new URL("../../../", import.meta.url))
 
@@ -29,21 +29,21 @@ const decide = (token: string, subtopic: string, auth: Layer.Layer<AuthConfig.Au
 it("prints a token for the dev secret that joins the weddings it names and no other", async () => {
   const token = runToken(["--sub", "u1", "--wedding", "42", "--wedding", "7"])
   const joined = await decide(token, "wedding:42", AuthConfig.AuthConfig.layer())
-  expect(joined._tag).toBe("Success")
-  if (joined._tag === "Success") expect(joined.success.sub).toBe("u1")
-  expect((await decide(token, "wedding:7", AuthConfig.AuthConfig.layer()))._tag).toBe("Success")
+  assert.strictEqual(joined._tag, "Success")
+  if (joined._tag === "Success") assert.strictEqual(joined.success.sub, "u1")
+  assert.strictEqual((await decide(token, "wedding:7", AuthConfig.AuthConfig.layer()))._tag, "Success")
   const other = await decide(token, "wedding:43", AuthConfig.AuthConfig.layer())
-  expect(other._tag === "Failure" && AuthError.wireReason(other.failure)).toMatch(/^Unauthorized/)
+  assert.match(other._tag === "Failure" ? AuthError.wireReason(other.failure) : other._tag, /^Unauthorized/)
 })
 
 it("signs with JWT_SECRET when it is set: the configured gateway accepts it, one with another secret does not", async () => {
   const secret = "a-production-like-secret-of-more-than-32-bytes"
   const token = runToken(["--supplier", "s1"], { JWT_SECRET: secret })
-  expect((await decide(token, "supplier:s1", AuthConfig.AuthConfig.layer({ jwtSecret: Redacted.make(secret) })))._tag).toBe("Success")
+  assert.strictEqual((await decide(token, "supplier:s1", AuthConfig.AuthConfig.layer({ jwtSecret: Redacted.make(secret) })))._tag, "Success")
   const other = await decide(token, "supplier:s1", AuthConfig.AuthConfig.layer())
-  expect(other._tag === "Failure" && AuthError.wireReason(other.failure)).toMatch(/^JwtSignatureError/)
+  assert.match(other._tag === "Failure" ? AuthError.wireReason(other.failure) : other._tag, /^JwtSignatureError/)
 })
 
 it("refuses a bad --exp with a message and a non-zero exit", () => {
-  expect(() => runToken(["--exp", "soon"])).toThrow(/--exp must be a positive number/)
+  assert.throws(() => runToken(["--exp", "soon"]), /--exp must be a positive number/)
 })
