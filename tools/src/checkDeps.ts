@@ -26,15 +26,15 @@ export const rows: Readonly<Record<string, number>> = {
 }
 
 /** Row of every app. */
-export const appRow = 5
+const appRow = 5
 
 /** The only @wedsync packages `tools` may import. */
-export const toolsMayImport: ReadonlyArray<string> = ["@wedsync/protocol"]
+const toolsMayImport: ReadonlyArray<string> = ["@wedsync/protocol"]
 
 export type WorkspaceKind = "package" | "app" | "testkit" | "tools"
 
 /** How an edge was found; `dev` edges are allowed to reach `testkit`. */
-export type EdgeVia = "dependencies" | "devDependencies" | "src import" | "test import"
+type EdgeVia = "dependencies" | "devDependencies" | "src import" | "test import"
 
 export interface Edge {
   readonly to: string
@@ -66,7 +66,7 @@ const describeEdge = (edge: Edge): string =>
   edge.file === undefined ? `(${edge.via})` : `(${edge.via} in ${edge.file})`
 
 /** The row of a workspace, or undefined for testkit, tools and unknown packages. */
-export const rowOf = (workspace: Pick<Workspace, "name" | "kind">): number | undefined =>
+const rowOf = (workspace: Pick<Workspace, "name" | "kind">): number | undefined =>
   workspace.kind === "app" ? appRow : workspace.kind === "package" ? rows[shortName(workspace.name)] : undefined
 
 /** Checks every edge against the rows and finds cycles. Returns one violation per broken edge or cycle. */

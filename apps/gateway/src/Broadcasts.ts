@@ -22,7 +22,7 @@ const accepted = HttpServerResponse.empty({ status: 202 })
 
 /** Deepest JSON nesting (objects and arrays) a REST body may have. */
 /** The socket refuses the same depth (`Json.MAX_DEPTH`, packages/protocol). */
-export const MAX_JSON_DEPTH = Json.MAX_DEPTH
+const MAX_JSON_DEPTH = Json.MAX_DEPTH
 
 /** A refusal of this request, by reason: `ErrorReply` gives its status and body. */
 class Refused extends Data.TaggedError("Refused")<{ readonly reason: ErrorReply.WireReason }> {}

@@ -107,7 +107,7 @@ export type AuthErrorReason =
   | ApiKeyMissing
 
 /** The Supabase error codes this package can produce (the reasons' tags). */
-export type AuthErrorCode = AuthErrorReason["_tag"]
+type AuthErrorCode = AuthErrorReason["_tag"]
 
 /**
  * The one error type of `TokenVerifier` and `ChannelPolicy`. Handle a single reason with

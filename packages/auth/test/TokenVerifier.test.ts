@@ -10,7 +10,7 @@ import { AuthConfig, AuthError, TokenVerifier } from "../src/index.ts"
 import { TestTokens } from "../src/testing/index.ts"
 
 const verifierLayer = (options?: Partial<AuthConfig.AuthConfig["Service"]>) =>
-  TokenVerifier.layer.pipe(Layer.provide(AuthConfig.layer(options)))
+  TokenVerifier.TokenVerifier.layer.pipe(Layer.provide(AuthConfig.AuthConfig.layer(options)))
 
 const verify = (token: string) => TokenVerifier.TokenVerifier.use((v) => v.verify(token))
 

@@ -35,8 +35,5 @@ export const userBroadcast = (
   const publication = Publication.userBroadcast(topic, isPrivate, event, encoding, payload, meta)
   return Result.isSuccess(publication)
     ? Result.succeed(publication.success)
-    : Result.fail(ConnectionError.fieldTooLong(MAX_FIELD_BYTES))
+    : Result.fail(ConnectionError.fieldTooLong(Frame.MAX_FIELD_BYTES))
 }
-
-/** Bytes a topic, event or metadata field of a binary broadcast may have (a one-byte length). */
-export const MAX_FIELD_BYTES = 255

@@ -24,7 +24,7 @@ import { type Wire, WriteCoalescer } from "./Outbox.ts"
 import * as RefusalLog from "./RefusalLog.ts"
 
 /** Paths realtime-js connects to: behind Supabase's API gateway, and the Realtime server's own. */
-export const WEBSOCKET_PATHS: ReadonlySet<string> = new Set(["/realtime/v1/websocket", "/socket/websocket"])
+const WEBSOCKET_PATHS: ReadonlySet<string> = new Set(["/realtime/v1/websocket", "/socket/websocket"])
 
 /** Largest inbound WebSocket message, as Supabase's `max_frame_size`. */
 const MAX_FRAME_BYTES = 5_000_000
@@ -58,7 +58,7 @@ function refuseWhileStopping(_request: IncomingMessage, socket: Duplex): void {
 }
 
 /** `vsn` query value to serializer; a missing value means 1.0.0, as in Phoenix. */
-export const parseVsn = (value: string | null): Frame.Vsn | undefined => {
+const parseVsn = (value: string | null): Frame.Vsn | undefined => {
   if (value === null || value === "" || value.startsWith("1.")) return "1.0.0"
   if (value.startsWith("2.")) return "2.0.0"
   return undefined
@@ -160,9 +160,9 @@ const startActor = (accepted: Accepted, coalescer: WriteCoalescer, registry: Con
 /** The address a socket is counted under: by default the direct peer's. */
 export type ClientAddress = (request: IncomingMessage) => string
 
-export const peerAddress: ClientAddress = (request) => request.socket.remoteAddress ?? "unknown"
+const peerAddress: ClientAddress = (request) => request.socket.remoteAddress ?? "unknown"
 
-export interface AttachOptions {
+interface AttachOptions {
   /** How the client address (for per-IP caps) is derived; the gateway passes its `TRUSTED_PROXIES` rule. */
   readonly clientAddress?: ClientAddress | undefined
 }

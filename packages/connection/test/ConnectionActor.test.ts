@@ -46,6 +46,10 @@ const byEvent = (frames: ReadonlyArray<Received>): Record<string, Received> =>
   Object.fromEntries(frames.map((f) => [asMessage(f).event, f]))
 
 /** Joins and checks the ok reply; returns the join ref. */
+/** Takes a slot of `registry` in the connection's scope and registers the handle in it, as the transport does. */
+const admitted = (registry: ConnectionRegistry["Service"]) => (handle: TestSocket.TestClient["handle"]) =>
+  Effect.map(Effect.orDie(registry.admit("127.0.0.1", undefined)), (admission) => admission.register(handle))
+
 const joinOk = (client: TestSocket.TestClient, topic: string, payload: unknown = {}) =>
   Effect.gen(function*() {
     const joinRef = client.join(topic, payload)
@@ -620,7 +624,7 @@ describe("ConnectionActor", () => {
     it.effect("a token that expires while joined: system error then phx_close, socket and other channels stay", () =>
       Effect.gen(function*() {
         const registry = yield* ConnectionRegistry
-        const client = yield* TestSocket.connect({ register: registry.register })
+        const client = yield* TestSocket.connect({ register: admitted(registry) })
         const token = yield* TestSocket.userToken({ expiresInSeconds: 10 })
         const joinRef = yield* joinOk(client, ROOM, { access_token: token })
         const otherRef = yield* joinOk(client, "realtime:other")
@@ -746,8 +750,8 @@ describe("ConnectionActor", () => {
     it.effect("heartbeat watchdog: a socket silent for idleTimeoutMs is closed with 4000; a chatty one stays", () =>
       Effect.gen(function*() {
         const registry = yield* ConnectionRegistry
-        const silent = yield* TestSocket.connect({ register: registry.register })
-        const chatty = yield* TestSocket.connect({ register: registry.register })
+        const silent = yield* TestSocket.connect({ register: admitted(registry) })
+        const chatty = yield* TestSocket.connect({ register: admitted(registry) })
         for (let beat = 1; beat <= 2; beat++) {
           yield* TestClock.adjust("25 seconds")
           chatty.push(null, `hb${beat}`, "phoenix", "heartbeat", {})

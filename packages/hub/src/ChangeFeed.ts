@@ -5,7 +5,7 @@
  * validates each binding, then delivers `postgres_changes` frames to the subscriber's sink for the
  * rows its bindings match and its access allows, with the ids of the matching bindings. The
  * contract lives here, below both the connection (which subscribes) and the changes package (which
- * implements it), so neither imports the other. `layerDisabled` is the feed of a gateway without a
+ * implements it), so neither imports the other. `layerNoop` is the feed of a gateway without a
  * database: every binding is refused with a clear reason.
  */
 import { Context, Effect, Layer, Schema } from "effect"
@@ -68,7 +68,7 @@ export interface ChangeFeedShape {
 
 export class ChangeFeed extends Context.Service<ChangeFeed, ChangeFeedShape>()("@wedsync/hub/ChangeFeed") {
   /** No database configured: every binding is refused, saying why. */
-  static readonly layerDisabled: Layer.Layer<ChangeFeed> = Layer.succeed(ChangeFeed, {
+  static readonly layerNoop: Layer.Layer<ChangeFeed> = Layer.succeed(ChangeFeed, {
     subscribe: (subscriber) =>
       Effect.succeed(
         subscriber.bindings.map((binding) => ({

@@ -38,7 +38,7 @@ export interface StartOptions {
 }
 
 /** Result of a start that is expected to be refused (the process must exit instead of listening). */
-export interface StartRefusal {
+interface StartRefusal {
   readonly listened: boolean
   readonly exitCode: number | null
   readonly log: string

@@ -20,7 +20,7 @@ import { LatencyHistogram } from "./stats.ts"
 import { anonToken, GATEWAY_ENTRY, LIMIT_OVERRIDES, startFlags } from "./targets/gateway.ts"
 import { encodeKind3, heartbeatFrame, kind4PayloadOffset, nowMs, readStamp, type Stamp, stampPayload } from "./wire.ts"
 
-export interface MultiTopicOptions {
+interface MultiTopicOptions {
   readonly sockets: number
   readonly topics: number
   readonly deliveriesPerSecond: number
@@ -101,7 +101,7 @@ interface RunResult {
 }
 
 /** `kind count/total ms` of every GC kind in an exposition text (the `nodejs_gc_duration_seconds` histogram). */
-export const gcSummary = (exposition: string): string =>
+const gcSummary = (exposition: string): string =>
   ["minor", "major", "incremental"]
     .map((kind) => {
       const read = (suffix: string) => Number(exposition.match(new RegExp(`^nodejs_gc_duration_seconds_${suffix}\\{kind="${kind}"\\} (\\S+)$`, "m"))?.[1] ?? Number.NaN)

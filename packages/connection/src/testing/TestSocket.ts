@@ -15,14 +15,14 @@ import { AuthConfig, ChannelPolicy, type Principal, TokenVerifier } from "@wedsy
 import { TestTokens } from "@wedsync/auth/testing"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { type Frame, Serializer, WsFrame } from "@wedsync/protocol"
-import { Clock, Deferred, Effect, Exit, Fiber, Layer, Redacted, type Scope } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber, Layer, Redacted, Result, type Scope } from "effect"
 import type * as ConnectionActor from "../ConnectionActor.ts"
 import { make } from "../ConnectionActor.ts"
 import { ConnectionConfig, type ConnectionOptions } from "../ConnectionConfig.ts"
 import { type Wire, WriteCoalescer } from "../Outbox.ts"
 
 /** One frame the actor wrote: text JSON-parsed, binary as bytes. */
-export type TestFrame =
+type TestFrame =
   | { readonly _tag: "Text"; readonly text: string; readonly json: unknown }
   | { readonly _tag: "Binary"; readonly bytes: Uint8Array }
 
@@ -38,7 +38,7 @@ export const decodeFrames = (bytes: Uint8Array): Array<TestFrame> =>
   })
 
 /** Real milliseconds a wait may take before it fails; TestClock does not move it. */
-export const DEFAULT_TIMEOUT_MS = 2_000
+const DEFAULT_TIMEOUT_MS = 2_000
 
 export class TestSocket implements ConnectionActor.Socket {
   /** Every chunk passed to `wire.write`, as written (one chunk may hold several frames). */
@@ -126,7 +126,7 @@ export class TestSocket implements ConnectionActor.Socket {
 }
 
 /** A coalescer that flushes as soon as a frame is queued: every frame is its own write. */
-export const syncCoalescer = (): WriteCoalescer => new WriteCoalescer((flush) => flush())
+const syncCoalescer = (): WriteCoalescer => new WriteCoalescer((flush) => flush())
 
 /** A coalescer whose flushes wait for the test: frames queued until `flush()` go out as one write. */
 export const manualCoalescer = () => {
@@ -146,7 +146,7 @@ export const manualCoalescer = () => {
 }
 
 /** The HS256 secret of the test `AuthConfig`; not the dev default, so the verifier stays quiet. */
-export const TEST_JWT_SECRET = "wedsync-connection-test-secret-of-at-least-32-chars"
+const TEST_JWT_SECRET = "wedsync-connection-test-secret-of-at-least-32-chars"
 
 /**
  * Real in-memory neighbours of the actor: one `Hub` with its memory broker, `Presence`, the given
@@ -155,10 +155,10 @@ export const TEST_JWT_SECRET = "wedsync-connection-test-secret-of-at-least-32-ch
 export const layer = (options: Partial<ConnectionOptions> = {}) =>
   Layer.mergeAll(
     Presence.Presence.layerMemory.pipe(Layer.provideMerge(Hub.Hub.layerMemory)),
-    ChangeFeed.ChangeFeed.layerDisabled,
+    ChangeFeed.ChangeFeed.layerNoop,
     ConnectionConfig.layer(options),
-    TokenVerifier.layer.pipe(Layer.provide(AuthConfig.layer({ jwtSecret: Redacted.make(TEST_JWT_SECRET) }))),
-    ChannelPolicy.layer
+    TokenVerifier.TokenVerifier.layer.pipe(Layer.provide(AuthConfig.AuthConfig.layer({ jwtSecret: Redacted.make(TEST_JWT_SECRET) }))),
+    ChannelPolicy.ChannelPolicy.layer
   )
 
 const nowSeconds = Effect.map(Clock.currentTimeMillis, (ms) => Math.floor(ms / 1000))
@@ -182,27 +182,14 @@ export type Received =
     readonly payload: unknown
     readonly text: string
   }
-  | {
-    readonly _tag: "UserBroadcast"
-    readonly topic: string
-    readonly userEvent: string
-    readonly meta: string | undefined
-    readonly encoding: Frame.PayloadEncoding
-    readonly payload: Uint8Array
-  }
+  | ({ readonly _tag: "UserBroadcast" } & Frame.ServerBroadcast)
 
 /** Reads a frame the way realtime-js would, for either serializer. */
-export const receivedOf = (frame: TestFrame): Received => {
+const receivedOf = (frame: TestFrame): Received => {
   if (frame._tag === "Binary") {
-    const bytes = frame.bytes
-    if (bytes[0] !== 4) throw new Error(`the server sent binary kind ${bytes[0]}; realtime-js only decodes kind 4`)
-    let offset = 5
-    const field = (length: number) => utf8.decode(bytes.subarray(offset, (offset += length)))
-    const topic = field(bytes[1]!)
-    const userEvent = field(bytes[2]!)
-    const metaLength = bytes[3]!
-    const meta = metaLength === 0 ? undefined : field(metaLength)
-    return { _tag: "UserBroadcast", topic, userEvent, meta, encoding: bytes[4] === 1 ? "json" : "binary", payload: bytes.subarray(offset) }
+    const decoded = Serializer.decodeUserBroadcast(frame.bytes)
+    if (Result.isFailure(decoded)) throw new Error(`the server sent a binary frame realtime-js cannot decode: ${decoded.failure.message}`)
+    return { _tag: "UserBroadcast", ...decoded.success }
   }
   const json = frame.json
   if (Array.isArray(json)) {
@@ -333,7 +320,7 @@ export interface ConnectOptions {
   readonly isDraining?: () => boolean
   /** Counts the socket against a join's user (e.g. an `Admission.claimUser` of a `ConnectionRegistry`). */
   readonly claimUser?: (userKey: string) => boolean
-  /** Runs with the handle before the first frame, in the connection's scope (e.g. `ConnectionRegistry.register`). */
+  /** Runs with the handle before the first frame, in the connection's scope (e.g. an `Admission.register` of a `ConnectionRegistry`). */
   readonly register?: (handle: ConnectionActor.ConnectionHandle) => Effect.Effect<void, never, Scope.Scope>
   readonly socket?: TestSocket
 }
