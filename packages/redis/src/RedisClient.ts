@@ -183,9 +183,11 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
     }
 
     let closing = false
+    // ioredis rejects a failed connect with "Connection is closed."; the socket error before it says why.
+    const lastSocketError = new WeakMap<Redis, Error>()
     const watch = (redis: Redis, kind: RedisMetrics.ConnectionKind, onReady: () => void) => {
       // Without an error listener ioredis prints every failed reconnect attempt; the state and metrics carry it.
-      redis.on("error", noop)
+      redis.on("error", (error: Error) => lastSocketError.set(redis, error))
       redis.on("ready", onReady)
       redis.on("close", () => {
         if (!closing) setState(kind, "disconnected")
@@ -198,7 +200,8 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
     const connect = (redis: Redis, kind: RedisMetrics.ConnectionKind): Effect.Effect<void, RedisError.RedisError> =>
       Effect.tryPromise({
         try: () => redis.connect(),
-        catch: (cause) => RedisError.unavailable(`Connecting to ${endpoint.display} (${kind})`, cause)
+        catch: (cause) =>
+          RedisError.unavailable(`Connecting to ${endpoint.display} (${kind})`, lastSocketError.get(redis) ?? cause)
       }).pipe(
         Effect.timeoutOrElse({
           duration: Duration.millis(options.connectTimeoutMs),
