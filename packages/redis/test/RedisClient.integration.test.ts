@@ -5,12 +5,13 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { redisUrl, RedisServer, uniquePrefix } from "@wedsync/testkit"
-import { Clock, ConfigProvider, Duration, Effect, Exit, Layer, Option, Redacted, Scope, Stream } from "effect"
+import { Clock, ConfigProvider, Duration, Effect, Exit, Layer, Metric, Option, Redacted, Scope, Stream } from "effect"
 import { Redis } from "ioredis"
 import { afterAll, beforeAll } from "vitest"
 import { RedisClient, type Status } from "../src/RedisClient.ts"
 import { RedisConfig, type RedisOptions } from "../src/RedisConfig.ts"
 import * as RedisKey from "../src/RedisKey.ts"
+import * as RedisMetrics from "../src/RedisMetrics.ts"
 
 const prefix = uniquePrefix("redis")
 
@@ -233,8 +234,21 @@ describe("RedisClient", () => {
             assert.deepStrictEqual(yield* client.get(key), Option.some("after"))
             assert.strictEqual(yield* client.publish(channel, "after restart"), 1)
             assert.deepStrictEqual(yield* Stream.runCollect(Stream.take(messages, 1)), ["after restart"])
+            const reconnects = yield* Metric.value(Metric.withAttributes(RedisMetrics.reconnects, { kind: "command" }))
+            assert.isAtLeast(reconnects.count, 1)
           }).pipe(Effect.scoped)
         )
+        // Closing the layer closed both connections.
+        const clients = yield* Effect.acquireRelease(
+          Effect.promise(async () => {
+            const probe = new Redis(server.url, { lazyConnect: true })
+            await probe.connect()
+            return probe
+          }),
+          (probe) => Effect.promise(() => probe.quit())
+        )
+        const list = yield* Effect.promise(() => clients.client("LIST"))
+        assert.notMatch(String(list), /name=wedsync-/)
       }).pipe(Effect.scoped))
 
     it.live("times out a command of a frozen Redis instead of hanging", () =>
