@@ -174,26 +174,34 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
     }
 
     // Called from ioredis events, outside any fiber; rare (connection changes only), so running effects here is fine.
-    const setState = (kind: RedisMetrics.ConnectionKind, state: ConnectionState) => {
-      const current = SubscriptionRef.getUnsafe(statusRef)
-      if (current[kind] === state) return
-      if (current[kind] === "connected" && state !== "connected") runSync(Metric.update(reconnectCounter[kind], 1))
-      runSync(SubscriptionRef.set(statusRef, { ...current, [kind]: state }))
-      runSync(Metric.update(connectedGauge[kind], state === "connected" ? 1 : 0))
-    }
-
     let closing = false
     // ioredis rejects a failed connect with "Connection is closed."; the socket error before it says why.
     const lastSocketError = new WeakMap<Redis, Error>()
+    const lost = { command: false, subscriber: false }
+    const setState = (kind: RedisMetrics.ConnectionKind, state: ConnectionState, redis?: Redis) => {
+      const current = SubscriptionRef.getUnsafe(statusRef)
+      if (current[kind] === state) return
+      if (current[kind] === "connected" && state !== "connected" && !closing) {
+        const why = redis === undefined ? undefined : lastSocketError.get(redis)?.message
+        lost[kind] = true
+        runSync(Metric.update(reconnectCounter[kind], 1))
+        runSync(Effect.logWarning(`Redis ${kind} connection to ${endpoint.display} lost${why === undefined ? "" : ` (${why})`}; reconnecting`))
+      } else if (state === "connected" && lost[kind]) {
+        lost[kind] = false
+        runSync(Effect.logInfo(`Redis ${kind} connection to ${endpoint.display} restored`))
+      }
+      runSync(SubscriptionRef.set(statusRef, { ...current, [kind]: state }))
+      runSync(Metric.update(connectedGauge[kind], state === "connected" ? 1 : 0))
+    }
     const watch = (redis: Redis, kind: RedisMetrics.ConnectionKind, onReady: () => void) => {
       // Without an error listener ioredis prints every failed reconnect attempt; the state and metrics carry it.
       redis.on("error", (error: Error) => lastSocketError.set(redis, error))
       redis.on("ready", onReady)
       redis.on("close", () => {
-        if (!closing) setState(kind, "disconnected")
+        if (!closing) setState(kind, "disconnected", redis)
       })
       redis.on("reconnecting", () => {
-        if (!closing) setState(kind, "connecting")
+        if (!closing) setState(kind, "connecting", redis)
       })
     }
 
@@ -224,12 +232,18 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
         Effect.andThen(Effect.sync(() => redis.disconnect()))
       )
 
+    let subscriber: Redis | undefined
     const main = yield* Effect.acquireRelease(
       Effect.sync(() => new Redis(ioredisOptions(endpoint, options, "wedsync-command"))),
       (redis) =>
-        Effect.sync(() => {
+        Effect.gen(function*() {
           closing = true
-        }).pipe(Effect.andThen(quit(redis)))
+          if (subscriber !== undefined) yield* quit(subscriber)
+          yield* quit(redis)
+          yield* SubscriptionRef.set(statusRef, { command: "disconnected", subscriber: "disconnected" } satisfies Status)
+          yield* Metric.update(connectedGauge.command, 0)
+          yield* Metric.update(connectedGauge.subscriber, 0)
+        })
     )
     watch(main, "command", () => setState("command", "connected"))
     yield* connect(main, "command")
@@ -250,12 +264,9 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
     const channels = new Map<string, Set<Queue.Queue<string>>>()
     const patterns = new Map<string, Set<Queue.Queue<PatternMessage>>>()
     const dropped = () => runSync(Metric.update(RedisMetrics.droppedMessages, 1))
-    let subscriber: Redis | undefined
     // Serializes opening the subscriber and SUBSCRIBE/UNSUBSCRIBE, so a channel is subscribed once however many
     // streams share it, and released only when the last one ends.
     const subscriptionLock = yield* Semaphore.make(1)
-
-    yield* Effect.addFinalizer(() => (subscriber === undefined ? Effect.void : quit(subscriber)))
 
     const resubscribe = (redis: Redis) => {
       const names = [...channels.keys()]
