@@ -18,7 +18,7 @@
  *
  * It does not cache, serialize values or talk to Redis Cluster yet (keys are Cluster-ready; see `RedisKey`).
  */
-import { Clock, Context, Duration, Effect, Layer, Metric, Option, Queue, Redacted, Semaphore, Stream, SubscriptionRef } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Metric, Option, PubSub, Queue, Redacted, Semaphore, Stream } from "effect"
 import type { Config, Scope } from "effect"
 import { Redis } from "ioredis"
 import type { RedisOptions as IoredisOptions } from "ioredis"
@@ -153,7 +153,15 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
     const timeoutMs = options.commandTimeoutMs
     const context = yield* Effect.context<never>()
     const runSync = Effect.runSyncWith(context)
-    const statusRef = yield* SubscriptionRef.make<Status>({ command: "connecting", subscriber: "unused" })
+    // A plain variable plus a replaying PubSub rather than a SubscriptionRef: ioredis events set the status
+    // synchronously, and a SubscriptionRef's lock could make that asynchronous.
+    let currentStatus: Status = { command: "connecting", subscriber: "unused" }
+    const statusPubSub = yield* PubSub.unbounded<Status>({ replay: 1 })
+    const publishStatus = (next: Status) => {
+      currentStatus = next
+      PubSub.publishUnsafe(statusPubSub, next)
+    }
+    publishStatus(currentStatus)
     const connectedGauge = {
       command: Metric.withAttributes(RedisMetrics.connected, { kind: "command" }),
       subscriber: Metric.withAttributes(RedisMetrics.connected, { kind: "subscriber" })
@@ -173,13 +181,15 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
       return Metric.update(counter, 1)
     }
 
-    // Called from ioredis events, outside any fiber; rare (connection changes only), so running effects here is fine.
     let closing = false
+    // Connections whose first connect failed: they are being dropped and their events mean nothing.
+    const retired = new WeakSet<Redis>()
     // ioredis rejects a failed connect with "Connection is closed."; the socket error before it says why.
     const lastSocketError = new WeakMap<Redis, Error>()
     const lost = { command: false, subscriber: false }
+    // Called from ioredis events, outside any fiber; rare (connection changes only), so running effects here is fine.
     const setState = (kind: RedisMetrics.ConnectionKind, state: ConnectionState, redis?: Redis) => {
-      const current = SubscriptionRef.getUnsafe(statusRef)
+      const current = currentStatus
       if (current[kind] === state) return
       if (current[kind] === "connected" && state !== "connected" && !closing) {
         const why = redis === undefined ? undefined : lastSocketError.get(redis)?.message
@@ -190,18 +200,21 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
         lost[kind] = false
         runSync(Effect.logInfo(`Redis ${kind} connection to ${endpoint.display} restored`))
       }
-      runSync(SubscriptionRef.set(statusRef, { ...current, [kind]: state }))
+      publishStatus({ ...current, [kind]: state })
       runSync(Metric.update(connectedGauge[kind], state === "connected" ? 1 : 0))
     }
     const watch = (redis: Redis, kind: RedisMetrics.ConnectionKind, onReady: () => void) => {
       // Without an error listener ioredis prints every failed reconnect attempt; the state and metrics carry it.
       redis.on("error", (error: Error) => lastSocketError.set(redis, error))
-      redis.on("ready", onReady)
+      redis.on("ready", () => {
+        lastSocketError.delete(redis)
+        onReady()
+      })
       redis.on("close", () => {
-        if (!closing) setState(kind, "disconnected", redis)
+        if (!closing && !retired.has(redis)) setState(kind, "disconnected", redis)
       })
       redis.on("reconnecting", () => {
-        if (!closing) setState(kind, "connecting", redis)
+        if (!closing && !retired.has(redis)) setState(kind, "connecting", redis)
       })
     }
 
@@ -222,7 +235,12 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
             )
         }),
         // A failed first connect would otherwise keep retrying in the background with nobody holding the client.
-        Effect.onError(() => Effect.sync(() => redis.disconnect()))
+        Effect.onError(() =>
+          Effect.sync(() => {
+            retired.add(redis)
+            redis.disconnect()
+          })
+        )
       )
 
     const quit = (redis: Redis): Effect.Effect<void> =>
@@ -240,7 +258,7 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
           closing = true
           if (subscriber !== undefined) yield* quit(subscriber)
           yield* quit(redis)
-          yield* SubscriptionRef.set(statusRef, { command: "disconnected", subscriber: "disconnected" } satisfies Status)
+          publishStatus({ command: "disconnected", subscriber: "disconnected" })
           yield* Metric.update(connectedGauge.command, 0)
           yield* Metric.update(connectedGauge.subscriber, 0)
         })
@@ -381,7 +399,7 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
       return elapsed
     })
 
-    const status = SubscriptionRef.get(statusRef)
+    const status = Effect.sync(() => currentStatus)
 
     const health: Effect.Effect<Health> = ping.pipe(
       Effect.matchEffect({
@@ -424,7 +442,7 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
       ping,
       health,
       status,
-      statusChanges: SubscriptionRef.changes(statusRef)
+      statusChanges: Stream.fromPubSub(statusPubSub)
     } satisfies RedisClientShape
   }
 )

@@ -251,6 +251,28 @@ describe("RedisClient", () => {
         assert.notMatch(String(list), /name=wedsync-/)
       }).pipe(Effect.scoped))
 
+    it.live("refuses a first subscription while Redis is down, and subscribes once it is back", () =>
+      Effect.gen(function*() {
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() => RedisServer.start()),
+          (s) => Effect.promise(() => s.stop())
+        )
+        yield* withClient({ url: Redacted.make(server.url), reconnectMaxDelayMs: 100 }, (client) =>
+          Effect.gen(function*() {
+            yield* Effect.promise(() => server.kill())
+            const error = yield* Effect.flip(client.subscribe(RedisKey.make("late")))
+            assert.strictEqual(error.reason._tag, "RedisUnavailable")
+            assert.match(error.message, /^Connecting to .* \(subscriber\): .*ECONNREFUSED/)
+            assert.strictEqual((yield* client.status).subscriber, "unused")
+            yield* Effect.promise(() => server.restart())
+            yield* waitForStatus(client, (s) => s.command === "connected", "connected")
+            const messages = yield* client.subscribe(RedisKey.make("late"))
+            assert.strictEqual(yield* client.publish(RedisKey.make("late"), "now"), 1)
+            assert.deepStrictEqual(yield* Stream.runCollect(Stream.take(messages, 1)), ["now"])
+          }).pipe(Effect.scoped)
+        )
+      }).pipe(Effect.scoped))
+
     it.live("times out a command of a frozen Redis instead of hanging", () =>
       Effect.gen(function*() {
         const server = yield* Effect.acquireRelease(
