@@ -14,8 +14,8 @@ import pg from "pg"
 import { workspaceDirs } from "./checkDeps.ts"
 import { resultsFile, runMarker } from "./summarizeTests.ts"
 
-export const defaultRedisUrl = "redis://127.0.0.1:6379"
-export const defaultDatabaseUrl = "postgres://postgres@127.0.0.1:5432/postgres"
+const defaultRedisUrl = "redis://127.0.0.1:6379"
+const defaultDatabaseUrl = "postgres://postgres@127.0.0.1:5432/postgres"
 
 /** True for hosts this script may start services on. */
 export const isLoopback = (host: string): boolean =>
@@ -87,7 +87,7 @@ const run = (command: string, args: ReadonlyArray<string>, timeoutMs = 60_000): 
 
 type Outcome = { readonly ok: true; readonly line: string } | { readonly ok: false; readonly line: string; readonly fix: string }
 
-export const prepareRedis = async (rawUrl: string): Promise<Outcome> => {
+const prepareRedis = async (rawUrl: string): Promise<Outcome> => {
   const url = new URL(rawUrl)
   const shown = redact(rawUrl)
   const first = await pingRedis(url)
@@ -136,7 +136,7 @@ const queryOne = async (url: string, sql: string): Promise<{ ok: true; value: st
 }
 
 /** The local cluster's `<version> main`, from /etc/postgresql (highest version wins). */
-export const localCluster = (): { version: string; name: string } | undefined => {
+const localCluster = (): { version: string; name: string } | undefined => {
   if (!existsSync("/etc/postgresql")) return undefined
   const versions = readdirSync("/etc/postgresql").filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a))
   const version = versions.find((v) => existsSync(join("/etc/postgresql", v, "main")))
@@ -150,7 +150,7 @@ const pgCtl = (action: "start" | "restart") => {
   return { ...run("pg_ctlcluster", args), command: `pg_ctlcluster ${args.join(" ")}` }
 }
 
-export const preparePostgres = async (url: string): Promise<Outcome> => {
+const preparePostgres = async (url: string): Promise<Outcome> => {
   const shown = redact(url)
   const local = isLoopback(new URL(url).hostname)
   const notes: Array<string> = []
@@ -235,7 +235,7 @@ export const preparePostgres = async (url: string): Promise<Outcome> => {
  * `promtool` (Debian's `prometheus` package) validates the gateway's `/metrics` in a test. Installed with apt when
  * missing and this runs as root (as in CI); otherwise reported with the command that installs it.
  */
-export const preparePromtool = async (): Promise<Outcome> => {
+const preparePromtool = async (): Promise<Outcome> => {
   const found = () => run("promtool", ["--version"]).ok
   if (found()) return { ok: true, line: "promtool  ready" }
   const fix = "apt-get update && apt-get install -y prometheus"
@@ -247,7 +247,7 @@ export const preparePromtool = async (): Promise<Outcome> => {
 }
 
 /** Deletes every workspace's vitest report and stamps the run start, so summarizeTests counts only this run. */
-export const clearResults = (root: string): number => {
+const clearResults = (root: string): number => {
   let removed = 0
   for (const dir of workspaceDirs(root)) {
     const file = join(root, dir, resultsFile)

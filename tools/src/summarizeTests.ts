@@ -19,7 +19,7 @@ export const resultsFile = join(".vitest", "results.json")
 export const runMarker = join("node_modules", ".cache", "wedsync", "test-run-started")
 
 /** The parts of vitest's JSON report this reads. */
-export interface VitestReport {
+interface VitestReport {
   readonly numPassedTests?: number
   readonly numFailedTests?: number
   readonly numPendingTests?: number
@@ -34,11 +34,11 @@ export interface VitestReport {
 }
 
 /** One workspace's outcome: its report, or why it has none. */
-export type ProjectResult =
+type ProjectResult =
   | { readonly project: string; readonly report: VitestReport }
   | { readonly project: string; readonly missing: string }
 
-export interface Totals {
+interface Totals {
   readonly passed: number
   readonly failed: number
   readonly skipped: number

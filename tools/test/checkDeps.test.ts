@@ -1,5 +1,6 @@
 import { join } from "node:path"
-import { describe, expect, test } from "vitest"
+import { assert, describe } from "@effect/vitest"
+import { test } from "vitest"
 import { check, findCycles, importedPackages, loadWorkspaces } from "../src/checkDeps.ts"
 import type { Edge, Workspace, WorkspaceKind } from "../src/checkDeps.ts"
 
@@ -30,38 +31,38 @@ const replace = (graph: ReadonlyArray<Workspace>, w: Workspace) => graph.map((x)
 describe("checkDeps", () => {
   test("the real repository graph passes", () => {
     const workspaces = loadWorkspaces(root)
-    expect(workspaces.map((w) => w.name)).toEqual(expect.arrayContaining(["@wedsync/protocol", "@wedsync/metrics",
-      "@wedsync/testkit", "@wedsync/gateway", "@wedsync/tools"]))
-    expect(check(workspaces)).toEqual([])
+    assert.includeMembers(workspaces.map((w) => w.name), ["@wedsync/protocol", "@wedsync/metrics",
+      "@wedsync/testkit", "@wedsync/gateway", "@wedsync/tools"])
+    assert.deepStrictEqual(check(workspaces), [])
   })
 
   test("a graph that follows the rows passes", () => {
-    expect(check(base)).toEqual([])
+    assert.deepStrictEqual(check(base), [])
   })
 
   test("an upward edge is refused", () => {
     const v = check(replace(base, ws("hub", "package", "protocol", "connection")))
-    expect(v.map((x) => x.message)).toContain(
+    assert.include(v.map((x) => x.message), 
       "@wedsync/hub (row 3) → @wedsync/connection (row 4) (dependencies): upward edge; a package may import only rows below its own"
     )
   })
 
   test("a same-row edge is refused", () => {
     const v = check(replace(base, ws("auth", "package", "protocol", "hub")))
-    expect(v.map((x) => x.message).join("\n")).toMatch(/@wedsync\/auth \(row 3\) → @wedsync\/hub \(row 3\).*same-row edge/)
+    assert.match(v.map((x) => x.message).join("\n"), /@wedsync\/auth \(row 3\) → @wedsync\/hub \(row 3\).*same-row edge/)
   })
 
   test("a cycle is refused and named", () => {
     const graph = replace(replace(base, ws("protocol", "package", "metrics")), ws("metrics", "package", "protocol"))
-    expect(findCycles(graph)).toEqual([["@wedsync/protocol", "@wedsync/metrics", "@wedsync/protocol"]])
-    expect(check(graph).map((x) => x.message)).toContain("cycle: @wedsync/protocol → @wedsync/metrics → @wedsync/protocol")
+    assert.deepStrictEqual(findCycles(graph), [["@wedsync/protocol", "@wedsync/metrics", "@wedsync/protocol"]])
+    assert.include(check(graph).map((x) => x.message), "cycle: @wedsync/protocol → @wedsync/metrics → @wedsync/protocol")
   })
 
   test("importing an app is refused, even from another app or tools", () => {
     const v = check([...replace(base, ws("tools", "tools", "protocol", "gateway")), ws("admin", "app", "gateway")])
     const messages = v.map((x) => x.message).join("\n")
-    expect(messages).toMatch(/@wedsync\/tools → @wedsync\/gateway .*nothing may import an app/)
-    expect(messages).toMatch(/@wedsync\/admin → @wedsync\/gateway .*nothing may import an app/)
+    assert.match(messages, /@wedsync\/tools → @wedsync\/gateway .*nothing may import an app/)
+    assert.match(messages, /@wedsync\/admin → @wedsync\/gateway .*nothing may import an app/)
   })
 
   test("testkit imports nothing from the workspace and is dev-only for others", () => {
@@ -70,13 +71,13 @@ describe("checkDeps", () => {
       ws("hub", "package", "protocol", "testkit")
     )
     const messages = check(graph).map((x) => x.message).join("\n")
-    expect(messages).toMatch(/@wedsync\/testkit → @wedsync\/protocol \(src import in packages\/testkit\/src\/X.ts\): testkit may import no/)
-    expect(messages).toMatch(/@wedsync\/hub → @wedsync\/testkit \(dependencies\): testkit is dev-only/)
+    assert.match(messages, /@wedsync\/testkit → @wedsync\/protocol \(src import in packages\/testkit\/src\/X.ts\): testkit may import no/)
+    assert.match(messages, /@wedsync\/hub → @wedsync\/testkit \(dependencies\): testkit is dev-only/)
   })
 
   test("tools may import only protocol", () => {
     const v = check(replace(base, ws("tools", "tools", "protocol", "hub")))
-    expect(v.map((x) => x.message)).toEqual([
+    assert.deepStrictEqual(v.map((x) => x.message), [
       "@wedsync/tools → @wedsync/hub (dependencies): tools may import only @wedsync/protocol"
     ])
   })
@@ -87,10 +88,10 @@ describe("checkDeps", () => {
       ws("mystery", "package")
     ]
     const messages = check(graph).map((x) => x.message)
-    expect(messages).toContain(
+    assert.include(messages, 
       "@wedsync/cache imports @wedsync/protocol (src import in packages/cache/src/A.ts) but does not list it in package.json dependencies"
     )
-    expect(messages).toContain("@wedsync/mystery has no row: add it to `rows` in tools/src/checkDeps.ts (STYLE.md §6.2)")
+    assert.include(messages, "@wedsync/mystery has no row: add it to `rows` in tools/src/checkDeps.ts (STYLE.md §6.2)")
   })
 
   test("finds import specifiers, ignoring comments", () => {
@@ -109,7 +110,7 @@ describe("checkDeps", () => {
       `/** e.g. import { Broker } from "${S}/doc" */`,
       `const url = "ws://example/${S}/not-an-import"`
     ].join("\n")
-    expect([...importedPackages(source)].sort()).toEqual([
+    assert.deepStrictEqual([...importedPackages(source)].sort(), [
       "@wedsync/hub", "@wedsync/lazy", "@wedsync/metrics", "@wedsync/multi", "@wedsync/protocol", "@wedsync/side-effect"
     ])
   })

@@ -10,46 +10,27 @@
  */
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { AuthError, ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
-import { ConnectionConfig, RefusalLog } from "@wedsync/connection"
+import { BroadcastRules, ConnectionConfig, ConnectionError, ErrorReply, RefusalLog, RestError } from "@wedsync/connection"
 import { Hub, Publication } from "@wedsync/hub"
 import { Frame, Json, Serializer } from "@wedsync/protocol"
-import { Data, Effect, Result } from "effect"
+import { Data, Effect, Result, Schema } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import type { Readable } from "node:stream"
 import { GatewayConfig, restBodyLimit } from "./GatewayConfig.ts"
 
-const json = (status: number, body: unknown) => HttpServerResponse.jsonUnsafe(body, { status })
-/** Refusals answered before the body was read close the connection, so the rest of it is never read. */
-const closing = (status: number, body: unknown) => HttpServerResponse.jsonUnsafe(body, { status, headers: { connection: "close" } })
-const unauthorized = closing(401, { message: "Unauthorized" })
-const unprocessable = (message: string) => json(422, { message })
 const accepted = HttpServerResponse.empty({ status: 202 })
 
 /** Deepest JSON nesting (objects and arrays) a REST body may have. */
 /** The socket refuses the same depth (`Json.MAX_DEPTH`, packages/protocol). */
-export const MAX_JSON_DEPTH = Json.MAX_DEPTH
+const MAX_JSON_DEPTH = Json.MAX_DEPTH
 
-class BodyTooLarge extends Data.TaggedError("BodyTooLarge")<{ readonly limit: number }> {
-  override get message(): string {
-    return `Request body exceeds ${this.limit} bytes`
-  }
-}
-
-class BodyUnreadable extends Data.TaggedError("BodyUnreadable")<{ readonly cause: unknown }> {
-  override get message(): string {
-    return "Could not read the request body"
-  }
-}
-
-class PayloadTooDeep extends Data.TaggedError("PayloadTooDeep")<{}> {
-  override get message(): string {
-    return `JSON is nested more than ${MAX_JSON_DEPTH} levels deep`
-  }
-}
+/** A refusal of this request, by reason: `ErrorReply` gives its status and body. */
+class Refused extends Data.TaggedError("Refused")<{ readonly reason: ErrorReply.WireReason }> {}
+const refuse = (reason: ErrorReply.WireReason) => Effect.fail(new Refused({ reason }))
 
 /** Reads at most `limit` bytes; past it, stops reading (the 413 then closes the connection). */
 const readLimited = (source: Readable, limit: number) =>
-  Effect.callback<Buffer, BodyTooLarge | BodyUnreadable>((resume) => {
+  Effect.callback<Buffer, RestError.RestError>((resume) => {
     const chunks: Array<Buffer> = []
     let size = 0
     const cleanup = () => {
@@ -63,7 +44,7 @@ const readLimited = (source: Readable, limit: number) =>
       if (size > limit) {
         cleanup()
         source.pause()
-        return resume(Effect.fail(new BodyTooLarge({ limit })))
+        return resume(Effect.fail(new RestError.RestError({ reason: RestError.bodyTooLarge(limit) })))
       }
       chunks.push(chunk)
     }
@@ -71,9 +52,9 @@ const readLimited = (source: Readable, limit: number) =>
       cleanup()
       resume(Effect.succeed(Buffer.concat(chunks, size)))
     }
-    function onError(cause: unknown) {
+    function onError() {
       cleanup()
-      resume(Effect.fail(new BodyUnreadable({ cause })))
+      resume(Effect.fail(new RestError.RestError({ reason: RestError.bodyUnreadable() })))
     }
     source.on("data", onData)
     source.once("end", onEnd)
@@ -87,15 +68,40 @@ const body = Effect.gen(function*() {
   const request = yield* HttpServerRequest.HttpServerRequest
   const limit = restBodyLimit(yield* GatewayConfig, (yield* ConnectionConfig.ConnectionConfig).maxPayloadBytes)
   const declared = request.headers["content-length"]
-  if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > limit) return yield* new BodyTooLarge({ limit })
+  if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > limit) {
+    return yield* new RestError.RestError({ reason: RestError.bodyTooLarge(limit) })
+  }
   return yield* readLimited(NodeHttpServerRequest.toIncomingMessage(request) as Readable, limit)
 })
 
+/** The JSON value of a body; too deep is refused before parsing (`JSON.parse` would recurse through it). */
 const parseJson = (bytes: Uint8Array) =>
   Effect.gen(function*() {
-    if (Json.nestedDeeperThan(bytes, MAX_JSON_DEPTH)) return yield* new PayloadTooDeep()
-    return Result.try(() => JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8")) as unknown)
+    if (Json.nestedDeeperThan(bytes, MAX_JSON_DEPTH)) return yield* refuse(ConnectionError.payloadTooDeep(MAX_JSON_DEPTH))
+    const parsed = Result.try(() => JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8")) as unknown)
+    return Result.isSuccess(parsed) ? parsed.success : yield* refuse(RestError.invalidJson())
   })
+
+/**
+ * A JSON object, checked without copying it: a decoder that rebuilt the payload would turn a `__proto__` key into
+ * the copy's prototype and drop it.
+ */
+const JsonObject = Schema.declare(
+  (u: unknown): u is object => typeof u === "object" && u !== null && !Array.isArray(u),
+  { expected: "a JSON object" }
+)
+
+/** The batch body, as Supabase's broadcast API takes it. `private` may be a boolean or its string form. */
+const BatchBody = Schema.Struct({
+  messages: Schema.Array(Schema.Struct({
+    topic: Schema.NonEmptyString,
+    event: Schema.String,
+    payload: JsonObject,
+    private: Schema.optional(Schema.Union([Schema.Boolean, Schema.Literals(["true", "false"])])),
+    id: Schema.optional(Schema.String)
+  }))
+})
+const decodeBatch = Schema.decodeUnknownResult(BatchBody)
 
 /** `Authorization: Bearer …` first, then the `apikey` header, as Supabase's REST endpoints. */
 const principalOf = Effect.gen(function*() {
@@ -113,50 +119,23 @@ const mayWrite = (principal: Principal.Principal, subtopic: string, isPrivate: b
     Effect.catchTag("AuthError", () => Effect.succeed(false))
   )
 
-interface BatchMessage {
-  readonly topic: string
-  readonly event: string
-  readonly payload: object
-  readonly private: boolean
-  readonly id: string | undefined
-}
-
-const parseBatch = (body: unknown): Result.Result<ReadonlyArray<BatchMessage>, string> => {
-  const messages = (body as { readonly messages?: unknown } | null)?.messages
-  if (!Array.isArray(messages)) return Result.fail("Expected a JSON object with a messages array")
-  const parsed: Array<BatchMessage> = []
-  for (const [index, m] of messages.entries()) {
-    const o = m as Record<string, unknown> | null
-    if (typeof o?.["topic"] !== "string" || o["topic"] === "") return Result.fail(`messages[${index}].topic must be a non-empty string`)
-    if (typeof o["event"] !== "string") return Result.fail(`messages[${index}].event must be a string`)
-    const payload = o["payload"]
-    if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
-      return Result.fail(`messages[${index}].payload must be a JSON object`)
-    }
-    const isPrivate = o["private"] === true || o["private"] === "true"
-    const id = typeof o["id"] === "string" ? o["id"] : undefined
-    parsed.push({ topic: o["topic"], event: o["event"], payload, private: isPrivate, id })
-  }
-  return Result.succeed(parsed)
-}
-
 const batch = Effect.gen(function*() {
   const principal = yield* principalOf
   const hub = yield* Hub.Hub
   const { maxPayloadBytes } = yield* ConnectionConfig.ConnectionConfig
-  const parsed = yield* parseJson(yield* body)
-  if (Result.isFailure(parsed)) return unprocessable("Request body is not valid JSON")
-  const messages = parseBatch(parsed.success)
-  if (Result.isFailure(messages)) return unprocessable(messages.failure)
+  const decoded = decodeBatch(yield* parseJson(yield* body))
+  if (Result.isFailure(decoded)) return yield* refuse(RestError.invalidBody(decoded.failure.message.replace(/\s*\n\s*/g, " ")))
   const publications: Array<Publication.Publication> = []
-  for (const m of messages.success) {
+  for (const m of decoded.success.messages) {
     const payloadJson = JSON.stringify(m.payload)
-    if (Buffer.byteLength(payloadJson) > maxPayloadBytes) return unprocessable("Payload size exceeds tenant limit")
+    const tooLarge = BroadcastRules.jsonPayloadSize(payloadJson, maxPayloadBytes)
+    if (tooLarge !== undefined) return yield* refuse(tooLarge)
+    const isPrivate = m.private === true || m.private === "true"
     // Private messages the sender may not write are skipped and still answered 202, as Supabase does.
-    if (m.private && !(yield* mayWrite(principal, m.topic, true))) continue
+    if (isPrivate && !(yield* mayWrite(principal, m.topic, true))) continue
     const meta = m.id === undefined ? undefined : JSON.stringify({ id: m.id })
     publications.push(
-      Publication.json(`${Frame.TOPIC_PREFIX}${m.topic}`, m.private, "broadcast", Serializer.broadcastPayloadJson(m.event, payloadJson, meta))
+      Publication.json(`${Frame.TOPIC_PREFIX}${m.topic}`, isPrivate, "broadcast", Serializer.broadcastPayloadJson(m.event, payloadJson, meta))
     )
   }
   for (const publication of publications) yield* hub.publish(publication)
@@ -169,42 +148,40 @@ const single = Effect.gen(function*() {
   const { topic, event } = yield* HttpRouter.params
   const hub = yield* Hub.Hub
   const { maxPayloadBytes } = yield* ConnectionConfig.ConnectionConfig
-  if (topic === undefined || topic === "" || event === undefined || event === "") return unprocessable("topic and event are required")
+  if (topic === undefined || topic === "" || event === undefined || event === "") return yield* refuse(RestError.topicAndEventRequired())
   const isPrivate = new URL(request.url, "http://gateway").searchParams.get("private") === "true"
   const contentType = (request.headers["content-type"] ?? "application/json").split(";")[0]!.trim().toLowerCase()
-  if (contentType !== "application/json" && contentType !== "application/octet-stream") {
-    return json(415, { error: "Unsupported Media Type. Use application/json or application/octet-stream" })
-  }
+  if (contentType !== "application/json" && contentType !== "application/octet-stream") return yield* refuse(RestError.unsupportedMediaType())
   const payload: Uint8Array = yield* body
-  if (payload.length > maxPayloadBytes) return unprocessable("Payload size exceeds tenant limit")
   const encoding: Frame.PayloadEncoding = contentType === "application/json" ? "json" : "binary"
-  if (encoding === "json" && Result.isFailure(yield* parseJson(payload))) return unprocessable("Request body is not valid JSON")
-  if (isPrivate && !(yield* mayWrite(principal, topic, true))) return json(403, { message: "Unauthorized" })
-  const publication = Publication.userBroadcast(`${Frame.TOPIC_PREFIX}${topic}`, isPrivate, event, encoding, payload)
-  if (Result.isFailure(publication)) return unprocessable(publication.failure.message)
+  const tooLarge = BroadcastRules.payloadSize(payload.length, maxPayloadBytes)
+  if (tooLarge !== undefined) return yield* refuse(tooLarge)
+  if (encoding === "json") yield* parseJson(payload)
+  if (isPrivate && !(yield* mayWrite(principal, topic, true))) return yield* refuse(new AuthError.Unauthorized({ subtopic: topic }))
+  const publication = BroadcastRules.userBroadcast(`${Frame.TOPIC_PREFIX}${topic}`, isPrivate, event, encoding, payload, maxPayloadBytes)
+  if (Result.isFailure(publication)) return yield* refuse(publication.failure)
   yield* hub.publish(publication.success)
   return accepted
 })
 
-/** Each refusal is logged, rate-limited per reason (RefusalLog: no token, no address, no user). */
-const handle = <E extends { readonly _tag: string; readonly message: string }, R>(
-  effect: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
-) =>
+/**
+ * Every refusal is answered by `ErrorReply.restRefusal` and logged, rate-limited per reason (RefusalLog: no token, no
+ * address, no user). A refusal made before the body was read closes the connection, so the rest is never read.
+ */
+const handle = <R>(effect: Effect.Effect<HttpServerResponse.HttpServerResponse, Refused | RestError.RestError | AuthError.AuthError, R>) =>
   effect.pipe(
     Effect.catch((error) => {
-      if (error instanceof AuthError.AuthError) return Effect.as(RefusalLog.log("rest", error.reason), unauthorized)
-      switch (error._tag) {
-        case "BodyTooLarge":
-          return Effect.as(
-            RefusalLog.log("rest", { _tag: "PayloadTooLarge", message: error.message }),
-            closing(413, { message: `Payload Too Large: ${error.message}` })
-          )
-        case "PayloadTooDeep":
-          // One line per request (the pretty logger prints each annotation on a line of its own).
-          return Effect.as(RefusalLog.logLine("rest", error), json(400, { message: error.message }))
-        default:
-          return Effect.succeed(json(400, { message: "Could not read the request body" }))
-      }
+      const reason: ErrorReply.WireReason = error.reason
+      const { status, body } = ErrorReply.restRefusal(reason)
+      const unread = reason._tag === "BodyTooLarge" || error instanceof AuthError.AuthError
+      const response = HttpServerResponse.text(body, {
+        status,
+        contentType: "application/json",
+        headers: unread ? { connection: "close" } : {}
+      })
+      // Nesting is logged on one line with its text (the pretty logger prints each annotation on a line of its own).
+      const log = reason._tag === "PayloadTooDeep" ? RefusalLog.logLine("rest", reason) : RefusalLog.log("rest", reason)
+      return Effect.as(log, response)
     })
   )
 

@@ -8,7 +8,7 @@ import type { Transport } from "@wedsync/connection"
 import { BlockList, isIP } from "node:net"
 
 /** `::ffff:10.0.0.1` (an IPv4 peer of a dual-stack server) is `10.0.0.1`. */
-export const normalize = (address: string): string =>
+const normalize = (address: string): string =>
   address.startsWith("::ffff:") && isIP(address.slice(7)) === 4 ? address.slice(7) : address
 
 /** Why one `TRUSTED_PROXIES` entry is not an IP address or CIDR block, or `undefined` when it is one. */

@@ -24,7 +24,7 @@ export interface GatewayOptions {
 }
 
 /** Room for a REST body's envelope (topic, event, the batch's JSON) above the payload limit. */
-export const REST_BODY_ALLOWANCE = 65_536
+const REST_BODY_ALLOWANCE = 65_536
 
 export const defaults: GatewayOptions = {
   host: "127.0.0.1",
@@ -60,8 +60,8 @@ export class GatewayConfig extends Context.Service<GatewayConfig, GatewayOptions
 export const restBodyLimit = (options: GatewayOptions, maxPayloadBytes: number): number =>
   options.maxRestBodyBytes ?? maxPayloadBytes + REST_BODY_ALLOWANCE
 
-export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "none"] as const
-export const LOG_FORMATS = ["pretty", "json", "logfmt"] as const
+const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "none"] as const
+const LOG_FORMATS = ["pretty", "json", "logfmt"] as const
 
 export interface LogOptions {
   readonly level: (typeof LOG_LEVELS)[number]
@@ -79,7 +79,7 @@ export const logConfig: Config.Config<LogOptions> = Config.all({
  * itself (the message is the whole story, a stack trace would be noise), so `runMain` does not log it
  * again; the process exits with 78 (EX_CONFIG).
  */
-export class GatewayConfigError extends Schema.TaggedError<GatewayConfigError>()("GatewayConfigError", {
+class GatewayConfigError extends Schema.TaggedError<GatewayConfigError>()("GatewayConfigError", {
   problems: Schema.Array(Schema.String)
 }) {
   override readonly [Runtime.errorReported] = false

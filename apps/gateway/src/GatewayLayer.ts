@@ -110,7 +110,7 @@ const WebSocketLayer = Layer.effectDiscard(
 
 export interface Options {
   readonly gateway: Layer.Layer<GatewayConfig, unknown>
-  /** Postgres Changes: `PostgresChanges.layer` over a database, or `ChangeFeed.layerDisabled`. */
+  /** Postgres Changes: `PostgresChanges.layer` over a database, or `ChangeFeed.layerNoop`. */
   readonly changes: Layer.Layer<ChangeFeed.ChangeFeed, unknown, Hub.Hub>
   readonly connection: Layer.Layer<ConnectionConfig.ConnectionConfig, unknown>
   readonly auth: Layer.Layer<AuthConfig.AuthConfig, unknown>
@@ -139,12 +139,12 @@ export const make = (options: Options) => {
 }
 
 /** The change feed over a database (the replication stream and its matcher), or the disabled feed. */
-export const changesLayer = (
-  changes: Layer.Layer<ChangesConfig.ChangesConfig> | undefined,
+export const changesLayer = <E>(
+  changes: Layer.Layer<ChangesConfig.ChangesConfig, E> | undefined,
   rules: PostgresChanges.Options
 ) =>
   changes === undefined
-    ? ChangeFeed.ChangeFeed.layerDisabled
+    ? ChangeFeed.ChangeFeed.layerNoop
     // provideMerge: /ready reads the stream's status from Replication.
     : PostgresChanges.layer(rules).pipe(Layer.provideMerge(Replication.Replication.layer), Layer.provide(changes))
 
@@ -154,7 +154,7 @@ const changesFromEnv = Layer.unwrap(
     const url = yield* Config.option(Config.Redacted("DATABASE_URL"))
     const rules = yield* PostgresChanges.config
     if (Option.isNone(url)) return changesLayer(undefined, rules)
-    return changesLayer(Layer.succeed(ChangesConfig.ChangesConfig, yield* ChangesConfig.config), rules)
+    return changesLayer(ChangesConfig.ChangesConfig.layerConfig, rules)
   })
 )
 
@@ -168,7 +168,7 @@ const MINIMUM_LEVEL = {
 } as const
 
 /** Effect's own loggers: `LOG_FORMAT` picks pretty, JSON lines or logfmt; `LOG_LEVEL` the minimum level. */
-export const loggingLayer = (options: LogOptions): Layer.Layer<never> =>
+const loggingLayer = (options: LogOptions): Layer.Layer<never> =>
   Layer.mergeAll(
     Logger.layer([
       options.format === "json" ? Logger.consoleJson : options.format === "logfmt" ? Logger.consoleLogFmt : Logger.consolePretty()
@@ -184,13 +184,13 @@ export const fromEnv = Layer.unwrap(
     return make({
       changes: changesFromEnv,
       gateway: GatewayConfig.layerConfig,
-      connection: Layer.effect(ConnectionConfig.ConnectionConfig, ConnectionConfig.config),
-      auth: AuthConfig.layerConfig
+      connection: ConnectionConfig.ConnectionConfig.layerConfig,
+      auth: AuthConfig.AuthConfig.layerConfig
     }).pipe(Layer.provide(logging))
   })
 )
 
-/** A gateway for tests: port 0, no error delays, explicit limits. */
+/** A gateway for tests: port 0, no error or replication start delays, explicit limits. */
 export const layerTest = (overrides: {
   readonly gateway?: Partial<GatewayOptions>
   readonly connection?: Partial<ConnectionConfig.ConnectionOptions>
@@ -200,11 +200,11 @@ export const layerTest = (overrides: {
 } = {}) =>
   make({
     changes: changesLayer(
-      overrides.changes === undefined ? undefined : ChangesConfig.ChangesConfig.layer(overrides.changes),
+      overrides.changes === undefined ? undefined : ChangesConfig.ChangesConfig.layer({ startDelayMs: 0, ...overrides.changes }),
       { unscopedTables: overrides.unscopedTables ?? "service_role" }
     ),
     gateway: GatewayConfig.layer({ port: 0, drainTimeoutMs: 2_000, ...overrides.gateway }),
     connection: ConnectionConfig.ConnectionConfig.layer({ connectErrorDelayMs: 0, joinErrorDelayMs: 0, ...overrides.connection }),
-    auth: AuthConfig.layer(overrides.auth)
+    auth: AuthConfig.AuthConfig.layer(overrides.auth)
   })
 

@@ -9,7 +9,7 @@ import { Cause, Exit, Layer, Runtime } from "effect"
 import * as GatewayLayer from "./GatewayLayer.ts"
 
 /** Exit code of a stop forced by a second signal during the drain. */
-export const FORCED_EXIT_CODE = 1
+const FORCED_EXIT_CODE = 1
 
 let signals = 0
 const onSignal = (signal: NodeJS.Signals) => {

@@ -18,7 +18,7 @@ export interface TokenOptions {
   readonly expiresInSeconds: number
 }
 
-export const parseTokenArgs = (argv: ReadonlyArray<string>): TokenOptions => {
+const parseTokenArgs = (argv: ReadonlyArray<string>): TokenOptions => {
   const { values } = parseArgs({
     args: [...argv],
     strict: true,
@@ -42,7 +42,7 @@ export const parseTokenArgs = (argv: ReadonlyArray<string>): TokenOptions => {
   }
 }
 
-export const signToken = (options: TokenOptions, env: NodeJS.ProcessEnv): Promise<string> => {
+const signToken = (options: TokenOptions, env: NodeJS.ProcessEnv): Promise<string> => {
   const secret = env["JWT_SECRET"] || AuthConfig.DEV_JWT_SECRET
   const now = Math.floor(Date.now() / 1000)
   let jwt = new SignJWT({

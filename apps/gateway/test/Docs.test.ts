@@ -1,7 +1,7 @@
 /** The configuration catalogue lists every environment variable a `*Config.ts` module reads. */
 import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import { expect, it } from "vitest"
+import { assert, it } from "@effect/vitest"
 
 const root = new URL("../../../", import.meta.url).pathname
 
@@ -20,8 +20,8 @@ const configModules = (): Array<string> =>
 it("documents every environment variable in docs/config.md", () => {
   const catalogue = readFileSync(join(root, "docs/config.md"), "utf8")
   const modules = configModules()
-  expect(modules.length).toBeGreaterThanOrEqual(3)
+  assert.isAtLeast(modules.length, 3)
   const names = new Set(modules.flatMap((file) => [...readFileSync(file, "utf8").matchAll(/"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|HOST|PORT)"/g)].map((m) => m[1]!)))
-  expect(names).toContain("MAX_CONNECTIONS")
-  expect([...names].filter((name) => !catalogue.includes(`\`${name}\``))).toEqual([])
+  assert.include(names, "MAX_CONNECTIONS")
+  assert.deepStrictEqual([...names].filter((name) => !catalogue.includes(`\`${name}\``)), [])
 })

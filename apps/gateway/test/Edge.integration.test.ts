@@ -3,9 +3,11 @@
  * nested JSON, CORS preflights, and per-IP caps behind trusted and untrusted proxies.
  */
 import { TestTokens } from "@wedsync/auth/testing"
-import { RawClient } from "@wedsync/testkit"
+import { RawClient, waitUntil } from "@wedsync/testkit"
 import { request } from "node:http"
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { connect } from "node:net"
+import { assert, describe, it } from "@effect/vitest"
+import { afterAll, afterEach, beforeAll } from "vitest"
 import { type RunningGateway, startGateway } from "./support/Gateway.ts"
 import { tryUpgrade } from "./support/Http.ts"
 
@@ -80,18 +82,18 @@ const batchBody = (payloadBytes: number) =>
 describe("REST body limit", () => {
   it("accepts a body just under the limit on both endpoints", async () => {
     const under = batchBody(LIMIT - 200)
-    expect(under.length).toBeLessThanOrEqual(LIMIT)
-    expect((await send(batch(), { headers: auth(), body: under })).status).toBe(202)
+    assert.isAtMost(under.length, LIMIT)
+    assert.strictEqual((await send(batch(), { headers: auth(), body: under })).status, 202)
     const payload = Buffer.from(JSON.stringify({ text: "y".repeat(LIMIT - 20) }))
-    expect((await send(single(), { headers: auth(), body: payload })).status).toBe(202)
+    assert.strictEqual((await send(single(), { headers: auth(), body: payload })).status, 202)
   })
 
   it("refuses a Content-Length over the limit with 413 and a reason, on both endpoints", async () => {
     for (const url of [batch(), single()]) {
       const answer = await send(url, { headers: auth(), body: batchBody(LIMIT + 10) })
-      expect(answer.status).toBe(413)
-      expect(JSON.parse(answer.body)).toEqual({ message: `Payload Too Large: Request body exceeds ${LIMIT} bytes` })
-      expect(answer.headers["connection"]).toBe("close")
+      assert.strictEqual(answer.status, 413)
+      assert.deepStrictEqual(JSON.parse(answer.body), { message: `Payload Too Large: Request body exceeds ${LIMIT} bytes` })
+      assert.strictEqual(answer.headers["connection"], "close")
     }
   })
 
@@ -99,18 +101,18 @@ describe("REST body limit", () => {
     for (const url of [batch(), single()]) {
       // 64 MiB offered in 64 KiB chunks; the answer arrives after the first chunk or so.
       const answer = await send(url, { headers: auth(), chunks: { size: 65_536, count: 1_024 } })
-      expect(answer.status).toBe(413)
-      expect(answer.body).toContain("Payload Too Large")
+      assert.strictEqual(answer.status, 413)
+      assert.include(answer.body, "Payload Too Large")
       // The server answered long before the upload was over: it stopped reading at the limit.
-      expect(answer.chunksWritten).toBeLessThan(64)
+      assert.isBelow(answer.chunksWritten, 64)
     }
-    expect((await send(batch(), { headers: auth(), body: batchBody(10) })).status).toBe(202)
-    expect((await fetch(`${gateway.url}/health`)).status).toBe(200)
+    assert.strictEqual((await send(batch(), { headers: auth(), body: batchBody(10) })).status, 202)
+    assert.strictEqual((await fetch(`${gateway.url}/health`)).status, 200)
   })
 
   it("authenticates before reading: an anonymous oversize body gets 401 unread", async () => {
     const answer = await send(batch(), { headers: { "content-type": "application/json" }, chunks: { size: 65_536, count: 1_024 } })
-    expect(answer.status).toBe(401)
+    assert.strictEqual(answer.status, 401)
   })
 })
 
@@ -120,12 +122,12 @@ describe("deeply nested JSON over REST", () => {
   it("answers 400 with a reason for the batch and the single endpoint, and accepts ordinary nesting", async () => {
     const deep = Buffer.from(`{"messages":[{"topic":"room-1","event":"e","payload":{"a":${"[".repeat(4_000)}${"]".repeat(4_000)}}}]}`)
     const refused = await send(batch(), { headers: auth(), body: deep })
-    expect(refused).toMatchObject({ status: 400 })
-    expect(JSON.parse(refused.body)).toEqual({ message: "JSON is nested more than 64 levels deep" })
+    assert.containSubset(refused, { status: 400 })
+    assert.deepStrictEqual(JSON.parse(refused.body), { message: "JSON is nested more than 64 levels deep" })
     const single400 = await send(single(), { headers: auth(), body: Buffer.from(`{"a":${nested(4_000).toString()}}`) })
-    expect(single400.status).toBe(400)
+    assert.strictEqual(single400.status, 400)
     const fine = Buffer.from(`{"messages":[{"topic":"room-1","event":"e","payload":{"a":${nested(30).toString()}}}]}`)
-    expect((await send(batch(), { headers: auth(), body: fine })).status).toBe(202)
+    assert.strictEqual((await send(batch(), { headers: auth(), body: fine })).status, 202)
   })
 })
 
@@ -142,20 +144,20 @@ describe("CORS", () => {
 
   it("answers a preflight from an allowed origin with its origin, POST and the requested headers", async () => {
     const answer = await preflight("https://app.example.com")
-    expect(answer.status).toBe(204)
-    expect(answer.headers["access-control-allow-origin"]).toBe("https://app.example.com")
-    expect(answer.headers["access-control-allow-methods"]).toContain("POST")
-    expect(answer.headers["access-control-allow-headers"]).toBe("apikey, authorization, content-type, x-client-info")
+    assert.strictEqual(answer.status, 204)
+    assert.strictEqual(answer.headers["access-control-allow-origin"], "https://app.example.com")
+    assert.include(answer.headers["access-control-allow-methods"], "POST")
+    assert.strictEqual(answer.headers["access-control-allow-headers"], "apikey, authorization, content-type, x-client-info")
     const post = await send(single(), { headers: { ...auth(), origin: "https://app.example.com" }, body: Buffer.from("{}") })
-    expect(post.status).toBe(202)
-    expect(post.headers["access-control-allow-origin"]).toBe("https://app.example.com")
+    assert.strictEqual(post.status, 202)
+    assert.strictEqual(post.headers["access-control-allow-origin"], "https://app.example.com")
   })
 
   it("gives a disallowed origin no allow-origin header (the browser blocks the call)", async () => {
     const answer = await preflight("https://evil.example.net")
-    expect(answer.headers["access-control-allow-origin"]).toBeUndefined()
+    assert.isUndefined(answer.headers["access-control-allow-origin"])
     const post = await send(single(), { headers: { ...auth(), origin: "https://evil.example.net" }, body: Buffer.from("{}") })
-    expect(post.headers["access-control-allow-origin"]).toBeUndefined()
+    assert.isUndefined(post.headers["access-control-allow-origin"])
   })
 
   it("allows any origin with CORS_ORIGINS=* (the default)", async () => {
@@ -165,8 +167,8 @@ describe("CORS", () => {
         method: "OPTIONS",
         headers: { origin: "https://any.example.org", "access-control-request-method": "POST" }
       })
-      expect(answer.status).toBe(204)
-      expect(answer.headers["access-control-allow-origin"]).toBe("*")
+      assert.strictEqual(answer.status, 204)
+      assert.strictEqual(answer.headers["access-control-allow-origin"], "*")
     } finally {
       await open.stop()
     }
@@ -195,8 +197,8 @@ describe("per-IP caps behind a proxy (TRUSTED_PROXIES)", () => {
     try {
       // "198.51.100.9" is what the client claimed; the trusted proxy appended the real client 203.0.113.5, then 10.1.2.3 (a proxy).
       await connectAs(behindProxy, "198.51.100.9, 203.0.113.5, 10.1.2.3")
-      expect((await upgradeAs(behindProxy, "198.51.100.77, 203.0.113.5")).status).toBe(429)
-      expect((await upgradeAs(behindProxy, "198.51.100.9, 203.0.113.6")).status).toBe(101)
+      assert.strictEqual((await upgradeAs(behindProxy, "198.51.100.77, 203.0.113.5")).status, 429)
+      assert.strictEqual((await upgradeAs(behindProxy, "198.51.100.9, 203.0.113.6")).status, 101)
     } finally {
       await behindProxy.stop()
     }
@@ -207,9 +209,50 @@ describe("per-IP caps behind a proxy (TRUSTED_PROXIES)", () => {
     try {
       await connectAs(elsewhere, "203.0.113.5")
       // A different claimed address does not buy a second slot: both count as 127.0.0.1.
-      expect((await upgradeAs(elsewhere, "203.0.113.99")).status).toBe(429)
+      assert.strictEqual((await upgradeAs(elsewhere, "203.0.113.99")).status, 429)
     } finally {
       await elsewhere.stop()
+    }
+  })
+})
+
+describe("a client that leaves during the handshake", () => {
+  /** Sends a valid upgrade request and closes the socket at once, before the gateway can answer. */
+  const upgradeAndVanish = (target: RunningGateway) =>
+    new Promise<void>((resolve, reject) => {
+      const socket = connect(target.port, "127.0.0.1", () => {
+        socket.write(
+          `GET /realtime/v1/websocket?apikey=${anonKey}&vsn=2.0.0 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n` +
+            `Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${Buffer.from("0123456789abcdef").toString("base64")}\r\n\r\n`,
+          () => {
+            socket.destroy()
+            resolve()
+          }
+        )
+      })
+      socket.on("error", reject)
+    })
+
+  it("releases its connection slot: the next client from that address is admitted", async () => {
+    const capped = await startGateway({ connection: { maxConnectionsPerIp: 1, connectErrorDelayMs: 0 } })
+    try {
+      for (let i = 0; i < 5; i++) await upgradeAndVanish(capped)
+      // The vanished handshakes finish (or not) asynchronously; each would hold the only slot for 127.0.0.1 if leaked.
+      const answer = await waitUntil(
+        "an upgrade from the capped address to be admitted",
+        () => tryUpgrade(`${capped.wsUrl}?apikey=${anonKey}&vsn=2.0.0`),
+        (a) => a.status === 101
+      )
+      assert.strictEqual(answer.status, 101)
+      // The cap still holds for clients that stay: one open socket, and a second is refused.
+      const stays = await RawClient.connect(`${capped.wsUrl}?apikey=${anonKey}&vsn=2.0.0`)
+      try {
+        assert.strictEqual((await tryUpgrade(`${capped.wsUrl}?apikey=${anonKey}&vsn=2.0.0`)).status, 429)
+      } finally {
+        await stays.close()
+      }
+    } finally {
+      await capped.stop()
     }
   })
 })

@@ -1,6 +1,7 @@
 /** The runnable example the README points to (examples/timeline) works against a gateway. */
 import { spawn } from "node:child_process"
-import { afterAll, beforeAll, expect, it } from "vitest"
+import { assert, it } from "@effect/vitest"
+import { afterAll, beforeAll } from "vitest"
 import { type RunningGateway, startGateway } from "./support/Gateway.ts"
 
 const script = new URL("../../../examples/timeline/timeline.ts", import.meta.url).pathname
@@ -22,8 +23,8 @@ it("examples/timeline joins wedding:42, sees both devices in presence and delive
   child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
   child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
   const code = await new Promise<number | null>((resolve) => child.once("close", resolve))
-  expect(output).toContain("[venue] received over the socket")
-  expect(output).toContain("online: planner, venue")
-  expect(output).toContain("REST broadcast answered: accepted")
-  expect(code, output).toBe(0)
+  assert.include(output, "[venue] received over the socket")
+  assert.include(output, "online: planner, venue")
+  assert.include(output, "REST broadcast answered: accepted")
+  assert.strictEqual(code, 0, output)
 }, 30_000)

@@ -7,7 +7,8 @@
 import { TestTokens } from "@wedsync/auth/testing"
 import { RawClient, SupabaseClients } from "@wedsync/testkit"
 import type { SupabaseClient } from "@supabase/supabase-js"
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { assert, describe, it } from "@effect/vitest"
+import { afterAll, afterEach, beforeAll } from "vitest"
 import { type RunningGateway, startGateway } from "./support/Gateway.ts"
 
 const { makeSupabaseClient, subscribe, inbox, closeAll, SubscribeError } = SupabaseClients
@@ -75,23 +76,23 @@ describe("an expiring connect token (item 3)", () => {
     const before = c.channel("wedding:e-1", { config: { private: true } }).on("system", {}, system.push)
     await subscribe(before)
     // The gateway's own word that the token has expired, on the channel joined before.
-    expect((await system.next((m) => m.status === "error", 10_000)).message).toMatch(/^Token has expired \d+ seconds ago$/)
+    assert.match((await system.next((m) => m.status === "error", 10_000)).message, /^Token has expired \d+ seconds ago$/)
     const failure = await failureOf(subscribe(c.channel("wedding:e-2", { config: { private: true } })))
-    expect(failure).toBeInstanceOf(SubscribeError)
-    expect((failure as Error).message).toMatch(/InvalidJWTToken: Token has expired \d+ seconds ago/)
+    assert.instanceOf(failure, SubscribeError)
+    assert.match((failure as Error).message, /InvalidJWTToken: Token has expired \d+ seconds ago/)
   })
 
   it("a join without access_token uses the connect token: accepted before its expiry, refused after", async () => {
     const token = await TestTokens.userToken({ sub: unique("u-exp"), weddingIds: ["e-3", "e-4"], expiresInSeconds: 2 })
     const c = await connect(token)
     const before = await join(c, "realtime:wedding:e-3", joinConfig({ private: true }))
-    expect(before.reply).toContain('"status":"ok"')
+    assert.include(before.reply, '"status":"ok"')
     const expired = JSON.stringify(await c.next(isEvent("system", "realtime:wedding:e-3"), 10_000))
-    expect(expired).toMatch(/Token has expired \d+ seconds ago/)
+    assert.match(expired, /Token has expired \d+ seconds ago/)
     const after = await join(c, "realtime:wedding:e-4", joinConfig({ private: true }))
-    expect(after.reply).toMatch(/InvalidJWTToken: Token has expired \d+ seconds ago/)
+    assert.match(after.reply, /InvalidJWTToken: Token has expired \d+ seconds ago/)
     // The socket stays: an anonymous public join still works.
-    expect((await join(c, "realtime:public-room", joinConfig({ access_token: anonKey }))).reply).toContain('"status":"ok"')
+    assert.include((await join(c, "realtime:public-room", joinConfig({ access_token: anonKey }))).reply, '"status":"ok"')
   })
 })
 
@@ -109,15 +110,15 @@ describe("per-user cap through joins (item 6)", () => {
     const statuses = inbox<{ status: string; error: Error | undefined }>("the extra client's channel status")
     extra.channel("wedding:c-1", { config: { private: true } }).subscribe((status, error) => statuses.push({ status, error }))
     const refused = await statuses.next()
-    expect(refused.status).toBe("CHANNEL_ERROR")
-    expect(refused.error?.message).toContain("ConnectionRateLimitReached: Too many connected users for this user")
-    expect(extra.realtime.isConnected()).toBe(true)
+    assert.strictEqual(refused.status, "CHANNEL_ERROR")
+    assert.include(refused.error?.message, "ConnectionRateLimitReached: Too many connected users for this user")
+    assert.strictEqual(extra.realtime.isConnected(), true)
     // Another user is not affected.
     const other = client(anonKey, { accessToken: await TestTokens.userToken({ sub: unique("u-other"), weddingIds: ["c-1"] }) })
     await subscribe(other.channel("wedding:c-1", { config: { private: true } }))
     // Once one of the first clients has gone, supabase-js's own rejoin of the refused channel gets in.
     await closeAll([first[0]!])
-    expect((await statuses.next((s) => s.status === "SUBSCRIBED", 20_000)).status).toBe("SUBSCRIBED")
+    assert.strictEqual((await statuses.next((s) => s.status === "SUBSCRIBED", 20_000)).status, "SUBSCRIBED")
   })
 })
 
@@ -141,12 +142,12 @@ describe("token refresh with a value that is not a user JWT (item 7)", () => {
       current = key()
       await c.realtime.setAuth()
       const message = await system.next((m) => m.status === "error")
-      expect(message.message).toContain("You do not have permissions to read from this Channel topic: wedding:r-1")
+      assert.include(message.message, "You do not have permissions to read from this Channel topic: wedding:r-1")
       await closed.next((s) => s === "CLOSED")
       const sender = client(anonKey).channel(room, { config: { broadcast: { ack: true } } })
       await subscribe(sender)
-      expect(await sender.send({ type: "broadcast", event: "m", payload: { n: 1 } })).toBe("ok")
-      expect((await received.next()).payload).toEqual({ n: 1 })
+      assert.strictEqual(await sender.send({ type: "broadcast", event: "m", payload: { n: 1 } }), "ok")
+      assert.deepStrictEqual((await received.next()).payload, { n: 1 })
     })
   signOut("anon JWT", () => anonKey)
   signOut("sb_publishable_ key", () => "sb_publishable_test-project-key")
@@ -165,9 +166,9 @@ describe("token refresh with a value that is not a user JWT (item 7)", () => {
     const sender = client(anonKey, { accessToken: await TestTokens.userToken({ sub: unique("u-send"), weddingIds: ["r-2"] }) })
       .channel("wedding:r-2", { config: { private: true, broadcast: { ack: true } } })
     await subscribe(sender)
-    expect(await sender.send({ type: "broadcast", event: "m", payload: { n: 2 } })).toBe("ok")
-    expect((await received.next()).payload).toEqual({ n: 2 })
-    expect(channel.state).toBe("joined")
+    assert.strictEqual(await sender.send({ type: "broadcast", event: "m", payload: { n: 2 } }), "ok")
+    assert.deepStrictEqual((await received.next()).payload, { n: 2 })
+    assert.strictEqual(channel.state, "joined")
   })
 })
 
@@ -177,18 +178,18 @@ describe("postgres_changes bindings and the per-socket frame rate (item 9)", () 
   it("refuses an unknown event instead of widening it to *, and accepts INSERT", async () => {
     const c = await connect()
     const refused = await join(c, `realtime:${unique("pg")}`, joinConfig({ postgres_changes: [binding("UPSERT")] }))
-    expect(refused.reply).toContain('InvalidJoinPayload: Unknown postgres_changes event \\"UPSERT\\"')
+    assert.include(refused.reply, 'InvalidJoinPayload: Unknown postgres_changes event \\"UPSERT\\"')
     const accepted = await join(c, `realtime:${unique("pg")}`, joinConfig({ postgres_changes: [binding("INSERT")] }))
-    expect(accepted.reply).toContain('"status":"ok"')
+    assert.include(accepted.reply, '"status":"ok"')
   })
 
   it(`refuses more than MAX_BINDINGS_PER_CHANNEL (${MAX_BINDINGS}) bindings and accepts that many`, async () => {
     const c = await connect()
     const many = Array.from({ length: MAX_BINDINGS + 1 }, (_, i) => binding("*", `t${i}`))
     const refused = await join(c, `realtime:${unique("pg")}`, joinConfig({ postgres_changes: many }))
-    expect(refused.reply).toContain(`BindingLimitReached: Too many postgres_changes bindings; at most ${MAX_BINDINGS} per channel`)
+    assert.include(refused.reply, `BindingLimitReached: Too many postgres_changes bindings; at most ${MAX_BINDINGS} per channel`)
     const accepted = await join(c, `realtime:${unique("pg")}`, joinConfig({ postgres_changes: many.slice(0, MAX_BINDINGS) }))
-    expect(accepted.reply).toContain('"status":"ok"')
+    assert.include(accepted.reply, '"status":"ok"')
   })
 
   it("closes a heartbeat flood with 4030; a socket heartbeating normally beside it is answered", async () => {
@@ -196,10 +197,10 @@ describe("postgres_changes bindings and the per-socket frame rate (item 9)", () 
     const flooder = await connect()
     for (let i = 0; i < 2000; i++) flooder.send(v2(null, String(i), "phoenix", "heartbeat", {}))
     const closed = await flooder.closed
-    expect(closed.code).toBe(4030)
+    assert.strictEqual(closed.code, 4030)
     const ref = calm.makeRef()
     calm.send(v2(null, ref, "phoenix", "heartbeat", {}))
-    expect(JSON.stringify(await calm.next(isReplyTo(ref)))).toContain('"status":"ok"')
+    assert.include(JSON.stringify(await calm.next(isReplyTo(ref))), '"status":"ok"')
   })
 })
 
@@ -215,8 +216,8 @@ describe("deeply nested JSON on a socket (item 10)", () => {
     const depth = 100_000
     const deep = `{"a":${"[".repeat(depth)}${"]".repeat(depth)}}`
     sender.send(`["${s.ref}","x","${topic}","broadcast",{"type":"broadcast","event":"m","payload":${deep}}]`)
-    expect((await sender.closed).code).toBe(4003)
+    assert.strictEqual((await sender.closed).code, 4003)
     other.send(v2(o.ref, other.makeRef(), topic, "broadcast", { type: "broadcast", event: "m", payload: { n: 1 } }))
-    expect(JSON.stringify(await receiver.next(isEvent("broadcast", topic)))).toContain('"n":1')
+    assert.include(JSON.stringify(await receiver.next(isEvent("broadcast", topic))), '"n":1')
   })
 })

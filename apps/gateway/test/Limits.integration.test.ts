@@ -7,7 +7,8 @@ import { TestTokens } from "@wedsync/auth/testing"
 import { ConnectionConfig } from "@wedsync/connection"
 import { SupabaseClients } from "@wedsync/testkit"
 import type { SupabaseClient } from "@supabase/supabase-js"
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { assert, describe, it } from "@effect/vitest"
+import { afterAll, afterEach, beforeAll } from "vitest"
 import { type RunningGateway, startGateway } from "./support/Gateway.ts"
 
 const { makeSupabaseClient, subscribe, inbox, waitFor, closeAll } = SupabaseClients
@@ -44,7 +45,7 @@ describe.each(["2.0.0", "1.0.0"] as const)("limits with supabase-js vsn %s", (vs
     for (const key of PROTOTYPE_KEYS) {
       const channel = client().channel(name, { config: { presence: { key } } })
       await subscribe(channel)
-      expect(await channel.track({ who: key })).toBe("ok")
+      assert.strictEqual(await channel.track({ who: key }), "ok")
     }
     // The joiner reads keys from join events: realtime-js' presenceState() copies keys into a plain object, where
     // `__proto__` would be taken for the prototype on the client side.
@@ -57,13 +58,13 @@ describe.each(["2.0.0", "1.0.0"] as const)("limits with supabase-js vsn %s", (vs
       })
     , 5000, "the late joiner to see every key")
     await subscribe(late)
-    expect(late.state).toBe("joined")
-    expect(await late.track({ who: "guest" })).toBe("ok")
+    assert.strictEqual(late.state, "joined")
+    assert.strictEqual(await late.track({ who: "guest" }), "ok")
     await sawAll
     const state = late.presenceState<{ who: string }>()
-    expect(state["constructor"]?.map((m) => m.who)).toEqual(["constructor"])
-    expect(Object.hasOwn(state, "toString") && state["toString"]?.[0]?.who).toBe("toString")
-    expect(state["guest"]?.map((m) => m.who)).toEqual(["guest"])
+    assert.deepStrictEqual(state["constructor"]?.map((m) => m.who), ["constructor"])
+    assert.strictEqual(Object.hasOwn(state, "toString") && state["toString"]?.[0]?.who, "toString")
+    assert.deepStrictEqual(state["guest"]?.map((m) => m.who), ["guest"])
   })
 
   it("a broadcast of MAX_PAYLOAD_BYTES reaches three receivers, none closed; one byte more is refused to the sender only", async () => {
@@ -77,15 +78,15 @@ describe.each(["2.0.0", "1.0.0"] as const)("limits with supabase-js vsn %s", (vs
     // The limit counts the payload bytes of a binary (2.0.0) broadcast, and the whole broadcast JSON of a 1.0.0 one.
     const overhead = vsn === "2.0.0" ? `{"p":""}`.length : JSON.stringify({ type: "broadcast", event: "big", payload: { p: "" } }).length
     const p = "y".repeat(max - overhead) // exactly MAX_PAYLOAD_BYTES as the gateway counts it
-    expect(await sender.send({ type: "broadcast", event: "big", payload: { p } })).toBe("ok")
-    for (const box of boxes) expect((await box.next()).payload.p.length).toBe(p.length)
-    expect(await sender.send({ type: "broadcast", event: "big", payload: { p: `${p}y` } })).toBe("error")
-    expect(await sender.send({ type: "broadcast", event: "big", payload: { p: "small" } })).toBe("ok")
+    assert.strictEqual(await sender.send({ type: "broadcast", event: "big", payload: { p } }), "ok")
+    for (const box of boxes) assert.strictEqual((await box.next()).payload.p.length, p.length)
+    assert.strictEqual(await sender.send({ type: "broadcast", event: "big", payload: { p: `${p}y` } }), "error")
+    assert.strictEqual(await sender.send({ type: "broadcast", event: "big", payload: { p: "small" } }), "ok")
     for (const box of boxes) {
-      expect((await box.next()).payload.p).toBe("small")
-      expect(box.received).toHaveLength(2)
+      assert.strictEqual((await box.next()).payload.p, "small")
+      assert.lengthOf(box.received, 2)
     }
-    for (const c of [...receivers, sender]) expect(c.state).toBe("joined")
-    for (const c of clients) expect(c.realtime.isConnected()).toBe(true)
+    for (const c of [...receivers, sender]) assert.strictEqual(c.state, "joined")
+    for (const c of clients) assert.strictEqual(c.realtime.isConnected(), true)
   })
 })

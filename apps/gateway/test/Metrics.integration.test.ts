@@ -8,7 +8,7 @@ import { RawClient } from "@wedsync/testkit"
 import { Effect, ManagedRuntime, Metric } from "effect"
 import { spawnSync } from "node:child_process"
 import { readFileSync } from "node:fs"
-import { expect, it } from "vitest"
+import { assert, it } from "@effect/vitest"
 import * as GatewayLayer from "../src/GatewayLayer.ts"
 
 it("registers only metrics that pass the naming lint, after real traffic", async () => {
@@ -27,11 +27,11 @@ it("registers only metrics that pass the naming lint, after real traffic", async
     const catalogue = readFileSync(new URL("../../../docs/metrics.md", import.meta.url), "utf8")
     const registered = await runtime.runPromise(Metric.snapshot)
     const undocumented = [...new Set(registered.map((m) => m.id))].filter((name) => !catalogue.includes(`\`${name}\``))
-    expect(undocumented).toEqual([])
-    expect(MetricNames.formatViolations(violations)).toBe(MetricNames.formatViolations([]))
+    assert.deepStrictEqual(undocumented, [])
+    assert.strictEqual(MetricNames.formatViolations(violations), MetricNames.formatViolations([]))
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
-    expect(text).toMatch(/wedsync_hub_deliveries_total \d+/)
-    expect(text).toMatch(/wedsync_connection_write_delay_seconds_bucket/)
+    assert.match(text, /wedsync_hub_deliveries_total \d+/)
+    assert.match(text, /wedsync_connection_write_delay_seconds_bucket/)
   } finally {
     await runtime.dispose()
   }
@@ -60,23 +60,23 @@ it("serves every catalogued series from the first scrape, and /metrics passes pr
       `nodejs_gc_duration_seconds_count{kind="minor"}`,
       `process_cpu_seconds_total`,
       `nodejs_eventloop_lag_p99_seconds`
-    ]) expect(first).toContain(series)
+    ]) assert.include(first, series)
     const catalogue = readFileSync(new URL("../../../docs/metrics.md", import.meta.url), "utf8")
     const catalogued = [...catalogue.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]!)
-    expect(catalogued.length).toBeGreaterThan(20)
-    expect(catalogued.filter((name) => !first.includes(`# TYPE ${name} `))).toEqual([])
+    assert.isAbove(catalogued.length, 20)
+    assert.deepStrictEqual(catalogued.filter((name) => !first.includes(`# TYPE ${name} `)), [])
 
     const client = await RawClient.connect(`ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${await TestTokens.anonToken()}&vsn=1.0.0`)
     client.send({ topic: "realtime:promtool", event: "phx_join", payload: {}, ref: "1", join_ref: "1" })
     await client.next(RawClient.isReplyTo("1"))
     await client.close()
     const afterTraffic = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
-    expect(promtool(afterTraffic)).toEqual({ status: 0, output: "" })
+    assert.deepStrictEqual(promtool(afterTraffic), { status: 0, output: "" })
     // The refusal beside it: the shape the event-loop summary used to have (a gauge with a quantile label) is refused.
     const broken = "# HELP lag_seconds Lag.\n# TYPE lag_seconds gauge\nlag_seconds{quantile=\"0.99\"} 0.01\n"
     const refused = promtool(broken)
-    expect(refused.status).not.toBe(0)
-    expect(refused.output).toContain("quantile")
+    assert.notStrictEqual(refused.status, 0)
+    assert.include(refused.output, "quantile")
   } finally {
     await runtime.dispose()
   }

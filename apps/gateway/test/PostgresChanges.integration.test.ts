@@ -5,7 +5,7 @@
  */
 import type { RealtimeChannel, SupabaseClient } from "@supabase/supabase-js"
 import { TestTokens } from "@wedsync/auth/testing"
-import { Postgres, RawClient, SupabaseClients, databaseUrl, uniqueSqlName } from "@wedsync/testkit"
+import { Postgres, RawClient, SupabaseClients, databaseUrl, uniqueSqlName, waitUntil } from "@wedsync/testkit"
 import { Redacted } from "effect"
 import { createServer } from "node:net"
 import pg from "pg"
@@ -461,15 +461,8 @@ const readiness = async (url: string) => {
 }
 
 /** Polls /ready until `until` holds (no event tells when a stream attempt failed), bounded. */
-const readinessUntil = async (url: string, until: (r: Awaited<ReturnType<typeof readiness>>) => boolean, timeoutMs = 15_000) => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const answer = await readiness(url)
-    if (until(answer)) return answer
-    if (Date.now() > deadline) throw new Error(`/ready never matched; last answer ${JSON.stringify(answer)}`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-}
+const readinessUntil = (url: string, until: (r: Awaited<ReturnType<typeof readiness>>) => boolean, timeoutMs = 15_000) =>
+  waitUntil(`${url}/ready to match`, () => readiness(url), until, { timeoutMs, intervalMs: 100 })
 
 describe("readiness", () => {
   it("a second gateway on the same slot answers 503 with the reason while the first streams and answers 200", async () => {

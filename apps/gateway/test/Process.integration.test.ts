@@ -4,9 +4,11 @@
  * logged with their reason and without the token.
  */
 import { TestTokens } from "@wedsync/auth/testing"
+import { waitUntil } from "@wedsync/testkit"
 import { type ChildProcess, spawn } from "node:child_process"
 import { createInterface } from "node:readline"
-import { afterEach, describe, expect, it, vi } from "vitest"
+import { assert, describe, it } from "@effect/vitest"
+import { afterEach, vi } from "vitest"
 import { tryUpgrade } from "./support/Http.ts"
 
 const main = new URL("../src/main.ts", import.meta.url).pathname
@@ -74,8 +76,8 @@ describe("configuration at start", () => {
       LOG_FORMAT: "xml"
     })
     const { code, stderr } = await exit
-    expect(code).toBe(78)
-    expect(stderr.split("Invalid configuration (7 problems), the gateway did not start")).toHaveLength(2)
+    assert.strictEqual(code, 78)
+    assert.lengthOf(stderr.split("Invalid configuration (7 problems), the gateway did not start"), 2)
     for (const expected of [
       `PORT="-5": must be from 0 to 65535`,
       `MAX_CONNECTIONS="0": must be >= 1`,
@@ -84,29 +86,29 @@ describe("configuration at start", () => {
       `DATABASE_URL: is not a URL`,
       `TRUSTED_PROXIES="10.0.0.0/99": "10.0.0.0/99" has an invalid prefix length`,
       `LOG_FORMAT="xml": must be one of pretty, json, logfmt`
-    ]) expect(stderr).toContain(expected)
+    ]) assert.include(stderr, expected)
     // One message: no stack trace.
-    expect(stderr).not.toMatch(/\n\s+at /)
-    expect(stderr).not.toContain("not a url")
+    assert.notMatch(stderr, /\n\s+at /)
+    assert.notInclude(stderr, "not a url")
   })
 
   it("starts with a valid environment", async () => {
     const gateway = start({ PORT: "0", MAX_CONNECTIONS: "10", TRUSTED_PROXIES: "10.0.0.0/8, ::1", CORS_ORIGINS: "https://app.example.com" })
-    expect(await gateway.line((l) => l.includes("listening on http://127.0.0.1:"))).toBeTruthy()
+    assert.isOk(await gateway.line((l) => l.includes("listening on http://127.0.0.1:")))
     gateway.child.kill("SIGTERM")
     await gateway.exit
   })
 
   it("refuses a JWT_SECRET shorter than 32 bytes (without echoing it) unless DEV_MODE=true; 32 bytes start", async () => {
     const refused = await start({ PORT: "0", JWT_SECRET: "short-secret-123" }).exit
-    expect(refused.code).toBe(78)
-    expect(refused.stderr).toContain("JWT_SECRET: must be at least 32 bytes (it has 16)")
-    expect(refused.stderr).not.toContain("short-secret-123")
+    assert.strictEqual(refused.code, 78)
+    assert.include(refused.stderr, "JWT_SECRET: must be at least 32 bytes (it has 16)")
+    assert.notInclude(refused.stderr, "short-secret-123")
     for (const env of [{ JWT_SECRET: "short-secret-123", DEV_MODE: "true" }, { JWT_SECRET: "x".repeat(32) }]) {
       const gateway = start({ PORT: "0", ...env })
-      expect(await gateway.line((l) => l.includes("listening on http://127.0.0.1:"))).toBeTruthy()
+      assert.isOk(await gateway.line((l) => l.includes("listening on http://127.0.0.1:")))
       gateway.child.kill("SIGTERM")
-      expect((await gateway.exit).code).toBe(0)
+      assert.strictEqual((await gateway.exit).code, 0)
     }
   })
 })
@@ -115,45 +117,46 @@ describe("logs", () => {
   it("with LOG_FORMAT=json prints JSON lines with a level and message; a refused upgrade is logged with its reason, not its token", async () => {
     const gateway = start({ PORT: "0", LOG_FORMAT: "json", LOG_LEVEL: "info", CONNECT_ERROR_BACKOFF_MS: "0" })
     const listening = parseJsonLine(await gateway.line((l) => l.includes("listening on")))
-    expect(listening).toMatchObject({ level: "INFO" })
+    assert.containSubset(listening, { level: "INFO" })
     const port = /:(\d+)$/.exec(String(listening["message"]))![1]!
     // A token signed with another secret: what a wrong JWT_SECRET looks like from the gateway's side.
     const forged = await TestTokens.anonToken({ secret: "another-projects-secret-that-is-long-enough-0123456789" })
-    expect((await tryUpgrade(`ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${forged}&vsn=2.0.0`)).status).toBe(401)
+    assert.strictEqual((await tryUpgrade(`ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${forged}&vsn=2.0.0`)).status, 401)
     const refused = parseJsonLine(await gateway.line((l) => l.includes("upgrade refused")))
-    expect(refused).toMatchObject({
+    assert.containSubset(refused, {
       level: "WARN",
       message: "upgrade refused: JwtSignatureError",
       annotations: { where: "upgrade", reason: "JwtSignatureError", detail: "Failed to validate JWT signature" }
     })
-    expect(String((refused["annotations"] as Record<string, unknown>)["hint"])).toContain("JWT_SECRET")
+    assert.include(String((refused["annotations"] as Record<string, unknown>)["hint"]), "JWT_SECRET")
     // A valid key is accepted and not logged as refused.
     const anon = await TestTokens.anonToken()
-    expect((await tryUpgrade(`ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${anon}&vsn=2.0.0`)).status).toBe(101)
+    assert.strictEqual((await tryUpgrade(`ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${anon}&vsn=2.0.0`)).status, 101)
     gateway.child.kill("SIGTERM")
     await gateway.exit
-    expect(gateway.lines.length).toBeGreaterThan(2)
+    assert.isAbove(gateway.lines.length, 2)
     for (const line of gateway.lines) {
       const parsed = parseJsonLine(line)
-      expect(typeof parsed["message"]).toBe("string")
-      expect(typeof parsed["level"]).toBe("string")
-      expect(line).not.toContain(forged)
-      expect(line).not.toContain("127.0.0.1\"") // no client address in an annotation
+      assert.strictEqual(typeof parsed["message"], "string")
+      assert.strictEqual(typeof parsed["level"], "string")
+      assert.notInclude(line, forged)
+      assert.notInclude(line, "127.0.0.1\"") // no client address in an annotation
     }
-    expect(gateway.lines.filter((l) => l.includes("upgrade refused"))).toHaveLength(1)
+    assert.lengthOf(gateway.lines.filter((l) => l.includes("upgrade refused")), 1)
   })
 
   it("rate-limits refusal lines per reason and reports what was held back", async () => {
     const gateway = start({ PORT: "0", LOG_FORMAT: "json", CONNECT_ERROR_BACKOFF_MS: "0" })
     const port = /:(\d+)$/.exec(String(parseJsonLine(await gateway.line((l) => l.includes("listening on")))["message"]))![1]!
     const url = `ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=garbage&vsn=2.0.0`
-    for (let i = 0; i < 20; i++) expect((await tryUpgrade(url)).status).toBe(401)
+    for (let i = 0; i < 20; i++) assert.strictEqual((await tryUpgrade(url)).status, 401)
     // The first window logs 5 lines; the rest of the burst is counted, and reported by the next line after a second.
-    await expect.poll(() => gateway.lines.filter((l) => l.includes("upgrade refused")).length).toBe(5)
+    const refusals = () => gateway.lines.filter((l) => l.includes("upgrade refused")).length
+    await waitUntil("five refusal log lines", refusals, (n) => n === 5, { timeoutMs: 1000, intervalMs: 50 })
     await new Promise<void>((resolve) => setTimeout(resolve, 1_100)) // wait for the next one-second log window
-    expect((await tryUpgrade(url)).status).toBe(401)
+    assert.strictEqual((await tryUpgrade(url)).status, 401)
     const next = parseJsonLine(await gateway.line((l) => l.includes("suppressed")))
-    expect(next["annotations"]).toMatchObject({ reason: "MalformedJWT", suppressed: 15 })
+    assert.containSubset(next["annotations"], { reason: "MalformedJWT", suppressed: 15 })
     gateway.child.kill("SIGTERM")
     await gateway.exit
   })
@@ -161,9 +164,9 @@ describe("logs", () => {
   it("LOG_LEVEL=warning keeps warnings and drops info lines", async () => {
     const gateway = start({ PORT: "0", LOG_FORMAT: "json", LOG_LEVEL: "warning" })
     // The dev-secret warning is logged right after "listening on" (info), so once it is out, the info line would be too.
-    expect(parseJsonLine(await gateway.line((l) => l.includes("JWT_SECRET is not set")))).toMatchObject({ level: "WARN" })
+    assert.containSubset(parseJsonLine(await gateway.line((l) => l.includes("JWT_SECRET is not set"))), { level: "WARN" })
     gateway.child.kill("SIGTERM")
     await gateway.exit
-    expect(gateway.lines.filter((l) => parseJsonLine(l)["level"] === "INFO")).toEqual([])
+    assert.deepStrictEqual(gateway.lines.filter((l) => parseJsonLine(l)["level"] === "INFO"), [])
   })
 })

@@ -5,7 +5,8 @@
 import { TestTokens } from "@wedsync/auth/testing"
 import { SupabaseClients } from "@wedsync/testkit"
 import type { SupabaseClient } from "@supabase/supabase-js"
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { assert, describe, it } from "@effect/vitest"
+import { afterAll, afterEach, beforeAll } from "vitest"
 import { type RunningGateway, startGateway } from "./support/Gateway.ts"
 
 const { makeSupabaseClient, subscribe, inbox, waitFor, closeAll, SubscribeError } = SupabaseClients
@@ -45,7 +46,7 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
   it("subscribes to a public channel", async () => {
     const channel = client().channel(room())
     await subscribe(channel)
-    expect(channel.state).toBe("joined")
+    assert.strictEqual(channel.state, "joined")
   })
 
   it("delivers a broadcast from one client to another, not back to the sender by default", async () => {
@@ -56,13 +57,13 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
     const sender = client().channel(name).on("broadcast", { event: "msg" }, senderBox.push)
     await subscribe(receiver)
     await subscribe(sender)
-    expect(await sender.send({ type: "broadcast", event: "msg", payload: { hello: "world", n: 1 } })).toBe("ok")
+    assert.strictEqual(await sender.send({ type: "broadcast", event: "msg", payload: { hello: "world", n: 1 } }), "ok")
     const got = await receiverBox.next()
-    expect(got).toMatchObject({ type: "broadcast", event: "msg", payload: { hello: "world", n: 1 } })
+    assert.containSubset(got, { type: "broadcast", event: "msg", payload: { hello: "world", n: 1 } })
     // A second message proves ordering and that the sender's own copy never arrived in between.
     await sender.send({ type: "broadcast", event: "msg", payload: { n: 2 } })
-    expect((await receiverBox.next()).payload).toEqual({ n: 2 })
-    expect(senderBox.received).toHaveLength(0)
+    assert.deepStrictEqual((await receiverBox.next()).payload, { n: 2 })
+    assert.lengthOf(senderBox.received, 0)
   })
 
   it("echoes to the sender with self: true", async () => {
@@ -71,7 +72,7 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
     const channel = client().channel(name, { config: { broadcast: { self: true } } }).on("broadcast", { event: "echo" }, box.push)
     await subscribe(channel)
     await channel.send({ type: "broadcast", event: "echo", payload: { me: true } })
-    expect((await box.next()).payload).toEqual({ me: true })
+    assert.deepStrictEqual((await box.next()).payload, { me: true })
   })
 
   it("acknowledges a broadcast with ack: true only once the server accepted it", async () => {
@@ -81,8 +82,8 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
     await subscribe(listener)
     const acked = client().channel(name, { config: { broadcast: { ack: true } } })
     await subscribe(acked)
-    expect(await acked.send({ type: "broadcast", event: "a", payload: { n: 1 } })).toBe("ok")
-    expect((await box.next()).payload).toEqual({ n: 1 })
+    assert.strictEqual(await acked.send({ type: "broadcast", event: "a", payload: { n: 1 } }), "ok")
+    assert.deepStrictEqual((await box.next()).payload, { n: 1 })
   })
 
   it("refuses an oversized broadcast with payload_size_exceeded and delivers a normal one", async () => {
@@ -94,10 +95,10 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
     await subscribe(listener)
     const acked = client().channel(name, { config: { broadcast: { ack: true } } })
     await subscribe(acked)
-    expect(await acked.send({ type: "broadcast", event: "big", payload: { blob: "x".repeat(2_000) } })).toBe("error")
-    expect(await acked.send({ type: "broadcast", event: "big", payload: { blob: "small" } })).toBe("ok")
-    expect((await box.next()).payload).toEqual({ blob: "small" })
-    expect(box.received).toHaveLength(1)
+    assert.strictEqual(await acked.send({ type: "broadcast", event: "big", payload: { blob: "x".repeat(2_000) } }), "error")
+    assert.strictEqual(await acked.send({ type: "broadcast", event: "big", payload: { blob: "small" } }), "ok")
+    assert.deepStrictEqual((await box.next()).payload, { blob: "small" })
+    assert.lengthOf(box.received, 1)
   })
 
   it("delivers REST broadcasts (batch endpoint via send before subscribe, and httpSend)", async () => {
@@ -106,11 +107,11 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
     await subscribe(client().channel(name).on("broadcast", { event: "*" }, box.push))
     // Not subscribed: realtime-js falls back to POST /api/broadcast.
     const unjoined = client().channel(name)
-    expect(await unjoined.send({ type: "broadcast", event: "rest-batch", payload: { via: "batch" } })).toBe("ok")
-    expect(await box.next((m) => m.event === "rest-batch")).toMatchObject({ payload: { via: "batch" } })
+    assert.strictEqual(await unjoined.send({ type: "broadcast", event: "rest-batch", payload: { via: "batch" } }), "ok")
+    assert.containSubset(await box.next((m) => m.event === "rest-batch"), { payload: { via: "batch" } })
     const result = await unjoined.httpSend("rest-single", { via: "single" })
-    expect(result).toEqual({ success: true })
-    expect(await box.next((m) => m.event === "rest-single")).toMatchObject({ payload: { via: "single" } })
+    assert.deepStrictEqual(result, { success: true })
+    assert.containSubset(await box.next((m) => m.event === "rest-single"), { payload: { via: "single" } })
   })
 
   it("syncs presence across three clients: join, update and leave", async () => {
@@ -122,7 +123,7 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
       .on("presence", { event: "join" }, aJoins.push)
       .on("presence", { event: "leave" }, aLeaves.push)
     await subscribe(channelA)
-    expect(await channelA.track({ name: "alice" })).toBe("ok")
+    assert.strictEqual(await channelA.track({ name: "alice" }), "ok")
     const channelB = b.channel(name, { config: { presence: { key: "bob" } } })
     const bSynced = waitFor<void>((resolve) =>
       channelB.on("presence", { event: "sync" }, () => {
@@ -131,7 +132,7 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
       })
     , 5000, "b to see alice and bob")
     await subscribe(channelB)
-    expect(await channelB.track({ name: "bob" })).toBe("ok")
+    assert.strictEqual(await channelB.track({ name: "bob" }), "ok")
     await bSynced
     const channelC = c.channel(name, { config: { presence: { key: "carol" } } })
     const cSynced = waitFor<void>((resolve) =>
@@ -143,10 +144,10 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
     await subscribe(channelC)
     await channelC.track({ name: "carol" })
     await cSynced
-    expect((await aJoins.next((j) => j.key === "carol")).key).toBe("carol")
+    assert.strictEqual((await aJoins.next((j) => j.key === "carol")).key, "carol")
     await c.removeChannel(channelC)
-    expect((await aLeaves.next((l) => l.key === "carol")).key).toBe("carol")
-    expect(Object.keys(channelA.presenceState()).sort()).toEqual(["alice", "bob"])
+    assert.strictEqual((await aLeaves.next((l) => l.key === "carol")).key, "carol")
+    assert.deepStrictEqual(Object.keys(channelA.presenceState()).sort(), ["alice", "bob"])
   })
 
   it("leaves a channel: the client sees CLOSED and stops receiving", async () => {
@@ -155,15 +156,15 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
     const leaver = client()
     const channel = leaver.channel(name).on("broadcast", { event: "m" }, box.push)
     await subscribe(channel)
-    expect(await leaver.removeChannel(channel)).toBe("ok")
-    expect(channel.state).toBe("closed")
+    assert.strictEqual(await leaver.removeChannel(channel), "ok")
+    assert.strictEqual(channel.state, "closed")
     const other = client().channel(name, { config: { broadcast: { self: true, ack: true } } })
     const otherBox = inbox<BroadcastMessage>("broadcast at the remaining member")
     other.on("broadcast", { event: "m" }, otherBox.push)
     await subscribe(other)
     await other.send({ type: "broadcast", event: "m", payload: { after: "leave" } })
     await otherBox.next()
-    expect(box.received).toHaveLength(0)
+    assert.lengthOf(box.received, 0)
   })
 
   it("rejoins after the server drops the socket, and messages flow again", async () => {
@@ -186,8 +187,8 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
       await statuses.next((s) => s === "SUBSCRIBED", 10_000)
       const sender = make().channel(name, { config: { broadcast: { ack: true } } })
       await subscribe(sender)
-      expect(await sender.send({ type: "broadcast", event: "again", payload: { n: 1 } })).toBe("ok")
-      expect((await box.next()).payload).toEqual({ n: 1 })
+      assert.strictEqual(await sender.send({ type: "broadcast", event: "again", payload: { n: 1 } }), "ok")
+      assert.deepStrictEqual((await box.next()).payload, { n: 1 })
     } finally {
       await closeAll(clients.splice(0))
       await strict.stop()
@@ -199,8 +200,8 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
     const statuses = inbox<string>("heartbeat status")
     c.realtime.onHeartbeat((status) => statuses.push(status))
     await subscribe(c.channel(room()))
-    expect(await statuses.next((s) => s === "ok")).toBe("ok")
-    expect(statuses.received).not.toContain("timeout")
+    assert.strictEqual(await statuses.next((s) => s === "ok"), "ok")
+    assert.notInclude(statuses.received, "timeout")
   })
 
   it("closes a channel when its token expires, with the spec's system message, and keeps the socket", async () => {
@@ -212,16 +213,16 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
     expiring.subscribe((status) => statuses.push(status))
     await statuses.next((s) => s === "SUBSCRIBED")
     const message = await system.next((m) => m.status === "error", 10_000)
-    expect(message.message).toMatch(/^Token has expired \d+ seconds ago$/)
+    assert.match(message.message, /^Token has expired \d+ seconds ago$/)
     await statuses.next((s) => s === "CLOSED")
-    expect(c.realtime.isConnected()).toBe(true)
+    assert.strictEqual(c.realtime.isConnected(), true)
   })
 
   it("refuses a join with a malformed token with the spec's reason, and accepts a valid one", async () => {
     const bad = (await userClient("not-a-jwt")).channel(room())
     const failure = await subscribe(bad).then(() => undefined, (e: unknown) => e)
-    expect(failure).toBeInstanceOf(SubscribeError)
-    expect((failure as Error).message).toContain("MalformedJWT: The token provided is not a valid JWT")
+    assert.instanceOf(failure, SubscribeError)
+    assert.include((failure as Error).message, "MalformedJWT: The token provided is not a valid JWT")
     const good = (await userClient(await TestTokens.userToken())).channel(room())
     await subscribe(good)
   })
@@ -229,7 +230,7 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
   it("refuses an expired token at join with InvalidJWTToken", async () => {
     const channel = (await userClient(await TestTokens.expiredToken({ secondsAgo: 30 }))).channel(room())
     const failure = await subscribe(channel).then(() => undefined, (e: unknown) => e)
-    expect((failure as Error).message).toMatch(/InvalidJWTToken: Token has expired \d+ seconds ago/)
+    assert.match((failure as Error).message, /InvalidJWTToken: Token has expired \d+ seconds ago/)
   })
 
   it("refuses a private wedding channel without the claim and accepts it with the claim", async () => {
@@ -238,7 +239,7 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
       () => undefined,
       (e: unknown) => e
     )
-    expect((refused as Error).message).toContain(
+    assert.include((refused as Error).message, 
       "Unauthorized: You do not have permissions to read from this Channel topic: wedding:w-42"
     )
     const member = await userClient(await TestTokens.userToken({ weddingIds: ["w-42"] }))
@@ -257,7 +258,7 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
     const privateSender = (await userClient(token)).channel("wedding:w-7", { config: { private: true, broadcast: { ack: true } } })
     await subscribe(privateSender)
     await privateSender.send({ type: "broadcast", event: "m", payload: { room: "private" } })
-    expect((await privateBox.next()).payload).toEqual({ room: "private" })
-    expect(publicBox.received).toHaveLength(0)
+    assert.deepStrictEqual((await privateBox.next()).payload, { room: "private" })
+    assert.lengthOf(publicBox.received, 0)
   })
 })

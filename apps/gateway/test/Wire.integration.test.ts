@@ -4,8 +4,9 @@
  */
 import { TestTokens } from "@wedsync/auth/testing"
 import { Frame, Serializer } from "@wedsync/protocol"
-import { RawClient, SupabaseClients } from "@wedsync/testkit"
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { RawClient, SupabaseClients, waitUntil } from "@wedsync/testkit"
+import { assert, describe, it } from "@effect/vitest"
+import { afterAll, afterEach, beforeAll } from "vitest"
 import { type RunningGateway, startGateway } from "./support/Gateway.ts"
 import { getText, tryUpgrade } from "./support/Http.ts"
 
@@ -47,37 +48,38 @@ afterAll(async () => {
 
 describe("upgrade", () => {
   it("accepts a valid apikey and refuses a missing or invalid one with Supabase's 401 bodies", async () => {
-    expect((await tryUpgrade(`${gateway.wsUrl}?apikey=${anonKey}&vsn=2.0.0`)).status).toBe(101)
-    expect(await tryUpgrade(`${gateway.wsUrl}?vsn=2.0.0`)).toEqual({ status: 401, body: JSON.stringify({ error: "API key is missing" }) })
-    expect(await tryUpgrade(`${gateway.wsUrl}?apikey=garbage&vsn=2.0.0`)).toEqual({
+    assert.strictEqual((await tryUpgrade(`${gateway.wsUrl}?apikey=${anonKey}&vsn=2.0.0`)).status, 101)
+    assert.deepStrictEqual(await tryUpgrade(`${gateway.wsUrl}?vsn=2.0.0`), { status: 401, body: JSON.stringify({ error: "API key is missing" }) })
+    assert.deepStrictEqual(await tryUpgrade(`${gateway.wsUrl}?apikey=garbage&vsn=2.0.0`), {
       status: 401,
       body: JSON.stringify({ error: "The token provided is not a valid JWT" })
     })
     const forged = await TestTokens.anonToken({ secret: "not-the-gateway-secret-but-long-enough-for-hs256" })
-    expect(await tryUpgrade(`${gateway.wsUrl}?apikey=${forged}&vsn=2.0.0`)).toEqual({
+    assert.deepStrictEqual(await tryUpgrade(`${gateway.wsUrl}?apikey=${forged}&vsn=2.0.0`), {
       status: 401,
       body: JSON.stringify({ error: "Failed to validate JWT signature" })
     })
   })
 
   it("takes the key from the x-api-key header too", async () => {
-    expect((await tryUpgrade(`${gateway.wsUrl}?vsn=2.0.0`, { "x-api-key": anonKey })).status).toBe(101)
+    assert.strictEqual((await tryUpgrade(`${gateway.wsUrl}?vsn=2.0.0`, { "x-api-key": anonKey })).status, 101)
   })
 
   it("refuses an unknown serializer version with 403 and an unknown path with 404", async () => {
-    expect((await tryUpgrade(`${gateway.wsUrl}?apikey=${anonKey}&vsn=3.0.0`)).status).toBe(403)
-    expect((await tryUpgrade(`ws://127.0.0.1:${gateway.port}/elsewhere?apikey=${anonKey}`)).status).toBe(404)
+    assert.strictEqual((await tryUpgrade(`${gateway.wsUrl}?apikey=${anonKey}&vsn=3.0.0`)).status, 403)
+    assert.strictEqual((await tryUpgrade(`ws://127.0.0.1:${gateway.port}/elsewhere?apikey=${anonKey}`)).status, 404)
   })
 
   it("caps sockets per user with 429 and admits again once the first one left", async () => {
     const token = await TestTokens.userToken({ sub: "cap-user" })
     const first = await connect("2.0.0", token)
-    expect(await tryUpgrade(`${gateway.wsUrl}?apikey=${token}&vsn=2.0.0`)).toEqual({
+    assert.deepStrictEqual(await tryUpgrade(`${gateway.wsUrl}?apikey=${token}&vsn=2.0.0`), {
       status: 429,
       body: JSON.stringify({ error: "Too many connected users for this user" })
     })
     await first.close()
-    await expect.poll(async () => (await tryUpgrade(`${gateway.wsUrl}?apikey=${token}&vsn=2.0.0`)).status).toBe(101)
+    const url = `${gateway.wsUrl}?apikey=${token}&vsn=2.0.0`
+    await waitUntil("the user's slot to be released", async () => (await tryUpgrade(url)).status, (s) => s === 101, { timeoutMs: 1000, intervalMs: 50 })
   })
 })
 
@@ -86,7 +88,7 @@ describe.each(["2.0.0", "1.0.0"] as const)("frames with vsn %s", (vsn) => {
     const client = await connect(vsn)
     client.send(frame(vsn, null, "21", "phoenix", "heartbeat", {}))
     const reply = await client.next()
-    expect(reply).toEqual(
+    assert.deepStrictEqual(reply, 
       vsn === "2.0.0"
         ? [null, "21", "phoenix", "phx_reply", { status: "ok", response: {} }]
         : { topic: "phoenix", event: "phx_reply", payload: { status: "ok", response: {} }, ref: "21" }
@@ -97,17 +99,17 @@ describe.each(["2.0.0", "1.0.0"] as const)("frames with vsn %s", (vsn) => {
     const client = await connect(vsn)
     client.send(frame(vsn, "1", "2", "realtime:nobody", "broadcast", { type: "broadcast", event: "x", payload: {} }))
     const reply = await client.next(isReplyTo("2"))
-    expect(JSON.stringify(reply)).toContain('"status":"error","response":{"reason":"unmatched topic"}')
+    assert.include(JSON.stringify(reply), '"status":"error","response":{"reason":"unmatched topic"}')
     const { reply: joined } = await join(client, vsn, "realtime:somebody")
-    expect(JSON.stringify(joined)).toContain('"status":"ok","response":{"postgres_changes":[]}')
+    assert.include(JSON.stringify(joined), '"status":"ok","response":{"postgres_changes":[]}')
   })
 
   it("refuses an empty topic name and the join beyond the channel cap, with Supabase's reasons", async () => {
     const client = await connect(vsn)
-    expect(JSON.stringify((await join(client, vsn, "realtime:")).reply)).toContain("TopicNameRequired: You must provide a topic name")
-    expect(JSON.stringify((await join(client, vsn, "realtime:a")).reply)).toContain('"status":"ok"')
-    expect(JSON.stringify((await join(client, vsn, "realtime:b")).reply)).toContain('"status":"ok"')
-    expect(JSON.stringify((await join(client, vsn, "realtime:c")).reply)).toContain("ChannelRateLimitReached: Too many channels")
+    assert.include(JSON.stringify((await join(client, vsn, "realtime:")).reply), "TopicNameRequired: You must provide a topic name")
+    assert.include(JSON.stringify((await join(client, vsn, "realtime:a")).reply), '"status":"ok"')
+    assert.include(JSON.stringify((await join(client, vsn, "realtime:b")).reply), '"status":"ok"')
+    assert.include(JSON.stringify((await join(client, vsn, "realtime:c")).reply), "ChannelRateLimitReached: Too many channels")
   })
 
   it("echoes postgres_changes bindings in order with integer ids, then reports they are not enabled", async () => {
@@ -121,10 +123,10 @@ describe.each(["2.0.0", "1.0.0"] as const)("frames with vsn %s", (vsn) => {
       response: { postgres_changes: Array<Record<string, unknown>> }
     }
     const echoed = response.response.postgres_changes
-    expect(echoed.map(({ id: _id, ...rest }) => rest)).toEqual(bindings)
-    for (const b of echoed) expect(Number.isInteger(b["id"])).toBe(true)
+    assert.deepStrictEqual(echoed.map(({ id: _id, ...rest }) => rest), bindings)
+    for (const b of echoed) assert.strictEqual(Number.isInteger(b["id"]), true)
     const system = await client.next(isEvent("system", "realtime:pg"))
-    expect(JSON.stringify(system)).toContain("Postgres Changes are not enabled on this gateway")
+    assert.include(JSON.stringify(system), "Postgres Changes are not enabled on this gateway")
   })
 })
 
@@ -140,12 +142,12 @@ describe("broadcast across serializers", () => {
     const payload = new Uint8Array([1, 2, 3, 255])
     sender.send(Serializer.encodeUserBroadcastPush({ joinRef, ref: "9", topic, userEvent: "raw", meta: undefined, encoding: "binary", payload }))
     const received = (await v2Member.next((f) => Buffer.isBuffer(f))) as Buffer
-    expect([...received]).toEqual([4, topic.length, 3, 0, 0, ...Buffer.from(topic), ...Buffer.from("raw"), 1, 2, 3, 255])
+    assert.deepStrictEqual([...received], [4, topic.length, 3, 0, 0, ...Buffer.from(topic), ...Buffer.from("raw"), 1, 2, 3, 255])
     // A JSON broadcast after it reaches the v1 member, and it is the first thing that member got.
     sender.send(Serializer.encodeUserBroadcastPush({ joinRef, ref: "10", topic, userEvent: "json", meta: undefined, encoding: "json", payload: Buffer.from('{"n":1}') }))
     const v1Frame = await v1Member.next(isEvent("broadcast"))
-    expect(v1Frame).toEqual({ topic, event: "broadcast", payload: { type: "broadcast", event: "json", payload: { n: 1 } }, ref: null })
-    expect(v1Member.received.filter(isEvent("broadcast"))).toHaveLength(1)
+    assert.deepStrictEqual(v1Frame, { topic, event: "broadcast", payload: { type: "broadcast", event: "json", payload: { n: 1 } }, ref: null })
+    assert.lengthOf(v1Member.received.filter(isEvent("broadcast")), 1)
   })
 
   it("delivers a v1 JSON broadcast to v2 members as a JSON text frame", async () => {
@@ -156,7 +158,7 @@ describe("broadcast across serializers", () => {
     await join(member, "2.0.0", topic)
     const body = { type: "broadcast", event: "msg", payload: { hello: "world" } }
     sender.send(v1(ref, "5", topic, "broadcast", body))
-    expect(await member.next(isEvent("broadcast"))).toEqual([null, null, topic, "broadcast", body])
+    assert.deepStrictEqual(await member.next(isEvent("broadcast")), [null, null, topic, "broadcast", body])
   })
 
   it("drops a malformed frame and keeps the socket working", async () => {
@@ -164,7 +166,7 @@ describe("broadcast across serializers", () => {
     client.send("this is not json")
     client.send(new Uint8Array([9, 9, 9]))
     client.send(frame("2.0.0", null, "7", "phoenix", "heartbeat", {}))
-    expect(await client.next(isReplyTo("7"))).toEqual([null, "7", "phoenix", "phx_reply", { status: "ok", response: {} }])
+    assert.deepStrictEqual(await client.next(isReplyTo("7")), [null, "7", "phoenix", "phx_reply", { status: "ok", response: {} }])
   })
 })
 
@@ -184,11 +186,11 @@ describe("slow consumers", () => {
     const total = 2_000 // 8 MB: more than the loopback socket buffers plus the 64 KiB outbox limit
     for (let n = 1; n <= total; n++) await channel.send({ type: "broadcast", event: "bulk", payload: { n, blob } })
     await box.next((m) => m.payload.n === total, 20_000)
-    expect(box.received.map((m) => m.payload.n)).toEqual(Array.from({ length: total }, (_, i) => i + 1))
+    assert.deepStrictEqual(box.received.map((m) => m.payload.n), Array.from({ length: total }, (_, i) => i + 1))
     const metrics = await getText(`${gateway.url}/metrics`)
-    expect(metrics.text).toMatch(/wedsync_connection_closed_total\{reason="4008"\} 1\b/)
+    assert.match(metrics.text, /wedsync_connection_closed_total\{reason="4008"\} 1\b/)
     slow.resume()
-    expect([4008, 1006]).toContain((await slow.closed).code)
+    assert.include([4008, 1006], (await slow.closed).code)
     await SupabaseClients.closeAll([fast, sender])
   }, 60_000)
 })
@@ -207,14 +209,14 @@ describe("rate limits", () => {
       client.send(v2(joinRef, "a2", topic, "broadcast", ackedPayload))
       client.send(v2(joinRef, "a3", topic, "broadcast", ackedPayload))
       client.send(v2(joinRef, "a4", topic, "broadcast", ackedPayload))
-      expect(await client.next(isEvent("system", topic))).toEqual([
+      assert.deepStrictEqual(await client.next(isEvent("system", topic)), [
         joinRef,
         null,
         topic,
         "system",
         { extension: "system", status: "error", message: "Too many messages per second", channel: "limited" }
       ])
-      expect(await client.next(isEvent("phx_close", topic))).toEqual([joinRef, joinRef, topic, "phx_close", {}])
+      assert.deepStrictEqual(await client.next(isEvent("phx_close", topic)), [joinRef, joinRef, topic, "phx_close", {}])
       // The socket stays up: heartbeats are still answered.
       client.send(v2(null, "hb", "phoenix", "heartbeat", {}))
       await client.next(isReplyTo("hb"))
@@ -227,26 +229,26 @@ describe("rate limits", () => {
 
 describe("http endpoints", () => {
   it("serves health, readiness and Prometheus metrics", async () => {
-    expect(await getText(`${gateway.url}/health`)).toEqual({ status: 200, text: JSON.stringify({ status: "ok" }) })
+    assert.deepStrictEqual(await getText(`${gateway.url}/health`), { status: 200, text: JSON.stringify({ status: "ok" }) })
     const ready = await getText(`${gateway.url}/ready`)
-    expect(ready.status).toBe(200)
-    expect(JSON.parse(ready.text)).toMatchObject({ ready: true })
+    assert.strictEqual(ready.status, 200)
+    assert.containSubset(JSON.parse(ready.text), { ready: true })
     const metrics = await getText(`${gateway.url}/metrics`)
-    expect(metrics.status).toBe(200)
+    assert.strictEqual(metrics.status, 200)
     for (const name of ["wedsync_connection_open", "wedsync_hub_deliveries_total", "wedsync_connection_joins_total", "process_resident_memory_bytes"]) {
-      expect(metrics.text).toContain(name)
+      assert.include(metrics.text, name)
     }
   })
 
   it("answers REST broadcast errors with Supabase's statuses", async () => {
     const post = (path: string, init: RequestInit) => fetch(`${gateway.url}${path}`, { method: "POST", ...init })
     const auth = { apikey: anonKey, authorization: `Bearer ${anonKey}` }
-    expect((await post("/realtime/v1/api/broadcast", { headers: { "content-type": "application/json" }, body: "{}" })).status).toBe(401)
-    expect((await post("/realtime/v1/api/broadcast", { headers: { ...auth, "content-type": "application/json" }, body: '{"messages":[{"topic":"t"}]}' })).status).toBe(422)
-    expect((await post("/realtime/v1/api/broadcast", { headers: { ...auth, "content-type": "application/json" }, body: '{"messages":[{"topic":"t","event":"e","payload":{}}]}' })).status).toBe(202)
-    expect((await post("/realtime/v1/api/broadcast/t/events/e", { headers: { ...auth, "content-type": "text/plain" }, body: "x" })).status).toBe(415)
-    expect((await post("/realtime/v1/api/broadcast/wedding:w-1/events/e?private=true", { headers: { ...auth, "content-type": "application/json" }, body: "{}" })).status).toBe(403)
+    assert.strictEqual((await post("/realtime/v1/api/broadcast", { headers: { "content-type": "application/json" }, body: "{}" })).status, 401)
+    assert.strictEqual((await post("/realtime/v1/api/broadcast", { headers: { ...auth, "content-type": "application/json" }, body: '{"messages":[{"topic":"t"}]}' })).status, 422)
+    assert.strictEqual((await post("/realtime/v1/api/broadcast", { headers: { ...auth, "content-type": "application/json" }, body: '{"messages":[{"topic":"t","event":"e","payload":{}}]}' })).status, 202)
+    assert.strictEqual((await post("/realtime/v1/api/broadcast/t/events/e", { headers: { ...auth, "content-type": "text/plain" }, body: "x" })).status, 415)
+    assert.strictEqual((await post("/realtime/v1/api/broadcast/wedding:w-1/events/e?private=true", { headers: { ...auth, "content-type": "application/json" }, body: "{}" })).status, 403)
     const service = await TestTokens.serviceRoleToken()
-    expect((await post("/realtime/v1/api/broadcast/wedding:w-1/events/e?private=true", { headers: { authorization: `Bearer ${service}`, "content-type": "application/json" }, body: "{}" })).status).toBe(202)
+    assert.strictEqual((await post("/realtime/v1/api/broadcast/wedding:w-1/events/e?private=true", { headers: { authorization: `Bearer ${service}`, "content-type": "application/json" }, body: "{}" })).status, 202)
   })
 })

@@ -2,8 +2,9 @@
  * Settings for token verification: the HS secret, an optional JWKS URL for asymmetric tokens, and the opaque
  * `sb_…` API keys this gateway accepts.
  *
- * This package never reads `process.env`: `apps/gateway` loads `config` (or builds `layer({...})`) and provides
- * it. `layerDefaults` uses the well-known Supabase local-development secret and is for tests and local runs only.
+ * This package never reads `process.env`: `apps/gateway` provides `AuthConfig.layerConfig` (or builds
+ * `AuthConfig.layer({...})`). `layer()` alone uses the well-known Supabase local-development secret and is for tests
+ * and local runs only.
  */
 import { Config, Context, Layer, Option, Redacted } from "effect"
 
@@ -12,27 +13,6 @@ import { Config, Context, Layer, Option, Redacted } from "effect"
  * mint a `service_role` token with it, so it must never be the secret of a reachable deployment.
  */
 export const DEV_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
-
-/** The verification settings. */
-export class AuthConfig extends Context.Service<
-  AuthConfig,
-  {
-    /** Secret for HS256/384/512 tokens. */
-    readonly jwtSecret: Redacted.Redacted<string>
-    /** Where to fetch the JWKS for RS*, ES* and EdDSA tokens (matched by `kid`); `undefined` disables them. */
-    readonly jwksUrl: string | undefined
-    /** Accepted `sb_publishable_…` keys; empty means any `sb_publishable_…` value is accepted as `anon`. */
-    readonly publishableKeys: ReadonlyArray<string>
-    /** Accepted `sb_secret_…` keys (role `service_role`); empty means none is accepted. */
-    readonly secretKeys: ReadonlyArray<Redacted.Redacted<string>>
-    /** Seconds a token is still accepted after its `exp` (and before its `nbf`); Supabase uses 0. */
-    readonly clockToleranceSeconds: number
-    /** When set, a JWT's `iss` must equal it. */
-    readonly issuer: string | undefined
-    /** When set, a JWT's `aud` (a string or an array) must name it. */
-    readonly audience: string | undefined
-  }
->()("@wedsync/auth/AuthConfig") {}
 
 /** Development defaults: the dev secret, no JWKS, any publishable key, no secret keys, no tolerance. */
 export const defaults: AuthConfig["Service"] = {
@@ -48,13 +28,6 @@ export const defaults: AuthConfig["Service"] = {
 /** True when the configured secret is the public development one. The composition root warns about it. */
 export const usesDevJwtSecret = (config: AuthConfig["Service"]): boolean =>
   Redacted.value(config.jwtSecret) === DEV_JWT_SECRET
-
-/** `defaults` overridden by `options`. */
-export const layer = (options?: Partial<AuthConfig["Service"]>): Layer.Layer<AuthConfig> =>
-  Layer.succeed(AuthConfig, { ...defaults, ...options })
-
-/** The development defaults (dev JWT secret). Tests and local runs only. */
-export const layerDefaults: Layer.Layer<AuthConfig> = layer()
 
 const commaList = (raw: string): ReadonlyArray<string> =>
   raw
@@ -92,5 +65,30 @@ export const config: Config.Config<AuthConfig["Service"]> = Config.all({
   audience: optionalString("JWT_AUDIENCE")
 })
 
-/** `AuthConfig` loaded from `config` through the current `ConfigProvider`. */
-export const layerConfig: Layer.Layer<AuthConfig, Config.ConfigError> = Layer.effect(AuthConfig, config)
+/** The verification settings. */
+export class AuthConfig extends Context.Service<
+  AuthConfig,
+  {
+    /** Secret for HS256/384/512 tokens. */
+    readonly jwtSecret: Redacted.Redacted<string>
+    /** Where to fetch the JWKS for RS*, ES* and EdDSA tokens (matched by `kid`); `undefined` disables them. */
+    readonly jwksUrl: string | undefined
+    /** Accepted `sb_publishable_…` keys; empty means any `sb_publishable_…` value is accepted as `anon`. */
+    readonly publishableKeys: ReadonlyArray<string>
+    /** Accepted `sb_secret_…` keys (role `service_role`); empty means none is accepted. */
+    readonly secretKeys: ReadonlyArray<Redacted.Redacted<string>>
+    /** Seconds a token is still accepted after its `exp` (and before its `nbf`); Supabase uses 0. */
+    readonly clockToleranceSeconds: number
+    /** When set, a JWT's `iss` must equal it. */
+    readonly issuer: string | undefined
+    /** When set, a JWT's `aud` (a string or an array) must name it. */
+    readonly audience: string | undefined
+  }
+>()("@wedsync/auth/AuthConfig") {
+  /** `defaults` overridden by `options`; `layer()` is the development defaults (dev JWT secret), for tests and local runs. */
+  static readonly layer = (options?: Partial<AuthConfig["Service"]>): Layer.Layer<AuthConfig> =>
+    Layer.succeed(AuthConfig, { ...defaults, ...options })
+
+  /** `AuthConfig` loaded from `config` through the current `ConfigProvider`. */
+  static readonly layerConfig: Layer.Layer<AuthConfig, Config.ConfigError> = Layer.effect(AuthConfig, config)
+}

@@ -2,7 +2,7 @@
  * The failures of token verification and channel authorization, as one wrapper `AuthError` with a `reason`.
  *
  * Every reason's `_tag` is the Supabase Realtime error code and its `message` is Supabase's text, word for
- * word, so `wireReason` produces exactly the `reason` string supabase-js shows in `CHANNEL_ERROR`
+ * word, so `ErrorReply.reasonText` (connection) produces exactly the `reason` string supabase-js shows in `CHANNEL_ERROR`
  * (`"InvalidJWTToken: Token has expired 5 seconds ago"`). This module only describes failures: mapping them to
  * a `phx_reply`, an HTTP status or a close code is `connection`'s job.
  */
@@ -107,7 +107,7 @@ export type AuthErrorReason =
   | ApiKeyMissing
 
 /** The Supabase error codes this package can produce (the reasons' tags). */
-export type AuthErrorCode = AuthErrorReason["_tag"]
+type AuthErrorCode = AuthErrorReason["_tag"]
 
 /**
  * The one error type of `TokenVerifier` and `ChannelPolicy`. Handle a single reason with
@@ -128,6 +128,3 @@ export class AuthError extends Schema.TaggedError<AuthError>()("AuthError", {
 
 /** Wraps a reason; shorter than `new AuthError({ reason })` at call sites. */
 export const make = (reason: AuthErrorReason): AuthError => new AuthError({ reason })
-
-/** The `phx_reply` error reason / `system` prefix form: `"<Code>: <message>"`. */
-export const wireReason = (error: AuthError): string => `${error.code}: ${error.message}`

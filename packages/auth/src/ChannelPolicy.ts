@@ -59,15 +59,4 @@ export class ChannelPolicy extends Context.Service<ChannelPolicy, Service>()("@w
           : Effect.fail(AuthError.make(new AuthError.Unauthorized({ subtopic })))
       })
   })
-
-  /** Admits every join. For tests of other packages that are not about authorization. */
-  static readonly layerAllowAll: Layer.Layer<ChannelPolicy> = Layer.succeed(this, {
-    authorizeJoin: () => Effect.void
-  })
 }
-
-/** Same as `ChannelPolicy.layer`. */
-export const layer: Layer.Layer<ChannelPolicy> = ChannelPolicy.layer
-
-/** Same as `ChannelPolicy.layerAllowAll`. */
-export const layerAllowAll: Layer.Layer<ChannelPolicy> = ChannelPolicy.layerAllowAll

@@ -31,7 +31,7 @@ export interface Service {
 }
 
 /** Most verified tokens kept in memory; see `make`. */
-export const CACHE_MAX_ENTRIES = 10_000
+const CACHE_MAX_ENTRIES = 10_000
 
 const PUBLISHABLE_PREFIX = "sb_publishable_"
 const SECRET_PREFIX = "sb_secret_"
@@ -52,7 +52,7 @@ const ASYMMETRIC_ALGORITHMS: ReadonlySet<string> = new Set([
 const fail = (reason: AuthError.AuthErrorReason) => Effect.fail(AuthError.make(reason))
 
 /** URL-decode (keeping the raw text when it is not valid percent-encoding), then drop every whitespace character. */
-export const cleanToken = (raw: string): string => {
+const cleanToken = (raw: string): string => {
   let decoded = raw
   if (raw.includes("%")) {
     try {
@@ -227,6 +227,3 @@ export class TokenVerifier extends Context.Service<TokenVerifier, Service>()("@w
   /** The live verifier; needs `AuthConfig`. */
   static readonly layer: Layer.Layer<TokenVerifier, never, AuthConfig> = Layer.effect(this, make)
 }
-
-/** Same as `TokenVerifier.layer`. */
-export const layer: Layer.Layer<TokenVerifier, never, AuthConfig> = TokenVerifier.layer

@@ -47,5 +47,5 @@ describe("AuthConfig.layer", () => {
       const config = yield* AuthConfig.AuthConfig
       assert.deepStrictEqual(config.publishableKeys, ["sb_publishable_x"])
       assert.isTrue(AuthConfig.usesDevJwtSecret(config))
-    }).pipe(Effect.provide(AuthConfig.layer({ publishableKeys: ["sb_publishable_x"] }))))
+    }).pipe(Effect.provide(AuthConfig.AuthConfig.layer({ publishableKeys: ["sb_publishable_x"] }))))
 })

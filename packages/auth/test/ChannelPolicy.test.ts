@@ -1,7 +1,7 @@
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { TestClock } from "effect/testing"
-import { AuthError, ChannelPolicy, Principal } from "../src/index.ts"
+import { ChannelPolicy, Principal } from "../src/index.ts"
 
 const guest = Principal.make({
   claims: { role: "authenticated", sub: "guest", app_metadata: { wedding_ids: ["w1", 7] } },
@@ -44,7 +44,7 @@ describe("ChannelPolicy.decide", () => {
   }
 })
 
-layer(ChannelPolicy.layer)("ChannelPolicy.layer", (it) => {
+layer(ChannelPolicy.ChannelPolicy.layer)("ChannelPolicy.layer", (it) => {
   it.effect("admits what decide admits", () =>
     Effect.gen(function*() {
       const policy = yield* ChannelPolicy.ChannelPolicy
@@ -59,18 +59,9 @@ layer(ChannelPolicy.layer)("ChannelPolicy.layer", (it) => {
       const error = yield* Effect.flip(policy.authorizeJoin(guest, "wedding:w2", true))
       assert.strictEqual(error.code, "Unauthorized")
       assert.strictEqual(
-        AuthError.wireReason(error),
+        `${error.code}: ${error.message}`,
         "Unauthorized: You do not have permissions to read from this Channel topic: wedding:w2"
       )
-    }))
-})
-
-layer(ChannelPolicy.layerAllowAll)("ChannelPolicy.layerAllowAll", (it) => {
-  it.effect("admits every join", () =>
-    Effect.gen(function*() {
-      const policy = yield* ChannelPolicy.ChannelPolicy
-      yield* policy.authorizeJoin(anon, "wedding:w1", true)
-      yield* policy.authorizeJoin(anon, "ops:secret", true)
     }))
 })
 
@@ -92,7 +83,7 @@ describe("ChannelPolicy expiry (TestClock)", () => {
       yield* TestClock.adjust("1 second")
       for (const [subtopic, isPrivate] of [["wedding:w1", true], ["lobby", false]] as const) {
         const error = yield* Effect.flip(authorize(expiring, subtopic, isPrivate))
-        assert.strictEqual(AuthError.wireReason(error), "InvalidJWTToken: Token has expired 0 seconds ago")
+        assert.strictEqual(`${error.code}: ${error.message}`, "InvalidJWTToken: Token has expired 0 seconds ago")
       }
       // Opaque keys never expire.
       yield* authorize(service, "wedding:w1", true)

@@ -10,12 +10,12 @@ import { AuthConfig, AuthError, TokenVerifier } from "../src/index.ts"
 import { TestTokens } from "../src/testing/index.ts"
 
 const verifierLayer = (options?: Partial<AuthConfig.AuthConfig["Service"]>) =>
-  TokenVerifier.layer.pipe(Layer.provide(AuthConfig.layer(options)))
+  TokenVerifier.TokenVerifier.layer.pipe(Layer.provide(AuthConfig.AuthConfig.layer(options)))
 
 const verify = (token: string) => TokenVerifier.TokenVerifier.use((v) => v.verify(token))
 
 // The `phx_reply` reason a client would see.
-const wireFailure = (token: string) => Effect.map(Effect.flip(verify(token)), AuthError.wireReason)
+const wireFailure = (token: string) => Effect.map(Effect.flip(verify(token)), (error) => `${error.code}: ${error.message}`)
 
 const encodeJson = (value: unknown): string => base64url.encode(JSON.stringify(value))
 

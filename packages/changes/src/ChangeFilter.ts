@@ -13,13 +13,13 @@
 import { Result } from "effect"
 import type { Column } from "./ChangeEvent.ts"
 
-export type Op = "eq" | "neq" | "lt" | "lte" | "gt" | "gte" | "in" | "is" | "like" | "ilike" | "isdistinct"
+type Op = "eq" | "neq" | "lt" | "lte" | "gt" | "gte" | "in" | "is" | "like" | "ilike" | "isdistinct"
 
 const OPS: ReadonlySet<string> = new Set(["eq", "neq", "lt", "lte", "gt", "gte", "in", "is", "like", "ilike", "isdistinct"])
 const REFUSED_OPS: ReadonlySet<string> = new Set(["match", "imatch"])
 const MAX_IN_VALUES = 100
 
-export interface Condition {
+interface Condition {
   readonly column: string
   readonly op: Op
   readonly negate: boolean
@@ -27,7 +27,7 @@ export interface Condition {
   readonly values: ReadonlyArray<string>
 }
 
-export type Filter = ReadonlyArray<Condition>
+type Filter = ReadonlyArray<Condition>
 
 export class FilterError {
   readonly _tag = "FilterError"

@@ -22,16 +22,13 @@ export interface ChangesOptions {
   readonly statusIntervalMs?: number | undefined
 }
 
-export class ChangesConfig extends Context.Service<ChangesConfig, ChangesOptions>()("@wedsync/changes/ChangesConfig") {
-  static readonly layer = (options: Partial<ChangesOptions> & Pick<ChangesOptions, "databaseUrl">): Layer.Layer<ChangesConfig> =>
-    Layer.succeed(ChangesConfig, {
-      slotName: "wedsync_realtime",
-      publicationName: "wedsync_realtime",
-      tables: "all",
-      startDelayMs: 0,
-      statusIntervalMs: 10_000,
-      ...options
-    })
+/** Everything but the database, which has no default. */
+export const defaults: Omit<ChangesOptions, "databaseUrl"> = {
+  slotName: "wedsync_realtime",
+  publicationName: "wedsync_realtime",
+  tables: "all",
+  startDelayMs: 5_000,
+  statusIntervalMs: 10_000
 }
 
 /**
@@ -40,8 +37,8 @@ export class ChangesConfig extends Context.Service<ChangesConfig, ChangesOptions
  */
 export const config: Config.Config<ChangesOptions> = Config.all({
   databaseUrl: Config.Redacted("DATABASE_URL"),
-  slotName: Config.String("REPLICATION_SLOT").pipe(Config.withDefault("wedsync_realtime")),
-  publicationName: Config.String("REPLICATION_PUBLICATION").pipe(Config.withDefault("wedsync_realtime")),
+  slotName: Config.String("REPLICATION_SLOT").pipe(Config.withDefault(defaults.slotName)),
+  publicationName: Config.String("REPLICATION_PUBLICATION").pipe(Config.withDefault(defaults.publicationName)),
   tables: Config.String("REPLICATION_TABLES").pipe(
     Config.withDefault(""),
     Config.map((list): ReadonlyArray<string> | "all" => {
@@ -49,6 +46,15 @@ export const config: Config.Config<ChangesOptions> = Config.all({
       return tables.length === 0 ? "all" : tables
     })
   ),
-  startDelayMs: Config.Int("REPLICATION_START_DELAY_MS").pipe(Config.withDefault(5_000)),
-  statusIntervalMs: Config.succeed(10_000)
+  startDelayMs: Config.Int("REPLICATION_START_DELAY_MS").pipe(Config.withDefault(defaults.startDelayMs)),
+  statusIntervalMs: Config.succeed(defaults.statusIntervalMs)
 })
+
+export class ChangesConfig extends Context.Service<ChangesConfig, ChangesOptions>()("@wedsync/changes/ChangesConfig") {
+  /** `defaults` overridden by `options`; the database is always given. */
+  static readonly layer = (options: Partial<ChangesOptions> & Pick<ChangesOptions, "databaseUrl">): Layer.Layer<ChangesConfig> =>
+    Layer.succeed(ChangesConfig, { ...defaults, ...options })
+
+  /** `config`, read through the current `ConfigProvider`. */
+  static readonly layerConfig: Layer.Layer<ChangesConfig, Config.ConfigError> = Layer.effect(ChangesConfig, config)
+}

@@ -6,19 +6,19 @@
 import { Schema } from "effect"
 
 /** Postgres could not be reached or a catalog query failed. */
-export class PostgresUnavailable extends Schema.TaggedError<PostgresUnavailable>()("PostgresUnavailable", {
+class PostgresUnavailable extends Schema.TaggedError<PostgresUnavailable>()("PostgresUnavailable", {
   message: Schema.String,
   cause: Schema.Unknown
 }) {}
 
 /** The replication slot could not be created or used, or the stream broke off. */
-export class ReplicationFailed extends Schema.TaggedError<ReplicationFailed>()("ReplicationFailed", {
+class ReplicationFailed extends Schema.TaggedError<ReplicationFailed>()("ReplicationFailed", {
   message: Schema.String,
   cause: Schema.Unknown
 }) {}
 
 /** The publication does not exist and could not be created (for example a listed table does not exist). */
-export class PublicationMissing extends Schema.TaggedError<PublicationMissing>()("PublicationMissing", {
+class PublicationMissing extends Schema.TaggedError<PublicationMissing>()("PublicationMissing", {
   message: Schema.String,
   publication: Schema.String,
   cause: Schema.Unknown

@@ -87,8 +87,7 @@ const actionOf = (event: string): string => {
   return ACTIONS.has(upper) ? upper : "*"
 }
 
-const unableToSubscribe = (binding: ChangeFeed.Binding, why: string) =>
-  `Unable to subscribe to changes with given parameters. ${why}: ${ChangeFeed.describe(binding)}`
+const { unableToSubscribe } = ChangeFeed
 
 const takes = (entry: Entry, action: string) => entry.action === "*" || entry.action === action
 
@@ -183,7 +182,7 @@ export const make = (options: Options) => Effect.gen(function*() {
   }
 
   /** Resolves one binding to its entry, or the reason it cannot be honoured. */
-  const resolve = (binding: ChangeFeed.Binding): Effect.Effect<Result.Result<Entry, string>, ChangesError> =>
+  const resolve = (binding: ChangeFeed.Binding): Effect.Effect<Result.Result<Entry, ChangeFeed.RefusalReason>, ChangesError> =>
     Effect.gen(function*() {
       if (binding.schema === "*" || binding.schema === "") {
         return Result.fail(unableToSubscribe(binding, "This gateway needs an explicit schema for each binding"))
@@ -210,7 +209,7 @@ export const make = (options: Options) => Effect.gen(function*() {
       let filter: ChangeFilter.TypedFilter | undefined
       if (binding.filter !== undefined && binding.filter !== "") {
         const parsed = ChangeFilter.parse(binding.filter)
-        if (Result.isFailure(parsed)) return Result.fail(parsed.failure.message)
+        if (Result.isFailure(parsed)) return Result.fail(new ChangeFeed.InvalidFilter({ message: parsed.failure.message }))
         const typed = ChangeFilter.validate(parsed.success, relation.columns)
         if (Result.isFailure(typed)) return Result.fail(unableToSubscribe(binding, typed.failure.message))
         filter = typed.success
@@ -228,12 +227,12 @@ export const make = (options: Options) => Effect.gen(function*() {
       const results: Array<ChangeFeed.BindingResult> = []
       const joined: Array<Entry> = []
       for (const binding of subscriber.bindings) {
-        const resolved: Result.Result<Entry, string> = yield* Effect.orElseSucceed(
+        const resolved: Result.Result<Entry, ChangeFeed.RefusalReason> = yield* Effect.orElseSucceed(
           resolve(binding),
           () => Result.fail(unableToSubscribe(binding, "Realtime was unable to read the table definition"))
         )
         if (Result.isFailure(resolved)) {
-          results.push({ _tag: "Refused", message: resolved.failure })
+          results.push({ _tag: "Refused", reason: resolved.failure })
           continue
         }
         const entry = resolved.success
@@ -314,6 +313,16 @@ export const make = (options: Options) => Effect.gen(function*() {
     }
   }
 
+  /** Adds the members of one matched entry that may see the change. */
+  const addTargets = (targets: Map<Sink.Sink, Target>, entry: Entry, change: ChangeEvent, scope: RowScope) => {
+    for (const [sink, member] of entry.members) {
+      const decision = policy.decide(member.subscriber.access, scope)
+      if (decision === "denied") continue
+      const variant = decision === "restricted" && change.action === "DELETE" ? "restricted" : "full"
+      addTarget(targets, sink, member, entry, "change", change, variant)
+    }
+  }
+
   /** Encodes each distinct (event, variant, select) once and each distinct frame once, then enqueues. */
   const send = (targets: Map<Sink.Sink, Target>) => {
     if (targets.size === 0) return 0
@@ -381,35 +390,26 @@ export const make = (options: Options) => Effect.gen(function*() {
       if (!sameScope(before, scope)) return { delivered: deliverMoved(change, watched, before, scope), withheld: false }
     }
     const row = change.action === "DELETE" ? change.oldRecord : change.record
+    // The first matching entry is kept aside: when it stays the only one, its groups' frames serve every member.
     let only: Entry | undefined
-    let matchedEntries = 0
+    let targets: Map<Sink.Sink, Target> | undefined
     for (const { entries } of watched) {
       for (const entry of entries.values()) {
         if (!takes(entry, change.action)) continue
         if (entry.filter !== undefined && !ChangeFilter.matches(entry.filter, row)) continue
-        only = entry
-        if (++matchedEntries > 1) break
+        if (only === undefined) {
+          only = entry
+          continue
+        }
+        // Several entries matched: a socket may be in more than one and must get one frame with all its ids.
+        if (targets === undefined) addTargets((targets = new Map()), only, change, scope)
+        addTargets(targets, entry, change, scope)
       }
-      if (matchedEntries > 1) break
     }
     // A scoped table's DELETE without the scope column in its old image reaches service_role only.
-    const withheld = matchedEntries > 0 && change.action === "DELETE" && scope._tag === "Unknown" && change.scopeHidden !== true
-    if (matchedEntries === 0) return { delivered: 0, withheld }
-    if (matchedEntries === 1) return { delivered: deliverOne(change, only!, scope), withheld }
-    // Several entries matched: a socket may be in more than one and must get one frame with all its ids.
-    const targets = new Map<Sink.Sink, Target>()
-    for (const { entries } of watched) {
-      for (const entry of entries.values()) {
-        if (!takes(entry, change.action)) continue
-        if (entry.filter !== undefined && !ChangeFilter.matches(entry.filter, row)) continue
-        for (const [sink, member] of entry.members) {
-          const decision = policy.decide(member.subscriber.access, scope)
-          if (decision === "denied") continue
-          const variant = decision === "restricted" && change.action === "DELETE" ? "restricted" : "full"
-          addTarget(targets, sink, member, entry, "change", change, variant)
-        }
-      }
-    }
+    const withheld = only !== undefined && change.action === "DELETE" && scope._tag === "Unknown" && change.scopeHidden !== true
+    if (only === undefined) return { delivered: 0, withheld }
+    if (targets === undefined) return { delivered: deliverOne(change, only, scope), withheld }
     return { delivered: send(targets), withheld }
   }
 

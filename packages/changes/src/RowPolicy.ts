@@ -25,7 +25,7 @@ export type RowScope =
   /** The table is scoped but this row image does not carry the scoping column. */
   | { readonly _tag: "Unknown" }
 
-export type Decision = "full" | "restricted" | "denied"
+type Decision = "full" | "restricted" | "denied"
 
 const WEDDING = "wedding_id"
 const SUPPLIER = "supplier_id"

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest"
+import { assert, describe, it } from "@effect/vitest"
 import type { ChangeEvent } from "../src/ChangeEvent.ts"
 import * as ChangePayload from "../src/ChangePayload.ts"
 
@@ -17,28 +17,30 @@ const full = { variant: "full", select: undefined } as const
 
 describe("ChangePayload", () => {
   it("has Supabase's keys, in order, per action", () => {
-    expect(Object.keys(ChangePayload.data(insert, full))).toEqual(["schema", "table", "commit_timestamp", "type", "columns", "record", "errors"])
-    expect(Object.keys(ChangePayload.data(update, full))).toEqual(["schema", "table", "commit_timestamp", "type", "columns", "record", "old_record", "errors"])
-    expect(Object.keys(ChangePayload.data(remove, full))).toEqual(["schema", "table", "commit_timestamp", "type", "columns", "old_record", "errors"])
-    expect(ChangePayload.data(insert, full)).toMatchObject({ type: "INSERT", errors: null, record: insert.record, columns: base.columns })
+    assert.deepStrictEqual(Object.keys(ChangePayload.data(insert, full)), ["schema", "table", "commit_timestamp", "type", "columns", "record", "errors"])
+    assert.deepStrictEqual(Object.keys(ChangePayload.data(update, full)), ["schema", "table", "commit_timestamp", "type", "columns", "record", "old_record", "errors"])
+    assert.deepStrictEqual(Object.keys(ChangePayload.data(remove, full)), ["schema", "table", "commit_timestamp", "type", "columns", "old_record", "errors"])
+    const data = ChangePayload.data(insert, full)
+    assert.containSubset(data, { type: "INSERT", errors: null, record: insert.record })
+    assert.deepStrictEqual(data.columns, base.columns)
   })
 
   it("gives restricted subscribers a DELETE with the primary key only, and full subscribers the whole old row", () => {
-    expect(ChangePayload.data(remove, { variant: "restricted", select: undefined })["old_record"]).toEqual({ id: 1 })
-    expect(ChangePayload.data(remove, full)["old_record"]).toEqual(remove.oldRecord)
-    expect(ChangePayload.data(update, { variant: "restricted", select: undefined })["record"]).toEqual(update.record)
+    assert.deepStrictEqual(ChangePayload.data(remove, { variant: "restricted", select: undefined })["old_record"], { id: 1 })
+    assert.deepStrictEqual(ChangePayload.data(remove, full)["old_record"], remove.oldRecord)
+    assert.deepStrictEqual(ChangePayload.data(update, { variant: "restricted", select: undefined })["record"], update.record)
   })
 
   it("limits columns and records to a select plus the primary key", () => {
     const selected = ChangePayload.data(update, { variant: "full", select: ["title"] })
-    expect(selected["columns"]).toEqual([{ name: "id", type: "int8" }, { name: "title", type: "text" }])
-    expect(selected["record"]).toEqual({ id: 1, title: "Rings" })
-    expect(selected["old_record"]).toEqual({ id: 1, title: "Vows" })
+    assert.deepStrictEqual(selected["columns"], [{ name: "id", type: "int8" }, { name: "title", type: "text" }])
+    assert.deepStrictEqual(selected["record"], { id: 1, title: "Rings" })
+    assert.deepStrictEqual(selected["old_record"], { id: 1, title: "Vows" })
   })
 
   it("wraps encoded data with ids exactly as JSON.stringify would", () => {
     const data = ChangePayload.dataJson(insert, full)
-    expect(ChangePayload.frameJson([30934519, 7], data)).toBe(JSON.stringify({ ids: [30934519, 7], data: ChangePayload.data(insert, full) }))
+    assert.strictEqual(ChangePayload.frameJson([30934519, 7], data), JSON.stringify({ ids: [30934519, 7], data: ChangePayload.data(insert, full) }))
   })
 
   it("keeps columns named after Object.prototype members as plain keys of records and old records", () => {
@@ -54,11 +56,11 @@ describe("ChangePayload", () => {
       oldRecord: record
     }
     const json = ChangePayload.dataJson(hostile, full)
-    expect(json).toContain(`"record":{"id":1,"__proto__":"p","constructor":"c"}`)
-    expect(json).toContain(`"old_record":{"id":1,"__proto__":"p","constructor":"c"}`)
+    assert.include(json, `"record":{"id":1,"__proto__":"p","constructor":"c"}`)
+    assert.include(json, `"old_record":{"id":1,"__proto__":"p","constructor":"c"}`)
     const selected = ChangePayload.dataJson(hostile, { variant: "full", select: ["__proto__"] })
-    expect(selected).toContain(`"record":{"id":1,"__proto__":"p"}`)
+    assert.include(selected, `"record":{"id":1,"__proto__":"p"}`)
     // Beside it, an ordinary record is unchanged.
-    expect(ChangePayload.dataJson(update, full)).toContain(`"record":{"id":1,"wedding_id":"w-1","title":"Rings"}`)
+    assert.include(ChangePayload.dataJson(update, full), `"record":{"id":1,"wedding_id":"w-1","title":"Rings"}`)
   })
 })

@@ -1,5 +1,5 @@
 /**
- * Limits and timers of client connections. Built from the environment only in apps/gateway;
+ * Limits and timers of client connections. Built from the environment (`layerConfig`) only in apps/gateway;
  * packages and tests use `layer(partial)` over the defaults.
  */
 import { Config, Context, Layer } from "effect"
@@ -83,15 +83,6 @@ export const defaults: ConnectionOptions = {
   mailboxCapacity: 64
 }
 
-export class ConnectionConfig extends Context.Service<ConnectionConfig, ConnectionOptions>()(
-  "@wedsync/connection/ConnectionConfig"
-) {
-  static readonly layer = (options: Partial<ConnectionOptions> = {}): Layer.Layer<ConnectionConfig> =>
-    Layer.succeed(ConnectionConfig, { ...defaults, ...options })
-
-  static readonly layerDefaults: Layer.Layer<ConnectionConfig> = ConnectionConfig.layer()
-}
-
 const int = (name: string, fallback: number) => Config.Int(name).pipe(Config.withDefault(fallback))
 
 /** The environment variables, each defaulting to `defaults`. */
@@ -119,6 +110,16 @@ export const config: Config.Config<ConnectionOptions> = Config.all({
   drainIntervalMs: int("DRAIN_INTERVAL_MS", defaults.drainIntervalMs),
   mailboxCapacity: int("MAILBOX_CAPACITY", defaults.mailboxCapacity)
 })
+
+export class ConnectionConfig extends Context.Service<ConnectionConfig, ConnectionOptions>()(
+  "@wedsync/connection/ConnectionConfig"
+) {
+  static readonly layer = (options: Partial<ConnectionOptions> = {}): Layer.Layer<ConnectionConfig> =>
+    Layer.succeed(ConnectionConfig, { ...defaults, ...options })
+
+  /** `config`, read through the current `ConfigProvider`. */
+  static readonly layerConfig: Layer.Layer<ConnectionConfig, Config.ConfigError> = Layer.effect(ConnectionConfig, config)
+}
 
 /**
  * Bytes a server frame may add around its payload: the WebSocket header, the serializer envelope

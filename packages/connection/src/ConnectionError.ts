@@ -25,6 +25,11 @@ export class InvalidJoinPayload extends reason("InvalidJoinPayload") {}
 export class BindingLimitReached extends reason("BindingLimitReached") {}
 export class FrameRateLimitReached extends reason("FrameRateLimitReached") {}
 export class PayloadTooDeep extends reason("PayloadTooDeep") {}
+export class InvalidPresencePayload extends reason("InvalidPresencePayload") {}
+export class UnknownPresenceEvent extends reason("UnknownPresenceEvent") {}
+export class TrackPayloadTooLarge extends reason("TrackPayloadTooLarge") {}
+export class TokenExpired extends reason("TokenExpired") {}
+export class FieldTooLong extends reason("FieldTooLong") {}
 
 export type Reason =
   | TopicNameRequired
@@ -44,6 +49,11 @@ export type Reason =
   | BindingLimitReached
   | FrameRateLimitReached
   | PayloadTooDeep
+  | InvalidPresencePayload
+  | UnknownPresenceEvent
+  | TrackPayloadTooLarge
+  | TokenExpired
+  | FieldTooLong
 
 export class ConnectionError extends Schema.TaggedError<ConnectionError>()("ConnectionError", {
   reason: Schema.Union([
@@ -63,7 +73,12 @@ export class ConnectionError extends Schema.TaggedError<ConnectionError>()("Conn
     InvalidJoinPayload,
     BindingLimitReached,
     FrameRateLimitReached,
-    PayloadTooDeep
+    PayloadTooDeep,
+    InvalidPresencePayload,
+    UnknownPresenceEvent,
+    TrackPayloadTooLarge,
+    TokenExpired,
+    FieldTooLong
   ])
 }) {
   override get message(): string {
@@ -71,6 +86,19 @@ export class ConnectionError extends Schema.TaggedError<ConnectionError>()("Conn
   }
 }
 
+/** A push or binary broadcast on a topic this socket has not joined; Phoenix's own text. */
+export const unmatchedTopic = () => new UnmatchedTopic({ message: "unmatched topic" })
+/** A broadcast payload over `maxPayloadBytes` (socket and REST; each answers it in Supabase's form, see ErrorReply). */
+export const payloadTooLarge = () => new PayloadTooLarge({ message: "Payload size exceeds tenant limit" })
+/** Topic, event or metadata longer than the 255 bytes a binary broadcast's length fields can carry. */
+export const fieldTooLong = (max: number) =>
+  new FieldTooLong({ message: `Topic, event and metadata must each be at most ${max} bytes` })
+export const invalidPresencePayload = () => new InvalidPresencePayload({ message: "Presence track payload must be a map" })
+/** A presence push whose event is neither `track` nor `untrack`; Supabase answers with an empty error. */
+export const unknownPresenceEvent = () => new UnknownPresenceEvent({ message: "Unknown presence event" })
+export const trackPayloadTooLarge = () => new TrackPayloadTooLarge({ message: "Track message size exceeded" })
+/** A channel whose token expired while it was joined; Supabase's text when it shuts the channel down. */
+export const tokenExpired = (secondsAgo: number) => new TokenExpired({ message: `Token has expired ${secondsAgo} seconds ago` })
 export const topicNameRequired = () => new TopicNameRequired({ message: "You must provide a topic name" })
 export const tooManyChannels = () => new ChannelRateLimitReached({ message: "Too many channels" })
 export const tooManyJoins = () => new ClientJoinRateLimitReached({ message: "Too many joins per second" })

@@ -1,6 +1,6 @@
 /**
- * The registry of live connections on this node: admission caps (total, per user, per IP), lookup
- * by user, the shared sweep that replaces per-socket timers (idle sockets and token expiry), and
+ * The registry of live connections on this node: admission caps (total, per user, per IP), the
+ * shared sweep that replaces per-socket timers (idle sockets and token expiry), and
  * the graceful drain.
  *
  * The sweep only compares two numbers per connection and mails the actor when a deadline has
@@ -28,9 +28,7 @@ export interface ConnectionRegistryShape {
     ip: string,
     userKey: string | undefined
   ) => Effect.Effect<Admission, ConnectionError.ConnectionError, Scope.Scope>
-  readonly register: (handle: ConnectionHandle) => Effect.Effect<void, never, Scope.Scope>
   readonly count: () => number
-  readonly byUser: (userKey: string) => ReadonlyArray<ConnectionHandle>
   readonly isDraining: () => boolean
   /** Refuses new connections and joins, then asks every actor to leave, in batches, and waits for them. */
   readonly drain: (timeoutMs: number) => Effect.Effect<void>
@@ -47,7 +45,6 @@ const bump = (counts: Map<string, number>, key: string, delta: number) => {
 export const make = Effect.gen(function*() {
   const config = yield* ConnectionConfig
   const handles = new Set<ConnectionHandle>()
-  const byUser = new Map<string, Set<ConnectionHandle>>()
   const perIp = new Map<string, number>()
   const perUser = new Map<string, number>()
   let admitted = 0
@@ -82,7 +79,6 @@ export const make = Effect.gen(function*() {
           if ((perUser.get(key) ?? 0) >= config.maxConnectionsPerUser) return false
           bump(perUser, key, 1)
           ;(claimed ??= new Set()).add(key)
-          if (registered !== undefined) indexUser(key, registered)
           return true
         }
       }
@@ -96,12 +92,7 @@ export const make = Effect.gen(function*() {
               admitted--
               bump(perIp, ip, -1)
               if (userKey !== undefined) bump(perUser, userKey, -1)
-              if (claimed !== undefined) {
-                for (const key of claimed) {
-                  bump(perUser, key, -1)
-                  if (registered !== undefined) unindexUser(key, registered)
-                }
-              }
+              if (claimed !== undefined) for (const key of claimed) bump(perUser, key, -1)
               return registered === undefined ? Effect.void : remove(registered)
             })
           ),
@@ -109,21 +100,8 @@ export const make = Effect.gen(function*() {
         ))
     })
 
-  const indexUser = (key: string, handle: ConnectionHandle) => {
-    let set = byUser.get(key)
-    if (set === undefined) byUser.set(key, (set = new Set()))
-    set.add(handle)
-  }
-
-  const unindexUser = (key: string, handle: ConnectionHandle) => {
-    const set = byUser.get(key)
-    set?.delete(handle)
-    if (set?.size === 0) byUser.delete(key)
-  }
-
   const add = (handle: ConnectionHandle) => {
     handles.add(handle)
-    if (handle.userKey !== undefined) indexUser(handle.userKey, handle)
     // A socket admitted before the drain began can finish its handshake after the drain took
     // its list; without this it would be left open until the drain times out.
     if (draining) handle.offer({ _tag: "Drain" })
@@ -132,14 +110,7 @@ export const make = Effect.gen(function*() {
   const remove = (handle: ConnectionHandle) =>
     Effect.suspend(() => {
       handles.delete(handle)
-      if (handle.userKey !== undefined) unindexUser(handle.userKey, handle)
       return handles.size === 0 && drained !== undefined ? Deferred.succeed(drained, undefined) : Effect.void
-    })
-
-  const register: ConnectionRegistryShape["register"] = (handle) =>
-    Effect.flatMap(Effect.scope, (scope) => {
-      add(handle)
-      return Scope.addFinalizer(scope, Effect.asVoid(remove(handle)))
     })
 
   const sweep = Effect.gen(function*() {
@@ -168,9 +139,7 @@ export const make = Effect.gen(function*() {
 
   return {
     admit,
-    register,
     count: () => handles.size,
-    byUser: (userKey) => [...(byUser.get(userKey) ?? [])],
     isDraining: () => draining,
     drain,
     sweep

@@ -22,7 +22,7 @@ export interface Wire {
 }
 
 /** What a coalescer reports after each turn's writes (for metrics); called once per turn. */
-export interface FlushReport {
+interface FlushReport {
   (sockets: number, frames: number, bytes: number, delayMs: number): void
 }
 

@@ -65,7 +65,7 @@ export const RefusalLog = Context.Reference<RefusalLogState>("@wedsync/connectio
 })
 
 /** A refusal's code (a `WireReason` tag, or a REST-only one such as `PayloadTooDeep`) and its text. */
-export interface Refusal {
+interface Refusal {
   readonly _tag: string
   readonly message: string
 }

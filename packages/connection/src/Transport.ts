@@ -24,7 +24,7 @@ import { type Wire, WriteCoalescer } from "./Outbox.ts"
 import * as RefusalLog from "./RefusalLog.ts"
 
 /** Paths realtime-js connects to: behind Supabase's API gateway, and the Realtime server's own. */
-export const WEBSOCKET_PATHS: ReadonlySet<string> = new Set(["/realtime/v1/websocket", "/socket/websocket"])
+const WEBSOCKET_PATHS: ReadonlySet<string> = new Set(["/realtime/v1/websocket", "/socket/websocket"])
 
 /** Largest inbound WebSocket message, as Supabase's `max_frame_size`. */
 const MAX_FRAME_BYTES = 5_000_000
@@ -58,7 +58,7 @@ function refuseWhileStopping(_request: IncomingMessage, socket: Duplex): void {
 }
 
 /** `vsn` query value to serializer; a missing value means 1.0.0, as in Phoenix. */
-export const parseVsn = (value: string | null): Frame.Vsn | undefined => {
+const parseVsn = (value: string | null): Frame.Vsn | undefined => {
   if (value === null || value === "" || value.startsWith("1.")) return "1.0.0"
   if (value.startsWith("2.")) return "2.0.0"
   return undefined
@@ -160,9 +160,9 @@ const startActor = (accepted: Accepted, coalescer: WriteCoalescer, registry: Con
 /** The address a socket is counted under: by default the direct peer's. */
 export type ClientAddress = (request: IncomingMessage) => string
 
-export const peerAddress: ClientAddress = (request) => request.socket.remoteAddress ?? "unknown"
+const peerAddress: ClientAddress = (request) => request.socket.remoteAddress ?? "unknown"
 
-export interface AttachOptions {
+interface AttachOptions {
   /** How the client address (for per-IP caps) is derived; the gateway passes its `TRUSTED_PROXIES` rule. */
   readonly clientAddress?: ClientAddress | undefined
 }
@@ -203,13 +203,20 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
         Effect.ensuring(Effect.sync(() => writeRefusal(socket, upgradeRefusal(reason))))
       )
 
+    // A client that leaves while its token is checked must end the handshake too: `ws` drops a socket that is no
+    // longer open without calling back, which left the fiber waiting forever with the client's connection slot.
     const upgrade = (request: IncomingMessage, raw: Duplex, head: Buffer) =>
       Effect.callback<WebSocket>((resume) => {
+        const gone = () => resume(Effect.interrupt)
+        if (raw.destroyed || !raw.readable || !raw.writable) return gone()
+        raw.once("close", gone)
         wss.handleUpgrade(request, raw, head, (ws) => {
+          raw.off("close", gone)
           // Nothing may be read before the actor's mailbox exists.
           ws.pause()
           resume(Effect.succeed(ws))
         })
+        return Effect.sync(() => raw.off("close", gone))
       })
 
     // Built outside `establish` so the closure kept for the connection's life does not share a

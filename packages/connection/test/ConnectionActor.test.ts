@@ -46,6 +46,10 @@ const byEvent = (frames: ReadonlyArray<Received>): Record<string, Received> =>
   Object.fromEntries(frames.map((f) => [asMessage(f).event, f]))
 
 /** Joins and checks the ok reply; returns the join ref. */
+/** Takes a slot of `registry` in the connection's scope and registers the handle in it, as the transport does. */
+const admitted = (registry: ConnectionRegistry["Service"]) => (handle: TestSocket.TestClient["handle"]) =>
+  Effect.map(Effect.orDie(registry.admit("127.0.0.1", undefined)), (admission) => admission.register(handle))
+
 const joinOk = (client: TestSocket.TestClient, topic: string, payload: unknown = {}) =>
   Effect.gen(function*() {
     const joinRef = client.join(topic, payload)
@@ -344,6 +348,21 @@ describe("ConnectionActor", () => {
         assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "31", ROOM, "phx_reply", { status: "error", response: "payload_size_exceeded" }])
       }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0, maxPayloadBytes: 100 }))))
 
+    it.effect("the text form is measured in UTF-8 bytes: 3-byte characters count three times", () =>
+      Effect.gen(function*() {
+        const sender = yield* TestSocket.connect()
+        const joinRef = yield* joinOk(sender, ROOM, broadcastConfig({ ack: true }))
+        // Each "€" is 1 UTF-16 unit but 3 UTF-8 bytes; the rest of the message is 53 bytes of JSON.
+        const euros = (n: number) => ({ type: "broadcast", event: "msg", payload: { s: "€".repeat(n) } })
+        assert.strictEqual(Buffer.byteLength(JSON.stringify(euros(15))), 98)
+        sender.push(joinRef, "40", ROOM, "broadcast", euros(15))
+        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "40", ROOM, "phx_reply", ok()])
+        // 16 characters: 69 units, under the limit by string length, but 101 bytes: refused.
+        assert.isBelow(JSON.stringify(euros(16)).length, 100)
+        sender.push(joinRef, "41", ROOM, "broadcast", euros(16))
+        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "41", ROOM, "phx_reply", { status: "error", response: "payload_size_exceeded" }])
+      }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0, maxPayloadBytes: 100 }))))
+
     it.effect("events per second: the limit is accepted, the next push shuts the channel down", () =>
       Effect.gen(function*() {
         const sender = yield* TestSocket.connect()
@@ -605,7 +624,7 @@ describe("ConnectionActor", () => {
     it.effect("a token that expires while joined: system error then phx_close, socket and other channels stay", () =>
       Effect.gen(function*() {
         const registry = yield* ConnectionRegistry
-        const client = yield* TestSocket.connect({ register: registry.register })
+        const client = yield* TestSocket.connect({ register: admitted(registry) })
         const token = yield* TestSocket.userToken({ expiresInSeconds: 10 })
         const joinRef = yield* joinOk(client, ROOM, { access_token: token })
         const otherRef = yield* joinOk(client, "realtime:other")
@@ -731,8 +750,8 @@ describe("ConnectionActor", () => {
     it.effect("heartbeat watchdog: a socket silent for idleTimeoutMs is closed with 4000; a chatty one stays", () =>
       Effect.gen(function*() {
         const registry = yield* ConnectionRegistry
-        const silent = yield* TestSocket.connect({ register: registry.register })
-        const chatty = yield* TestSocket.connect({ register: registry.register })
+        const silent = yield* TestSocket.connect({ register: admitted(registry) })
+        const chatty = yield* TestSocket.connect({ register: admitted(registry) })
         for (let beat = 1; beat <= 2; beat++) {
           yield* TestClock.adjust("25 seconds")
           chatty.push(null, `hb${beat}`, "phoenix", "heartbeat", {})

@@ -1,40 +1,86 @@
 import { assert, describe, it } from "@effect/vitest"
 import { AuthError } from "@wedsync/auth"
 import * as ConnectionError from "../src/ConnectionError.ts"
-import { CloseCode, closeCodeOf, joinReason, upgradeRefusal } from "../src/ErrorReply.ts"
-import { authReasons, connectionReasons } from "./Reasons.ts"
+import { ChangeFeed } from "@wedsync/hub"
+import { Reply } from "@wedsync/protocol"
+import * as RestError from "../src/RestError.ts"
+import { catalogue, CloseCode, closeCodeOf, errorPayload, reasonText, restRefusal, upgradeRefusal, type WireReason } from "../src/ErrorReply.ts"
+
+const ofArea = (tags: ReadonlyArray<string>) => catalogue.filter((reason) => tags.includes(reason._tag))
+const connectionTags = ConnectionError.ConnectionError.fields.reason.members.map((m) => m.identifier)
+const authTags = AuthError.AuthErrorReason.members.map((m) => m.identifier)
+const connectionReasons = ofArea(connectionTags)
+const authReasons = ofArea(authTags)
 
 
 describe("ErrorReply", () => {
-  it("the lists above cover every reason of both error types", () => {
-    const connectionTags = ConnectionError.ConnectionError.fields.reason.members.map((m) => m.identifier)
-    assert.deepStrictEqual(connectionReasons.map((r) => r._tag), connectionTags)
-    const authTags = AuthError.AuthErrorReason.members.map((m) => m.identifier)
-    assert.deepStrictEqual(authReasons.map((r) => r._tag), authTags)
+  it("the catalogue holds every reason of every area, each once", () => {
+    const restTags = RestError.RestError.fields.reason.members.map((m) => m.identifier)
+    const changesTags = [ChangeFeed.UnableToSubscribe, ChangeFeed.InvalidFilter].map((c) => new c({ message: "" })._tag)
+    const every = [...connectionTags, ...authTags, ...restTags, ...changesTags]
+    assert.deepStrictEqual([...catalogue.map((r) => r._tag)].sort(), [...every].sort())
   })
 
-  describe("joinReason is `<Code>: <message>`, Supabase's join error text", () => {
+  describe("errorPayload: `<Code>: <message>`, except Phoenix's and Supabase's bare answers", () => {
+    const payload = (reason: WireReason) => errorPayload(reason)
+    it("a join error carries `<Code>: <message>`", () =>
+      assert.deepStrictEqual(payload(ConnectionError.tooManyChannels()), Reply.error("ChannelRateLimitReached: Too many channels")))
+    it("an unmatched topic and a presence payload that is not a map are Phoenix's bare texts", () => {
+      assert.deepStrictEqual(payload(ConnectionError.unmatchedTopic()), Reply.error("unmatched topic"))
+      assert.deepStrictEqual(payload(ConnectionError.invalidPresencePayload()), Reply.error("Presence track payload must be a map"))
+    })
+    it("a payload over the limit is Supabase's raw payload_size_exceeded, an unknown presence event an empty error", () => {
+      assert.deepStrictEqual(payload(ConnectionError.payloadTooLarge()), Reply.errorRaw("payload_size_exceeded"))
+      assert.deepStrictEqual(payload(ConnectionError.unknownPresenceEvent()), Reply.errorRaw({}))
+    })
+  })
+
+  describe("restRefusal: Supabase's broadcast API statuses with a {message} body", () => {
+    const answer = (reason: WireReason) => {
+      const { status, body } = restRefusal(reason)
+      return [status, JSON.parse(body)] as const
+    }
+    it("maps each REST reason to its status", () => {
+      assert.deepStrictEqual(answer(RestError.bodyTooLarge(10)), [413, { message: "Payload Too Large: Request body exceeds 10 bytes" }])
+      assert.deepStrictEqual(answer(RestError.bodyUnreadable()), [400, { message: "Could not read the request body" }])
+      assert.deepStrictEqual(answer(ConnectionError.payloadTooDeep(64)), [400, { message: "JSON is nested more than 64 levels deep" }])
+      assert.deepStrictEqual(answer(RestError.invalidJson()), [422, { message: "Request body is not valid JSON" }])
+      assert.deepStrictEqual(answer(ConnectionError.payloadTooLarge()), [422, { message: "Payload size exceeds tenant limit" }])
+      assert.deepStrictEqual(answer(RestError.unsupportedMediaType()), [
+        415,
+        { error: "Unsupported Media Type. Use application/json or application/octet-stream" }
+      ])
+    })
+    it("any token failure is 401 Unauthorized; a valid token that may not write a private topic is 403", () => {
+      for (const reason of authReasons.filter((r) => r._tag !== "Unauthorized")) {
+        assert.deepStrictEqual(answer(reason), [401, { message: "Unauthorized" }], reason._tag)
+      }
+      assert.deepStrictEqual(answer(new AuthError.Unauthorized({ subtopic: "wedding:1" })), [403, { message: "Unauthorized" }])
+    })
+  })
+
+  describe("reasonText is `<Code>: <message>`, Supabase's join error text", () => {
     const cases: ReadonlyArray<readonly [string, string]> = [
-      [joinReason(ConnectionError.topicNameRequired()), "TopicNameRequired: You must provide a topic name"],
-      [joinReason(ConnectionError.tooManyChannels()), "ChannelRateLimitReached: Too many channels"],
-      [joinReason(ConnectionError.tooManyJoins()), "ClientJoinRateLimitReached: Too many joins per second"],
-      [joinReason(ConnectionError.tooManyConnections("")), "ConnectionRateLimitReached: Too many connected users"],
-      [joinReason(ConnectionError.restarting()), "RealtimeRestarting: Realtime is restarting, please standby"],
-      [joinReason(AuthError.InvalidJWTToken.expired(5)), "InvalidJWTToken: Token has expired 5 seconds ago"],
-      [joinReason(AuthError.InvalidJWTToken.missingClaims()), "InvalidJWTToken: Fields `role` and `exp` are required in JWT"],
-      [joinReason(AuthError.InvalidJWTToken.invalidExpiration()), "InvalidJWTToken: Token expiration time is invalid"],
-      [joinReason(new AuthError.MalformedJWT()), "MalformedJWT: The token provided is not a valid JWT"],
-      [joinReason(new AuthError.JwtSignatureError()), "JwtSignatureError: Failed to validate JWT signature"],
+      [reasonText(ConnectionError.topicNameRequired()), "TopicNameRequired: You must provide a topic name"],
+      [reasonText(ConnectionError.tooManyChannels()), "ChannelRateLimitReached: Too many channels"],
+      [reasonText(ConnectionError.tooManyJoins()), "ClientJoinRateLimitReached: Too many joins per second"],
+      [reasonText(ConnectionError.tooManyConnections("")), "ConnectionRateLimitReached: Too many connected users"],
+      [reasonText(ConnectionError.restarting()), "RealtimeRestarting: Realtime is restarting, please standby"],
+      [reasonText(AuthError.InvalidJWTToken.expired(5)), "InvalidJWTToken: Token has expired 5 seconds ago"],
+      [reasonText(AuthError.InvalidJWTToken.missingClaims()), "InvalidJWTToken: Fields `role` and `exp` are required in JWT"],
+      [reasonText(AuthError.InvalidJWTToken.invalidExpiration()), "InvalidJWTToken: Token expiration time is invalid"],
+      [reasonText(new AuthError.MalformedJWT()), "MalformedJWT: The token provided is not a valid JWT"],
+      [reasonText(new AuthError.JwtSignatureError()), "JwtSignatureError: Failed to validate JWT signature"],
       [
-        joinReason(new AuthError.JwtSignerError({ kid: "key-1" })),
+        reasonText(new AuthError.JwtSignerError({ kid: "key-1" })),
         "JwtSignerError: Failed to generate JWT signer for key ID (kid) \"key-1\", check your JWT secret or JWKS configuration"
       ],
       [
-        joinReason(new AuthError.JwtSignerError({})),
+        reasonText(new AuthError.JwtSignerError({})),
         "JwtSignerError: Failed to generate JWT signer, check your JWT secret or JWKS configuration"
       ],
       [
-        joinReason(new AuthError.Unauthorized({ subtopic: "wedding:42" })),
+        reasonText(new AuthError.Unauthorized({ subtopic: "wedding:42" })),
         "Unauthorized: You do not have permissions to read from this Channel topic: wedding:42"
       ]
     ]
@@ -106,7 +152,12 @@ describe("ErrorReply", () => {
         InvalidJoinPayload: 1000,
         BindingLimitReached: 1000,
         FrameRateLimitReached: 4030,
-        PayloadTooDeep: 4003
+        PayloadTooDeep: 4003,
+        InvalidPresencePayload: 1000,
+        UnknownPresenceEvent: 1000,
+        TrackPayloadTooLarge: 1000,
+        TokenExpired: 1000,
+        FieldTooLong: 1000
       })
     })
   })

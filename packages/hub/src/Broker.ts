@@ -33,7 +33,7 @@ export class MemoryBus {
   }
 }
 
-export const makeMemory = (bus: MemoryBus): BrokerShape => {
+const makeMemory = (bus: MemoryBus): BrokerShape => {
   let self: ((publication: Publication) => void) | undefined
   return {
     publish: (publication) => Effect.sync(() => bus.send(self, publication)),

@@ -5,10 +5,10 @@
  * validates each binding, then delivers `postgres_changes` frames to the subscriber's sink for the
  * rows its bindings match and its access allows, with the ids of the matching bindings. The
  * contract lives here, below both the connection (which subscribes) and the changes package (which
- * implements it), so neither imports the other. `layerDisabled` is the feed of a gateway without a
+ * implements it), so neither imports the other. `layerNoop` is the feed of a gateway without a
  * database: every binding is refused with a clear reason.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
 import type { Sink } from "./Sink.ts"
 
 /** One `postgres_changes` entry of a join, with the id the join reply gave it. */
@@ -39,8 +39,22 @@ export interface ChangeSubscriber {
   readonly access: Access
 }
 
-/** Per binding: subscribed, or refused with the text of Supabase's `system` error message. */
-export type BindingResult = { readonly _tag: "Subscribed" } | { readonly _tag: "Refused"; readonly message: string }
+/**
+ * A binding the feed cannot serve. The message is the text of Supabase's `system` error for it
+ * (`Unable to subscribe to changes with given parameters. <why>: <binding>`, or the filter parser's own text).
+ */
+export class UnableToSubscribe extends Schema.TaggedError<UnableToSubscribe>()("UnableToSubscribe", { message: Schema.String }) {}
+/** A binding whose `filter` does not parse (`eq.`, `in.(…)`…): the parser's text, as Supabase sends it. */
+export class InvalidFilter extends Schema.TaggedError<InvalidFilter>()("InvalidFilter", { message: Schema.String }) {}
+
+export type RefusalReason = UnableToSubscribe | InvalidFilter
+
+/** `UnableToSubscribe` for `binding`, saying why. */
+export const unableToSubscribe = (binding: Binding, why: string): UnableToSubscribe =>
+  new UnableToSubscribe({ message: `Unable to subscribe to changes with given parameters. ${why}: ${describe(binding)}` })
+
+/** Per binding: subscribed, or refused with a reason (`ErrorReply` renders it). */
+export type BindingResult = { readonly _tag: "Subscribed" } | { readonly _tag: "Refused"; readonly reason: RefusalReason }
 
 export interface ChangeFeedShape {
   /**
@@ -54,12 +68,12 @@ export interface ChangeFeedShape {
 
 export class ChangeFeed extends Context.Service<ChangeFeed, ChangeFeedShape>()("@wedsync/hub/ChangeFeed") {
   /** No database configured: every binding is refused, saying why. */
-  static readonly layerDisabled: Layer.Layer<ChangeFeed> = Layer.succeed(ChangeFeed, {
+  static readonly layerNoop: Layer.Layer<ChangeFeed> = Layer.succeed(ChangeFeed, {
     subscribe: (subscriber) =>
       Effect.succeed(
         subscriber.bindings.map((binding) => ({
           _tag: "Refused",
-          message: `Unable to subscribe to changes with given parameters. Postgres Changes are not enabled on this gateway (DATABASE_URL is not set): ${describe(binding)}`
+          reason: unableToSubscribe(binding, "Postgres Changes are not enabled on this gateway (DATABASE_URL is not set)")
         }))
       ),
     unsubscribe: () => undefined

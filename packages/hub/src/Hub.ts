@@ -14,10 +14,8 @@ import { frameFor, keyOf, type Publication, type TopicKey } from "./Publication.
 import type { Sink } from "./Sink.ts"
 
 export interface HubShape {
-  /** Adds `sink` to the topic until the scope closes. */
-  readonly subscribe: (key: TopicKey, sink: Sink) => Effect.Effect<void, never, Scope.Scope>
   /**
-   * `subscribe` without a scope, for an owner that already releases its subscriptions from a scope
+   * Adds `sink` to the topic. Not scoped on purpose: the owner releases its subscriptions from a scope
    * of its own (a connection actor releases all its channels in one finalizer: an idle socket holds
    * fewer objects than with one scope per channel). Every `add` must be paired with a `remove`.
    */
@@ -86,11 +84,6 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
   }
 
   return {
-    subscribe: (key, sink) =>
-      Effect.flatMap(Effect.scope, (scope) => {
-        add(key, sink)
-        return Scope.addFinalizer(scope, Effect.sync(() => remove(key, sink)))
-      }),
     add,
     remove,
     publish: (publication, except) =>

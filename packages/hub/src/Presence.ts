@@ -11,6 +11,7 @@
  * `PresenceLimitExceeded` and changes nothing. Presence keys are client strings: they are only
  * ever keys of `Map`s or of null-prototype records, so `__proto__` or `constructor` are keys like any other.
  */
+import { Reply } from "@wedsync/protocol"
 import { Context, Effect, Layer, Schema } from "effect"
 import { randomBytes } from "node:crypto"
 import { Hub } from "./Hub.ts"
@@ -50,7 +51,7 @@ export const unbounded: Limits = { maxKeys: Number.POSITIVE_INFINITY, maxBytes: 
  * Bytes an entry adds to `presence_state` beyond its key and meta JSON, at most: the quotes and
  * `{"metas":[…]}` around them, `"phx_ref":"…"` (16 chars) and `"phx_ref_prev":"…"` of a diff.
  */
-export const ENTRY_OVERHEAD_BYTES = 80
+const ENTRY_OVERHEAD_BYTES = 80
 
 /** Bytes an entry adds to `presence_state` (an upper bound). */
 export const entryBytes = (key: string, metaJson: string): number =>
@@ -118,7 +119,7 @@ export const make: Effect.Effect<PresenceShape, never, Hub> = Effect.gen(functio
   const rooms = new Map<Publication.TopicKey, Room>()
 
   const publishDiff = (topic: string, isPrivate: boolean, joins: Metas, leaves: Metas, except?: Sink) =>
-    hub.publish(Publication.json(topic, isPrivate, "presence_diff", JSON.stringify({ joins, leaves })), except)
+    hub.publish(Publication.json(topic, isPrivate, Reply.PRESENCE_DIFF, JSON.stringify({ joins, leaves })), except)
 
   const track: PresenceShape["track"] = (topic, isPrivate, key, owner, meta, limits = unbounded) =>
     Effect.suspend(() => {

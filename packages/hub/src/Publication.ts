@@ -40,7 +40,6 @@ export const json = (topic: string, isPrivate: boolean, event: string, payloadJs
   body: { _tag: "Json", json: payloadJson }
 })
 
-const MAX_FIELD_BYTES = 255
 const byteLength = (s: string): number => Buffer.byteLength(s, "utf8")
 
 /** A user broadcast; fails when topic, event or metadata do not fit the kind-4 length fields. */
@@ -52,7 +51,7 @@ export const userBroadcast = (
   payload: Uint8Array,
   meta?: string
 ): Result.Result<Publication, ProtocolError.ProtocolError> => {
-  if (byteLength(topic) > MAX_FIELD_BYTES || byteLength(userEvent) > MAX_FIELD_BYTES || (meta !== undefined && byteLength(meta) > MAX_FIELD_BYTES)) {
+  if (byteLength(topic) > Frame.MAX_FIELD_BYTES || byteLength(userEvent) > Frame.MAX_FIELD_BYTES || (meta !== undefined && byteLength(meta) > Frame.MAX_FIELD_BYTES)) {
     return Result.fail(ProtocolError.malformed("Topic, event and metadata must each be at most 255 bytes"))
   }
   return Result.succeed({

@@ -1,5 +1,5 @@
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Result, Scope } from "effect"
+import { Context, Effect, Layer, Result } from "effect"
 import { Broker, Hub, Publication } from "../src/index.ts"
 import { TestSink } from "../src/testing/index.ts"
 
@@ -16,14 +16,12 @@ const userBroadcast = (encoding: "json" | "binary", payload: Uint8Array, topic =
 
 const enc = new TextEncoder()
 
-/** Subscribes `count` recording sinks of one vsn to `key` for the rest of the test. */
+/** Adds `count` recording sinks of one vsn to `key` until the test's scope closes. */
 const sinks = (hub: Hub.HubShape, key: Publication.TopicKey, vsn: "1.0.0" | "2.0.0", count: number) =>
-  Effect.forEach(Array.from({ length: count }), () =>
-    Effect.gen(function*() {
-      const sink = TestSink.make(vsn)
-      yield* hub.subscribe(key, sink)
-      return sink
-    }))
+  Effect.forEach(Array.from({ length: count }), () => {
+    const sink = TestSink.make(vsn)
+    return Effect.as(Effect.acquireRelease(Effect.sync(() => hub.add(key, sink)), () => Effect.sync(() => hub.remove(key, sink))), sink)
+  })
 
 /** A hub of its own, on its own node of `bus`. `fresh` keeps two hubs of one test apart. */
 const nodeOf = (bus: Broker.MemoryBus) =>
@@ -152,18 +150,15 @@ describe("Hub", () => {
       assert.strictEqual(hub.topicCount(), 2)
     }).pipe(Effect.provide(Hub.Hub.layerMemory)))
 
-  it.effect("a subscription ends when its scope closes", () =>
+  it.effect("remove ends a subscription", () =>
     Effect.gen(function*() {
       const hub = yield* Hub.Hub
       const [stays] = yield* sinks(hub, roomKey, "2.0.0", 1)
       const leaves = TestSink.make("2.0.0")
-      yield* Effect.scoped(
-        Effect.gen(function*() {
-          yield* hub.subscribe(roomKey, leaves)
-          assert.strictEqual(hub.subscriberCount(roomKey), 2)
-          yield* hub.publish(hello)
-        })
-      )
+      hub.add(roomKey, leaves)
+      assert.strictEqual(hub.subscriberCount(roomKey), 2)
+      yield* hub.publish(hello)
+      hub.remove(roomKey, leaves)
       assert.strictEqual(hub.subscriberCount(roomKey), 1)
       yield* hub.publish(hello)
       assert.strictEqual(leaves.frames.length, 1)
@@ -173,10 +168,10 @@ describe("Hub", () => {
   it.effect("the last subscription of a topic removes the topic", () =>
     Effect.gen(function*() {
       const hub = yield* Hub.Hub
-      const scope = yield* Scope.make()
-      yield* hub.subscribe(roomKey, TestSink.make("1.0.0")).pipe(Scope.provide(scope))
+      const sink = TestSink.make("1.0.0")
+      hub.add(roomKey, sink)
       assert.strictEqual(hub.topicCount(), 1)
-      yield* Scope.close(scope, Exit.void)
+      hub.remove(roomKey, sink)
       assert.strictEqual(hub.topicCount(), 0)
       assert.strictEqual(hub.subscriberCount(roomKey), 0)
     }).pipe(Effect.provide(Hub.Hub.layerMemory)))

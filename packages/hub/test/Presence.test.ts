@@ -18,7 +18,7 @@ const member = (topic = ROOM, isPrivate = false) =>
   Effect.gen(function*() {
     const hub = yield* Hub.Hub
     const sink = TestSink.make("2.0.0")
-    yield* hub.subscribe(Publication.topicKey(topic, isPrivate), sink)
+    hub.add(Publication.topicKey(topic, isPrivate), sink)
     return {
       diffs: (): Array<Diff> =>
         sink.decoded().map((frame) => {
@@ -151,7 +151,7 @@ describe("Presence", () => {
       const hub = yield* Hub.Hub
       const watcher = yield* member()
       const closing = TestSink.make("2.0.0")
-      yield* hub.subscribe(Publication.topicKey(ROOM, false), closing)
+      hub.add(Publication.topicKey(ROOM, false), closing)
       yield* presence.track(ROOM, false, "user-1", closing, { name: "alice" })
       const framesBefore = closing.decoded().length
       yield* presence.untrack(ROOM, false, closing, closing)

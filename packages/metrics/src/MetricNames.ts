@@ -11,10 +11,10 @@ import { Effect, Metric } from "effect"
 /** Every exported metric name must match this. */
 // Our own metrics are `wedsync_<subsystem>_…`; `process_*` and `nodejs_*` are the names stock Node.js dashboards
 // query (prom-client's defaults), kept as they are so those dashboards work unchanged.
-export const namePattern = /^(wedsync_[a-z]+|process|nodejs)_[a-z0-9_]+$/
+const namePattern = /^(wedsync_[a-z]+|process|nodejs)_[a-z0-9_]+$/
 
 /** The only label names allowed: each is a small, fixed set of values, never user data. */
-export const allowedLabels: ReadonlyArray<string> = [
+const allowedLabels: ReadonlyArray<string> = [
   "reason",
   "kind",
   "vsn",
@@ -29,7 +29,7 @@ export const allowedLabels: ReadonlyArray<string> = [
 ]
 
 /** Unit suffixes accepted on histograms and summaries. */
-export const unitSuffixes: ReadonlyArray<string> = ["_seconds", "_bytes"]
+const unitSuffixes: ReadonlyArray<string> = ["_seconds", "_bytes"]
 
 // Identifier-like values (`l1`, `2.0.0`, `0.99`, `ChannelRateLimitReached`); rejects `realtime:room-1`, emails, spaces.
 const labelValuePattern = /^[A-Za-z0-9_.+-]{1,64}$/
@@ -46,7 +46,7 @@ export interface Described {
 }
 
 /** The rule a violation broke. */
-export type Rule =
+type Rule =
   | "name"
   | "description"
   | "counter-suffix"

@@ -37,6 +37,19 @@ export interface UserBroadcast {
   readonly payload: Uint8Array
 }
 
+/** Kind 4: a user broadcast the server sends to a v2 client as a binary frame. */
+export interface ServerBroadcast {
+  readonly topic: string
+  readonly userEvent: string
+  /** Metadata JSON object text, or `undefined` when absent. */
+  readonly meta: string | undefined
+  readonly encoding: PayloadEncoding
+  readonly payload: Uint8Array
+}
+
+/** Bytes a topic, event or metadata field of a binary broadcast may hold: its length travels in one byte. */
+export const MAX_FIELD_BYTES = 255
+
 /** Everything a client can send, after decoding. */
 export type Inbound =
   | { readonly _tag: "Message"; readonly message: Message }

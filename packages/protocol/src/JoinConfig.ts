@@ -4,7 +4,7 @@
  * caller can log `InvalidJoinPayload`.
  */
 
-export interface PostgresChangeBinding {
+interface PostgresChangeBinding {
   /** The client's own object, echoed back unchanged (plus `id`) in the join reply. */
   readonly raw: Readonly<Record<string, unknown>>
   readonly event: string

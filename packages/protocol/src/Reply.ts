@@ -5,7 +5,6 @@
 
 export const PHX_REPLY = "phx_reply"
 export const PHX_CLOSE = "phx_close"
-export const PHX_ERROR = "phx_error"
 export const PHX_JOIN = "phx_join"
 export const PHX_LEAVE = "phx_leave"
 export const HEARTBEAT = "heartbeat"
@@ -14,7 +13,6 @@ export const BROADCAST = "broadcast"
 export const PRESENCE = "presence"
 export const PRESENCE_STATE = "presence_state"
 export const PRESENCE_DIFF = "presence_diff"
-export const POSTGRES_CHANGES = "postgres_changes"
 export const SYSTEM = "system"
 /** The topic of socket-level messages such as heartbeats. */
 export const PHOENIX_TOPIC = "phoenix"
@@ -35,7 +33,7 @@ export const errorRaw = (response: unknown): ReplyPayload => ({ status: "error",
 export const UNMATCHED_TOPIC = "unmatched topic"
 export const PAYLOAD_SIZE_EXCEEDED = "payload_size_exceeded"
 
-export interface SystemPayload {
+interface SystemPayload {
   readonly extension: "system" | "postgres_changes"
   readonly status: "ok" | "error"
   readonly message: string

@@ -6,13 +6,12 @@
  * stringified once, not once per subscriber.
  */
 import { Result } from "effect"
-import type { Inbound, Message, PayloadEncoding, UserBroadcast, Vsn } from "./Frame.ts"
-import { V1 } from "./Frame.ts"
+import type { Inbound, Message, PayloadEncoding, ServerBroadcast, UserBroadcast, Vsn } from "./Frame.ts"
+import { MAX_FIELD_BYTES, V1 } from "./Frame.ts"
 import { malformed, type ProtocolError } from "./ProtocolError.ts"
 
 const KIND_USER_BROADCAST_PUSH = 3
 const KIND_USER_BROADCAST = 4
-const MAX_FIELD_BYTES = 255
 
 const isRef = (u: unknown): u is string | null => u === null || typeof u === "string"
 const refOf = (u: unknown): string | null => (typeof u === "number" ? String(u) : (u as string | null))
@@ -204,6 +203,35 @@ export const encodeUserBroadcast = (
   offset += metaBytes.length
   out.set(payload, offset)
   return Result.succeed(out)
+}
+
+/**
+ * Decodes a kind-4 user broadcast (server → v2 client), as realtime-js does: for clients, tests and
+ * tools that read what the server sent. The payload is a view into `bytes`, not a copy.
+ */
+export const decodeUserBroadcast = (bytes: Uint8Array): Result.Result<ServerBroadcast, ProtocolError> => {
+  if (bytes.length < 5) return Result.fail(malformed("Binary frame shorter than its 5-byte header"))
+  if (bytes[0] !== KIND_USER_BROADCAST) return Result.fail(malformed(`Unsupported binary frame kind ${bytes[0]}`))
+  const topicLength = bytes[1]!
+  const eventLength = bytes[2]!
+  const metaLength = bytes[3]!
+  const encodingByte = bytes[4]!
+  if (encodingByte !== 0 && encodingByte !== 1) return Result.fail(malformed(`Unknown payload encoding ${encodingByte}`))
+  const headerEnd = 5 + topicLength + eventLength + metaLength
+  if (headerEnd > bytes.length) return Result.fail(malformed("Binary frame field lengths exceed the frame"))
+  const topic = text(bytes, 5, topicLength)
+  const userEvent = text(bytes, 5 + topicLength, eventLength)
+  const meta = text(bytes, 5 + topicLength + eventLength, metaLength)
+  if (topic === undefined || userEvent === undefined || meta === undefined) {
+    return Result.fail(malformed("Binary frame fields are not valid UTF-8"))
+  }
+  return Result.succeed({
+    topic,
+    userEvent,
+    meta: metaLength === 0 ? undefined : meta,
+    encoding: encodingByte === 1 ? "json" : "binary",
+    payload: bytes.subarray(headerEnd)
+  })
 }
 
 /**

@@ -448,6 +448,29 @@ describe("Serializer", () => {
     })
   })
 
+  describe("decodeUserBroadcast: kind 4", () => {
+    it("reads back what encodeUserBroadcast wrote, with and without metadata", () => {
+      const payload = Uint8Array.from([1, 2, 3, 255])
+      const withMeta = expectSuccess(Serializer.decodeUserBroadcast(
+        expectSuccess(Serializer.encodeUserBroadcast("realtime:é🎉", "msg", "binary", payload, `{"id":"x"}`))
+      ))
+      assert.deepStrictEqual({ ...withMeta, payload: [...withMeta.payload] }, {
+        topic: "realtime:é🎉", userEvent: "msg", meta: `{"id":"x"}`, encoding: "binary", payload: [1, 2, 3, 255]
+      })
+      const plain = expectSuccess(Serializer.decodeUserBroadcast(
+        expectSuccess(Serializer.encodeUserBroadcast("realtime:room1", "m", "json", enc.encode("{}")))
+      ))
+      assert.deepStrictEqual([plain.meta, plain.encoding, new TextDecoder().decode(plain.payload)], [undefined, "json", "{}"])
+    })
+
+    it("fails on another kind, a short frame, an unknown encoding or lengths past the end", () => {
+      expectProtocolError(Serializer.decodeUserBroadcast(Uint8Array.from([3, 0, 0, 0, 0, 0, 1])))
+      expectProtocolError(Serializer.decodeUserBroadcast(Uint8Array.from([4, 0, 0, 0])))
+      expectProtocolError(Serializer.decodeUserBroadcast(Uint8Array.from([4, 0, 0, 0, 2])))
+      expectProtocolError(Serializer.decodeUserBroadcast(Uint8Array.from([4, 9, 0, 0, 0, 65])))
+    })
+  })
+
   describe("encodeUserBroadcastPush → decodeBinary", () => {
     const maxBytes = (s: string): boolean => enc.encode(s).length <= 255
     // Full Unicode code points (no lone surrogates: TextEncoder would replace them).

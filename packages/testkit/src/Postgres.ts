@@ -5,7 +5,7 @@
  */
 
 /** The part of a `pg` client or pool this needs; testkit does not depend on `pg` itself. */
-export interface Queryable {
+interface Queryable {
   query(text: string, values?: Array<unknown>): Promise<{ readonly rows: Array<Record<string, unknown>> }>
 }
 

@@ -20,10 +20,10 @@ export interface CloseInfo {
 }
 
 /** A Phoenix v2 frame: `[join_ref, ref, topic, event, payload]`. */
-export type V2Frame = readonly [string | null, string | null, string, string, unknown]
+type V2Frame = readonly [string | null, string | null, string, string, unknown]
 
 /** A Phoenix v1 frame. */
-export interface V1Frame {
+interface V1Frame {
   readonly topic: string
   readonly event: string
   readonly payload: unknown

@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
-import { describe, expect, it } from "vitest"
+import { assert, describe, it } from "@effect/vitest"
 import * as PostgresCluster from "../src/PostgresCluster.ts"
 
 const psql = (cluster: PostgresCluster.Cluster, sql: string): Promise<string> =>
@@ -13,7 +13,10 @@ const psql = (cluster: PostgresCluster.Cluster, sql: string): Promise<string> =>
 
 describe("PostgresCluster", () => {
   it("refuses with a message naming what is missing when there are no server binaries", async () => {
-    await expect(PostgresCluster.start({ binDir: "/nonexistent/bin" })).rejects.toThrow(
+    const error = await PostgresCluster.start({ binDir: "/nonexistent/bin" }).then(() => undefined, (e: Error) => e)
+    assert.instanceOf(error, Error)
+    assert.include(
+      error!.message,
       "Cannot create a throwaway Postgres cluster: no PostgreSQL server binaries (initdb, pg_ctl) in /nonexistent/bin"
     )
   })
@@ -21,15 +24,15 @@ describe("PostgresCluster", () => {
   it("starts a logical-replication cluster of its own, restarts only it, and deletes it on stop", async () => {
     const cluster = await PostgresCluster.start()
     try {
-      expect(cluster.url).toBe(`postgres://postgres@127.0.0.1:${cluster.port}/postgres`)
-      expect(await psql(cluster, "show wal_level")).toBe("logical")
+      assert.strictEqual(cluster.url, `postgres://postgres@127.0.0.1:${cluster.port}/postgres`)
+      assert.strictEqual(await psql(cluster, "show wal_level"), "logical")
       const before = await psql(cluster, "select pg_postmaster_start_time()")
       await cluster.restart()
-      expect(await psql(cluster, "select pg_postmaster_start_time()")).not.toBe(before)
+      assert.notStrictEqual(await psql(cluster, "select pg_postmaster_start_time()"), before)
     } finally {
       await cluster.stop()
     }
-    expect(existsSync(cluster.dataDir)).toBe(false)
+    assert.strictEqual(existsSync(cluster.dataDir), false)
     await cluster.stop()
   }, 60_000)
 })

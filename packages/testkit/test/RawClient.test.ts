@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net"
 import { afterAll, beforeAll } from "vitest"
 import { WebSocketServer } from "ws"
 import type { WebSocket } from "ws"
-import { RawClient } from "../src/index.ts"
+import { RawClient, waitUntil } from "../src/index.ts"
 
 // An echo server; a text frame "close:<code>:<reason>" makes it close the socket, "flood:<n>" sends n 64 KiB frames.
 let wss: WebSocketServer
@@ -114,9 +114,7 @@ describe("RawClient", () => {
     client.pause()
     client.send("flood:200")
     // 200 × 64 KiB is far beyond the socket buffers, so the server must be left holding some of it.
-    const deadline = Date.now() + 3000
-    while (server.bufferedAmount === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
-    assert.isAbove(server.bufferedAmount, 0)
+    await waitUntil("the server to hold unsent bytes", () => server.bufferedAmount, (n) => n > 0, { timeoutMs: 3000, intervalMs: 10 })
     await new Promise((r) => setTimeout(r, 50))
     const whilePaused = client.received.length
     assert.isBelow(whilePaused, 201)

@@ -29,7 +29,7 @@ export interface Side {
   readonly observed: string
 }
 
-export interface Observation {
+interface Observation {
   readonly hostile: Side
   readonly accepted: Side
 }

@@ -45,7 +45,7 @@ export const EXPECTED = {
   rssSlackKiB: 128 * 1024
 } as const
 
-export interface CheckSpec {
+interface CheckSpec {
   readonly id: string
   /** Issue 6 item number(s), or the attack-suite section ("tokens", "floods", "fuzz", "slow readers"). */
   readonly item: string

@@ -10,7 +10,7 @@ import { encodeFrame, sendRaw } from "./rawSocket.ts"
 import { type Client, heartbeat, tryConnect, type Vsn } from "./wsClient.ts"
 
 /** mulberry32: small, fast, reproducible. */
-export const prng = (seed: number) => {
+const prng = (seed: number) => {
   let a = seed >>> 0
   return (): number => {
     a = (a + 0x6d2b79f5) >>> 0
@@ -21,7 +21,7 @@ export const prng = (seed: number) => {
   }
 }
 
-export type Category =
+type Category =
   | "malformed-json"
   | "wrong-arity"
   | "numbers"
@@ -33,7 +33,7 @@ export type Category =
   | "fragmented"
   | "protocol-mix"
 
-export type Fuzzed =
+type Fuzzed =
   | { readonly kind: "text"; readonly category: Category; readonly data: string }
   | { readonly kind: "binary"; readonly category: Category; readonly data: Uint8Array }
   | { readonly kind: "raw"; readonly category: Category; readonly frames: ReadonlyArray<Buffer> }
@@ -43,7 +43,7 @@ const EVENTS = ["phx_join", "phx_leave", "broadcast", "presence", "access_token"
 const NUMBERS = [0, -1, -0, 1e308, -1e308, 2 ** 53 + 1, -(2 ** 63), 4294967296, 0.5, 1e-320]
 const NUMBER_TEXT = ["1e999", "-1e999", "123456789012345678901234567890", "-0", "0x10", "NaN", "Infinity", "1e-999"]
 
-export const makeGenerator = (seed: number) => {
+const makeGenerator = (seed: number) => {
   const rnd = prng(seed)
   const int = (n: number): number => Math.floor(rnd() * n)
   const pick = <A>(xs: ReadonlyArray<A>): A => xs[int(xs.length)]!
@@ -156,7 +156,7 @@ export interface FuzzReport {
   readonly ms: number
 }
 
-export interface FuzzOptions {
+interface FuzzOptions {
   readonly gw: Gateway
   readonly apikey: string
   readonly frames: number

@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
+import { startFlags } from "../../bench/src/targets/gateway.ts"
 
 export interface Gateway {
   readonly pid: number
@@ -37,7 +38,7 @@ export interface StartOptions {
 }
 
 /** Result of a start that is expected to be refused (the process must exit instead of listening). */
-export interface StartRefusal {
+interface StartRefusal {
   readonly listened: boolean
   readonly exitCode: number | null
   readonly log: string
@@ -75,7 +76,8 @@ const baseEnv = (): Record<string, string> => {
 }
 
 const spawnGateway = (options: StartOptions) => {
-  const child = spawn(process.execPath, ["--expose-gc", "--import", gcHook, "apps/gateway/src/main.ts"], {
+  // With the Node flags of the gateway's own `npm start`, so the attacks meet the process production runs.
+  const child = spawn(process.execPath, ["--expose-gc", "--import", gcHook, ...startFlags(options.root), "apps/gateway/src/main.ts"], {
     cwd: options.root,
     env: { ...baseEnv(), HOST: "127.0.0.1", PORT: "0", ...options.env },
     stdio: ["ignore", "pipe", "pipe"]

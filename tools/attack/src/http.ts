@@ -4,7 +4,7 @@
  */
 import { request } from "node:http"
 
-export interface HttpResult {
+interface HttpResult {
   readonly status: number | undefined
   readonly body: string
   /** Bytes of the body written before the answer came (or the connection ended). */
@@ -17,10 +17,10 @@ export const BATCH_PATH = "/realtime/v1/api/broadcast"
 export const singlePath = (topic: string, event: string): string =>
   `/realtime/v1/api/broadcast/${encodeURIComponent(topic)}/events/${encodeURIComponent(event)}`
 
-export const authHeaders = (key: string | undefined): Record<string, string> =>
+const authHeaders = (key: string | undefined): Record<string, string> =>
   key === undefined ? {} : { apikey: key, authorization: `Bearer ${key}` }
 
-export interface PostOptions {
+interface PostOptions {
   readonly port: number
   readonly path: string
   readonly headers: Record<string, string>

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto"
 import { connect } from "node:net"
 
-export interface RawOutcome {
+interface RawOutcome {
   /** The upgrade's HTTP status (101 when it succeeded). */
   readonly status: number
   /** The server's close code, if it sent a close frame. */
@@ -17,7 +17,7 @@ export interface RawOutcome {
   readonly answered: boolean
 }
 
-export interface FrameSpec {
+interface FrameSpec {
   readonly opcode: number
   readonly payload: Uint8Array
   readonly fin?: boolean

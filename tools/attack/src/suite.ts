@@ -14,7 +14,7 @@ import * as Postgres from "./postgres.ts"
 import * as Tokens from "./tokens.ts"
 import * as Victims from "./victims.ts"
 
-export interface Mode {
+interface Mode {
   readonly full: boolean
   readonly victims: number
   readonly ticksPerSecond: number
@@ -29,7 +29,7 @@ export interface Mode {
 export const SHORT: Mode = { full: false, victims: 8, ticksPerSecond: 20, baselineMs: 3000, fuzzFrames: 5000, fuzzMaxMs: 15_000, perIpCap: 120, only: [] }
 export const FULL: Mode = { full: true, victims: 50, ticksPerSecond: 50, baselineMs: 20_000, fuzzFrames: 100_000, fuzzMaxMs: 300_000, perIpCap: 1000, only: [] }
 
-export interface CheckResult {
+interface CheckResult {
   readonly id: string
   readonly item: string
   readonly hostile: Checks.Side

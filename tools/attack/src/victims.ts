@@ -8,10 +8,10 @@ import { createClient, REALTIME_SUBSCRIBE_STATES, type SupabaseClient } from "@s
 import { percentile } from "../../bench/src/stats.ts"
 import { type Client, connect, join, joinPayload, replyStatus } from "./wsClient.ts"
 
-export const VICTIM_TOPIC = "victims"
+const VICTIM_TOPIC = "victims"
 const TICK = "tick"
 
-export interface PhaseStats {
+interface PhaseStats {
   readonly phase: string
   readonly sent: number
   readonly expected: number
@@ -44,7 +44,7 @@ interface Tick {
 
 const now = (): number => performance.timeOrigin + performance.now()
 
-export interface VictimOptions {
+interface VictimOptions {
   readonly url: string
   readonly wsUrl: string
   readonly anonKey: string

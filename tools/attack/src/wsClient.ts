@@ -32,7 +32,7 @@ export interface Client {
   readonly close: () => Promise<void>
 }
 
-export type ConnectResult =
+type ConnectResult =
   | { readonly ok: true; readonly client: Client }
   | { readonly ok: false; readonly status: number | undefined; readonly body: string; readonly error: string }
 
@@ -56,7 +56,7 @@ const decode = (data: WebSocket.RawData, isBinary: boolean): Inbound => {
 }
 
 /** `ws://…/realtime/v1/websocket?apikey=…&vsn=…` */
-export const socketUrl = (wsUrl: string, apikey: string | undefined, vsn: Vsn): string =>
+const socketUrl = (wsUrl: string, apikey: string | undefined, vsn: Vsn): string =>
   `${wsUrl}?${apikey === undefined ? "" : `apikey=${encodeURIComponent(apikey)}&`}vsn=${vsn}`
 
 export const tryConnect = (wsUrl: string, apikey: string | undefined, options: ConnectOptions = {}): Promise<ConnectResult> =>

@@ -3,8 +3,8 @@ import { parseArgs } from "node:util"
 import { isTargetName, TARGET_NAMES, type TargetName } from "./targets/Target.ts"
 import { CLIENT_MODES, type ClientMode } from "./targets/transport.ts"
 
-export const SCENARIOS = ["idle", "fanout", "saturate"] as const
-export type Scenario = (typeof SCENARIOS)[number]
+const SCENARIOS = ["idle", "fanout", "saturate"] as const
+type Scenario = (typeof SCENARIOS)[number]
 
 export interface BenchOptions {
   readonly scenarios: ReadonlyArray<Scenario>

@@ -8,7 +8,7 @@
 import { createHash, randomBytes } from "node:crypto"
 import { connect, type Socket } from "node:net"
 
-export interface FrameHandlers {
+interface FrameHandlers {
   /** A complete text or binary message: `data[start, end)`. Valid only during the call. */
   readonly onMessage: (data: Buffer, start: number, end: number, binary: boolean) => void
   /** The connection ended after the handshake (not called for `close()`). */

@@ -14,13 +14,13 @@ import { fileURLToPath } from "node:url"
 import { constants as perfConstants, monitorEventLoopDelay, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks"
 import { openLeanSocket, type LeanSocket } from "./leanSocket.ts"
 import { pinSelf, tasksetAvailable } from "./machine.ts"
-import { CpuMeter, SelfCpuMeter, selfGc } from "./proc.ts"
+import { CoreMeter, CpuMeter, SelfCpuMeter, selfGc } from "./proc.ts"
 import { freePort, killAllServers, sleep, startServer } from "./serverProcess.ts"
 import { LatencyHistogram } from "./stats.ts"
 import { anonToken, GATEWAY_ENTRY, LIMIT_OVERRIDES, startFlags } from "./targets/gateway.ts"
 import { encodeKind3, heartbeatFrame, kind4PayloadOffset, nowMs, readStamp, type Stamp, stampPayload } from "./wire.ts"
 
-export interface MultiTopicOptions {
+interface MultiTopicOptions {
   readonly sockets: number
   readonly topics: number
   readonly deliveriesPerSecond: number
@@ -101,7 +101,7 @@ interface RunResult {
 }
 
 /** `kind count/total ms` of every GC kind in an exposition text (the `nodejs_gc_duration_seconds` histogram). */
-export const gcSummary = (exposition: string): string =>
+const gcSummary = (exposition: string): string =>
   ["minor", "major", "incremental"]
     .map((kind) => {
       const read = (suffix: string) => Number(exposition.match(new RegExp(`^nodejs_gc_duration_seconds_${suffix}\\{kind="${kind}"\\} (\\S+)$`, "m"))?.[1] ?? Number.NaN)
@@ -224,7 +224,7 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
     measuring = true
     const cpu = new CpuMeter(server.pid)
     cpu.start()
-    const timeline = options.timeline ? startTimeline(server.pid, port, () => {
+    const timeline = options.timeline ? startTimeline(server.pid, port, options.pin ? 0 : undefined, () => {
       const s = second
       second = new LatencyHistogram()
       return s
@@ -273,8 +273,11 @@ const gcTotals = (exposition: string): Map<string, { count: number; seconds: num
  * that coincides with a stalled bench loop is the bench's; one with a jump in server CPU and a major GC is the
  * gateway's collector (its concurrent marking threads share the pinned core).
  */
-const startTimeline = (serverPid: number, port: number, takeSecond: () => LatencyHistogram) => {
+const startTimeline = (serverPid: number, port: number, serverCore: number | undefined, takeSecond: () => LatencyHistogram) => {
   const serverCpu = new CpuMeter(serverPid)
+  // The whole core, softirq included: loopback TCP work is charged to the core, not to the server's own CPU time.
+  const core = serverCore === undefined ? undefined : new CoreMeter(serverCore)
+  core?.start()
   const benchCpu = new SelfCpuMeter()
   const loop = monitorEventLoopDelay({ resolution: 5 })
   let benchGcMs = 0
@@ -297,11 +300,12 @@ const startTimeline = (serverPid: number, port: number, takeSecond: () => Latenc
     const s = takeSecond()
     const line =
       `  t=${++n}s: ${s.count} deliveries, p99 ${fmt(s.percentile(0.99))} ms, max ${fmt(s.max)} ms, ` +
-      `server CPU ${fmt(serverCpu.read())}%, bench CPU ${fmt(benchCpu.read())}%, bench loop delay max ${fmt(loop.max / 1e6)} ms, ` +
+      `server CPU ${fmt(serverCpu.read())}%${core === undefined ? "" : ` (its core ${fmt(core.read())}% busy)`}, bench CPU ${fmt(benchCpu.read())}%, bench loop delay max ${fmt(loop.max / 1e6)} ms, ` +
       `bench GC ${Math.round(benchGcMs)} ms (${benchMajorGcs} major)`
     benchGcMs = 0
     benchMajorGcs = 0
     serverCpu.start()
+    core?.start()
     benchCpu.start()
     loop.reset()
     const gcAfter = scrape()

@@ -6,7 +6,7 @@
 import { forEachBounded } from "./bounded.ts"
 import type { Connection, ConnectionEvents, Target } from "./targets/Target.ts"
 
-export interface GrowResult {
+interface GrowResult {
   readonly added: number
   readonly connectPerSec: number
   readonly joinPerSec: number

@@ -19,7 +19,7 @@ const readOr = (path: string): string | undefined => {
 const statFields = (stat: string): ReadonlyArray<string> => stat.slice(stat.lastIndexOf(")") + 2).split(" ")
 
 /** `pid` plus every live descendant. */
-export const processTree = (pid: number): ReadonlyArray<number> => {
+const processTree = (pid: number): ReadonlyArray<number> => {
   const children = new Map<number, Array<number>>()
   for (const entry of readdirSync("/proc")) {
     const child = Number(entry)
@@ -51,7 +51,7 @@ export const rssKiB = (pid: number): number => {
 export const treeRssKiB = (pid: number): number => processTree(pid).reduce((sum, p) => sum + rssKiB(p), 0)
 
 /** utime + stime of one process in clock ticks (all its threads), or 0 when it is gone. */
-export const cpuTicks = (pid: number): number => {
+const cpuTicks = (pid: number): number => {
   const stat = readOr(`/proc/${pid}/stat`)
   if (stat === undefined) return 0
   const fields = statFields(stat)
@@ -59,10 +59,10 @@ export const cpuTicks = (pid: number): number => {
   return Number(fields[11]) + Number(fields[12])
 }
 
-export const treeCpuTicks = (pid: number): number => processTree(pid).reduce((sum, p) => sum + cpuTicks(p), 0)
+const treeCpuTicks = (pid: number): number => processTree(pid).reduce((sum, p) => sum + cpuTicks(p), 0)
 
 let ticksPerSecond: number | undefined
-export const clockTicksPerSecond = (): number => {
+const clockTicksPerSecond = (): number => {
   if (ticksPerSecond === undefined) {
     try {
       ticksPerSecond = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100

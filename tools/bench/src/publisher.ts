@@ -5,7 +5,7 @@
  */
 import type { Connection } from "./targets/Target.ts"
 
-export interface PublishResult {
+interface PublishResult {
   readonly firstSeq: number
   readonly published: number
   /** performance.now() of the first and last send. */

@@ -22,7 +22,7 @@ export interface TargetRun {
   error?: string
 }
 
-export interface RunContext {
+interface RunContext {
   readonly options: BenchOptions
   readonly repoRoot: string
   readonly serverCpu: number | undefined

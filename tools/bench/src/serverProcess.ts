@@ -18,7 +18,7 @@ export interface ServerHandle {
   readonly stop: () => Promise<void>
 }
 
-export interface SpawnOptions {
+interface SpawnOptions {
   readonly name: string
   /** Arguments after the node binary: the entry script (and its own arguments). */
   readonly args: ReadonlyArray<string>

@@ -164,7 +164,7 @@ export const stampFromValue = (value: unknown, out: Stamp): boolean => {
 }
 
 /** A decoded vsn 2.0.0 text frame, enough to follow join and heartbeat replies. */
-export interface TextMessage {
+interface TextMessage {
   readonly joinRef: string | null
   readonly ref: string | null
   readonly topic: string

@@ -1,24 +1,24 @@
 import { fileURLToPath } from "node:url"
-import { describe, expect, it } from "vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { startFlags } from "../src/targets/gateway.ts"
 import { histogramP99Ms, parseMultiTopicOptions, publishRatePerTopic } from "../src/multiTopicBench.ts"
 
 describe("multi-topic bench options", () => {
   it("defaults to the issue's workload: 10,000 sockets on 50 topics at 60,000 deliveries/s, five runs", () => {
     const options = parseMultiTopicOptions([])
-    expect(options).toMatchObject({ sockets: 10_000, topics: 50, deliveriesPerSecond: 60_000, runs: 5 })
+    assert.containSubset(options, { sockets: 10_000, topics: 50, deliveriesPerSecond: 60_000, runs: 5 })
     // Each socket receives 6 messages per second, so each of the 50 topics publishes 6 per second.
-    expect(publishRatePerTopic(options)).toBe(6)
+    assert.strictEqual(publishRatePerTopic(options), 6)
   })
 
   it("refuses fewer sockets than topics and non-numbers; accepts the boundary", () => {
-    expect(() => parseMultiTopicOptions(["--sockets", "10", "--topics", "11"])).toThrow(/at least --topics/)
-    expect(() => parseMultiTopicOptions(["--runs", "many"])).toThrow(/--runs must be a number/)
-    expect(parseMultiTopicOptions(["--sockets", "11", "--topics", "11"]).sockets).toBe(11)
+    assert.throws(() => parseMultiTopicOptions(["--sockets", "10", "--topics", "11"]), /at least --topics/)
+    assert.throws(() => parseMultiTopicOptions(["--runs", "many"]), /--runs must be a number/)
+    assert.strictEqual(parseMultiTopicOptions(["--sockets", "11", "--topics", "11"]).sockets, 11)
   })
 
   it("takes extra server flags for diagnosis", () => {
-    expect(parseMultiTopicOptions(["--server-flags=--trace-gc --cpu-prof"]).serverFlags).toEqual(["--trace-gc", "--cpu-prof"])
+    assert.deepStrictEqual(parseMultiTopicOptions(["--server-flags=--trace-gc --cpu-prof"]).serverFlags, ["--trace-gc", "--cpu-prof"])
   })
 })
 
@@ -34,17 +34,17 @@ describe("histogramP99Ms", () => {
   ].join("\n")
 
   it("reads the upper bound of the bucket holding the 99th percentile, in ms", () => {
-    expect(histogramP99Ms(exposition, "d_seconds")).toBe(100)
+    assert.strictEqual(histogramP99Ms(exposition, "d_seconds"), 100)
   })
 
   it("is NaN for a histogram without observations or not present", () => {
-    expect(histogramP99Ms(exposition, "other_seconds")).toBeNaN()
+    assert.isNaN(histogramP99Ms(exposition, "other_seconds"))
   })
 })
 
 describe("startFlags", () => {
   it("reads the Node flags of the gateway's `exec node …` start script, so benches run it as production does", () => {
     const root = fileURLToPath(new URL("../../../", import.meta.url))
-    expect(startFlags(root)).toEqual(["--max-semi-space-size=8"])
+    assert.deepStrictEqual(startFlags(root), ["--max-semi-space-size=8"])
   })
 })

@@ -4,8 +4,9 @@
  * `TestSocket` records every byte the actor writes and decodes it with `WsFrame.parseAll` (text
  * frames JSON-parsed, binary frames kept as bytes); it also records `close` and the pause/resume
  * calls, and its `bufferedBytes` can be raised to play a consumer that stopped reading.
- * `connect` runs the real actor in a forked fiber against real in-memory neighbours (`layer`), with
- * a synchronous `WriteCoalescer` so a reply is on the socket as soon as the actor wrote it.
+ * `connect` starts the real actor (`ConnectionActor.make`) in a forked fiber against real in-memory
+ * neighbours (`layer`), with a synchronous `WriteCoalescer` so a reply is on the socket as soon as
+ * the actor wrote it.
  *
  * Waiting is event driven: a wait resumes when the socket is written or closed, and fails with the
  * frames seen so far after `timeoutMs` of real time, so a missing frame never hangs a test.
@@ -14,14 +15,14 @@ import { AuthConfig, ChannelPolicy, type Principal, TokenVerifier } from "@wedsy
 import { TestTokens } from "@wedsync/auth/testing"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { type Frame, Serializer, WsFrame } from "@wedsync/protocol"
-import { Clock, Deferred, Effect, type Exit, Fiber, Layer, Redacted, type Scope } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber, Layer, Redacted, Result, type Scope } from "effect"
 import type * as ConnectionActor from "../ConnectionActor.ts"
-import { run } from "../ConnectionActor.ts"
+import { make } from "../ConnectionActor.ts"
 import { ConnectionConfig, type ConnectionOptions } from "../ConnectionConfig.ts"
 import { type Wire, WriteCoalescer } from "../Outbox.ts"
 
 /** One frame the actor wrote: text JSON-parsed, binary as bytes. */
-export type TestFrame =
+type TestFrame =
   | { readonly _tag: "Text"; readonly text: string; readonly json: unknown }
   | { readonly _tag: "Binary"; readonly bytes: Uint8Array }
 
@@ -37,7 +38,7 @@ export const decodeFrames = (bytes: Uint8Array): Array<TestFrame> =>
   })
 
 /** Real milliseconds a wait may take before it fails; TestClock does not move it. */
-export const DEFAULT_TIMEOUT_MS = 2_000
+const DEFAULT_TIMEOUT_MS = 2_000
 
 export class TestSocket implements ConnectionActor.Socket {
   /** Every chunk passed to `wire.write`, as written (one chunk may hold several frames). */
@@ -125,7 +126,7 @@ export class TestSocket implements ConnectionActor.Socket {
 }
 
 /** A coalescer that flushes as soon as a frame is queued: every frame is its own write. */
-export const syncCoalescer = (): WriteCoalescer => new WriteCoalescer((flush) => flush())
+const syncCoalescer = (): WriteCoalescer => new WriteCoalescer((flush) => flush())
 
 /** A coalescer whose flushes wait for the test: frames queued until `flush()` go out as one write. */
 export const manualCoalescer = () => {
@@ -145,7 +146,7 @@ export const manualCoalescer = () => {
 }
 
 /** The HS256 secret of the test `AuthConfig`; not the dev default, so the verifier stays quiet. */
-export const TEST_JWT_SECRET = "wedsync-connection-test-secret-of-at-least-32-chars"
+const TEST_JWT_SECRET = "wedsync-connection-test-secret-of-at-least-32-chars"
 
 /**
  * Real in-memory neighbours of the actor: one `Hub` with its memory broker, `Presence`, the given
@@ -154,10 +155,10 @@ export const TEST_JWT_SECRET = "wedsync-connection-test-secret-of-at-least-32-ch
 export const layer = (options: Partial<ConnectionOptions> = {}) =>
   Layer.mergeAll(
     Presence.Presence.layerMemory.pipe(Layer.provideMerge(Hub.Hub.layerMemory)),
-    ChangeFeed.ChangeFeed.layerDisabled,
+    ChangeFeed.ChangeFeed.layerNoop,
     ConnectionConfig.layer(options),
-    TokenVerifier.layer.pipe(Layer.provide(AuthConfig.layer({ jwtSecret: Redacted.make(TEST_JWT_SECRET) }))),
-    ChannelPolicy.layer
+    TokenVerifier.TokenVerifier.layer.pipe(Layer.provide(AuthConfig.AuthConfig.layer({ jwtSecret: Redacted.make(TEST_JWT_SECRET) }))),
+    ChannelPolicy.ChannelPolicy.layer
   )
 
 const nowSeconds = Effect.map(Clock.currentTimeMillis, (ms) => Math.floor(ms / 1000))
@@ -181,27 +182,14 @@ export type Received =
     readonly payload: unknown
     readonly text: string
   }
-  | {
-    readonly _tag: "UserBroadcast"
-    readonly topic: string
-    readonly userEvent: string
-    readonly meta: string | undefined
-    readonly encoding: Frame.PayloadEncoding
-    readonly payload: Uint8Array
-  }
+  | ({ readonly _tag: "UserBroadcast" } & Frame.ServerBroadcast)
 
 /** Reads a frame the way realtime-js would, for either serializer. */
-export const receivedOf = (frame: TestFrame): Received => {
+const receivedOf = (frame: TestFrame): Received => {
   if (frame._tag === "Binary") {
-    const bytes = frame.bytes
-    if (bytes[0] !== 4) throw new Error(`the server sent binary kind ${bytes[0]}; realtime-js only decodes kind 4`)
-    let offset = 5
-    const field = (length: number) => utf8.decode(bytes.subarray(offset, (offset += length)))
-    const topic = field(bytes[1]!)
-    const userEvent = field(bytes[2]!)
-    const metaLength = bytes[3]!
-    const meta = metaLength === 0 ? undefined : field(metaLength)
-    return { _tag: "UserBroadcast", topic, userEvent, meta, encoding: bytes[4] === 1 ? "json" : "binary", payload: bytes.subarray(offset) }
+    const decoded = Serializer.decodeUserBroadcast(frame.bytes)
+    if (Result.isFailure(decoded)) throw new Error(`the server sent a binary frame realtime-js cannot decode: ${decoded.failure.message}`)
+    return { _tag: "UserBroadcast", ...decoded.success }
   }
   const json = frame.json
   if (Array.isArray(json)) {
@@ -227,7 +215,7 @@ export class TestClient {
   readonly socket: TestSocket
   readonly handle: ConnectionActor.ConnectionHandle
   readonly vsn: Frame.Vsn
-  /** The actor's fiber; it ends when the actor closes the socket or receives `Closed`. */
+  /** The fiber holding the actor's connection scope: it ends when the actor ends, and interrupting it closes that scope. */
   readonly fiber: Fiber.Fiber<void>
   private cursor = 0
   private readonly unread: Array<Received> = []
@@ -332,7 +320,7 @@ export interface ConnectOptions {
   readonly isDraining?: () => boolean
   /** Counts the socket against a join's user (e.g. an `Admission.claimUser` of a `ConnectionRegistry`). */
   readonly claimUser?: (userKey: string) => boolean
-  /** Runs with the handle before the first frame, in the connection's scope (e.g. `ConnectionRegistry.register`). */
+  /** Runs with the handle before the first frame, in the connection's scope (e.g. an `Admission.register` of a `ConnectionRegistry`). */
   readonly register?: (handle: ConnectionActor.ConnectionHandle) => Effect.Effect<void, never, Scope.Scope>
   readonly socket?: TestSocket
 }
@@ -340,8 +328,10 @@ export interface ConnectOptions {
 let nextId = 0
 
 /**
- * Runs `ConnectionActor.run` in a fiber forked into the caller's scope (closing it ends the actor)
- * and returns the client once the actor has registered its handle.
+ * Starts an actor with `ConnectionActor.make`, as the transport does, in a connection scope owned by a
+ * fiber forked into the caller's scope; the fiber ends when the actor ends, and interrupting it (or
+ * closing the caller's scope) closes the connection scope. Returns the client once the actor has
+ * registered its handle.
  */
 export const connect = (options: ConnectOptions = {}) =>
   Effect.gen(function*() {
@@ -350,7 +340,7 @@ export const connect = (options: ConnectOptions = {}) =>
     const principal = options.principal ??
       (yield* Effect.flatMap(anonToken(), (token) => TokenVerifier.TokenVerifier.use((v) => v.verify(token))).pipe(Effect.orDie))
     const registered = yield* Deferred.make<ConnectionActor.ConnectionHandle>()
-    const fiber = yield* run({
+    const init: ConnectionActor.Init = {
       id: options.id ?? ++nextId,
       vsn,
       ip: options.ip ?? "127.0.0.1",
@@ -364,6 +354,11 @@ export const connect = (options: ConnectOptions = {}) =>
           if (options.register !== undefined) yield* options.register(handle)
           yield* Deferred.succeed(registered, handle)
         })
+    }
+    const fiber = yield* Effect.gen(function*() {
+      const ended = yield* Deferred.make<void>()
+      yield* make({ ...init, onEnd: () => Deferred.doneUnsafe(ended, Exit.void) })
+      yield* Deferred.await(ended)
     }).pipe(Effect.scoped, Effect.forkScoped)
     const handle = yield* Effect.raceFirst(
       Deferred.await(registered),

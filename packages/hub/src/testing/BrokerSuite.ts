@@ -13,9 +13,9 @@ import { Broker, type BrokerShape } from "../Broker.ts"
 import * as Publication from "../Publication.ts"
 
 /** Builds the brokers of `nodes` nodes that share one transport (a fresh one per call). */
-export type MakeBrokerLayers<E> = (nodes: number) => ReadonlyArray<Layer.Layer<Broker, E>>
+type MakeBrokerLayers<E> = (nodes: number) => ReadonlyArray<Layer.Layer<Broker, E>>
 
-export interface BrokerSuiteOptions {
+interface BrokerSuiteOptions {
   /** Real-time limit of each wait for a delivery; default 2000 ms. */
   readonly timeoutMs?: number
 }

@@ -22,7 +22,7 @@ export interface IdleResult {
   readonly otherOnServerCorePct: number
 }
 
-export interface IdlePlan {
+interface IdlePlan {
   readonly connections: number
   readonly concurrency: number
   readonly settleMs: number

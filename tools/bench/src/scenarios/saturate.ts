@@ -5,7 +5,7 @@
  */
 import { measureQuietWindow, type RetryBudget, type WindowContext, type WindowResult } from "./window.ts"
 
-export interface SaturatePlan {
+interface SaturatePlan {
   readonly startRate: number
   readonly factor: number
   readonly maxSteps: number

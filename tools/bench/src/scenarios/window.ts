@@ -49,7 +49,7 @@ export interface WindowContext {
   readonly payloadBytes: number
 }
 
-export interface WindowPlan {
+interface WindowPlan {
   readonly rate: number
   readonly warmupMs: number
   readonly durationMs: number
@@ -73,7 +73,7 @@ export interface RetryBudget {
 
 const STALL_MS = 2_000
 
-export const measureWindow = async (
+const measureWindow = async (
   ctx: WindowContext,
   plan: WindowPlan
 ): Promise<{ readonly result: WindowResult; readonly nextSeq: number }> => {

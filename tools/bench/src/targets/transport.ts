@@ -15,7 +15,7 @@ export interface Transport {
   readonly close: () => void
 }
 
-export interface TransportHandlers {
+interface TransportHandlers {
   /** A complete message in `data[start, end)`; only valid during the call. */
   readonly onMessage: (data: Buffer, start: number, end: number, binary: boolean) => void
   /** The connection ended without `close()` being called. */

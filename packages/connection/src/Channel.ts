@@ -1,0 +1,138 @@
+/**
+ * One joined channel of a socket: what its join admitted (topic, privacy, broadcast options,
+ * `postgres_changes` bindings), the principal it acts with, its presence, and its sink, by which the
+ * hub, the presence and the change feed know it. `release` undoes the join's subscriptions; `remove`
+ * (a leave, a rejoin) and `shutdown` (Supabase's server-side close) are the ways a channel ends while
+ * its socket stays. Not exported from the package: it is part of the actor.
+ */
+import type { Principal } from "@wedsync/auth"
+import { ChangeFeed, Hub, Presence, Publication, type Sink } from "@wedsync/hub"
+import { type Frame, type JoinConfig, Reply } from "@wedsync/protocol"
+import { Context, Effect, Metric } from "effect"
+import { randomUUID } from "node:crypto"
+import * as ConnectionError from "./ConnectionError.ts"
+import * as ConnectionMetrics from "./ConnectionMetrics.ts"
+import { shutdownText } from "./ErrorReply.ts"
+import type { Connection, Services } from "./internal/connection.ts"
+import type { Outbox } from "./Outbox.ts"
+import type { RateWindow } from "./RateWindow.ts"
+
+/** A channel's way into the socket's outbox; its identity tells the hub who the sender is. */
+export class ChannelSink implements Sink.Sink {
+  readonly vsn: Frame.Vsn
+  private readonly outbox: Outbox
+
+  constructor(vsn: Frame.Vsn, outbox: Outbox) {
+    this.vsn = vsn
+    this.outbox = outbox
+  }
+
+  enqueue(frame: Uint8Array): void {
+    this.outbox.enqueue(frame)
+  }
+}
+
+/** A stable, non-negative 27-bit id for a postgres_changes binding (Supabase uses phash2). */
+export const bindingId = (raw: unknown): number => {
+  let hash = 0x811c9dc5
+  const text = JSON.stringify(raw)
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193)
+  return (hash >>> 0) & 0x7ffffff
+}
+
+export class Channel {
+  readonly topic: string
+  readonly subtopic: string
+  readonly joinRef: string | null
+  readonly isPrivate: boolean
+  readonly key: Publication.TopicKey
+  readonly sink: Sink.Sink
+  readonly ack: boolean
+  readonly self: boolean
+  /** The join's `postgres_changes` bindings with their ids, or undefined when it had none. */
+  readonly bindings: ReadonlyArray<ChangeFeed.Binding> | undefined
+  /** The join's presence key, or a UUID made when presence is first used (Supabase makes one per join). */
+  presenceKey: string | undefined
+  principal: Principal.Principal
+  presenceTracked = false
+  /** Bytes of the meta this channel tracks (0 when none), counted against `presenceMaxBytesPerSocket`. */
+  presenceBytes = 0
+  /** Recent track/untrack calls; made on first use, most channels never use presence. */
+  presenceCalls: RateWindow | undefined = undefined
+
+  constructor(
+    topic: string,
+    subtopic: string,
+    joinRef: string | null,
+    config: JoinConfig.JoinConfig,
+    principal: Principal.Principal,
+    sink: Sink.Sink
+  ) {
+    this.topic = topic
+    this.subtopic = subtopic
+    this.joinRef = joinRef
+    this.isPrivate = config.isPrivate
+    this.key = Publication.topicKey(topic, config.isPrivate)
+    this.sink = sink
+    this.ack = config.broadcastAck
+    this.self = config.broadcastSelf
+    this.bindings = config.postgresChanges.length === 0
+      ? undefined
+      : config.postgresChanges.map((b) => ({
+        id: bindingId(b.raw),
+        event: b.event,
+        schema: b.schema,
+        table: b.table,
+        filter: b.filter,
+        select: b.select
+      }))
+    this.presenceKey = config.presenceKey
+    this.principal = principal
+  }
+
+  presenceKeyOrNew(): string {
+    return (this.presenceKey ??= randomUUID())
+  }
+
+  /** Whether the channel's principal has expired by `now` (Clock millis). */
+  hasExpired(now: number): boolean {
+    const exp = this.principal.exp
+    return exp !== undefined && exp * 1000 <= now
+  }
+
+  /** Undoes a join: the hub subscription, then the presence entry (whose leave the channel itself is not sent). */
+  release(context: Context.Context<Services>): Effect.Effect<void> {
+    Context.get(context, Hub.Hub).remove(this.key, this.sink)
+    if (this.bindings !== undefined) Context.get(context, ChangeFeed.ChangeFeed).unsubscribe(this.sink)
+    if (!this.presenceTracked) return Effect.void
+    return Context.get(context, Presence.Presence).untrack(this.topic, this.isPrivate, this.sink, this.sink)
+  }
+}
+
+/** Takes the channel off its socket and releases it. */
+export const remove = (conn: Connection, channel: Channel): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if (conn.channels.get(channel.topic) === channel) conn.channels.delete(channel.topic)
+    conn.refreshExpiry()
+    return Effect.andThen(channel.release(conn.context), Metric.modify(ConnectionMetrics.channels, -1))
+  })
+
+/** Any reason a channel can be shut down for: a connection, auth or Postgres Changes reason. */
+export interface Reason {
+  readonly _tag: string
+  readonly message: string
+}
+
+/** Supabase's "shutdown" of one channel: a `system` error, then `phx_close`; the socket stays. */
+export const shutdown = (conn: Connection, channel: Channel, reason: Reason): Effect.Effect<void> => {
+  const message = shutdownText(reason)
+  conn.send(channel.joinRef, null, channel.topic, Reply.SYSTEM, Reply.system("system", "error", message, channel.subtopic))
+  conn.send(channel.joinRef, channel.joinRef, channel.topic, Reply.PHX_CLOSE, {})
+  return remove(conn, channel)
+}
+
+/** Shuts down a channel whose principal has expired, with Supabase's `Token has expired N seconds ago`. */
+export const shutdownExpired = (conn: Connection, channel: Channel, now: number): Effect.Effect<void> => {
+  const secondsAgo = Math.max(0, Math.floor((now - (channel.principal.exp ?? 0) * 1000) / 1000))
+  return shutdown(conn, channel, ConnectionError.tokenExpired(secondsAgo))
+}

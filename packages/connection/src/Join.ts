@@ -1,0 +1,293 @@
+/**
+ * The join pipeline: one ordered chain of named steps, the shape of Supabase's `RealtimeChannel.join`.
+ * Each step either continues (`undefined`) or returns a typed `Refusal`, which ends the join with the
+ * reply Supabase gives for it. Steps before `open` decide whether the channel may exist; `open` makes it
+ * and answers the join; the steps after it set the channel up. A new check or setup step is a new
+ * function placed in `steps` where it must run: the steps after it need not change.
+ *
+ * An `access_token` push on a joined channel goes through the same token, policy and user checks, written
+ * for a channel that exists (`refreshToken`: a failure shuts it down rather than refusing a join).
+ */
+import { AuthError, ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
+import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
+import { Frame, JoinConfig, Reply, Serializer, WsFrame } from "@wedsync/protocol"
+import { Clock, Context, Effect, Metric, Result } from "effect"
+import { bindingId, Channel, ChannelSink, remove, shutdown } from "./Channel.ts"
+import * as ConnectionError from "./ConnectionError.ts"
+import * as ConnectionMetrics from "./ConnectionMetrics.ts"
+import { closeCodeOf, errorPayload, shutdownText, type WireReason } from "./ErrorReply.ts"
+import type { Connection, Services } from "./internal/connection.ts"
+import * as RefusalLog from "./RefusalLog.ts"
+
+/** Why a join was refused, and so how it is answered. */
+export type Refusal =
+  /** The topic is not `realtime:…`: answered at once, as Phoenix answers an unmatched topic, and not counted. */
+  | { readonly _tag: "UnmatchedTopic" }
+  /** Answered with the reason after `joinErrorDelayMs`; the socket stays. */
+  | { readonly _tag: "Refused"; readonly reason: WireReason }
+  /** Answered with the reason at once, then the socket is closed with the reason's close code. */
+  | { readonly _tag: "SocketClosed"; readonly reason: ConnectionError.Reason }
+
+const refused = (reason: WireReason): Refusal => ({ _tag: "Refused", reason })
+const UNMATCHED: Refusal = { _tag: "UnmatchedTopic" }
+const CONTINUE = Effect.succeed<Refusal | undefined>(undefined)
+const NO_CONFIG = JoinConfig.parse({})
+
+/** One join in progress: what its steps have established so far. */
+export class Attempt {
+  readonly message: Frame.Message
+  /** The topic without `realtime:`; undefined when the topic lacks that prefix. */
+  readonly subtopic: string | undefined
+  /** The channel this join replaces (the same topic joined before on this socket). */
+  readonly previous: Channel | undefined
+  /** Set by `payload`. */
+  config: JoinConfig.JoinConfig = NO_CONFIG
+  /** The connect principal until `token` sets the join's own. */
+  principal: Principal.Principal
+  /** Set by `open`. */
+  channel: Channel | undefined = undefined
+
+  constructor(conn: Connection, message: Frame.Message) {
+    this.message = message
+    this.subtopic = Frame.subtopicOf(message.topic)
+    this.previous = conn.channels.get(message.topic)
+    this.principal = conn.principal
+  }
+}
+
+export type Step = (conn: Connection, attempt: Attempt) => Effect.Effect<Refusal | undefined, never, Services>
+
+/** The topic names a channel: `realtime:` and a non-empty rest. */
+export const topic: Step = (_conn, attempt) => {
+  if (attempt.subtopic === undefined) return Effect.succeed(UNMATCHED)
+  if (attempt.subtopic === "") return Effect.succeed(refused(ConnectionError.topicNameRequired()))
+  return CONTINUE
+}
+
+/** The node takes joins, the socket is within its joins per second (or is closed) and its channel cap. */
+export const limits: Step = (conn, attempt) =>
+  Effect.map(Clock.currentTimeMillis, (now) => {
+    if (conn.isDraining()) return refused(ConnectionError.restarting())
+    if (!conn.joins.hit(now)) return { _tag: "SocketClosed", reason: ConnectionError.tooManyJoins() }
+    if (attempt.previous === undefined && conn.channels.size >= conn.config.maxChannelsPerConnection) {
+      return refused(ConnectionError.tooManyChannels())
+    }
+    return undefined
+  })
+
+/**
+ * The join's config: fields of the wrong type are ignored (and logged); an unknown change event or more
+ * bindings than `maxBindingsPerChannel` refuse.
+ */
+export const payload: Step = (conn, attempt) =>
+  Effect.suspend(() => {
+    const config = JoinConfig.parse(attempt.message.payload)
+    attempt.config = config
+    const unknownEvent = config.unknownEvents[0]
+    const refusal = unknownEvent !== undefined
+      ? refused(ConnectionError.unknownChangeEvent(unknownEvent))
+      : config.postgresChanges.length > conn.config.maxBindingsPerChannel
+      ? refused(ConnectionError.tooManyBindings(conn.config.maxBindingsPerChannel))
+      : undefined
+    if (config.invalidFields.length === 0) return Effect.succeed(refusal)
+    return Effect.as(Effect.logDebug("InvalidJoinPayload", { fields: config.invalidFields }), refusal)
+  })
+
+/**
+ * The join's principal: its own token verified, or the connect principal when it sent none (an `sb_` key is
+ * verified like any token, so the join gets the rights of what it sent); either must not have expired.
+ */
+export const token: Step = (conn, attempt) => {
+  const sent = attempt.config.accessToken
+  const principal = sent === undefined
+    ? Effect.succeed(conn.principal)
+    : Context.get(conn.context, TokenVerifier.TokenVerifier).verify(sent)
+  return Effect.match(Effect.flatMap(principal, unexpired), {
+    onFailure: (e) => refused(e.reason),
+    onSuccess: (p) => {
+      attempt.principal = p
+      return undefined
+    }
+  })
+}
+
+/** `ChannelPolicy` allows the principal on this topic (public or private). */
+export const policy: Step = (conn, attempt) => {
+  const channelPolicy = Context.get(conn.context, ChannelPolicy.ChannelPolicy)
+  return Effect.match(channelPolicy.authorizeJoin(attempt.principal, attempt.subtopic ?? "", attempt.config.isPrivate), {
+    onFailure: (e) => refused(e.reason),
+    onSuccess: () => undefined
+  })
+}
+
+/** The socket may be counted against the principal's user (`maxConnectionsPerUser`). */
+export const user: Step = (conn, attempt) =>
+  Effect.sync(() =>
+    conn.countUser(attempt.principal) ? undefined : refused(ConnectionError.tooManyConnections(" for this user"))
+  )
+
+/** Replaces a channel joined before on the topic (as Phoenix does), subscribes the new one and answers the join. */
+export const open: Step = (conn, attempt) =>
+  Effect.gen(function*() {
+    const { topic, joinRef, ref } = attempt.message
+    const previous = attempt.previous
+    if (previous !== undefined) {
+      conn.send(previous.joinRef, previous.joinRef, topic, Reply.PHX_CLOSE, {})
+      yield* remove(conn, previous)
+    }
+    const sink = new ChannelSink(conn.vsn, conn.outbox)
+    const channel = new Channel(topic, attempt.subtopic ?? "", joinRef, attempt.config, attempt.principal, sink)
+    attempt.channel = channel
+    Context.get(conn.context, Hub.Hub).add(channel.key, channel.sink)
+    conn.channels.set(topic, channel)
+    conn.refreshExpiry()
+    yield* Metric.modify(ConnectionMetrics.channels, 1)
+    yield* Metric.update(joinsWith("ok"), 1)
+    const echoed = attempt.config.postgresChanges.map((b) => ({ ...b.raw, id: bindingId(b.raw) }))
+    conn.reply(joinRef, ref, topic, Reply.ok({ postgres_changes: echoed }))
+    return undefined
+  })
+
+/** `presence_state` to a join that enabled presence. */
+export const presence: Step = (conn, attempt) =>
+  Effect.sync(() => {
+    const channel = attempt.channel
+    if (channel === undefined || !attempt.config.presenceEnabled) return undefined
+    const state = Context.get(conn.context, Presence.Presence).state(channel.topic, channel.isPrivate)
+    conn.sendText(Serializer.encodeRaw(conn.vsn, channel.joinRef, null, channel.topic, Reply.PRESENCE_STATE, state))
+    return undefined
+  })
+
+/** The channel's `postgres_changes` bindings, registered with the change feed. */
+export const postgresChanges: Step = (conn, attempt) =>
+  attempt.channel === undefined ? CONTINUE : Effect.as(subscribeChanges(conn, attempt.channel), undefined)
+
+/** Every join runs these, in this order. */
+export const steps: ReadonlyArray<Step> = [topic, limits, payload, token, policy, user, open, presence, postgresChanges]
+
+export const join = (conn: Connection, message: Frame.Message): Effect.Effect<void, never, Services> =>
+  Effect.gen(function*() {
+    const attempt = new Attempt(conn, message)
+    for (const step of steps) {
+      const refusal = yield* step(conn, attempt)
+      if (refusal !== undefined) return yield* refuse(conn, message, refusal)
+    }
+  })
+
+const joinsWith = (result: string) => Metric.withAttributes(ConnectionMetrics.joins, { result })
+
+const refuse = (conn: Connection, message: Frame.Message, refusal: Refusal): Effect.Effect<void> => {
+  const { topic, joinRef, ref } = message
+  switch (refusal._tag) {
+    case "UnmatchedTopic":
+      return Effect.sync(() => conn.reply(joinRef, ref, topic, errorPayload(ConnectionError.unmatchedTopic())))
+    case "SocketClosed": {
+      const reason = refusal.reason
+      conn.reply(joinRef, ref, topic, errorPayload(reason))
+      return Metric.update(joinsWith(reason._tag), 1).pipe(
+        Effect.andThen(RefusalLog.log("join", reason)),
+        Effect.andThen(conn.closeSocket(closeCodeOf(reason), reason.message))
+      )
+    }
+    case "Refused":
+      return joinError(conn, joinRef, ref, topic, refusal.reason)
+  }
+}
+
+const joinError = (conn: Connection, joinRef: string | null, ref: string | null, topic: string, reason: WireReason) => {
+  const payload = errorPayload(reason)
+  const delay = conn.config.joinErrorDelayMs
+  const counted = Effect.andThen(Metric.update(joinsWith(reason._tag), 1), RefusalLog.log("join", reason))
+  if (delay <= 0) return Effect.andThen(counted, Effect.sync(() => conn.reply(joinRef, ref, topic, payload)))
+  // The delay damps rejoin storms (Supabase waits 5 s); it runs beside the actor so heartbeats
+  // and other channels are not held up.
+  const frame = WsFrame.text(Serializer.encode(conn.vsn, { joinRef, ref, topic, event: Reply.PHX_REPLY, payload }))
+  const later = Effect.andThen(Effect.sleep(delay), Effect.sync(() => conn.offer({ _tag: "Send", frame })))
+  return Effect.andThen(counted, Effect.asVoid(Effect.forkIn(later, conn.scope)))
+}
+
+/**
+ * The principal, or `InvalidJWTToken` ("Token has expired N seconds ago") once its `exp` has passed by the
+ * Clock. Every authorization decision goes through it: a socket's connect principal is verified once at the
+ * upgrade and a cached principal may have outlived its token.
+ */
+export const unexpired = (principal: Principal.Principal): Effect.Effect<Principal.Principal, AuthError.AuthError> => {
+  const exp = principal.exp
+  if (exp === undefined) return Effect.succeed(principal)
+  return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    exp * 1000 <= now
+      ? Effect.fail(AuthError.make(AuthError.InvalidJWTToken.expired((now - exp * 1000) / 1000)))
+      : Effect.succeed(principal))
+}
+
+/**
+ * Registers the channel's bindings with the change feed beside the actor (the feed answers only
+ * once it really delivers, which may take a while) and reports the outcome with Supabase's
+ * `system` messages. A channel that left meanwhile is unsubscribed again.
+ */
+export const subscribeChanges = (conn: Connection, channel: Channel): Effect.Effect<void> => {
+  const bindings = channel.bindings
+  if (bindings === undefined) return Effect.void
+  const feed = Context.get(conn.context, ChangeFeed.ChangeFeed)
+  const report = (results: ReadonlyArray<ChangeFeed.BindingResult>) =>
+    Effect.sync(() => {
+      if (conn.channels.get(channel.topic) !== channel) return feed.unsubscribe(channel.sink)
+      const system = (status: "ok" | "error", message: string) =>
+        conn.offer({
+          _tag: "Send",
+          frame: WsFrame.text(Serializer.encode(conn.vsn, {
+            joinRef: channel.joinRef,
+            ref: null,
+            topic: channel.topic,
+            event: Reply.SYSTEM,
+            payload: Reply.system("postgres_changes", status, message, channel.subtopic)
+          }))
+        })
+      for (const result of results) if (result._tag === "Refused") system("error", shutdownText(result.reason))
+      if (results.some((result) => result._tag === "Subscribed")) system("ok", "Subscribed to PostgreSQL")
+    })
+  const subscriber = { sink: channel.sink, topic: channel.topic, bindings, access: channel.principal }
+  const subscribe = Effect.asVoid(Effect.forkIn(Effect.flatMap(feed.subscribe(subscriber), report), conn.scope))
+  // The rows are authorized with this principal: it must not have expired.
+  return Effect.matchEffect(unexpired(channel.principal), {
+    onFailure: (e) => shutdown(conn, channel, e.reason),
+    onSuccess: () => subscribe
+  })
+}
+
+/**
+ * An `access_token` push: the `token`, `policy` and `user` checks again with the token sent, on the joined
+ * channel; a failure shuts the channel down, success renews its `postgres_changes` subscription.
+ */
+export const refreshToken = (conn: Connection, channel: Channel, message: Frame.Message): Effect.Effect<void, never, Services> =>
+  Effect.gen(function*() {
+    const sent = (message.payload as { readonly access_token?: unknown } | null)?.access_token
+    // `null` is no token at all (a supabase-js token callback that answers null after sign-out): the channel drops
+    // to the socket's own key, as a join without `access_token` would. Any other non-string is ignored.
+    if (sent !== null && typeof sent !== "string") return
+    const token = sent ?? conn.principal.token
+    if (token === channel.principal.token) {
+      // Nothing changes, but the principal is still checked: a resent token may have expired meanwhile.
+      const current = yield* Effect.result(unexpired(channel.principal))
+      if (Result.isFailure(current)) return yield* shutdown(conn, channel, current.failure.reason)
+      return
+    }
+    // Any other value replaces the channel's rights, also one that is not a user JWT: supabase-js sends the
+    // project's anon JWT or `sb_publishable_` key on sign-out, and the channel drops to that key's rights
+    // (a private channel they do not allow is shut down; a public one goes on with them).
+    const verifier = Context.get(conn.context, TokenVerifier.TokenVerifier)
+    const channelPolicy = Context.get(conn.context, ChannelPolicy.ChannelPolicy)
+    const verified = yield* (sent === null ? Effect.succeed(conn.principal) : verifier.verify(token)).pipe(
+      Effect.flatMap(unexpired),
+      Effect.tap((principal) => channelPolicy.authorizeJoin(principal, channel.subtopic, channel.isPrivate)),
+      Effect.result
+    )
+    if (Result.isFailure(verified)) return yield* shutdown(conn, channel, verified.failure.reason)
+    if (!conn.countUser(verified.success)) {
+      return yield* shutdown(conn, channel, ConnectionError.tooManyConnections(" for this user"))
+    }
+    channel.principal = verified.success
+    conn.refreshExpiry()
+    // As Supabase: the subscription is renewed with the new claims and confirmed again.
+    yield* subscribeChanges(conn, channel)
+  })

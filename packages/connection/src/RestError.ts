@@ -1,0 +1,36 @@
+/**
+ * Why a REST broadcast (`POST /api/broadcast…`) was refused before anything was published. The routes live in the
+ * gateway; the reasons live here, beside `ConnectionError`, because `ErrorReply` (this package) is the one place that
+ * turns any reason into what a client sees. Payload size, nesting and field lengths are shared with the socket and
+ * are `ConnectionError` reasons (`BroadcastRules`).
+ */
+import { Schema } from "effect"
+
+const reason = <Tag extends string>(tag: Tag) =>
+  Schema.TaggedError<{ readonly _tag: Tag; readonly message: string }>()(tag, { message: Schema.String })
+
+export class BodyTooLarge extends reason("BodyTooLarge") {}
+export class BodyUnreadable extends reason("BodyUnreadable") {}
+export class InvalidJson extends reason("InvalidJson") {}
+export class InvalidBody extends reason("InvalidBody") {}
+export class TopicAndEventRequired extends reason("TopicAndEventRequired") {}
+export class UnsupportedMediaType extends reason("UnsupportedMediaType") {}
+
+export type Reason = BodyTooLarge | BodyUnreadable | InvalidJson | InvalidBody | TopicAndEventRequired | UnsupportedMediaType
+
+export class RestError extends Schema.TaggedError<RestError>()("RestError", {
+  reason: Schema.Union([BodyTooLarge, BodyUnreadable, InvalidJson, InvalidBody, TopicAndEventRequired, UnsupportedMediaType])
+}) {
+  override get message(): string {
+    return this.reason.message
+  }
+}
+
+export const bodyTooLarge = (limit: number) => new BodyTooLarge({ message: `Request body exceeds ${limit} bytes` })
+export const bodyUnreadable = () => new BodyUnreadable({ message: "Could not read the request body" })
+export const invalidJson = () => new InvalidJson({ message: "Request body is not valid JSON" })
+/** A JSON body of the wrong shape; `detail` says where (from its Schema). */
+export const invalidBody = (detail: string) => new InvalidBody({ message: `Invalid request body: ${detail}` })
+export const topicAndEventRequired = () => new TopicAndEventRequired({ message: "topic and event are required" })
+export const unsupportedMediaType = () =>
+  new UnsupportedMediaType({ message: "Unsupported Media Type. Use application/json or application/octet-stream" })

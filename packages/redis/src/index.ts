@@ -1,0 +1,6 @@
+export * as RedisClient from "./RedisClient.ts"
+export * as RedisConfig from "./RedisConfig.ts"
+export * as RedisError from "./RedisError.ts"
+export * as RedisKey from "./RedisKey.ts"
+export * as RedisMetrics from "./RedisMetrics.ts"
+export * as RedisUrl from "./RedisUrl.ts"
