@@ -27,7 +27,13 @@ const sign = (claims: Record<string, unknown>, lifetime: string) =>
 
 const anonKey = await sign({ role: "anon", iss: "supabase" }, "1h")
 const userToken = (sub: string) =>
-  sign({ sub, role: "authenticated", aud: "authenticated", iss: "supabase", app_metadata: { wedding_ids: [weddingId] } }, "1h")
+  sign({
+    sub,
+    role: "authenticated",
+    aud: "authenticated",
+    iss: "supabase",
+    app_metadata: { wedding_ids: [weddingId] }
+  }, "1h")
 
 /** Rejects with `what` when `promise` takes longer than TIMEOUT_MS, so a broken setup fails instead of hanging. */
 const within = <A>(what: string, promise: Promise<A>): Promise<A> => {
@@ -69,12 +75,15 @@ const device = async (name: string): Promise<Device> => {
       console.log(`[${name}] online: ${online.join(", ")}`)
       if (online.length >= 2) onBothOnline()
     })
-  await within(`${name} to join wedding:${weddingId}`, new Promise<void>((resolve, reject) => {
-    channel.subscribe((status, error) => {
-      if (status === "SUBSCRIBED") resolve()
-      else if (status !== "CLOSED") reject(new Error(`${name}: ${status}${error ? ` (${error.message})` : ""}`))
+  await within(
+    `${name} to join wedding:${weddingId}`,
+    new Promise<void>((resolve, reject) => {
+      channel.subscribe((status, error) => {
+        if (status === "SUBSCRIBED") resolve()
+        else if (status !== "CLOSED") reject(new Error(`${name}: ${status}${error ? ` (${error.message})` : ""}`))
+      })
     })
-  }))
+  )
   await channel.track({ device: name, online_at: new Date().toISOString() })
   console.log(`[${name}] joined wedding:${weddingId} and tracked presence`)
   return { name, client, channel, timeline, bothOnline }
@@ -90,7 +99,10 @@ await planner.channel.send({ type: "broadcast", event: "timeline", payload: chan
 console.log(`[venue] received over the socket:`, await within("the socket broadcast", venue.timeline))
 
 // Over REST, as a backend would: the same topic through POST /realtime/v1/api/broadcast.
-const rest = await within("the REST broadcast", planner.channel.httpSend("timeline", { item: "Cake", at: "22:00", by: "server" }))
+const rest = await within(
+  "the REST broadcast",
+  planner.channel.httpSend("timeline", { item: "Cake", at: "22:00", by: "server" })
+)
 console.log(`REST broadcast answered: ${rest.success ? "accepted" : JSON.stringify(rest)}`)
 
 await Promise.all([planner.client.removeAllChannels(), venue.client.removeAllChannels()])

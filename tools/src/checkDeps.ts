@@ -64,8 +64,7 @@ const shortName = (name: string): string => name.slice(SCOPE.length)
 
 const isDev = (via: EdgeVia): boolean => via === "devDependencies" || via === "test import"
 
-const describeEdge = (edge: Edge): string =>
-  edge.file === undefined ? `(${edge.via})` : `(${edge.via} in ${edge.file})`
+const describeEdge = (edge: Edge): string => edge.file === undefined ? `(${edge.via})` : `(${edge.via} in ${edge.file})`
 
 /** The row of a workspace, or undefined for testkit, tools and unknown packages. */
 const rowOf = (workspace: Pick<Workspace, "name" | "kind">): number | undefined =>
@@ -103,7 +102,11 @@ export const check = (workspaces: ReadonlyArray<Workspace>): ReadonlyArray<Viola
       if (edge.via === "src import" && declared.get(edge.to) !== "dependencies") {
         add(w.name, edge.to, `${w.name} imports ${edge.to} ${where} but does not list it in package.json dependencies`)
       } else if (edge.via === "test import" && !declared.has(edge.to)) {
-        add(w.name, edge.to, `${w.name} imports ${edge.to} ${where} but does not list it in package.json (dev)dependencies`)
+        add(
+          w.name,
+          edge.to,
+          `${w.name} imports ${edge.to} ${where} but does not list it in package.json (dev)dependencies`
+        )
       }
       if (target.kind === "app") {
         add(w.name, edge.to, `${w.name} → ${edge.to} ${where}: nothing may import an app`)
@@ -150,7 +153,9 @@ export const check = (workspaces: ReadonlyArray<Workspace>): ReadonlyArray<Viola
 
 /** Every elementary cycle reachable by DFS, each reported once as `a → b → … → a`. */
 export const findCycles = (workspaces: ReadonlyArray<Workspace>): ReadonlyArray<ReadonlyArray<string>> => {
-  const next = new Map(workspaces.map((w) => [w.name, [...new Set(w.edges.map((e) => e.to))].filter((to) => to !== w.name)]))
+  const next = new Map(
+    workspaces.map((w) => [w.name, [...new Set(w.edges.map((e) => e.to))].filter((to) => to !== w.name)])
+  )
   const cycles: Array<Array<string>> = []
   const seen = new Set<string>()
   const state = new Map<string, "active" | "done">()
@@ -222,7 +227,8 @@ const listTs = (dir: string, skip: ReadonlySet<string>): Array<string> => {
 }
 
 // `from "x"`, `import "x"`, `import("x")`, `require("x")` — after comments are removed.
-const specifierPattern = /(?:\bfrom\s*|\bimport\s*\(\s*|^\s*import\s*|\brequire\s*\(\s*)["'](@wedsync\/[^"'/]+)(?:\/[^"']*)?["']/gm
+const specifierPattern =
+  /(?:\bfrom\s*|\bimport\s*\(\s*|^\s*import\s*|\brequire\s*\(\s*)["'](@wedsync\/[^"'/]+)(?:\/[^"']*)?["']/gm
 
 /** The @wedsync package names a TypeScript source imports. */
 export const importedPackages = (source: string): ReadonlyArray<string> => {
@@ -274,7 +280,9 @@ const main = () => {
   const violations = check(workspaces)
   if (violations.length === 0) {
     const edges = new Set(workspaces.flatMap((w) => w.edges.map((e) => `${w.name}→${e.to}`))).size
-    console.log(`dependency check: ok (${workspaces.length} workspaces, ${edges} @wedsync edges, rows respected, no cycles)`)
+    console.log(
+      `dependency check: ok (${workspaces.length} workspaces, ${edges} @wedsync edges, rows respected, no cycles)`
+    )
     return
   }
   console.error(`dependency check: ${violations.length} violation(s) of the rows in STYLE.md §6.2:`)

@@ -58,7 +58,18 @@ const pingRedis = (url: URL, timeoutMs = 1000): Promise<{ ok: true } | { ok: fal
     }
     socket.setTimeout(timeoutMs, () => done({ ok: false, error: `no answer within ${timeoutMs} ms` }))
     socket.on("error", (error) => done({ ok: false, error: error.message }))
-    socket.on("close", () => done({ ok: false, error: reply === "" ? "connection closed without a reply" : parseRedisReply(reply).ok ? "closed" : `closed after ${JSON.stringify(reply.slice(0, 80))}` }))
+    socket.on(
+      "close",
+      () =>
+        done({
+          ok: false,
+          error: reply === ""
+            ? "connection closed without a reply"
+            : parseRedisReply(reply).ok
+            ? "closed"
+            : `closed after ${JSON.stringify(reply.slice(0, 80))}`
+        })
+    )
     socket.on("connect", () => socket.write(redisPingCommands(url)))
     socket.on("data", (chunk) => {
       reply += chunk.toString("utf8")
@@ -85,7 +96,11 @@ const run = (command: string, args: ReadonlyArray<string>, timeoutMs = 60_000): 
   return { ok: result.status === 0, output: `${result.stdout ?? ""}${result.stderr ?? ""}`.trim() }
 }
 
-type Outcome = { readonly ok: true; readonly line: string } | { readonly ok: false; readonly line: string; readonly fix: string }
+type Outcome = { readonly ok: true; readonly line: string } | {
+  readonly ok: false
+  readonly line: string
+  readonly fix: string
+}
 
 const prepareRedis = async (rawUrl: string): Promise<Outcome> => {
   const url = new URL(rawUrl)
@@ -101,13 +116,23 @@ const prepareRedis = async (rawUrl: string): Promise<Outcome> => {
   }
   const port = url.port || "6379"
   const started = run("redis-server", [
-    "--daemonize", "yes", "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no"
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "--port",
+    port,
+    "--save",
+    "",
+    "--appendonly",
+    "no"
   ])
   if (!started.ok) {
     return {
       ok: false,
       line: `redis     MISSING   ${shown}: ${first.error}; starting redis-server failed: ${started.output}`,
-      fix: `install it (apt-get install -y redis-server) or run: redis-server --daemonize yes --bind 127.0.0.1 --port ${port} --save "" --appendonly no`
+      fix:
+        `install it (apt-get install -y redis-server) or run: redis-server --daemonize yes --bind 127.0.0.1 --port ${port} --save "" --appendonly no`
     }
   }
   const ready = await waitUntil(async () => ((await pingRedis(url)).ok ? true : undefined), 5000)
@@ -120,7 +145,10 @@ const prepareRedis = async (rawUrl: string): Promise<Outcome> => {
     }
 }
 
-const queryOne = async (url: string, sql: string): Promise<{ ok: true; value: string } | { ok: false; error: string }> => {
+const queryOne = async (
+  url: string,
+  sql: string
+): Promise<{ ok: true; value: string } | { ok: false; error: string }> => {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 })
   client.on("error", () => {})
   try {
@@ -175,8 +203,11 @@ const preparePostgres = async (url: string): Promise<Outcome> => {
     if (!started.ok) {
       return {
         ok: false,
-        line: `postgres  MISSING   ${shown}: ${probe.error}; ${started.command || "pg_ctlcluster"} failed: ${started.output}`,
-        fix: "install PostgreSQL (apt-get install -y postgresql) or start it: pg_ctlcluster --skip-systemctl-redirect <version> main start"
+        line: `postgres  MISSING   ${shown}: ${probe.error}; ${
+          started.command || "pg_ctlcluster"
+        } failed: ${started.output}`,
+        fix:
+          "install PostgreSQL (apt-get install -y postgresql) or start it: pg_ctlcluster --skip-systemctl-redirect <version> main start"
       }
     }
     probe = (await waitUntil(async () => {
@@ -193,9 +224,15 @@ const preparePostgres = async (url: string): Promise<Outcome> => {
     notes.push("started the cluster")
   }
   const wal = await queryOne(url, "SHOW wal_level")
-  if (!wal.ok) return { ok: false, line: `postgres  MISSING   ${shown}: SHOW wal_level failed: ${wal.error}`, fix: "check the server log" }
+  if (!wal.ok)
+    return {
+      ok: false,
+      line: `postgres  MISSING   ${shown}: SHOW wal_level failed: ${wal.error}`,
+      fix: "check the server log"
+    }
   if (wal.value !== "logical") {
-    const howTo = "psql -c \"ALTER SYSTEM SET wal_level = logical\" && pg_ctlcluster --skip-systemctl-redirect <version> main restart"
+    const howTo =
+      'psql -c "ALTER SYSTEM SET wal_level = logical" && pg_ctlcluster --skip-systemctl-redirect <version> main restart'
     if (!local) {
       return {
         ok: false,
@@ -205,13 +242,19 @@ const preparePostgres = async (url: string): Promise<Outcome> => {
     }
     const altered = await queryOne(url, "ALTER SYSTEM SET wal_level = logical")
     if (!altered.ok) {
-      return { ok: false, line: `postgres  NOT READY ${shown}: ALTER SYSTEM failed: ${altered.error}`, fix: `as a superuser: ${howTo}` }
+      return {
+        ok: false,
+        line: `postgres  NOT READY ${shown}: ALTER SYSTEM failed: ${altered.error}`,
+        fix: `as a superuser: ${howTo}`
+      }
     }
     const restarted = pgCtl("restart")
     if (!restarted.ok) {
       return {
         ok: false,
-        line: `postgres  NOT READY ${shown}: ${restarted.command || "pg_ctlcluster"} restart failed: ${restarted.output}`,
+        line: `postgres  NOT READY ${shown}: ${
+          restarted.command || "pg_ctlcluster"
+        } restart failed: ${restarted.output}`,
         fix: `restart it yourself: ${howTo}`
       }
     }
@@ -228,7 +271,10 @@ const preparePostgres = async (url: string): Promise<Outcome> => {
     }
     notes.push("set wal_level=logical and restarted")
   }
-  return { ok: true, line: `postgres  ready     ${shown} (wal_level=logical${notes.length ? `; ${notes.join(", ")}` : ""})` }
+  return {
+    ok: true,
+    line: `postgres  ready     ${shown} (wal_level=logical${notes.length ? `; ${notes.join(", ")}` : ""})`
+  }
 }
 
 /**
@@ -241,9 +287,15 @@ const preparePromtool = async (): Promise<Outcome> => {
   const fix = "apt-get update && apt-get install -y prometheus"
   if (process.getuid?.() !== 0) return { ok: false, line: "promtool  MISSING", fix }
   const update = run("apt-get", ["update", "-qq"], 300_000)
-  const install = update.ok ? run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "prometheus"], 300_000) : update
+  const install = update.ok
+    ? run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "prometheus"], 300_000)
+    : update
   if (install.ok && found()) return { ok: true, line: "promtool  ready     (installed prometheus with apt)" }
-  return { ok: false, line: `promtool  MISSING   apt-get could not install prometheus: ${install.output.slice(-300)}`, fix }
+  return {
+    ok: false,
+    line: `promtool  MISSING   apt-get could not install prometheus: ${install.output.slice(-300)}`,
+    fix
+  }
 }
 
 /** Deletes every workspace's vitest report and stamps the run start, so summarizeTests counts only this run. */

@@ -83,7 +83,9 @@ export const summarize = (results: ReadonlyArray<ProjectResult>, npmExitCode = 0
   }
   if (npmExitCode !== 0 && failed === 0) {
     failed++
-    notes.push(`npm test exited with code ${npmExitCode} outside the test runs (service setup, typecheck or dependency check; see above)`)
+    notes.push(
+      `npm test exited with code ${npmExitCode} outside the test runs (service setup, typecheck or dependency check; see above)`
+    )
   }
   return { passed, failed, skipped, notes }
 }

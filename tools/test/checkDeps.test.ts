@@ -31,8 +31,13 @@ const replace = (graph: ReadonlyArray<Workspace>, w: Workspace) => graph.map((x)
 describe("checkDeps", () => {
   test("the real repository graph passes", () => {
     const workspaces = loadWorkspaces(root)
-    assert.includeMembers(workspaces.map((w) => w.name), ["@wedsync/protocol", "@wedsync/metrics",
-      "@wedsync/testkit", "@wedsync/gateway", "@wedsync/tools"])
+    assert.includeMembers(workspaces.map((w) => w.name), [
+      "@wedsync/protocol",
+      "@wedsync/metrics",
+      "@wedsync/testkit",
+      "@wedsync/gateway",
+      "@wedsync/tools"
+    ])
     assert.deepStrictEqual(check(workspaces), [])
   })
 
@@ -42,20 +47,27 @@ describe("checkDeps", () => {
 
   test("an upward edge is refused", () => {
     const v = check(replace(base, ws("hub", "package", "protocol", "connection")))
-    assert.include(v.map((x) => x.message), 
+    assert.include(
+      v.map((x) => x.message),
       "@wedsync/hub (row 3) → @wedsync/connection (row 4) (dependencies): upward edge; a package may import only rows below its own"
     )
   })
 
   test("a same-row edge is refused", () => {
     const v = check(replace(base, ws("auth", "package", "protocol", "hub")))
-    assert.match(v.map((x) => x.message).join("\n"), /@wedsync\/auth \(row 3\) → @wedsync\/hub \(row 3\).*same-row edge/)
+    assert.match(
+      v.map((x) => x.message).join("\n"),
+      /@wedsync\/auth \(row 3\) → @wedsync\/hub \(row 3\).*same-row edge/
+    )
   })
 
   test("a cycle is refused and named", () => {
     const graph = replace(replace(base, ws("protocol", "package", "metrics")), ws("metrics", "package", "protocol"))
     assert.deepStrictEqual(findCycles(graph), [["@wedsync/protocol", "@wedsync/metrics", "@wedsync/protocol"]])
-    assert.include(check(graph).map((x) => x.message), "cycle: @wedsync/protocol → @wedsync/metrics → @wedsync/protocol")
+    assert.include(
+      check(graph).map((x) => x.message),
+      "cycle: @wedsync/protocol → @wedsync/metrics → @wedsync/protocol"
+    )
   })
 
   test("importing an app is refused, even from another app or tools", () => {
@@ -67,11 +79,17 @@ describe("checkDeps", () => {
 
   test("testkit imports nothing from the workspace and is dev-only for others", () => {
     const graph = replace(
-      replace(base, ws("testkit", "testkit", { to: "@wedsync/protocol", via: "src import", file: "packages/testkit/src/X.ts" })),
+      replace(
+        base,
+        ws("testkit", "testkit", { to: "@wedsync/protocol", via: "src import", file: "packages/testkit/src/X.ts" })
+      ),
       ws("hub", "package", "protocol", "testkit")
     )
     const messages = check(graph).map((x) => x.message).join("\n")
-    assert.match(messages, /@wedsync\/testkit → @wedsync\/protocol \(src import in packages\/testkit\/src\/X.ts\): testkit may import no/)
+    assert.match(
+      messages,
+      /@wedsync\/testkit → @wedsync\/protocol \(src import in packages\/testkit\/src\/X.ts\): testkit may import no/
+    )
     assert.match(messages, /@wedsync\/hub → @wedsync\/testkit \(dependencies\): testkit is dev-only/)
   })
 
@@ -84,11 +102,15 @@ describe("checkDeps", () => {
 
   test("an import missing from package.json is refused; a package without a row is refused", () => {
     const graph = [
-      ...replace(base, ws("cache", "package", "redis", { to: "@wedsync/protocol", via: "src import", file: "packages/cache/src/A.ts" })),
+      ...replace(
+        base,
+        ws("cache", "package", "redis", { to: "@wedsync/protocol", via: "src import", file: "packages/cache/src/A.ts" })
+      ),
       ws("mystery", "package")
     ]
     const messages = check(graph).map((x) => x.message)
-    assert.include(messages, 
+    assert.include(
+      messages,
       "@wedsync/cache imports @wedsync/protocol (src import in packages/cache/src/A.ts) but does not list it in package.json dependencies"
     )
     assert.include(messages, "@wedsync/mystery has no row: add it to `rows` in tools/src/checkDeps.ts (STYLE.md §6.2)")
@@ -111,7 +133,12 @@ describe("checkDeps", () => {
       `const url = "ws://example/${S}/not-an-import"`
     ].join("\n")
     assert.deepStrictEqual([...importedPackages(source)].sort(), [
-      "@wedsync/hub", "@wedsync/lazy", "@wedsync/metrics", "@wedsync/multi", "@wedsync/protocol", "@wedsync/side-effect"
+      "@wedsync/hub",
+      "@wedsync/lazy",
+      "@wedsync/metrics",
+      "@wedsync/multi",
+      "@wedsync/protocol",
+      "@wedsync/side-effect"
     ])
   })
 })

@@ -15,7 +15,10 @@ describe("summarizeTests", () => {
   test("sums every project and prints skipped only when there are some", () => {
     const totals = summarize([{ project: "a", report: report(3, 0) }, { project: "b", report: report(4, 1) }])
     assert.strictEqual(formatLine(totals), "7 passed, 1 failed")
-    assert.strictEqual(formatLine(summarize([{ project: "a", report: report(3, 0, 1, 1) }])), "3 passed, 0 failed, 2 skipped")
+    assert.strictEqual(
+      formatLine(summarize([{ project: "a", report: report(3, 0, 1, 1) }])),
+      "3 passed, 0 failed, 2 skipped"
+    )
   })
 
   test("a missing report counts as a failure with a note", () => {
@@ -28,7 +31,12 @@ describe("summarizeTests", () => {
     const broken = {
       ...report(2, 0),
       success: false,
-      testResults: [{ name: "/x/test/A.test.ts", status: "failed", message: "Cannot find module 'nope'\nstack", assertionResults: [] }]
+      testResults: [{
+        name: "/x/test/A.test.ts",
+        status: "failed",
+        message: "Cannot find module 'nope'\nstack",
+        assertionResults: []
+      }]
     }
     const totals = summarize([{ project: "a", report: broken }])
     assert.strictEqual(formatLine(totals), "2 passed, 1 failed")
@@ -36,8 +44,15 @@ describe("summarizeTests", () => {
   })
 
   test("unhandled errors, or no test file at all, count as a failure", () => {
-    const unhandled = { ...report(2, 0), success: false, testResults: [{ name: "A.test.ts", status: "passed", assertionResults: [] }] }
-    const totals = summarize([{ project: "a", report: unhandled }, { project: "b", report: { ...report(0, 0), success: false } }])
+    const unhandled = {
+      ...report(2, 0),
+      success: false,
+      testResults: [{ name: "A.test.ts", status: "passed", assertionResults: [] }]
+    }
+    const totals = summarize([{ project: "a", report: unhandled }, {
+      project: "b",
+      report: { ...report(0, 0), success: false }
+    }])
     assert.strictEqual(formatLine(totals), "2 passed, 2 failed")
     assert.deepStrictEqual(totals.notes, [
       "a: vitest reported failure without a failed test (unhandled errors)",

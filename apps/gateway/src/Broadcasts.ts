@@ -10,7 +10,14 @@
  */
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { AuthError, ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
-import { BroadcastRules, ConnectionConfig, ConnectionError, ErrorReply, RefusalLog, RestError } from "@wedsync/connection"
+import {
+  BroadcastRules,
+  ConnectionConfig,
+  ConnectionError,
+  ErrorReply,
+  RefusalLog,
+  RestError
+} from "@wedsync/connection"
 import { Hub, Publication } from "@wedsync/hub"
 import { Frame, Json, Serializer } from "@wedsync/protocol"
 import { Data, Effect, Result, Schema } from "effect"
@@ -77,8 +84,11 @@ const body = Effect.gen(function*() {
 /** The JSON value of a body; too deep is refused before parsing (`JSON.parse` would recurse through it). */
 const parseJson = (bytes: Uint8Array) =>
   Effect.gen(function*() {
-    if (Json.nestedDeeperThan(bytes, MAX_JSON_DEPTH)) return yield* refuse(ConnectionError.payloadTooDeep(MAX_JSON_DEPTH))
-    const parsed = Result.try(() => JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8")) as unknown)
+    if (Json.nestedDeeperThan(bytes, MAX_JSON_DEPTH))
+      return yield* refuse(ConnectionError.payloadTooDeep(MAX_JSON_DEPTH))
+    const parsed = Result.try(() =>
+      JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8")) as unknown
+    )
     return Result.isSuccess(parsed) ? parsed.success : yield* refuse(RestError.invalidJson())
   })
 
@@ -109,7 +119,8 @@ const principalOf = Effect.gen(function*() {
   const verifier = yield* TokenVerifier.TokenVerifier
   const bearer = request.headers["authorization"]?.match(/^Bearer\s+(.+)$/i)?.[1]
   const token = bearer ?? request.headers["apikey"]
-  if (token === undefined || token === "") return yield* new AuthError.AuthError({ reason: new AuthError.ApiKeyMissing() })
+  if (token === undefined || token === "")
+    return yield* new AuthError.AuthError({ reason: new AuthError.ApiKeyMissing() })
   return yield* verifier.verify(token)
 })
 
@@ -124,7 +135,8 @@ const batch = Effect.gen(function*() {
   const hub = yield* Hub.Hub
   const { maxPayloadBytes } = yield* ConnectionConfig.ConnectionConfig
   const decoded = decodeBatch(yield* parseJson(yield* body))
-  if (Result.isFailure(decoded)) return yield* refuse(RestError.invalidBody(decoded.failure.message.replace(/\s*\n\s*/g, " ")))
+  if (Result.isFailure(decoded))
+    return yield* refuse(RestError.invalidBody(decoded.failure.message.replace(/\s*\n\s*/g, " ")))
   const publications: Array<Publication.Publication> = []
   for (const m of decoded.success.messages) {
     const payloadJson = JSON.stringify(m.payload)
@@ -135,7 +147,12 @@ const batch = Effect.gen(function*() {
     if (isPrivate && !(yield* mayWrite(principal, m.topic, true))) continue
     const meta = m.id === undefined ? undefined : JSON.stringify({ id: m.id })
     publications.push(
-      Publication.json(`${Frame.TOPIC_PREFIX}${m.topic}`, isPrivate, "broadcast", Serializer.broadcastPayloadJson(m.event, payloadJson, meta))
+      Publication.json(
+        `${Frame.TOPIC_PREFIX}${m.topic}`,
+        isPrivate,
+        "broadcast",
+        Serializer.broadcastPayloadJson(m.event, payloadJson, meta)
+      )
     )
   }
   for (const publication of publications) yield* hub.publish(publication)
@@ -148,17 +165,27 @@ const single = Effect.gen(function*() {
   const { topic, event } = yield* HttpRouter.params
   const hub = yield* Hub.Hub
   const { maxPayloadBytes } = yield* ConnectionConfig.ConnectionConfig
-  if (topic === undefined || topic === "" || event === undefined || event === "") return yield* refuse(RestError.topicAndEventRequired())
+  if (topic === undefined || topic === "" || event === undefined || event === "")
+    return yield* refuse(RestError.topicAndEventRequired())
   const isPrivate = new URL(request.url, "http://gateway").searchParams.get("private") === "true"
   const contentType = (request.headers["content-type"] ?? "application/json").split(";")[0]!.trim().toLowerCase()
-  if (contentType !== "application/json" && contentType !== "application/octet-stream") return yield* refuse(RestError.unsupportedMediaType())
+  if (contentType !== "application/json" && contentType !== "application/octet-stream")
+    return yield* refuse(RestError.unsupportedMediaType())
   const payload: Uint8Array = yield* body
   const encoding: Frame.PayloadEncoding = contentType === "application/json" ? "json" : "binary"
   const tooLarge = BroadcastRules.payloadSize(payload.length, maxPayloadBytes)
   if (tooLarge !== undefined) return yield* refuse(tooLarge)
   if (encoding === "json") yield* parseJson(payload)
-  if (isPrivate && !(yield* mayWrite(principal, topic, true))) return yield* refuse(new AuthError.Unauthorized({ subtopic: topic }))
-  const publication = BroadcastRules.userBroadcast(`${Frame.TOPIC_PREFIX}${topic}`, isPrivate, event, encoding, payload, maxPayloadBytes)
+  if (isPrivate && !(yield* mayWrite(principal, topic, true)))
+    return yield* refuse(new AuthError.Unauthorized({ subtopic: topic }))
+  const publication = BroadcastRules.userBroadcast(
+    `${Frame.TOPIC_PREFIX}${topic}`,
+    isPrivate,
+    event,
+    encoding,
+    payload,
+    maxPayloadBytes
+  )
   if (Result.isFailure(publication)) return yield* refuse(publication.failure)
   yield* hub.publish(publication.success)
   return accepted
@@ -168,7 +195,9 @@ const single = Effect.gen(function*() {
  * Every refusal is answered by `ErrorReply.restRefusal` and logged, rate-limited per reason (RefusalLog: no token, no
  * address, no user). A refusal made before the body was read closes the connection, so the rest is never read.
  */
-const handle = <R>(effect: Effect.Effect<HttpServerResponse.HttpServerResponse, Refused | RestError.RestError | AuthError.AuthError, R>) =>
+const handle = <R>(
+  effect: Effect.Effect<HttpServerResponse.HttpServerResponse, Refused | RestError.RestError | AuthError.AuthError, R>
+) =>
   effect.pipe(
     Effect.catch((error) => {
       const reason: ErrorReply.WireReason = error.reason

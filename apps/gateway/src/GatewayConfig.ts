@@ -50,8 +50,14 @@ export class GatewayConfig extends Context.Service<GatewayConfig, GatewayOptions
         Config.withDefault("*"),
         Config.map((raw): "*" | ReadonlyArray<string> => (raw.trim() === "*" ? "*" : ClientAddress.parseList(raw)))
       ),
-      trustedProxies: Config.String("TRUSTED_PROXIES").pipe(Config.withDefault(""), Config.map(ClientAddress.parseList)),
-      maxRestBodyBytes: Config.Int("MAX_REST_BODY_BYTES").pipe(Config.option, Config.map((o) => o._tag === "Some" ? o.value : undefined))
+      trustedProxies: Config.String("TRUSTED_PROXIES").pipe(
+        Config.withDefault(""),
+        Config.map(ClientAddress.parseList)
+      ),
+      maxRestBodyBytes: Config.Int("MAX_REST_BODY_BYTES").pipe(
+        Config.option,
+        Config.map((o) => o._tag === "Some" ? o.value : undefined)
+      )
     })
   )
 }
@@ -96,7 +102,10 @@ type Check = (raw: string) => string | undefined
 
 const integer = (min: number, max = Number.MAX_SAFE_INTEGER): Check => (raw) => {
   const n = /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : Number.NaN
-  if (!Number.isSafeInteger(n)) return max === Number.MAX_SAFE_INTEGER ? `must be an integer >= ${min}` : `must be an integer from ${min} to ${max}`
+  if (!Number.isSafeInteger(n))
+    return max === Number.MAX_SAFE_INTEGER
+      ? `must be an integer >= ${min}`
+      : `must be an integer from ${min} to ${max}`
   if (n < min || n > max) return max === Number.MAX_SAFE_INTEGER ? `must be >= ${min}` : `must be from ${min} to ${max}`
   return undefined
 }
@@ -124,7 +133,9 @@ const origins: Check = (raw) => {
   const list = ClientAddress.parseList(raw)
   if (list.length === 0) return "must be * or a comma-separated list of origins (https://app.example.com)"
   const bad = list.filter((o) => !URL.canParse(o) || new URL(o).origin !== o)
-  return bad.length === 0 ? undefined : `${bad.map((o) => JSON.stringify(o)).join(", ")}: not an origin (scheme://host[:port], no path)`
+  return bad.length === 0
+    ? undefined
+    : `${bad.map((o) => JSON.stringify(o)).join(", ")}: not an origin (scheme://host[:port], no path)`
 }
 
 const atLeast1 = integer(1)
@@ -186,13 +197,22 @@ export const checkEnvironment: Effect.Effect<void, GatewayConfigError> = Effect.
     const value = yield* Effect.orDie(Config.option(Config.String(name)))
     if (value._tag === "None") continue
     const problem = check(value.value)
-    if (problem !== undefined) problems.push(secret === "secret" ? `${name}: ${problem}` : `${name}=${shown(value.value)}: ${problem}`)
+    if (problem !== undefined)
+      problems.push(secret === "secret" ? `${name}: ${problem}` : `${name}=${shown(value.value)}: ${problem}`)
   }
   // A short HS secret can be brute-forced offline from any token a client holds; only an explicit dev mode may use one.
   const secret = yield* Effect.orDie(Config.option(Config.String("JWT_SECRET")))
   const devMode = yield* Effect.orDie(Config.option(Config.String("DEV_MODE")))
-  if (secret._tag === "Some" && secret.value.trim() !== "" && Buffer.byteLength(secret.value) < AuthConfig.MIN_SECRET_BYTES && !(devMode._tag === "Some" && devMode.value === "true")) {
-    problems.push(`JWT_SECRET: must be at least ${AuthConfig.MIN_SECRET_BYTES} bytes (it has ${Buffer.byteLength(secret.value)}); DEV_MODE=true allows a shorter one for local development`)
+  if (
+    secret._tag === "Some" && secret.value.trim() !== "" &&
+    Buffer.byteLength(secret.value) < AuthConfig.MIN_SECRET_BYTES &&
+    !(devMode._tag === "Some" && devMode.value === "true")
+  ) {
+    problems.push(
+      `JWT_SECRET: must be at least ${AuthConfig.MIN_SECRET_BYTES} bytes (it has ${
+        Buffer.byteLength(secret.value)
+      }); DEV_MODE=true allows a shorter one for local development`
+    )
   }
   // Rules between variables, once each value is valid on its own.
   if (problems.length === 0) {

@@ -120,7 +120,9 @@ export const make = (options: Options) => {
   const auth = Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(
     Layer.provideMerge(options.auth)
   )
-  const hub = Layer.mergeAll(Presence.Presence.layerMemory, options.changes).pipe(Layer.provideMerge(Hub.Hub.layerMemory))
+  const hub = Layer.mergeAll(Presence.Presence.layerMemory, options.changes).pipe(
+    Layer.provideMerge(Hub.Hub.layerMemory)
+  )
   const connections = ConnectionRegistry.ConnectionRegistry.layer.pipe(Layer.provideMerge(options.connection))
   // Every series exists from the first scrape, at 0, not only after its first event.
   const series = Layer.effectDiscard(Effect.andThen(ConnectionMetrics.declareSeries, ChangesMetrics.declareSeries))
@@ -171,7 +173,11 @@ const MINIMUM_LEVEL = {
 const loggingLayer = (options: LogOptions): Layer.Layer<never> =>
   Layer.mergeAll(
     Logger.layer([
-      options.format === "json" ? Logger.consoleJson : options.format === "logfmt" ? Logger.consoleLogFmt : Logger.consolePretty()
+      options.format === "json"
+        ? Logger.consoleJson
+        : options.format === "logfmt"
+        ? Logger.consoleLogFmt
+        : Logger.consolePretty()
     ]),
     Layer.succeed(References.MinimumLogLevel, MINIMUM_LEVEL[options.level])
   )
@@ -200,11 +206,16 @@ export const layerTest = (overrides: {
 } = {}) =>
   make({
     changes: changesLayer(
-      overrides.changes === undefined ? undefined : ChangesConfig.ChangesConfig.layer({ startDelayMs: 0, ...overrides.changes }),
+      overrides.changes === undefined
+        ? undefined
+        : ChangesConfig.ChangesConfig.layer({ startDelayMs: 0, ...overrides.changes }),
       { unscopedTables: overrides.unscopedTables ?? "service_role" }
     ),
     gateway: GatewayConfig.layer({ port: 0, drainTimeoutMs: 2_000, ...overrides.gateway }),
-    connection: ConnectionConfig.ConnectionConfig.layer({ connectErrorDelayMs: 0, joinErrorDelayMs: 0, ...overrides.connection }),
+    connection: ConnectionConfig.ConnectionConfig.layer({
+      connectErrorDelayMs: 0,
+      joinErrorDelayMs: 0,
+      ...overrides.connection
+    }),
     auth: AuthConfig.AuthConfig.layer(overrides.auth)
   })
-

@@ -32,7 +32,8 @@ const parseTokenArgs = (argv: ReadonlyArray<string>): TokenOptions => {
     }
   })
   const expiresInSeconds = Number(values.exp)
-  if (!Number.isSafeInteger(expiresInSeconds) || expiresInSeconds <= 0) throw new Error(`--exp must be a positive number of seconds, got "${values.exp}"`)
+  if (!Number.isSafeInteger(expiresInSeconds) || expiresInSeconds <= 0)
+    throw new Error(`--exp must be a positive number of seconds, got "${values.exp}"`)
   return {
     sub: values.sub,
     role: values["service-role"] ? "service_role" : values.role,

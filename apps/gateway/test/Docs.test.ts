@@ -21,7 +21,11 @@ it("documents every environment variable in docs/config.md", () => {
   const catalogue = readFileSync(join(root, "docs/config.md"), "utf8")
   const modules = configModules()
   assert.isAtLeast(modules.length, 3)
-  const names = new Set(modules.flatMap((file) => [...readFileSync(file, "utf8").matchAll(/"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|HOST|PORT)"/g)].map((m) => m[1]!)))
+  const names = new Set(
+    modules.flatMap((file) =>
+      [...readFileSync(file, "utf8").matchAll(/"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|HOST|PORT)"/g)].map((m) => m[1]!)
+    )
+  )
   assert.include(names, "MAX_CONNECTIONS")
   assert.deepStrictEqual([...names].filter((name) => !catalogue.includes(`\`${name}\``)), [])
 })

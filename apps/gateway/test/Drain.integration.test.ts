@@ -22,8 +22,18 @@ afterEach(() => {
 })
 
 /** Starts the gateway (by default `node src/main.ts`; or another command, e.g. `npm start`) and waits until it listens. */
-const startProcess = async (env: Record<string, string>, command: { readonly file: string; readonly args: ReadonlyArray<string>; readonly cwd?: string } = { file: process.execPath, args: [main] }) => {
-  const child = spawn(command.file, command.args, { cwd: command.cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
+const startProcess = async (
+  env: Record<string, string>,
+  command: { readonly file: string; readonly args: ReadonlyArray<string>; readonly cwd?: string } = {
+    file: process.execPath,
+    args: [main]
+  }
+) => {
+  const child = spawn(command.file, command.args, {
+    cwd: command.cwd,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
   children.push(child)
   let output = ""
   const listening = new Promise<number>((resolve, reject) => {
@@ -92,31 +102,38 @@ const openSockets = async (url: string, count: number) => {
   return { closeCodes, allClosed: Promise.all(closed) }
 }
 
-it("drains 1,500 sockets: an upgrade during the drain gets 503 at once, every socket 1012, the process exits 0", async () => {
-  // The default connect-error backoff (2 s) is what used to leave a drain-time upgrade unanswered until the
-  // transport was gone, and its socket kept the HTTP server, and so the process, from ever closing.
-  const { child, port } = await startProcess({
-    HOST: "127.0.0.1",
-    PORT: "0",
-    CONNECT_ERROR_BACKOFF_MS: "2000",
-    DRAIN_BATCH_SIZE: "500",
-    DRAIN_INTERVAL_MS: "1000"
-  })
-  const url = `ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${await TestTokens.anonToken()}&vsn=1.0.0`
-  const sockets = await openSockets(url, 1_500)
-  const exited = once(child, "exit")
-  child.kill("SIGTERM")
-  await waitUntil("the first socket to close", () => sockets.closeCodes.length, (n) => n > 0, { timeoutMs: 60_000, intervalMs: 5 })
-  const started = performance.now()
-  const late = await tryUpgrade(url)
-  assert.strictEqual(late.status, 503)
-  assert.isBelow(performance.now() - started, 1_500)
-  await sockets.allClosed
-  assert.strictEqual(sockets.closeCodes.length, 1_500)
-  assert.deepStrictEqual(sockets.closeCodes.filter((code) => code !== 1012), [])
-  const [code, signal] = await exited
-  assert.deepStrictEqual({ code, signal }, { code: 0, signal: null })
-}, 60_000)
+it(
+  "drains 1,500 sockets: an upgrade during the drain gets 503 at once, every socket 1012, the process exits 0",
+  async () => {
+    // The default connect-error backoff (2 s) is what used to leave a drain-time upgrade unanswered until the
+    // transport was gone, and its socket kept the HTTP server, and so the process, from ever closing.
+    const { child, port } = await startProcess({
+      HOST: "127.0.0.1",
+      PORT: "0",
+      CONNECT_ERROR_BACKOFF_MS: "2000",
+      DRAIN_BATCH_SIZE: "500",
+      DRAIN_INTERVAL_MS: "1000"
+    })
+    const url = `ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${await TestTokens.anonToken()}&vsn=1.0.0`
+    const sockets = await openSockets(url, 1_500)
+    const exited = once(child, "exit")
+    child.kill("SIGTERM")
+    await waitUntil("the first socket to close", () => sockets.closeCodes.length, (n) => n > 0, {
+      timeoutMs: 60_000,
+      intervalMs: 5
+    })
+    const started = performance.now()
+    const late = await tryUpgrade(url)
+    assert.strictEqual(late.status, 503)
+    assert.isBelow(performance.now() - started, 1_500)
+    await sockets.allClosed
+    assert.strictEqual(sockets.closeCodes.length, 1_500)
+    assert.deepStrictEqual(sockets.closeCodes.filter((code) => code !== 1012), [])
+    const [code, signal] = await exited
+    assert.deepStrictEqual({ code, signal }, { code: 0, signal: null })
+  },
+  60_000
+)
 
 it("a second SIGTERM during the drain exits at once with 1; the first alone keeps draining", async () => {
   const { child, port } = await startProcess({
@@ -141,8 +158,14 @@ it("a second SIGTERM during the drain exits at once with 1; the first alone keep
 
 it("SIGTERM to `npm start` reaches the gateway: it drains, exits 0 and leaves no process serving", async () => {
   const root = fileURLToPath(new URL("../../../", import.meta.url))
-  const { child: npm, port, output: logged } = await startProcess({ HOST: "127.0.0.1", PORT: "0" }, { file: "npm", args: ["start"], cwd: root })
-  const client = await RawClient.connect(`ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${await TestTokens.anonToken()}&vsn=2.0.0`)
+  const { child: npm, port, output: logged } = await startProcess({ HOST: "127.0.0.1", PORT: "0" }, {
+    file: "npm",
+    args: ["start"],
+    cwd: root
+  })
+  const client = await RawClient.connect(
+    `ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${await TestTokens.anonToken()}&vsn=2.0.0`
+  )
   assert.strictEqual((await getText(`http://127.0.0.1:${port}/health`)).status, 200)
   const exited = once(npm, "exit")
   npm.kill("SIGTERM")

@@ -77,7 +77,9 @@ const single = () => `${gateway.url}/realtime/v1/api/broadcast/room-1/events/not
 const batch = () => `${gateway.url}/realtime/v1/api/broadcast`
 const auth = () => ({ apikey: anonKey, authorization: `Bearer ${anonKey}`, "content-type": "application/json" })
 const batchBody = (payloadBytes: number) =>
-  Buffer.from(JSON.stringify({ messages: [{ topic: "room-1", event: "note", payload: { text: "x".repeat(payloadBytes) } }] }))
+  Buffer.from(
+    JSON.stringify({ messages: [{ topic: "room-1", event: "note", payload: { text: "x".repeat(payloadBytes) } }] })
+  )
 
 describe("REST body limit", () => {
   it("accepts a body just under the limit on both endpoints", async () => {
@@ -92,7 +94,9 @@ describe("REST body limit", () => {
     for (const url of [batch(), single()]) {
       const answer = await send(url, { headers: auth(), body: batchBody(LIMIT + 10) })
       assert.strictEqual(answer.status, 413)
-      assert.deepStrictEqual(JSON.parse(answer.body), { message: `Payload Too Large: Request body exceeds ${LIMIT} bytes` })
+      assert.deepStrictEqual(JSON.parse(answer.body), {
+        message: `Payload Too Large: Request body exceeds ${LIMIT} bytes`
+      })
       assert.strictEqual(answer.headers["connection"], "close")
     }
   })
@@ -111,7 +115,10 @@ describe("REST body limit", () => {
   })
 
   it("authenticates before reading: an anonymous oversize body gets 401 unread", async () => {
-    const answer = await send(batch(), { headers: { "content-type": "application/json" }, chunks: { size: 65_536, count: 1_024 } })
+    const answer = await send(batch(), {
+      headers: { "content-type": "application/json" },
+      chunks: { size: 65_536, count: 1_024 }
+    })
     assert.strictEqual(answer.status, 401)
   })
 })
@@ -120,7 +127,9 @@ describe("deeply nested JSON over REST", () => {
   const nested = (depth: number) => Buffer.from(`${"[".repeat(depth)}${"]".repeat(depth)}`)
 
   it("answers 400 with a reason for the batch and the single endpoint, and accepts ordinary nesting", async () => {
-    const deep = Buffer.from(`{"messages":[{"topic":"room-1","event":"e","payload":{"a":${"[".repeat(4_000)}${"]".repeat(4_000)}}}]}`)
+    const deep = Buffer.from(
+      `{"messages":[{"topic":"room-1","event":"e","payload":{"a":${"[".repeat(4_000)}${"]".repeat(4_000)}}}]}`
+    )
     const refused = await send(batch(), { headers: auth(), body: deep })
     assert.containSubset(refused, { status: 400 })
     assert.deepStrictEqual(JSON.parse(refused.body), { message: "JSON is nested more than 64 levels deep" })
@@ -147,8 +156,14 @@ describe("CORS", () => {
     assert.strictEqual(answer.status, 204)
     assert.strictEqual(answer.headers["access-control-allow-origin"], "https://app.example.com")
     assert.include(answer.headers["access-control-allow-methods"], "POST")
-    assert.strictEqual(answer.headers["access-control-allow-headers"], "apikey, authorization, content-type, x-client-info")
-    const post = await send(single(), { headers: { ...auth(), origin: "https://app.example.com" }, body: Buffer.from("{}") })
+    assert.strictEqual(
+      answer.headers["access-control-allow-headers"],
+      "apikey, authorization, content-type, x-client-info"
+    )
+    const post = await send(single(), {
+      headers: { ...auth(), origin: "https://app.example.com" },
+      body: Buffer.from("{}")
+    })
     assert.strictEqual(post.status, 202)
     assert.strictEqual(post.headers["access-control-allow-origin"], "https://app.example.com")
   })
@@ -156,7 +171,10 @@ describe("CORS", () => {
   it("gives a disallowed origin no allow-origin header (the browser blocks the call)", async () => {
     const answer = await preflight("https://evil.example.net")
     assert.isUndefined(answer.headers["access-control-allow-origin"])
-    const post = await send(single(), { headers: { ...auth(), origin: "https://evil.example.net" }, body: Buffer.from("{}") })
+    const post = await send(single(), {
+      headers: { ...auth(), origin: "https://evil.example.net" },
+      body: Buffer.from("{}")
+    })
     assert.isUndefined(post.headers["access-control-allow-origin"])
   })
 
@@ -182,7 +200,9 @@ describe("per-IP caps behind a proxy (TRUSTED_PROXIES)", () => {
   })
 
   const connectAs = async (target: RunningGateway, forwardedFor: string) => {
-    const client = await RawClient.connect(`${target.wsUrl}?apikey=${anonKey}&vsn=2.0.0`, { headers: { "x-forwarded-for": forwardedFor } })
+    const client = await RawClient.connect(`${target.wsUrl}?apikey=${anonKey}&vsn=2.0.0`, {
+      headers: { "x-forwarded-for": forwardedFor }
+    })
     clients.push(client)
     return client
   }
@@ -205,7 +225,10 @@ describe("per-IP caps behind a proxy (TRUSTED_PROXIES)", () => {
   })
 
   it("ignores X-Forwarded-For from a peer that is not a trusted proxy (no spoofing)", async () => {
-    const elsewhere = await startGateway({ gateway: { trustedProxies: ["10.0.0.0/8"] }, connection: { maxConnectionsPerIp: 1 } })
+    const elsewhere = await startGateway({
+      gateway: { trustedProxies: ["10.0.0.0/8"] },
+      connection: { maxConnectionsPerIp: 1 }
+    })
     try {
       await connectAs(elsewhere, "203.0.113.5")
       // A different claimed address does not buy a second slot: both count as 127.0.0.1.
@@ -223,7 +246,9 @@ describe("a client that leaves during the handshake", () => {
       const socket = connect(target.port, "127.0.0.1", () => {
         socket.write(
           `GET /realtime/v1/websocket?apikey=${anonKey}&vsn=2.0.0 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n` +
-            `Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${Buffer.from("0123456789abcdef").toString("base64")}\r\n\r\n`,
+            `Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${
+              Buffer.from("0123456789abcdef").toString("base64")
+            }\r\n\r\n`,
           () => {
             socket.destroy()
             resolve()

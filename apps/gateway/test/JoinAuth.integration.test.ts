@@ -36,10 +36,22 @@ const connect = async (key = anonKey) => {
   return c
 }
 
-const joinConfig = (config: { readonly private?: boolean; readonly postgres_changes?: ReadonlyArray<unknown>; readonly access_token?: string } = {}) => {
+const joinConfig = (
+  config: {
+    readonly private?: boolean
+    readonly postgres_changes?: ReadonlyArray<unknown>
+    readonly access_token?: string
+  } = {}
+) => {
   const { access_token, ...rest } = config
   return {
-    config: { broadcast: { self: false, ack: false }, presence: { key: "", enabled: false }, postgres_changes: [], private: false, ...rest },
+    config: {
+      broadcast: { self: false, ack: false },
+      presence: { key: "", enabled: false },
+      postgres_changes: [],
+      private: false,
+      ...rest
+    },
     ...(access_token === undefined ? {} : { access_token })
   }
 }
@@ -76,7 +88,10 @@ describe("an expiring connect token (item 3)", () => {
     const before = c.channel("wedding:e-1", { config: { private: true } }).on("system", {}, system.push)
     await subscribe(before)
     // The gateway's own word that the token has expired, on the channel joined before.
-    assert.match((await system.next((m) => m.status === "error", 10_000)).message, /^Token has expired \d+ seconds ago$/)
+    assert.match(
+      (await system.next((m) => m.status === "error", 10_000)).message,
+      /^Token has expired \d+ seconds ago$/
+    )
     const failure = await failureOf(subscribe(c.channel("wedding:e-2", { config: { private: true } })))
     assert.instanceOf(failure, SubscribeError)
     assert.match((failure as Error).message, /InvalidJWTToken: Token has expired \d+ seconds ago/)
@@ -92,7 +107,10 @@ describe("an expiring connect token (item 3)", () => {
     const after = await join(c, "realtime:wedding:e-4", joinConfig({ private: true }))
     assert.match(after.reply, /InvalidJWTToken: Token has expired \d+ seconds ago/)
     // The socket stays: an anonymous public join still works.
-    assert.include((await join(c, "realtime:public-room", joinConfig({ access_token: anonKey }))).reply, '"status":"ok"')
+    assert.include(
+      (await join(c, "realtime:public-room", joinConfig({ access_token: anonKey }))).reply,
+      '"status":"ok"'
+    )
   })
 })
 
@@ -108,13 +126,17 @@ describe("per-user cap through joins (item 6)", () => {
     }
     const extra = client(anonKey, { accessToken: token })
     const statuses = inbox<{ status: string; error: Error | undefined }>("the extra client's channel status")
-    extra.channel("wedding:c-1", { config: { private: true } }).subscribe((status, error) => statuses.push({ status, error }))
+    extra.channel("wedding:c-1", { config: { private: true } }).subscribe((status, error) =>
+      statuses.push({ status, error })
+    )
     const refused = await statuses.next()
     assert.strictEqual(refused.status, "CHANNEL_ERROR")
     assert.include(refused.error?.message, "ConnectionRateLimitReached: Too many connected users for this user")
     assert.strictEqual(extra.realtime.isConnected(), true)
     // Another user is not affected.
-    const other = client(anonKey, { accessToken: await TestTokens.userToken({ sub: unique("u-other"), weddingIds: ["c-1"] }) })
+    const other = client(anonKey, {
+      accessToken: await TestTokens.userToken({ sub: unique("u-other"), weddingIds: ["c-1"] })
+    })
     await subscribe(other.channel("wedding:c-1", { config: { private: true } }))
     // Once one of the first clients has gone, supabase-js's own rejoin of the refused channel gets in.
     await closeAll([first[0]!])
@@ -159,11 +181,17 @@ describe("token refresh with a value that is not a user JWT (item 7)", () => {
     const c = client(anonKey, { accessToken: () => Promise.resolve(current) })
     await c.realtime.setAuth()
     const received = inbox<{ payload: { n: number } }>("a private broadcast after the refresh")
-    const channel = c.channel("wedding:r-2", { config: { private: true } }).on("broadcast", { event: "m" }, received.push)
+    const channel = c.channel("wedding:r-2", { config: { private: true } }).on(
+      "broadcast",
+      { event: "m" },
+      received.push
+    )
     await subscribe(channel)
     current = await TestTokens.userToken({ sub, weddingIds: ["r-2"], expiresInSeconds: 7200 })
     await c.realtime.setAuth()
-    const sender = client(anonKey, { accessToken: await TestTokens.userToken({ sub: unique("u-send"), weddingIds: ["r-2"] }) })
+    const sender = client(anonKey, {
+      accessToken: await TestTokens.userToken({ sub: unique("u-send"), weddingIds: ["r-2"] })
+    })
       .channel("wedding:r-2", { config: { private: true, broadcast: { ack: true } } })
     await subscribe(sender)
     assert.strictEqual(await sender.send({ type: "broadcast", event: "m", payload: { n: 2 } }), "ok")
@@ -187,8 +215,15 @@ describe("postgres_changes bindings and the per-socket frame rate (item 9)", () 
     const c = await connect()
     const many = Array.from({ length: MAX_BINDINGS + 1 }, (_, i) => binding("*", `t${i}`))
     const refused = await join(c, `realtime:${unique("pg")}`, joinConfig({ postgres_changes: many }))
-    assert.include(refused.reply, `BindingLimitReached: Too many postgres_changes bindings; at most ${MAX_BINDINGS} per channel`)
-    const accepted = await join(c, `realtime:${unique("pg")}`, joinConfig({ postgres_changes: many.slice(0, MAX_BINDINGS) }))
+    assert.include(
+      refused.reply,
+      `BindingLimitReached: Too many postgres_changes bindings; at most ${MAX_BINDINGS} per channel`
+    )
+    const accepted = await join(
+      c,
+      `realtime:${unique("pg")}`,
+      joinConfig({ postgres_changes: many.slice(0, MAX_BINDINGS) })
+    )
     assert.include(accepted.reply, '"status":"ok"')
   })
 

@@ -51,12 +51,15 @@ describe.each(["2.0.0", "1.0.0"] as const)("limits with supabase-js vsn %s", (vs
     // `__proto__` would be taken for the prototype on the client side.
     const joined = new Set<string>()
     const late = client().channel(name, { config: { presence: { key: "guest" } } })
-    const sawAll = waitFor<void>((resolve) =>
-      late.on("presence", { event: "join" }, ({ key }: { key: string }) => {
-        joined.add(key)
-        if (PROTOTYPE_KEYS.every((k) => joined.has(k)) && joined.has("guest")) resolve()
-      })
-    , 5000, "the late joiner to see every key")
+    const sawAll = waitFor<void>(
+      (resolve) =>
+        late.on("presence", { event: "join" }, ({ key }: { key: string }) => {
+          joined.add(key)
+          if (PROTOTYPE_KEYS.every((k) => joined.has(k)) && joined.has("guest")) resolve()
+        }),
+      5000,
+      "the late joiner to see every key"
+    )
     await subscribe(late)
     assert.strictEqual(late.state, "joined")
     assert.strictEqual(await late.track({ who: "guest" }), "ok")
@@ -76,7 +79,9 @@ describe.each(["2.0.0", "1.0.0"] as const)("limits with supabase-js vsn %s", (vs
     const sender = client().channel(name, { config: { broadcast: { ack: true } } })
     await subscribe(sender)
     // The limit counts the payload bytes of a binary (2.0.0) broadcast, and the whole broadcast JSON of a 1.0.0 one.
-    const overhead = vsn === "2.0.0" ? `{"p":""}`.length : JSON.stringify({ type: "broadcast", event: "big", payload: { p: "" } }).length
+    const overhead = vsn === "2.0.0"
+      ? `{"p":""}`.length
+      : JSON.stringify({ type: "broadcast", event: "big", payload: { p: "" } }).length
     const p = "y".repeat(max - overhead) // exactly MAX_PAYLOAD_BYTES as the gateway counts it
     assert.strictEqual(await sender.send({ type: "broadcast", event: "big", payload: { p } }), "ok")
     for (const box of boxes) assert.strictEqual((await box.next()).payload.p.length, p.length)

@@ -17,7 +17,9 @@ it("registers only metrics that pass the naming lint, after real traffic", async
     const { port } = await runtime.runPromise(Effect.gen(function*() {
       return yield* GatewayLayer.NodeServer
     }))
-    const client = await RawClient.connect(`ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${await TestTokens.anonToken()}&vsn=2.0.0`)
+    const client = await RawClient.connect(
+      `ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${await TestTokens.anonToken()}&vsn=2.0.0`
+    )
     client.send(["1", "1", "realtime:lint", "phx_join", { config: { broadcast: { self: true } } }])
     await client.next(RawClient.isReplyTo("1"))
     client.send(["1", "2", "realtime:lint", "broadcast", { type: "broadcast", event: "e", payload: {} }])
@@ -40,7 +42,8 @@ it("registers only metrics that pass the naming lint, after real traffic", async
 /** Runs `promtool check metrics` on an exposition text; promtool must be installed (npm test's preparation does it). */
 const promtool = (text: string): { status: number | null; output: string } => {
   const result = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" })
-  if (result.error !== undefined) throw new Error(`promtool is not installed (apt-get install -y prometheus): ${result.error.message}`)
+  if (result.error !== undefined)
+    throw new Error(`promtool is not installed (apt-get install -y prometheus): ${result.error.message}`)
   return { status: result.status, output: `${result.stdout}${result.stderr}` }
 }
 
@@ -52,28 +55,32 @@ it("serves every catalogued series from the first scrape, and /metrics passes pr
     }))
     const first = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
     // Before any traffic: labelled counters of refusals and closes exist at 0, and the stock Node.js names are there.
-    for (const series of [
-      `wedsync_connection_joins_total{result="ClientJoinRateLimitReached"} 0`,
-      `wedsync_connection_closed_total{reason="4008"} 0`,
-      `wedsync_connection_refused_total{reason="ConnectionRateLimitReached"} 0`,
-      `wedsync_changes_events_total 0`,
-      `nodejs_gc_duration_seconds_count{kind="minor"}`,
-      `process_cpu_seconds_total`,
-      `nodejs_eventloop_lag_p99_seconds`
-    ]) assert.include(first, series)
+    for (
+      const series of [
+        `wedsync_connection_joins_total{result="ClientJoinRateLimitReached"} 0`,
+        `wedsync_connection_closed_total{reason="4008"} 0`,
+        `wedsync_connection_refused_total{reason="ConnectionRateLimitReached"} 0`,
+        `wedsync_changes_events_total 0`,
+        `nodejs_gc_duration_seconds_count{kind="minor"}`,
+        `process_cpu_seconds_total`,
+        `nodejs_eventloop_lag_p99_seconds`
+      ]
+    ) assert.include(first, series)
     const catalogue = readFileSync(new URL("../../../docs/metrics.md", import.meta.url), "utf8")
     const catalogued = [...catalogue.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]!)
     assert.isAbove(catalogued.length, 20)
     assert.deepStrictEqual(catalogued.filter((name) => !first.includes(`# TYPE ${name} `)), [])
 
-    const client = await RawClient.connect(`ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${await TestTokens.anonToken()}&vsn=1.0.0`)
+    const client = await RawClient.connect(
+      `ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${await TestTokens.anonToken()}&vsn=1.0.0`
+    )
     client.send({ topic: "realtime:promtool", event: "phx_join", payload: {}, ref: "1", join_ref: "1" })
     await client.next(RawClient.isReplyTo("1"))
     await client.close()
     const afterTraffic = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
     assert.deepStrictEqual(promtool(afterTraffic), { status: 0, output: "" })
     // The refusal beside it: the shape the event-loop summary used to have (a gauge with a quantile label) is refused.
-    const broken = "# HELP lag_seconds Lag.\n# TYPE lag_seconds gauge\nlag_seconds{quantile=\"0.99\"} 0.01\n"
+    const broken = '# HELP lag_seconds Lag.\n# TYPE lag_seconds gauge\nlag_seconds{quantile="0.99"} 0.01\n'
     const refused = promtool(broken)
     assert.notStrictEqual(refused.status, 0)
     assert.include(refused.output, "quantile")

@@ -92,7 +92,9 @@ const client = async (token: string, vsn: "1.0.0" | "2.0.0" = "2.0.0") => {
 const watch = async (
   c: SupabaseClient,
   name: string,
-  bindings: ReadonlyArray<{ event: "*" | "INSERT" | "UPDATE" | "DELETE"; table?: string; filter?: string; schema?: string }>
+  bindings: ReadonlyArray<
+    { event: "*" | "INSERT" | "UPDATE" | "DELETE"; table?: string; filter?: string; schema?: string }
+  >
 ) => {
   const changes = inbox<Change>("postgres change")
   const system = inbox<System>("system message")
@@ -145,7 +147,11 @@ describe("authorization", () => {
     const a = await client(await TestTokens.userToken({ weddingIds: ["A"] }))
     const admin = await client(await TestTokens.serviceRoleToken())
     const plain = await watch(a, "auth-plain", [{ event: "INSERT", table: "timeline_items" }])
-    const filtered = await watch(a, "auth-filtered", [{ event: "INSERT", table: "timeline_items", filter: "wedding_id=eq.B" }])
+    const filtered = await watch(a, "auth-filtered", [{
+      event: "INSERT",
+      table: "timeline_items",
+      filter: "wedding_id=eq.B"
+    }])
     const all = await watch(admin, "auth-admin", [{ event: "INSERT", table: "timeline_items" }])
     for (const w of [plain, filtered, all]) expect((await subscribed(w.system)).status).toBe("ok")
     await sql(`insert into ${schema}.timeline_items (wedding_id, title) values ('B', 'secret'), ('A', 'mine')`)
@@ -178,7 +184,7 @@ describe("filters", () => {
     const cases: ReadonlyArray<readonly [string, string, string]> = [
       ["position=gt.5", "6", "5"],
       ["position=lte.2", "2", "3"],
-      ["title=in.(Dinner,\"First, dance\")", "'First, dance'", "'Cake'"],
+      ['title=in.(Dinner,"First, dance")', "'First, dance'", "'Cake'"],
       ["title=neq.Speech", "'Toast'", "'Speech'"],
       ["done=is.true", "true", "false"],
       ["title=like.Ph%", "'Photos'", "'Cake'"]
@@ -186,13 +192,19 @@ describe("filters", () => {
     // Each case is ANDed with its own wedding id (comma-AND), so cases do not see each other's rows.
     const watches = await Promise.all(
       cases.map(([filter], i) =>
-        watch(admin, `filter-${i}`, [{ event: "INSERT", table: "timeline_items", filter: `${filter},wedding_id=eq.f${i}` }])
+        watch(admin, `filter-${i}`, [{
+          event: "INSERT",
+          table: "timeline_items",
+          filter: `${filter},wedding_id=eq.f${i}`
+        }])
       )
     )
     for (const w of watches) expect((await subscribed(w.system)).status).toBe("ok")
     for (const [i, [filter, match, miss]] of cases.entries()) {
       const column = filter.split("=")[0]!
-      await sql(`insert into ${schema}.timeline_items (wedding_id, ${column}) values ('f${i}', ${miss}), ('f${i}', ${match})`)
+      await sql(
+        `insert into ${schema}.timeline_items (wedding_id, ${column}) values ('f${i}', ${miss}), ('f${i}', ${match})`
+      )
     }
     for (const [i, [filter, match]] of cases.entries()) {
       const column = filter.split("=")[0]!
@@ -200,7 +212,11 @@ describe("filters", () => {
       expect(String(got.new[column]), filter).toBe(match.replace(/^'|'$/g, ""))
     }
     // Every watcher saw exactly its own matching row: a marker insert that matches none proves nothing is in flight.
-    const markerWatch = await watch(admin, "filter-marker", [{ event: "INSERT", table: "timeline_items", filter: "title=eq.after" }])
+    const markerWatch = await watch(admin, "filter-marker", [{
+      event: "INSERT",
+      table: "timeline_items",
+      filter: "title=eq.after"
+    }])
     await subscribed(markerWatch.system)
     await sql(`insert into ${schema}.timeline_items (wedding_id, title) values ('F', 'after')`)
     await markerWatch.changes.next()
@@ -209,17 +225,25 @@ describe("filters", () => {
 
   it("refuses a malformed filter and an unknown table with a system error, keeping the channel joined", async () => {
     const admin = await client(await TestTokens.serviceRoleToken())
-    const bad = await watch(admin, "bad-filter", [{ event: "*", table: "timeline_items", filter: "position=between.1" }])
+    const bad = await watch(admin, "bad-filter", [{
+      event: "*",
+      table: "timeline_items",
+      filter: "position=between.1"
+    }])
     expect(await subscribed(bad.system)).toMatchObject({ status: "error" })
     const missing = await watch(admin, "bad-table", [{ event: "*", table: "no_such_table" }])
     const missingMessage = (await subscribed(missing.system)).message
     expect(missingMessage).toContain("Unable to subscribe to changes with given parameters")
     // The table and the publication are named, for a table that does not exist and one outside the publication.
-    expect(missingMessage).toContain(`Table ${schema}.no_such_table does not exist or is not in publication ${publication}`)
+    expect(missingMessage).toContain(
+      `Table ${schema}.no_such_table does not exist or is not in publication ${publication}`
+    )
     const outside = await watch(admin, "unpublished-table", [{ event: "*", table: "unpublished" }])
     expect(await subscribed(outside.system)).toMatchObject({
       status: "error",
-      message: expect.stringContaining(`Table ${schema}.unpublished does not exist or is not in publication ${publication}`)
+      message: expect.stringContaining(
+        `Table ${schema}.unpublished does not exist or is not in publication ${publication}`
+      )
     })
     expect(bad.channel.state).toBe("joined")
     const good = await watch(admin, "good-filter", [{ event: "*", table: "timeline_items", filter: "position=eq.1" }])
@@ -242,13 +266,22 @@ describe("a row that moves between weddings", () => {
     const admin = await client(await TestTokens.serviceRoleToken())
     const a = await watch(ofA, "move-a", [{ event: "*", table: "timeline_items" }])
     // Filters: matched on the new image for the UPDATE, on the old image for the leaving side.
-    const aFiltered = await watch(ofA, "move-a-filtered", [{ event: "*", table: "timeline_items", filter: "wedding_id=eq.move-A" }])
+    const aFiltered = await watch(ofA, "move-a-filtered", [{
+      event: "*",
+      table: "timeline_items",
+      filter: "wedding_id=eq.move-A"
+    }])
     const b = await watch(ofB, "move-b", [{ event: "*", table: "timeline_items" }])
-    const bFiltered = await watch(ofB, "move-b-filtered", [{ event: "*", table: "timeline_items", filter: "wedding_id=eq.move-B" }])
+    const bFiltered = await watch(ofB, "move-b-filtered", [{
+      event: "*",
+      table: "timeline_items",
+      filter: "wedding_id=eq.move-B"
+    }])
     const bUpdates = await watch(ofB, "move-b-updates", [{ event: "UPDATE", table: "timeline_items" }])
     const both = await watch(ofBoth, "move-both", [{ event: "*", table: "timeline_items" }])
     const all = await watch(admin, "move-admin", [{ event: "*", table: "timeline_items", filter: "title=like.move%" }])
-    for (const w of [a, aFiltered, b, bFiltered, bUpdates, both, all]) expect((await subscribed(w.system)).status).toBe("ok")
+    for (const w of [a, aFiltered, b, bFiltered, bUpdates, both, all])
+      expect((await subscribed(w.system)).status).toBe("ok")
 
     const { rows } = await sql(
       `insert into ${schema}.timeline_items (wedding_id, title, position) values ('move-B', 'move: B secret', 7) returning id`
@@ -277,7 +310,9 @@ describe("a row that moves between weddings", () => {
     }
 
     // Markers in both weddings: whatever else was going to arrive has arrived.
-    await sql(`insert into ${schema}.timeline_items (wedding_id, title) values ('move-A', 'move: marker A'), ('move-B', 'move: marker B')`)
+    await sql(
+      `insert into ${schema}.timeline_items (wedding_id, title) values ('move-A', 'move: marker A'), ('move-B', 'move: marker B')`
+    )
     await a.changes.next((m) => m.new["title"] === "move: marker A")
     await b.changes.next((m) => m.new["title"] === "move: marker B")
     // No column of B's image reached a subscriber of A only; B's content never reached A's channels at all.
@@ -295,7 +330,9 @@ describe("a row that moves between weddings", () => {
     const s1 = await watch(ofS1, "supplier-1", [{ event: "*", table: "supplier_tasks" }])
     const s2 = await watch(ofS2, "supplier-2", [{ event: "*", table: "supplier_tasks" }])
     for (const w of [s1, s2]) expect((await subscribed(w.system)).status).toBe("ok")
-    const { rows } = await sql(`insert into ${schema}.supplier_tasks (supplier_id, task) values ('s-1', 'cake for s-1') returning id`)
+    const { rows } = await sql(
+      `insert into ${schema}.supplier_tasks (supplier_id, task) values ('s-1', 'cake for s-1') returning id`
+    )
     const id = Number(rows[0].id)
     await s1.changes.next((m) => m.eventType === "INSERT")
     await sql(`update ${schema}.supplier_tasks set supplier_id = 's-2', task = 'flowers' where id = $1`, [id])
@@ -316,16 +353,19 @@ describe("whole-schema bindings", () => {
     const mine = await watch(user, "schema-user", [{ event: "*" }])
     const all = await watch(admin, "schema-admin", [{ event: "INSERT" }])
     for (const w of [mine, all]) expect((await subscribed(w.system)).status).toBe("ok")
-    await sql(`insert into ${schema}.timeline_items (wedding_id, title) values ('schema-B', 'not yours'), ('schema-A', 'yours')`)
+    await sql(
+      `insert into ${schema}.timeline_items (wedding_id, title) values ('schema-B', 'not yours'), ('schema-A', 'yours')`
+    )
     await sql(`insert into ${schema}.notes (body) values ('schema note')`)
     await sql(`insert into ${schema}.guests (wedding_id, name) values ('schema-A', 'Ann')`)
     const guest = await mine.changes.next((m) => m.table === "guests")
     expect(guest.new).toMatchObject({ wedding_id: "schema-A", name: "Ann" })
     // The admin sees rows of every table, scoped or not.
     await all.changes.next((m) => m.table === "guests")
-    expect(all.changes.received.map((m) => `${m.table}:${String(m.new["title"] ?? m.new["body"] ?? m.new["name"])}`)).toEqual(
-      expect.arrayContaining(["timeline_items:not yours", "timeline_items:yours", "notes:schema note", "guests:Ann"])
-    )
+    expect(all.changes.received.map((m) => `${m.table}:${String(m.new["title"] ?? m.new["body"] ?? m.new["name"])}`))
+      .toEqual(
+        expect.arrayContaining(["timeline_items:not yours", "timeline_items:yours", "notes:schema note", "guests:Ann"])
+      )
     // The user: only wedding schema-A's rows, nothing of B and nothing of the unscoped notes.
     expect(mine.changes.received.map((m) => `${m.table}:${String(m.new["title"] ?? m.new["name"])}`)).toEqual([
       "timeline_items:yours",
@@ -425,7 +465,9 @@ describe("hostile column names", () => {
     const id = Number(rows[0].id)
     await sql(`update ${schema}.odd set "__proto__" = 'p2' where id = $1`, [id])
     const inserted = await plain.changes.next((m) => m.eventType === "INSERT")
-    expect(Object.getOwnPropertyNames(inserted.new).sort()).toEqual(["constructor", "id", "toString", "wedding_id"].sort())
+    expect(Object.getOwnPropertyNames(inserted.new).sort()).toEqual(
+      ["constructor", "id", "toString", "wedding_id"].sort()
+    )
     // realtime-js builds `new` with `{}` and drops a key named __proto__ itself; the frame carried it (see below).
     expect(inserted.new["constructor"]).toBe("c1")
     expect(inserted.new["toString"]).toBe("t1")
@@ -442,7 +484,13 @@ describe("hostile column names", () => {
     const socket = await RawClient.connect(`${gateway.wsUrl}?apikey=${token}&vsn=1.0.0`)
     try {
       const binding = { event: "INSERT", schema, table: "odd", filter: "__proto__=eq.raw" }
-      socket.send({ topic: "realtime:odd-raw", event: "phx_join", payload: { config: { postgres_changes: [binding] } }, ref: "1", join_ref: "1" })
+      socket.send({
+        topic: "realtime:odd-raw",
+        event: "phx_join",
+        payload: { config: { postgres_changes: [binding] } },
+        ref: "1",
+        join_ref: "1"
+      })
       await socket.next(RawClient.isReplyTo("1"))
       await socket.next(RawClient.isEvent("system"), 15_000)
       await sql(`insert into ${schema}.odd (wedding_id, "__proto__") values ('odd-B', 'other'), ('odd-B', 'raw')`)
@@ -461,33 +509,47 @@ const readiness = async (url: string) => {
 }
 
 /** Polls /ready until `until` holds (no event tells when a stream attempt failed), bounded. */
-const readinessUntil = (url: string, until: (r: Awaited<ReturnType<typeof readiness>>) => boolean, timeoutMs = 15_000) =>
-  waitUntil(`${url}/ready to match`, () => readiness(url), until, { timeoutMs, intervalMs: 100 })
+const readinessUntil = (
+  url: string,
+  until: (r: Awaited<ReturnType<typeof readiness>>) => boolean,
+  timeoutMs = 15_000
+) => waitUntil(`${url}/ready to match`, () => readiness(url), until, { timeoutMs, intervalMs: 100 })
 
 describe("readiness", () => {
-  it("a second gateway on the same slot answers 503 with the reason while the first streams and answers 200", async () => {
-    const sharedSlot = uniqueSqlName("slot")
-    const options = { changes: { databaseUrl: Redacted.make(databaseUrl()), slotName: sharedSlot, publicationName: publication } }
-    const first = await startGateway(options)
-    let second: RunningGateway | undefined
-    try {
-      const streaming = await readinessUntil(first.url, (r) => r.status === 200)
-      expect(streaming.body).toMatchObject({ ready: true })
-      second = await startGateway(options)
-      const held = await readinessUntil(second.url, (r) => r.body.reason?.includes("held by another process") === true)
-      expect(held.status).toBe(503)
-      expect(held.body).toMatchObject({ ready: false })
-      expect(held.body.reason).toContain(`replication slot ${sharedSlot} is held by another process`)
-      expect((await readiness(first.url)).status).toBe(200)
-      // Once the first lets go of the slot, the second takes over and becomes ready.
-      await first.stop()
-      expect((await readinessUntil(second.url, (r) => r.status === 200, 20_000)).body).toMatchObject({ ready: true })
-    } finally {
-      await first.stop()
-      await second?.stop()
-      await Postgres.dropReplicationSlot(db, sharedSlot)
-    }
-  }, 60_000)
+  it(
+    "a second gateway on the same slot answers 503 with the reason while the first streams and answers 200",
+    async () => {
+      const sharedSlot = uniqueSqlName("slot")
+      const options = {
+        changes: { databaseUrl: Redacted.make(databaseUrl()), slotName: sharedSlot, publicationName: publication }
+      }
+      const first = await startGateway(options)
+      let second: RunningGateway | undefined
+      try {
+        const streaming = await readinessUntil(first.url, (r) => r.status === 200)
+        expect(streaming.body).toMatchObject({ ready: true })
+        second = await startGateway(options)
+        const held = await readinessUntil(
+          second.url,
+          (r) => r.body.reason?.includes("held by another process") === true
+        )
+        expect(held.status).toBe(503)
+        expect(held.body).toMatchObject({ ready: false })
+        expect(held.body.reason).toContain(`replication slot ${sharedSlot} is held by another process`)
+        expect((await readiness(first.url)).status).toBe(200)
+        // Once the first lets go of the slot, the second takes over and becomes ready.
+        await first.stop()
+        expect(
+          (await readinessUntil(second.url, (r) => r.status === 200, 20_000)).body
+        ).toMatchObject({ ready: true })
+      } finally {
+        await first.stop()
+        await second?.stop()
+        await Postgres.dropReplicationSlot(db, sharedSlot)
+      }
+    },
+    60_000
+  )
 })
 
 describe("pooling", () => {
@@ -521,38 +583,51 @@ describe("pooling", () => {
 })
 
 describe("gateway restart", () => {
-  it("a client that rejoins within the start delay receives what was committed while the gateway was down, once", async () => {
-    const restartSlot = uniqueSqlName("slot")
-    const port = await new Promise<number>((resolve) => {
-      const probe = createServer().listen(0, "127.0.0.1", () => {
-        const address = probe.address()
-        probe.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
+  it(
+    "a client that rejoins within the start delay receives what was committed while the gateway was down, once",
+    async () => {
+      const restartSlot = uniqueSqlName("slot")
+      const port = await new Promise<number>((resolve) => {
+        const probe = createServer().listen(0, "127.0.0.1", () => {
+          const address = probe.address()
+          probe.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
+        })
       })
-    })
-    const options = {
-      gateway: { port },
-      changes: { databaseUrl: Redacted.make(databaseUrl()), slotName: restartSlot, publicationName: publication, startDelayMs: 4_000 }
-    }
-    let restarted = await startGateway(options)
-    try {
-      const token = await TestTokens.serviceRoleToken()
-      const c = makeSupabaseClient(restarted.url, token, { accessToken: token })
-      clients.push(c)
-      await c.realtime.setAuth()
-      const w = await watch(c, "restart", [{ event: "INSERT", table: "timeline_items", filter: "wedding_id=eq.restart" }])
-      await subscribed(w.system)
-      await sql(`insert into ${schema}.timeline_items (wedding_id, title) values ('restart', 'before')`)
-      await w.changes.next((m) => m.new["title"] === "before")
-      await restarted.stop()
-      await sql(`insert into ${schema}.timeline_items (wedding_id, title) values ('restart', 'while-down')`)
-      restarted = await startGateway(options)
-      await sql(`insert into ${schema}.timeline_items (wedding_id, title) values ('restart', 'after')`)
-      await w.changes.next((m) => m.new["title"] === "after", 30_000)
-      expect(w.changes.received.map((m) => m.new["title"])).toEqual(["before", "while-down", "after"])
-    } finally {
-      await closeAll(clients.splice(0))
-      await restarted.stop()
-      await Postgres.dropReplicationSlot(db, restartSlot)
-    }
-  }, 60_000)
+      const options = {
+        gateway: { port },
+        changes: {
+          databaseUrl: Redacted.make(databaseUrl()),
+          slotName: restartSlot,
+          publicationName: publication,
+          startDelayMs: 4_000
+        }
+      }
+      let restarted = await startGateway(options)
+      try {
+        const token = await TestTokens.serviceRoleToken()
+        const c = makeSupabaseClient(restarted.url, token, { accessToken: token })
+        clients.push(c)
+        await c.realtime.setAuth()
+        const w = await watch(c, "restart", [{
+          event: "INSERT",
+          table: "timeline_items",
+          filter: "wedding_id=eq.restart"
+        }])
+        await subscribed(w.system)
+        await sql(`insert into ${schema}.timeline_items (wedding_id, title) values ('restart', 'before')`)
+        await w.changes.next((m) => m.new["title"] === "before")
+        await restarted.stop()
+        await sql(`insert into ${schema}.timeline_items (wedding_id, title) values ('restart', 'while-down')`)
+        restarted = await startGateway(options)
+        await sql(`insert into ${schema}.timeline_items (wedding_id, title) values ('restart', 'after')`)
+        await w.changes.next((m) => m.new["title"] === "after", 30_000)
+        expect(w.changes.received.map((m) => m.new["title"])).toEqual(["before", "while-down", "after"])
+      } finally {
+        await closeAll(clients.splice(0))
+        await restarted.stop()
+        await Postgres.dropReplicationSlot(db, restartSlot)
+      }
+    },
+    60_000
+  )
 })

@@ -69,7 +69,11 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
   it("echoes to the sender with self: true", async () => {
     const name = room()
     const box = inbox<BroadcastMessage>("own broadcast")
-    const channel = client().channel(name, { config: { broadcast: { self: true } } }).on("broadcast", { event: "echo" }, box.push)
+    const channel = client().channel(name, { config: { broadcast: { self: true } } }).on(
+      "broadcast",
+      { event: "echo" },
+      box.push
+    )
     await subscribe(channel)
     await channel.send({ type: "broadcast", event: "echo", payload: { me: true } })
     assert.deepStrictEqual((await box.next()).payload, { me: true })
@@ -95,7 +99,10 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
     await subscribe(listener)
     const acked = client().channel(name, { config: { broadcast: { ack: true } } })
     await subscribe(acked)
-    assert.strictEqual(await acked.send({ type: "broadcast", event: "big", payload: { blob: "x".repeat(2_000) } }), "error")
+    assert.strictEqual(
+      await acked.send({ type: "broadcast", event: "big", payload: { blob: "x".repeat(2_000) } }),
+      "error"
+    )
     assert.strictEqual(await acked.send({ type: "broadcast", event: "big", payload: { blob: "small" } }), "ok")
     assert.deepStrictEqual((await box.next()).payload, { blob: "small" })
     assert.lengthOf(box.received, 1)
@@ -125,22 +132,28 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
     await subscribe(channelA)
     assert.strictEqual(await channelA.track({ name: "alice" }), "ok")
     const channelB = b.channel(name, { config: { presence: { key: "bob" } } })
-    const bSynced = waitFor<void>((resolve) =>
-      channelB.on("presence", { event: "sync" }, () => {
-        const state = channelB.presenceState()
-        if (state["alice"] !== undefined && state["bob"] !== undefined) resolve()
-      })
-    , 5000, "b to see alice and bob")
+    const bSynced = waitFor<void>(
+      (resolve) =>
+        channelB.on("presence", { event: "sync" }, () => {
+          const state = channelB.presenceState()
+          if (state["alice"] !== undefined && state["bob"] !== undefined) resolve()
+        }),
+      5000,
+      "b to see alice and bob"
+    )
     await subscribe(channelB)
     assert.strictEqual(await channelB.track({ name: "bob" }), "ok")
     await bSynced
     const channelC = c.channel(name, { config: { presence: { key: "carol" } } })
-    const cSynced = waitFor<void>((resolve) =>
-      channelC.on("presence", { event: "sync" }, () => {
-        const keys = Object.keys(channelC.presenceState()).sort()
-        if (keys.join(",") === "alice,bob,carol") resolve()
-      })
-    , 5000, "c to see all three")
+    const cSynced = waitFor<void>(
+      (resolve) =>
+        channelC.on("presence", { event: "sync" }, () => {
+          const keys = Object.keys(channelC.presenceState()).sort()
+          if (keys.join(",") === "alice,bob,carol") resolve()
+        }),
+      5000,
+      "c to see all three"
+    )
     await subscribe(channelC)
     await channelC.track({ name: "carol" })
     await cSynced
@@ -239,7 +252,8 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
       () => undefined,
       (e: unknown) => e
     )
-    assert.include((refused as Error).message, 
+    assert.include(
+      (refused as Error).message,
       "Unauthorized: You do not have permissions to read from this Channel topic: wedding:w-42"
     )
     const member = await userClient(await TestTokens.userToken({ weddingIds: ["w-42"] }))
@@ -250,12 +264,18 @@ describe.each(["2.0.0", "1.0.0"] as const)("supabase-js with vsn %s", (vsn) => {
     const token = await TestTokens.userToken({ weddingIds: ["w-7"] })
     const publicBox = inbox<BroadcastMessage>("public broadcast")
     const privateBox = inbox<BroadcastMessage>("private broadcast")
-    const publicChannel = (await userClient(token)).channel("wedding:w-7").on("broadcast", { event: "m" }, publicBox.push)
+    const publicChannel = (await userClient(token)).channel("wedding:w-7").on(
+      "broadcast",
+      { event: "m" },
+      publicBox.push
+    )
     const privateChannel = (await userClient(token)).channel("wedding:w-7", { config: { private: true } })
       .on("broadcast", { event: "m" }, privateBox.push)
     await subscribe(publicChannel)
     await subscribe(privateChannel)
-    const privateSender = (await userClient(token)).channel("wedding:w-7", { config: { private: true, broadcast: { ack: true } } })
+    const privateSender = (await userClient(token)).channel("wedding:w-7", {
+      config: { private: true, broadcast: { ack: true } }
+    })
     await subscribe(privateSender)
     await privateSender.send({ type: "broadcast", event: "m", payload: { room: "private" } })
     assert.deepStrictEqual((await privateBox.next()).payload, { room: "private" })

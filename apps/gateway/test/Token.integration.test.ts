@@ -12,7 +12,11 @@ const root = fileURLToPath(new URL("../../../", import.meta.url))
 
 const runToken = (args: ReadonlyArray<string>, env: Record<string, string> = {}): string => {
   const { JWT_SECRET: _secret, JWT_ISSUER: _issuer, JWT_AUDIENCE: _audience, ...inherited } = process.env
-  return execFileSync("npm", ["run", "-s", "token", "--", ...args], { cwd: root, env: { ...inherited, ...env }, encoding: "utf8" }).trim()
+  return execFileSync("npm", ["run", "-s", "token", "--", ...args], {
+    cwd: root,
+    env: { ...inherited, ...env },
+    encoding: "utf8"
+  }).trim()
 }
 
 const decide = (token: string, subtopic: string, auth: Layer.Layer<AuthConfig.AuthConfig>) =>
@@ -21,7 +25,9 @@ const decide = (token: string, subtopic: string, auth: Layer.Layer<AuthConfig.Au
     yield* ChannelPolicy.ChannelPolicy.use((p) => p.authorizeJoin(principal, subtopic, true))
     return principal
   }).pipe(
-    Effect.provide(Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(Layer.provide(auth))),
+    Effect.provide(
+      Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(Layer.provide(auth))
+    ),
     Effect.result,
     Effect.runPromise
   )
@@ -39,7 +45,10 @@ it("prints a token for the dev secret that joins the weddings it names and no ot
 it("signs with JWT_SECRET when it is set: the configured gateway accepts it, one with another secret does not", async () => {
   const secret = "a-production-like-secret-of-more-than-32-bytes"
   const token = runToken(["--supplier", "s1"], { JWT_SECRET: secret })
-  assert.strictEqual((await decide(token, "supplier:s1", AuthConfig.AuthConfig.layer({ jwtSecret: Redacted.make(secret) })))._tag, "Success")
+  assert.strictEqual(
+    (await decide(token, "supplier:s1", AuthConfig.AuthConfig.layer({ jwtSecret: Redacted.make(secret) })))._tag,
+    "Success"
+  )
   const other = await decide(token, "supplier:s1", AuthConfig.AuthConfig.layer())
   assert.strictEqual(other._tag === "Failure" ? other.failure.code : other._tag, "JwtSignatureError")
 })

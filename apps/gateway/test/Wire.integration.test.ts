@@ -22,10 +22,23 @@ const connect = async (vsn: Frame.Vsn, key = anonKey) => {
   return client
 }
 
-const frame = (vsn: Frame.Vsn, joinRef: string | null, ref: string | null, topic: string, event: string, payload: unknown) =>
-  vsn === "2.0.0" ? v2(joinRef, ref, topic, event, payload) : v1(joinRef, ref, topic, event, payload)
+const frame = (
+  vsn: Frame.Vsn,
+  joinRef: string | null,
+  ref: string | null,
+  topic: string,
+  event: string,
+  payload: unknown
+) => vsn === "2.0.0" ? v2(joinRef, ref, topic, event, payload) : v1(joinRef, ref, topic, event, payload)
 
-const joinPayload = { config: { broadcast: { self: false, ack: false }, presence: { key: "", enabled: false }, postgres_changes: [], private: false } }
+const joinPayload = {
+  config: {
+    broadcast: { self: false, ack: false },
+    presence: { key: "", enabled: false },
+    postgres_changes: [],
+    private: false
+  }
+}
 
 const join = async (client: RawClient.RawClient, vsn: Frame.Vsn, topic: string, payload: unknown = joinPayload) => {
   const ref = client.makeRef()
@@ -35,7 +48,12 @@ const join = async (client: RawClient.RawClient, vsn: Frame.Vsn, topic: string, 
 
 beforeAll(async () => {
   gateway = await startGateway({
-    connection: { maxChannelsPerConnection: 2, outboxLimitBytes: 64 * 1024, maxConnectionsPerUser: 1, maxEventsPerSecond: 1_000_000 }
+    connection: {
+      maxChannelsPerConnection: 2,
+      outboxLimitBytes: 64 * 1024,
+      maxConnectionsPerUser: 1,
+      maxEventsPerSecond: 1_000_000
+    }
   })
   anonKey = await TestTokens.anonToken()
 })
@@ -49,7 +67,10 @@ afterAll(async () => {
 describe("upgrade", () => {
   it("accepts a valid apikey and refuses a missing or invalid one with Supabase's 401 bodies", async () => {
     assert.strictEqual((await tryUpgrade(`${gateway.wsUrl}?apikey=${anonKey}&vsn=2.0.0`)).status, 101)
-    assert.deepStrictEqual(await tryUpgrade(`${gateway.wsUrl}?vsn=2.0.0`), { status: 401, body: JSON.stringify({ error: "API key is missing" }) })
+    assert.deepStrictEqual(await tryUpgrade(`${gateway.wsUrl}?vsn=2.0.0`), {
+      status: 401,
+      body: JSON.stringify({ error: "API key is missing" })
+    })
     assert.deepStrictEqual(await tryUpgrade(`${gateway.wsUrl}?apikey=garbage&vsn=2.0.0`), {
       status: 401,
       body: JSON.stringify({ error: "The token provided is not a valid JWT" })
@@ -79,7 +100,10 @@ describe("upgrade", () => {
     })
     await first.close()
     const url = `${gateway.wsUrl}?apikey=${token}&vsn=2.0.0`
-    await waitUntil("the user's slot to be released", async () => (await tryUpgrade(url)).status, (s) => s === 101, { timeoutMs: 1000, intervalMs: 50 })
+    await waitUntil("the user's slot to be released", async () => (await tryUpgrade(url)).status, (s) => s === 101, {
+      timeoutMs: 1000,
+      intervalMs: 50
+    })
   })
 })
 
@@ -88,7 +112,8 @@ describe.each(["2.0.0", "1.0.0"] as const)("frames with vsn %s", (vsn) => {
     const client = await connect(vsn)
     client.send(frame(vsn, null, "21", "phoenix", "heartbeat", {}))
     const reply = await client.next()
-    assert.deepStrictEqual(reply, 
+    assert.deepStrictEqual(
+      reply,
       vsn === "2.0.0"
         ? [null, "21", "phoenix", "phx_reply", { status: "ok", response: {} }]
         : { topic: "phoenix", event: "phx_reply", payload: { status: "ok", response: {} }, ref: "21" }
@@ -106,10 +131,16 @@ describe.each(["2.0.0", "1.0.0"] as const)("frames with vsn %s", (vsn) => {
 
   it("refuses an empty topic name and the join beyond the channel cap, with Supabase's reasons", async () => {
     const client = await connect(vsn)
-    assert.include(JSON.stringify((await join(client, vsn, "realtime:")).reply), "TopicNameRequired: You must provide a topic name")
+    assert.include(
+      JSON.stringify((await join(client, vsn, "realtime:")).reply),
+      "TopicNameRequired: You must provide a topic name"
+    )
     assert.include(JSON.stringify((await join(client, vsn, "realtime:a")).reply), '"status":"ok"')
     assert.include(JSON.stringify((await join(client, vsn, "realtime:b")).reply), '"status":"ok"')
-    assert.include(JSON.stringify((await join(client, vsn, "realtime:c")).reply), "ChannelRateLimitReached: Too many channels")
+    assert.include(
+      JSON.stringify((await join(client, vsn, "realtime:c")).reply),
+      "ChannelRateLimitReached: Too many channels"
+    )
   })
 
   it("echoes postgres_changes bindings in order with integer ids, then reports they are not enabled", async () => {
@@ -118,7 +149,9 @@ describe.each(["2.0.0", "1.0.0"] as const)("frames with vsn %s", (vsn) => {
       { event: "INSERT", schema: "public", table: "messages", filter: "room_id=eq.1" },
       { event: "*", schema: "public", table: "todos" }
     ]
-    const { reply } = await join(client, vsn, "realtime:pg", { config: { ...joinPayload.config, postgres_changes: bindings } })
+    const { reply } = await join(client, vsn, "realtime:pg", {
+      config: { ...joinPayload.config, postgres_changes: bindings }
+    })
     const response = (Array.isArray(reply) ? reply[4] : (reply as { payload: unknown }).payload) as {
       response: { postgres_changes: Array<Record<string, unknown>> }
     }
@@ -140,13 +173,50 @@ describe("broadcast across serializers", () => {
     await join(v2Member, "2.0.0", topic)
     await join(v1Member, "1.0.0", topic)
     const payload = new Uint8Array([1, 2, 3, 255])
-    sender.send(Serializer.encodeUserBroadcastPush({ joinRef, ref: "9", topic, userEvent: "raw", meta: undefined, encoding: "binary", payload }))
+    sender.send(
+      Serializer.encodeUserBroadcastPush({
+        joinRef,
+        ref: "9",
+        topic,
+        userEvent: "raw",
+        meta: undefined,
+        encoding: "binary",
+        payload
+      })
+    )
     const received = (await v2Member.next((f) => Buffer.isBuffer(f))) as Buffer
-    assert.deepStrictEqual([...received], [4, topic.length, 3, 0, 0, ...Buffer.from(topic), ...Buffer.from("raw"), 1, 2, 3, 255])
+    assert.deepStrictEqual([...received], [
+      4,
+      topic.length,
+      3,
+      0,
+      0,
+      ...Buffer.from(topic),
+      ...Buffer.from("raw"),
+      1,
+      2,
+      3,
+      255
+    ])
     // A JSON broadcast after it reaches the v1 member, and it is the first thing that member got.
-    sender.send(Serializer.encodeUserBroadcastPush({ joinRef, ref: "10", topic, userEvent: "json", meta: undefined, encoding: "json", payload: Buffer.from('{"n":1}') }))
+    sender.send(
+      Serializer.encodeUserBroadcastPush({
+        joinRef,
+        ref: "10",
+        topic,
+        userEvent: "json",
+        meta: undefined,
+        encoding: "json",
+        payload: Buffer.from('{"n":1}')
+      })
+    )
     const v1Frame = await v1Member.next(isEvent("broadcast"))
-    assert.deepStrictEqual(v1Frame, { topic, event: "broadcast", payload: { type: "broadcast", event: "json", payload: { n: 1 } }, ref: null })
+    assert.deepStrictEqual(v1Frame, {
+      topic,
+      event: "broadcast",
+      payload: { type: "broadcast", event: "json", payload: { n: 1 } },
+      ref: null
+    })
     assert.lengthOf(v1Member.received.filter(isEvent("broadcast")), 1)
   })
 
@@ -166,7 +236,10 @@ describe("broadcast across serializers", () => {
     client.send("this is not json")
     client.send(new Uint8Array([9, 9, 9]))
     client.send(frame("2.0.0", null, "7", "phoenix", "heartbeat", {}))
-    assert.deepStrictEqual(await client.next(isReplyTo("7")), [null, "7", "phoenix", "phx_reply", { status: "ok", response: {} }])
+    assert.deepStrictEqual(await client.next(isReplyTo("7")), [null, "7", "phoenix", "phx_reply", {
+      status: "ok",
+      response: {}
+    }])
   })
 })
 
@@ -229,13 +302,23 @@ describe("rate limits", () => {
 
 describe("http endpoints", () => {
   it("serves health, readiness and Prometheus metrics", async () => {
-    assert.deepStrictEqual(await getText(`${gateway.url}/health`), { status: 200, text: JSON.stringify({ status: "ok" }) })
+    assert.deepStrictEqual(await getText(`${gateway.url}/health`), {
+      status: 200,
+      text: JSON.stringify({ status: "ok" })
+    })
     const ready = await getText(`${gateway.url}/ready`)
     assert.strictEqual(ready.status, 200)
     assert.containSubset(JSON.parse(ready.text), { ready: true })
     const metrics = await getText(`${gateway.url}/metrics`)
     assert.strictEqual(metrics.status, 200)
-    for (const name of ["wedsync_connection_open", "wedsync_hub_deliveries_total", "wedsync_connection_joins_total", "process_resident_memory_bytes"]) {
+    for (
+      const name of [
+        "wedsync_connection_open",
+        "wedsync_hub_deliveries_total",
+        "wedsync_connection_joins_total",
+        "process_resident_memory_bytes"
+      ]
+    ) {
       assert.include(metrics.text, name)
     }
   })
@@ -243,12 +326,46 @@ describe("http endpoints", () => {
   it("answers REST broadcast errors with Supabase's statuses", async () => {
     const post = (path: string, init: RequestInit) => fetch(`${gateway.url}${path}`, { method: "POST", ...init })
     const auth = { apikey: anonKey, authorization: `Bearer ${anonKey}` }
-    assert.strictEqual((await post("/realtime/v1/api/broadcast", { headers: { "content-type": "application/json" }, body: "{}" })).status, 401)
-    assert.strictEqual((await post("/realtime/v1/api/broadcast", { headers: { ...auth, "content-type": "application/json" }, body: '{"messages":[{"topic":"t"}]}' })).status, 422)
-    assert.strictEqual((await post("/realtime/v1/api/broadcast", { headers: { ...auth, "content-type": "application/json" }, body: '{"messages":[{"topic":"t","event":"e","payload":{}}]}' })).status, 202)
-    assert.strictEqual((await post("/realtime/v1/api/broadcast/t/events/e", { headers: { ...auth, "content-type": "text/plain" }, body: "x" })).status, 415)
-    assert.strictEqual((await post("/realtime/v1/api/broadcast/wedding:w-1/events/e?private=true", { headers: { ...auth, "content-type": "application/json" }, body: "{}" })).status, 403)
+    assert.strictEqual(
+      (await post("/realtime/v1/api/broadcast", { headers: { "content-type": "application/json" }, body: "{}" }))
+        .status,
+      401
+    )
+    assert.strictEqual(
+      (await post("/realtime/v1/api/broadcast", {
+        headers: { ...auth, "content-type": "application/json" },
+        body: '{"messages":[{"topic":"t"}]}'
+      })).status,
+      422
+    )
+    assert.strictEqual(
+      (await post("/realtime/v1/api/broadcast", {
+        headers: { ...auth, "content-type": "application/json" },
+        body: '{"messages":[{"topic":"t","event":"e","payload":{}}]}'
+      })).status,
+      202
+    )
+    assert.strictEqual(
+      (await post("/realtime/v1/api/broadcast/t/events/e", {
+        headers: { ...auth, "content-type": "text/plain" },
+        body: "x"
+      })).status,
+      415
+    )
+    assert.strictEqual(
+      (await post("/realtime/v1/api/broadcast/wedding:w-1/events/e?private=true", {
+        headers: { ...auth, "content-type": "application/json" },
+        body: "{}"
+      })).status,
+      403
+    )
     const service = await TestTokens.serviceRoleToken()
-    assert.strictEqual((await post("/realtime/v1/api/broadcast/wedding:w-1/events/e?private=true", { headers: { authorization: `Bearer ${service}`, "content-type": "application/json" }, body: "{}" })).status, 202)
+    assert.strictEqual(
+      (await post("/realtime/v1/api/broadcast/wedding:w-1/events/e?private=true", {
+        headers: { authorization: `Bearer ${service}`, "content-type": "application/json" },
+        body: "{}"
+      })).status,
+      202
+    )
   })
 })

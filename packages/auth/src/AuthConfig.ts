@@ -84,7 +84,8 @@ export class AuthConfig extends Context.Service<
     /** When set, a JWT's `aud` (a string or an array) must name it. */
     readonly audience: string | undefined
   }
->()("@wedsync/auth/AuthConfig") {
+>()("@wedsync/auth/AuthConfig")
+{
   /** `defaults` overridden by `options`; `layer()` is the development defaults (dev JWT secret), for tests and local runs. */
   static readonly layer = (options?: Partial<AuthConfig["Service"]>): Layer.Layer<AuthConfig> =>
     Layer.succeed(AuthConfig, { ...defaults, ...options })

@@ -176,7 +176,8 @@ export const make: Effect.Effect<Service, never, AuthConfig> = Effect.gen(functi
         return yield* fail(AuthError.InvalidJWTToken.notYetValid())
       }
     }
-    if (config.issuer !== undefined && claims["iss"] !== config.issuer) return yield* fail(AuthError.InvalidJWTToken.wrongIssuer())
+    if (config.issuer !== undefined && claims["iss"] !== config.issuer)
+      return yield* fail(AuthError.InvalidJWTToken.wrongIssuer())
     if (config.audience !== undefined && !namesAudience(claims["aud"], config.audience)) {
       return yield* fail(AuthError.InvalidJWTToken.wrongAudience())
     }

@@ -13,7 +13,7 @@ const cases: ReadonlyArray<readonly [AuthError.AuthErrorReason, string]> = [
   [new AuthError.JwtSignatureError(), "JwtSignatureError: Failed to validate JWT signature"],
   [
     new AuthError.JwtSignerError({ kid: "key-1" }),
-    "JwtSignerError: Failed to generate JWT signer for key ID (kid) \"key-1\", check your JWT secret or JWKS configuration"
+    'JwtSignerError: Failed to generate JWT signer for key ID (kid) "key-1", check your JWT secret or JWKS configuration'
   ],
   [
     new AuthError.JwtSignerError({}),

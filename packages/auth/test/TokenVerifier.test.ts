@@ -15,7 +15,8 @@ const verifierLayer = (options?: Partial<AuthConfig.AuthConfig["Service"]>) =>
 const verify = (token: string) => TokenVerifier.TokenVerifier.use((v) => v.verify(token))
 
 // The `phx_reply` reason a client would see.
-const wireFailure = (token: string) => Effect.map(Effect.flip(verify(token)), (error) => `${error.code}: ${error.message}`)
+const wireFailure = (token: string) =>
+  Effect.map(Effect.flip(verify(token)), (error) => `${error.code}: ${error.message}`)
 
 const encodeJson = (value: unknown): string => base64url.encode(JSON.stringify(value))
 
@@ -261,7 +262,9 @@ layer(verifierLayer({ issuer: "https://auth.wedsync.test", audience: "authentica
       Effect.gen(function*() {
         const iss = "https://auth.wedsync.test"
         assert.strictEqual(
-          yield* wireFailure(yield* TestTokens.signEffect({ role: "authenticated", iss: "https://evil.test", aud: "authenticated" })),
+          yield* wireFailure(
+            yield* TestTokens.signEffect({ role: "authenticated", iss: "https://evil.test", aud: "authenticated" })
+          ),
           "InvalidJWTToken: Token issuer (iss) is not accepted"
         )
         assert.strictEqual(
@@ -272,20 +275,30 @@ layer(verifierLayer({ issuer: "https://auth.wedsync.test", audience: "authentica
           yield* wireFailure(yield* TestTokens.signEffect({ role: "authenticated", iss, aud: "other" })),
           "InvalidJWTToken: Token audience (aud) is not accepted"
         )
-        assert.strictEqual((yield* verify(yield* TestTokens.signEffect({ role: "authenticated", iss, aud: "authenticated" }))).role, "authenticated")
-        assert.strictEqual((yield* verify(yield* TestTokens.signEffect({ role: "authenticated", iss, aud: ["x", "authenticated"] }))).role, "authenticated")
+        assert.strictEqual(
+          (yield* verify(yield* TestTokens.signEffect({ role: "authenticated", iss, aud: "authenticated" }))).role,
+          "authenticated"
+        )
+        assert.strictEqual(
+          (yield* verify(yield* TestTokens.signEffect({ role: "authenticated", iss, aud: ["x", "authenticated"] })))
+            .role,
+          "authenticated"
+        )
       }))
   }
 )
 
-layer(verifierLayer({ jwksUrl: "http://127.0.0.1:9/jwks.json" }))("TokenVerifier with a JWKS and no secret of its own", (it) => {
-  it.effect("refuses HS tokens signed with the public development secret; sb_ keys still work", () =>
-    Effect.gen(function*() {
-      const minted = yield* TestTokens.signEffect({ role: "service_role" })
-      assert.match(yield* wireFailure(minted), /^JwtSignerError/)
-      assert.strictEqual((yield* verify("sb_publishable_any")).role, "anon")
-    }))
-})
+layer(verifierLayer({ jwksUrl: "http://127.0.0.1:9/jwks.json" }))(
+  "TokenVerifier with a JWKS and no secret of its own",
+  (it) => {
+    it.effect("refuses HS tokens signed with the public development secret; sb_ keys still work", () =>
+      Effect.gen(function*() {
+        const minted = yield* TestTokens.signEffect({ role: "service_role" })
+        assert.match(yield* wireFailure(minted), /^JwtSignerError/)
+        assert.strictEqual((yield* verify("sb_publishable_any")).role, "anon")
+      }))
+  }
+)
 
 layer(verifierLayer({ jwksUrl: "http://127.0.0.1:9/jwks.json", jwtSecret: Redacted.make(OTHER_SECRET) }))(
   "TokenVerifier with a JWKS and its own secret",
@@ -317,7 +330,9 @@ const serveJwks = (keys: ReadonlyArray<JWK>) =>
       }
       server.listen(0, "127.0.0.1", () => {
         const { port } = server.address() as AddressInfo
-        resume(Effect.succeed({ url: `http://127.0.0.1:${port}/auth/v1/.well-known/jwks.json`, close, hits: () => hits }))
+        resume(
+          Effect.succeed({ url: `http://127.0.0.1:${port}/auth/v1/.well-known/jwks.json`, close, hits: () => hits })
+        )
       })
     }),
     (server) => Effect.sync(server.close)
@@ -378,7 +393,7 @@ describe("TokenVerifier with a JWKS (real HTTP server on 127.0.0.1)", () => {
         assert.strictEqual((yield* verify(good)).role, "authenticated")
         assert.strictEqual(
           yield* wireFailure(unknownKid),
-          "JwtSignerError: Failed to generate JWT signer for key ID (kid) \"rotated-out\", check your JWT secret or JWKS configuration"
+          'JwtSignerError: Failed to generate JWT signer for key ID (kid) "rotated-out", check your JWT secret or JWKS configuration'
         )
         assert.strictEqual(
           yield* wireFailure(noKid),
@@ -400,7 +415,7 @@ describe("TokenVerifier with a JWKS (real HTTP server on 127.0.0.1)", () => {
       const reason = yield* wireFailure(token).pipe(Effect.provide(verifierLayer({ jwksUrl: server.url })))
       assert.strictEqual(
         reason,
-        "JwtSignerError: Failed to generate JWT signer for key ID (kid) \"rsa-1\", check your JWT secret or JWKS configuration"
+        'JwtSignerError: Failed to generate JWT signer for key ID (kid) "rsa-1", check your JWT secret or JWKS configuration'
       )
     }))
 })
@@ -423,9 +438,8 @@ describe("TokenVerifier totality", () => {
 
   const assertTotal = (exit: Exit.Exit<unknown, unknown>): boolean => {
     if (Exit.isSuccess(exit)) return true
-    return !Cause.hasDies(exit.cause) && exit.cause.reasons.every((reason) =>
-      Cause.isFailReason(reason) && reason.error instanceof AuthError.AuthError
-    )
+    return !Cause.hasDies(exit.cause) &&
+      exit.cause.reasons.every((reason) => Cause.isFailReason(reason) && reason.error instanceof AuthError.AuthError)
   }
 
   it.effect("verify never dies on arbitrary strings", () =>
@@ -445,7 +459,11 @@ describe("TokenVerifier totality", () => {
         fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 5 }),
         fc.record({
           role: fc.oneof(fc.constant("authenticated"), fc.jsonValue({ maxDepth: 1 })),
-          exp: fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.integer(), fc.jsonValue({ maxDepth: 1 })),
+          exp: fc.oneof(
+            fc.double({ noNaN: true, noDefaultInfinity: true }),
+            fc.integer(),
+            fc.jsonValue({ maxDepth: 1 })
+          ),
           app_metadata: fc.oneof(
             fc.jsonValue({ maxDepth: 2 }),
             fc.record({ wedding_ids: fc.jsonValue({ maxDepth: 1 }), supplier_ids: fc.jsonValue({ maxDepth: 1 }) })

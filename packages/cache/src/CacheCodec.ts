@@ -20,7 +20,9 @@ export const string: CacheCodec<string> = {
 /** `true` / `false` as `1` / `0`. */
 export const boolean: CacheCodec<boolean> = {
   encode: (value) => (value ? "1" : "0"),
-  decode: (text) => (text === "1" ? Result.succeed(true) : text === "0" ? Result.succeed(false) : Result.fail("not 0 or 1"))
+  decode: (
+    text
+  ) => (text === "1" ? Result.succeed(true) : text === "0" ? Result.succeed(false) : Result.fail("not 0 or 1"))
 }
 
 /** JSON text of any Schema whose encoded side is JSON (use `Schema.OptionFromNullOr` and the like for absence). */

@@ -22,5 +22,8 @@ export class CacheError extends Schema.TaggedError<CacheError>()("CacheError", {
 /** `StoreUnavailable`, with what was being done. */
 export const unavailable = (what: string, cause: unknown): CacheError =>
   new CacheError({
-    reason: new StoreUnavailable({ message: `${what}: ${cause instanceof Error ? cause.message : String(cause)}`, cause })
+    reason: new StoreUnavailable({
+      message: `${what}: ${cause instanceof Error ? cause.message : String(cause)}`,
+      cause
+    })
   })

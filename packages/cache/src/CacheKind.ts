@@ -36,7 +36,8 @@ export const make = <A>(options: {
   readonly codec: CacheCodec.CacheCodec<A>
   readonly isNegative?: ((value: A) => boolean) | undefined
 }): CacheKind<A> => {
-  if (!idPattern.test(options.id)) throw new Error(`CacheKind id ${JSON.stringify(options.id)} must match ${idPattern.source}`)
+  if (!idPattern.test(options.id))
+    throw new Error(`CacheKind id ${JSON.stringify(options.id)} must match ${idPattern.source}`)
   return {
     name: options.name,
     id: options.id,

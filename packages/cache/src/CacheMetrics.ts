@@ -48,7 +48,8 @@ export const l1Entries = Metric.gauge("wedsync_cache_l1_entries", { description:
 export const l1Bytes = Metric.gauge("wedsync_cache_l1_bytes", { description: "Estimated bytes of the entries in L1" })
 
 export const integrityFailures = Metric.counter("wedsync_cache_integrity_failures_total", {
-  description: "Store values rejected and dropped: MAC mismatch (tampered or foreign) or undecodable, by kind and reason",
+  description:
+    "Store values rejected and dropped: MAC mismatch (tampered or foreign) or undecodable, by kind and reason",
   incremental: true
 })
 
@@ -81,7 +82,9 @@ export const series = (): ReadonlyArray<Metric.Metric<never, unknown>> => [
     ...invalidationEvents.map((event) => Metric.withAttributes(invalidations, { kind, event }))
   ]),
   ...evictionReasons.map((reason) => Metric.withAttributes(evictions, { reason })),
-  ...storeEvents.flatMap((event) => storeReasons.map((reason) => Metric.withAttributes(storeFailures, { event, reason })))
+  ...storeEvents.flatMap((event) =>
+    storeReasons.map((reason) => Metric.withAttributes(storeFailures, { event, reason }))
+  )
 ]
 
 /** Registers every series of this package at 0, so they exist from the first scrape. */

@@ -56,7 +56,10 @@ export class InvalidationBus extends Context.Service<InvalidationBus, Invalidati
   "@wedsync/cache/InvalidationBus"
 ) {
   /** A bus of one process. */
-  static readonly layerMemory: Layer.Layer<InvalidationBus> = Layer.sync(InvalidationBus, () => makeMemory(new MemoryBus()))
+  static readonly layerMemory: Layer.Layer<InvalidationBus> = Layer.sync(
+    InvalidationBus,
+    () => makeMemory(new MemoryBus())
+  )
 
   /** A member of `bus`, for tests that run several caches in one process. */
   static readonly layerMemoryShared = (bus: MemoryBus): Layer.Layer<InvalidationBus> =>

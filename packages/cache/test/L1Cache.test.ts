@@ -2,7 +2,10 @@ import { assert, describe, it } from "vitest"
 import { Exit } from "effect"
 import { L1Cache } from "../src/index.ts"
 
-const entry = (key: string, options: { version?: number; bytes?: number; staleUntil?: number } = {}): L1Cache.L1Entry => ({
+const entry = (
+  key: string,
+  options: { version?: number; bytes?: number; staleUntil?: number } = {}
+): L1Cache.L1Entry => ({
   key,
   storeKey: `s:${key}`,
   kind: "user",
@@ -17,7 +20,11 @@ const entry = (key: string, options: { version?: number; bytes?: number; staleUn
 
 const make = (maxEntries: number, maxBytes: number) => {
   const evicted: Array<string> = []
-  const cache = new L1Cache.L1Cache({ maxEntries, maxBytes, onEvict: (e, reason) => evicted.push(`${e.key}:${reason}`) })
+  const cache = new L1Cache.L1Cache({
+    maxEntries,
+    maxBytes,
+    onEvict: (e, reason) => evicted.push(`${e.key}:${reason}`)
+  })
   return { cache, evicted }
 }
 

@@ -13,7 +13,12 @@ import {
 } from "../src/index.ts"
 
 const plan = CacheKind.make({ name: "subscription", id: "plan", codec: CacheCodec.string })
-const member = CacheKind.make({ name: "user", id: "member", codec: CacheCodec.boolean, isNegative: (allowed) => !allowed })
+const member = CacheKind.make({
+  name: "user",
+  id: "member",
+  codec: CacheCodec.boolean,
+  isNegative: (allowed) => !allowed
+})
 const wedding = CacheKind.make({ name: "wedding", id: "info", codec: CacheCodec.string })
 const devices = CacheKind.make({ name: "connection", id: "devices", codec: CacheCodec.string })
 const kinds = [plan, wedding, devices] as const
@@ -182,7 +187,9 @@ describe("LayeredCache", () => {
         })
       )
       const fiber = yield* Effect.forkChild(
-        Effect.all(Array.from({ length: 10 }, () => Effect.flip(cache.get(plan, "b", failing))), { concurrency: "unbounded" })
+        Effect.all(Array.from({ length: 10 }, () => Effect.flip(cache.get(plan, "b", failing))), {
+          concurrency: "unbounded"
+        })
       )
       yield* settle
       yield* TestClock.adjust("10 millis")
@@ -221,7 +228,9 @@ describe("LayeredCache", () => {
       const a = yield* makeCache({ store })
       const b = yield* makeCache({ store })
       // b invalidates while a's load (started earlier) is still running: a keeps its answer out of the store.
-      const aLoad = yield* Effect.forkChild(a.get(plan, "k", Effect.andThen(Effect.sleep("1 second"), Effect.succeed("old"))))
+      const aLoad = yield* Effect.forkChild(
+        a.get(plan, "k", Effect.andThen(Effect.sleep("1 second"), Effect.succeed("old")))
+      )
       yield* settle
       yield* TestClock.adjust("1 millis")
       yield* b.invalidate(plan, "k")
@@ -244,7 +253,10 @@ describe("LayeredCache", () => {
       const failures = yield* count(CacheMetrics.integrityFailures, { kind: "subscription", reason: "mac" })
       const reader = yield* makeCache({ store: recorded.store })
       assert.strictEqual(yield* reader.get(plan, "b", Effect.succeed("reloaded")), "reloaded")
-      assert.strictEqual((yield* count(CacheMetrics.integrityFailures, { kind: "subscription", reason: "mac" })) - failures, 1)
+      assert.strictEqual(
+        (yield* count(CacheMetrics.integrityFailures, { kind: "subscription", reason: "mac" })) - failures,
+        1
+      )
       // The tampered value is gone; the reload's value replaced it.
       const third = yield* makeCache({ store: recorded.store })
       assert.strictEqual(yield* third.get(plan, "b", Effect.die("must come from the store")), "reloaded")
@@ -257,7 +269,10 @@ describe("LayeredCache", () => {
       yield* recorded.store.set(key, { version: theirs.version + 10, value: theirs.value }, 60_000)
       const fourth = yield* makeCache({ store: recorded.store })
       assert.strictEqual(yield* fourth.get(plan, "b", Effect.succeed("mine")), "mine")
-      assert.strictEqual((yield* count(CacheMetrics.integrityFailures, { kind: "subscription", reason: "mac" })) - failures, 2)
+      assert.strictEqual(
+        (yield* count(CacheMetrics.integrityFailures, { kind: "subscription", reason: "mac" })) - failures,
+        2
+      )
     }))
 
   it.effect("keys and bus messages never carry the caller's key in plain text", () =>
@@ -281,7 +296,11 @@ describe("LayeredCache", () => {
 
   it.effect("a slow store: reads fall back to the loader within the timeout, writes are dropped and counted", () =>
     Effect.gen(function*() {
-      const never: CacheStore.CacheStoreShape = { get: () => Effect.never, set: () => Effect.never, delete: () => Effect.never }
+      const never: CacheStore.CacheStoreShape = {
+        get: () => Effect.never,
+        set: () => Effect.never,
+        delete: () => Effect.never
+      }
       const cache = yield* makeCache({ store: never, storeTimeoutMs: 50 })
       const readTimeouts = yield* count(CacheMetrics.storeFailures, { event: "read", reason: "timeout" })
       const writeTimeouts = yield* count(CacheMetrics.storeFailures, { event: "write", reason: "timeout" })
@@ -293,8 +312,14 @@ describe("LayeredCache", () => {
       assert.strictEqual(state.runs, 1)
       yield* TestClock.adjust("50 millis")
       assert.strictEqual(yield* Fiber.join(fiber), "from-db")
-      assert.strictEqual((yield* count(CacheMetrics.storeFailures, { event: "read", reason: "timeout" })) - readTimeouts, 1)
-      assert.strictEqual((yield* count(CacheMetrics.storeFailures, { event: "write", reason: "timeout" })) - writeTimeouts, 1)
+      assert.strictEqual(
+        (yield* count(CacheMetrics.storeFailures, { event: "read", reason: "timeout" })) - readTimeouts,
+        1
+      )
+      assert.strictEqual(
+        (yield* count(CacheMetrics.storeFailures, { event: "write", reason: "timeout" })) - writeTimeouts,
+        1
+      )
       // L1 still serves.
       assert.strictEqual(yield* cache.get(plan, "b", Effect.die("L1 must answer")), "from-db")
       // An invalidation against the dead store returns within the timeouts too.
@@ -340,7 +365,9 @@ describe("LayeredCache", () => {
 
   it.effect("layerMemory: L1 only, and the same answers", () =>
     Effect.gen(function*() {
-      const context = yield* Layer.build(LayeredCache.LayeredCache.layerMemory.pipe(Layer.provide(CacheConfig.layerDefaults)))
+      const context = yield* Layer.build(
+        LayeredCache.LayeredCache.layerMemory.pipe(Layer.provide(CacheConfig.layerDefaults))
+      )
       const cache = Context.get(context, LayeredCache.LayeredCache)
       const { state, load } = source("x")
       assert.strictEqual(yield* cache.get(devices, "supplier-1", load), "x")

@@ -62,19 +62,26 @@ export interface CatalogShape {
   readonly forget: (relationOid: number) => void
 }
 
-const quote = (identifier: string) => `"${identifier.replaceAll("\"", "\"\"")}"`
+const quote = (identifier: string) => `"${identifier.replaceAll('"', '""')}"`
 
 const qualified = (name: string) => name.split(".").map(quote).join(".")
 
 /** The SQLSTATE of a pg error, if `cause` is one. */
 export const sqlState = (cause: unknown): string | undefined =>
-  typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string" ? cause.code : undefined
+  typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string"
+    ? cause.code
+    : undefined
 
 // 42710 duplicate_object: another process created it between our check and our create.
 const isDuplicate = (error: ChangesError) => sqlState(error.reason.cause) === "42710"
 
 /** `REPLICA IDENTITY FULL`, or (scope column NOT NULL) a unique index on (primary key, scope column) as identity. */
-const identityFix = (schema: string, table: string, column: string, primaryKey: ReadonlyArray<string> | null): string => {
+const identityFix = (
+  schema: string,
+  table: string,
+  column: string,
+  primaryKey: ReadonlyArray<string> | null
+): string => {
   const target = `${quote(schema)}.${quote(table)}`
   const full = `ALTER TABLE ${target} REPLICA IDENTITY FULL;`
   if (primaryKey === null || primaryKey.length === 0) return full
@@ -148,9 +155,12 @@ export const make = Effect.gen(function*() {
   })
 
   const slotHolder = Effect.map(
-    query<{ pid: number | null }>(`select active_pid as pid from pg_replication_slots where slot_name = $1 and active`, [
-      config.slotName
-    ]),
+    query<{ pid: number | null }>(
+      `select active_pid as pid from pg_replication_slots where slot_name = $1 and active`,
+      [
+        config.slotName
+      ]
+    ),
     (result) => result.rows[0]?.pid ?? undefined
   )
 
@@ -208,7 +218,8 @@ export const make = Effect.gen(function*() {
        order by 1, 2`,
       [config.publicationName]
     ),
-    (result) => result.rows.map((row) => ({ ...row, fix: identityFix(row.schema, row.table, row.column, row.primary_key) }))
+    (result) =>
+      result.rows.map((row) => ({ ...row, fix: identityFix(row.schema, row.table, row.column, row.primary_key) }))
   )
 
   // Kept for the process: OIDs of types do not change under a running stream.
@@ -217,13 +228,18 @@ export const make = Effect.gen(function*() {
     Effect.gen(function*() {
       let missing = types.missing(oids)
       while (missing.length > 0) {
-        const result = yield* query<{ oid: number; name: string; category: string; elem: number; base: number; delimiter: string }>(
+        const result = yield* query<
+          { oid: number; name: string; category: string; elem: number; base: number; delimiter: string }
+        >(
           `select oid, typname as name, typcategory as category, typelem as elem, typbasetype as base, typdelim as delimiter
            from pg_type where oid = any($1::oid[])`,
           [missing]
         )
-        for (const row of result.rows) types.add(Number(row.oid), { ...row, elem: Number(row.elem), base: Number(row.base) })
-        for (const oid of missing) if (!types.has(oid)) types.add(oid, PgValue.unknownType)
+        for (const row of result.rows)
+          types.add(Number(row.oid), { ...row, elem: Number(row.elem), base: Number(row.base) })
+        for (const oid of missing)
+          if (!types.has(oid))
+            types.add(oid, PgValue.unknownType)
         missing = types.missing(result.rows.flatMap((row) => [Number(row.elem), Number(row.base)]))
       }
     })

@@ -1,5 +1,8 @@
 /** One row change decoded from pgoutput. Values are JSON-ready (see PgValue for the typing rules). */
-export interface Column { readonly name: string; readonly type: string } // Postgres type name: int8, text, uuid, timestamptz, jsonb, _text, bool, numeric...
+export interface Column {
+  readonly name: string
+  readonly type: string
+} // Postgres type name: int8, text, uuid, timestamptz, jsonb, _text, bool, numeric...
 export type Action = "INSERT" | "UPDATE" | "DELETE" | "TRUNCATE"
 export interface ChangeEvent {
   readonly schema: string

@@ -15,7 +15,19 @@ import type { Column } from "./ChangeEvent.ts"
 
 type Op = "eq" | "neq" | "lt" | "lte" | "gt" | "gte" | "in" | "is" | "like" | "ilike" | "isdistinct"
 
-const OPS: ReadonlySet<string> = new Set(["eq", "neq", "lt", "lte", "gt", "gte", "in", "is", "like", "ilike", "isdistinct"])
+const OPS: ReadonlySet<string> = new Set([
+  "eq",
+  "neq",
+  "lt",
+  "lte",
+  "gt",
+  "gte",
+  "in",
+  "is",
+  "like",
+  "ilike",
+  "isdistinct"
+])
 const REFUSED_OPS: ReadonlySet<string> = new Set(["match", "imatch"])
 const MAX_IN_VALUES = 100
 
@@ -50,10 +62,10 @@ const splitTopLevel = (text: string, separator: string): Array<string> | undefin
     if (quoted) {
       current += c
       if (c === "\\" && i + 1 < text.length) current += text[++i]
-      else if (c === "\"") quoted = false
+      else if (c === '"') quoted = false
       continue
     }
-    if (c === "\"") quoted = true
+    if (c === '"') quoted = true
     else if (c === "(") depth++
     else if (c === ")") depth--
     if (depth < 0) return undefined
@@ -72,15 +84,15 @@ const splitTopLevel = (text: string, separator: string): Array<string> | undefin
 /** A PostgREST value: `"quoted, with \\" escapes"` or bare text (trimmed). */
 const unquote = (raw: string): string | undefined => {
   const value = raw.trim()
-  if (!value.startsWith("\"")) return value
-  if (value.length < 2 || !value.endsWith("\"")) return undefined
+  if (!value.startsWith('"')) return value
+  if (value.length < 2 || !value.endsWith('"')) return undefined
   let out = ""
   for (let i = 1; i < value.length - 1; i++) {
     const c = value[i]!
     if (c === "\\") {
       if (i + 1 >= value.length - 1) return undefined
       out += value[++i]
-    } else if (c === "\"") {
+    } else if (c === '"') {
       return undefined
     } else {
       out += c
@@ -102,13 +114,16 @@ const parseCondition = (segment: string): Result.Result<Condition, FilterError> 
   const dot = rest.indexOf(".")
   const op = dot < 0 ? rest : rest.slice(0, dot)
   if (REFUSED_OPS.has(op)) {
-    return fail(`\`${op}\` filters are not supported by this gateway: Postgres regular expressions cannot be evaluated exactly here`)
+    return fail(
+      `\`${op}\` filters are not supported by this gateway: Postgres regular expressions cannot be evaluated exactly here`
+    )
   }
   if (dot < 0 || !OPS.has(op)) return fail(`Error parsing \`filter\` params: ${JSON.stringify([column, rest])}`)
   const valueText = rest.slice(dot + 1)
   if (op === "in") {
     const trimmed = valueText.trim()
-    if (!trimmed.startsWith("(") || !trimmed.endsWith(")")) return fail("`in` filter value must be wrapped by parentheses")
+    if (!trimmed.startsWith("(") || !trimmed.endsWith(")"))
+      return fail("`in` filter value must be wrapped by parentheses")
     const items = splitTopLevel(trimmed.slice(1, -1), ",")
     if (items === undefined) return fail(`Error parsing \`filter\` params: ${JSON.stringify([column, rest])}`)
     const values: Array<string> = []
@@ -129,7 +144,8 @@ const parseCondition = (segment: string): Result.Result<Condition, FilterError> 
 export const parse = (filter: string): Result.Result<Filter, FilterError> => {
   const segments = splitTopLevel(filter, ",")
   if (segments === undefined) return fail(`Error parsing \`filter\` params: ${JSON.stringify([filter])}`)
-  if (segments.some((s) => s.trim() === "")) return fail("filter must not contain empty segments (check for extra commas)")
+  if (segments.some((s) => s.trim() === ""))
+    return fail("filter must not contain empty segments (check for extra commas)")
   const conditions: Array<Condition> = []
   for (const segment of segments) {
     const condition = parseCondition(segment.trim())
@@ -195,7 +211,11 @@ const toComparable = (kind: Kind, value: unknown): Comparable | undefined => {
   const text = value instanceof Date ? value.toISOString() : typeof value === "string" ? value : String(value)
   switch (kind) {
     case "integer":
-      return typeof value === "number" && Number.isInteger(value) ? BigInt(value) : INTEGER.test(text) ? BigInt(text) : undefined
+      return typeof value === "number" && Number.isInteger(value)
+        ? BigInt(value)
+        : INTEGER.test(text)
+        ? BigInt(text)
+        : undefined
     case "decimal":
     case "float":
       if (kind === "float" && typeof value === "number") return value
@@ -253,19 +273,38 @@ export const validate = (filter: Filter, columns: ReadonlyArray<Column>): Result
       if (word !== "null" && word !== "true" && word !== "false" && word !== "unknown") {
         return fail(`\`is\` filter value must be null, true, false or unknown (column ${column.name})`)
       }
-      if (word !== "null" && kind !== "bool") return fail(`\`is ${word}\` needs a boolean column (column ${column.name})`)
-      typed.push({ column: column.name, kind, op: "is", negate: condition.negate, values: [], is: word, pattern: undefined })
+      if (word !== "null" && kind !== "bool")
+        return fail(`\`is ${word}\` needs a boolean column (column ${column.name})`)
+      typed.push({
+        column: column.name,
+        kind,
+        op: "is",
+        negate: condition.negate,
+        values: [],
+        is: word,
+        pattern: undefined
+      })
       continue
     }
     if (condition.op === "like" || condition.op === "ilike") {
       if (kind !== "text") return fail(`\`${condition.op}\` needs a text column (column ${column.name})`)
       const pattern = likeToRegExp(condition.values[0]!, condition.op === "ilike")
-      typed.push({ column: column.name, kind, op: condition.op, negate: condition.negate, values: [], is: undefined, pattern })
+      typed.push({
+        column: column.name,
+        kind,
+        op: condition.op,
+        negate: condition.negate,
+        values: [],
+        is: undefined,
+        pattern
+      })
       continue
     }
     // Text order depends on the database collation, which the gateway cannot reproduce exactly.
     if ((kind === "bool" || kind === "uuid" || kind === "text") && ["lt", "lte", "gt", "gte"].includes(condition.op)) {
-      return fail(`\`${condition.op}\` is not supported on ${column.type} columns by this gateway (column ${column.name})`)
+      return fail(
+        `\`${condition.op}\` is not supported on ${column.type} columns by this gateway (column ${column.name})`
+      )
     }
     const values: Array<Comparable> = []
     for (const literal of condition.values) {
@@ -273,7 +312,15 @@ export const validate = (filter: Filter, columns: ReadonlyArray<Column>): Result
       if (value === undefined) return fail(`invalid input value "${literal}" for ${column.type} column ${column.name}`)
       values.push(value)
     }
-    typed.push({ column: column.name, kind, op: condition.op, negate: condition.negate, values, is: undefined, pattern: undefined })
+    typed.push({
+      column: column.name,
+      kind,
+      op: condition.op,
+      negate: condition.negate,
+      values,
+      is: undefined,
+      pattern: undefined
+    })
   }
   return Result.succeed(typed)
 }

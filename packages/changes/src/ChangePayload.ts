@@ -28,7 +28,13 @@ export const data = (event: ChangeEvent, variant: Variant): Record<string, unkno
   const selected = variant.select === undefined ? undefined : new Set([...variant.select, ...event.primaryKey])
   const visible = (column: string) => selected === undefined || selected.has(column)
   const columns = event.columns.filter((c) => visible(c.name)).map((c) => ({ name: c.name, type: c.type }))
-  const head = { schema: event.schema, table: event.table, commit_timestamp: event.commitTimestamp, type: event.action, columns }
+  const head = {
+    schema: event.schema,
+    table: event.table,
+    commit_timestamp: event.commitTimestamp,
+    type: event.action,
+    columns
+  }
   const primaryKey = new Set(event.primaryKey)
   switch (event.action) {
     case "INSERT":

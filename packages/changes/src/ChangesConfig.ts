@@ -52,8 +52,9 @@ export const config: Config.Config<ChangesOptions> = Config.all({
 
 export class ChangesConfig extends Context.Service<ChangesConfig, ChangesOptions>()("@wedsync/changes/ChangesConfig") {
   /** `defaults` overridden by `options`; the database is always given. */
-  static readonly layer = (options: Partial<ChangesOptions> & Pick<ChangesOptions, "databaseUrl">): Layer.Layer<ChangesConfig> =>
-    Layer.succeed(ChangesConfig, { ...defaults, ...options })
+  static readonly layer = (
+    options: Partial<ChangesOptions> & Pick<ChangesOptions, "databaseUrl">
+  ): Layer.Layer<ChangesConfig> => Layer.succeed(ChangesConfig, { ...defaults, ...options })
 
   /** `config`, read through the current `ConfigProvider`. */
   static readonly layerConfig: Layer.Layer<ChangesConfig, Config.ConfigError> = Layer.effect(ChangesConfig, config)

@@ -63,10 +63,10 @@ export const parseArray = (text: string, delimiter: string, element: Convert): u
       const c = text.charAt(i)
       if (c === "{") {
         out.push(parse())
-      } else if (c === "\"") {
+      } else if (c === '"') {
         let value = ""
         i++
-        while (i < text.length && text.charAt(i) !== "\"") {
+        while (i < text.length && text.charAt(i) !== '"') {
           if (text.charAt(i) === "\\") i++
           value += text.charAt(i)
           i++

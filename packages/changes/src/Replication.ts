@@ -16,7 +16,20 @@
  * `layerMemory` is the same service without Postgres: a fixed catalog, and transactions a test commits
  * through `ReplicationFeed`.
  */
-import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Layer, Metric, Queue, Schedule, type Scope } from "effect"
+import {
+  Cause,
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Layer,
+  Metric,
+  Queue,
+  Schedule,
+  type Scope
+} from "effect"
 import type { Column, Transaction } from "./ChangeEvent.ts"
 import { Catalog, type IdentityGap, type Relation, sqlState } from "./Catalog.ts"
 import { ChangesConfig } from "./ChangesConfig.ts"
@@ -46,7 +59,9 @@ export interface ReplicationShape {
    * `consume` returned; reconnects forever on failure (a defect in `consume` included: that transaction
    * comes again). Runs until interrupted. Gotcha: one `run` per process, a second one dies.
    */
-  readonly run: (consume: (transaction: Transaction) => Effect.Effect<void>) => Effect.Effect<never, ChangesError, Scope.Scope>
+  readonly run: (
+    consume: (transaction: Transaction) => Effect.Effect<void>
+  ) => Effect.Effect<never, ChangesError, Scope.Scope>
   /** The table's columns and primary key when it exists and is in the publication, else undefined. */
   readonly relation: (schema: string, table: string) => Effect.Effect<Relation | undefined, ChangesError>
   /** Names of the published tables of `schema` (for whole-schema bindings). */
@@ -96,7 +111,8 @@ export const make = Effect.gen(function*() {
     const error = Cause.squash(cause)
     const inner = error instanceof ChangesError ? error.reason.cause : undefined
     // 55006 object_in_use: another walsender streams this slot (a second gateway with the same REPLICATION_SLOT).
-    if (sqlState(inner) === "55006") return heldBy(config.slotName, inner instanceof Error ? inner.message : "object in use")
+    if (sqlState(inner) === "55006")
+      return heldBy(config.slotName, inner instanceof Error ? inner.message : "object in use")
     return error instanceof Error ? error.message : String(error)
   }
 
@@ -139,7 +155,9 @@ export const make = Effect.gen(function*() {
       // Only on start, not on reconnects: gives a restarted gateway's clients time to rejoin.
       if (config.startDelayMs > 0) {
         const pid = yield* Effect.orElseSucceed(catalog.slotHolder, () => undefined)
-        status = pid === undefined ? { _tag: "Waiting" } : { _tag: "Down", reason: heldBy(config.slotName, `PID ${pid}`) }
+        status = pid === undefined
+          ? { _tag: "Waiting" }
+          : { _tag: "Down", reason: heldBy(config.slotName, `PID ${pid}`) }
         yield* Effect.sleep(config.startDelayMs)
         if (status._tag === "Waiting") status = { _tag: "Starting" }
       }
@@ -196,7 +214,9 @@ export class ReplicationFeed extends Context.Service<ReplicationFeed, {
 export const makeMemory = (options: { readonly publication?: string; readonly tables: ReadonlyArray<MemoryTable> }) =>
   Effect.gen(function*() {
     const publication = options.publication ?? "memory"
-    const pending = yield* Queue.unbounded<{ readonly transaction: Transaction; readonly done: Deferred.Deferred<void> }>()
+    const pending = yield* Queue.unbounded<
+      { readonly transaction: Transaction; readonly done: Deferred.Deferred<void> }
+    >()
     const established = Deferred.makeUnsafe<void>()
     let status: Status = { _tag: "Starting" }
     const find = (schema: string, table: string) => options.tables.find((t) => t.schema === schema && t.table === table)
@@ -214,7 +234,9 @@ export const makeMemory = (options: { readonly publication?: string; readonly ta
         }),
       relation: (schema, table) => {
         const found = find(schema, table)
-        return Effect.succeed(found === undefined ? undefined : { columns: found.columns, primaryKey: found.primaryKey })
+        return Effect.succeed(
+          found === undefined ? undefined : { columns: found.columns, primaryKey: found.primaryKey }
+        )
       },
       publishedTables: (schema) =>
         Effect.succeed(options.tables.filter((t) => t.schema === schema).map((t) => t.table).sort()),

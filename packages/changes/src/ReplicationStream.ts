@@ -48,7 +48,7 @@ class TextPgoutputPlugin extends PgoutputPlugin {
       return { tag: "origin", originLsn: null, originName: "" }
     }
     // The decoder keeps this relation object and reads later tuples with these parsers.
-    if (message.tag === "relation") for (const column of message.columns) column.parser = PgValue.keepText
+    if (message.tag === "relation") { for (const column of message.columns) column.parser = PgValue.keepText }
     return message
   }
 }
@@ -132,13 +132,16 @@ export const attempt = (options: {
       // With everything received consumed, the keepalive's position is safe to confirm: it lets Postgres
       // recycle WAL of other tables' writes while our tables are quiet.
       const idle = arrived === processed && !inTransaction
-      if ((idle && confirm(Lsn.parse(lsn))) || shouldRespond) Effect.runForkWith(context)(reportConfirmed)
+      if ((idle && confirm(Lsn.parse(lsn))) || shouldRespond)
+        Effect.runForkWith(context)(reportConfirmed)
     })
     service.on("start", options.onStart)
-    service.on("error", (cause: Error) => fail(replicationFailed("Replication stream failed", cause)))
+    service.on("error", (cause: Error) =>
+      fail(replicationFailed("Replication stream failed", cause)))
     yield* Effect.forkScoped(
       Effect.tryPromise({
-        try: () => service.subscribe(plugin, config.slotName, Lsn.format(confirmed)),
+        try: () =>
+          service.subscribe(plugin, config.slotName, Lsn.format(confirmed)),
         catch: (cause) => replicationFailed("Replication stream failed", cause)
       }).pipe(
         Effect.andThen(Effect.fail(replicationFailed("Replication stream ended", "the server closed it"))),
@@ -190,7 +193,13 @@ export const attempt = (options: {
         case "update": {
           const decoder = yield* catalog.decoder(message.relation)
           const before = message.old ?? message.key
-          add(message.relation, decoder, "UPDATE", toRecord(decoder, message.new, before), toRecord(decoder, before, null))
+          add(
+            message.relation,
+            decoder,
+            "UPDATE",
+            toRecord(decoder, message.new, before),
+            toRecord(decoder, before, null)
+          )
           break
         }
         case "delete": {

@@ -89,7 +89,7 @@ export class RowPolicy {
       case "Wedding":
       case "Supplier": {
         let decisions = this.cache.get(access)
-        if (decisions === undefined) this.cache.set(access, (decisions = new Map()))
+        if (decisions === undefined) this.cache.set(access, decisions = new Map())
         const key = scope._tag === "Wedding" ? `w:${scope.id}` : `s:${scope.id}`
         let allowed = decisions.get(key)
         if (allowed === undefined) {

@@ -30,7 +30,16 @@ const refusal = (filter: string): string => {
   return Result.isFailure(typed) ? typed.failure.message : "accepted"
 }
 
-const row = { id: "9007199254740993", position: 5, price: "10.50", title: "First, dance", done: true, ref: "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", due: "2026-06-13 14:00:00+02", tags: ["a"] }
+const row = {
+  id: "9007199254740993",
+  position: 5,
+  price: "10.50",
+  title: "First, dance",
+  done: true,
+  ref: "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+  due: "2026-06-13 14:00:00+02",
+  tags: ["a"]
+}
 
 describe("ChangeFilter", () => {
   it.each([
@@ -41,8 +50,8 @@ describe("ChangeFilter", () => {
     ["position=gt.4", "position=gt.5"],
     ["position=gte.5", "position=gte.6"],
     ["position=in.(1,5,9)", "position=in.(1,9)"],
-    ["title=eq.\"First, dance\"", "title=eq.First"],
-    ["title=in.(Cake,\"First, dance\")", "title=in.(Cake)"],
+    ['title=eq."First, dance"', "title=eq.First"],
+    ['title=in.(Cake,"First, dance")', "title=in.(Cake)"],
     ["title=like.First%", "title=like.first%"],
     ["title=ilike.first%", "title=ilike.%cake%"],
     ["done=is.true", "done=is.false"],
@@ -80,10 +89,14 @@ describe("ChangeFilter", () => {
 
   it("refuses malformed filters with Supabase's messages", () => {
     assert.strictEqual(refusal("position=in.1,2"), "`in` filter value must be wrapped by parentheses")
-    assert.strictEqual(refusal("position=eq.1,,title=eq.x"), "filter must not contain empty segments (check for extra commas)")
-    assert.strictEqual(refusal("foo"), "Error parsing `filter` params: [\"foo\"]")
+    assert.strictEqual(
+      refusal("position=eq.1,,title=eq.x"),
+      "filter must not contain empty segments (check for extra commas)"
+    )
+    assert.strictEqual(refusal("foo"), 'Error parsing `filter` params: ["foo"]')
     assert.include(refusal("position=between.1"), "Error parsing `filter` params")
-    assert.strictEqual(refusal(`position=in.(${Array.from({ length: 101 }, (_, i) => i).join(",")})`), 
+    assert.strictEqual(
+      refusal(`position=in.(${Array.from({ length: 101 }, (_, i) => i).join(",")})`),
       "too many values for `in` filter. Maximum 100"
     )
     assert.strictEqual(refusal(`position=in.(${Array.from({ length: 100 }, (_, i) => i).join(",")})`), "accepted")
@@ -91,7 +104,7 @@ describe("ChangeFilter", () => {
 
   it("refuses what it cannot evaluate exactly, next to the accepted form", () => {
     assert.strictEqual(refusal("nope=eq.1"), "invalid column for filter nope")
-    assert.strictEqual(refusal("position=eq.abc"), "invalid input value \"abc\" for int4 column position")
+    assert.strictEqual(refusal("position=eq.abc"), 'invalid input value "abc" for int4 column position')
     assert.include(refusal("title=match.^F"), "not supported")
     assert.include(refusal("title=gt.M"), "not supported")
     assert.strictEqual(refusal("title=eq.M"), "accepted")
@@ -106,7 +119,10 @@ describe("ChangeFilter", () => {
     if (Result.isFailure(parsed)) throw new Error("parse failed")
     for (const type of ["constructor", "toString", "__proto__", "hasOwnProperty"]) {
       const typed = ChangeFilter.validate(parsed.success, [{ name: "odd", type }])
-      assert.strictEqual(Result.isFailure(typed) && typed.failure.message, `filters on ${type} columns are not supported by this gateway (column odd)`)
+      assert.strictEqual(
+        Result.isFailure(typed) && typed.failure.message,
+        `filters on ${type} columns are not supported by this gateway (column odd)`
+      )
     }
     assert.strictEqual(Result.isSuccess(ChangeFilter.validate(parsed.success, [{ name: "odd", type: "int4" }])), true)
     // A column named __proto__ is filtered like any other.
@@ -136,9 +152,17 @@ describe("ChangeFilter", () => {
     const reference = (op: (typeof ops)[number], a: number, b: number) =>
       ({ eq: a === b, neq: a !== b, lt: a < b, lte: a <= b, gt: a > b, gte: a >= b })[op]
     fc.assert(
-      fc.property(fc.constantFrom(...ops), fc.integer({ min: -50, max: 50 }), fc.integer({ min: -50, max: 50 }), (op, literal, value) => {
-        assert.strictEqual(ChangeFilter.matches(compile(`position=${op}.${literal}`), { position: value }), reference(op, value, literal))
-      }),
+      fc.property(
+        fc.constantFrom(...ops),
+        fc.integer({ min: -50, max: 50 }),
+        fc.integer({ min: -50, max: 50 }),
+        (op, literal, value) => {
+          assert.strictEqual(
+            ChangeFilter.matches(compile(`position=${op}.${literal}`), { position: value }),
+            reference(op, value, literal)
+          )
+        }
+      ),
       { numRuns: 1000 }
     )
   })

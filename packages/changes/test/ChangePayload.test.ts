@@ -10,25 +10,70 @@ const base = {
   primaryKey: ["id"]
 } as const
 
-const insert: ChangeEvent = { ...base, action: "INSERT", record: { id: 1, wedding_id: "w-1", title: "Vows" }, oldRecord: undefined }
-const update: ChangeEvent = { ...base, action: "UPDATE", record: { id: 1, wedding_id: "w-1", title: "Rings" }, oldRecord: { id: 1, wedding_id: "w-1", title: "Vows" } }
-const remove: ChangeEvent = { ...base, action: "DELETE", record: undefined, oldRecord: { id: 1, wedding_id: "w-1", title: "Rings" } }
+const insert: ChangeEvent = {
+  ...base,
+  action: "INSERT",
+  record: { id: 1, wedding_id: "w-1", title: "Vows" },
+  oldRecord: undefined
+}
+const update: ChangeEvent = {
+  ...base,
+  action: "UPDATE",
+  record: { id: 1, wedding_id: "w-1", title: "Rings" },
+  oldRecord: { id: 1, wedding_id: "w-1", title: "Vows" }
+}
+const remove: ChangeEvent = {
+  ...base,
+  action: "DELETE",
+  record: undefined,
+  oldRecord: { id: 1, wedding_id: "w-1", title: "Rings" }
+}
 const full = { variant: "full", select: undefined } as const
 
 describe("ChangePayload", () => {
   it("has Supabase's keys, in order, per action", () => {
-    assert.deepStrictEqual(Object.keys(ChangePayload.data(insert, full)), ["schema", "table", "commit_timestamp", "type", "columns", "record", "errors"])
-    assert.deepStrictEqual(Object.keys(ChangePayload.data(update, full)), ["schema", "table", "commit_timestamp", "type", "columns", "record", "old_record", "errors"])
-    assert.deepStrictEqual(Object.keys(ChangePayload.data(remove, full)), ["schema", "table", "commit_timestamp", "type", "columns", "old_record", "errors"])
+    assert.deepStrictEqual(Object.keys(ChangePayload.data(insert, full)), [
+      "schema",
+      "table",
+      "commit_timestamp",
+      "type",
+      "columns",
+      "record",
+      "errors"
+    ])
+    assert.deepStrictEqual(Object.keys(ChangePayload.data(update, full)), [
+      "schema",
+      "table",
+      "commit_timestamp",
+      "type",
+      "columns",
+      "record",
+      "old_record",
+      "errors"
+    ])
+    assert.deepStrictEqual(Object.keys(ChangePayload.data(remove, full)), [
+      "schema",
+      "table",
+      "commit_timestamp",
+      "type",
+      "columns",
+      "old_record",
+      "errors"
+    ])
     const data = ChangePayload.data(insert, full)
     assert.containSubset(data, { type: "INSERT", errors: null, record: insert.record })
     assert.deepStrictEqual(data.columns, base.columns)
   })
 
   it("gives restricted subscribers a DELETE with the primary key only, and full subscribers the whole old row", () => {
-    assert.deepStrictEqual(ChangePayload.data(remove, { variant: "restricted", select: undefined })["old_record"], { id: 1 })
+    assert.deepStrictEqual(ChangePayload.data(remove, { variant: "restricted", select: undefined })["old_record"], {
+      id: 1
+    })
     assert.deepStrictEqual(ChangePayload.data(remove, full)["old_record"], remove.oldRecord)
-    assert.deepStrictEqual(ChangePayload.data(update, { variant: "restricted", select: undefined })["record"], update.record)
+    assert.deepStrictEqual(
+      ChangePayload.data(update, { variant: "restricted", select: undefined })["record"],
+      update.record
+    )
   })
 
   it("limits columns and records to a select plus the primary key", () => {
@@ -40,7 +85,10 @@ describe("ChangePayload", () => {
 
   it("wraps encoded data with ids exactly as JSON.stringify would", () => {
     const data = ChangePayload.dataJson(insert, full)
-    assert.strictEqual(ChangePayload.frameJson([30934519, 7], data), JSON.stringify({ ids: [30934519, 7], data: ChangePayload.data(insert, full) }))
+    assert.strictEqual(
+      ChangePayload.frameJson([30934519, 7], data),
+      JSON.stringify({ ids: [30934519, 7], data: ChangePayload.data(insert, full) })
+    )
   })
 
   it("keeps columns named after Object.prototype members as plain keys of records and old records", () => {
@@ -50,7 +98,10 @@ describe("ChangePayload", () => {
     record["constructor"] = "c"
     const hostile: ChangeEvent = {
       ...base,
-      columns: [{ name: "id", type: "int8" }, { name: "__proto__", type: "text" }, { name: "constructor", type: "text" }],
+      columns: [{ name: "id", type: "int8" }, { name: "__proto__", type: "text" }, {
+        name: "constructor",
+        type: "text"
+      }],
       action: "UPDATE",
       record,
       oldRecord: record

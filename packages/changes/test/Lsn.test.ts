@@ -15,7 +15,8 @@ describe("Lsn", () => {
     assert.strictEqual(Lsn.format((0x16n << 32n) | 0xb374d848n), "16/B374D848")
     assert.strictEqual(Lsn.format(Lsn.zero), "0/0")
     assert.strictEqual(Lsn.normalize("00000001/0000ABCD"), "1/ABCD")
-    for (const text of ["0/0", "0/1", "1/0", "A/FFFFFFFF", "FFFFFFFF/FFFFFFFF"]) assert.strictEqual(Lsn.format(Lsn.parse(text)), text)
+    for (const text of ["0/0", "0/1", "1/0", "A/FFFFFFFF", "FFFFFFFF/FFFFFFFF"])
+      assert.strictEqual(Lsn.format(Lsn.parse(text)), text)
   })
 
   it("carries across the low word in both directions", () => {

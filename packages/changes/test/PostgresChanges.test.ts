@@ -21,13 +21,20 @@ const timeline: MemoryTable = {
   columns: columns("id", "wedding_id", "title", "position"),
   primaryKey: ["id"]
 }
-const supplierTasks: MemoryTable = { schema: "public", table: "supplier_tasks", columns: columns("id", "supplier_id", "task"), primaryKey: ["id"] }
+const supplierTasks: MemoryTable = {
+  schema: "public",
+  table: "supplier_tasks",
+  columns: columns("id", "supplier_id", "task"),
+  primaryKey: ["id"]
+}
 const notes: MemoryTable = { schema: "public", table: "notes", columns: columns("id", "body"), primaryKey: ["id"] }
 const other: MemoryTable = { schema: "other", table: "audit", columns: columns("id", "wedding_id"), primaryKey: ["id"] }
 
 const feedLayer = (unscopedTables: PostgresChanges.Options["unscopedTables"] = "service_role") =>
   PostgresChanges.layer({ unscopedTables }).pipe(
-    Layer.provideMerge(Replication.layerMemory({ publication: "wedsync", tables: [timeline, supplierTasks, notes, other] }))
+    Layer.provideMerge(
+      Replication.layerMemory({ publication: "wedsync", tables: [timeline, supplierTasks, notes, other] })
+    )
   )
 
 const serviceRole: ChangeFeed.Access = { role: "service_role", weddingIds: new Set(), supplierIds: new Set() }
@@ -106,7 +113,11 @@ const change = (
 let lsn = 0
 const commit = (...changes: Array<ChangeEvent>) =>
   Effect.flatMap(ReplicationFeed, (feed) => {
-    const transaction: Transaction = { lsn: `0/${(++lsn).toString(16)}`, commitTimestamp: "2026-06-13T12:00:00.000Z", changes }
+    const transaction: Transaction = {
+      lsn: `0/${(++lsn).toString(16)}`,
+      commitTimestamp: "2026-06-13T12:00:00.000Z",
+      changes
+    }
     return feed.commit(transaction)
   })
 
@@ -127,7 +138,10 @@ describe("PostgresChanges binding validation", () => {
       ])
       const texts = results.map((r) => r._tag === "Subscribed" ? "ok" : r.reason.message)
       assert.deepStrictEqual(texts.slice(0, 2), ["ok", "ok"])
-      assert.strictEqual(texts[2], "Unable to subscribe to changes with given parameters. Table public.missing does not exist or is not in publication wedsync: [event: *, schema: public, table: missing, filters: []]")
+      assert.strictEqual(
+        texts[2],
+        "Unable to subscribe to changes with given parameters. Table public.missing does not exist or is not in publication wedsync: [event: *, schema: public, table: missing, filters: []]"
+      )
       assert.include(texts[3], "This gateway needs an explicit schema for each binding")
       assert.strictEqual(texts[4], "ok")
       assert.notStrictEqual(texts[5], "ok")
@@ -145,7 +159,10 @@ describe("PostgresChanges matching", () => {
       const updates = yield* watch(serviceRole, [{ event: "update" }])
       yield* commit(change(timeline, "INSERT", { id: 1, wedding_id: "w-1", title: "Vows", position: 1 }))
       yield* commit(change(timeline, "UPDATE", { id: 1, wedding_id: "w-1", title: "Rings", position: 1 }))
-      yield* commit(change(notes, "INSERT", { id: 9, body: "n" }), change(supplierTasks, "INSERT", { id: 3, supplier_id: "s", task: "t" }))
+      yield* commit(
+        change(notes, "INSERT", { id: 9, body: "n" }),
+        change(supplierTasks, "INSERT", { id: 3, supplier_id: "s", task: "t" })
+      )
       assert.deepStrictEqual(received(all.sink).map((r) => [r.type, r.table, r.ids]), [
         ["INSERT", "timeline_items", [1, 2]],
         ["UPDATE", "timeline_items", [1, 3]],
@@ -163,7 +180,14 @@ describe("PostgresChanges matching", () => {
           sink,
           topic: "realtime:shared",
           access: serviceRole,
-          bindings: [{ id: 7, event: "*", schema: "public", table: "timeline_items", filter: undefined, select: undefined }]
+          bindings: [{
+            id: 7,
+            event: "*",
+            schema: "public",
+            table: "timeline_items",
+            filter: undefined,
+            select: undefined
+          }]
         })
       }
       yield* commit(change(timeline, "INSERT", { id: 1, wedding_id: "w-1", title: "Vows", position: 1 }))
@@ -177,8 +201,14 @@ describe("PostgresChanges matching", () => {
   it.effect("covers every published table of a schema for a binding without a table, and stops after unsubscribe", () =>
     Effect.gen(function*() {
       const feed = yield* ChangeFeed.ChangeFeed
-      const schema = yield* watch(serviceRole, [{ schema: "other", table: undefined }, { schema: "other", table: "audit" }])
-      yield* commit(change(other, "INSERT", { id: 1, wedding_id: "w-1" }), change(timeline, "INSERT", { id: 2, wedding_id: "w-1" }))
+      const schema = yield* watch(serviceRole, [{ schema: "other", table: undefined }, {
+        schema: "other",
+        table: "audit"
+      }])
+      yield* commit(
+        change(other, "INSERT", { id: 1, wedding_id: "w-1" }),
+        change(timeline, "INSERT", { id: 2, wedding_id: "w-1" })
+      )
       // The table's entries are matched before the schema's, so binding 2 comes first.
       assert.deepStrictEqual(received(schema.sink).map((r) => [r.table, r.ids]), [["audit", [2, 1]]])
       feed.unsubscribe(schema.sink)
@@ -220,7 +250,9 @@ describe("PostgresChanges filters", () => {
 
   it.effect("gives a socket in two matching entries one frame with both ids, and one in a non-matching entry nothing more", () =>
     Effect.gen(function*() {
-      const both = yield* watch(serviceRole, [{ filter: "position=gt.5" }, { filter: "title=eq.Vows" }, { filter: "id=eq.99" }])
+      const both = yield* watch(serviceRole, [{ filter: "position=gt.5" }, { filter: "title=eq.Vows" }, {
+        filter: "id=eq.99"
+      }])
       yield* commit(change(timeline, "INSERT", { id: 1, wedding_id: "w", title: "Vows", position: 9 }))
       yield* commit(change(timeline, "INSERT", { id: 2, wedding_id: "w", title: "Vows", position: 1 }))
       assert.deepStrictEqual(received(both.sink).map((r) => [r.record?.["id"], r.ids]), [[1, [1, 2]], [2, [2]]])
@@ -242,8 +274,13 @@ describe("PostgresChanges row policy", () => {
       const admin = yield* watch(serviceRole, [{}])
       const row = { id: 1, wedding_id: "w-A", title: "A secret", position: 1 }
       yield* commit(change(timeline, "INSERT", row), change(timeline, "DELETE", undefined, row))
-      assert.deepStrictEqual(received(ofA.sink).map((r) => [r.type, r.record ?? r.old]), [["INSERT", row], ["DELETE", { id: 1 }]])
-      assert.deepStrictEqual(received(admin.sink).map((r) => [r.type, r.record ?? r.old]), [["INSERT", row], ["DELETE", row]])
+      assert.deepStrictEqual(received(ofA.sink).map((r) => [r.type, r.record ?? r.old]), [["INSERT", row], ["DELETE", {
+        id: 1
+      }]])
+      assert.deepStrictEqual(received(admin.sink).map((r) => [r.type, r.record ?? r.old]), [["INSERT", row], [
+        "DELETE",
+        row
+      ]])
       assert.strictEqual(ofB.sink.frames.length, 0)
     }).pipe(Effect.provide(feedLayer())))
 
@@ -251,7 +288,10 @@ describe("PostgresChanges row policy", () => {
     Effect.gen(function*() {
       const supplier = yield* watch(member([], ["s-1"]), [{ table: "supplier_tasks" }])
       const stranger = yield* watch(member([], ["s-2"]), [{ table: "supplier_tasks" }, { table: "notes" }])
-      yield* commit(change(supplierTasks, "INSERT", { id: 1, supplier_id: "s-1", task: "cake" }), change(notes, "INSERT", { id: 1, body: "b" }))
+      yield* commit(
+        change(supplierTasks, "INSERT", { id: 1, supplier_id: "s-1", task: "cake" }),
+        change(notes, "INSERT", { id: 1, body: "b" })
+      )
       assert.deepStrictEqual(received(supplier.sink).map((r) => r.table), ["supplier_tasks"])
       assert.strictEqual(stranger.sink.frames.length, 0)
     }).pipe(Effect.provide(feedLayer())))
@@ -317,7 +357,9 @@ describe("PostgresChanges rows that move between weddings", () => {
         assert.notInclude(JSON.stringify(received(w.sink)), "B secret")
       }
       for (const w of [b, bFiltered, bDeletes]) {
-        assert.deepStrictEqual(received(w.sink).map((r) => [r.type, r.record, r.old]), [["DELETE", undefined, { id: 5 }]])
+        assert.deepStrictEqual(received(w.sink).map((r) => [r.type, r.record, r.old]), [["DELETE", undefined, {
+          id: 5
+        }]])
       }
       assert.strictEqual(bUpdates.sink.frames.length, 0)
       assert.deepStrictEqual(received(both.sink).map((r) => [r.type, r.record, r.old]), [["UPDATE", newRow, oldRow]])
@@ -341,11 +383,19 @@ describe("PostgresChanges rows that move between weddings", () => {
       const s2 = yield* watch(member([], ["s-2"]), [{ table: "supplier_tasks" }])
       yield* commit(
         change(timeline, "UPDATE", { ...oldRow, wedding_id: null }, oldRow),
-        change(supplierTasks, "UPDATE", { id: 1, supplier_id: "s-2", task: "moved" }, { id: 1, supplier_id: "s-1", task: "s-1 only" })
+        change(supplierTasks, "UPDATE", { id: 1, supplier_id: "s-2", task: "moved" }, {
+          id: 1,
+          supplier_id: "s-1",
+          task: "s-1 only"
+        })
       )
       assert.deepStrictEqual(received(b.sink).map((r) => [r.type, r.old]), [["DELETE", { id: 5 }]])
       assert.deepStrictEqual(received(s1.sink).map((r) => [r.type, r.old]), [["DELETE", { id: 1 }]])
-      assert.deepStrictEqual(received(s2.sink).map((r) => [r.type, r.record, r.old]), [["UPDATE", { id: 1, supplier_id: "s-2", task: "moved" }, { id: 1 }]])
+      assert.deepStrictEqual(received(s2.sink).map((r) => [r.type, r.record, r.old]), [["UPDATE", {
+        id: 1,
+        supplier_id: "s-2",
+        task: "moved"
+      }, { id: 1 }]])
     }).pipe(Effect.provide(feedLayer())))
 
   it.effect("cuts the old image to the key columns both images share: a changed key is not shown", () =>

@@ -26,13 +26,18 @@ describe("Replication.layerMemory", () => {
     Effect.gen(function*() {
       const replication = yield* Replication
       const feed = yield* ReplicationFeed
-      assert.deepStrictEqual(yield* replication.relation("public", "b"), { columns: [{ name: "id", type: "int4" }], primaryKey: ["id"] })
+      assert.deepStrictEqual(yield* replication.relation("public", "b"), {
+        columns: [{ name: "id", type: "int4" }],
+        primaryKey: ["id"]
+      })
       assert.isUndefined(yield* replication.relation("public", "c"))
       assert.deepStrictEqual(yield* replication.publishedTables("public"), ["a", "b"])
       assert.deepStrictEqual(yield* replication.status, { _tag: "Starting" })
       const gate = yield* Deferred.make<void>()
       const seen: Array<Transaction> = []
-      yield* Effect.forkScoped(replication.run((tx) => Effect.andThen(Deferred.await(gate), Effect.sync(() => void seen.push(tx)))))
+      yield* Effect.forkScoped(
+        replication.run((tx) => Effect.andThen(Deferred.await(gate), Effect.sync(() => void seen.push(tx))))
+      )
       yield* replication.ready
       assert.deepStrictEqual(yield* replication.status, { _tag: "Streaming" })
       const committing = yield* Effect.forkScoped(feed.commit(transaction))

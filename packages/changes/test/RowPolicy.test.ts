@@ -41,7 +41,10 @@ describe("RowPolicy", () => {
   it("lets members of the row's wedding or supplier see it, restricted; everyone else is denied", () => {
     assert.strictEqual(policy.decide(access("authenticated", ["w-1"]), { _tag: "Wedding", id: "w-1" }), "restricted")
     assert.strictEqual(policy.decide(access("authenticated", ["w-2"]), { _tag: "Wedding", id: "w-1" }), "denied")
-    assert.strictEqual(policy.decide(access("authenticated", [], ["s-9"]), { _tag: "Supplier", id: "s-9" }), "restricted")
+    assert.strictEqual(
+      policy.decide(access("authenticated", [], ["s-9"]), { _tag: "Supplier", id: "s-9" }),
+      "restricted"
+    )
     assert.strictEqual(policy.decide(access("authenticated", ["s-9"]), { _tag: "Supplier", id: "s-9" }), "denied")
     assert.strictEqual(policy.decide(access("anon"), { _tag: "Wedding", id: "w-1" }), "denied")
   })
@@ -65,7 +68,8 @@ describe("RowPolicy", () => {
     const cached = new RowPolicy("service_role")
     const weddingIds = new CountingSet(["w-1"])
     const counting = { role: "authenticated", supplierIds: new Set<string>(), weddingIds }
-    for (let i = 0; i < 200; i++) assert.strictEqual(cached.decide(counting, { _tag: "Wedding", id: "w-1" }), "restricted")
+    for (let i = 0; i < 200; i++)
+      assert.strictEqual(cached.decide(counting, { _tag: "Wedding", id: "w-1" }), "restricted")
     assert.strictEqual(cached.decide(counting, { _tag: "Wedding", id: "w-2" }), "denied")
     assert.strictEqual(weddingIds.lookups, 2)
   })
@@ -75,7 +79,10 @@ describe("RowPolicy", () => {
     assert.strictEqual(sameScope(before, scopeOf(timeline, { id: 1, wedding_id: "B", title: "x" })), true)
     assert.strictEqual(sameScope(before, scopeOf(timeline, { id: 1, wedding_id: "A" })), false)
     assert.strictEqual(sameScope(before, scopeOf(timeline, { id: 1, wedding_id: null })), false)
-    assert.strictEqual(sameScope(scopeOf(supplierTasks, { supplier_id: "s-1" }), scopeOf(supplierTasks, { supplier_id: "s-2" })), false)
+    assert.strictEqual(
+      sameScope(scopeOf(supplierTasks, { supplier_id: "s-1" }), scopeOf(supplierTasks, { supplier_id: "s-2" })),
+      false
+    )
     assert.strictEqual(sameScope({ _tag: "Wedding", id: "1" }, { _tag: "Supplier", id: "1" }), false)
     assert.strictEqual(sameScope(scopeOf(notes, { id: 1 }), scopeOf(notes, { id: 2 })), true)
   })

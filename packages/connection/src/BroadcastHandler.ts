@@ -28,7 +28,11 @@ const admitEvent = (conn: Connection, channel: Channel): Effect.Effect<boolean> 
   )
 
 /** A `broadcast` push whose payload is a JSON object. */
-export const text = (conn: Connection, channel: Channel, message: Frame.Message): Effect.Effect<void, never, Services> =>
+export const text = (
+  conn: Connection,
+  channel: Channel,
+  message: Frame.Message
+): Effect.Effect<void, never, Services> =>
   Effect.gen(function*() {
     if (!(yield* admitEvent(conn, channel))) return
     const payload = message.payload
@@ -40,7 +44,10 @@ export const text = (conn: Connection, channel: Channel, message: Frame.Message)
       return
     }
     const hub = Context.get(conn.context, Hub.Hub)
-    yield* hub.publish(Publication.json(channel.topic, channel.isPrivate, Reply.BROADCAST, json), channel.self ? undefined : channel.sink)
+    yield* hub.publish(
+      Publication.json(channel.topic, channel.isPrivate, Reply.BROADCAST, json),
+      channel.self ? undefined : channel.sink
+    )
     if (channel.ack) conn.reply(message.joinRef, message.ref, channel.topic, STATIC_OK)
   })
 

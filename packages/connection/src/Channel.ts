@@ -126,7 +126,13 @@ export interface Reason {
 /** Supabase's "shutdown" of one channel: a `system` error, then `phx_close`; the socket stays. */
 export const shutdown = (conn: Connection, channel: Channel, reason: Reason): Effect.Effect<void> => {
   const message = shutdownText(reason)
-  conn.send(channel.joinRef, null, channel.topic, Reply.SYSTEM, Reply.system("system", "error", message, channel.subtopic))
+  conn.send(
+    channel.joinRef,
+    null,
+    channel.topic,
+    Reply.SYSTEM,
+    Reply.system("system", "error", message, channel.subtopic)
+  )
   conn.send(channel.joinRef, channel.joinRef, channel.topic, Reply.PHX_CLOSE, {})
   return remove(conn, channel)
 }

@@ -124,7 +124,12 @@ class Actor extends Mailbox<Mail, Services> implements ConnectionHandle, Connect
     this.frames = RateWindow.fixed(frameBudget, 1000)
     this.events = RateWindow.fixed(config.maxEventsPerSecond, 1000)
     this.joins = RateWindow.fixed(config.maxJoinsPerSecond, 1000)
-    this.outbox = new Outbox(init.socket.wire, init.coalescer, config.outboxLimitBytes, () => this.offer({ _tag: "Overflow" }))
+    this.outbox = new Outbox(
+      init.socket.wire,
+      init.coalescer,
+      config.outboxLimitBytes,
+      () => this.offer({ _tag: "Overflow" })
+    )
   }
 
   // ---- mailbox ------------------------------------------------------------------------------
@@ -318,7 +323,13 @@ class Actor extends Mailbox<Mail, Services> implements ConnectionHandle, Connect
 
   private onDrain(): Effect.Effect<void> {
     for (const channel of this.channels.values()) {
-      this.send(channel.joinRef, null, channel.topic, Reply.SYSTEM, Reply.system("system", "ok", "Server requested disconnect", channel.subtopic))
+      this.send(
+        channel.joinRef,
+        null,
+        channel.topic,
+        Reply.SYSTEM,
+        Reply.system("system", "ok", "Server requested disconnect", channel.subtopic)
+      )
     }
     return this.closeSocket(CloseCode.serviceRestart, "server draining")
   }

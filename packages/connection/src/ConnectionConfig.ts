@@ -118,7 +118,10 @@ export class ConnectionConfig extends Context.Service<ConnectionConfig, Connecti
     Layer.succeed(ConnectionConfig, { ...defaults, ...options })
 
   /** `config`, read through the current `ConfigProvider`. */
-  static readonly layerConfig: Layer.Layer<ConnectionConfig, Config.ConfigError> = Layer.effect(ConnectionConfig, config)
+  static readonly layerConfig: Layer.Layer<ConnectionConfig, Config.ConfigError> = Layer.effect(
+    ConnectionConfig,
+    config
+  )
 }
 
 /**
@@ -146,7 +149,9 @@ export const largestFrameBytes = (o: ConnectionOptions): number => {
 export const limitProblems = (o: ConnectionOptions): ReadonlyArray<string> => {
   const largest = largestFrameBytes(o)
   return o.outboxLimitBytes >= 2 * largest ? [] : [
-    `OUTBOX_LIMIT_BYTES=${o.outboxLimitBytes} must be at least ${2 * largest}: twice the largest frame a socket may be sent ` +
+    `OUTBOX_LIMIT_BYTES=${o.outboxLimitBytes} must be at least ${
+      2 * largest
+    }: twice the largest frame a socket may be sent ` +
     `(${largest} bytes: the larger of MAX_PAYLOAD_BYTES=${o.maxPayloadBytes}, PRESENCE_MAX_BYTES_PER_CHANNEL=${o.presenceMaxBytesPerChannel} ` +
     `and a presence_diff of two metas of PRESENCE_MAX_BYTES_PER_SOCKET=${o.presenceMaxBytesPerSocket}, plus ${FRAME_ENVELOPE_BYTES} for the envelope); ` +
     `otherwise one accepted message closes its receivers as slow consumers. Raise OUTBOX_LIMIT_BYTES or lower the others.`

@@ -93,12 +93,14 @@ export const payloadTooLarge = () => new PayloadTooLarge({ message: "Payload siz
 /** Topic, event or metadata longer than the 255 bytes a binary broadcast's length fields can carry. */
 export const fieldTooLong = (max: number) =>
   new FieldTooLong({ message: `Topic, event and metadata must each be at most ${max} bytes` })
-export const invalidPresencePayload = () => new InvalidPresencePayload({ message: "Presence track payload must be a map" })
+export const invalidPresencePayload = () =>
+  new InvalidPresencePayload({ message: "Presence track payload must be a map" })
 /** A presence push whose event is neither `track` nor `untrack`; Supabase answers with an empty error. */
 export const unknownPresenceEvent = () => new UnknownPresenceEvent({ message: "Unknown presence event" })
 export const trackPayloadTooLarge = () => new TrackPayloadTooLarge({ message: "Track message size exceeded" })
 /** A channel whose token expired while it was joined; Supabase's text when it shuts the channel down. */
-export const tokenExpired = (secondsAgo: number) => new TokenExpired({ message: `Token has expired ${secondsAgo} seconds ago` })
+export const tokenExpired = (secondsAgo: number) =>
+  new TokenExpired({ message: `Token has expired ${secondsAgo} seconds ago` })
 export const topicNameRequired = () => new TopicNameRequired({ message: "You must provide a topic name" })
 export const tooManyChannels = () => new ChannelRateLimitReached({ message: "Too many channels" })
 export const tooManyJoins = () => new ClientJoinRateLimitReached({ message: "Too many joins per second" })
@@ -108,7 +110,8 @@ export const restarting = () => new RealtimeRestarting({ message: "Realtime is r
 export const outboxOverflow = () => new OutboxOverflow({ message: "slow consumer: outbox overflow" })
 export const heartbeatTimeout = () => new HeartbeatTimeout({ message: "heartbeat timeout" })
 export const tooManyEvents = () => new EventRateLimitReached({ message: "Too many messages per second" })
-export const presenceRateLimited = () => new PresenceRateLimitReached({ message: "Client presence rate limit exceeded" })
+export const presenceRateLimited = () =>
+  new PresenceRateLimitReached({ message: "Client presence rate limit exceeded" })
 export const tooManyPresenceKeys = (max: number) =>
   new TooManyPresenceKeys({ message: `Too many presence keys in this channel (at most ${max})` })
 export const presenceChannelTooLarge = (max: number) =>
@@ -121,4 +124,5 @@ export const unknownChangeEvent = (event: string) =>
 export const tooManyBindings = (max: number) =>
   new BindingLimitReached({ message: `Too many postgres_changes bindings; at most ${max} per channel` })
 export const tooManyFrames = () => new FrameRateLimitReached({ message: "Too many frames per second" })
-export const payloadTooDeep = (max: number) => new PayloadTooDeep({ message: `JSON is nested more than ${max} levels deep` })
+export const payloadTooDeep = (max: number) =>
+  new PayloadTooDeep({ message: `JSON is nested more than ${max} levels deep` })

@@ -49,7 +49,8 @@ export const bytesOut = Metric.counter("wedsync_connection_out_bytes_total", {
 })
 
 export const writeDelay = Metric.histogram("wedsync_connection_write_delay_seconds", {
-  description: "Delivery latency inside the node: from the first frame queued in an event-loop turn to the end of that turn's socket writes",
+  description:
+    "Delivery latency inside the node: from the first frame queued in an event-loop turn to the end of that turn's socket writes",
   boundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]
 })
 
@@ -64,7 +65,13 @@ export const declareSeries: Effect.Effect<void> = Effect.suspend(() => {
     ...AuthError.AuthErrorReason.members.map((m) => m.identifier)
   ]
   const series = [
-    open, accepted, channels, malformed, framesOut, bytesOut, writeDelay,
+    open,
+    accepted,
+    channels,
+    malformed,
+    framesOut,
+    bytesOut,
+    writeDelay,
     ...Object.values(CloseCode).map((code) => Metric.withAttributes(closed, { reason: String(code) })),
     ...reasons.map((reason) => Metric.withAttributes(refused, { reason })),
     ...["ok", ...reasons].map((result) => Metric.withAttributes(joins, { result })),

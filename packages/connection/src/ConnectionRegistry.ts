@@ -92,7 +92,7 @@ export const make = Effect.gen(function*() {
               admitted--
               bump(perIp, ip, -1)
               if (userKey !== undefined) bump(perUser, userKey, -1)
-              if (claimed !== undefined) for (const key of claimed) bump(perUser, key, -1)
+              if (claimed !== undefined) { for (const key of claimed) bump(perUser, key, -1) }
               return registered === undefined ? Effect.void : remove(registered)
             })
           ),
@@ -149,5 +149,8 @@ export const make = Effect.gen(function*() {
 export class ConnectionRegistry extends Context.Service<ConnectionRegistry, ConnectionRegistryShape>()(
   "@wedsync/connection/ConnectionRegistry"
 ) {
-  static readonly layer: Layer.Layer<ConnectionRegistry, never, ConnectionConfig> = Layer.effect(ConnectionRegistry, make)
+  static readonly layer: Layer.Layer<ConnectionRegistry, never, ConnectionConfig> = Layer.effect(
+    ConnectionRegistry,
+    make
+  )
 }

@@ -28,7 +28,8 @@ export const CloseCode = {
 
 /** Any reason that reaches a client (tag = Supabase's code where Supabase has one): one of the areas' reasons. */
 export interface WireReason {
-  readonly _tag: (ConnectionError.Reason | AuthError.AuthErrorReason | RestError.Reason | ChangeFeed.RefusalReason)["_tag"]
+  readonly _tag:
+    (ConnectionError.Reason | AuthError.AuthErrorReason | RestError.Reason | ChangeFeed.RefusalReason)["_tag"]
   readonly message: string
 }
 
@@ -56,7 +57,8 @@ export const errorPayload = (reason: WireReason): Reply.ReplyPayload => {
  * The message of a `system` error: a channel shut down, or a `postgres_changes` binding refused (Supabase sends the
  * bare message there, without the code).
  */
-export const shutdownText = (reason: WireReason | { readonly _tag: string; readonly message: string }): string => reason.message
+export const shutdownText = (reason: WireReason | { readonly _tag: string; readonly message: string }): string =>
+  reason.message
 
 export interface HttpRefusal {
   readonly status: number
@@ -75,7 +77,9 @@ export const upgradeRefusal = (reason: WireReason): HttpRefusal => {
       // At connect time Supabase says only "Token has expired", without the age.
       return {
         status: 401,
-        body: JSON.stringify({ error: reason.message.startsWith("Token has expired") ? "Token has expired" : reason.message })
+        body: JSON.stringify({
+          error: reason.message.startsWith("Token has expired") ? "Token has expired" : reason.message
+        })
       }
     default:
       return { status: 401, body: JSON.stringify({ error: reason.message }) }

@@ -114,10 +114,13 @@ export const token: Step = (conn, attempt) => {
 /** `ChannelPolicy` allows the principal on this topic (public or private). */
 export const policy: Step = (conn, attempt) => {
   const channelPolicy = Context.get(conn.context, ChannelPolicy.ChannelPolicy)
-  return Effect.match(channelPolicy.authorizeJoin(attempt.principal, attempt.subtopic ?? "", attempt.config.isPrivate), {
-    onFailure: (e) => refused(e.reason),
-    onSuccess: () => undefined
-  })
+  return Effect.match(
+    channelPolicy.authorizeJoin(attempt.principal, attempt.subtopic ?? "", attempt.config.isPrivate),
+    {
+      onFailure: (e) => refused(e.reason),
+      onSuccess: () => undefined
+    }
+  )
 }
 
 /** The socket may be counted against the principal's user (`maxConnectionsPerUser`). */
@@ -259,7 +262,11 @@ export const subscribeChanges = (conn: Connection, channel: Channel): Effect.Eff
  * An `access_token` push: the `token`, `policy` and `user` checks again with the token sent, on the joined
  * channel; a failure shuts the channel down, success renews its `postgres_changes` subscription.
  */
-export const refreshToken = (conn: Connection, channel: Channel, message: Frame.Message): Effect.Effect<void, never, Services> =>
+export const refreshToken = (
+  conn: Connection,
+  channel: Channel,
+  message: Frame.Message
+): Effect.Effect<void, never, Services> =>
   Effect.gen(function*() {
     const sent = (message.payload as { readonly access_token?: unknown } | null)?.access_token
     // `null` is no token at all (a supabase-js token callback that answers null after sign-out): the channel drops

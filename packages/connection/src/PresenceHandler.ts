@@ -15,7 +15,11 @@ import { RateWindow } from "./RateWindow.ts"
 
 const STATIC_OK = Reply.ok()
 
-export const push = (conn: Connection, channel: Channel, message: Frame.Message): Effect.Effect<void, never, Services> =>
+export const push = (
+  conn: Connection,
+  channel: Channel,
+  message: Frame.Message
+): Effect.Effect<void, never, Services> =>
   Effect.gen(function*() {
     const presence = Context.get(conn.context, Presence.Presence)
     const config = conn.config
@@ -27,14 +31,21 @@ export const push = (conn: Connection, channel: Channel, message: Frame.Message)
     if (event === "track") {
       const meta = body?.payload
       if (typeof meta !== "object" || meta === null || Array.isArray(meta)) {
-        return conn.reply(message.joinRef, message.ref, channel.topic, errorPayload(ConnectionError.invalidPresencePayload()))
+        return conn.reply(
+          message.joinRef,
+          message.ref,
+          channel.topic,
+          errorPayload(ConnectionError.invalidPresencePayload())
+        )
       }
       const metaBytes = Buffer.byteLength(JSON.stringify(meta))
-      if (metaBytes > config.maxPayloadBytes) return yield* shutdown(conn, channel, ConnectionError.trackPayloadTooLarge())
+      if (metaBytes > config.maxPayloadBytes)
+        return yield* shutdown(conn, channel, ConnectionError.trackPayloadTooLarge())
       const refuse = (reason: WireReason) =>
         Effect.sync(() => conn.reply(message.joinRef, message.ref, channel.topic, errorPayload(reason)))
       let socketBytes = metaBytes
-      for (const other of conn.channels.values()) if (other !== channel) socketBytes += other.presenceBytes
+      for (const other of conn.channels.values())
+        if (other !== channel) socketBytes += other.presenceBytes
       if (metaBytes > channel.presenceBytes && socketBytes > config.presenceMaxBytesPerSocket) {
         return yield* refuse(ConnectionError.presenceSocketTooLarge(config.presenceMaxBytesPerSocket))
       }
@@ -48,7 +59,9 @@ export const push = (conn: Connection, channel: Channel, message: Frame.Message)
       ))
       if (Result.isFailure(tracked)) {
         const { limit, max } = tracked.failure
-        return yield* refuse(limit === "keys" ? ConnectionError.tooManyPresenceKeys(max) : ConnectionError.presenceChannelTooLarge(max))
+        return yield* refuse(
+          limit === "keys" ? ConnectionError.tooManyPresenceKeys(max) : ConnectionError.presenceChannelTooLarge(max)
+        )
       }
       channel.presenceTracked = true
       channel.presenceBytes = metaBytes

@@ -17,7 +17,10 @@ const MAX_TEXT = 200
 
 /** Reasons that point at the gateway's own configuration rather than at the client: logged as warnings. */
 const CONFIGURATION_HINTS: ReadonlyMap<string, string> = new Map([
-  ["JwtSignatureError", "tokens are signed with another key than JWT_SECRET (or an unknown sb_ key was sent): check JWT_SECRET"],
+  [
+    "JwtSignatureError",
+    "tokens are signed with another key than JWT_SECRET (or an unknown sb_ key was sent): check JWT_SECRET"
+  ],
   ["JwtSignerError", "no key can verify these tokens: check JWT_SECRET / JWT_JWKS_URL"]
 ])
 
@@ -98,5 +101,7 @@ export const logLine = (where: Where, reason: Refusal): Effect.Effect<void> =>
     const suppressed = state.admit(`${where}:${reason._tag}`, yield* Clock.currentTimeMillis)
     if (suppressed === undefined) return
     const text = reason.message.length > MAX_TEXT ? `${reason.message.slice(0, MAX_TEXT)}…` : reason.message
-    yield* Effect.logInfo(`${where} refused: ${reason._tag}: ${text}${suppressed > 0 ? ` (${suppressed} suppressed)` : ""}`)
+    yield* Effect.logInfo(
+      `${where} refused: ${reason._tag}: ${text}${suppressed > 0 ? ` (${suppressed} suppressed)` : ""}`
+    )
   })

@@ -16,10 +16,23 @@ export class InvalidBody extends reason("InvalidBody") {}
 export class TopicAndEventRequired extends reason("TopicAndEventRequired") {}
 export class UnsupportedMediaType extends reason("UnsupportedMediaType") {}
 
-export type Reason = BodyTooLarge | BodyUnreadable | InvalidJson | InvalidBody | TopicAndEventRequired | UnsupportedMediaType
+export type Reason =
+  | BodyTooLarge
+  | BodyUnreadable
+  | InvalidJson
+  | InvalidBody
+  | TopicAndEventRequired
+  | UnsupportedMediaType
 
 export class RestError extends Schema.TaggedError<RestError>()("RestError", {
-  reason: Schema.Union([BodyTooLarge, BodyUnreadable, InvalidJson, InvalidBody, TopicAndEventRequired, UnsupportedMediaType])
+  reason: Schema.Union([
+    BodyTooLarge,
+    BodyUnreadable,
+    InvalidJson,
+    InvalidBody,
+    TopicAndEventRequired,
+    UnsupportedMediaType
+  ])
 }) {
   override get message(): string {
     return this.reason.message

@@ -132,7 +132,12 @@ interface Accepted {
  * Starts the actor of an accepted socket. Kept apart from the upgrade code on purpose: closures
  * created here live as long as the connection, and must not keep the upgrade request alive.
  */
-const startActor = (accepted: Accepted, coalescer: WriteCoalescer, registry: ConnectionRegistryShape, onEnd: () => void) => {
+const startActor = (
+  accepted: Accepted,
+  coalescer: WriteCoalescer,
+  registry: ConnectionRegistryShape,
+  onEnd: () => void
+) => {
   const { ws, admission } = accepted
   return ConnectionActor.make({
     id: accepted.id,
@@ -187,7 +192,12 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
       writeDelay.observe(delayMs / 1000)
     })
     const clientAddress = options.clientAddress ?? peerAddress
-    const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_FRAME_BYTES, clientTracking: false })
+    const wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: MAX_FRAME_BYTES,
+      clientTracking: false
+    })
     let nextId = 0
 
     const refuse = (socket: Duplex, reason: WireReason) =>
@@ -196,7 +206,8 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
         yield* RefusalLog.log("upgrade", reason)
         // The delay damps reconnect storms, but a draining node answers at once: its clients should go elsewhere
         // now, and the process must not wait on them to exit.
-        if (config.connectErrorDelayMs > 0 && reason._tag !== "RealtimeRestarting") yield* Effect.sleep(config.connectErrorDelayMs)
+        if (config.connectErrorDelayMs > 0 && reason._tag !== "RealtimeRestarting")
+          yield* Effect.sleep(config.connectErrorDelayMs)
       }).pipe(
         // Answered even when the transport shuts down during the delay: an unanswered upgrade keeps its socket open,
         // and with it the HTTP server's close and the process's exit.
@@ -226,7 +237,14 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
       return { scope, close: () => void runFork(Scope.close(scope, Exit.void)) }
     }
 
-    const establish = (request: IncomingMessage, raw: Duplex, head: Buffer, vsn: Frame.Vsn, apiKey: string, ip: string) => {
+    const establish = (
+      request: IncomingMessage,
+      raw: Duplex,
+      head: Buffer,
+      vsn: Frame.Vsn,
+      apiKey: string,
+      ip: string
+    ) => {
       const { scope, close: closeScope } = connectionScope()
       return Effect.gen(function*() {
         const principal = yield* verifier.verify(apiKey)
@@ -257,7 +275,10 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
       }
       const vsn = parseVsn(url.searchParams.get("vsn"))
       if (vsn === undefined) {
-        return writeRefusal(raw, { status: 403, body: JSON.stringify({ error: "Unsupported serializer version (vsn)" }) })
+        return writeRefusal(raw, {
+          status: 403,
+          body: JSON.stringify({ error: "Unsupported serializer version (vsn)" })
+        })
       }
       const header = request.headers["x-api-key"]
       const apiKey = (typeof header === "string" ? header : undefined) ?? url.searchParams.get("apikey") ?? ""
@@ -280,4 +301,8 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
           server.on("upgrade", refuseWhileStopping)
         })
     )
-  }) satisfies Effect.Effect<void, never, Scope.Scope | ConnectionConfig | ConnectionRegistry | ConnectionActor.Services>
+  }) satisfies Effect.Effect<
+    void,
+    never,
+    Scope.Scope | ConnectionConfig | ConnectionRegistry | ConnectionActor.Services
+  >

@@ -29,7 +29,10 @@ const tupleOf = (received: Received | undefined): Tuple => {
 }
 
 /** The frame as the vsn sends it: serializer 1.0.0 never carries a server join_ref. */
-const expected = (vsn: Frame.Vsn, tuple: Tuple): Tuple => (vsn === "1.0.0" ? [null, ...tuple.slice(1)] as unknown as Tuple : tuple)
+const expected = (
+  vsn: Frame.Vsn,
+  tuple: Tuple
+): Tuple => (vsn === "1.0.0" ? [null, ...tuple.slice(1)] as unknown as Tuple : tuple)
 
 const assertFrame = (vsn: Frame.Vsn, received: Received | undefined, tuple: Tuple) =>
   assert.deepStrictEqual(tupleOf(received), expected(vsn, tuple))
@@ -88,8 +91,8 @@ describe("ConnectionActor", () => {
           assert.strictEqual(
             reply.text,
             vsn === "2.0.0"
-              ? "[null,\"21\",\"phoenix\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]"
-              : "{\"topic\":\"phoenix\",\"event\":\"phx_reply\",\"payload\":{\"status\":\"ok\",\"response\":{}},\"ref\":\"21\"}"
+              ? '[null,"21","phoenix","phx_reply",{"status":"ok","response":{}}]'
+              : '{"topic":"phoenix","event":"phx_reply","payload":{"status":"ok","response":{}},"ref":"21"}'
           )
         }))
 
@@ -101,8 +104,8 @@ describe("ConnectionActor", () => {
           assert.strictEqual(
             reply.text,
             vsn === "2.0.0"
-              ? "[\"9\",\"9\",\"realtime:room1\",\"phx_reply\",{\"status\":\"ok\",\"response\":{\"postgres_changes\":[]}}]"
-              : "{\"topic\":\"realtime:room1\",\"event\":\"phx_reply\",\"payload\":{\"status\":\"ok\",\"response\":{\"postgres_changes\":[]}},\"ref\":\"9\"}"
+              ? '["9","9","realtime:room1","phx_reply",{"status":"ok","response":{"postgres_changes":[]}}]'
+              : '{"topic":"realtime:room1","event":"phx_reply","payload":{"status":"ok","response":{"postgres_changes":[]}},"ref":"9"}'
           )
           assert.deepStrictEqual(yield* client.drain, [])
         }))
@@ -116,7 +119,10 @@ describe("ConnectionActor", () => {
           const client = yield* TestSocket.connect({ vsn })
           client.push("9", "9", ROOM, "phx_join", { config: { postgres_changes: bindings } })
           const [reply, first, second] = yield* client.next(3)
-          const payload = asMessage(reply).payload as { status: string; response: { postgres_changes: Array<Record<string, unknown>> } }
+          const payload = asMessage(reply).payload as {
+            status: string
+            response: { postgres_changes: Array<Record<string, unknown>> }
+          }
           assert.strictEqual(payload.status, "ok")
           const echoed = payload.response.postgres_changes
           assert.deepStrictEqual(echoed.map(({ id: _id, ...rest }) => rest), bindings)
@@ -127,7 +133,10 @@ describe("ConnectionActor", () => {
           assert.notStrictEqual(echoed[0]!["id"], echoed[1]!["id"])
           for (const [i, frame] of [first, second].entries()) {
             const [joinRef, ref, topic, event, body] = tupleOf(frame)
-            assert.deepStrictEqual([joinRef, ref, topic, event], expected(vsn, ["9", null, ROOM, "system", null]).slice(0, 4))
+            assert.deepStrictEqual(
+              [joinRef, ref, topic, event],
+              expected(vsn, ["9", null, ROOM, "system", null]).slice(0, 4)
+            )
             const sys = body as { extension: string; status: string; message: string; channel: string }
             assert.deepStrictEqual([sys.extension, sys.status, sys.channel], ["postgres_changes", "error", "room1"])
             assert.match(sys.message, /^Unable to subscribe to changes with given parameters\./)
@@ -137,7 +146,9 @@ describe("ConnectionActor", () => {
           const again = yield* TestSocket.connect({ vsn })
           again.push("3", "3", "realtime:other", "phx_join", { config: { postgres_changes: bindings } })
           const [otherReply] = yield* again.next(3)
-          const otherIds = (asMessage(otherReply).payload as typeof payload).response.postgres_changes.map((b) => b["id"])
+          const otherIds = (asMessage(otherReply).payload as typeof payload).response.postgres_changes.map((b) =>
+            b["id"]
+          )
           assert.deepStrictEqual(otherIds, echoed.map((b) => b["id"]))
         }))
 
@@ -165,9 +176,21 @@ describe("ConnectionActor", () => {
         Effect.gen(function*() {
           const client = yield* TestSocket.connect({ vsn })
           client.push("7", "8", "realtime:nope", "broadcast", { type: "broadcast", event: "msg", payload: {} })
-          assertFrame(vsn, (yield* client.next())[0], ["7", "8", "realtime:nope", "phx_reply", error("unmatched topic")])
+          assertFrame(vsn, (yield* client.next())[0], [
+            "7",
+            "8",
+            "realtime:nope",
+            "phx_reply",
+            error("unmatched topic")
+          ])
           client.push(null, "10", "realtime:nope", "presence", { type: "presence", event: "track", payload: {} })
-          assertFrame(vsn, (yield* client.next())[0], [null, "10", "realtime:nope", "phx_reply", error("unmatched topic")])
+          assertFrame(vsn, (yield* client.next())[0], [
+            null,
+            "10",
+            "realtime:nope",
+            "phx_reply",
+            error("unmatched topic")
+          ])
         }))
 
       it.effect("leave replies ok, then phx_close carries the join ref in both places", () =>
@@ -213,10 +236,12 @@ describe("ConnectionActor", () => {
             "",
             "42",
             "null",
-            "[\"1\",\"1\",\"realtime:x\"]",
+            '["1","1","realtime:x"]',
             "[1,2,3,4,5,6,7]",
-            vsn === "2.0.0" ? "{\"topic\":\"phoenix\",\"event\":\"heartbeat\",\"payload\":{},\"ref\":\"1\"}" : "[null,\"1\",\"phoenix\",\"heartbeat\",{}]",
-            "{\"topic\":1,\"event\":\"x\"}",
+            vsn === "2.0.0"
+              ? '{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"1"}'
+              : '[null,"1","phoenix","heartbeat",{}]',
+            '{"topic":1,"event":"x"}',
             new Uint8Array([]),
             new Uint8Array([9, 0, 0, 0, 0, 0, 1]),
             new Uint8Array([3, 1, 1, 200, 1, 0, 1, 0x31]),
@@ -283,7 +308,11 @@ describe("ConnectionActor", () => {
         yield* joinOk(v2, ROOM)
         yield* joinOk(v1, ROOM)
         sender.pushBroadcast(jsonBroadcast(joinRef, sender.nextRef(), ROOM, { hello: "world" }))
-        sender.pushBroadcast({ ...jsonBroadcast(joinRef, sender.nextRef(), ROOM, null), encoding: "binary", payload: new Uint8Array([1, 2, 3, 255]) })
+        sender.pushBroadcast({
+          ...jsonBroadcast(joinRef, sender.nextRef(), ROOM, null),
+          encoding: "binary",
+          payload: new Uint8Array([1, 2, 3, 255])
+        })
         yield* sender.sync
         const [json, binary] = yield* v2.next(2)
         assert.strictEqual(json?._tag, "UserBroadcast")
@@ -292,7 +321,11 @@ describe("ConnectionActor", () => {
         assert.deepStrictEqual(Array.from(binary.payload), [1, 2, 3, 255])
         const v1Frames = yield* v1.drain
         assert.strictEqual(v1Frames.length, 1)
-        assertFrame("1.0.0", v1Frames[0], [null, null, ROOM, "broadcast", { type: "broadcast", event: "msg", payload: { hello: "world" } }])
+        assertFrame("1.0.0", v1Frames[0], [null, null, ROOM, "broadcast", {
+          type: "broadcast",
+          event: "msg",
+          payload: { hello: "world" }
+        }])
       }).pipe(Effect.provide(Instant)))
 
     it.effect("a v1 text broadcast reaches v2 subscribers as a text frame", () =>
@@ -323,10 +356,14 @@ describe("ConnectionActor", () => {
         assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "20", ROOM, "phx_reply", ok()])
         sender.pushBroadcast(sized(101, "21"))
         const refused = asMessage((yield* sender.next())[0])
-        assert.deepStrictEqual(tupleOf(refused), [joinRef, "21", ROOM, "phx_reply", { status: "error", response: "payload_size_exceeded" }])
-        assert.include(refused.text, "\"response\":\"payload_size_exceeded\"")
+        assert.deepStrictEqual(tupleOf(refused), [joinRef, "21", ROOM, "phx_reply", {
+          status: "error",
+          response: "payload_size_exceeded"
+        }])
+        assert.include(refused.text, '"response":"payload_size_exceeded"')
         quiet.pushBroadcast(sized(101, "5", quietJoin))
-        const sizes = (frames: ReadonlyArray<Received>) => frames.map((f) => (f._tag === "UserBroadcast" ? f.payload.length : -1))
+        const sizes = (frames: ReadonlyArray<Received>) =>
+          frames.map((f) => (f._tag === "UserBroadcast" ? f.payload.length : -1))
         // Without ack an oversized broadcast is dropped silently: no reply, no delivery.
         assert.deepStrictEqual(sizes(yield* quiet.drain), [100])
         assert.deepStrictEqual(sizes(yield* other.drain), [100])
@@ -345,7 +382,10 @@ describe("ConnectionActor", () => {
         sender.push(joinRef, "30", ROOM, "broadcast", body(100))
         assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "30", ROOM, "phx_reply", ok()])
         sender.push(joinRef, "31", ROOM, "broadcast", body(101))
-        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "31", ROOM, "phx_reply", { status: "error", response: "payload_size_exceeded" }])
+        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "31", ROOM, "phx_reply", {
+          status: "error",
+          response: "payload_size_exceeded"
+        }])
       }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0, maxPayloadBytes: 100 }))))
 
     it.effect("the text form is measured in UTF-8 bytes: 3-byte characters count three times", () =>
@@ -360,7 +400,10 @@ describe("ConnectionActor", () => {
         // 16 characters: 69 units, under the limit by string length, but 101 bytes: refused.
         assert.isBelow(JSON.stringify(euros(16)).length, 100)
         sender.push(joinRef, "41", ROOM, "broadcast", euros(16))
-        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "41", ROOM, "phx_reply", { status: "error", response: "payload_size_exceeded" }])
+        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "41", ROOM, "phx_reply", {
+          status: "error",
+          response: "payload_size_exceeded"
+        }])
       }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0, maxPayloadBytes: 100 }))))
 
     it.effect("events per second: the limit is accepted, the next push shuts the channel down", () =>
@@ -385,7 +428,10 @@ describe("ConnectionActor", () => {
         const privateSender = yield* TestSocket.connect()
         const publicMember = yield* TestSocket.connect()
         const privateMember = yield* TestSocket.connect()
-        const joinRef = yield* joinOk(privateSender, topic, { ...broadcastConfig({ private: true }), access_token: token })
+        const joinRef = yield* joinOk(privateSender, topic, {
+          ...broadcastConfig({ private: true }),
+          access_token: token
+        })
         yield* joinOk(publicMember, topic)
         yield* joinOk(privateMember, topic, { ...broadcastConfig({ private: true }), access_token: token })
         privateSender.pushBroadcast(jsonBroadcast(joinRef, "1", topic, { secret: true }))
@@ -407,10 +453,15 @@ describe("ConnectionActor", () => {
         assertFrame("2.0.0", reply, [aliceJoin, "12", ROOM, "phx_reply", ok()])
         const joins = (tupleOf(diff)[4] as { joins: Record<string, { metas: Array<{ phx_ref: string }> }> }).joins
         const ref = joins["alice"]!.metas[0]!.phx_ref
-        assertFrame("2.0.0", diff, [null, null, ROOM, "presence_diff", { joins: { alice: { metas: [{ phx_ref: ref, name: "alice" }] } }, leaves: {} }])
+        assertFrame("2.0.0", diff, [null, null, ROOM, "presence_diff", {
+          joins: { alice: { metas: [{ phx_ref: ref, name: "alice" }] } },
+          leaves: {}
+        }])
         // A later member with presence enabled gets the current state after its join reply.
         const bobJoin = yield* joinOk(bob, ROOM, broadcastConfig({ presence: { key: "bob", enabled: true } }))
-        assertFrame("2.0.0", (yield* bob.next())[0], [bobJoin, null, ROOM, "presence_state", { alice: { metas: [{ phx_ref: ref, name: "alice" }] } }])
+        assertFrame("2.0.0", (yield* bob.next())[0], [bobJoin, null, ROOM, "presence_state", {
+          alice: { metas: [{ phx_ref: ref, name: "alice" }] }
+        }])
         // The event name is case-insensitive, as on the server.
         alice.push(aliceJoin, "13", ROOM, "presence", { type: "presence", event: "UNTRACK" })
         const { phx_reply: untrackReply, presence_diff: leave } = byEvent(yield* alice.next(2))
@@ -425,9 +476,18 @@ describe("ConnectionActor", () => {
         const client = yield* TestSocket.connect()
         const joinRef = yield* joinOk(client, ROOM)
         client.push(joinRef, "1", ROOM, "presence", { type: "presence", event: "track", payload: [1] })
-        assertFrame("2.0.0", (yield* client.next())[0], [joinRef, "1", ROOM, "phx_reply", error("Presence track payload must be a map")])
+        assertFrame("2.0.0", (yield* client.next())[0], [
+          joinRef,
+          "1",
+          ROOM,
+          "phx_reply",
+          error("Presence track payload must be a map")
+        ])
         client.push(joinRef, "2", ROOM, "presence", { type: "presence", event: "dance" })
-        assertFrame("2.0.0", (yield* client.next())[0], [joinRef, "2", ROOM, "phx_reply", { status: "error", response: {} }])
+        assertFrame("2.0.0", (yield* client.next())[0], [joinRef, "2", ROOM, "phx_reply", {
+          status: "error",
+          response: {}
+        }])
       }).pipe(Effect.provide(Instant)))
 
     it.effect("5 presence calls per window are accepted; the 6th in the window shuts the channel down", () =>
@@ -447,7 +507,13 @@ describe("ConnectionActor", () => {
         for (let n = 6; n <= 10; n++) yield* track(`b${n}`, n)
         client.push(joinRef, "b11", ROOM, "presence", { type: "presence", event: "track", payload: { n: 11 } })
         const [sys, close] = yield* client.next(2)
-        assertFrame("2.0.0", sys, [joinRef, null, ROOM, "system", system("Client presence rate limit exceeded", "room1")])
+        assertFrame("2.0.0", sys, [
+          joinRef,
+          null,
+          ROOM,
+          "system",
+          system("Client presence rate limit exceeded", "room1")
+        ])
         assertFrame("2.0.0", close, [joinRef, joinRef, ROOM, "phx_close", {}])
         assert.isUndefined(client.socket.closed)
       }).pipe(Effect.provide(Instant)))
@@ -459,11 +525,23 @@ describe("ConnectionActor", () => {
           const normal = yield* TestSocket.connect()
           const late = yield* TestSocket.connect()
           const hostileJoin = yield* joinOk(hostile, ROOM, broadcastConfig({ presence: { key, enabled: false } }))
-          const normalJoin = yield* joinOk(normal, ROOM, broadcastConfig({ presence: { key: "venue-1", enabled: false } }))
-          hostile.push(hostileJoin, "1", ROOM, "presence", { type: "presence", event: "track", payload: { device: key } })
+          const normalJoin = yield* joinOk(
+            normal,
+            ROOM,
+            broadcastConfig({ presence: { key: "venue-1", enabled: false } })
+          )
+          hostile.push(hostileJoin, "1", ROOM, "presence", {
+            type: "presence",
+            event: "track",
+            payload: { device: key }
+          })
           assert.deepStrictEqual(tupleOf(byEvent(yield* hostile.next(2))["phx_reply"])[4], ok())
           yield* normal.next()
-          normal.push(normalJoin, "2", ROOM, "presence", { type: "presence", event: "track", payload: { device: "venue-1" } })
+          normal.push(normalJoin, "2", ROOM, "presence", {
+            type: "presence",
+            event: "track",
+            payload: { device: "venue-1" }
+          })
           assert.deepStrictEqual(tupleOf(byEvent(yield* normal.next(2))["phx_reply"])[4], ok())
           yield* hostile.next()
           const lateJoin = yield* joinOk(late, ROOM, broadcastConfig({ presence: { key: "late", enabled: true } }))
@@ -488,7 +566,11 @@ describe("ConnectionActor", () => {
       Effect.gen(function*() {
         const client = yield* TestSocket.connect()
         const joinRef = yield* joinOk(client, ROOM, broadcastConfig({ presence: { key: "k", enabled: false } }))
-        client.pushRaw(`[${JSON.stringify(joinRef)},"1","${ROOM}","presence",{"type":"presence","event":"track","payload":{"__proto__":{"x":1},"a":2}}]`)
+        client.pushRaw(
+          `[${
+            JSON.stringify(joinRef)
+          },"1","${ROOM}","presence",{"type":"presence","event":"track","payload":{"__proto__":{"x":1},"a":2}}]`
+        )
         const { presence_diff: diff } = byEvent(yield* client.next(2))
         const meta = (tupleOf(diff)[4] as { joins: { k: { metas: Array<object> } } }).joins.k.metas[0]!
         assert.deepStrictEqual(Object.keys(meta), ["phx_ref", "__proto__", "a"])
@@ -520,7 +602,10 @@ describe("ConnectionActor", () => {
         assert.deepStrictEqual(yield* trackReply(b, jb, "2", { n: 2 }), ok())
         yield* a.next()
         yield* c.next()
-        assert.deepStrictEqual(yield* trackReply(c, jc, "3", { n: 3 }), error("TooManyPresenceKeys: Too many presence keys in this channel (at most 2)"))
+        assert.deepStrictEqual(
+          yield* trackReply(c, jc, "3", { n: 3 }),
+          error("TooManyPresenceKeys: Too many presence keys in this channel (at most 2)")
+        )
         // The refused channel stays; an update of an existing key is not growth.
         assert.deepStrictEqual(yield* trackReply(a, ja, "4", { n: 4 }), ok())
         for (const s of [a, b, c]) assert.isUndefined(s.socket.closed)
@@ -536,13 +621,23 @@ describe("ConnectionActor", () => {
         assert.deepStrictEqual(yield* trackReply(a, ja, "1", { s: "x".repeat(100) }), ok())
         yield* b.next()
         // 108 + 58 > 150 bytes tracked by socket a.
-        a.push(ja2, "2", "realtime:room2", "presence", { type: "presence", event: "track", payload: { s: "y".repeat(50) } })
-        assert.deepStrictEqual(tupleOf((yield* a.next())[0])[4], error("PresenceStateTooLarge: Presence tracked by this connection would exceed 150 bytes"))
+        a.push(ja2, "2", "realtime:room2", "presence", {
+          type: "presence",
+          event: "track",
+          payload: { s: "y".repeat(50) }
+        })
+        assert.deepStrictEqual(
+          tupleOf((yield* a.next())[0])[4],
+          error("PresenceStateTooLarge: Presence tracked by this connection would exceed 150 bytes")
+        )
         // Beside it: a small one fits.
         a.push(ja2, "3", "realtime:room2", "presence", { type: "presence", event: "track", payload: { s: "y" } })
         assert.deepStrictEqual(tupleOf(byEvent(yield* a.next(2))["phx_reply"])[4], ok())
         // Room state: a's entry is 1 + 108 + 80 = 189 bytes; b's with a 138-byte meta would be 219 more (408 > 400).
-        assert.deepStrictEqual(yield* trackReply(b, jb, "4", { s: "z".repeat(130) }), error("PresenceStateTooLarge: Presence state of this channel would exceed 400 bytes"))
+        assert.deepStrictEqual(
+          yield* trackReply(b, jb, "4", { s: "z".repeat(130) }),
+          error("PresenceStateTooLarge: Presence state of this channel would exceed 400 bytes")
+        )
         assert.deepStrictEqual(yield* trackReply(b, jb, "5", { s: "z".repeat(100) }), ok())
       }).pipe(Effect.provide(Bounded)))
 
@@ -568,7 +663,13 @@ describe("ConnectionActor", () => {
         const first = yield* joinOk(client, "realtime:a")
         yield* joinOk(client, "realtime:b")
         const third = client.join("realtime:c")
-        assertFrame("2.0.0", (yield* client.next())[0], [third, third, "realtime:c", "phx_reply", error("ChannelRateLimitReached: Too many channels")])
+        assertFrame("2.0.0", (yield* client.next())[0], [
+          third,
+          third,
+          "realtime:c",
+          "phx_reply",
+          error("ChannelRateLimitReached: Too many channels")
+        ])
         // Rejoining a joined topic does not count as another channel.
         client.join("realtime:a")
         const [close] = yield* client.next(2)
@@ -607,14 +708,26 @@ describe("ConnectionActor", () => {
         yield* TestClock.adjust("4999 millis")
         assert.deepStrictEqual(yield* client.drain, [])
         yield* TestClock.adjust("1 millis")
-        assertFrame("2.0.0", (yield* client.next())[0], ["4", "4", "realtime:", "phx_reply", error("TopicNameRequired: You must provide a topic name")])
+        assertFrame("2.0.0", (yield* client.next())[0], [
+          "4",
+          "4",
+          "realtime:",
+          "phx_reply",
+          error("TopicNameRequired: You must provide a topic name")
+        ])
       }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 5_000 }))))
 
     it.effect("a draining node refuses joins with RealtimeRestarting", () =>
       Effect.gen(function*() {
         const client = yield* TestSocket.connect({ isDraining: () => true })
         const joinRef = client.join(ROOM)
-        assertFrame("2.0.0", (yield* client.next())[0], [joinRef, joinRef, ROOM, "phx_reply", error("RealtimeRestarting: Realtime is restarting, please standby")])
+        assertFrame("2.0.0", (yield* client.next())[0], [
+          joinRef,
+          joinRef,
+          ROOM,
+          "phx_reply",
+          error("RealtimeRestarting: Realtime is restarting, please standby")
+        ])
       }).pipe(Effect.provide(Instant)))
   })
 
@@ -662,7 +775,13 @@ describe("ConnectionActor", () => {
         const client = yield* TestSocket.connect()
         const token = yield* TestSocket.userToken({ nowSeconds: 0, expiresInSeconds: 60 })
         const joinRef = client.join(ROOM, { access_token: token })
-        assertFrame("2.0.0", (yield* client.next())[0], [joinRef, joinRef, ROOM, "phx_reply", error("InvalidJWTToken: Token has expired 3540 seconds ago")])
+        assertFrame("2.0.0", (yield* client.next())[0], [
+          joinRef,
+          joinRef,
+          ROOM,
+          "phx_reply",
+          error("InvalidJWTToken: Token has expired 3540 seconds ago")
+        ])
       }).pipe(Effect.provide(Instant)))
 
     it.effect("access_token with a valid token keeps the channel and moves the expiry", () =>
@@ -679,7 +798,11 @@ describe("ConnectionActor", () => {
         client.handle.offer({ _tag: "Deadline" })
         assert.deepStrictEqual(yield* client.drain, [])
         client.push(joinRef, "61", ROOM, "broadcast", { type: "broadcast", event: "still", payload: {} })
-        assertFrame("2.0.0", (yield* client.next())[0], [null, null, ROOM, "broadcast", { type: "broadcast", event: "still", payload: {} }])
+        assertFrame("2.0.0", (yield* client.next())[0], [null, null, ROOM, "broadcast", {
+          type: "broadcast",
+          event: "still",
+          payload: {}
+        }])
       }).pipe(Effect.provide(Instant)))
 
     it.effect("on a public channel, access_token values that are null, an sb_publishable_ key or the current token change nothing visible", () =>
@@ -698,7 +821,13 @@ describe("ConnectionActor", () => {
       Effect.gen(function*() {
         const client = yield* TestSocket.connect()
         const joinRef = client.join(ROOM, { access_token: " " })
-        assertFrame("2.0.0", (yield* client.next())[0], [joinRef, joinRef, ROOM, "phx_reply", error("ApiKeyMissing: API key is missing")])
+        assertFrame("2.0.0", (yield* client.next())[0], [
+          joinRef,
+          joinRef,
+          ROOM,
+          "phx_reply",
+          error("ApiKeyMissing: API key is missing")
+        ])
       }).pipe(Effect.provide(Instant)))
 
     it.effect("access_token with an invalid token closes the channel with the system message", () =>
@@ -707,7 +836,13 @@ describe("ConnectionActor", () => {
         const joinRef = yield* joinOk(client, ROOM)
         client.push(joinRef, "70", ROOM, "access_token", { access_token: "not-a-jwt" })
         const [sys, close] = yield* client.next(2)
-        assertFrame("2.0.0", sys, [joinRef, null, ROOM, "system", system("The token provided is not a valid JWT", "room1")])
+        assertFrame("2.0.0", sys, [
+          joinRef,
+          null,
+          ROOM,
+          "system",
+          system("The token provided is not a valid JWT", "room1")
+        ])
         assertFrame("2.0.0", close, [joinRef, joinRef, ROOM, "phx_close", {}])
         assert.isUndefined(client.socket.closed)
       }).pipe(Effect.provide(Instant)))
@@ -779,16 +914,27 @@ describe("ConnectionActor", () => {
         yield* Fiber.await(slow.fiber)
         sender.pushBroadcast(jsonBroadcast(joinRef, "2", ROOM, { n: 2 }))
         const received = yield* other.next(2)
-        assert.deepStrictEqual(received.map((f) => (f._tag === "UserBroadcast" ? JSON.parse(dec.decode(f.payload)) : null)), [{ n: 1 }, { n: 2 }])
+        assert.deepStrictEqual(
+          received.map((f) => (f._tag === "UserBroadcast" ? JSON.parse(dec.decode(f.payload)) : null)),
+          [{ n: 1 }, { n: 2 }]
+        )
         const hub = yield* Hub.Hub
-        assert.strictEqual(hub.subscriberCount(Publication.topicKey(ROOM, false)), 2, "the slow socket's subscription is gone")
+        assert.strictEqual(
+          hub.subscriberCount(Publication.topicKey(ROOM, false)),
+          2,
+          "the slow socket's subscription is gone"
+        )
         assert.strictEqual(slow.socket.closeCalls, 1)
       }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0, outboxLimitBytes: 1_000 }))))
 
     it.effect("a broadcast at MAX_PAYLOAD_BYTES reaches every reading receiver, none closed; one byte over is refused to the sender only", () =>
       Effect.gen(function*() {
         const sender = yield* TestSocket.connect()
-        const receivers = [yield* TestSocket.connect(), yield* TestSocket.connect(), yield* TestSocket.connect({ vsn: "1.0.0" })]
+        const receivers = [
+          yield* TestSocket.connect(),
+          yield* TestSocket.connect(),
+          yield* TestSocket.connect({ vsn: "1.0.0" })
+        ]
         const joinRef = yield* joinOk(sender, ROOM, broadcastConfig({ ack: true }))
         for (const r of receivers) yield* joinOk(r, ROOM)
         const max = { p: "y".repeat(3_000_000 - 8) } // {"p":"…"} is exactly 3,000,000 bytes
@@ -796,12 +942,18 @@ describe("ConnectionActor", () => {
         assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "1", ROOM, "phx_reply", ok()])
         for (const r of receivers) assert.strictEqual((yield* r.next()).length, 1)
         sender.pushBroadcast(jsonBroadcast(joinRef, "2", ROOM, { p: `${max.p}y` }))
-        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "2", ROOM, "phx_reply", { status: "error", response: "payload_size_exceeded" }])
+        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "2", ROOM, "phx_reply", {
+          status: "error",
+          response: "payload_size_exceeded"
+        }])
         for (const c of [sender, ...receivers]) assert.isUndefined(c.socket.closed)
         // A paused reader (its last frame still unsent) is still closed as slow.
         receivers[0]!.socket.bufferedBytes = 6_000_000 // two max frames unsent
         sender.pushBroadcast(jsonBroadcast(joinRef, "3", ROOM, max))
-        assert.deepStrictEqual(yield* receivers[0]!.socket.awaitClose, { code: 4008, reason: "slow consumer: outbox overflow" })
+        assert.deepStrictEqual(yield* receivers[0]!.socket.awaitClose, {
+          code: 4008,
+          reason: "slow consumer: outbox overflow"
+        })
         for (const r of receivers.slice(1)) assert.strictEqual((yield* r.next()).length, 1)
       }).pipe(Effect.provide(Instant)))
 
@@ -814,7 +966,17 @@ describe("ConnectionActor", () => {
         assert.isTrue(client.socket.paused)
         assert.strictEqual(client.socket.pauseCalls, 1)
         const replies = yield* client.next(9)
-        assert.deepStrictEqual(replies.map((r) => asMessage(r).ref), [joinRef, "p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"])
+        assert.deepStrictEqual(replies.map((r) => asMessage(r).ref), [
+          joinRef,
+          "p0",
+          "p1",
+          "p2",
+          "p3",
+          "p4",
+          "p5",
+          "p6",
+          "p7"
+        ])
         yield* client.socket.waitFor("reading to resume", () => !client.socket.paused)
         assert.strictEqual(client.socket.resumeCalls, 1)
       }).pipe(Effect.provide(TestSocket.layer({ mailboxCapacity: 4 }))))
@@ -826,7 +988,12 @@ describe("ConnectionActor", () => {
         const b = yield* joinOk(client, "realtime:b")
         client.handle.offer({ _tag: "Drain" })
         const [first, second] = yield* client.next(2)
-        const disconnect = (channel: string) => ({ extension: "system", status: "ok", message: "Server requested disconnect", channel })
+        const disconnect = (channel: string) => ({
+          extension: "system",
+          status: "ok",
+          message: "Server requested disconnect",
+          channel
+        })
         assertFrame("2.0.0", first, [a, null, "realtime:a", "system", disconnect("a")])
         assertFrame("2.0.0", second, [b, null, "realtime:b", "system", disconnect("b")])
         assert.deepStrictEqual(yield* client.socket.awaitClose, { code: 1012, reason: "server draining" })

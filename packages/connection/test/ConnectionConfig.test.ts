@@ -15,9 +15,17 @@ describe("ConnectionConfig.limitProblems", () => {
   })
 
   it("counts the presence state of a full channel and a diff of two socket-sized metas", () => {
-    const base = { ...defaults, maxPayloadBytes: 100_000, presenceMaxBytesPerSocket: 100_000, outboxLimitBytes: 1_000_000 }
+    const base = {
+      ...defaults,
+      maxPayloadBytes: 100_000,
+      presenceMaxBytesPerSocket: 100_000,
+      outboxLimitBytes: 1_000_000
+    }
     assert.deepStrictEqual(limitProblems({ ...base, presenceMaxBytesPerChannel: 400_000 }), [])
     assert.lengthOf(limitProblems({ ...base, presenceMaxBytesPerChannel: 500_000 }), 1)
-    assert.strictEqual(largestFrameBytes({ ...base, presenceMaxBytesPerChannel: 150_000 }), 200_000 + FRAME_ENVELOPE_BYTES)
+    assert.strictEqual(
+      largestFrameBytes({ ...base, presenceMaxBytesPerChannel: 150_000 }),
+      200_000 + FRAME_ENVELOPE_BYTES
+    )
   })
 })

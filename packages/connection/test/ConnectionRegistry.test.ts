@@ -16,7 +16,9 @@ interface FakeHandle extends ConnectionHandle {
 }
 
 let ids = 0
-const handle = (options: { userKey?: string; ip?: string; lastSeenMs?: number; nextExpiryMs?: number } = {}): FakeHandle => {
+const handle = (
+  options: { userKey?: string; ip?: string; lastSeenMs?: number; nextExpiryMs?: number } = {}
+): FakeHandle => {
   const mails: Array<Mail["_tag"]> = []
   return {
     id: ++ids,
@@ -54,7 +56,10 @@ describe("ConnectionRegistry", () => {
         yield* registry.admit("10.0.0.1", undefined)
         yield* registry.admit("10.0.0.2", "u1")
         const reason = yield* refusal(registry.admit("10.0.0.3", "u2"))
-        assert.deepStrictEqual([reason._tag, reason.message], ["ConnectionRateLimitReached", "Too many connected users"])
+        assert.deepStrictEqual([reason._tag, reason.message], [
+          "ConnectionRateLimitReached",
+          "Too many connected users"
+        ])
       }).pipe(Effect.provide(registryWith({ maxConnections: 2 }))))
 
     it.effect("per IP: up to maxConnectionsPerIp from one address, other addresses unaffected", () =>
@@ -63,7 +68,10 @@ describe("ConnectionRegistry", () => {
         yield* registry.admit("10.0.0.1", undefined)
         yield* registry.admit("10.0.0.1", undefined)
         const reason = yield* refusal(registry.admit("10.0.0.1", undefined))
-        assert.deepStrictEqual([reason._tag, reason.message], ["ConnectionRateLimitReached", "Too many connected users from this address"])
+        assert.deepStrictEqual([reason._tag, reason.message], [
+          "ConnectionRateLimitReached",
+          "Too many connected users from this address"
+        ])
         yield* registry.admit("10.0.0.2", undefined)
       }).pipe(Effect.provide(registryWith({ maxConnectionsPerIp: 2 }))))
 
@@ -73,7 +81,10 @@ describe("ConnectionRegistry", () => {
         yield* registry.admit("10.0.0.1", "u1")
         yield* registry.admit("10.0.0.2", "u1")
         const reason = yield* refusal(registry.admit("10.0.0.3", "u1"))
-        assert.deepStrictEqual([reason._tag, reason.message], ["ConnectionRateLimitReached", "Too many connected users for this user"])
+        assert.deepStrictEqual([reason._tag, reason.message], [
+          "ConnectionRateLimitReached",
+          "Too many connected users for this user"
+        ])
         yield* registry.admit("10.0.0.3", "u2")
         for (let i = 0; i < 5; i++) yield* registry.admit(`10.0.1.${i}`, undefined)
       }).pipe(Effect.provide(registryWith({ maxConnectionsPerUser: 2 }))))
@@ -146,7 +157,10 @@ describe("ConnectionRegistry", () => {
         yield* Effect.yieldNow
         assert.isTrue(registry.isDraining())
         const reason = yield* refusal(registry.admit("10.0.0.9", undefined))
-        assert.deepStrictEqual([reason._tag, reason.message], ["RealtimeRestarting", "Realtime is restarting, please standby"])
+        assert.deepStrictEqual([reason._tag, reason.message], [
+          "RealtimeRestarting",
+          "Realtime is restarting, please standby"
+        ])
         const drained = () => handles.map((h) => h.mails.length)
         assert.deepStrictEqual(drained(), [1, 1, 0, 0, 0])
         yield* TestClock.adjust("99 millis")

@@ -31,7 +31,9 @@ describe("docs/error-codes.md", () => {
   })
 
   it("has a row for every upgrade and REST status ErrorReply produces", () => {
-    const statuses = new Set(catalogue.flatMap((reason) => [upgradeRefusal(reason).status, restRefusal(reason).status].map(String)))
+    const statuses = new Set(
+      catalogue.flatMap((reason) => [upgradeRefusal(reason).status, restRefusal(reason).status].map(String))
+    )
     assert.deepStrictEqual([...statuses].filter((status) => !row(status)), [])
   })
 

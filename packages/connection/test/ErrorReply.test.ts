@@ -4,14 +4,22 @@ import * as ConnectionError from "../src/ConnectionError.ts"
 import { ChangeFeed } from "@wedsync/hub"
 import { Reply } from "@wedsync/protocol"
 import * as RestError from "../src/RestError.ts"
-import { catalogue, CloseCode, closeCodeOf, errorPayload, reasonText, restRefusal, upgradeRefusal, type WireReason } from "../src/ErrorReply.ts"
+import {
+  catalogue,
+  CloseCode,
+  closeCodeOf,
+  errorPayload,
+  reasonText,
+  restRefusal,
+  upgradeRefusal,
+  type WireReason
+} from "../src/ErrorReply.ts"
 
 const ofArea = (tags: ReadonlyArray<string>) => catalogue.filter((reason) => tags.includes(reason._tag))
 const connectionTags = ConnectionError.ConnectionError.fields.reason.members.map((m) => m.identifier)
 const authTags = AuthError.AuthErrorReason.members.map((m) => m.identifier)
 const connectionReasons = ofArea(connectionTags)
 const authReasons = ofArea(authTags)
-
 
 describe("ErrorReply", () => {
   it("the catalogue holds every reason of every area, each once", () => {
@@ -24,10 +32,16 @@ describe("ErrorReply", () => {
   describe("errorPayload: `<Code>: <message>`, except Phoenix's and Supabase's bare answers", () => {
     const payload = (reason: WireReason) => errorPayload(reason)
     it("a join error carries `<Code>: <message>`", () =>
-      assert.deepStrictEqual(payload(ConnectionError.tooManyChannels()), Reply.error("ChannelRateLimitReached: Too many channels")))
+      assert.deepStrictEqual(
+        payload(ConnectionError.tooManyChannels()),
+        Reply.error("ChannelRateLimitReached: Too many channels")
+      ))
     it("an unmatched topic and a presence payload that is not a map are Phoenix's bare texts", () => {
       assert.deepStrictEqual(payload(ConnectionError.unmatchedTopic()), Reply.error("unmatched topic"))
-      assert.deepStrictEqual(payload(ConnectionError.invalidPresencePayload()), Reply.error("Presence track payload must be a map"))
+      assert.deepStrictEqual(
+        payload(ConnectionError.invalidPresencePayload()),
+        Reply.error("Presence track payload must be a map")
+      )
     })
     it("a payload over the limit is Supabase's raw payload_size_exceeded, an unknown presence event an empty error", () => {
       assert.deepStrictEqual(payload(ConnectionError.payloadTooLarge()), Reply.errorRaw("payload_size_exceeded"))
@@ -41,11 +55,17 @@ describe("ErrorReply", () => {
       return [status, JSON.parse(body)] as const
     }
     it("maps each REST reason to its status", () => {
-      assert.deepStrictEqual(answer(RestError.bodyTooLarge(10)), [413, { message: "Payload Too Large: Request body exceeds 10 bytes" }])
+      assert.deepStrictEqual(answer(RestError.bodyTooLarge(10)), [413, {
+        message: "Payload Too Large: Request body exceeds 10 bytes"
+      }])
       assert.deepStrictEqual(answer(RestError.bodyUnreadable()), [400, { message: "Could not read the request body" }])
-      assert.deepStrictEqual(answer(ConnectionError.payloadTooDeep(64)), [400, { message: "JSON is nested more than 64 levels deep" }])
+      assert.deepStrictEqual(answer(ConnectionError.payloadTooDeep(64)), [400, {
+        message: "JSON is nested more than 64 levels deep"
+      }])
       assert.deepStrictEqual(answer(RestError.invalidJson()), [422, { message: "Request body is not valid JSON" }])
-      assert.deepStrictEqual(answer(ConnectionError.payloadTooLarge()), [422, { message: "Payload size exceeds tenant limit" }])
+      assert.deepStrictEqual(answer(ConnectionError.payloadTooLarge()), [422, {
+        message: "Payload size exceeds tenant limit"
+      }])
       assert.deepStrictEqual(answer(RestError.unsupportedMediaType()), [
         415,
         { error: "Unsupported Media Type. Use application/json or application/octet-stream" }
@@ -55,7 +75,9 @@ describe("ErrorReply", () => {
       for (const reason of authReasons.filter((r) => r._tag !== "Unauthorized")) {
         assert.deepStrictEqual(answer(reason), [401, { message: "Unauthorized" }], reason._tag)
       }
-      assert.deepStrictEqual(answer(new AuthError.Unauthorized({ subtopic: "wedding:1" })), [403, { message: "Unauthorized" }])
+      assert.deepStrictEqual(answer(new AuthError.Unauthorized({ subtopic: "wedding:1" })), [403, {
+        message: "Unauthorized"
+      }])
     })
   })
 
@@ -67,13 +89,16 @@ describe("ErrorReply", () => {
       [reasonText(ConnectionError.tooManyConnections("")), "ConnectionRateLimitReached: Too many connected users"],
       [reasonText(ConnectionError.restarting()), "RealtimeRestarting: Realtime is restarting, please standby"],
       [reasonText(AuthError.InvalidJWTToken.expired(5)), "InvalidJWTToken: Token has expired 5 seconds ago"],
-      [reasonText(AuthError.InvalidJWTToken.missingClaims()), "InvalidJWTToken: Fields `role` and `exp` are required in JWT"],
+      [
+        reasonText(AuthError.InvalidJWTToken.missingClaims()),
+        "InvalidJWTToken: Fields `role` and `exp` are required in JWT"
+      ],
       [reasonText(AuthError.InvalidJWTToken.invalidExpiration()), "InvalidJWTToken: Token expiration time is invalid"],
       [reasonText(new AuthError.MalformedJWT()), "MalformedJWT: The token provided is not a valid JWT"],
       [reasonText(new AuthError.JwtSignatureError()), "JwtSignatureError: Failed to validate JWT signature"],
       [
         reasonText(new AuthError.JwtSignerError({ kid: "key-1" })),
-        "JwtSignerError: Failed to generate JWT signer for key ID (kid) \"key-1\", check your JWT secret or JWKS configuration"
+        'JwtSignerError: Failed to generate JWT signer for key ID (kid) "key-1", check your JWT secret or JWKS configuration'
       ],
       [
         reasonText(new AuthError.JwtSignerError({})),
@@ -91,11 +116,11 @@ describe("ErrorReply", () => {
     it("connection caps and join rate are 429 with Supabase's {error} body", () => {
       assert.deepStrictEqual(upgradeRefusal(ConnectionError.tooManyConnections("")), {
         status: 429,
-        body: "{\"error\":\"Too many connected users\"}"
+        body: '{"error":"Too many connected users"}'
       })
       assert.deepStrictEqual(upgradeRefusal(ConnectionError.tooManyConnections(" from this address")), {
         status: 429,
-        body: "{\"error\":\"Too many connected users from this address\"}"
+        body: '{"error":"Too many connected users from this address"}'
       })
       assert.strictEqual(upgradeRefusal(ConnectionError.tooManyJoins()).status, 429)
     })
@@ -103,7 +128,7 @@ describe("ErrorReply", () => {
     it("a draining node is 503", () => {
       assert.deepStrictEqual(upgradeRefusal(ConnectionError.restarting()), {
         status: 503,
-        body: "{\"error\":\"Realtime is restarting, please standby\"}"
+        body: '{"error":"Realtime is restarting, please standby"}'
       })
     })
 
@@ -115,7 +140,7 @@ describe("ErrorReply", () => {
         assert.deepStrictEqual(JSON.parse(refusal.body), { error: expected })
       }
       assert.ok(authReasons.some((r) => r.message.startsWith("Token has expired ")), "the fixture covers expiry")
-      assert.strictEqual(upgradeRefusal(new AuthError.ApiKeyMissing()).body, "{\"error\":\"API key is missing\"}")
+      assert.strictEqual(upgradeRefusal(new AuthError.ApiKeyMissing()).body, '{"error":"API key is missing"}')
     })
   })
 

@@ -19,9 +19,10 @@ const messageOf = (received: TestSocket.Received | undefined) => {
   if (received?._tag !== "Message") return assert.fail(`expected a text message, got ${received?._tag ?? "nothing"}`)
   return received
 }
-const statusOf = (received: TestSocket.Received | undefined) => (messageOf(received).payload as { status?: unknown }).status
+const statusOf = (received: TestSocket.Received | undefined) =>
+  (messageOf(received).payload as { status?: unknown }).status
 const reasonOf = (received: TestSocket.Received | undefined) =>
-  ((messageOf(received).payload as { response?: { reason?: unknown } }).response)?.reason
+  (messageOf(received).payload as { response?: { reason?: unknown } }).response?.reason
 
 const verified = (token: string) => TokenVerifier.TokenVerifier.use((v) => v.verify(token)).pipe(Effect.orDie)
 
@@ -63,7 +64,10 @@ describe("expired connect token (item 3)", () => {
       yield* TestClock.adjust("11 seconds")
       client.push(joinRef, "3", WEDDING, "access_token", { access_token: token })
       const [system, close] = yield* client.next(2)
-      assert.strictEqual((messageOf(system).payload as { message?: unknown }).message, "Token has expired 1 seconds ago")
+      assert.strictEqual(
+        (messageOf(system).payload as { message?: unknown }).message,
+        "Token has expired 1 seconds ago"
+      )
       assert.strictEqual(messageOf(close).event, "phx_close")
     }).pipe(Effect.provide(Instant)))
 })
@@ -79,7 +83,11 @@ describe("a push on a channel whose token expired, before the sweep comes by (it
         const { joinRef } = yield* joinReply(sender, WEDDING, privateJoin(token))
         const send = (n: number) =>
           form === "text"
-            ? sender.push(joinRef, sender.nextRef(), WEDDING, "broadcast", { type: "broadcast", event: "msg", payload: { n } })
+            ? sender.push(joinRef, sender.nextRef(), WEDDING, "broadcast", {
+              type: "broadcast",
+              event: "msg",
+              payload: { n }
+            })
             : sender.pushBroadcast({
               joinRef,
               ref: sender.nextRef(),
@@ -95,7 +103,10 @@ describe("a push on a channel whose token expired, before the sweep comes by (it
         yield* TestClock.adjust("11 seconds")
         send(2)
         const [system, close] = yield* sender.next(2)
-        assert.strictEqual((messageOf(system).payload as { message?: unknown }).message, "Token has expired 1 seconds ago")
+        assert.strictEqual(
+          (messageOf(system).payload as { message?: unknown }).message,
+          "Token has expired 1 seconds ago"
+        )
         assert.strictEqual(messageOf(close).event, "phx_close")
         assert.deepStrictEqual(yield* receiver.drain, [], "after expiry: nothing published")
       }).pipe(Effect.provide(Instant)))
@@ -165,21 +176,29 @@ describe("access_token that is not a user JWT (item 7)", () => {
         client.push(room.joinRef, "7", ROOM, "broadcast", { type: "broadcast", event: "after", payload: {} })
         assert.strictEqual(messageOf((yield* client.next())[0]).event, "broadcast")
         // The private topic now refuses a join with the same key.
-        assert.match(String(reasonOf((yield* joinReply(client, WEDDING, privateJoin(signOut ?? undefined))).reply)), /^Unauthorized: /)
+        assert.match(
+          String(reasonOf((yield* joinReply(client, WEDDING, privateJoin(signOut ?? undefined))).reply)),
+          /^Unauthorized: /
+        )
       }).pipe(Effect.provide(Instant)))
   }
 })
 
 describe("postgres_changes bindings (item 9)", () => {
   const changes = (events: ReadonlyArray<unknown>) => ({
-    config: { postgres_changes: events.map((event, i) => ({ event, schema: "public", table: "todos", filter: `id=eq.${i}` })) }
+    config: {
+      postgres_changes: events.map((event, i) => ({ event, schema: "public", table: "todos", filter: `id=eq.${i}` }))
+    }
   })
 
   it.effect("an unknown event is refused with InvalidJoinPayload; a known one joins", () =>
     Effect.gen(function*() {
       const client = yield* TestSocket.connect()
       const refused = yield* joinReply(client, ROOM, changes(["INSERT", "UPSERT"]))
-      assert.strictEqual(reasonOf(refused.reply), 'InvalidJoinPayload: Unknown postgres_changes event "UPSERT"; expected *, INSERT, UPDATE or DELETE')
+      assert.strictEqual(
+        reasonOf(refused.reply),
+        'InvalidJoinPayload: Unknown postgres_changes event "UPSERT"; expected *, INSERT, UPDATE or DELETE'
+      )
       const accepted = yield* joinReply(client, ROOM, changes(["INSERT"]))
       assert.strictEqual(statusOf(accepted.reply), "ok")
     }).pipe(Effect.provide(Instant)))
@@ -188,14 +207,22 @@ describe("postgres_changes bindings (item 9)", () => {
     Effect.gen(function*() {
       const client = yield* TestSocket.connect()
       const refused = yield* joinReply(client, ROOM, changes(["INSERT", "UPDATE", "DELETE"]))
-      assert.strictEqual(reasonOf(refused.reply), "BindingLimitReached: Too many postgres_changes bindings; at most 2 per channel")
+      assert.strictEqual(
+        reasonOf(refused.reply),
+        "BindingLimitReached: Too many postgres_changes bindings; at most 2 per channel"
+      )
       const accepted = yield* joinReply(client, ROOM, changes(["INSERT", "DELETE"]))
       assert.strictEqual(statusOf(accepted.reply), "ok")
     }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0, maxBindingsPerChannel: 2 }))))
 })
 
 describe("one per-socket rate for every frame (item 9)", () => {
-  const Limited = TestSocket.layer({ joinErrorDelayMs: 0, maxEventsPerSecond: 3, maxJoinsPerSecond: 2, maxFramesPerSecond: 6 })
+  const Limited = TestSocket.layer({
+    joinErrorDelayMs: 0,
+    maxEventsPerSecond: 3,
+    maxJoinsPerSecond: 2,
+    maxFramesPerSecond: 6
+  })
   const heartbeat = (client: TestSocket.TestClient, ref: string) => client.push(null, ref, "phoenix", "heartbeat", {})
 
   it.effect("a heartbeat flood gets error replies past the event rate and a 4030 close past the frame budget; one a second is fine", () =>
@@ -257,7 +284,10 @@ describe("deeply nested JSON on the socket (item 10)", () => {
       assert.strictEqual(messageOf((yield* receiver.next())[0]).event, "broadcast")
       sender.pushRaw(broadcastText(joinRef, nested(100_000)))
       sender.pushRaw(broadcastText(joinRef, nested(100_000)))
-      assert.deepStrictEqual(yield* sender.socket.awaitClose, { code: 4003, reason: "JSON is nested more than 64 levels deep" })
+      assert.deepStrictEqual(yield* sender.socket.awaitClose, {
+        code: 4003,
+        reason: "JSON is nested more than 64 levels deep"
+      })
       assert.deepStrictEqual(yield* receiver.drain, [])
       assert.isUndefined(receiver.socket.closed)
     }).pipe(Effect.provide(Instant)))

@@ -56,18 +56,21 @@ describe("Outbox", () => {
     const b = new TestSocket.TestSocket()
     const outA = new Outbox(a.wire, manual.coalescer, 1_000, () => {})
     const outB = new Outbox(b.wire, manual.coalescer, 1_000, () => {})
-    outA.enqueue(frame("[\"a\"]"))
-    outB.enqueue(frame("[\"b\"]"))
-    outA.enqueue(frame("[\"a2\"]"))
+    outA.enqueue(frame('["a"]'))
+    outB.enqueue(frame('["b"]'))
+    outA.enqueue(frame('["a2"]'))
     assert.strictEqual(manual.flush(), 1)
     assert.deepStrictEqual([a.writes.length, b.writes.length], [1, 1])
-    assert.deepStrictEqual(texts(a), ["[\"a\"]", "[\"a2\"]"])
+    assert.deepStrictEqual(texts(a), ['["a"]', '["a2"]'])
   })
 
   it("the coalescer's reused lists flush each turn's outboxes once, and only those", () => {
     const queued: Array<() => void> = []
     const reports: Array<[number, number]> = []
-    const coalescer = new WriteCoalescer((run) => void queued.push(run), (sockets, frames) => void reports.push([sockets, frames]))
+    const coalescer = new WriteCoalescer(
+      (run) => void queued.push(run),
+      (sockets, frames) => void reports.push([sockets, frames])
+    )
     const manual = { flush: () => queued.splice(0).forEach((run) => run()) }
     const [a, b, c] = [new TestSocket.TestSocket(), new TestSocket.TestSocket(), new TestSocket.TestSocket()]
     const [outA, outB, outC] = [a, b, c].map((s) => new Outbox(s.wire, coalescer, 1_000, () => {}))

@@ -13,7 +13,12 @@ describe("RateWindow", () => {
     const window = RateWindow.fixed(2, 1000)
     assert.deepStrictEqual([window.hit(0), window.hit(10), window.hit(999)], [true, true, false])
     assert.isTrue(window.exceeded)
-    assert.deepStrictEqual([window.hit(1000), window.hit(1500), window.hit(1999), window.hit(2000)], [true, true, false, true])
+    assert.deepStrictEqual([window.hit(1000), window.hit(1500), window.hit(1999), window.hit(2000)], [
+      true,
+      true,
+      false,
+      true
+    ])
   })
 
   it("fixed: add counts without rolling; roll starts the next window", () => {

@@ -5,7 +5,9 @@ import { TestClock } from "effect/testing"
 import * as RefusalLog from "../src/RefusalLog.ts"
 
 const capture = () => {
-  const lines: Array<{ readonly level: string; readonly message: unknown; readonly annotations: Record<string, unknown> }> = []
+  const lines: Array<
+    { readonly level: string; readonly message: unknown; readonly annotations: Record<string, unknown> }
+  > = []
   const logger = Logger.make(({ logLevel, message, fiber }) => {
     lines.push({ level: logLevel, message, annotations: { ...fiber.getRef(References.CurrentLogAnnotations) } })
   })
@@ -27,7 +29,10 @@ describe("RefusalLog", () => {
       const { lines, layer } = capture()
       const reason = { _tag: "JwtSignatureError", message: "Failed to validate JWT signature" }
       yield* RefusalLog.log("upgrade", reason).pipe(Effect.provide(layer))
-      yield* RefusalLog.log("join", { _tag: "Unauthorized", message: `You do not have permissions to read from this Channel topic: ${"x".repeat(500)}` }).pipe(
+      yield* RefusalLog.log("join", {
+        _tag: "Unauthorized",
+        message: `You do not have permissions to read from this Channel topic: ${"x".repeat(500)}`
+      }).pipe(
         Effect.provide(layer)
       )
       yield* TestClock.adjust("1 second")

@@ -43,7 +43,8 @@ export interface ChangeSubscriber {
  * A binding the feed cannot serve. The message is the text of Supabase's `system` error for it
  * (`Unable to subscribe to changes with given parameters. <why>: <binding>`, or the filter parser's own text).
  */
-export class UnableToSubscribe extends Schema.TaggedError<UnableToSubscribe>()("UnableToSubscribe", { message: Schema.String }) {}
+export class UnableToSubscribe
+  extends Schema.TaggedError<UnableToSubscribe>()("UnableToSubscribe", { message: Schema.String }) {}
 /** A binding whose `filter` does not parse (`eq.`, `in.(…)`…): the parser's text, as Supabase sends it. */
 export class InvalidFilter extends Schema.TaggedError<InvalidFilter>()("InvalidFilter", { message: Schema.String }) {}
 
@@ -51,10 +52,15 @@ export type RefusalReason = UnableToSubscribe | InvalidFilter
 
 /** `UnableToSubscribe` for `binding`, saying why. */
 export const unableToSubscribe = (binding: Binding, why: string): UnableToSubscribe =>
-  new UnableToSubscribe({ message: `Unable to subscribe to changes with given parameters. ${why}: ${describe(binding)}` })
+  new UnableToSubscribe({
+    message: `Unable to subscribe to changes with given parameters. ${why}: ${describe(binding)}`
+  })
 
 /** Per binding: subscribed, or refused with a reason (`ErrorReply` renders it). */
-export type BindingResult = { readonly _tag: "Subscribed" } | { readonly _tag: "Refused"; readonly reason: RefusalReason }
+export type BindingResult = { readonly _tag: "Subscribed" } | {
+  readonly _tag: "Refused"
+  readonly reason: RefusalReason
+}
 
 export interface ChangeFeedShape {
   /**
@@ -73,7 +79,10 @@ export class ChangeFeed extends Context.Service<ChangeFeed, ChangeFeedShape>()("
       Effect.succeed(
         subscriber.bindings.map((binding) => ({
           _tag: "Refused",
-          reason: unableToSubscribe(binding, "Postgres Changes are not enabled on this gateway (DATABASE_URL is not set)")
+          reason: unableToSubscribe(
+            binding,
+            "Postgres Changes are not enabled on this gateway (DATABASE_URL is not set)"
+          )
         }))
       ),
     unsubscribe: () => undefined
@@ -82,4 +91,6 @@ export class ChangeFeed extends Context.Service<ChangeFeed, ChangeFeedShape>()("
 
 /** Supabase's rendering of a binding in its error messages. */
 export const describe = (binding: Binding): string =>
-  `[event: ${binding.event}, schema: ${binding.schema}, table: ${binding.table ?? "*"}, filters: [${binding.filter ?? ""}]]`
+  `[event: ${binding.event}, schema: ${binding.schema}, table: ${binding.table ?? "*"}, filters: [${
+    binding.filter ?? ""
+  }]]`

@@ -65,7 +65,7 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
 
   const add = (key: TopicKey, sink: Sink) => {
     let sinks = topics.get(key)
-    if (sinks === undefined) topics.set(key, (sinks = new Set()))
+    if (sinks === undefined) topics.set(key, sinks = new Set())
     if (!sinks.has(sink)) subscriptionCount++
     sinks.add(sink)
     updateGauges()

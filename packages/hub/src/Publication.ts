@@ -29,7 +29,10 @@ export interface Publication {
 /** Identity of a room: `realtime:x` public and `realtime:x` private are different rooms. */
 export type TopicKey = string
 
-export const topicKey = (topic: string, isPrivate: boolean): TopicKey => (isPrivate ? `private|${topic}` : `public|${topic}`)
+export const topicKey = (
+  topic: string,
+  isPrivate: boolean
+): TopicKey => (isPrivate ? `private|${topic}` : `public|${topic}`)
 
 export const keyOf = (publication: Publication): TopicKey => topicKey(publication.topic, publication.isPrivate)
 
@@ -51,7 +54,10 @@ export const userBroadcast = (
   payload: Uint8Array,
   meta?: string
 ): Result.Result<Publication, ProtocolError.ProtocolError> => {
-  if (byteLength(topic) > Frame.MAX_FIELD_BYTES || byteLength(userEvent) > Frame.MAX_FIELD_BYTES || (meta !== undefined && byteLength(meta) > Frame.MAX_FIELD_BYTES)) {
+  if (
+    byteLength(topic) > Frame.MAX_FIELD_BYTES || byteLength(userEvent) > Frame.MAX_FIELD_BYTES ||
+    (meta !== undefined && byteLength(meta) > Frame.MAX_FIELD_BYTES)
+  ) {
     return Result.fail(ProtocolError.malformed("Topic, event and metadata must each be at most 255 bytes"))
   }
   return Result.succeed({
@@ -74,7 +80,13 @@ export const frameFor = (publication: Publication, vsn: Frame.Vsn): Uint8Array |
     return WsFrame.text(Serializer.encodeRaw(vsn, null, null, publication.topic, publication.event, body.json))
   }
   if (vsn === Frame.V2) {
-    const encoded = Serializer.encodeUserBroadcast(publication.topic, body.userEvent, body.encoding, body.payload, body.meta)
+    const encoded = Serializer.encodeUserBroadcast(
+      publication.topic,
+      body.userEvent,
+      body.encoding,
+      body.payload,
+      body.meta
+    )
     return Result.isSuccess(encoded) ? WsFrame.binary(encoded.success) : undefined
   }
   if (body.encoding === "binary") return undefined

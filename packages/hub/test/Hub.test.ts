@@ -6,7 +6,12 @@ import { TestSink } from "../src/testing/index.ts"
 const ROOM = "realtime:room1"
 const roomKey = Publication.topicKey(ROOM, false)
 
-const hello = Publication.json(ROOM, false, "broadcast", "{\"type\":\"broadcast\",\"event\":\"msg\",\"payload\":{\"hello\":\"world\",\"n\":1}}")
+const hello = Publication.json(
+  ROOM,
+  false,
+  "broadcast",
+  '{"type":"broadcast","event":"msg","payload":{"hello":"world","n":1}}'
+)
 
 const userBroadcast = (encoding: "json" | "binary", payload: Uint8Array, topic = ROOM, isPrivate = false) => {
   const publication = Publication.userBroadcast(topic, isPrivate, "msg", encoding, payload)
@@ -20,7 +25,10 @@ const enc = new TextEncoder()
 const sinks = (hub: Hub.HubShape, key: Publication.TopicKey, vsn: "1.0.0" | "2.0.0", count: number) =>
   Effect.forEach(Array.from({ length: count }), () => {
     const sink = TestSink.make(vsn)
-    return Effect.as(Effect.acquireRelease(Effect.sync(() => hub.add(key, sink)), () => Effect.sync(() => hub.remove(key, sink))), sink)
+    return Effect.as(
+      Effect.acquireRelease(Effect.sync(() => hub.add(key, sink)), () => Effect.sync(() => hub.remove(key, sink))),
+      sink
+    )
   })
 
 /** A hub of its own, on its own node of `bus`. `fresh` keeps two hubs of one test apart. */
@@ -81,7 +89,7 @@ describe("Hub", () => {
         const hub = yield* Hub.Hub
         const [v1] = yield* sinks(hub, roomKey, "1.0.0", 1)
         const [v2] = yield* sinks(hub, roomKey, "2.0.0", 1)
-        yield* hub.publish(userBroadcast("json", enc.encode("{\"hello\":\"world\",\"n\":1}")))
+        yield* hub.publish(userBroadcast("json", enc.encode('{"hello":"world","n":1}')))
         const [binary] = v2!.decoded()
         assert.strictEqual(binary?._tag, "Binary")
         if (binary?._tag === "Binary") {
@@ -90,7 +98,10 @@ describe("Hub", () => {
           assert.strictEqual(binary.broadcast.userEvent, "msg")
           assert.strictEqual(binary.broadcast.meta, undefined)
           assert.strictEqual(binary.broadcast.encoding, "json")
-          assert.deepStrictEqual(JSON.parse(new TextDecoder().decode(binary.broadcast.payload)), { hello: "world", n: 1 })
+          assert.deepStrictEqual(JSON.parse(new TextDecoder().decode(binary.broadcast.payload)), {
+            hello: "world",
+            n: 1
+          })
         }
         const [text] = v1!.decoded()
         assert.strictEqual(text?._tag, "Text")
@@ -123,14 +134,14 @@ describe("Hub", () => {
         const hub = yield* Hub.Hub
         const v1 = yield* sinks(hub, roomKey, "1.0.0", 3)
         const v2 = yield* sinks(hub, roomKey, "2.0.0", 3)
-        yield* hub.publish(userBroadcast("json", enc.encode("{\"n\":1}")))
+        yield* hub.publish(userBroadcast("json", enc.encode('{"n":1}')))
         const v2Frame = v2[0]!.frames[0]!
         const v1Frame = v1[0]!.frames[0]!
         for (const sink of v2) assert.strictEqual(sink.frames[0], v2Frame)
         for (const sink of v1) assert.strictEqual(sink.frames[0], v1Frame)
         assert.notStrictEqual(v1Frame, v2Frame)
         // A second publication is encoded anew, not served from a stale cache.
-        yield* hub.publish(userBroadcast("json", enc.encode("{\"n\":2}")))
+        yield* hub.publish(userBroadcast("json", enc.encode('{"n":2}')))
         assert.notStrictEqual(v2[0]!.frames[1], v2Frame)
         for (const sink of v2) assert.strictEqual(sink.frames[1], v2[0]!.frames[1])
       }).pipe(Effect.provide(Hub.Hub.layerMemory)))

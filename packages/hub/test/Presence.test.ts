@@ -97,7 +97,10 @@ describe("Presence", () => {
       yield* presence.untrack(ROOM, false, owner)
       const diffs = watcher.diffs()
       assert.strictEqual(diffs.length, 2)
-      assert.deepStrictEqual(diffs[1], { joins: {}, leaves: { "user-1": { metas: [{ phx_ref: ref, name: "alice" }] } } })
+      assert.deepStrictEqual(diffs[1], {
+        joins: {},
+        leaves: { "user-1": { metas: [{ phx_ref: ref, name: "alice" }] } }
+      })
       assert.deepStrictEqual(stateOf(presence), {})
     }).pipe(Effect.provide(PresenceLive)))
 
@@ -181,7 +184,8 @@ describe("Presence", () => {
     Effect.gen(function*() {
       const presence = yield* Presence.Presence
       const watcher = yield* member()
-      const maxBytes = Presence.entryBytes("a", JSON.stringify({ s: "x".repeat(10) })) + Presence.entryBytes("b", JSON.stringify({ s: "x" })) +
+      const maxBytes = Presence.entryBytes("a", JSON.stringify({ s: "x".repeat(10) })) +
+        Presence.entryBytes("b", JSON.stringify({ s: "x" })) +
         Presence.entryBytes("b", "{}")
       const limits = { maxKeys: 2, maxBytes }
       yield* presence.track(ROOM, false, "a", {}, { s: "x".repeat(10) }, limits)

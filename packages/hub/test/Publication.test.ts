@@ -28,39 +28,45 @@ const broadcastOf = (encoding: "json" | "binary", payload: Uint8Array, meta?: st
 
 describe("Publication", () => {
   describe("frameFor", () => {
-    const diff = Publication.json(ROOM, false, "presence_diff", "{\"joins\":{},\"leaves\":{}}")
+    const diff = Publication.json(ROOM, false, "presence_diff", '{"joins":{},"leaves":{}}')
 
     it("JSON body, v1: a text frame holding the object form with a null ref", () => {
       const frame = single(Publication.frameFor(diff, "1.0.0"))
       assert.strictEqual(frame.opcode, WsFrame.OPCODE_TEXT)
       assert.strictEqual(
         dec.decode(frame.payload),
-        "{\"topic\":\"realtime:room1\",\"event\":\"presence_diff\",\"payload\":{\"joins\":{},\"leaves\":{}},\"ref\":null}"
+        '{"topic":"realtime:room1","event":"presence_diff","payload":{"joins":{},"leaves":{}},"ref":null}'
       )
     })
 
     it("JSON body, v2: a text frame holding [null,null,topic,event,payload]", () => {
       const frame = single(Publication.frameFor(diff, "2.0.0"))
       assert.strictEqual(frame.opcode, WsFrame.OPCODE_TEXT)
-      assert.strictEqual(dec.decode(frame.payload), "[null,null,\"realtime:room1\",\"presence_diff\",{\"joins\":{},\"leaves\":{}}]")
+      assert.strictEqual(
+        dec.decode(frame.payload),
+        '[null,null,"realtime:room1","presence_diff",{"joins":{},"leaves":{}}]'
+      )
     })
 
     it("JSON user broadcast, v2: binary kind 4 byte for byte as in spec §1.6", () => {
-      const frame = single(Publication.frameFor(broadcastOf("json", enc.encode("{\"hello\":\"world\",\"n\":1}")), "2.0.0"))
+      const frame = single(Publication.frameFor(broadcastOf("json", enc.encode('{"hello":"world","n":1}')), "2.0.0"))
       assert.strictEqual(frame.opcode, WsFrame.OPCODE_BINARY)
       assert.deepStrictEqual(
         Array.from(frame.payload),
-        bytes([0x04, 0x0e, 0x03, 0x00, 0x01], "realtime:room1", "msg", "{\"hello\":\"world\",\"n\":1}")
+        bytes([0x04, 0x0e, 0x03, 0x00, 0x01], "realtime:room1", "msg", '{"hello":"world","n":1}')
       )
     })
 
     it("JSON user broadcast with metadata, v2: metadata length and text follow the event", () => {
-      const frame = single(Publication.frameFor(broadcastOf("json", enc.encode("{}"), "{\"id\":\"m-1\"}"), "2.0.0"))
-      assert.deepStrictEqual(Array.from(frame.payload), bytes([0x04, 0x0e, 0x03, 0x0c, 0x01], "realtime:room1", "msg", "{\"id\":\"m-1\"}", "{}"))
+      const frame = single(Publication.frameFor(broadcastOf("json", enc.encode("{}"), '{"id":"m-1"}'), "2.0.0"))
+      assert.deepStrictEqual(
+        Array.from(frame.payload),
+        bytes([0x04, 0x0e, 0x03, 0x0c, 0x01], "realtime:room1", "msg", '{"id":"m-1"}', "{}")
+      )
     })
 
     it("JSON user broadcast, v1: the JSON broadcast shape, meta included when present", () => {
-      const plain = single(Publication.frameFor(broadcastOf("json", enc.encode("{\"n\":1}")), "1.0.0"))
+      const plain = single(Publication.frameFor(broadcastOf("json", enc.encode('{"n":1}')), "1.0.0"))
       assert.strictEqual(plain.opcode, WsFrame.OPCODE_TEXT)
       assert.deepStrictEqual(JSON.parse(dec.decode(plain.payload)), {
         topic: ROOM,
@@ -68,7 +74,7 @@ describe("Publication", () => {
         payload: { type: "broadcast", event: "msg", payload: { n: 1 } },
         ref: null
       })
-      const withMeta = single(Publication.frameFor(broadcastOf("json", enc.encode("{\"n\":1}"), "{\"id\":\"m-1\"}"), "1.0.0"))
+      const withMeta = single(Publication.frameFor(broadcastOf("json", enc.encode('{"n":1}'), '{"id":"m-1"}'), "1.0.0"))
       assert.deepStrictEqual((JSON.parse(dec.decode(withMeta.payload)) as { payload: unknown }).payload, {
         type: "broadcast",
         event: "msg",
@@ -79,7 +85,10 @@ describe("Publication", () => {
 
     it("binary user broadcast, v2: kind 4 with encoding byte 0 and the raw bytes", () => {
       const frame = single(Publication.frameFor(broadcastOf("binary", new Uint8Array([1, 2, 3, 255])), "2.0.0"))
-      assert.deepStrictEqual(Array.from(frame.payload), bytes([0x04, 0x0e, 0x03, 0x00, 0x00], "realtime:room1", "msg", [1, 2, 3, 255]))
+      assert.deepStrictEqual(
+        Array.from(frame.payload),
+        bytes([0x04, 0x0e, 0x03, 0x00, 0x00], "realtime:room1", "msg", [1, 2, 3, 255])
+      )
     })
 
     it("binary user broadcast, v1: no frame at all (v1 cannot carry it)", () => {
@@ -139,6 +148,9 @@ describe("Publication", () => {
 
   it("topic keys keep public and private rooms of one name apart", () => {
     assert.notStrictEqual(Publication.topicKey(ROOM, false), Publication.topicKey(ROOM, true))
-    assert.strictEqual(Publication.keyOf(Publication.json(ROOM, true, "broadcast", "{}")), Publication.topicKey(ROOM, true))
+    assert.strictEqual(
+      Publication.keyOf(Publication.json(ROOM, true, "broadcast", "{}")),
+      Publication.topicKey(ROOM, true)
+    )
   })
 })

@@ -103,10 +103,15 @@ export const lint = (metrics: Iterable<Described>, options: Options = {}): Reado
         if (!name.endsWith("_total")) add(name, "counter-suffix", `counter ${name} must end with _total`)
         break
       case "Frequency":
-        add(name, "frequency", `${name} is a Frequency, whose free-form "key" label is unbounded; use a counter with an allowed label`)
+        add(
+          name,
+          "frequency",
+          `${name} is a Frequency, whose free-form "key" label is unbounded; use a counter with an allowed label`
+        )
         break
       case "Gauge":
-        if (name.endsWith("_total")) add(name, "total-suffix", `gauge ${name} must not end with _total (reserved for counters)`)
+        if (name.endsWith("_total"))
+          add(name, "total-suffix", `gauge ${name} must not end with _total (reserved for counters)`)
         break
       case "Histogram":
       case "Summary":
@@ -120,7 +125,11 @@ export const lint = (metrics: Iterable<Described>, options: Options = {}): Reado
       if (!allowedLabels.includes(label)) {
         add(name, "label-name", `${name} has label "${label}", not in the allow-list (${allowedLabels.join(", ")})`)
       } else if (!labelValuePattern.test(value)) {
-        add(name, "label-value", `${name}{${label}} has value ${JSON.stringify(value)}, which does not look like a bounded identifier`)
+        add(
+          name,
+          "label-value",
+          `${name}{${label}} has value ${JSON.stringify(value)}, which does not look like a bounded identifier`
+        )
       }
     }
   }

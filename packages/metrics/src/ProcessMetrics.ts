@@ -11,7 +11,12 @@
  */
 import { readFileSync } from "node:fs"
 import { readdir } from "node:fs/promises"
-import { constants as perfConstants, monitorEventLoopDelay, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks"
+import {
+  constants as perfConstants,
+  monitorEventLoopDelay,
+  type PerformanceEntry,
+  PerformanceObserver
+} from "node:perf_hooks"
 import type { ELDHistogram } from "node:perf_hooks"
 import { Duration, Effect, Layer, Metric } from "effect"
 import type { Context } from "effect"
@@ -27,18 +32,45 @@ export const residentMemory = gauge("process_resident_memory_bytes", "Resident m
 const startTime = gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.")
 const openFds = gauge("process_open_fds", "Number of open file descriptors.")
 const maxFds = gauge("process_max_fds", "Maximum number of open file descriptors.")
-const eventLoopLag = gauge("nodejs_eventloop_lag_seconds", "Mean event-loop lag of the last sampling window in seconds.")
-const eventLoopLagMin = gauge("nodejs_eventloop_lag_min_seconds", "Minimum event-loop lag of the last window in seconds.")
-const eventLoopLagMax = gauge("nodejs_eventloop_lag_max_seconds", "Maximum event-loop lag of the last window in seconds.")
-const eventLoopLagMean = gauge("nodejs_eventloop_lag_mean_seconds", "Mean event-loop lag of the last window in seconds.")
-const eventLoopLagStddev = gauge("nodejs_eventloop_lag_stddev_seconds", "Standard deviation of the event-loop lag of the last window in seconds.")
-const eventLoopLagP50 = gauge("nodejs_eventloop_lag_p50_seconds", "50th percentile of the event-loop lag of the last window in seconds.")
-const eventLoopLagP90 = gauge("nodejs_eventloop_lag_p90_seconds", "90th percentile of the event-loop lag of the last window in seconds.")
-const eventLoopLagP99 = gauge("nodejs_eventloop_lag_p99_seconds", "99th percentile of the event-loop lag of the last window in seconds.")
+const eventLoopLag = gauge(
+  "nodejs_eventloop_lag_seconds",
+  "Mean event-loop lag of the last sampling window in seconds."
+)
+const eventLoopLagMin = gauge(
+  "nodejs_eventloop_lag_min_seconds",
+  "Minimum event-loop lag of the last window in seconds."
+)
+const eventLoopLagMax = gauge(
+  "nodejs_eventloop_lag_max_seconds",
+  "Maximum event-loop lag of the last window in seconds."
+)
+const eventLoopLagMean = gauge(
+  "nodejs_eventloop_lag_mean_seconds",
+  "Mean event-loop lag of the last window in seconds."
+)
+const eventLoopLagStddev = gauge(
+  "nodejs_eventloop_lag_stddev_seconds",
+  "Standard deviation of the event-loop lag of the last window in seconds."
+)
+const eventLoopLagP50 = gauge(
+  "nodejs_eventloop_lag_p50_seconds",
+  "50th percentile of the event-loop lag of the last window in seconds."
+)
+const eventLoopLagP90 = gauge(
+  "nodejs_eventloop_lag_p90_seconds",
+  "90th percentile of the event-loop lag of the last window in seconds."
+)
+const eventLoopLagP99 = gauge(
+  "nodejs_eventloop_lag_p99_seconds",
+  "99th percentile of the event-loop lag of the last window in seconds."
+)
 const heapTotal = gauge("nodejs_heap_size_total_bytes", "Process heap size from Node.js in bytes.")
 const heapUsed = gauge("nodejs_heap_size_used_bytes", "Process heap size used from Node.js in bytes.")
 const externalMemory = gauge("nodejs_external_memory_bytes", "Node.js external memory size in bytes.")
-const activeResources = gauge("nodejs_active_resources", "Number of active resources keeping the event loop alive (handles and requests).")
+const activeResources = gauge(
+  "nodejs_active_resources",
+  "Number of active resources keeping the event loop alive (handles and requests)."
+)
 const versionInfo = gauge("nodejs_version_info", "Node.js version info (value 1; the version is the label).")
 
 /** Boundaries of prom-client's GC histogram, in seconds. */
@@ -57,10 +89,27 @@ const GC_KINDS: ReadonlyArray<readonly [number, string]> = [
 
 /** Every metric this module registers, for catalogues and the name lint. */
 export const metrics = [
-  cpuUser, cpuSystem, cpuTotal, residentMemory, startTime, openFds, maxFds,
-  eventLoopLag, eventLoopLagMin, eventLoopLagMax, eventLoopLagMean, eventLoopLagStddev,
-  eventLoopLagP50, eventLoopLagP90, eventLoopLagP99,
-  heapTotal, heapUsed, externalMemory, activeResources, versionInfo, gcDuration
+  cpuUser,
+  cpuSystem,
+  cpuTotal,
+  residentMemory,
+  startTime,
+  openFds,
+  maxFds,
+  eventLoopLag,
+  eventLoopLagMin,
+  eventLoopLagMax,
+  eventLoopLagMean,
+  eventLoopLagStddev,
+  eventLoopLagP50,
+  eventLoopLagP90,
+  eventLoopLagP99,
+  heapTotal,
+  heapUsed,
+  externalMemory,
+  activeResources,
+  versionInfo,
+  gcDuration
 ] as const
 
 /** Collector options. */
@@ -150,7 +199,11 @@ export const layerWith = (options: Options = {}): Layer.Layer<never> =>
       (m) => Effect.sync(() => void m.disable())
     )
     // Handles for every kind up front, so each series exists (with count 0) from the first scrape.
-    const gcByKind = new Map(GC_KINDS.map(([kind, label]) => [kind, HotMetric.histogramUnsafe(Metric.withAttributes(gcDuration, { kind: label }), context)]))
+    const gcByKind = new Map(
+      GC_KINDS.map((
+        [kind, label]
+      ) => [kind, HotMetric.histogramUnsafe(Metric.withAttributes(gcDuration, { kind: label }), context)])
+    )
     yield* Effect.acquireRelease(
       Effect.sync(() => {
         const observer = new PerformanceObserver((list) => {

@@ -7,7 +7,10 @@ describe("Exposition", () => {
     Effect.gen(function*() {
       yield* Metric.update(Metric.gauge("wedsync_test_rooms", { description: "Rooms open." }), 3)
       const text = yield* Exposition.render
-      assert.strictEqual(text, "# HELP wedsync_test_rooms Rooms open.\n# TYPE wedsync_test_rooms gauge\nwedsync_test_rooms 3\n")
+      assert.strictEqual(
+        text,
+        "# HELP wedsync_test_rooms Rooms open.\n# TYPE wedsync_test_rooms gauge\nwedsync_test_rooms 3\n"
+      )
     }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
 
   it.effect("renders nothing for an empty registry", () =>

@@ -17,9 +17,15 @@ describe("MetricNames", () => {
 
   it("accepts well-formed names and bounded labels", () => {
     const good = [
-      Metric.counter("wedsync_hub_fanout_deliveries_total", { description: "d", attributes: { reason: "slow_consumer" } }),
+      Metric.counter("wedsync_hub_fanout_deliveries_total", {
+        description: "d",
+        attributes: { reason: "slow_consumer" }
+      }),
       Metric.counter("wedsync_cache_hits_total", { description: "h", attributes: { tier: "l1" } }),
-      Metric.counter("wedsync_connection_errors_total", { description: "e", attributes: { code: "ChannelRateLimitReached" } }),
+      Metric.counter("wedsync_connection_errors_total", {
+        description: "e",
+        attributes: { code: "ChannelRateLimitReached" }
+      }),
       Metric.gauge("wedsync_connection_open", { description: "o", attributes: { vsn: "2.0.0" } }),
       Metric.histogram("wedsync_hub_publish_latency_seconds", { description: "l", boundaries: [0.001, 0.01] }),
       Metric.histogram("wedsync_connection_frame_size_bytes", { description: "s", boundaries: [64, 1024] })
@@ -50,7 +56,9 @@ describe("MetricNames", () => {
       ["label-name"]
     )
     assert.deepStrictEqual(
-      rulesOf(Metric.counter("wedsync_hub_joins_total", { description: "x", attributes: { target: "realtime:room-1" } })),
+      rulesOf(
+        Metric.counter("wedsync_hub_joins_total", { description: "x", attributes: { target: "realtime:room-1" } })
+      ),
       ["label-value"]
     )
   })
@@ -72,7 +80,7 @@ describe("MetricNames", () => {
     Effect.gen(function*() {
       const joins = Metric.counter("wedsync_hub_joins_total", { description: "x" })
       for (let i = 0; i < 5; i++) {
-        (yield* HotMetric.counter(Metric.withAttributes(joins, { event: `e${i}` }))).inc()
+        ;(yield* HotMetric.counter(Metric.withAttributes(joins, { event: `e${i}` }))).inc()
       }
       const violations = yield* MetricNames.lintRegistered({ maxSeriesPerMetric: 4 })
       assert.deepStrictEqual(violations.map((v) => v.rule), ["cardinality"])

@@ -51,7 +51,11 @@ const keyJson = (key: unknown): string | undefined => {
 export const parse = (payload: unknown): JoinConfig => {
   const invalid: Array<string> = []
   const root: Obj = isObj(payload) ? payload : (invalid.push("payload"), {})
-  const config: Obj = root["config"] === undefined ? {} : isObj(root["config"]) ? root["config"] : (invalid.push("config"), {})
+  const config: Obj = root["config"] === undefined
+    ? {}
+    : isObj(root["config"])
+    ? root["config"]
+    : (invalid.push("config"), {})
   const section = (name: string): Obj => {
     const v = config[name]
     if (v === undefined || v === null) return {}

@@ -99,10 +99,13 @@ export const decodeBinary = (bytes: Uint8Array): Result.Result<UserBroadcast, Pr
   const userEvent = text(bytes, offset, eventLength)
   offset += eventLength
   const meta = text(bytes, offset, metaLength)
-  if (joinRef === undefined || ref === undefined || topic === undefined || userEvent === undefined || meta === undefined) {
+  if (
+    joinRef === undefined || ref === undefined || topic === undefined || userEvent === undefined || meta === undefined
+  ) {
     return Result.fail(malformed("Binary frame fields are not valid UTF-8"))
   }
-  if (metaLength > 0 && !isJsonObjectText(meta)) return Result.fail(malformed("Broadcast metadata is not a JSON object"))
+  if (metaLength > 0 && !isJsonObjectText(meta))
+    return Result.fail(malformed("Broadcast metadata is not a JSON object"))
   const payload = bytes.subarray(headerEnd)
   const encoding: PayloadEncoding = encodingByte === 1 ? "json" : "binary"
   if (encoding === "json") {
@@ -132,11 +135,15 @@ const isJsonObjectText = (s: string): boolean => {
 export const decode = (vsn: Vsn, data: string | Uint8Array): Result.Result<Inbound, ProtocolError> => {
   if (typeof data === "string") {
     const message = decodeText(vsn, data)
-    return Result.isSuccess(message) ? Result.succeed({ _tag: "Message", message: message.success }) : Result.fail(message.failure)
+    return Result.isSuccess(message)
+      ? Result.succeed({ _tag: "Message", message: message.success })
+      : Result.fail(message.failure)
   }
   if (vsn === V1) return Result.fail(malformed("Binary frames are not part of serializer 1.0.0"))
   const broadcast = decodeBinary(data)
-  return Result.isSuccess(broadcast) ? Result.succeed({ _tag: "UserBroadcast", broadcast: broadcast.success }) : Result.fail(broadcast.failure)
+  return Result.isSuccess(broadcast)
+    ? Result.succeed({ _tag: "UserBroadcast", broadcast: broadcast.success })
+    : Result.fail(broadcast.failure)
 }
 
 const json = JSON.stringify
@@ -185,7 +192,9 @@ export const encodeUserBroadcast = (
   const topicBytes = encoder.encode(topic)
   const eventBytes = encoder.encode(userEvent)
   const metaBytes = metaJson === undefined ? new Uint8Array(0) : encoder.encode(metaJson)
-  if (topicBytes.length > MAX_FIELD_BYTES || eventBytes.length > MAX_FIELD_BYTES || metaBytes.length > MAX_FIELD_BYTES) {
+  if (
+    topicBytes.length > MAX_FIELD_BYTES || eventBytes.length > MAX_FIELD_BYTES || metaBytes.length > MAX_FIELD_BYTES
+  ) {
     return Result.fail(malformed("Topic, event and metadata must each be at most 255 bytes"))
   }
   const out = new Uint8Array(5 + topicBytes.length + eventBytes.length + metaBytes.length + payload.length)
@@ -216,7 +225,8 @@ export const decodeUserBroadcast = (bytes: Uint8Array): Result.Result<ServerBroa
   const eventLength = bytes[2]!
   const metaLength = bytes[3]!
   const encodingByte = bytes[4]!
-  if (encodingByte !== 0 && encodingByte !== 1) return Result.fail(malformed(`Unknown payload encoding ${encodingByte}`))
+  if (encodingByte !== 0 && encodingByte !== 1)
+    return Result.fail(malformed(`Unknown payload encoding ${encodingByte}`))
   const headerEnd = 5 + topicLength + eventLength + metaLength
   if (headerEnd > bytes.length) return Result.fail(malformed("Binary frame field lengths exceed the frame"))
   const topic = text(bytes, 5, topicLength)
@@ -240,7 +250,13 @@ export const decodeUserBroadcast = (bytes: Uint8Array): Result.Result<ServerBroa
  * a frame that decodes to different fields.
  */
 export const encodeUserBroadcastPush = (broadcast: UserBroadcast): Uint8Array => {
-  const fields = [broadcast.joinRef ?? "", broadcast.ref ?? "", broadcast.topic, broadcast.userEvent, broadcast.meta ?? ""]
+  const fields = [
+    broadcast.joinRef ?? "",
+    broadcast.ref ?? "",
+    broadcast.topic,
+    broadcast.userEvent,
+    broadcast.meta ?? ""
+  ]
     .map((s) => encoder.encode(s))
   if (fields.some((f) => f.length > MAX_FIELD_BYTES)) {
     throw new RangeError("Kind-3 refs, topic, event and metadata must each be at most 255 bytes")

@@ -18,7 +18,12 @@ const withPresenceKey = (key: unknown) => JoinConfig.parse({ config: { presence:
 describe("JoinConfig.parse", () => {
   it("minimal payload (spec §2.2) gives the defaults", () => {
     const config = JoinConfig.parse({
-      config: { broadcast: { ack: false, self: false }, presence: { key: "", enabled: false }, postgres_changes: [], private: false }
+      config: {
+        broadcast: { ack: false, self: false },
+        presence: { key: "", enabled: false },
+        postgres_changes: [],
+        private: false
+      }
     })
     assert.deepStrictEqual(config, defaults)
   })
@@ -49,7 +54,11 @@ describe("JoinConfig.parse", () => {
     assert.deepStrictEqual(refused.postgresChanges.map((b) => b.event), ["insert"])
     const accepted = JoinConfig.parse({
       config: {
-        postgres_changes: ["*", "INSERT", "UPDATE", "DELETE", undefined].map((event) => ({ event, schema: "public", table: "orders" }))
+        postgres_changes: ["*", "INSERT", "UPDATE", "DELETE", undefined].map((event) => ({
+          event,
+          schema: "public",
+          table: "orders"
+        }))
       }
     })
     assert.deepStrictEqual(accepted.unknownEvents, [])
@@ -59,7 +68,10 @@ describe("JoinConfig.parse", () => {
   it("empty payload, empty config and null sections give the defaults", () => {
     assert.deepStrictEqual(JoinConfig.parse({}), defaults)
     assert.deepStrictEqual(JoinConfig.parse({ config: {} }), defaults)
-    assert.deepStrictEqual(JoinConfig.parse({ config: { broadcast: null, presence: null, postgres_changes: null } }), defaults)
+    assert.deepStrictEqual(
+      JoinConfig.parse({ config: { broadcast: null, presence: null, postgres_changes: null } }),
+      defaults
+    )
   })
 
   it("full payload (spec §2.2)", () => {
@@ -80,7 +92,14 @@ describe("JoinConfig.parse", () => {
       presenceEnabled: true,
       isPrivate: false,
       postgresChanges: [
-        { raw: insert, event: "INSERT", schema: "public", table: "messages", filter: "room_id=eq.1", select: undefined },
+        {
+          raw: insert,
+          event: "INSERT",
+          schema: "public",
+          table: "messages",
+          filter: "room_id=eq.1",
+          select: undefined
+        },
         { raw: todos, event: "*", schema: "public", table: "todos", filter: undefined, select: undefined }
       ],
       accessToken: undefined,
@@ -94,7 +113,13 @@ describe("JoinConfig.parse", () => {
       config: {
         broadcast: { replay: { since: 1700000000000, limit: 10 }, replication_ready: true },
         presence: { key: "u1", enabled: true },
-        postgres_changes: [{ event: "UPDATE", schema: "public", table: "orders", filter: "id=eq.42", select: ["id", "status"] }],
+        postgres_changes: [{
+          event: "UPDATE",
+          schema: "public",
+          table: "orders",
+          filter: "id=eq.42",
+          select: ["id", "status"]
+        }],
         private: true,
         postgres_changes_options: { wait: true, timeout: 5000 }
       },
@@ -110,7 +135,12 @@ describe("JoinConfig.parse", () => {
   })
 
   describe("private", () => {
-    for (const [value, expected] of [["TRUE", true], ["true", true], ["True", true], ["false", false], ["FALSE", false], [true, true], [false, false]] as const) {
+    for (
+      const [value, expected] of [["TRUE", true], ["true", true], ["True", true], ["false", false], ["FALSE", false], [
+        true,
+        true
+      ], [false, false]] as const
+    ) {
       it(`${JSON.stringify(value)} → ${expected}`, () => {
         const config = JoinConfig.parse({ config: { private: value } })
         assert.strictEqual(config.isPrivate, expected)
@@ -126,7 +156,9 @@ describe("JoinConfig.parse", () => {
   })
 
   it("string booleans are accepted for broadcast and presence flags too", () => {
-    const config = JoinConfig.parse({ config: { broadcast: { ack: "TRUE", self: "true" }, presence: { enabled: "True" } } })
+    const config = JoinConfig.parse({
+      config: { broadcast: { ack: "TRUE", self: "true" }, presence: { enabled: "True" } }
+    })
     assert.isTrue(config.broadcastAck)
     assert.isTrue(config.broadcastSelf)
     assert.isTrue(config.presenceEnabled)
@@ -145,12 +177,20 @@ describe("JoinConfig.parse", () => {
     assert.deepStrictEqual({ ...config, invalidFields: [] }, { ...defaults, presenceKey: "k" })
     assert.sameMembers(
       [...config.invalidFields],
-      ["config.broadcast.ack", "config.broadcast.self", "config.presence.enabled", "config.postgres_changes", "config.private"]
+      [
+        "config.broadcast.ack",
+        "config.broadcast.self",
+        "config.presence.enabled",
+        "config.postgres_changes",
+        "config.private"
+      ]
     )
   })
 
   it("bad section types fall back and are listed", () => {
-    const config = JoinConfig.parse({ config: { broadcast: "yes", presence: [1], postgres_changes: [{ event: "*" }, 3, null] } })
+    const config = JoinConfig.parse({
+      config: { broadcast: "yes", presence: [1], postgres_changes: [{ event: "*" }, 3, null] }
+    })
     assert.isFalse(config.broadcastAck)
     assert.isFalse(config.presenceEnabled)
     assert.lengthOf(config.postgresChanges, 1)
@@ -192,7 +232,13 @@ describe("JoinConfig.parse", () => {
 
   it("postgres_changes raw objects are preserved, in order, with defaults for missing fields", () => {
     const entries = [
-      { event: "UPDATE", schema: "public", table: "orders", filter: "id=eq.42,status=in.(new,\"a,b\")", select: ["id", "status"] },
+      {
+        event: "UPDATE",
+        schema: "public",
+        table: "orders",
+        filter: 'id=eq.42,status=in.(new,"a,b")',
+        select: ["id", "status"]
+      },
       { event: "INSERT", schema: "public", table: "messages" },
       { table: "todos" },
       { event: "*", schema: "audit", extra: { nested: true } }
@@ -203,7 +249,7 @@ describe("JoinConfig.parse", () => {
     assert.deepStrictEqual(
       config.postgresChanges.map(({ event, schema, table, filter }) => ({ event, schema, table, filter })),
       [
-        { event: "UPDATE", schema: "public", table: "orders", filter: "id=eq.42,status=in.(new,\"a,b\")" },
+        { event: "UPDATE", schema: "public", table: "orders", filter: 'id=eq.42,status=in.(new,"a,b")' },
         { event: "INSERT", schema: "public", table: "messages", filter: undefined },
         { event: "*", schema: "public", table: "todos", filter: undefined },
         { event: "*", schema: "audit", table: undefined, filter: undefined }

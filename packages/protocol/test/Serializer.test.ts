@@ -24,7 +24,13 @@ const expectProtocolError = <A, E>(result: Result.Result<A, E>): ProtocolError.P
 }
 
 const v1Text = (m: Frame.Message): string =>
-  JSON.stringify({ topic: m.topic, event: m.event, payload: m.payload, ref: m.ref, ...(m.joinRef === null ? {} : { join_ref: m.joinRef }) })
+  JSON.stringify({
+    topic: m.topic,
+    event: m.event,
+    payload: m.payload,
+    ref: m.ref,
+    ...(m.joinRef === null ? {} : { join_ref: m.joinRef })
+  })
 
 interface Example {
   readonly name: string
@@ -36,7 +42,12 @@ interface Example {
 }
 
 const minimalJoin = {
-  config: { broadcast: { ack: false, self: false }, presence: { key: "", enabled: false }, postgres_changes: [], private: false }
+  config: {
+    broadcast: { ack: false, self: false },
+    presence: { key: "", enabled: false },
+    postgres_changes: [],
+    private: false
+  }
 }
 const fullJoin = {
   config: {
@@ -50,13 +61,24 @@ const fullJoin = {
   }
 }
 const rejoin = {
-  config: { broadcast: { ack: false, self: false }, presence: { key: "k1", enabled: true }, postgres_changes: [], private: false },
+  config: {
+    broadcast: { ack: false, self: false },
+    presence: { key: "k1", enabled: true },
+    postgres_changes: [],
+    private: false
+  },
   access_token: "<jwt>",
   version: "realtime-js/2.119.1"
 }
 const broadcastBody = { type: "broadcast", event: "msg", payload: { hello: "world", n: 1 } }
 
-const msg = (joinRef: string | null, ref: string | null, topic: string, event: string, payload: unknown): Frame.Message => ({
+const msg = (
+  joinRef: string | null,
+  ref: string | null,
+  topic: string,
+  event: string,
+  payload: unknown
+): Frame.Message => ({
   joinRef,
   ref,
   topic,
@@ -68,19 +90,23 @@ const examples: ReadonlyArray<Example> = [
   {
     name: "phx_join minimal",
     message: msg("6", "6", "realtime:room1", "phx_join", minimalJoin),
-    v2: `["6","6","realtime:room1","phx_join",{"config":{"broadcast":{"ack":false,"self":false},"presence":{"key":"","enabled":false},"postgres_changes":[],"private":false}}]`,
+    v2:
+      `["6","6","realtime:room1","phx_join",{"config":{"broadcast":{"ack":false,"self":false},"presence":{"key":"","enabled":false},"postgres_changes":[],"private":false}}]`,
     v1: v1Text(msg("6", "6", "realtime:room1", "phx_join", minimalJoin))
   },
   {
     name: "phx_join full",
     message: msg("9", "9", "realtime:room1", "phx_join", fullJoin),
-    v2: `["9","9","realtime:room1","phx_join",{"config":{"broadcast":{"self":true,"ack":true},"presence":{"key":"user-1","enabled":true},"postgres_changes":[{"event":"INSERT","schema":"public","table":"messages","filter":"room_id=eq.1"},{"event":"*","schema":"public","table":"todos"}],"private":false}}]`,
-    v1: `{"topic":"realtime:room1","event":"phx_join","payload":{"config":{"broadcast":{"self":true,"ack":true},"presence":{"key":"user-1","enabled":true},"postgres_changes":[{"event":"INSERT","schema":"public","table":"messages","filter":"room_id=eq.1"},{"event":"*","schema":"public","table":"todos"}],"private":false}},"ref":"9","join_ref":"9"}`
+    v2:
+      `["9","9","realtime:room1","phx_join",{"config":{"broadcast":{"self":true,"ack":true},"presence":{"key":"user-1","enabled":true},"postgres_changes":[{"event":"INSERT","schema":"public","table":"messages","filter":"room_id=eq.1"},{"event":"*","schema":"public","table":"todos"}],"private":false}}]`,
+    v1:
+      `{"topic":"realtime:room1","event":"phx_join","payload":{"config":{"broadcast":{"self":true,"ack":true},"presence":{"key":"user-1","enabled":true},"postgres_changes":[{"event":"INSERT","schema":"public","table":"messages","filter":"room_id=eq.1"},{"event":"*","schema":"public","table":"todos"}],"private":false}},"ref":"9","join_ref":"9"}`
   },
   {
     name: "phx_join rejoin with token",
     message: msg("11", "11", "realtime:room9", "phx_join", rejoin),
-    v2: `["11","11","realtime:room9","phx_join",{"config":{"broadcast":{"ack":false,"self":false},"presence":{"key":"k1","enabled":true},"postgres_changes":[],"private":false},"access_token":"<jwt>","version":"realtime-js/2.119.1"}]`,
+    v2:
+      `["11","11","realtime:room9","phx_join",{"config":{"broadcast":{"ack":false,"self":false},"presence":{"key":"k1","enabled":true},"postgres_changes":[],"private":false},"access_token":"<jwt>","version":"realtime-js/2.119.1"}]`,
     v1: v1Text(msg("11", "11", "realtime:room9", "phx_join", rejoin))
   },
   {
@@ -93,7 +119,8 @@ const examples: ReadonlyArray<Example> = [
     name: "broadcast (v1 object / v2 text array)",
     message: msg("9", "10", "realtime:room1", "broadcast", broadcastBody),
     v2: `["9","10","realtime:room1","broadcast",{"type":"broadcast","event":"msg","payload":{"hello":"world","n":1}}]`,
-    v1: `{"topic":"realtime:room1","event":"broadcast","payload":{"type":"broadcast","event":"msg","payload":{"hello":"world","n":1}},"ref":"10","join_ref":"9"}`
+    v1:
+      `{"topic":"realtime:room1","event":"broadcast","payload":{"type":"broadcast","event":"msg","payload":{"hello":"world","n":1}},"ref":"10","join_ref":"9"}`
   },
   {
     name: "presence track",
@@ -102,14 +129,17 @@ const examples: ReadonlyArray<Example> = [
       event: "track",
       payload: { online_at: "2026-01-01T00:00:00Z", name: "alice" }
     }),
-    v2: `["9","12","realtime:room1","presence",{"type":"presence","event":"track","payload":{"online_at":"2026-01-01T00:00:00Z","name":"alice"}}]`,
-    v1: `{"topic":"realtime:room1","event":"presence","payload":{"type":"presence","event":"track","payload":{"online_at":"2026-01-01T00:00:00Z","name":"alice"}},"ref":"12","join_ref":"9"}`
+    v2:
+      `["9","12","realtime:room1","presence",{"type":"presence","event":"track","payload":{"online_at":"2026-01-01T00:00:00Z","name":"alice"}}]`,
+    v1:
+      `{"topic":"realtime:room1","event":"presence","payload":{"type":"presence","event":"track","payload":{"online_at":"2026-01-01T00:00:00Z","name":"alice"}},"ref":"12","join_ref":"9"}`
   },
   {
     name: "presence untrack",
     message: msg("9", "13", "realtime:room1", "presence", { type: "presence", event: "untrack" }),
     v2: `["9","13","realtime:room1","presence",{"type":"presence","event":"untrack"}]`,
-    v1: `{"topic":"realtime:room1","event":"presence","payload":{"type":"presence","event":"untrack"},"ref":"13","join_ref":"9"}`
+    v1:
+      `{"topic":"realtime:room1","event":"presence","payload":{"type":"presence","event":"untrack"},"ref":"13","join_ref":"9"}`
   },
   {
     name: "access_token",
@@ -217,7 +247,9 @@ describe("Serializer", () => {
         const ref = fc.option(fc.string(), { nil: null })
         fc.assert(
           fc.property(ref, ref, fc.string(), fc.string(), fc.jsonValue(), (joinRef, r, topic, event, payload) => {
-            const decoded = expectSuccess(Serializer.decodeText(vsn, Serializer.encode(vsn, { joinRef, ref: r, topic, event, payload })))
+            const decoded = expectSuccess(
+              Serializer.decodeText(vsn, Serializer.encode(vsn, { joinRef, ref: r, topic, event, payload }))
+            )
             // v1 never carries join_ref; JSON has no -0, and v1 reads a null payload as {}.
             const expectedPayload = vsn === Frame.V1 && payload === null ? {} : JSON.parse(JSON.stringify(payload))
             assert.deepStrictEqual(decoded, {
@@ -238,7 +270,10 @@ describe("Serializer", () => {
     const heartbeatReply = msg(null, "21", Reply.PHOENIX_TOPIC, Reply.PHX_REPLY, Reply.ok())
 
     it("v2 heartbeat reply", () => {
-      assert.strictEqual(Serializer.encode(Frame.V2, heartbeatReply), `[null,"21","phoenix","phx_reply",{"status":"ok","response":{}}]`)
+      assert.strictEqual(
+        Serializer.encode(Frame.V2, heartbeatReply),
+        `[null,"21","phoenix","phx_reply",{"status":"ok","response":{}}]`
+      )
     })
 
     it("v1 heartbeat reply has no join_ref", () => {
@@ -270,7 +305,10 @@ describe("Serializer", () => {
 
     it("v2 error reply and unmatched topic", () => {
       assert.strictEqual(
-        Serializer.encode(Frame.V2, msg("9", "9", "realtime:room1", Reply.PHX_REPLY, Reply.error("ChannelRateLimitReached: Too many channels"))),
+        Serializer.encode(
+          Frame.V2,
+          msg("9", "9", "realtime:room1", Reply.PHX_REPLY, Reply.error("ChannelRateLimitReached: Too many channels"))
+        ),
         `["9","9","realtime:room1","phx_reply",{"status":"error","response":{"reason":"ChannelRateLimitReached: Too many channels"}}]`
       )
       assert.strictEqual(
@@ -283,7 +321,13 @@ describe("Serializer", () => {
       assert.strictEqual(
         Serializer.encode(
           Frame.V2,
-          msg("9", null, "realtime:room1", Reply.SYSTEM, Reply.system("postgres_changes", "ok", "Subscribed to PostgreSQL", "room1"))
+          msg(
+            "9",
+            null,
+            "realtime:room1",
+            Reply.SYSTEM,
+            Reply.system("postgres_changes", "ok", "Subscribed to PostgreSQL", "room1")
+          )
         ),
         `["9",null,"realtime:room1","system",{"extension":"postgres_changes","status":"ok","message":"Subscribed to PostgreSQL","channel":"room1"}]`
       )
@@ -319,13 +363,22 @@ describe("Serializer", () => {
 
     it("escapes the event and yields valid JSON for any event and payload", () => {
       fc.assert(
-        fc.property(fc.string(), fc.jsonValue(), fc.option(fc.dictionary(fc.string(), fc.jsonValue()), { nil: undefined }), (event, payload, meta) => {
-          const text = Serializer.broadcastPayloadJson(event, JSON.stringify(payload), meta === undefined ? undefined : JSON.stringify(meta))
-          const expected = meta === undefined
-            ? { type: "broadcast", event, payload }
-            : { type: "broadcast", event, payload, meta }
-          assert.deepStrictEqual(JSON.parse(text), JSON.parse(JSON.stringify(expected)))
-        }),
+        fc.property(
+          fc.string(),
+          fc.jsonValue(),
+          fc.option(fc.dictionary(fc.string(), fc.jsonValue()), { nil: undefined }),
+          (event, payload, meta) => {
+            const text = Serializer.broadcastPayloadJson(
+              event,
+              JSON.stringify(payload),
+              meta === undefined ? undefined : JSON.stringify(meta)
+            )
+            const expected = meta === undefined
+              ? { type: "broadcast", event, payload }
+              : { type: "broadcast", event, payload, meta }
+            assert.deepStrictEqual(JSON.parse(text), JSON.parse(JSON.stringify(expected)))
+          }
+        ),
         { numRuns: 300 }
       )
     })
@@ -333,7 +386,14 @@ describe("Serializer", () => {
 
   describe("decodeBinary: kind 3 user broadcast push", () => {
     // 03 01 02 0e 03 00 01 | "9" | "10" | "realtime:room1" | "msg" | {"hello":"world","n":1}
-    const observed = bytes([0x03, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x01], "9", "10", "realtime:room1", "msg", `{"hello":"world","n":1}`)
+    const observed = bytes(
+      [0x03, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x01],
+      "9",
+      "10",
+      "realtime:room1",
+      "msg",
+      `{"hello":"world","n":1}`
+    )
 
     it("decodes the observed JSON push", () => {
       const b = expectSuccess(Serializer.decodeBinary(observed))
@@ -352,7 +412,12 @@ describe("Serializer", () => {
     })
 
     it("decodes the observed binary payload (encoding 0)", () => {
-      const frame = bytes([0x03, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x00], "9", "10", "realtime:room1", "msg", [0x01, 0x02, 0x03, 0xff])
+      const frame = bytes([0x03, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x00], "9", "10", "realtime:room1", "msg", [
+        0x01,
+        0x02,
+        0x03,
+        0xff
+      ])
       const b = expectSuccess(Serializer.decodeBinary(frame))
       assert.strictEqual(b.encoding, "binary")
       assert.deepStrictEqual([...b.payload], [1, 2, 3, 255])
@@ -381,19 +446,40 @@ describe("Serializer", () => {
     })
 
     const invalid: ReadonlyArray<readonly [string, Uint8Array]> = [
-      ["invalid JSON payload", bytes([0x03, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x01], "9", "10", "realtime:room1", "msg", `{"hello":`)],
+      [
+        "invalid JSON payload",
+        bytes([0x03, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x01], "9", "10", "realtime:room1", "msg", `{"hello":`)
+      ],
       ["empty JSON payload", bytes([0x03, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x01], "9", "10", "realtime:room1", "msg")],
-      ["payload bytes not UTF-8 under JSON encoding", bytes([0x03, 0x00, 0x00, 0x01, 0x01, 0x00, 0x01], "t", "e", [0x22, 0xff, 0x22])],
-      ["bad encoding byte", bytes([0x03, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x02], "9", "10", "realtime:room1", "msg", `{}`)],
-      ["truncated lengths (fields longer than the frame)", bytes([0x03, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x01], "9", "10", "realtime:ro")],
+      [
+        "payload bytes not UTF-8 under JSON encoding",
+        bytes([0x03, 0x00, 0x00, 0x01, 0x01, 0x00, 0x01], "t", "e", [0x22, 0xff, 0x22])
+      ],
+      [
+        "bad encoding byte",
+        bytes([0x03, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x02], "9", "10", "realtime:room1", "msg", `{}`)
+      ],
+      [
+        "truncated lengths (fields longer than the frame)",
+        bytes([0x03, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x01], "9", "10", "realtime:ro")
+      ],
       ["metadata length past the end", bytes([0x03, 0x00, 0x00, 0x01, 0x01, 0xff, 0x00], "t", "e", "{}")],
       ["header shorter than 7 bytes", Uint8Array.from([0x03, 0x01, 0x02, 0x0e, 0x03, 0x00])],
       ["empty frame", new Uint8Array(0)],
-      ["wrong kind (4, server-only)", bytes([0x04, 0x0e, 0x03, 0x00, 0x01], "realtime:room1", "msg", `{"hello":"world","n":1}`)],
-      ["wrong kind (0, Phoenix push)", bytes([0x00, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x01], "9", "10", "realtime:room1", "msg", `{}`)],
+      [
+        "wrong kind (4, server-only)",
+        bytes([0x04, 0x0e, 0x03, 0x00, 0x01], "realtime:room1", "msg", `{"hello":"world","n":1}`)
+      ],
+      [
+        "wrong kind (0, Phoenix push)",
+        bytes([0x00, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x01], "9", "10", "realtime:room1", "msg", `{}`)
+      ],
       ["invalid UTF-8 in topic", bytes([0x03, 0x00, 0x00, 0x02, 0x01, 0x00, 0x00], [0xc3, 0x28], "e")],
       ["overlong UTF-8 in event", bytes([0x03, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00], "t", [0xc0, 0xaf])],
-      ["UTF-16 surrogate encoded in ref", bytes([0x03, 0x00, 0x03, 0x01, 0x01, 0x00, 0x00], [0xed, 0xa0, 0x80], "t", "e")],
+      [
+        "UTF-16 surrogate encoded in ref",
+        bytes([0x03, 0x00, 0x03, 0x01, 0x01, 0x00, 0x00], [0xed, 0xa0, 0x80], "t", "e")
+      ],
       ["metadata that is not JSON", bytes([0x03, 0x00, 0x00, 0x01, 0x01, 0x03, 0x00], "t", "e", "{x}")],
       ["metadata that is a JSON array", bytes([0x03, 0x00, 0x00, 0x01, 0x01, 0x02, 0x00], "t", "e", "[]")]
     ]
@@ -411,7 +497,9 @@ describe("Serializer", () => {
 
   describe("encodeUserBroadcast: kind 4", () => {
     it("encodes the spec example exactly", () => {
-      const out = expectSuccess(Serializer.encodeUserBroadcast("realtime:room1", "msg", "json", enc.encode(`{"hello":"world","n":1}`)))
+      const out = expectSuccess(
+        Serializer.encodeUserBroadcast("realtime:room1", "msg", "json", enc.encode(`{"hello":"world","n":1}`))
+      )
       assert.deepStrictEqual(
         [...out],
         [...bytes([0x04, 0x0e, 0x03, 0x00, 0x01], "realtime:room1", "msg", `{"hello":"world","n":1}`)]
@@ -419,8 +507,12 @@ describe("Serializer", () => {
     })
 
     it("encodes a binary payload with metadata", () => {
-      const out = expectSuccess(Serializer.encodeUserBroadcast("realtime:room1", "msg", "binary", Uint8Array.from([1, 2, 3, 255]), `{"id":"x"}`))
-      assert.deepStrictEqual([...out], [...bytes([0x04, 0x0e, 0x03, 0x0a, 0x00], "realtime:room1", "msg", `{"id":"x"}`, [1, 2, 3, 255])])
+      const out = expectSuccess(
+        Serializer.encodeUserBroadcast("realtime:room1", "msg", "binary", Uint8Array.from([1, 2, 3, 255]), `{"id":"x"}`)
+      )
+      assert.deepStrictEqual([...out], [
+        ...bytes([0x04, 0x0e, 0x03, 0x0a, 0x00], "realtime:room1", "msg", `{"id":"x"}`, [1, 2, 3, 255])
+      ])
     })
 
     it("counts UTF-8 bytes, not UTF-16 units", () => {
@@ -430,7 +522,9 @@ describe("Serializer", () => {
 
     it("accepts 255-byte fields", () => {
       const topic = "t".repeat(255)
-      const out = expectSuccess(Serializer.encodeUserBroadcast(topic, "e".repeat(255), "json", enc.encode("{}"), `{"k":"${"m".repeat(247)}"}`))
+      const out = expectSuccess(
+        Serializer.encodeUserBroadcast(topic, "e".repeat(255), "json", enc.encode("{}"), `{"k":"${"m".repeat(247)}"}`)
+      )
       assert.strictEqual(out[1], 255)
       assert.strictEqual(out[2], 255)
       assert.strictEqual(out[3], 255)
@@ -444,7 +538,9 @@ describe("Serializer", () => {
 
     it("fails on an event or metadata over 255 bytes", () => {
       expectProtocolError(Serializer.encodeUserBroadcast("t", "e".repeat(256), "json", enc.encode("{}")))
-      expectProtocolError(Serializer.encodeUserBroadcast("t", "e", "json", enc.encode("{}"), `{"k":"${"m".repeat(300)}"}`))
+      expectProtocolError(
+        Serializer.encodeUserBroadcast("t", "e", "json", enc.encode("{}"), `{"k":"${"m".repeat(300)}"}`)
+      )
     })
   })
 
@@ -455,12 +551,20 @@ describe("Serializer", () => {
         expectSuccess(Serializer.encodeUserBroadcast("realtime:é🎉", "msg", "binary", payload, `{"id":"x"}`))
       ))
       assert.deepStrictEqual({ ...withMeta, payload: [...withMeta.payload] }, {
-        topic: "realtime:é🎉", userEvent: "msg", meta: `{"id":"x"}`, encoding: "binary", payload: [1, 2, 3, 255]
+        topic: "realtime:é🎉",
+        userEvent: "msg",
+        meta: `{"id":"x"}`,
+        encoding: "binary",
+        payload: [1, 2, 3, 255]
       })
       const plain = expectSuccess(Serializer.decodeUserBroadcast(
         expectSuccess(Serializer.encodeUserBroadcast("realtime:room1", "m", "json", enc.encode("{}")))
       ))
-      assert.deepStrictEqual([plain.meta, plain.encoding, new TextDecoder().decode(plain.payload)], [undefined, "json", "{}"])
+      assert.deepStrictEqual([plain.meta, plain.encoding, new TextDecoder().decode(plain.payload)], [
+        undefined,
+        "json",
+        "{}"
+      ])
     })
 
     it("fails on another kind, a short frame, an unknown encoding or lengths past the end", () => {
@@ -477,7 +581,9 @@ describe("Serializer", () => {
     const field = fc.string({ unit: "binary", maxLength: 80 }).filter(maxBytes)
     const ref = fc.option(fc.string({ unit: "binary", minLength: 1, maxLength: 40 }).filter(maxBytes), { nil: null })
     const meta = fc.option(
-      fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 1 }), { maxKeys: 3 }).map((o) => JSON.stringify(o)).filter(maxBytes),
+      fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 1 }), { maxKeys: 3 }).map((o) =>
+        JSON.stringify(o)
+      ).filter(maxBytes),
       { nil: undefined }
     )
     const payload = fc.oneof(
@@ -490,7 +596,10 @@ describe("Serializer", () => {
         fc.property(ref, ref, field, field, meta, payload, (joinRef, r, topic, userEvent, metaJson, p) => {
           const broadcast: Frame.UserBroadcast = { joinRef, ref: r, topic, userEvent, meta: metaJson, ...p }
           const decoded = expectSuccess(Serializer.decodeBinary(Serializer.encodeUserBroadcastPush(broadcast)))
-          assert.deepStrictEqual({ ...decoded, payload: [...decoded.payload] }, { ...broadcast, payload: [...broadcast.payload] })
+          assert.deepStrictEqual({ ...decoded, payload: [...decoded.payload] }, {
+            ...broadcast,
+            payload: [...broadcast.payload]
+          })
         }),
         { numRuns: 1000 }
       )
@@ -508,7 +617,14 @@ describe("Serializer", () => {
       })
       assert.deepStrictEqual(
         [...out],
-        [...bytes([0x03, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x01], "9", "10", "realtime:room1", "msg", `{"hello":"world","n":1}`)]
+        [...bytes(
+          [0x03, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x01],
+          "9",
+          "10",
+          "realtime:room1",
+          "msg",
+          `{"hello":"world","n":1}`
+        )]
       )
     })
 

@@ -9,12 +9,20 @@ const versions: ReadonlyArray<Frame.Vsn> = [Frame.V1, Frame.V2]
 
 const assertResult = (result: unknown): void => {
   assert.isTrue(Result.isResult(result))
-  if (Result.isResult(result) && Result.isFailure(result)) assert.instanceOf(result.failure, ProtocolError.ProtocolError)
+  if (Result.isResult(result) && Result.isFailure(result))
+    assert.instanceOf(result.failure, ProtocolError.ProtocolError)
 }
 
 // UTF-16 code units, lone surrogates included: what a broken client's text frame can contain.
 const utf16String = fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)) })
-const ref = fc.oneof(fc.constant(null), fc.string({ maxLength: 4 }), fc.integer(), fc.double(), fc.boolean(), fc.constant({}))
+const ref = fc.oneof(
+  fc.constant(null),
+  fc.string({ maxLength: 4 }),
+  fc.integer(),
+  fc.double(),
+  fc.boolean(),
+  fc.constant({})
+)
 
 // Names of Object.prototype members: a client string used as a plain object's key breaks on these.
 const PROTO_NAMES = ["__proto__", "constructor", "toString", "prototype", "hasOwnProperty", "valueOf"] as const
@@ -23,7 +31,15 @@ const hostileKey = fc.oneof(protoName, fc.string({ maxLength: 6 }))
 
 /** JSON object text with hostile keys, written by hand so that `__proto__` is an own key, as JSON.parse makes it. */
 const hostileObject = (depth: number): fc.Arbitrary<string> =>
-  fc.array(fc.tuple(hostileKey, depth <= 0 ? fc.jsonValue({ maxDepth: 1 }).map((v) => JSON.stringify(v)) : hostileObject(depth - 1)), { maxLength: 4 })
+  fc.array(
+    fc.tuple(
+      hostileKey,
+      depth <= 0
+        ? fc.jsonValue({ maxDepth: 1 }).map((v) => JSON.stringify(v))
+        : hostileObject(depth - 1)
+    ),
+    { maxLength: 4 }
+  )
     .map((pairs) => `{${pairs.map(([k, v]) => `${JSON.stringify(k)}:${v}`).join(",")}}`)
 
 const texts: ReadonlyArray<readonly [string, fc.Arbitrary<string>]> = [
@@ -38,12 +54,22 @@ const texts: ReadonlyArray<readonly [string, fc.Arbitrary<string>]> = [
   ],
   [
     "v2 frames with prototype-named topics, events and payload keys",
-    fc.tuple(ref, ref, fc.oneof(protoName, protoName.map((n) => `realtime:${n}`)), fc.oneof(protoName, fc.constantFrom("phx_join", "broadcast", "presence")), hostileObject(2))
-      .map(([j, r, t, e, p]) => `[${JSON.stringify(j)},${JSON.stringify(r)},${JSON.stringify(t)},${JSON.stringify(e)},${p}]`)
+    fc.tuple(
+      ref,
+      ref,
+      fc.oneof(protoName, protoName.map((n) => `realtime:${n}`)),
+      fc.oneof(protoName, fc.constantFrom("phx_join", "broadcast", "presence")),
+      hostileObject(2)
+    )
+      .map(([j, r, t, e, p]) =>
+        `[${JSON.stringify(j)},${JSON.stringify(r)},${JSON.stringify(t)},${JSON.stringify(e)},${p}]`
+      )
   ],
   [
     "v1 frames with prototype-named keys",
-    fc.tuple(hostileObject(2), protoName).map(([p, n]) => `{"topic":"realtime:${n}","event":"${n}","payload":${p},"ref":"1","${n}":1}`)
+    fc.tuple(hostileObject(2), protoName).map(([p, n]) =>
+      `{"topic":"realtime:${n}","event":"${n}","payload":${p},"ref":"1","${n}":1}`
+    )
   ],
   [
     "plausible v1 frames",
@@ -63,7 +89,9 @@ const fieldBytes = fc.oneof(
 )
 const metaBytes = fc.oneof(
   fc.constant(new Uint8Array(0)),
-  fc.dictionary(fc.string({ maxLength: 4 }), fc.jsonValue({ maxDepth: 1 }), { maxKeys: 2 }).map((o) => enc.encode(JSON.stringify(o))),
+  fc.dictionary(fc.string({ maxLength: 4 }), fc.jsonValue({ maxDepth: 1 }), { maxKeys: 2 }).map((o) =>
+    enc.encode(JSON.stringify(o))
+  ),
   fc.uint8Array({ maxLength: 12 })
 )
 const payloadBytes = fc.oneof(
@@ -75,11 +103,17 @@ const plausibleKind3 = fc
     fc.array(fieldBytes, { minLength: 4, maxLength: 4 }),
     metaBytes,
     payloadBytes,
-    fc.array(fc.oneof({ weight: 12, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: -3, max: 3 }) }), {
-      minLength: 5,
-      maxLength: 5
-    }),
-    fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 0, max: 1 }) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) })
+    fc.array(
+      fc.oneof({ weight: 12, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: -3, max: 3 }) }),
+      {
+        minLength: 5,
+        maxLength: 5
+      }
+    ),
+    fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 0, max: 1 }) }, {
+      weight: 1,
+      arbitrary: fc.integer({ min: 0, max: 255 })
+    })
   )
   .map(([fields, meta, payload, skews, encoding]) => {
     const parts = [...fields, meta]
@@ -127,7 +161,9 @@ describe("Totality", () => {
   }
 
   it("the plausible kind-3 generator reaches both the success and the failure path", () => {
-    const results = fc.sample(plausibleKind3, { numRuns: 2000, seed: 42 }).map((b) => Result.isSuccess(Serializer.decodeBinary(b)))
+    const results = fc.sample(plausibleKind3, { numRuns: 2000, seed: 42 }).map((b) =>
+      Result.isSuccess(Serializer.decodeBinary(b))
+    )
     assert.isAbove(results.filter((ok) => ok).length, 100)
     assert.isAbove(results.filter((ok) => !ok).length, 100)
   })
@@ -146,7 +182,9 @@ describe("Totality", () => {
   it("JoinConfig.parse keeps a prototype-named presence key as the key, and survives such names anywhere", () => {
     fc.assert(
       fc.property(protoName, hostileObject(2), hostileObject(1), (key, extra, presenceExtra) => {
-        const text = `{"config":{"presence":{"key":${JSON.stringify(key)},"x":${presenceExtra}},"broadcast":${extra},${JSON.stringify(key)}:${extra}},${JSON.stringify(key)}:1}`
+        const text = `{"config":{"presence":{"key":${JSON.stringify(key)},"x":${presenceExtra}},"broadcast":${extra},${
+          JSON.stringify(key)
+        }:${extra}},${JSON.stringify(key)}:1}`
         const config = JoinConfig.parse(JSON.parse(text))
         assert.strictEqual(config.presenceKey, key)
         assert.isFalse(config.presenceEnabled)
@@ -156,9 +194,20 @@ describe("Totality", () => {
   })
 
   it("JoinConfig.parse on arbitrary JS values, including shapes JSON cannot produce", () => {
-    const anything = fc.anything({ withBigInt: true, withMap: true, withSet: true, withNullPrototype: true, withDate: true })
+    const anything = fc.anything({
+      withBigInt: true,
+      withMap: true,
+      withSet: true,
+      withNullPrototype: true,
+      withDate: true
+    })
     const joinLike = fc.record({
-      config: fc.record({ broadcast: anything, presence: fc.record({ key: anything, enabled: anything }), postgres_changes: anything, private: anything }),
+      config: fc.record({
+        broadcast: anything,
+        presence: fc.record({ key: anything, enabled: anything }),
+        postgres_changes: anything,
+        private: anything
+      }),
       access_token: anything,
       user_token: anything
     }, { requiredKeys: [] })

@@ -16,7 +16,9 @@ const { Sender } = ws as unknown as {
 }
 
 const wsFrame = (opcode: number, payload: Uint8Array): Uint8Array =>
-  new Uint8Array(Buffer.concat(Sender.frame(Buffer.from(payload), { fin: true, rsv1: false, opcode, mask: false, readOnly: false })))
+  new Uint8Array(
+    Buffer.concat(Sender.frame(Buffer.from(payload), { fin: true, rsv1: false, opcode, mask: false, readOnly: false }))
+  )
 
 const payloadOf = (length: number): Uint8Array => Uint8Array.from({ length }, (_, i) => (i * 31 + 7) & 0xff)
 
@@ -54,7 +56,10 @@ describe("WsFrame", () => {
 
   it("parseAll reads back a concatenation of frames of every header size", () => {
     const frames: ReadonlyArray<{ readonly opcode: 1 | 2; readonly payload: Uint8Array }> = [
-      { opcode: WsFrame.OPCODE_TEXT, payload: new TextEncoder().encode(`[null,"21","phoenix","phx_reply",{"status":"ok","response":{}}]`) },
+      {
+        opcode: WsFrame.OPCODE_TEXT,
+        payload: new TextEncoder().encode(`[null,"21","phoenix","phx_reply",{"status":"ok","response":{}}]`)
+      },
       { opcode: WsFrame.OPCODE_BINARY, payload: payloadOf(0) },
       { opcode: WsFrame.OPCODE_BINARY, payload: payloadOf(300) },
       { opcode: WsFrame.OPCODE_TEXT, payload: payloadOf(70000) },

@@ -18,7 +18,20 @@
  *
  * It does not cache, serialize values or talk to Redis Cluster yet (keys are Cluster-ready; see `RedisKey`).
  */
-import { Clock, Context, Duration, Effect, Layer, Metric, Option, PubSub, Queue, Redacted, Semaphore, Stream } from "effect"
+import {
+  Clock,
+  Context,
+  Duration,
+  Effect,
+  Layer,
+  Metric,
+  Option,
+  PubSub,
+  Queue,
+  Redacted,
+  Semaphore,
+  Stream
+} from "effect"
 import type { Config, Scope } from "effect"
 import { Redis } from "ioredis"
 import type { RedisOptions as IoredisOptions } from "ioredis"
@@ -67,9 +80,15 @@ export interface RedisClientShape {
   readonly key: (key: RedisKey.RedisKey) => string
   readonly get: (key: RedisKey.RedisKey) => Effect.Effect<Option.Option<string>, RedisError.RedisError>
   readonly getBuffer: (key: RedisKey.RedisKey) => Effect.Effect<Option.Option<Buffer>, RedisError.RedisError>
-  readonly mget: (keys: ReadonlyArray<RedisKey.RedisKey>) => Effect.Effect<Array<Option.Option<string>>, RedisError.RedisError>
+  readonly mget: (
+    keys: ReadonlyArray<RedisKey.RedisKey>
+  ) => Effect.Effect<Array<Option.Option<string>>, RedisError.RedisError>
   /** `SET`; `false` only when `onlyIfAbsent` was asked and the key existed. */
-  readonly set: (key: RedisKey.RedisKey, value: Value, options?: SetOptions) => Effect.Effect<boolean, RedisError.RedisError>
+  readonly set: (
+    key: RedisKey.RedisKey,
+    value: Value,
+    options?: SetOptions
+  ) => Effect.Effect<boolean, RedisError.RedisError>
   /** `DEL`; how many of the keys existed. */
   readonly del: (...keys: ReadonlyArray<RedisKey.RedisKey>) => Effect.Effect<number, RedisError.RedisError>
   /** `PEXPIRE`; whether the key existed. */
@@ -86,7 +105,9 @@ export interface RedisClientShape {
    * Subscribes to one channel. When the effect succeeds Redis has confirmed the subscription, so a message published
    * afterwards is delivered. The stream ends never; the subscription is released when the scope closes.
    */
-  readonly subscribe: (channel: RedisKey.RedisKey) => Effect.Effect<Stream.Stream<string>, RedisError.RedisError, Scope.Scope>
+  readonly subscribe: (
+    channel: RedisKey.RedisKey
+  ) => Effect.Effect<Stream.Stream<string>, RedisError.RedisError, Scope.Scope>
   /** `subscribe` for a pattern (`RedisKey.pattern`). */
   readonly psubscribe: (
     pattern: RedisKey.RedisPattern
@@ -118,7 +139,10 @@ export type ConnectionOptions = Omit<IoredisOptions, "replyMapping">
 /** ioredis options for one connection to `endpoint`. Exported for the URL tests (TLS must reach ioredis). */
 export const ioredisOptions = (
   endpoint: RedisUrl.Endpoint,
-  options: Pick<RedisConfig["Service"], "commandTimeoutMs" | "connectTimeoutMs" | "reconnectBaseDelayMs" | "reconnectMaxDelayMs">,
+  options: Pick<
+    RedisConfig["Service"],
+    "commandTimeoutMs" | "connectTimeoutMs" | "reconnectBaseDelayMs" | "reconnectMaxDelayMs"
+  >,
   name: string
 ): ConnectionOptions => ({
   host: endpoint.host,
@@ -195,7 +219,11 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
         const why = redis === undefined ? undefined : lastSocketError.get(redis)?.message
         lost[kind] = true
         runSync(Metric.update(reconnectCounter[kind], 1))
-        runSync(Effect.logWarning(`Redis ${kind} connection to ${endpoint.display} lost${why === undefined ? "" : ` (${why})`}; reconnecting`))
+        runSync(
+          Effect.logWarning(
+            `Redis ${kind} connection to ${endpoint.display} lost${why === undefined ? "" : ` (${why})`}; reconnecting`
+          )
+        )
       } else if (state === "connected" && lost[kind]) {
         lost[kind] = false
         runSync(Effect.logInfo(`Redis ${kind} connection to ${endpoint.display} restored`))
@@ -306,12 +334,15 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
       watch(redis, "subscriber", () => resubscribe(redis))
       redis.on("message", (channel: string, message: string) => {
         const queues = channels.get(channel)
-        if (queues !== undefined) for (const q of queues) if (!Queue.offerUnsafe(q, message)) dropped()
+        if (queues !== undefined) { for (const q of queues) if (!Queue.offerUnsafe(q, message)) dropped() }
       })
       redis.on("pmessage", (glob: string, channel: string, message: string) => {
         const queues = patterns.get(glob)
         if (queues === undefined) return
-        const item: PatternMessage = { channel: channel.startsWith(prefix) ? channel.slice(prefix.length) : channel, message }
+        const item: PatternMessage = {
+          channel: channel.startsWith(prefix) ? channel.slice(prefix.length) : channel,
+          message
+        }
         for (const q of queues) if (!Queue.offerUnsafe(q, item)) dropped()
       })
       return connect(redis, "subscriber").pipe(
@@ -404,7 +435,10 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
     const health: Effect.Effect<Health> = ping.pipe(
       Effect.matchEffect({
         onSuccess: (elapsed) =>
-          Effect.map(status, (s): Health => ({ ok: true, latencyMs: Duration.toMillis(elapsed), error: undefined, status: s })),
+          Effect.map(
+            status,
+            (s): Health => ({ ok: true, latencyMs: Duration.toMillis(elapsed), error: undefined, status: s })
+          ),
         onFailure: (error) =>
           Effect.map(status, (s): Health => ({ ok: false, latencyMs: undefined, error: error.message, status: s }))
       })
@@ -452,7 +486,8 @@ export class RedisClient extends Context.Service<RedisClient, RedisClientShape>(
   static readonly layer: Layer.Layer<RedisClient, RedisError.RedisError, RedisConfig> = Layer.effect(RedisClient, make)
 
   /** The client configured from `REDIS_URL` and `REDIS_PREFIX`. */
-  static readonly layerConfig: Layer.Layer<RedisClient, RedisError.RedisError | Config.ConfigError> = RedisClient.layer.pipe(
-    Layer.provide(RedisConfig.layerConfig)
-  )
+  static readonly layerConfig: Layer.Layer<RedisClient, RedisError.RedisError | Config.ConfigError> = RedisClient.layer
+    .pipe(
+      Layer.provide(RedisConfig.layerConfig)
+    )
 }

@@ -47,7 +47,9 @@ export const unavailable = (what: string, cause: unknown): RedisError =>
 
 /** `RedisTimeout` for `what`. */
 export const timeout = (what: string, timeoutMs: number): RedisError =>
-  new RedisError({ reason: new RedisTimeout({ message: `${what}: no answer from Redis within ${timeoutMs} ms`, timeoutMs }) })
+  new RedisError({
+    reason: new RedisTimeout({ message: `${what}: no answer from Redis within ${timeoutMs} ms`, timeoutMs })
+  })
 
 /** `RedisCommandFailed`, with the server's reply. */
 export const commandFailed = (what: string, cause: unknown): RedisError =>

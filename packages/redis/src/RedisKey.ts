@@ -19,7 +19,8 @@ export type RedisPattern = string & { readonly [RedisKeyBrand]: "RedisPattern" }
 export type Part = string | number
 
 /** Escapes the characters that would change a key's structure; identity for ordinary ids. */
-export const escapePart = (part: Part): string => String(part).replace(/[%{}:]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+export const escapePart = (part: Part): string =>
+  String(part).replace(/[%{}:]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
 
 const join = (namespace: string, parts: ReadonlyArray<Part>): string =>
   [escapePart(namespace), ...parts.map(escapePart)].join(":")

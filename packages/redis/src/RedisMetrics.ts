@@ -7,7 +7,8 @@ export const connectionKinds = ["command", "subscriber"] as const
 export type ConnectionKind = (typeof connectionKinds)[number]
 
 export const connected = Metric.gauge("wedsync_redis_connected", {
-  description: "1 while the connection (kind = command or subscriber) is up and ready, 0 while it is down or reconnecting"
+  description:
+    "1 while the connection (kind = command or subscriber) is up and ready, 0 while it is down or reconnecting"
 })
 
 export const reconnects = Metric.counter("wedsync_redis_reconnects_total", {

@@ -68,14 +68,16 @@ describe("RedisClient", () => {
         const ttl = yield* Effect.promise(() => raw.pttl(client.key(other)))
         assert.isTrue(ttl > 0 && ttl <= 60_000, `pttl ${ttl}`)
         assert.deepStrictEqual(yield* client.getBuffer(other), Option.some(Buffer.from([0, 255, 1])))
-        assert.deepStrictEqual(yield* client.mget([key, RedisKey.make("it", "missing")]), [Option.some("v1"), Option.none()])
+        assert.deepStrictEqual(yield* client.mget([key, RedisKey.make("it", "missing")]), [
+          Option.some("v1"),
+          Option.none()
+        ])
         assert.strictEqual(yield* client.incrBy(RedisKey.make("it", "n"), 5), 5)
         assert.isTrue(yield* client.expire(RedisKey.make("it", "n"), 10_000))
         assert.strictEqual(yield* client.del(key, other, RedisKey.make("it", "n")), 3)
         assert.deepStrictEqual(yield* client.get(key), Option.none())
         assert.strictEqual(yield* Effect.promise(() => raw.exists(`${prefix}it:{w-1}:value`)), 0)
-      })
-    ))
+      })))
 
   it.live("maps a server error to RedisCommandFailed, and reaches other commands through `command`", () =>
     withClient({}, (client) =>
@@ -88,8 +90,7 @@ describe("RedisClient", () => {
         assert.match(error.message, /^INCRBY: WRONGTYPE/)
         assert.deepStrictEqual(yield* client.command("LRANGE", (r) => r.lrange(client.key(key), 0, -1)), ["a", "b"])
         yield* client.del(key)
-      })
-    ))
+      })))
 
   it.live("delivers published messages to a subscription and releases it when the scope closes", () =>
     withClient({}, (client) =>
@@ -111,8 +112,7 @@ describe("RedisClient", () => {
         assert.strictEqual(yield* numsub(full), 0)
         assert.strictEqual(yield* client.publish(channel, "nobody"), 0)
         assert.deepStrictEqual((yield* client.status).subscriber, "connected")
-      })
-    ))
+      })))
 
   it.live("keeps a shared channel subscribed until its last stream ends", () =>
     withClient({}, (client) =>
@@ -126,8 +126,7 @@ describe("RedisClient", () => {
         assert.deepStrictEqual(yield* Stream.runCollect(Stream.take(kept, 1)), ["still here"])
         yield* Scope.close(outer, Exit.void)
         assert.strictEqual(yield* numsub(client.key(channel)), 0)
-      })
-    ))
+      })))
 
   it.live("delivers pattern messages with the channel name without the prefix", () =>
     withClient({}, (client) =>
@@ -140,8 +139,7 @@ describe("RedisClient", () => {
             { channel: "inval:user:u-1", message: "drop" }
           ])
         })
-      )
-    ))
+      )))
 
   it.live("measures a round trip for /ready and reports both connections", () =>
     withClient({}, (client) =>
@@ -153,8 +151,7 @@ describe("RedisClient", () => {
         assert.isDefined(health.latencyMs)
         assert.deepStrictEqual(health.status, { command: "connected", subscriber: "unused" })
         assert.match(client.endpoint, /^redis:\/\/127\.0\.0\.1:\d+\/0$/)
-      })
-    ))
+      })))
 
   it.live("refuses a malformed REDIS_URL or prefix before connecting, with a clear message", () =>
     Effect.gen(function*() {
@@ -183,7 +180,11 @@ describe("RedisClient", () => {
     ).pipe(
       Effect.provide(
         RedisClient.layerConfig.pipe(
-          Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { REDIS_URL: redisUrl(), REDIS_PREFIX: `${prefix}env:` } })))
+          Layer.provide(
+            ConfigProvider.layer(
+              ConfigProvider.fromEnv({ env: { REDIS_URL: redisUrl(), REDIS_PREFIX: `${prefix}env:` } })
+            )
+          )
         )
       )
     ))
@@ -236,8 +237,7 @@ describe("RedisClient", () => {
             assert.deepStrictEqual(yield* Stream.runCollect(Stream.take(messages, 1)), ["after restart"])
             const reconnects = yield* Metric.value(Metric.withAttributes(RedisMetrics.reconnects, { kind: "command" }))
             assert.isAtLeast(reconnects.count, 1)
-          }).pipe(Effect.scoped)
-        )
+          }).pipe(Effect.scoped))
         // Closing the layer closed both connections.
         const clients = yield* Effect.acquireRelease(
           Effect.promise(async () => {
@@ -257,19 +257,21 @@ describe("RedisClient", () => {
           Effect.promise(() => RedisServer.start()),
           (s) => Effect.promise(() => s.stop())
         )
-        yield* withClient({ url: Redacted.make(server.url), reconnectMaxDelayMs: 100 }, (client) =>
-          Effect.gen(function*() {
-            yield* Effect.promise(() => server.kill())
-            const error = yield* Effect.flip(client.subscribe(RedisKey.make("late")))
-            assert.strictEqual(error.reason._tag, "RedisUnavailable")
-            assert.match(error.message, /^Connecting to .* \(subscriber\): .*ECONNREFUSED/)
-            assert.strictEqual((yield* client.status).subscriber, "unused")
-            yield* Effect.promise(() => server.restart())
-            yield* waitForStatus(client, (s) => s.command === "connected", "connected")
-            const messages = yield* client.subscribe(RedisKey.make("late"))
-            assert.strictEqual(yield* client.publish(RedisKey.make("late"), "now"), 1)
-            assert.deepStrictEqual(yield* Stream.runCollect(Stream.take(messages, 1)), ["now"])
-          }).pipe(Effect.scoped)
+        yield* withClient(
+          { url: Redacted.make(server.url), reconnectMaxDelayMs: 100 },
+          (client) =>
+            Effect.gen(function*() {
+              yield* Effect.promise(() => server.kill())
+              const error = yield* Effect.flip(client.subscribe(RedisKey.make("late")))
+              assert.strictEqual(error.reason._tag, "RedisUnavailable")
+              assert.match(error.message, /^Connecting to .* \(subscriber\): .*ECONNREFUSED/)
+              assert.strictEqual((yield* client.status).subscriber, "unused")
+              yield* Effect.promise(() => server.restart())
+              yield* waitForStatus(client, (s) => s.command === "connected", "connected")
+              const messages = yield* client.subscribe(RedisKey.make("late"))
+              assert.strictEqual(yield* client.publish(RedisKey.make("late"), "now"), 1)
+              assert.deepStrictEqual(yield* Stream.runCollect(Stream.take(messages, 1)), ["now"])
+            }).pipe(Effect.scoped)
         )
       }).pipe(Effect.scoped))
 
@@ -282,7 +284,9 @@ describe("RedisClient", () => {
         const timeoutMs = 300
         yield* withClient({ url: Redacted.make(server.url), commandTimeoutMs: timeoutMs }, (client) =>
           Effect.gen(function*() {
-            yield* Effect.promise(() => server.pause())
+            yield* Effect.promise(() =>
+              server.pause()
+            )
             const started = yield* Clock.currentTimeMillis
             const error = yield* Effect.flip(client.get(RedisKey.make("frozen")))
             const elapsed = (yield* Clock.currentTimeMillis) - started
@@ -292,8 +296,7 @@ describe("RedisClient", () => {
             assert.isBelow(elapsed, timeoutMs + 300)
             yield* Effect.promise(() => server.resume())
             assert.deepStrictEqual(yield* client.get(RedisKey.make("frozen")), Option.none())
-          })
-        )
+          }))
       }).pipe(Effect.scoped))
   })
 })

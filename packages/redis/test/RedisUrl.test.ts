@@ -31,7 +31,11 @@ describe("RedisUrl", () => {
       const plain = yield* RedisUrl.parse("redis://127.0.0.1")
       assert.deepStrictEqual([plain.port, plain.db, plain.username, plain.password], [6379, 0, undefined, undefined])
       const passwordOnly = yield* RedisUrl.parse("redis://:secret@[::1]:7000")
-      assert.deepStrictEqual([passwordOnly.host, passwordOnly.username, passwordOnly.password], ["::1", undefined, "secret"])
+      assert.deepStrictEqual([passwordOnly.host, passwordOnly.username, passwordOnly.password], [
+        "::1",
+        undefined,
+        "secret"
+      ])
       assert.strictEqual(passwordOnly.display, "redis://[::1]:7000/0")
     }))
 

@@ -115,7 +115,9 @@ export const start = async (options: StartOptions = {}): Promise<Cluster> => {
   } catch (cause) {
     await stop()
     throw new Error(
-      `Cannot create a throwaway Postgres cluster in ${dataDir} with ${bin}: ${cause instanceof Error ? cause.message : String(cause)}`
+      `Cannot create a throwaway Postgres cluster in ${dataDir} with ${bin}: ${
+        cause instanceof Error ? cause.message : String(cause)
+      }`
     )
   }
   return {

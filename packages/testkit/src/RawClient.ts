@@ -120,8 +120,7 @@ export const connect = (url: string, options: ConnectOptions = {}): Promise<RawC
           return closed
         },
         closed
-      })
-    )
+      }))
   })
 
 /** Builds a Phoenix v2 frame. */

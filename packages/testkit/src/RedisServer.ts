@@ -56,7 +56,8 @@ const launch = (port: number): Promise<ChildProcess> =>
     child.stdout?.on("data", onData)
     child.stderr?.resume()
     child.once("error", (error) => reject(new Error(`${bin} could not be started: ${error.message}`)))
-    child.once("exit", (code) => reject(new Error(`${bin} --port ${port} exited with ${code} before it was ready:\n${output}`)))
+    child.once("exit", (code) =>
+      reject(new Error(`${bin} --port ${port} exited with ${code} before it was ready:\n${output}`)))
   })
 
 const exited = (child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> =>

@@ -7,8 +7,11 @@ import * as PostgresCluster from "../src/PostgresCluster.ts"
 const psql = (cluster: PostgresCluster.Cluster, sql: string): Promise<string> =>
   new Promise((resolve, reject) => {
     const bin = PostgresCluster.findBinDir()!
-    execFile(join(bin, "psql"), ["-h", "127.0.0.1", "-p", String(cluster.port), "-U", "postgres", "-Atc", sql], (error, stdout) =>
-      error === null ? resolve(stdout.trim()) : reject(error))
+    execFile(
+      join(bin, "psql"),
+      ["-h", "127.0.0.1", "-p", String(cluster.port), "-U", "postgres", "-Atc", sql],
+      (error, stdout) => error === null ? resolve(stdout.trim()) : reject(error)
+    )
   })
 
 describe("PostgresCluster", () => {

@@ -25,7 +25,7 @@ beforeAll(async () => {
       const text = isBinary ? "" : data.toString()
       const [command, a, b] = text.split(":")
       if (command === "close") ws.close(Number(a), b)
-      else if (command === "flood") for (let i = 0; i < Number(a); i++) ws.send(Buffer.alloc(65536, i % 256))
+      else if (command === "flood") { for (let i = 0; i < Number(a); i++) ws.send(Buffer.alloc(65536, i % 256)) }
       else ws.send(data, { binary: isBinary })
     })
   })
@@ -103,7 +103,10 @@ describe("RawClient", () => {
     client.send("close:4001:go away")
     assert.deepStrictEqual(await client.closed, { code: 4001, reason: "go away" })
     assert.match(String((await pending)?.message), /socket closed \(code 4001, reason go away\)/)
-    await client.next().then(() => assert.fail("next after close resolved"), (e: Error) => assert.match(e.message, /closed/))
+    await client.next().then(
+      () => assert.fail("next after close resolved"),
+      (e: Error) => assert.match(e.message, /closed/)
+    )
   })
 
   it("pause stops reading so the server's buffer fills; resume delivers everything", async () => {
@@ -114,7 +117,10 @@ describe("RawClient", () => {
     client.pause()
     client.send("flood:200")
     // 200 × 64 KiB is far beyond the socket buffers, so the server must be left holding some of it.
-    await waitUntil("the server to hold unsent bytes", () => server.bufferedAmount, (n) => n > 0, { timeoutMs: 3000, intervalMs: 10 })
+    await waitUntil("the server to hold unsent bytes", () => server.bufferedAmount, (n) => n > 0, {
+      timeoutMs: 3000,
+      intervalMs: 10
+    })
     await new Promise((r) => setTimeout(r, 50))
     const whilePaused = client.received.length
     assert.isBelow(whilePaused, 201)

@@ -11,7 +11,13 @@ let wss: WebSocketServer
 let baseUrl = ""
 const seen = { urls: [] as Array<string>, joins: [] as Array<{ topic: string; payload: Record<string, unknown> }> }
 
-type Parsed = { joinRef: string | null; ref: string | null; topic: string; event: string; payload: Record<string, unknown> }
+type Parsed = {
+  joinRef: string | null
+  ref: string | null
+  topic: string
+  event: string
+  payload: Record<string, unknown>
+}
 
 beforeAll(async () => {
   wss = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false })
@@ -21,9 +27,15 @@ beforeAll(async () => {
     seen.urls.push(request.url ?? "")
     const v2 = new URL(request.url ?? "/", baseUrl).searchParams.get("vsn") === "2.0.0"
     const send = (m: Parsed) =>
-      ws.send(JSON.stringify(v2 ? [m.joinRef, m.ref, m.topic, m.event, m.payload] : {
-        topic: m.topic, event: m.event, payload: m.payload, ref: m.ref, join_ref: m.joinRef
-      }))
+      ws.send(JSON.stringify(
+        v2 ? [m.joinRef, m.ref, m.topic, m.event, m.payload] : {
+          topic: m.topic,
+          event: m.event,
+          payload: m.payload,
+          ref: m.ref,
+          join_ref: m.joinRef
+        }
+      ))
     ws.on("message", (data, isBinaryFrame) => {
       // vsn 2.0.0 clients send broadcasts as binary frames; this server does not speak those.
       if (isBinaryFrame) return
@@ -76,7 +88,11 @@ describe("SupabaseClients", () => {
   }
 
   it("passes heartbeat, timeout and vsn through to realtime-js unchanged", async () => {
-    const client = SupabaseClients.makeSupabaseClient(baseUrl, "k", { vsn: "1.0.0", heartbeatIntervalMs: 1234, timeoutMs: 567 })
+    const client = SupabaseClients.makeSupabaseClient(baseUrl, "k", {
+      vsn: "1.0.0",
+      heartbeatIntervalMs: 1234,
+      timeoutMs: 567
+    })
     assert.strictEqual(client.realtime.heartbeatIntervalMs, 1234)
     assert.strictEqual(client.realtime.timeout, 567)
     assert.strictEqual(client.realtime.vsn, "1.0.0")
@@ -99,7 +115,10 @@ describe("SupabaseClients", () => {
   it("rejects with CHANNEL_ERROR and the server's reason when the join is refused", async () => {
     const client = SupabaseClients.makeSupabaseClient(baseUrl, "anon-key")
     try {
-      const error = await SupabaseClients.subscribe(client.channel("forbidden")).then(() => undefined, (e: unknown) => e)
+      const error = await SupabaseClients.subscribe(client.channel("forbidden")).then(
+        () => undefined,
+        (e: unknown) => e
+      )
       assert.instanceOf(error, SupabaseClients.SubscribeError)
       assert.strictEqual((error as SupabaseClients.SubscribeError).status, "CHANNEL_ERROR")
       assert.include((error as Error).message, "you shall not pass")

@@ -9,7 +9,10 @@ describe("waitUntil", () => {
 
   it("awaits asynchronous probes", async () => {
     let n = 0
-    assert.strictEqual(await waitUntil("n to reach 2", () => Promise.resolve(++n), (v) => v === 2, { intervalMs: 1 }), 2)
+    assert.strictEqual(
+      await waitUntil("n to reach 2", () => Promise.resolve(++n), (v) => v === 2, { intervalMs: 1 }),
+      2
+    )
   })
 
   it("rejects after the timeout, naming the wait and the last value", async () => {

@@ -53,13 +53,16 @@ export interface Ctx {
   readonly perUserCap: number
   /** A second gateway: TRUSTED_PROXIES=127.0.0.1, JWT_ISSUER/JWT_AUDIENCE, MAX_CONNECTIONS_PER_IP=3. */
   readonly gwB: Gateway
-  readonly startRefusal: (env: Readonly<Record<string, string>>) => Promise<{ listened: boolean; exitCode: number | null; log: string }>
+  readonly startRefusal: (
+    env: Readonly<Record<string, string>>
+  ) => Promise<{ listened: boolean; exitCode: number | null; log: string }>
 }
 
 export type Check = (ctx: Ctx) => Promise<Observation>
 
 const side = (ok: boolean, observed: string): Side => ({ ok, observed })
-const within = (codes: ReadonlyArray<number>, value: number | undefined): boolean => value !== undefined && codes.includes(value)
+const within = (codes: ReadonlyArray<number>, value: number | undefined): boolean =>
+  value !== undefined && codes.includes(value)
 const closeText = (client: Client): string => {
   const info = client.closeInfo()
   return info === undefined ? "open" : `closed ${info.code}${info.reason === "" ? "" : ` "${info.reason}"`}`
@@ -73,7 +76,11 @@ const topicOf = (name: string): string => `realtime:${name}`
 const unique = (name: string): string => `${name}-${Math.random().toString(36).slice(2, 8)}`
 
 /** Opens clients, runs `body`, and closes every one of them whatever happens. */
-const withClients = async <A>(body: (open: (key?: string, vsn?: "1.0.0" | "2.0.0") => Promise<Client>) => Promise<A>, ctx: Ctx, gw = ctx.gw): Promise<A> => {
+const withClients = async <A>(
+  body: (open: (key?: string, vsn?: "1.0.0" | "2.0.0") => Promise<Client>) => Promise<A>,
+  ctx: Ctx,
+  gw = ctx.gw
+): Promise<A> => {
   const opened: Array<Client> = []
   try {
     return await body(async (key = ctx.keys.anon, vsn = "2.0.0") => {
@@ -86,8 +93,14 @@ const withClients = async <A>(body: (open: (key?: string, vsn?: "1.0.0" | "2.0.0
   }
 }
 
-const broadcast = (client: Client, joinRef: string, topic: string, event: string, payload: unknown, ref: string | null = null) =>
-  client.push(joinRef, ref, topic, "broadcast", { type: "broadcast", event, payload })
+const broadcast = (
+  client: Client,
+  joinRef: string,
+  topic: string,
+  event: string,
+  payload: unknown,
+  ref: string | null = null
+) => client.push(joinRef, ref, topic, "broadcast", { type: "broadcast", event, payload })
 
 const isBroadcast = (event: string) => (frame: unknown): boolean => {
   const p = parse(frame)
@@ -121,11 +134,17 @@ export const protoPresenceKeys: Check = (ctx) =>
     const tracked = await track(late, joinRef, topic, { device: "venue-1" })
     const state = await late.next(isEvent("presence_state", topic), 3000)
     const keys = state === undefined ? [] : Object.keys((parse(state)?.payload ?? {}) as object)
-    const acceptedOk = replyStatus(reply) === "ok" && replyStatus(tracked) === "ok" && !isCrash(late) && late.isOpen() &&
+    const acceptedOk = replyStatus(reply) === "ok" && replyStatus(tracked) === "ok" && !isCrash(late) &&
+      late.isOpen() &&
       PROTO_NAMES.filter((k) => k !== "__proto__").every((k) => keys.includes(k))
     return {
       hostile: side(!hostile.some((h) => h.includes("1011")), hostile.join("; ")),
-      accepted: side(acceptedOk, `late joiner: join ${replyStatus(reply)}, track ${replyStatus(tracked)}, ${closeText(late)}, presence_state keys [${keys.join(",")}]`)
+      accepted: side(
+        acceptedOk,
+        `late joiner: join ${replyStatus(reply)}, track ${replyStatus(tracked)}, ${
+          closeText(late)
+        }, presence_state keys [${keys.join(",")}]`
+      )
     }
   }, ctx)
 
@@ -139,14 +158,21 @@ export const protoEventsTopics: Check = (ctx) =>
       const topic = topicOf(name)
       const s = await join(sender, topic, joinPayload(), 5000)
       const r = await join(receiver, topic, joinPayload(), 5000)
-      for (const event of ["__proto__", "constructor", "valueOf"]) broadcast(sender, s.joinRef, topic, event, { n: event })
+      for (const event of ["__proto__", "constructor", "valueOf"])
+        broadcast(sender, s.joinRef, topic, event, { n: event })
       const got: Array<string> = []
       for (const event of ["__proto__", "constructor", "valueOf"]) {
-        if ((await receiver.next(isBroadcast(event), 3000)) !== undefined) got.push(event)
+        if ((await receiver.next(isBroadcast(event), 3000)) !== undefined)
+          got.push(event)
       }
-      const fine = replyStatus(s.reply) === "ok" && replyStatus(r.reply) === "ok" && got.length === 3 && !isCrash(sender) && !isCrash(receiver)
+      const fine = replyStatus(s.reply) === "ok" && replyStatus(r.reply) === "ok" && got.length === 3 &&
+        !isCrash(sender) && !isCrash(receiver)
       ok &&= fine
-      observed.push(`${topic}: joins ${replyStatus(s.reply)}/${replyStatus(r.reply)}, received [${got.join(",")}], sender ${closeText(sender)}`)
+      observed.push(
+        `${topic}: joins ${replyStatus(s.reply)}/${replyStatus(r.reply)}, received [${got.join(",")}], sender ${
+          closeText(sender)
+        }`
+      )
     }
     const c = await open()
     const topic = topicOf(unique("after-proto"))
@@ -155,7 +181,10 @@ export const protoEventsTopics: Check = (ctx) =>
     const echoed = await c.next(isBroadcast("hello"), 3000)
     return {
       hostile: side(ok, observed.join("; ")),
-      accepted: side(replyStatus(j.reply) === "ok" && echoed !== undefined, `normal topic: join ${replyStatus(j.reply)}, self broadcast ${echoed === undefined ? "missing" : "received"}`)
+      accepted: side(
+        replyStatus(j.reply) === "ok" && echoed !== undefined,
+        `normal topic: join ${replyStatus(j.reply)}, self broadcast ${echoed === undefined ? "missing" : "received"}`
+      )
     }
   }, ctx)
 
@@ -181,8 +210,16 @@ export const maxBroadcast: Check = (ctx) =>
     const alive = await Promise.all(receivers.map(async (r) => (await heartbeat(r, 5000)) !== undefined && r.isOpen()))
     const receiversOk = alive.every(Boolean) && (!accepted || bigGot.every((g) => g !== undefined))
     return {
-      hostile: side(receiversOk, `2.9 MB broadcast ack ${replyStatus(ack) ?? "none"} ${replyText(ack)}; receivers ${receivers.map(closeText).join(", ")}${accepted ? `, delivered ${bigGot.filter((g) => g !== undefined).length}/2` : ""}`),
-      accepted: side(smallGot.every((g) => g !== undefined), `100 KB broadcast delivered to ${smallGot.filter((g) => g !== undefined).length}/2`)
+      hostile: side(
+        receiversOk,
+        `2.9 MB broadcast ack ${replyStatus(ack) ?? "none"} ${replyText(ack)}; receivers ${
+          receivers.map(closeText).join(", ")
+        }${accepted ? `, delivered ${bigGot.filter((g) => g !== undefined).length}/2` : ""}`
+      ),
+      accepted: side(
+        smallGot.every((g) => g !== undefined),
+        `100 KB broadcast delivered to ${smallGot.filter((g) => g !== undefined).length}/2`
+      )
     }
   }, ctx)
 
@@ -209,7 +246,12 @@ export const maxPresence: Check = (ctx) =>
     const lateAlive = (await heartbeat(late, 5000)) !== undefined && late.isOpen()
     const ok = alive.every(Boolean) && lateAlive && replyStatus(lj.reply) === "ok"
     return {
-      hostile: side(ok, `2.9 MB track ${replyStatus(bigTrack) ?? "none"}, 3×600 KB tracks [${mid.join(",")}]; receivers ${receivers.map(closeText).join(", ")}; late joiner join ${replyStatus(lj.reply)}, ${closeText(late)}`),
+      hostile: side(
+        ok,
+        `2.9 MB track ${replyStatus(bigTrack) ?? "none"}, 3×600 KB tracks [${mid.join(",")}]; receivers ${
+          receivers.map(closeText).join(", ")
+        }; late joiner join ${replyStatus(lj.reply)}, ${closeText(late)}`
+      ),
       accepted: side(replyStatus(smallTrack) === "ok", `small track ${replyStatus(smallTrack)}`)
     }
   }, ctx)
@@ -226,7 +268,12 @@ export const expiredConnectToken: Check = (ctx) =>
     const after = c.isOpen() ? await join(c, "realtime:wedding:902", joinPayload({ private: true }), 5000) : undefined
     const refused = after === undefined || replyStatus(after.reply) !== "ok"
     return {
-      hostile: side(refused, after === undefined ? `socket ${closeText(c)} at expiry` : `join after expiry: ${replyStatus(after.reply) ?? "no reply"} ${replyText(after.reply)}, ${closeText(c)}`),
+      hostile: side(
+        refused,
+        after === undefined
+          ? `socket ${closeText(c)} at expiry`
+          : `join after expiry: ${replyStatus(after.reply) ?? "no reply"} ${replyText(after.reply)}, ${closeText(c)}`
+      ),
       accepted: side(replyStatus(before.reply) === "ok", `join before expiry: ${replyStatus(before.reply)}`)
     }
   }, ctx)
@@ -244,16 +291,32 @@ export const rowMove: Check = (ctx) =>
         const p = parse(f)
         return p?.event === "system" && (p.payload as Record<string, unknown>)?.["extension"] === "postgres_changes"
       }, 20_000)
-      return { c, j, ok: (system === undefined ? undefined : (parse(system)?.payload as Record<string, unknown> | undefined)?.["status"]) === "ok" }
+      return {
+        c,
+        j,
+        ok: (system === undefined
+          ? undefined
+          : (parse(system)?.payload as Record<string, unknown> | undefined)?.["status"]) === "ok"
+      }
     }
     const wA = `A${Date.now()}`
     const wB = `B${Date.now()}`
     const a = await subscribe(wA)
     const b = await subscribe(wB)
-    if (!a.ok || !b.ok) return { hostile: side(false, "subscription not confirmed"), accepted: side(false, `A ${a.ok}, B ${b.ok}`) }
-    const [row] = await ctx.pg.query(`insert into ${schema}.${table} (wedding_id, title) values ($1, 'B-secret-title') returning id`, [wB])
-    await ctx.pg.query(`update ${schema}.${table} set wedding_id = $1, title = 'A-new-title' where id = $2`, [wA, row!["id"]])
-    await ctx.pg.query(`insert into ${schema}.${table} (wedding_id, title) values ($1, 'marker-A'), ($2, 'marker-B')`, [wA, wB])
+    if (!a.ok || !b.ok)
+      return { hostile: side(false, "subscription not confirmed"), accepted: side(false, `A ${a.ok}, B ${b.ok}`) }
+    const [row] = await ctx.pg.query(
+      `insert into ${schema}.${table} (wedding_id, title) values ($1, 'B-secret-title') returning id`,
+      [wB]
+    )
+    await ctx.pg.query(`update ${schema}.${table} set wedding_id = $1, title = 'A-new-title' where id = $2`, [
+      wA,
+      row!["id"]
+    ])
+    await ctx.pg.query(`insert into ${schema}.${table} (wedding_id, title) values ($1, 'marker-A'), ($2, 'marker-B')`, [
+      wA,
+      wB
+    ])
     const text = (f: unknown) => JSON.stringify(f)
     const aUpdate = await a.c.next((f) => isEvent("postgres_changes")(f) && text(f).includes("A-new-title"), 10_000)
     const aMarker = await a.c.next((f) => text(f).includes("marker-A"), 10_000)
@@ -261,9 +324,16 @@ export const rowMove: Check = (ctx) =>
     const aLeak = a.c.received().some((f) => text(f).includes("B-secret-title") && text(f).includes("A-new-title"))
     const bLeak = b.c.received().some((f) => text(f).includes("A-new-title"))
     return {
-      hostile: side(!aLeak && !bLeak && aMarker !== undefined && bMarker !== undefined,
-        `A's UPDATE ${aLeak ? "carries B's old title in old_record" : "carries no B content"}; B ${bLeak ? "received A's new title" : "received no A content"}`),
-      accepted: side(aUpdate !== undefined && bMarker !== undefined, `A got the UPDATE: ${aUpdate !== undefined}; B got its marker: ${bMarker !== undefined}`)
+      hostile: side(
+        !aLeak && !bLeak && aMarker !== undefined && bMarker !== undefined,
+        `A's UPDATE ${aLeak ? "carries B's old title in old_record" : "carries no B content"}; B ${
+          bLeak ? "received A's new title" : "received no A content"
+        }`
+      ),
+      accepted: side(
+        aUpdate !== undefined && bMarker !== undefined,
+        `A got the UPDATE: ${aUpdate !== undefined}; B got its marker: ${bMarker !== undefined}`
+      )
     }
   }, ctx)
 
@@ -278,10 +348,16 @@ export const restOversized: Check = async (ctx) => {
     for (const chunked of [false, true]) {
       const r = await post({ port: ctx.gw.port, path, headers, bytes, chunked, timeoutMs: 30_000 })
       ok &&= within(EXPECTED.restTooLarge, r.status)
-      results.push(`${path.includes("events") ? "single" : "batch"} ${chunked ? "chunked" : "content-length"}: ${r.status ?? r.error} after ${(r.bytesSent / 1048576).toFixed(1)} MiB sent`)
+      results.push(
+        `${path.includes("events") ? "single" : "batch"} ${chunked ? "chunked" : "content-length"}: ${
+          r.status ?? r.error
+        } after ${(r.bytesSent / 1048576).toFixed(1)} MiB sent`
+      )
     }
   }
-  const small = await postJson(ctx.gw.port, BATCH_PATH, ctx.keys.anon, { messages: [{ topic: "small", event: "e", payload: { n: 1 } }] })
+  const small = await postJson(ctx.gw.port, BATCH_PATH, ctx.keys.anon, {
+    messages: [{ topic: "small", event: "e", payload: { n: 1 } }]
+  })
   return {
     hostile: side(ok, results.join("; ")),
     accepted: side(within(EXPECTED.restAccepted, small.status), `small batch: ${small.status}`)
@@ -304,13 +380,15 @@ export const perUserCap: Check = async (ctx) => {
       void client.realtime.setAuth(token)
       clients.push(client)
       const channel = client.channel("wedding:903", { config: { private: true } })
-      statuses.push(await new Promise<string>((resolve) => {
-        const timer = setTimeout(() => resolve("no status in 8 s"), 8000)
-        channel.subscribe((status) => {
-          clearTimeout(timer)
-          resolve(status)
+      statuses.push(
+        await new Promise<string>((resolve) => {
+          const timer = setTimeout(() => resolve("no status in 8 s"), 8000)
+          channel.subscribe((status) => {
+            clearTimeout(timer)
+            resolve(status)
+          })
         })
-      }))
+      )
     }
   } finally {
     await Promise.allSettled(clients.map(async (c) => {
@@ -322,7 +400,10 @@ export const perUserCap: Check = async (ctx) => {
   const extra = statuses[ctx.perUserCap]
   return {
     hostile: side(extra !== REALTIME_SUBSCRIBE_STATES.SUBSCRIBED, `client ${ctx.perUserCap + 1}: ${extra}`),
-    accepted: side(firsts.every((s) => s === REALTIME_SUBSCRIBE_STATES.SUBSCRIBED), `first ${ctx.perUserCap}: ${firsts.join(",")}`)
+    accepted: side(
+      firsts.every((s) => s === REALTIME_SUBSCRIBE_STATES.SUBSCRIBED),
+      `first ${ctx.perUserCap}: ${firsts.join(",")}`
+    )
   }
 }
 
@@ -338,11 +419,23 @@ export const refreshAnon: Check = (ctx) =>
     const shutdown = await c.next(isShutdownOf(topic), 3000)
     const keeper = await open()
     const kj = await join(keeper, topic, joinPayload({ private: true, accessToken: user }), 5000)
-    keeper.push(kj.joinRef, keeper.makeRef(), topic, "access_token", { access_token: await Tokens.userToken("u-refresh", ["904"], { expiresIn: 7200 }) })
+    keeper.push(kj.joinRef, keeper.makeRef(), topic, "access_token", {
+      access_token: await Tokens.userToken("u-refresh", ["904"], { expiresIn: 7200 })
+    })
     const keeperShutdown = await keeper.next(isShutdownOf(topic), 1500)
     return {
-      hostile: side(replyStatus(j.reply) === "ok" && shutdown !== undefined, `join ${replyStatus(j.reply)}; after anon-key refresh: ${shutdown === undefined ? "channel kept the user's rights" : JSON.stringify(parse(shutdown)?.payload).slice(0, 120)}`),
-      accepted: side(replyStatus(kj.reply) === "ok" && keeperShutdown === undefined && keeper.isOpen(), `user-token refresh: ${keeperShutdown === undefined ? "channel kept" : "channel shut down"}`)
+      hostile: side(
+        replyStatus(j.reply) === "ok" && shutdown !== undefined,
+        `join ${replyStatus(j.reply)}; after anon-key refresh: ${
+          shutdown === undefined
+            ? "channel kept the user's rights"
+            : JSON.stringify(parse(shutdown)?.payload).slice(0, 120)
+        }`
+      ),
+      accepted: side(
+        replyStatus(kj.reply) === "ok" && keeperShutdown === undefined && keeper.isOpen(),
+        `user-token refresh: ${keeperShutdown === undefined ? "channel kept" : "channel shut down"}`
+      )
     }
   }, ctx)
 
@@ -363,8 +456,16 @@ const tokenRefused = async (ctx: Ctx, bad: string, good: string, label: string):
     const upgradeRefused = !upgrade.ok && within(EXPECTED.upgradeAuthStatus, upgrade.status)
     const joinRefused = replyStatus(j.reply) === "error" && EXPECTED.joinErrorPattern.test(replyText(j.reply))
     return {
-      hostile: side(upgradeRefused && joinRefused, `${label}: upgrade ${upgrade.ok ? "101 (accepted)" : `${upgrade.status} ${upgrade.body}`}; join ${replyStatus(j.reply) ?? "no reply"} ${replyText(j.reply)}`),
-      accepted: side(goodUpgrade.ok && replyStatus(gj.reply) === "ok", `valid token: upgrade ${goodUpgrade.ok ? 101 : goodUpgrade.status}, join ${replyStatus(gj.reply)}`)
+      hostile: side(
+        upgradeRefused && joinRefused,
+        `${label}: upgrade ${upgrade.ok ? "101 (accepted)" : `${upgrade.status} ${upgrade.body}`}; join ${
+          replyStatus(j.reply) ?? "no reply"
+        } ${replyText(j.reply)}`
+      ),
+      accepted: side(
+        goodUpgrade.ok && replyStatus(gj.reply) === "ok",
+        `valid token: upgrade ${goodUpgrade.ok ? 101 : goodUpgrade.status}, join ${replyStatus(gj.reply)}`
+      )
     }
   }, ctx)
 
@@ -378,7 +479,12 @@ export const jwtAlgNone: Check = async (ctx) => tokenRefused(ctx, Tokens.algNone
 export const jwtForged: Check = async (ctx) => tokenRefused(ctx, await Tokens.forged(), await goodToken(), "forged")
 
 export const jwtExpired: Check = async (ctx) =>
-  tokenRefused(ctx, await Tokens.userToken("u-good", ["905"], { expiresIn: -60 }), await goodToken(), "expired 60 s ago")
+  tokenRefused(
+    ctx,
+    await Tokens.userToken("u-good", ["905"], { expiresIn: -60 }),
+    await goodToken(),
+    "expired 60 s ago"
+  )
 
 export const jwtIssAud: Check = async (ctx) => {
   const bad = [
@@ -394,16 +500,26 @@ export const jwtIssAud: Check = async (ctx) => {
     ok &&= !r.ok && within(EXPECTED.upgradeAuthStatus, r.status)
     observed.push(`${label}: ${r.ok ? "101 (accepted)" : r.status}`)
   }
-  const good = await tryConnect(ctx.gwB.wsUrl, await Tokens.anonKey({ issuer: Tokens.JWT_ISSUER, audience: Tokens.JWT_AUDIENCE }))
+  const good = await tryConnect(
+    ctx.gwB.wsUrl,
+    await Tokens.anonKey({ issuer: Tokens.JWT_ISSUER, audience: Tokens.JWT_AUDIENCE })
+  )
   if (good.ok) await good.client.close()
-  return { hostile: side(ok, observed.join("; ")), accepted: side(good.ok, `configured iss and aud: ${good.ok ? 101 : good.status}`) }
+  return {
+    hostile: side(ok, observed.join("; ")),
+    accepted: side(good.ok, `configured iss and aud: ${good.ok ? 101 : good.status}`)
+  }
 }
 
 export const jwtShortSecret: Check = async (ctx) => {
   const refused = await ctx.startRefusal({ JWT_SECRET: "too-short" })
   return {
-    hostile: side(!refused.listened && refused.exitCode !== 0 && refused.exitCode !== null,
-      refused.listened ? "started and listened with a 9-byte secret" : `exited with code ${refused.exitCode}: ${refused.log.split("\n").slice(-2).join(" ").slice(0, 200)}`),
+    hostile: side(
+      !refused.listened && refused.exitCode !== 0 && refused.exitCode !== null,
+      refused.listened
+        ? "started and listened with a 9-byte secret"
+        : `exited with code ${refused.exitCode}: ${refused.log.split("\n").slice(-2).join(" ").slice(0, 200)}`
+    ),
     accepted: side(ctx.gw.alive(), `gateway with a ${Tokens.JWT_SECRET.length}-byte secret is up`)
   }
 }
@@ -414,7 +530,10 @@ export const crossWeddingJoin: Check = (ctx) =>
     const bad = await join(c, "realtime:wedding:907", joinPayload({ private: true }), 5000)
     const good = await join(c, "realtime:wedding:906", joinPayload({ private: true }), 5000)
     return {
-      hostile: side(replyStatus(bad.reply) === "error", `wedding:907: ${replyStatus(bad.reply)} ${replyText(bad.reply)}`),
+      hostile: side(
+        replyStatus(bad.reply) === "error",
+        `wedding:907: ${replyStatus(bad.reply)} ${replyText(bad.reply)}`
+      ),
       accepted: side(replyStatus(good.reply) === "ok", `wedding:906: ${replyStatus(good.reply)}`)
     }
   }, ctx)
@@ -428,20 +547,38 @@ const systemOf = (c: Client, timeoutMs: number) =>
   }, timeoutMs)
 
 const systemStatus = (frame: unknown): string =>
-  frame === undefined ? "no system message" : String((parse(frame)?.payload as Record<string, unknown> | undefined)?.["status"])
+  frame === undefined
+    ? "no system message"
+    : String((parse(frame)?.payload as Record<string, unknown> | undefined)?.["status"])
 
 export const pgcUnknownEvent: Check = (ctx) =>
   withClients(async (open) => {
     const { schema, table } = ctx.pg
     const c = await open(ctx.keys.service)
-    const bad = await join(c, topicOf(unique("pgc-bad")), joinPayload({ postgresChanges: [{ event: "UPSERT", schema, table }] }), 5000)
+    const bad = await join(
+      c,
+      topicOf(unique("pgc-bad")),
+      joinPayload({ postgresChanges: [{ event: "UPSERT", schema, table }] }),
+      5000
+    )
     const badSystem = replyStatus(bad.reply) === "ok" ? await systemOf(c, 20_000) : undefined
     const g = await open(ctx.keys.service)
-    const good = await join(g, topicOf(unique("pgc-good")), joinPayload({ postgresChanges: [{ event: "INSERT", schema, table }] }), 5000)
+    const good = await join(
+      g,
+      topicOf(unique("pgc-good")),
+      joinPayload({ postgresChanges: [{ event: "INSERT", schema, table }] }),
+      5000
+    )
     const goodSystem = await systemOf(g, 20_000)
     return {
-      hostile: side(replyStatus(bad.reply) === "error" || systemStatus(badSystem) === "error", `join ${replyStatus(bad.reply)} ${replyText(bad.reply)}; system ${systemStatus(badSystem)}`),
-      accepted: side(replyStatus(good.reply) === "ok" && systemStatus(goodSystem) === "ok", `INSERT binding: join ${replyStatus(good.reply)}, system ${systemStatus(goodSystem)}`)
+      hostile: side(
+        replyStatus(bad.reply) === "error" || systemStatus(badSystem) === "error",
+        `join ${replyStatus(bad.reply)} ${replyText(bad.reply)}; system ${systemStatus(badSystem)}`
+      ),
+      accepted: side(
+        replyStatus(good.reply) === "ok" && systemStatus(goodSystem) === "ok",
+        `INSERT binding: join ${replyStatus(good.reply)}, system ${systemStatus(goodSystem)}`
+      )
     }
   }, ctx)
 
@@ -449,15 +586,26 @@ export const pgcTooManyBindings: Check = (ctx) =>
   withClients(async (open) => {
     const { schema, table } = ctx.pg
     const c = await open(ctx.keys.service)
-    const bindings = Array.from({ length: EXPECTED.tooManyBindings }, (_, i) => ({ event: "INSERT", schema, table, filter: `id=eq.${i}` }))
+    const bindings = Array.from(
+      { length: EXPECTED.tooManyBindings },
+      (_, i) => ({ event: "INSERT", schema, table, filter: `id=eq.${i}` })
+    )
     const bad = await join(c, topicOf(unique("pgc-many")), joinPayload({ postgresChanges: bindings }), 10_000)
     const badSystem = replyStatus(bad.reply) === "ok" ? await systemOf(c, 20_000) : undefined
     const g = await open(ctx.keys.service)
     const good = await join(g, topicOf(unique("pgc-two")), joinPayload({ postgresChanges: bindings.slice(0, 2) }), 5000)
     const goodSystem = await systemOf(g, 20_000)
     return {
-      hostile: side(replyStatus(bad.reply) === "error" || systemStatus(badSystem) === "error", `${EXPECTED.tooManyBindings} bindings: join ${replyStatus(bad.reply)} ${replyText(bad.reply)}; system ${systemStatus(badSystem)}`),
-      accepted: side(replyStatus(good.reply) === "ok" && systemStatus(goodSystem) === "ok", `2 bindings: join ${replyStatus(good.reply)}, system ${systemStatus(goodSystem)}`)
+      hostile: side(
+        replyStatus(bad.reply) === "error" || systemStatus(badSystem) === "error",
+        `${EXPECTED.tooManyBindings} bindings: join ${replyStatus(bad.reply)} ${replyText(bad.reply)}; system ${
+          systemStatus(badSystem)
+        }`
+      ),
+      accepted: side(
+        replyStatus(good.reply) === "ok" && systemStatus(goodSystem) === "ok",
+        `2 bindings: join ${replyStatus(good.reply)}, system ${systemStatus(goodSystem)}`
+      )
     }
   }, ctx)
 
@@ -494,14 +642,24 @@ const STACK_LINE = /^\s+at\s/
 export const deepNestingRest: Check = async (ctx) => {
   const mark = ctx.gw.lineCount()
   const deep = nested(EXPECTED.nestingDepth)
-  const batch = await postJson(ctx.gw.port, BATCH_PATH, ctx.keys.anon, `{"messages":[{"topic":"deep","event":"e","payload":${deep}}]}`)
+  const batch = await postJson(
+    ctx.gw.port,
+    BATCH_PATH,
+    ctx.keys.anon,
+    `{"messages":[{"topic":"deep","event":"e","payload":${deep}}]}`
+  )
   const single = await postJson(ctx.gw.port, singlePath("deep", "e"), ctx.keys.anon, deep)
   const logged = ctx.gw.linesSince(mark)
   const stack = logged.filter((l) => STACK_LINE.test(l)).length
   const flat = await postJson(ctx.gw.port, singlePath("deep", "e"), ctx.keys.anon, { a: 1 })
   return {
-    hostile: side(within(EXPECTED.restTooDeep, batch.status) && within(EXPECTED.restTooDeepSingle, single.status) && logged.length <= 2,
-      `batch ${batch.status ?? batch.error}, single ${single.status ?? single.error}; ${logged.length} log lines (${stack} stack frames)`),
+    hostile: side(
+      within(EXPECTED.restTooDeep, batch.status) && within(EXPECTED.restTooDeepSingle, single.status) &&
+        logged.length <= 2,
+      `batch ${batch.status ?? batch.error}, single ${
+        single.status ?? single.error
+      }; ${logged.length} log lines (${stack} stack frames)`
+    ),
     accepted: side(within(EXPECTED.restAccepted, flat.status), `flat payload: ${flat.status}`)
   }
 }
@@ -518,9 +676,11 @@ export const deepNestingWs: Check = (ctx) =>
       const j = await join(s, topic, joinPayload(), 5000)
       const payload = nested(EXPECTED.nestingDepth)
       for (let k = 0; k < 3; k++) {
-        s.send(s.vsn === "2.0.0"
-          ? `["${j.joinRef}",null,"${topic}","broadcast",{"type":"broadcast","event":"deep","payload":${payload}}]`
-          : `{"join_ref":"${j.joinRef}","ref":null,"topic":"${topic}","event":"broadcast","payload":{"type":"broadcast","event":"deep","payload":${payload}}}`)
+        s.send(
+          s.vsn === "2.0.0"
+            ? `["${j.joinRef}",null,"${topic}","broadcast",{"type":"broadcast","event":"deep","payload":${payload}}]`
+            : `{"join_ref":"${j.joinRef}","ref":null,"topic":"${topic}","event":"broadcast","payload":{"type":"broadcast","event":"deep","payload":${payload}}}`
+        )
       }
       await s.waitClosed(5000)
       senders.push(s)
@@ -533,15 +693,27 @@ export const deepNestingWs: Check = (ctx) =>
     broadcast(probe, pj.joinRef, topic, "after", { n: 1 })
     const got = await receiver.next(isBroadcast("after"), 5000)
     return {
-      hostile: side(closedOk && stack === 0 && logged.length <= senders.length,
-        `senders ${senders.map(closeText).join(", ")}; ${logged.length} log lines for ${senders.length} sockets × 3 frames (${stack} stack frames)`),
-      accepted: side(receiver.isOpen() && got !== undefined, `receiver ${closeText(receiver)}, next broadcast ${got === undefined ? "missing" : "received"}`)
+      hostile: side(
+        closedOk && stack === 0 && logged.length <= senders.length,
+        `senders ${
+          senders.map(closeText).join(", ")
+        }; ${logged.length} log lines for ${senders.length} sockets × 3 frames (${stack} stack frames)`
+      ),
+      accepted: side(
+        receiver.isOpen() && got !== undefined,
+        `receiver ${closeText(receiver)}, next broadcast ${got === undefined ? "missing" : "received"}`
+      )
     }
   }, ctx)
 
 // --- 17 and floods: addresses and connections --------------------------------------------------------------------
 
-const openUntilRefused = async (wsUrl: string, key: string, max: number, headers: (i: number) => Record<string, string>) => {
+const openUntilRefused = async (
+  wsUrl: string,
+  key: string,
+  max: number,
+  headers: (i: number) => Record<string, string>
+) => {
   const opened: Array<Client> = []
   let refusal: { status: number | undefined; body: string } | undefined
   for (let i = 0; i < max && refusal === undefined; i++) {
@@ -554,7 +726,12 @@ const openUntilRefused = async (wsUrl: string, key: string, max: number, headers
 
 export const xffSpoof: Check = async (ctx) => {
   // Untrusted peer (gateway A has no TRUSTED_PROXIES): a fresh X-Forwarded-For per upgrade must not escape the cap.
-  const spoof = await openUntilRefused(ctx.gw.wsUrl, ctx.keys.anon, ctx.perIpCap + 20, (i) => ({ "x-forwarded-for": `198.51.100.${i % 250}` }))
+  const spoof = await openUntilRefused(
+    ctx.gw.wsUrl,
+    ctx.keys.anon,
+    ctx.perIpCap + 20,
+    (i) => ({ "x-forwarded-for": `198.51.100.${i % 250}` })
+  )
   await spoof.closeAll()
   // Trusted proxy (gateway B: TRUSTED_PROXIES=127.0.0.1, MAX_CONNECTIONS_PER_IP=3): caps follow the forwarded address.
   const key = await Tokens.anonKey({ issuer: Tokens.JWT_ISSUER, audience: Tokens.JWT_AUDIENCE })
@@ -563,10 +740,19 @@ export const xffSpoof: Check = async (ctx) => {
   if (other.ok) await other.client.close()
   await first.closeAll()
   const spoofRefused = spoof.refusal !== undefined && within(EXPECTED.capStatus, spoof.refusal.status)
-  const capped = first.refusal !== undefined && within(EXPECTED.capStatus, first.refusal.status) && first.opened.length === 3
+  const capped = first.refusal !== undefined && within(EXPECTED.capStatus, first.refusal.status) &&
+    first.opened.length === 3
   return {
-    hostile: side(spoofRefused && capped, `spoofer: ${spoof.opened.length} opened then ${spoof.refusal?.status ?? "never refused"}; forwarded 203.0.113.7: ${first.opened.length} opened then ${first.refusal?.status ?? "never refused"}`),
-    accepted: side(other.ok, `forwarded 203.0.113.8 behind the trusted proxy: ${other.ok ? 101 : `${other.status} ${other.body}`}`)
+    hostile: side(
+      spoofRefused && capped,
+      `spoofer: ${spoof.opened.length} opened then ${
+        spoof.refusal?.status ?? "never refused"
+      }; forwarded 203.0.113.7: ${first.opened.length} opened then ${first.refusal?.status ?? "never refused"}`
+    ),
+    accepted: side(
+      other.ok,
+      `forwarded 203.0.113.8 behind the trusted proxy: ${other.ok ? 101 : `${other.status} ${other.body}`}`
+    )
   }
 }
 
@@ -575,8 +761,16 @@ export const floodConnections: Check = async (ctx) => {
   const opened = flood.opened.length
   await flood.closeAll()
   return {
-    hostile: side(flood.refusal !== undefined && within(EXPECTED.capStatus, flood.refusal.status), `${opened} opened, then ${flood.refusal === undefined ? "never refused" : `${flood.refusal.status} ${flood.refusal.body}`}`),
-    accepted: side(opened >= ctx.perIpCap - ctx.reservedConnections - 10, `${opened} connections below the cap of ${ctx.perIpCap} opened (victims and probes hold the rest)`)
+    hostile: side(
+      flood.refusal !== undefined && within(EXPECTED.capStatus, flood.refusal.status),
+      `${opened} opened, then ${
+        flood.refusal === undefined ? "never refused" : `${flood.refusal.status} ${flood.refusal.body}`
+      }`
+    ),
+    accepted: side(
+      opened >= ctx.perIpCap - ctx.reservedConnections - 10,
+      `${opened} connections below the cap of ${ctx.perIpCap} opened (victims and probes hold the rest)`
+    )
   }
 }
 
@@ -590,10 +784,17 @@ export const floodJoins: Check = (ctx) =>
     const closed = await flooder.waitClosed(10_000)
     const calm = await open()
     const oks: Array<string> = []
-    for (let i = 0; i < 10; i++) oks.push(String(replyStatus((await join(calm, topicOf(`calm-${i}`), joinPayload(), 5000)).reply)))
+    for (let i = 0; i < 10; i++)
+      oks.push(String(replyStatus((await join(calm, topicOf(`calm-${i}`), joinPayload(), 5000)).reply)))
     return {
-      hostile: side(within(EXPECTED.joinFloodClose, closed?.code), `150 joins: ${closed === undefined ? "socket still open" : `closed ${closed.code} ${closed.reason}`}`),
-      accepted: side(oks.every((s) => s === "ok"), `10 joins: ${oks.filter((s) => s === "ok").length} ok`)
+      hostile: side(
+        within(EXPECTED.joinFloodClose, closed?.code),
+        `150 joins: ${closed === undefined ? "socket still open" : `closed ${closed.code} ${closed.reason}`}`
+      ),
+      accepted: side(
+        oks.every((s) => s === "ok"),
+        `10 joins: ${oks.filter((s) => s === "ok").length} ok`
+      )
     }
   }, ctx)
 
@@ -608,7 +809,12 @@ export const floodBroadcasts: Check = (ctx) =>
     const shutdown = await flooder.next(isShutdownOf(topic), 5000)
     const first = await probe.next(isBroadcast("flood"), 5000)
     return {
-      hostile: side(shutdown !== undefined || isSenderClose(flooder.closeInfo()?.code), `400 broadcasts: ${shutdown === undefined ? closeText(flooder) : JSON.stringify(parse(shutdown)?.payload).slice(0, 120)}`),
+      hostile: side(
+        shutdown !== undefined || isSenderClose(flooder.closeInfo()?.code),
+        `400 broadcasts: ${
+          shutdown === undefined ? closeText(flooder) : JSON.stringify(parse(shutdown)?.payload).slice(0, 120)
+        }`
+      ),
       accepted: side(first !== undefined, `probe received the first broadcast: ${first !== undefined}`)
     }
   }, ctx)
@@ -627,7 +833,10 @@ export const floodPresence: Check = (ctx) =>
     const shutdown = await flooder.next(isShutdownOf(topic), 5000)
     const firstReply = await flooder.next(isReplyTo(refs[0]!), 1000)
     return {
-      hostile: side(shutdown !== undefined, `20 tracks: ${shutdown === undefined ? "no shutdown" : JSON.stringify(parse(shutdown)?.payload).slice(0, 120)}`),
+      hostile: side(
+        shutdown !== undefined,
+        `20 tracks: ${shutdown === undefined ? "no shutdown" : JSON.stringify(parse(shutdown)?.payload).slice(0, 120)}`
+      ),
       accepted: side(replyStatus(firstReply) === "ok", `first track: ${replyStatus(firstReply)}`)
     }
   }, ctx)
@@ -660,7 +869,12 @@ export const slowReader: Check = (ctx) =>
     slow.resume()
     const closed = await slow.waitClosed(10_000)
     return {
-      hostile: side(closed !== undefined && overflows === 1, `slow reader: ${closed === undefined ? "still open" : `closed (client saw ${closed.code})`}; server counted ${overflows} slow-consumer close(s) (${EXPECTED.slowReaderClose.join("/")})`),
+      hostile: side(
+        closed !== undefined && overflows === 1,
+        `slow reader: ${
+          closed === undefined ? "still open" : `closed (client saw ${closed.code})`
+        }; server counted ${overflows} slow-consumer close(s) (${EXPECTED.slowReaderClose.join("/")})`
+      ),
       accepted: side(got === count && reader.isOpen(), `reading member got ${got}/${count}, ${closeText(reader)}`)
     }
   }, ctx)
@@ -677,5 +891,10 @@ export const fuzzAfter = (ctx: Ctx): Promise<Side> =>
     await join(b, topic, joinPayload(), 5000)
     broadcast(a, ja.joinRef, topic, "after", { ok: true })
     const got = await b.next(isBroadcast("after"), 5000)
-    return side(got !== undefined, `fresh clients after the fuzz: join ${replyStatus(ja.reply)}, broadcast ${got === undefined ? "missing" : "received"}`)
+    return side(
+      got !== undefined,
+      `fresh clients after the fuzz: join ${replyStatus(ja.reply)}, broadcast ${
+        got === undefined ? "missing" : "received"
+      }`
+    )
   }, ctx)

@@ -38,8 +38,28 @@ type Fuzzed =
   | { readonly kind: "binary"; readonly category: Category; readonly data: Uint8Array }
   | { readonly kind: "raw"; readonly category: Category; readonly frames: ReadonlyArray<Buffer> }
 
-const PROTO = ["__proto__", "constructor", "prototype", "toString", "hasOwnProperty", "valueOf", "__defineGetter__", "isPrototypeOf"]
-const EVENTS = ["phx_join", "phx_leave", "broadcast", "presence", "access_token", "heartbeat", "postgres_changes", "phx_reply", "system", "x"]
+const PROTO = [
+  "__proto__",
+  "constructor",
+  "prototype",
+  "toString",
+  "hasOwnProperty",
+  "valueOf",
+  "__defineGetter__",
+  "isPrototypeOf"
+]
+const EVENTS = [
+  "phx_join",
+  "phx_leave",
+  "broadcast",
+  "presence",
+  "access_token",
+  "heartbeat",
+  "postgres_changes",
+  "phx_reply",
+  "system",
+  "x"
+]
 const NUMBERS = [0, -1, -0, 1e308, -1e308, 2 ** 53 + 1, -(2 ** 63), 4294967296, 0.5, 1e-320]
 const NUMBER_TEXT = ["1e999", "-1e999", "123456789012345678901234567890", "-0", "0x10", "NaN", "Infinity", "1e-999"]
 
@@ -47,8 +67,27 @@ const makeGenerator = (seed: number) => {
   const rnd = prng(seed)
   const int = (n: number): number => Math.floor(rnd() * n)
   const pick = <A>(xs: ReadonlyArray<A>): A => xs[int(xs.length)]!
-  const topic = (): string => pick(["realtime:fuzz", `realtime:fuzz-${int(20)}`, `realtime:${pick(PROTO)}`, "phoenix", "realtime:", "", `realtime:wedding:${int(5)}`, "x".repeat(int(300))])
-  const scalar = (): unknown => pick<() => unknown>([() => null, () => true, () => pick(NUMBERS), () => pick(PROTO), () => "s".repeat(int(40)), () => ({}), () => []])()
+  const topic = (): string =>
+    pick([
+      "realtime:fuzz",
+      `realtime:fuzz-${int(20)}`,
+      `realtime:${pick(PROTO)}`,
+      "phoenix",
+      "realtime:",
+      "",
+      `realtime:wedding:${int(5)}`,
+      "x".repeat(int(300))
+    ])
+  const scalar = (): unknown =>
+    pick<() => unknown>([
+      () => null,
+      () => true,
+      () => pick(NUMBERS),
+      () => pick(PROTO),
+      () => "s".repeat(int(40)),
+      () => ({}),
+      () => []
+    ])()
   const value = (depth: number): unknown => {
     if (depth > 3 || rnd() < 0.4) return scalar()
     if (rnd() < 0.5) return Array.from({ length: int(4) }, () => value(depth + 1))
@@ -59,11 +98,26 @@ const makeGenerator = (seed: number) => {
   const payloadFor = (event: string): unknown => {
     switch (event) {
       case "phx_join":
-        return { config: { broadcast: { self: value(3), ack: value(3) }, presence: { key: rnd() < 0.5 ? pick(PROTO) : value(3) }, postgres_changes: rnd() < 0.5 ? [] : [{ event: pick(["*", "INSERT", pick(PROTO)]), schema: pick(PROTO), table: value(3) }], private: value(3), [pick(PROTO)]: value(2) }, access_token: rnd() < 0.3 ? value(3) : undefined }
+        return {
+          config: {
+            broadcast: { self: value(3), ack: value(3) },
+            presence: { key: rnd() < 0.5 ? pick(PROTO) : value(3) },
+            postgres_changes: rnd() < 0.5
+              ? []
+              : [{ event: pick(["*", "INSERT", pick(PROTO)]), schema: pick(PROTO), table: value(3) }],
+            private: value(3),
+            [pick(PROTO)]: value(2)
+          },
+          access_token: rnd() < 0.3 ? value(3) : undefined
+        }
       case "broadcast":
         return { type: pick(["broadcast", pick(PROTO)]), event: pick(PROTO.concat(["e"])), payload: value(0) }
       case "presence":
-        return { type: "presence", event: pick(["track", "untrack", pick(PROTO)]), payload: rnd() < 0.5 ? { [pick(PROTO)]: value(2) } : value(1) }
+        return {
+          type: "presence",
+          event: pick(["track", "untrack", pick(PROTO)]),
+          payload: rnd() < 0.5 ? { [pick(PROTO)]: value(2) } : value(1)
+        }
       case "access_token":
         return { access_token: rnd() < 0.5 ? "a.b.c" : value(2) }
       default:
@@ -71,34 +125,56 @@ const makeGenerator = (seed: number) => {
     }
   }
   const frame = (vsn: Vsn, joinRef: unknown, ref: unknown, t: unknown, event: unknown, payload: unknown): string =>
-    vsn === "2.0.0" ? JSON.stringify([joinRef, ref, t, event, payload]) : JSON.stringify({ join_ref: joinRef, ref, topic: t, event, payload })
-  const deep = (depth: number): string => rnd() < 0.5 ? `${"[".repeat(depth)}${"]".repeat(depth)}` : `${'{"a":'.repeat(depth)}0${"}".repeat(depth)}`
-  const invalidUtf8 = (): Buffer => Buffer.from([0x5b, 0x22, pick([0xc3, 0xff, 0xed, 0xf8, 0x80]), pick([0x28, 0xa0, 0xbf]), 0x22, 0x5d])
+    vsn === "2.0.0"
+      ? JSON.stringify([joinRef, ref, t, event, payload])
+      : JSON.stringify({ join_ref: joinRef, ref, topic: t, event, payload })
+  const deep = (depth: number): string =>
+    rnd() < 0.5 ? `${"[".repeat(depth)}${"]".repeat(depth)}` : `${'{"a":'.repeat(depth)}0${"}".repeat(depth)}`
+  const invalidUtf8 = (): Buffer =>
+    Buffer.from([0x5b, 0x22, pick([0xc3, 0xff, 0xed, 0xf8, 0x80]), pick([0x28, 0xa0, 0xbf]), 0x22, 0x5d])
 
   return (vsn: Vsn): Fuzzed => {
     const r = rnd()
     const ref = String(int(1000))
     if (r < 0.12) {
       const good = frame(vsn, ref, ref, topic(), pick(EVENTS), payloadFor(pick(EVENTS)))
-      const data = pick<() => string>([() => good.slice(0, int(good.length)), () => good + pick(["]", "}", ",", "x"]), () => pick(["", "[", "{", "null", "nul", "[]]", "\"", "{\"topic\":}", " "]), () => good.replace(/"/g, "'")])()
+      const data = pick<() => string>([
+        () => good.slice(0, int(good.length)),
+        () => good + pick(["]", "}", ",", "x"]),
+        () => pick(["", "[", "{", "null", "nul", "[]]", '"', '{"topic":}', " "]),
+        () => good.replace(/"/g, "'")
+      ])()
       return { kind: "text", category: "malformed-json", data }
     }
     if (r < 0.24) {
       const items = Array.from({ length: int(9) }, () => (rnd() < 0.5 ? scalar() : value(1)))
-      const data = vsn === "2.0.0" ? JSON.stringify(rnd() < 0.5 ? items : { topic: topic(), event: pick(EVENTS) }) : JSON.stringify(rnd() < 0.5 ? items : { topic: scalar(), event: scalar(), ref: scalar() })
+      const data = vsn === "2.0.0"
+        ? JSON.stringify(rnd() < 0.5 ? items : { topic: topic(), event: pick(EVENTS) })
+        : JSON.stringify(rnd() < 0.5 ? items : { topic: scalar(), event: scalar(), ref: scalar() })
       return { kind: "text", category: "wrong-arity", data }
     }
     if (r < 0.36) {
       const n = (): string => (rnd() < 0.5 ? pick(NUMBER_TEXT) : String(pick(NUMBERS)))
       const data = vsn === "2.0.0"
-        ? `[${n()},${n()},"${topic()}","${pick(EVENTS)}",{"n":${n()},"config":{"presence":{"key":${n()}}},"payload":${n()},"access_token":${n()}}]`
-        : `{"join_ref":${n()},"ref":${n()},"topic":"${topic()}","event":"${pick(EVENTS)}","payload":{"n":${n()},"type":"broadcast","event":${n()},"payload":${n()}}}`
+        ? `[${n()},${n()},"${topic()}","${
+          pick(EVENTS)
+        }",{"n":${n()},"config":{"presence":{"key":${n()}}},"payload":${n()},"access_token":${n()}}]`
+        : `{"join_ref":${n()},"ref":${n()},"topic":"${topic()}","event":"${
+          pick(EVENTS)
+        }","payload":{"n":${n()},"type":"broadcast","event":${n()},"payload":${n()}}}`
       return { kind: "text", category: "numbers", data }
     }
     if (r < 0.52) {
       const event = pick(EVENTS)
       const key = pick(PROTO)
-      const data = frame(vsn, rnd() < 0.5 ? key : ref, ref, rnd() < 0.5 ? `realtime:${key}` : topic(), rnd() < 0.3 ? key : event, payloadFor(event))
+      const data = frame(
+        vsn,
+        rnd() < 0.5 ? key : ref,
+        ref,
+        rnd() < 0.5 ? `realtime:${key}` : topic(),
+        rnd() < 0.3 ? key : event,
+        payloadFor(event)
+      )
         .replace(/"k\d"/, `"${key}"`)
       return { kind: "text", category: "prototype-keys", data }
     }
@@ -110,7 +186,7 @@ const makeGenerator = (seed: number) => {
     if (r < 0.70) {
       const t = topic().slice(0, 255)
       const event = pick(PROTO.concat(["e", ""]))
-      const payload = pick(["{}", "{\"a\":1}", "not json", deep(100), "\u0000"])
+      const payload = pick(["{}", '{"a":1}', "not json", deep(100), "\u0000"])
       const push = encodeKind3(ref, ref, t, event, payload)
       const mutate = int(6)
       if (mutate === 0) push[0] = int(256)
@@ -122,7 +198,11 @@ const makeGenerator = (seed: number) => {
     }
     if (r < 0.95) {
       const event = pick(EVENTS)
-      return { kind: "text", category: "protocol-mix", data: frame(vsn, rnd() < 0.8 ? ref : null, ref, topic(), event, payloadFor(event)) }
+      return {
+        kind: "text",
+        category: "protocol-mix",
+        data: frame(vsn, rnd() < 0.8 ? ref : null, ref, topic(), event, payloadFor(event))
+      }
     }
     const which = int(3)
     if (which === 0) {
@@ -132,10 +212,16 @@ const makeGenerator = (seed: number) => {
     if (which === 1) {
       const frames = pick<() => ReadonlyArray<Buffer>>([
         () => [encodeFrame({ opcode: 0, payload: Buffer.from("[") })],
-        () => [encodeFrame({ opcode: 1, payload: Buffer.from("[null,"), fin: false }), encodeFrame({ opcode: 1, payload: Buffer.from("null]") })],
+        () => [
+          encodeFrame({ opcode: 1, payload: Buffer.from("[null,"), fin: false }),
+          encodeFrame({ opcode: 1, payload: Buffer.from("null]") })
+        ],
         () => [encodeFrame({ opcode: 9, payload: Buffer.from("p"), fin: false })],
         () => [encodeFrame({ opcode: 9, payload: Buffer.alloc(126) })],
-        () => [encodeFrame({ opcode: 1, payload: Buffer.from("[null,\"1\",\"phoenix\","), fin: false }), encodeFrame({ opcode: 0, payload: Buffer.from("\"heartbeat\",{}]") })],
+        () => [
+          encodeFrame({ opcode: 1, payload: Buffer.from('[null,"1","phoenix",'), fin: false }),
+          encodeFrame({ opcode: 0, payload: Buffer.from('"heartbeat",{}]') })
+        ],
         () => [encodeFrame({ opcode: 1, payload: Buffer.from("[]"), rsv: 1 + int(7) })],
         () => [encodeFrame({ opcode: 1, payload: Buffer.from("[]"), masked: false })]
       ])()
@@ -201,9 +287,21 @@ export const run = async (options: FuzzOptions): Promise<FuzzReport> => {
         sent++
         bump(byCategory, f.category)
         if (f.kind === "raw") {
-          const outcome = await sendRaw(options.gw.port, `/realtime/v1/websocket?apikey=${options.apikey}&vsn=2.0.0`, f.frames, 5000)
+          const outcome = await sendRaw(
+            options.gw.port,
+            `/realtime/v1/websocket?apikey=${options.apikey}&vsn=2.0.0`,
+            f.frames,
+            5000
+          )
           if (outcome.closeCode !== undefined) record(outcome.closeCode)
-          else bump(closes, outcome.answered ? "raw survived (heartbeat answered)" : outcome.ended ? "raw ended without close frame" : "raw neither closed nor answered")
+          else bump(
+              closes,
+              outcome.answered
+                ? "raw survived (heartbeat answered)"
+                : outcome.ended
+                ? "raw ended without close frame"
+                : "raw neither closed nor answered"
+            )
         } else {
           client.send(f.data)
         }

@@ -77,7 +77,13 @@ const baseEnv = (): Record<string, string> => {
 
 const spawnGateway = (options: StartOptions) => {
   // With the Node flags of the gateway's own `npm start`, so the attacks meet the process production runs.
-  const child = spawn(process.execPath, ["--expose-gc", "--import", gcHook, ...startFlags(options.root), "apps/gateway/src/main.ts"], {
+  const child = spawn(process.execPath, [
+    "--expose-gc",
+    "--import",
+    gcHook,
+    ...startFlags(options.root),
+    "apps/gateway/src/main.ts"
+  ], {
     cwd: options.root,
     env: { ...baseEnv(), HOST: "127.0.0.1", PORT: "0", ...options.env },
     stdio: ["ignore", "pipe", "pipe"]
@@ -137,7 +143,10 @@ export const start = (options: StartOptions): Promise<Gateway> => {
       child.kill("SIGKILL")
       reject(new Error(`${options.name}: ${why}\n${proc.lines.slice(-30).join("\n")}`))
     }
-    const timer = setTimeout(() => fail(`no "listening on" line within ${options.startTimeoutMs} ms`), options.startTimeoutMs)
+    const timer = setTimeout(
+      () => fail(`no "listening on" line within ${options.startTimeoutMs} ms`),
+      options.startTimeoutMs
+    )
     void proc.exited.then(() => fail(proc.exitStatus() ?? "exited"))
     const onLine = (line: string): void => {
       const match = LISTENING.exec(line)
@@ -191,7 +200,9 @@ export const startExpectingRefusal = (options: StartOptions): Promise<StartRefus
       done = true
       clearTimeout(timer)
       if (proc.exitStatus() === undefined) proc.child.kill("SIGKILL")
-      void proc.exited.then(() => resolve({ listened, exitCode: proc.exitCode(), log: proc.lines.slice(-20).join("\n") }))
+      void proc.exited.then(() =>
+        resolve({ listened, exitCode: proc.exitCode(), log: proc.lines.slice(-20).join("\n") })
+      )
     }
     const timer = setTimeout(() => finish(false), options.startTimeoutMs)
     proc.listeners.add((line) => {

@@ -84,7 +84,15 @@ export const post = (options: PostOptions): Promise<HttpResult> =>
   })
 
 export const postJson = (port: number, path: string, key: string | undefined, body: unknown, timeoutMs = 10_000) =>
-  post({ port, path, headers: authHeaders(key), bytes: 0, chunked: false, timeoutMs, body: typeof body === "string" ? body : JSON.stringify(body) })
+  post({
+    port,
+    path,
+    headers: authHeaders(key),
+    bytes: 0,
+    chunked: false,
+    timeoutMs,
+    body: typeof body === "string" ? body : JSON.stringify(body)
+  })
 
 /** `wedsync_connection_closed_total{reason="<code>"}` from GET /metrics (0 when absent). */
 export const closedTotal = (port: number, code: number): Promise<number> =>
@@ -94,7 +102,9 @@ export const closedTotal = (port: number, code: number): Promise<number> =>
       response.setEncoding("utf8")
       response.on("data", (chunk: string) => (text += chunk))
       response.on("end", () => {
-        const line = text.split("\n").find((l) => l.startsWith("wedsync_connection_closed_total{") && l.includes(`reason="${code}"`))
+        const line = text.split("\n").find((l) =>
+          l.startsWith("wedsync_connection_closed_total{") && l.includes(`reason="${code}"`)
+        )
         resolve(line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1)))
       })
     })

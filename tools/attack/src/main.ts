@@ -19,7 +19,9 @@ const { values } = parseArgs({
 })
 
 if (values.help) {
-  console.log("npm run attack -- [--full] [--only id,id] [--json] [--threat-model]\n  short mode by default (what npm test runs); --full: 100,000 fuzz frames, 50 victims, larger floods")
+  console.log(
+    "npm run attack -- [--full] [--only id,id] [--json] [--threat-model]\n  short mode by default (what npm test runs); --full: 100,000 fuzz frames, 50 victims, larger floods"
+  )
   process.exit(0)
 }
 if (values["threat-model"]) {

@@ -49,7 +49,12 @@ export const encodeFrame = (spec: FrameSpec): Buffer => {
  * Connects to `port` at `path`, upgrades, writes `frames` and waits up to `timeoutMs` for the server to end the
  * connection or to answer a heartbeat sent after the frames. Resolves, never rejects.
  */
-export const sendRaw = (port: number, path: string, frames: ReadonlyArray<Buffer>, timeoutMs: number): Promise<RawOutcome> =>
+export const sendRaw = (
+  port: number,
+  path: string,
+  frames: ReadonlyArray<Buffer>,
+  timeoutMs: number
+): Promise<RawOutcome> =>
   new Promise((resolve) => {
     const socket = connect({ host: "127.0.0.1", port })
     let status = 0

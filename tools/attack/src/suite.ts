@@ -26,8 +26,26 @@ interface Mode {
   readonly only: ReadonlyArray<string>
 }
 
-export const SHORT: Mode = { full: false, victims: 8, ticksPerSecond: 20, baselineMs: 3000, fuzzFrames: 5000, fuzzMaxMs: 15_000, perIpCap: 120, only: [] }
-export const FULL: Mode = { full: true, victims: 50, ticksPerSecond: 50, baselineMs: 20_000, fuzzFrames: 100_000, fuzzMaxMs: 300_000, perIpCap: 1000, only: [] }
+export const SHORT: Mode = {
+  full: false,
+  victims: 8,
+  ticksPerSecond: 20,
+  baselineMs: 3000,
+  fuzzFrames: 5000,
+  fuzzMaxMs: 15_000,
+  perIpCap: 120,
+  only: []
+}
+export const FULL: Mode = {
+  full: true,
+  victims: 50,
+  ticksPerSecond: 50,
+  baselineMs: 20_000,
+  fuzzFrames: 100_000,
+  fuzzMaxMs: 300_000,
+  perIpCap: 1000,
+  only: []
+}
 
 interface CheckResult {
   readonly id: string
@@ -125,7 +143,13 @@ export const run = async (mode: Mode, log: (line: string) => void = () => {}): P
       name: "gateway B",
       root,
       startTimeoutMs: 30_000,
-      env: { ...commonEnv, TRUSTED_PROXIES: "127.0.0.1", MAX_CONNECTIONS_PER_IP: "3", JWT_ISSUER: Tokens.JWT_ISSUER, JWT_AUDIENCE: Tokens.JWT_AUDIENCE }
+      env: {
+        ...commonEnv,
+        TRUSTED_PROXIES: "127.0.0.1",
+        MAX_CONNECTIONS_PER_IP: "3",
+        JWT_ISSUER: Tokens.JWT_ISSUER,
+        JWT_AUDIENCE: Tokens.JWT_AUDIENCE
+      }
     })
     gateways.push(gwB)
     log(`gateway A pid ${gw.pid} port ${gw.port}; gateway B pid ${gwB.pid} port ${gwB.port}`)
@@ -140,7 +164,13 @@ export const run = async (mode: Mode, log: (line: string) => void = () => {}): P
       perIpCap: mode.perIpCap,
       perUserCap: PER_USER_CAP,
       reservedConnections: mode.victims + 1,
-      startRefusal: (env) => Gateway.startExpectingRefusal({ name: "short secret", root, env: { ...commonEnv, ...env }, startTimeoutMs: 15_000 })
+      startRefusal: (env) =>
+        Gateway.startExpectingRefusal({
+          name: "short secret",
+          root,
+          env: { ...commonEnv, ...env },
+          startTimeoutMs: 15_000
+        })
     }
     const victims = await Victims.start({
       url: gw.url,
@@ -178,14 +208,26 @@ export const run = async (mode: Mode, log: (line: string) => void = () => {}): P
         error: result.error
       }
       checks.push(r)
-      log(`${r.passed ? "PASS" : "FAIL"} ${id} (item ${r.item}, ${ms} ms): hostile ${r.hostile.ok ? "ok" : "NOT ok"}: ${r.hostile.observed} | accepted ${r.accepted.ok ? "ok" : "NOT ok"}: ${r.accepted.observed}`)
+      log(
+        `${r.passed ? "PASS" : "FAIL"} ${id} (item ${r.item}, ${ms} ms): hostile ${
+          r.hostile.ok ? "ok" : "NOT ok"
+        }: ${r.hostile.observed} | accepted ${r.accepted.ok ? "ok" : "NOT ok"}: ${r.accepted.observed}`
+      )
       if (!gw.alive()) break
     }
     let fuzz: Fuzz.FuzzReport | undefined
     if ((mode.only.length === 0 || mode.only.includes("fuzz")) && gw.alive()) {
       victims.setPhase("fuzz")
       const crashesBefore = await closedTotal(gw.port, EXPECTED.crashCloseCodes[0])
-      const fuzzed = await Fuzz.run({ gw, apikey: keys.anon, frames: mode.fuzzFrames, seed: 6, workers: 8, batch: 50, maxMs: mode.fuzzMaxMs })
+      const fuzzed = await Fuzz.run({
+        gw,
+        apikey: keys.anon,
+        frames: mode.fuzzFrames,
+        seed: 6,
+        workers: 8,
+        batch: 50,
+        maxMs: mode.fuzzMaxMs
+      })
       // The server's count of 1011 closes also covers raw connections whose close frame the fuzzer did not read.
       const serverCrashes = (await closedTotal(gw.port, EXPECTED.crashCloseCodes[0])) - crashesBefore
       fuzz = { ...fuzzed, crashes: Math.max(fuzzed.crashes, serverCrashes) }
@@ -194,7 +236,12 @@ export const run = async (mode: Mode, log: (line: string) => void = () => {}): P
       checks.push({
         id: "fuzz",
         item: specOf("fuzz").item,
-        hostile: { ok: fuzz.crashes === 0 && gw.alive(), observed: `${fuzz.frames} frames in ${fuzz.ms} ms; ${fuzz.crashes} closed 1011; closes ${JSON.stringify(fuzz.closes)}; ${fuzz.unanswered} unanswered heartbeats` },
+        hostile: {
+          ok: fuzz.crashes === 0 && gw.alive(),
+          observed: `${fuzz.frames} frames in ${fuzz.ms} ms; ${fuzz.crashes} closed 1011; closes ${
+            JSON.stringify(fuzz.closes)
+          }; ${fuzz.unanswered} unanswered heartbeats`
+        },
         accepted: probe,
         passed: fuzz.crashes === 0 && gw.alive() && probe.ok,
         ms: fuzz.ms,

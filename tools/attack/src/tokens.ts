@@ -45,14 +45,19 @@ export const anonKey = (options: Omit<TokenOptions, "role" | "expiresIn"> = {}):
 export const serviceRoleKey = (options: Omit<TokenOptions, "role" | "expiresIn"> = {}): Promise<string> =>
   sign({ ...options, role: "service_role", expiresIn: 10 * 365 * 24 * 3600 })
 
-export const userToken = (sub: string, weddingIds: ReadonlyArray<string>, options: TokenOptions = {}): Promise<string> =>
-  sign({ ...options, sub, weddingIds, role: "authenticated" })
+export const userToken = (
+  sub: string,
+  weddingIds: ReadonlyArray<string>,
+  options: TokenOptions = {}
+): Promise<string> => sign({ ...options, sub, weddingIds, role: "authenticated" })
 
 const b64url = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString("base64url")
 
 /** An unsigned token (`alg: none`) claiming service_role: must never be accepted. */
 export const algNone = (): string =>
-  `${b64url({ alg: "none", typ: "JWT" })}.${b64url({ role: "service_role", sub: "attacker", exp: nowSeconds() + 3600 })}.`
+  `${b64url({ alg: "none", typ: "JWT" })}.${
+    b64url({ role: "service_role", sub: "attacker", exp: nowSeconds() + 3600 })
+  }.`
 
 /** A service_role token signed with a secret the gateway does not know. */
 export const forged = (): Promise<string> =>

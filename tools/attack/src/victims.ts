@@ -118,7 +118,11 @@ export const start = async (options: VictimOptions): Promise<Victims> => {
     if (seq >= maxTicks || !publisher.isOpen()) return
     phaseOfSeq[seq] = phase
     sentPerPhase.set(phase, (sentPerPhase.get(phase) ?? 0) + 1)
-    publisher.push(joined.joinRef, null, topic, "broadcast", { type: "broadcast", event: TICK, payload: { t: now(), s: seq } })
+    publisher.push(joined.joinRef, null, topic, "broadcast", {
+      type: "broadcast",
+      event: TICK,
+      payload: { t: now(), s: seq }
+    })
     seq++
   }
   const timer = setInterval(send, 1000 / options.ratePerSecond)

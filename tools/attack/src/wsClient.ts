@@ -59,7 +59,11 @@ const decode = (data: WebSocket.RawData, isBinary: boolean): Inbound => {
 const socketUrl = (wsUrl: string, apikey: string | undefined, vsn: Vsn): string =>
   `${wsUrl}?${apikey === undefined ? "" : `apikey=${encodeURIComponent(apikey)}&`}vsn=${vsn}`
 
-export const tryConnect = (wsUrl: string, apikey: string | undefined, options: ConnectOptions = {}): Promise<ConnectResult> =>
+export const tryConnect = (
+  wsUrl: string,
+  apikey: string | undefined,
+  options: ConnectOptions = {}
+): Promise<ConnectResult> =>
   new Promise((resolve) => {
     const vsn = options.vsn ?? "2.0.0"
     const keep = options.keep ?? 10_000
@@ -75,7 +79,9 @@ export const tryConnect = (wsUrl: string, apikey: string | undefined, options: C
       resolve(result)
     }
     const received: Array<Inbound> = []
-    const waiters = new Set<{ readonly predicate: (f: Inbound) => boolean; readonly resolve: (f: Inbound | undefined) => void }>()
+    const waiters = new Set<
+      { readonly predicate: (f: Inbound) => boolean; readonly resolve: (f: Inbound | undefined) => void }
+    >()
     // Frames handed out by `next` (text that is not JSON arrives as a string and cannot be marked: it matches again).
     const consumed = new WeakSet<object>()
     let closeInfo: CloseInfo | undefined
@@ -106,8 +112,10 @@ export const tryConnect = (wsUrl: string, apikey: string | undefined, options: C
       let body = ""
       response.setEncoding("utf8")
       response.on("data", (chunk: string) => (body += chunk.slice(0, 1000)))
-      response.on("end", () => settle({ ok: false, status: response.statusCode, body, error: `HTTP ${response.statusCode}` }))
-      response.on("error", () => settle({ ok: false, status: response.statusCode, body, error: `HTTP ${response.statusCode}` }))
+      const refused = () =>
+        settle({ ok: false, status: response.statusCode, body, error: `HTTP ${response.statusCode}` })
+      response.on("end", refused)
+      response.on("error", refused)
       setTimeout(() => socket.terminate(), 1000).unref()
     })
     const tcp = (): Socket | undefined => (socket as unknown as { _socket: Socket | undefined })._socket
@@ -123,7 +131,9 @@ export const tryConnect = (wsUrl: string, apikey: string | undefined, options: C
         socket,
         send,
         push: (joinRef, ref, topic, event, payload) =>
-          send(vsn === "2.0.0" ? [joinRef, ref, topic, event, payload] : { join_ref: joinRef, ref, topic, event, payload }),
+          send(
+            vsn === "2.0.0" ? [joinRef, ref, topic, event, payload] : { join_ref: joinRef, ref, topic, event, payload }
+          ),
         next: (predicate, timeoutMs) => {
           for (const frame of received) {
             const isObject = typeof frame === "object" && frame !== null
@@ -182,7 +192,11 @@ export const tryConnect = (wsUrl: string, apikey: string | undefined, options: C
   })
 
 /** `tryConnect`, failing loudly: for the probes that must get in. */
-export const connect = async (wsUrl: string, apikey: string | undefined, options: ConnectOptions = {}): Promise<Client> => {
+export const connect = async (
+  wsUrl: string,
+  apikey: string | undefined,
+  options: ConnectOptions = {}
+): Promise<Client> => {
   const result = await tryConnect(wsUrl, apikey, options)
   if (!result.ok) throw new Error(`connect refused: ${result.error} ${result.body}`)
   return result.client
@@ -199,7 +213,8 @@ export interface Parsed {
 }
 
 export const parse = (frame: Inbound): Parsed | undefined => {
-  if (Array.isArray(frame)) return { joinRef: frame[0], ref: frame[1], topic: frame[2], event: frame[3], payload: frame[4] }
+  if (Array.isArray(frame))
+    return { joinRef: frame[0], ref: frame[1], topic: frame[2], event: frame[3], payload: frame[4] }
   if (typeof frame === "object" && frame !== null && !Buffer.isBuffer(frame)) {
     const o = frame as Record<string, unknown>
     return { joinRef: o["join_ref"], ref: o["ref"], topic: o["topic"], event: o["event"], payload: o["payload"] }
@@ -220,7 +235,9 @@ export const isEvent = (event: string, topic?: string) => (frame: Inbound): bool
 /** `status` of a phx_reply (`ok` / `error`), or undefined. */
 export const replyStatus = (frame: Inbound | undefined): string | undefined => {
   const payload = frame === undefined ? undefined : parse(frame)?.payload
-  return typeof payload === "object" && payload !== null ? String((payload as Record<string, unknown>)["status"]) : undefined
+  return typeof payload === "object" && payload !== null
+    ? String((payload as Record<string, unknown>)["status"])
+    : undefined
 }
 
 /** The reply's response as text, for reports. */

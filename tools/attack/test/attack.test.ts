@@ -30,13 +30,20 @@ describe("attack suite, short mode", () => {
   })
 
   it("keeps memory bounded (RSS after GC within the expected factor of before)", () => {
-    assert.strictEqual(report.rssBounded, true, `RSS ${report.rssBeforeKiB} KiB before, ${report.rssAfterKiB} KiB after`)
+    assert.strictEqual(
+      report.rssBounded,
+      true,
+      `RSS ${report.rssBeforeKiB} KiB before, ${report.rssAfterKiB} KiB after`
+    )
   })
 
-  it.each([...CHECKS.map((c) => [c.id, /^\d/.test(c.item) ? `item ${c.item}` : c.item] as const)])("%s (issue 6, %s): refused, with the accepted case beside it", (id) => {
-    const result = report.checks.find((c) => c.id === id)
-    assert.isDefined(result, `check ${id} did not run`)
-    assert.strictEqual(result!.hostile.ok, true, `attack: ${result!.hostile.observed}`)
-    assert.strictEqual(result!.accepted.ok, true, `accepted case: ${result!.accepted.observed}`)
-  })
+  it.each([...CHECKS.map((c) => [c.id, /^\d/.test(c.item) ? `item ${c.item}` : c.item] as const)])(
+    "%s (issue 6, %s): refused, with the accepted case beside it",
+    (id) => {
+      const result = report.checks.find((c) => c.id === id)
+      assert.isDefined(result, `check ${id} did not run`)
+      assert.strictEqual(result!.hostile.ok, true, `attack: ${result!.hostile.observed}`)
+      assert.strictEqual(result!.accepted.ok, true, `accepted case: ${result!.accepted.observed}`)
+    }
+  )
 })

@@ -36,7 +36,9 @@ const db = new pg.Client({ connectionString: databaseUrl })
 db.on("error", () => undefined)
 await db.connect()
 await db.query(`create schema ${schema}`)
-await db.query(`create table ${schema}.timeline_items (id bigint generated always as identity primary key, wedding_id text not null, title text, sent_at float8 not null)`)
+await db.query(
+  `create table ${schema}.timeline_items (id bigint generated always as identity primary key, wedding_id text not null, title text, sent_at float8 not null)`
+)
 await db.query(`alter table ${schema}.timeline_items replica identity full`)
 await db.query(`create publication ${publication} for table ${schema}.timeline_items`)
 
@@ -85,11 +87,13 @@ try {
     // Unpinned: the report says so below.
   }
   const tokens = await Promise.all(
-    Array.from({ length: weddings }, (_, w) =>
-      new SignJWT({ role: "authenticated", sub: `planner-${w}`, app_metadata: { wedding_ids: [`w${w}`] } })
-        .setProtectedHeader({ alg: "HS256", typ: "JWT" })
-        .setExpirationTime(Math.floor(Date.now() / 1000) + 3600)
-        .sign(new TextEncoder().encode(JWT_SECRET))
+    Array.from(
+      { length: weddings },
+      (_, w) =>
+        new SignJWT({ role: "authenticated", sub: `planner-${w}`, app_metadata: { wedding_ids: [`w${w}`] } })
+          .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+          .setExpirationTime(Math.floor(Date.now() / 1000) + 3600)
+          .sign(new TextEncoder().encode(JWT_SECRET))
     )
   )
   const latency = new LatencyHistogram({ minValue: 0.01, maxValue: 600_000, precision: 0.01 })
@@ -98,23 +102,30 @@ try {
   const connectOne = (w: number) =>
     new Promise<void>((resolve, reject) => {
       const token = tokens[w]!
-      const ws = new WebSocket(`ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${token}&vsn=2.0.0`, { perMessageDeflate: false })
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${token}&vsn=2.0.0`, {
+        perMessageDeflate: false
+      })
       sockets.push(ws)
       ws.on("error", reject)
       ws.on("open", () => {
         const binding = { event: "INSERT", schema, table: "timeline_items", filter: `wedding_id=eq.w${w}` }
-        ws.send(JSON.stringify(["1", "1", `realtime:wedding:w${w}`, "phx_join", { config: { private: true, postgres_changes: [binding] }, access_token: token }]))
+        ws.send(
+          JSON.stringify(["1", "1", `realtime:wedding:w${w}`, "phx_join", {
+            config: { private: true, postgres_changes: [binding] },
+            access_token: token
+          }])
+        )
       })
       ws.on("message", (data: Buffer, isBinary: boolean) => {
         if (isBinary) return
         const text = data.toString("utf8")
-        if (text.includes("\"postgres_changes\",{\"ids\"")) {
+        if (text.includes('"postgres_changes",{"ids"')) {
           const frame = JSON.parse(text) as [null, null, string, string, { data: { record: { sent_at: number } } }]
           latency.record(now() - frame[4].data.record.sent_at)
           delivered++
         } else if (text.includes("Subscribed to PostgreSQL")) {
           resolve()
-        } else if (text.includes("\"error\"") && text.includes("system")) {
+        } else if (text.includes('"error"') && text.includes("system")) {
           reject(new Error(text))
         }
       })
@@ -156,11 +167,16 @@ try {
     }
     const expected = inserted * perWedding
     const drainStarted = performance.now()
-    while (delivered < expected && performance.now() - drainStarted < 10_000) await new Promise((r) => setTimeout(r, 20))
+    while (delivered < expected && performance.now() - drainStarted < 10_000)
+      await new Promise((r) => setTimeout(r, 20))
     const seconds = (performance.now() - started) / 1000
     const serverCpu = cpu.read()
     rows.push(
-      `| ${rate} | ${(rate * perWedding).toLocaleString("en-US")} | ${Math.round(delivered / seconds).toLocaleString("en-US")} | ${latency.percentile(0.5).toFixed(1)} | ${latency.percentile(0.99).toFixed(1)} | ${(expected - delivered).toLocaleString("en-US")} | ${Math.round(serverCpu)}% |`
+      `| ${rate} | ${(rate * perWedding).toLocaleString("en-US")} | ${
+        Math.round(delivered / seconds).toLocaleString("en-US")
+      } | ${latency.percentile(0.5).toFixed(1)} | ${latency.percentile(0.99).toFixed(1)} | ${
+        (expected - delivered).toLocaleString("en-US")
+      } | ${Math.round(serverCpu)}% |`
     )
     console.error(rows.at(-1))
     if (latency.percentile(0.99) > 1000) break
@@ -168,10 +184,18 @@ try {
   clearInterval(heartbeat)
   for (const ws of sockets) ws.terminate()
   await server.stop()
-  console.log(`\n### Postgres Changes: ${weddings} weddings × ${perWedding} subscribers, authorized, ${stepSeconds} s per rate\n`)
+  console.log(
+    `\n### Postgres Changes: ${weddings} weddings × ${perWedding} subscribers, authorized, ${stepSeconds} s per rate\n`
+  )
   console.log(`- command: \`npm run bench:changes -w @wedsync/tools -- ${process.argv.slice(2).join(" ")}\``)
-  console.log(`- ${total.toLocaleString("en-US")} sockets connected, joined and confirmed ("Subscribed to PostgreSQL") in ${connectSeconds.toFixed(1)} s; gateway pinned to CPU 0, bench to CPU 1, Postgres unpinned`)
-  console.log(`- latency = client receive time − the row's \`sent_at\` (set when the bench issued the INSERT), so it includes the commit\n`)
+  console.log(
+    `- ${total.toLocaleString("en-US")} sockets connected, joined and confirmed ("Subscribed to PostgreSQL") in ${
+      connectSeconds.toFixed(1)
+    } s; gateway pinned to CPU 0, bench to CPU 1, Postgres unpinned`
+  )
+  console.log(
+    `- latency = client receive time − the row's \`sent_at\` (set when the bench issued the INSERT), so it includes the commit\n`
+  )
   console.log("| rows/s | offered deliveries/s | deliveries/s | p50 ms | p99 ms | lost | gateway CPU |")
   console.log("|---:|---:|---:|---:|---:|---:|---:|")
   for (const row of rows) console.log(row)

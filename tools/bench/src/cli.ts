@@ -64,7 +64,12 @@ export const USAGE = `Usage: npm run bench -- [options]
   --docs <path>            markdown file for --write                         (default docs/benchmarks.md)
 `
 
-const list = <T extends string>(raw: string, all: ReadonlyArray<T>, valid: (s: string) => s is T, what: string): ReadonlyArray<T> => {
+const list = <T extends string>(
+  raw: string,
+  all: ReadonlyArray<T>,
+  valid: (s: string) => s is T,
+  what: string
+): ReadonlyArray<T> => {
   if (raw === "all") return all
   const items = raw.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
   for (const item of items) if (!valid(item)) throw new Error(`unknown ${what} "${item}" (expected ${all.join(", ")})`)

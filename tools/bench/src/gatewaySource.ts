@@ -27,7 +27,9 @@ export const workingTree = (repoRoot: string): GatewaySource => {
     const dirty = git(repoRoot, ["status", "--porcelain", "--", ...GATEWAY_PATHS]).length > 0
     return {
       dir: repoRoot,
-      description: `working tree at ${sha}${dirty ? " with uncommitted changes in apps/gateway or packages/" : " (clean)"}`
+      description: `working tree at ${sha}${
+        dirty ? " with uncommitted changes in apps/gateway or packages/" : " (clean)"
+      }`
     }
   } catch {
     return { dir: repoRoot, description: "working tree (not a git checkout)" }

@@ -76,7 +76,7 @@ export const parseFrames = (
     if (masked) h += 4
     if (n - o < h + len) break
     const start = o + h
-    if (masked) for (let i = 0; i < len; i++) chunk[start + i]! ^= chunk[o + h - 4 + (i & 3)]!
+    if (masked) { for (let i = 0; i < len; i++) chunk[start + i]! ^= chunk[o + h - 4 + (i & 3)]! }
     onFrame(b0 & 0x0f, (b0 & 0x80) !== 0, chunk, start, start + len)
     o = start + len
   }
@@ -102,7 +102,12 @@ export const openLeanSocket = (
       else onHandshake(Buffer.from(buffer.subarray(0, nread)))
       return true
     }
-    const socket: Socket = connect({ host: target.host, port: target.port, noDelay: true, onread: { buffer: READ_BUFFER, callback: onRead } }, () => {
+    const socket: Socket = connect({
+      host: target.host,
+      port: target.port,
+      noDelay: true,
+      onread: { buffer: READ_BUFFER, callback: onRead }
+    }, () => {
       socket.write(
         `GET ${target.path} HTTP/1.1\r\nHost: ${target.host}:${target.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
           `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`

@@ -37,4 +37,5 @@ export const machineFacts = (): MachineFacts => ({
 })
 
 /** Pins this process (all threads) to `cpu`; returns whether it worked. */
-export const pinSelf = (cpu: number): boolean => run("taskset", ["-a", "-p", "-c", String(cpu), String(process.pid)]) !== undefined
+export const pinSelf = (cpu: number): boolean =>
+  run("taskset", ["-a", "-p", "-c", String(cpu), String(process.pid)]) !== undefined

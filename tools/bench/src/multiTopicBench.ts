@@ -11,7 +11,12 @@
  */
 import { parseArgs } from "node:util"
 import { fileURLToPath } from "node:url"
-import { constants as perfConstants, monitorEventLoopDelay, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks"
+import {
+  constants as perfConstants,
+  monitorEventLoopDelay,
+  type PerformanceEntry,
+  PerformanceObserver
+} from "node:perf_hooks"
 import { openLeanSocket, type LeanSocket } from "./leanSocket.ts"
 import { pinSelf, tasksetAvailable } from "./machine.ts"
 import { CoreMeter, CpuMeter, SelfCpuMeter, selfGc } from "./proc.ts"
@@ -58,7 +63,8 @@ export const parseMultiTopicOptions = (argv: ReadonlyArray<string>): MultiTopicO
   })
   const number = (name: keyof typeof values, min: number): number => {
     const n = Number(values[name])
-    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min}, got "${String(values[name])}"`)
+    if (!Number.isFinite(n) || n < min)
+      throw new Error(`--${name} must be a number >= ${min}, got "${String(values[name])}"`)
     return n
   }
   const options: MultiTopicOptions = {
@@ -74,13 +80,13 @@ export const parseMultiTopicOptions = (argv: ReadonlyArray<string>): MultiTopicO
     serverFlags: values["server-flags"].split(/\s+/).filter((flag) => flag !== ""),
     timeline: values.timeline
   }
-  if (options.sockets < options.topics) throw new Error("--sockets must be at least --topics (one subscriber per topic)")
+  if (options.sockets < options.topics)
+    throw new Error("--sockets must be at least --topics (one subscriber per topic)")
   return options
 }
 
 /** Publishes per second per topic so that the whole gateway delivers `deliveriesPerSecond`. */
-export const publishRatePerTopic = (options: MultiTopicOptions): number =>
-  options.deliveriesPerSecond / options.sockets
+export const publishRatePerTopic = (options: MultiTopicOptions): number => options.deliveriesPerSecond / options.sockets
 
 interface RunResult {
   readonly published: number
@@ -104,7 +110,11 @@ interface RunResult {
 const gcSummary = (exposition: string): string =>
   ["minor", "major", "incremental"]
     .map((kind) => {
-      const read = (suffix: string) => Number(exposition.match(new RegExp(`^nodejs_gc_duration_seconds_${suffix}\\{kind="${kind}"\\} (\\S+)$`, "m"))?.[1] ?? Number.NaN)
+      const read = (suffix: string) =>
+        Number(
+          exposition.match(new RegExp(`^nodejs_gc_duration_seconds_${suffix}\\{kind="${kind}"\\} (\\S+)$`, "m"))?.[1] ??
+            Number.NaN
+        )
       return `${kind} ${read("count")}/${Math.round(read("sum") * 1000)} ms`
     })
     .join(", ")
@@ -120,7 +130,9 @@ export const histogramP99Ms = (exposition: string, name: string): number => {
 
 const topicOf = (i: number) => `realtime:mt-${i}`
 const joinFrameFor = (topic: string, ref: string) =>
-  JSON.stringify([ref, ref, topic, "phx_join", { config: { broadcast: { ack: false, self: false }, presence: { enabled: false }, private: false } }])
+  JSON.stringify([ref, ref, topic, "phx_join", {
+    config: { broadcast: { ack: false, self: false }, presence: { enabled: false }, private: false }
+  }])
 
 const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunResult> => {
   const port = await freePort()
@@ -160,18 +172,25 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
     const sockets: Array<LeanSocket> = []
     for (let i = 0; i < options.sockets; i += options.concurrency) {
       const batch = await Promise.all(
-        Array.from({ length: Math.min(options.concurrency, options.sockets - i) }, (_, k) =>
-          openLeanSocket(target, handlers, 30_000).then((s) => joined(s, topicOf((i + k) % options.topics), "1")))
+        Array.from(
+          { length: Math.min(options.concurrency, options.sockets - i) },
+          (_, k) =>
+            openLeanSocket(target, handlers, 30_000).then((s) => joined(s, topicOf((i + k) % options.topics), "1"))
+        )
       )
       sockets.push(...batch)
     }
     const noop = { onMessage: () => undefined, onClose: () => void unexpectedCloses++ }
     const publishers = await Promise.all(
-      Array.from({ length: options.topics }, (_, t) => openLeanSocket(target, noop, 30_000).then((s) => joined(s, topicOf(t), "1")))
+      Array.from(
+        { length: options.topics },
+        (_, t) => openLeanSocket(target, noop, 30_000).then((s) => joined(s, topicOf(t), "1"))
+      )
     )
     // Let the joins finish before publishing: a publish before its join is answered would be dropped.
     await sleep(1_000)
-    const subscribersOf = (t: number) => Math.floor(options.sockets / options.topics) + (t < options.sockets % options.topics ? 1 : 0)
+    const subscribersOf = (t: number) =>
+      Math.floor(options.sockets / options.topics) + (t < options.sockets % options.topics ? 1 : 0)
 
     // realtime-js heartbeats every 25 s; spread them so each 100 ms tick sends its share.
     let heartbeatCursor = 0
@@ -198,7 +217,13 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
           while (sent < due) {
             // Round-robin over topics, so every topic publishes at the same rate and turns mix topics.
             const t = sent % options.topics
-            const frame = encodeKind3("1", String(++seq), topicOf(t), "bench", stampPayload(nowMs(), seq, options.payloadBytes))
+            const frame = encodeKind3(
+              "1",
+              String(++seq),
+              topicOf(t),
+              "bench",
+              stampPayload(nowMs(), seq, options.payloadBytes)
+            )
             publishers[t]!.sendBinary(frame)
             if (counted) {
               published++
@@ -224,11 +249,13 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
     measuring = true
     const cpu = new CpuMeter(server.pid)
     cpu.start()
-    const timeline = options.timeline ? startTimeline(server.pid, port, options.pin ? 0 : undefined, () => {
-      const s = second
-      second = new LatencyHistogram()
-      return s
-    }) : undefined
+    const timeline = options.timeline ?
+      startTimeline(server.pid, port, options.pin ? 0 : undefined, () => {
+        const s = second
+        second = new LatencyHistogram()
+        return s
+      }) :
+      undefined
     const started = performance.now()
     await publishFor(options.durationS * 1000, true)
     const drainStart = performance.now()
@@ -263,7 +290,11 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
 /** Count and total seconds of each GC kind in an exposition text (the `nodejs_gc_duration_seconds` histogram). */
 const gcTotals = (exposition: string): Map<string, { count: number; seconds: number }> =>
   new Map(["minor", "major", "incremental"].map((kind) => {
-    const read = (suffix: string) => Number(exposition.match(new RegExp(`^nodejs_gc_duration_seconds_${suffix}\\{kind="${kind}"\\} (\\S+)$`, "m"))?.[1] ?? Number.NaN)
+    const read = (suffix: string) =>
+      Number(
+        exposition.match(new RegExp(`^nodejs_gc_duration_seconds_${suffix}\\{kind="${kind}"\\} (\\S+)$`, "m"))?.[1] ??
+          Number.NaN
+      )
     return [kind, { count: read("count"), seconds: read("sum") }]
   }))
 
@@ -273,7 +304,12 @@ const gcTotals = (exposition: string): Map<string, { count: number; seconds: num
  * that coincides with a stalled bench loop is the bench's; one with a jump in server CPU and a major GC is the
  * gateway's collector (its concurrent marking threads share the pinned core).
  */
-const startTimeline = (serverPid: number, port: number, serverCore: number | undefined, takeSecond: () => LatencyHistogram) => {
+const startTimeline = (
+  serverPid: number,
+  port: number,
+  serverCore: number | undefined,
+  takeSecond: () => LatencyHistogram
+) => {
   const serverCpu = new CpuMeter(serverPid)
   // The whole core, softirq included: loopback TCP work is charged to the core, not to the server's own CPU time.
   const core = serverCore === undefined ? undefined : new CoreMeter(serverCore)
@@ -298,9 +334,10 @@ const startTimeline = (serverPid: number, port: number, serverCore: number | und
   let n = 0
   const timer = setInterval(() => {
     const s = takeSecond()
-    const line =
-      `  t=${++n}s: ${s.count} deliveries, p99 ${fmt(s.percentile(0.99))} ms, max ${fmt(s.max)} ms, ` +
-      `server CPU ${fmt(serverCpu.read())}%${core === undefined ? "" : ` (its core ${fmt(core.read())}% busy)`}, bench CPU ${fmt(benchCpu.read())}%, bench loop delay max ${fmt(loop.max / 1e6)} ms, ` +
+    const line = `  t=${++n}s: ${s.count} deliveries, p99 ${fmt(s.percentile(0.99))} ms, max ${fmt(s.max)} ms, ` +
+      `server CPU ${fmt(serverCpu.read())}%${
+        core === undefined ? "" : ` (its core ${fmt(core.read())}% busy)`
+      }, bench CPU ${fmt(benchCpu.read())}%, bench loop delay max ${fmt(loop.max / 1e6)} ms, ` +
       `bench GC ${Math.round(benchGcMs)} ms (${benchMajorGcs} major)`
     benchGcMs = 0
     benchMajorGcs = 0
@@ -312,7 +349,9 @@ const startTimeline = (serverPid: number, port: number, serverCore: number | und
     void Promise.all([gcBefore, gcAfter]).then(([before, after]) => {
       const gc = [...after].map(([kind, a]) => {
         const b = before.get(kind)
-        return b === undefined ? `${kind} ?` : `${kind} ${a.count - b.count}/${Math.round((a.seconds - b.seconds) * 1000)} ms`
+        return b === undefined
+          ? `${kind} ?`
+          : `${kind} ${a.count - b.count}/${Math.round((a.seconds - b.seconds) * 1000)} ms`
       })
       console.log(`${line}, server GC ${gc.join(", ")}`)
     })
@@ -330,8 +369,12 @@ const main = async () => {
   const perTopic = publishRatePerTopic(options)
   console.log(
     `multi-topic: ${options.sockets} sockets on ${options.topics} topics, ${options.topics} publishers, ` +
-      `${perTopic.toFixed(2)} msg/s per topic = ${options.deliveriesPerSecond} deliveries/s, ${options.durationS} s measured ` +
-      `after ${options.warmupS} s warm-up, ${options.payloadBytes} B payloads, ${options.runs} runs, ${pinned ? "server CPU 0 / bench CPU 1" : "unpinned"}`
+      `${
+        perTopic.toFixed(2)
+      } msg/s per topic = ${options.deliveriesPerSecond} deliveries/s, ${options.durationS} s measured ` +
+      `after ${options.warmupS} s warm-up, ${options.payloadBytes} B payloads, ${options.runs} runs, ${
+        pinned ? "server CPU 0 / bench CPU 1" : "unpinned"
+      }`
   )
   const results: Array<RunResult> = []
   for (let i = 1; i <= options.runs; i++) {
@@ -340,8 +383,12 @@ const main = async () => {
     const loss = r.expected - Math.min(r.expected, r.received)
     console.log(
       `run ${i}: p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms, p99.9 ${fmt(r.p999)} ms, max ${fmt(r.max)} ms, ` +
-        `${Math.round(r.deliveriesPerSec)} deliveries/s, lost ${loss} of ${r.expected}, server CPU ${fmt(r.serverCpuPct)}%, ` +
-        `unexpected closes ${r.unexpectedCloses}, in-node write delay p99 <= ${fmt(r.inNodeP99)} ms, GC ${r.gc}, loadavg before ${r.load}`
+        `${Math.round(r.deliveriesPerSec)} deliveries/s, lost ${loss} of ${r.expected}, server CPU ${
+          fmt(r.serverCpuPct)
+        }%, ` +
+        `unexpected closes ${r.unexpectedCloses}, in-node write delay p99 <= ${
+          fmt(r.inNodeP99)
+        } ms, GC ${r.gc}, loadavg before ${r.load}`
     )
   }
   const worst = (pick: (r: RunResult) => number) => Math.max(...results.map(pick))

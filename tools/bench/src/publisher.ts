@@ -16,7 +16,12 @@ interface PublishResult {
 
 export const publishFor = (
   publisher: Connection,
-  options: { readonly rate: number; readonly durationMs: number; readonly firstSeq: number; readonly payloadBytes: number }
+  options: {
+    readonly rate: number
+    readonly durationMs: number
+    readonly firstSeq: number
+    readonly payloadBytes: number
+  }
 ): Promise<PublishResult> =>
   new Promise((resolve) => {
     const { rate, durationMs, firstSeq, payloadBytes } = options

@@ -44,7 +44,12 @@ const table = (report: BenchReport, rows: ReadonlyArray<Row>, has: (run: TargetR
   const cell = (name: TargetName, r: Row): string => {
     const run = byName.get(name)
     if (run === undefined) return "not run"
-    if (!has(run)) return name === "gateway" && run.error !== undefined ? NOT_MEASURED : run.error !== undefined ? "failed" : "—"
+    if (!has(run))
+      return name === "gateway" && run.error !== undefined
+        ? NOT_MEASURED
+        : run.error !== undefined
+        ? "failed"
+        : "—"
     return r.show(r.pick(run))
   }
   const gateway = byName.get("gateway")
@@ -56,7 +61,10 @@ const table = (report: BenchReport, rows: ReadonlyArray<Row>, has: (run: TargetR
   const head = `| metric | ${TARGET_NAMES.join(" | ")} | gateway ÷ ws-relay | gateway ÷ socketio |`
   const rule = `|---|${TARGET_NAMES.map(() => "---:").join("|")}|---:|---:|`
   const lines = rows.map(
-    (r) => `| ${r.label} | ${TARGET_NAMES.map((n) => cell(n, r)).join(" | ")} | ${ratioCell("ws-relay", r)} | ${ratioCell("socketio", r)} |`
+    (r) =>
+      `| ${r.label} | ${TARGET_NAMES.map((n) => cell(n, r)).join(" | ")} | ${ratioCell("ws-relay", r)} | ${
+        ratioCell("socketio", r)
+      } |`
   )
   return [head, rule, ...lines].join("\n")
 }
@@ -76,7 +84,9 @@ const idleSection = (report: BenchReport): string => {
     row("connect/join failures", (r) => r.idle?.failures, int, false),
     row("other processes on the server's core during connect+join", (r) => r.idle?.otherOnServerCorePct, pct, false)
   ]
-  return `### idle: ${int(report.options.idleConnections)} connections\n\n${table(report, rows, (r) => r.idle !== undefined)}`
+  return `### idle: ${int(report.options.idleConnections)} connections\n\n${
+    table(report, rows, (r) => r.idle !== undefined)
+  }`
 }
 
 const windowRows = (pick: (run: TargetRun) => WindowResult | undefined): ReadonlyArray<Row> => [
@@ -103,19 +113,30 @@ const windowRows = (pick: (run: TargetRun) => WindowResult | undefined): Readonl
 
 const fanoutSection = (report: BenchReport): string => {
   const o = report.options
-  return `### fanout: ${int(o.subscribers)} subscribers, ${o.rate} msg/s, ${o.durationS} s after ${o.warmupS} s warm-up, ${o.payloadBytes} B payload\n\n${table(
-    report,
-    windowRows((r) => r.fanout),
-    (r) => r.fanout !== undefined
-  )}`
+  return `### fanout: ${
+    int(o.subscribers)
+  } subscribers, ${o.rate} msg/s, ${o.durationS} s after ${o.warmupS} s warm-up, ${o.payloadBytes} B payload\n\n${
+    table(
+      report,
+      windowRows((r) => r.fanout),
+      (r) => r.fanout !== undefined
+    )
+  }`
 }
 
 const stepsTable = (run: TargetRun): string => {
   const steps = run.saturate?.steps ?? []
-  if (steps.length === 0) return `**${run.target}**: ${run.error === undefined ? "no steps" : run.target === "gateway" ? NOT_MEASURED : "failed"}`
+  if (steps.length === 0)
+    return `**${run.target}**: ${
+      run.error === undefined ? "no steps" : run.target === "gateway" ? NOT_MEASURED : "failed"
+    }`
   const lines = steps.map(
     (s) =>
-      `| ${fixed(s.rate, 1)} | ${int(s.offeredDeliveriesPerSec)} | ${int(s.deliveriesPerSec)} | ${ms(s.p50)} | ${ms(s.p99)} | ${int(s.loss)} | ${int(s.reordered)} | ${pct(s.serverCpuPct)} | ${pct(s.clientCpuPct)} | ${pct(s.otherOnServerCorePct)} / ${pct(s.otherOnClientCorePct)} | ${s.attempts} |`
+      `| ${fixed(s.rate, 1)} | ${int(s.offeredDeliveriesPerSec)} | ${int(s.deliveriesPerSec)} | ${ms(s.p50)} | ${
+        ms(s.p99)
+      } | ${int(s.loss)} | ${int(s.reordered)} | ${pct(s.serverCpuPct)} | ${pct(s.clientCpuPct)} | ${
+        pct(s.otherOnServerCorePct)
+      } / ${pct(s.otherOnClientCorePct)} | ${s.attempts} |`
   )
   return [
     `**${run.target}** (stopped: ${run.saturate?.stopReason ?? "—"})`,
@@ -129,7 +150,11 @@ const stepsTable = (run: TargetRun): string => {
 const saturateSection = (report: BenchReport): string => {
   const o = report.options
   const rows: ReadonlyArray<Row> = [
-    row(`**max sustained deliveries/s** (p99 ≤ ${o.p99LimitMs} ms, no loss)`, (r) => r.saturate?.sustained?.deliveriesPerSec, int),
+    row(
+      `**max sustained deliveries/s** (p99 ≤ ${o.p99LimitMs} ms, no loss)`,
+      (r) => r.saturate?.sustained?.deliveriesPerSec,
+      int
+    ),
     row("publish rate at max sustained (msg/s)", (r) => r.saturate?.sustained?.rate, (n) => fixed(n, 1)),
     row("p99 at max sustained (ms)", (r) => r.saturate?.sustained?.p99, ms),
     row("server CPU at max sustained", (r) => r.saturate?.sustained?.serverCpuPct, pct),
@@ -137,11 +162,15 @@ const saturateSection = (report: BenchReport): string => {
     row("peak deliveries/s (any step)", (r) => r.saturate?.peakDeliveriesPerSec, int)
   ]
   const steps = report.runs.map(stepsTable).join("\n\n")
-  return `### saturate: ${int(o.subscribers)} subscribers, rate ×${o.stepFactor} per step from ${o.rate} msg/s, ${o.stepS} s steps\n\n${table(
-    report,
-    rows,
-    (r) => r.saturate !== undefined
-  )}\n\nSteps:\n\n${steps}`
+  return `### saturate: ${
+    int(o.subscribers)
+  } subscribers, rate ×${o.stepFactor} per step from ${o.rate} msg/s, ${o.stepS} s steps\n\n${
+    table(
+      report,
+      rows,
+      (r) => r.saturate !== undefined
+    )
+  }\n\nSteps:\n\n${steps}`
 }
 
 // The bench client at or above this share of its core may itself be the limit.
@@ -158,21 +187,35 @@ const caveats = (report: BenchReport): ReadonlyArray<string> => {
     for (const [what, w] of windows) {
       if (w === undefined) continue
       if (w.clientCpuPct >= CLIENT_BOUND_PCT) {
-        out.push(`${run.target} ${what}: the bench client used ${pct(w.clientCpuPct)} of its core, so the client may be the limit; read the figure as a lower bound for the server`)
+        out.push(
+          `${run.target} ${what}: the bench client used ${
+            pct(w.clientCpuPct)
+          } of its core, so the client may be the limit; read the figure as a lower bound for the server`
+        )
       }
       if (noiseOf(w) > NOISE_LIMIT_PCT) {
-        out.push(`${run.target} ${what}: other processes used ${pct(w.otherOnServerCorePct)} of the server's core and ${pct(w.otherOnClientCorePct)} of the bench's core even after ${w.attempts} attempt(s); latency and throughput are pessimistic`)
+        out.push(
+          `${run.target} ${what}: other processes used ${pct(w.otherOnServerCorePct)} of the server's core and ${
+            pct(w.otherOnClientCorePct)
+          } of the bench's core even after ${w.attempts} attempt(s); latency and throughput are pessimistic`
+        )
       }
     }
     const idleOther = run.idle?.otherOnServerCorePct
     if (idleOther !== undefined && idleOther > NOISE_LIMIT_PCT) {
-      out.push(`${run.target} idle: other processes used ${pct(idleOther)} of the server's core while connecting; connect and join rates are pessimistic`)
+      out.push(
+        `${run.target} idle: other processes used ${
+          pct(idleOther)
+        } of the server's core while connecting; connect and join rates are pessimistic`
+      )
     }
   }
   return out
 }
 
-const verdict = (ok: boolean | undefined): string => (ok === undefined ? "not yet measured" : ok ? "**met**" : "**not met**")
+const verdict = (
+  ok: boolean | undefined
+): string => (ok === undefined ? "not yet measured" : ok ? "**met**" : "**not met**")
 
 const targetsSection = (report: BenchReport): string => {
   const byName = new Map(report.runs.map((r) => [r.target, r]))
@@ -181,14 +224,29 @@ const targetsSection = (report: BenchReport): string => {
   const sio = byName.get("socketio")?.saturate?.sustained?.deliveriesPerSec
   const gwSat = gw?.saturate?.sustained?.deliveriesPerSec
   const lines = [
-    `- idle: 10,000 joined connections at ≤ 12 KiB server RSS each: ${verdict(
-      gw?.idle === undefined ? undefined : gw.idle.connections >= 10_000 && gw.idle.rssPerConnectionKiB <= 12
-    )}${gw?.idle === undefined ? "" : ` (${int(gw.idle.connections)} at ${fixed(gw.idle.rssPerConnectionKiB, 2)} KiB)`}`,
-    `- fanout: 40,000 deliveries/s with p99 ≤ 150 ms and no loss: ${verdict(
-      gw?.fanout === undefined ? undefined : gw.fanout.deliveriesPerSec >= 39_000 && gw.fanout.p99 <= 150 && gw.fanout.loss === 0 && gw.fanout.reordered === 0
-    )}${gw?.fanout === undefined ? "" : ` (${int(gw.fanout.deliveriesPerSec)}/s, p99 ${ms(gw.fanout.p99)} ms, lost ${int(gw.fanout.loss)})`}`,
-    `- saturate: gateway ≥ bare ws relay: ${verdict(gwSat === undefined || relay === undefined ? undefined : gwSat >= relay)} (${ratio(gwSat, relay)})`,
-    `- saturate: gateway ≥ 2× Socket.IO: ${verdict(gwSat === undefined || sio === undefined ? undefined : gwSat >= 2 * sio)} (${ratio(gwSat, sio)})`
+    `- idle: 10,000 joined connections at ≤ 12 KiB server RSS each: ${
+      verdict(
+        gw?.idle === undefined ? undefined : gw.idle.connections >= 10_000 && gw.idle.rssPerConnectionKiB <= 12
+      )
+    }${gw?.idle === undefined ? "" : ` (${int(gw.idle.connections)} at ${fixed(gw.idle.rssPerConnectionKiB, 2)} KiB)`}`,
+    `- fanout: 40,000 deliveries/s with p99 ≤ 150 ms and no loss: ${
+      verdict(
+        gw?.fanout === undefined
+          ? undefined
+          : gw.fanout.deliveriesPerSec >= 39_000 && gw.fanout.p99 <= 150 && gw.fanout.loss === 0 &&
+            gw.fanout.reordered === 0
+      )
+    }${
+      gw?.fanout === undefined
+        ? ""
+        : ` (${int(gw.fanout.deliveriesPerSec)}/s, p99 ${ms(gw.fanout.p99)} ms, lost ${int(gw.fanout.loss)})`
+    }`,
+    `- saturate: gateway ≥ bare ws relay: ${
+      verdict(gwSat === undefined || relay === undefined ? undefined : gwSat >= relay)
+    } (${ratio(gwSat, relay)})`,
+    `- saturate: gateway ≥ 2× Socket.IO: ${
+      verdict(gwSat === undefined || sio === undefined ? undefined : gwSat >= 2 * sio)
+    } (${ratio(gwSat, sio)})`
   ]
   return `### Targets (issue #2)\n\n${lines.join("\n")}`
 }
@@ -196,11 +254,14 @@ const targetsSection = (report: BenchReport): string => {
 export const renderReport = (report: BenchReport): string => {
   const f = report.facts
   const o = report.options
-  const pinning =
-    report.serverCpu === undefined
-      ? "not pinned (taskset unavailable or --no-pin)"
-      : `server pinned to CPU ${report.serverCpu} with \`taskset -c ${report.serverCpu}\`; bench clients ${report.benchPinned ? "pinned to CPU 1 (`taskset -a -p -c 1`)" : "not pinned"}`
-  const errors = report.runs.filter((r) => r.error !== undefined).map((r) => `- ${r.target}: ${r.error?.split("\n")[0]}`)
+  const pinning = report.serverCpu === undefined
+    ? "not pinned (taskset unavailable or --no-pin)"
+    : `server pinned to CPU ${report.serverCpu} with \`taskset -c ${report.serverCpu}\`; bench clients ${
+      report.benchPinned ? "pinned to CPU 1 (`taskset -a -p -c 1`)" : "not pinned"
+    }`
+  const errors = report.runs.filter((r) => r.error !== undefined).map((r) =>
+    `- ${r.target}: ${r.error?.split("\n")[0]}`
+  )
   const sections = [
     `## Results ${f.date.slice(0, 10)}`,
     "",

@@ -139,7 +139,15 @@ export const runTarget = async (target: Target, ctx: RunContext, run: TargetRun)
       )
       run.saturate = result
       for (const step of result.steps) {
-        log(`[${target.name}] step ${step.rate} msg/s: ${Math.round(step.deliveriesPerSec)} deliveries/s p99 ${step.p99.toFixed(1)} ms loss ${step.loss} reordered ${step.reordered} cpu ${step.serverCpuPct.toFixed(0)}% client ${step.clientCpuPct.toFixed(0)}% others on server/client core ${step.otherOnServerCorePct.toFixed(0)}%/${step.otherOnClientCorePct.toFixed(0)}% attempts ${step.attempts}`)
+        log(
+          `[${target.name}] step ${step.rate} msg/s: ${Math.round(step.deliveriesPerSec)} deliveries/s p99 ${
+            step.p99.toFixed(1)
+          } ms loss ${step.loss} reordered ${step.reordered} cpu ${step.serverCpuPct.toFixed(0)}% client ${
+            step.clientCpuPct.toFixed(0)
+          }% others on server/client core ${step.otherOnServerCorePct.toFixed(0)}%/${
+            step.otherOnClientCorePct.toFixed(0)
+          }% attempts ${step.attempts}`
+        )
       }
       log(`[${target.name}] saturate stopped: ${result.stopReason}`)
       alive()

@@ -56,10 +56,9 @@ const LISTENING = /listening on http:\/\/[^\s:]+:(\d+)/
 
 export const startServer = (options: SpawnOptions): Promise<ServerHandle> => {
   const nodeArgs = ["--expose-gc", "--import", gcHook, ...options.args]
-  const [command, args] =
-    options.cpu === undefined
-      ? [process.execPath, nodeArgs]
-      : ["taskset", ["-c", String(options.cpu), process.execPath, ...nodeArgs]]
+  const [command, args] = options.cpu === undefined
+    ? [process.execPath, nodeArgs]
+    : ["taskset", ["-c", String(options.cpu), process.execPath, ...nodeArgs]]
   const child = spawn(command, args, {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },
@@ -86,7 +85,10 @@ export const startServer = (options: SpawnOptions): Promise<ServerHandle> => {
       child.kill("SIGKILL")
       reject(new Error(`${options.name}: ${reason}\n${logTail()}`))
     }
-    const timer = setTimeout(() => fail(`no "listening on" line within ${options.startTimeoutMs} ms`), options.startTimeoutMs)
+    const timer = setTimeout(
+      () => fail(`no "listening on" line within ${options.startTimeoutMs} ms`),
+      options.startTimeoutMs
+    )
     const onLine = (line: string): void => {
       tail.push(line)
       if (tail.length > 30) tail.shift()

@@ -34,7 +34,13 @@ export const stampPayload = (t: number, seq: number, targetBytes: number): strin
 }
 
 /** Kind-3 user broadcast push: `03 J R T E M enc | join_ref | ref | topic | event | meta | payload`. */
-export const encodeKind3 = (joinRef: string, ref: string, topic: string, event: string, payloadJson: string): Buffer => {
+export const encodeKind3 = (
+  joinRef: string,
+  ref: string,
+  topic: string,
+  event: string,
+  payloadJson: string
+): Buffer => {
   const j = Buffer.byteLength(joinRef)
   const r = Buffer.byteLength(ref)
   const t = Buffer.byteLength(topic)

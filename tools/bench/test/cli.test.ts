@@ -16,7 +16,16 @@ describe("parseOptions", () => {
   })
 
   it("reads lists and flags", () => {
-    const o = parseOptions(["--scenario", "fanout,idle", "--targets", "ws-relay", "--no-pin", "--write", "--rate", "2.5"])
+    const o = parseOptions([
+      "--scenario",
+      "fanout,idle",
+      "--targets",
+      "ws-relay",
+      "--no-pin",
+      "--write",
+      "--rate",
+      "2.5"
+    ])
     assert.deepStrictEqual(o.scenarios, ["fanout", "idle"])
     assert.deepStrictEqual(o.targets, ["ws-relay"])
     assert.isFalse(o.pin)

@@ -3,10 +3,9 @@ import { parseFrames } from "../src/leanSocket.ts"
 
 const serverFrame = (opcode: number, payload: Buffer, fin = true): Buffer => {
   const len = payload.length
-  const head =
-    len < 126
-      ? Buffer.from([(fin ? 0x80 : 0) | opcode, len])
-      : Buffer.from([(fin ? 0x80 : 0) | opcode, 126, len >> 8, len & 0xff])
+  const head = len < 126
+    ? Buffer.from([(fin ? 0x80 : 0) | opcode, len])
+    : Buffer.from([(fin ? 0x80 : 0) | opcode, 126, len >> 8, len & 0xff])
   return Buffer.concat([head, payload])
 }
 
@@ -15,7 +14,10 @@ const collect = (chunks: ReadonlyArray<Buffer>): Array<string> => {
   let pending: Buffer | undefined
   for (const chunk of chunks) {
     const buf = pending === undefined ? chunk : Buffer.concat([pending, chunk])
-    pending = parseFrames(buf, (opcode, fin, data, start, end) => out.push(`${opcode}:${fin ? 1 : 0}:${data.toString("utf8", start, end)}`))
+    pending = parseFrames(
+      buf,
+      (opcode, fin, data, start, end) => out.push(`${opcode}:${fin ? 1 : 0}:${data.toString("utf8", start, end)}`)
+    )
   }
   return out
 }
@@ -28,7 +30,11 @@ describe("parseFrames", () => {
 
   it("reassembles frames split at every byte boundary", () => {
     const long = Buffer.from("x".repeat(300))
-    const stream = Buffer.concat([serverFrame(2, Buffer.from("hello")), serverFrame(1, long), serverFrame(9, Buffer.alloc(0))])
+    const stream = Buffer.concat([
+      serverFrame(2, Buffer.from("hello")),
+      serverFrame(1, long),
+      serverFrame(9, Buffer.alloc(0))
+    ])
     for (let cut = 1; cut < stream.length; cut += 7) {
       assert.deepStrictEqual(collect([stream.subarray(0, cut), stream.subarray(cut)]), [
         "2:1:hello",

@@ -18,7 +18,10 @@ describe("multi-topic bench options", () => {
   })
 
   it("takes extra server flags for diagnosis", () => {
-    assert.deepStrictEqual(parseMultiTopicOptions(["--server-flags=--trace-gc --cpu-prof"]).serverFlags, ["--trace-gc", "--cpu-prof"])
+    assert.deepStrictEqual(parseMultiTopicOptions(["--server-flags=--trace-gc --cpu-prof"]).serverFlags, [
+      "--trace-gc",
+      "--cpu-prof"
+    ])
   })
 })
 

@@ -5,7 +5,11 @@ describe("orderedDelivery", () => {
   it("passes every delivery on and flags repeats and reorders per connection", () => {
     const delivered: Array<number> = []
     const reordered: Array<number> = []
-    const events = { onDelivery: (_t: number, s: number) => delivered.push(s), onReorder: (s: number) => reordered.push(s), onUnexpectedClose: () => undefined }
+    const events = {
+      onDelivery: (_t: number, s: number) => delivered.push(s),
+      onReorder: (s: number) => reordered.push(s),
+      onUnexpectedClose: () => undefined
+    }
     const a = orderedDelivery(events)
     const b = orderedDelivery(events)
     for (const s of [1, 2, 2, 4, 3, 5]) a(0, s)

@@ -47,7 +47,12 @@ const run = (target: TargetRun["target"], sustained: number, extra: Partial<Targ
   target,
   serverCommand: `node ${target}`,
   fanout: window(40_000),
-  saturate: { steps: [window(sustained)], stopReason: "test", sustained: window(sustained), peakDeliveriesPerSec: sustained },
+  saturate: {
+    steps: [window(sustained)],
+    stopReason: "test",
+    sustained: window(sustained),
+    peakDeliveriesPerSec: sustained
+  },
   ...extra
 })
 
@@ -64,14 +69,21 @@ const report = (runs: ReadonlyArray<TargetRun>): BenchReport => ({
 describe("renderReport", () => {
   it("puts targets side by side with gateway ratios", () => {
     const md = renderReport(report([run("gateway", 200_000), run("ws-relay", 100_000), run("socketio", 50_000)]))
-    assert.include(md, "| **max sustained deliveries/s** (p99 ≤ 1000 ms, no loss) | 200,000 | 100,000 | 50,000 | 2.00× | 4.00× |")
+    assert.include(
+      md,
+      "| **max sustained deliveries/s** (p99 ≤ 1000 ms, no loss) | 200,000 | 100,000 | 50,000 | 2.00× | 4.00× |"
+    )
     assert.include(md, "saturate: gateway ≥ bare ws relay: **met** (2.00×)")
     assert.include(md, "saturate: gateway ≥ 2× Socket.IO: **met** (4.00×)")
     assert.include(md, "- machine: 2 CPUs (`nproc`), AMD EPYC")
   })
 
   it("marks a gateway that could not run as not yet measured, never as a number", () => {
-    const gateway: TargetRun = { target: "gateway", serverCommand: "node apps/gateway/src/main.ts", error: "does not exist yet" }
+    const gateway: TargetRun = {
+      target: "gateway",
+      serverCommand: "node apps/gateway/src/main.ts",
+      error: "does not exist yet"
+    }
     const md = renderReport(report([gateway, run("ws-relay", 100_000), run("socketio", 50_000)]))
     assert.include(md, "| **deliveries/s** | not yet measured | 40,000 | 40,000 | — | — |")
     assert.include(md, "saturate: gateway ≥ bare ws relay: not yet measured")
@@ -79,7 +91,9 @@ describe("renderReport", () => {
   })
 
   it("warns when the bench client or neighbours may have limited a result", () => {
-    const busy = run("ws-relay", 100_000, { fanout: window(40_000, { clientCpuPct: 95, otherOnServerCorePct: 30, attempts: 2 }) })
+    const busy = run("ws-relay", 100_000, {
+      fanout: window(40_000, { clientCpuPct: 95, otherOnServerCorePct: 30, attempts: 2 })
+    })
     const md = renderReport(report([busy]))
     assert.include(md, "ws-relay fanout: the bench client used 95% of its core")
     assert.include(md, "ws-relay fanout: other processes used 30% of the server's core")

@@ -26,7 +26,10 @@ describe("wire", () => {
 
   it("relays kind 3 as the kind-4 example of spec §1.6", () => {
     const out = kind3ToKind4(encodeKind3("9", "10", "realtime:room1", "msg", '{"hello":"world","n":1}'))
-    const expected = Buffer.concat([Buffer.from([0x04, 0x0e, 0x03, 0x00, 0x01]), Buffer.from('realtime:room1msg{"hello":"world","n":1}')])
+    const expected = Buffer.concat([
+      Buffer.from([0x04, 0x0e, 0x03, 0x00, 0x01]),
+      Buffer.from('realtime:room1msg{"hello":"world","n":1}')
+    ])
     assert.strictEqual(hex(out ?? Buffer.alloc(0)), hex(expected))
     assert.isUndefined(kind3ToKind4(Buffer.from([4, 0, 0])))
   })

@@ -12,7 +12,9 @@ export interface RunningGateway {
   readonly stop: () => Promise<void>
 }
 
-export const startGateway = async (overrides: Parameters<typeof GatewayLayer.layerTest>[0] = {}): Promise<RunningGateway> => {
+export const startGateway = async (
+  overrides: Parameters<typeof GatewayLayer.layerTest>[0] = {}
+): Promise<RunningGateway> => {
   const runtime = ManagedRuntime.make(GatewayLayer.layerTest(overrides))
   const { port } = await runtime.runPromise(Effect.gen(function*() {
     return yield* GatewayLayer.NodeServer

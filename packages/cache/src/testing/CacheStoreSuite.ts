@@ -31,7 +31,7 @@ export const CacheStoreSuite = <E>(name: string, makeStore: () => Layer.Layer<Ca
       Effect.gen(function*() {
         const store = yield* build
         assert.isTrue(Option.isNone(yield* store.get("k:missing")))
-        const text = "mac.p1:2:{\"a\":\"ü ☃ \\n :\",\"b\":[1,2]}\u0000end"
+        const text = 'mac.p1:2:{"a":"ü ☃ \\n :","b":[1,2]}\u0000end'
         assert.isTrue(yield* store.set("k:one", { version: 7, value: text }, 10_000))
         assert.deepStrictEqual(yield* value(store, "k:one"), Option.some([7, text] as const))
         assert.isTrue(Option.isNone(yield* store.get("k:other")))
@@ -128,7 +128,9 @@ class Inbox {
       }
       const timer = setTimeout(() => {
         cleanup()
-        resume(Effect.die(new Error(`${this.label}: timed out waiting for ${what}; received [${this.keys().join(", ")}]`)))
+        resume(
+          Effect.die(new Error(`${this.label}: timed out waiting for ${what}; received [${this.keys().join(", ")}]`))
+        )
       }, this.timeoutMs)
       const cleanup = () => {
         this.waiters.delete(check)
@@ -177,7 +179,12 @@ export const InvalidationBusSuite = <E>(
     it.live("an invalidation reaches every member, the publisher included, with every field", () =>
       Effect.gen(function*() {
         const [a, b, c] = yield* members(3)
-        const sent: Invalidation = { kind: "wedding", key: "wedding:w1:Zm9vYmFy", version: 1_700_000_000_000_123, origin: "node-a" }
+        const sent: Invalidation = {
+          kind: "wedding",
+          key: "wedding:w1:Zm9vYmFy",
+          version: 1_700_000_000_000_123,
+          origin: "node-a"
+        }
         yield* a!.bus.publish(sent)
         for (const member of [a!, b!, c!]) {
           yield* member.inbox.until("the invalidation", (r) => r.length >= 1)

@@ -108,7 +108,13 @@ export class TestSocket implements ConnectionActor.Socket {
         cleanup()
         const seen = this.frames.map((f) => (f._tag === "Text" ? f.text : `<binary ${f.bytes.length} bytes>`))
         const closed = this.closed === undefined ? "open" : `closed ${this.closed.code} ${this.closed.reason}`
-        resume(Effect.die(new Error(`timed out after ${this.timeoutMs} ms waiting for ${what}; socket ${closed}; frames:\n${seen.join("\n")}`)))
+        resume(
+          Effect.die(
+            new Error(
+              `timed out after ${this.timeoutMs} ms waiting for ${what}; socket ${closed}; frames:\n${seen.join("\n")}`
+            )
+          )
+        )
       }, this.timeoutMs)
       const cleanup = () => {
         this.listeners.delete(check)
@@ -157,7 +163,9 @@ export const layer = (options: Partial<ConnectionOptions> = {}) =>
     Presence.Presence.layerMemory.pipe(Layer.provideMerge(Hub.Hub.layerMemory)),
     ChangeFeed.ChangeFeed.layerNoop,
     ConnectionConfig.layer(options),
-    TokenVerifier.TokenVerifier.layer.pipe(Layer.provide(AuthConfig.AuthConfig.layer({ jwtSecret: Redacted.make(TEST_JWT_SECRET) }))),
+    TokenVerifier.TokenVerifier.layer.pipe(
+      Layer.provide(AuthConfig.AuthConfig.layer({ jwtSecret: Redacted.make(TEST_JWT_SECRET) }))
+    ),
     ChannelPolicy.ChannelPolicy.layer
   )
 
@@ -165,11 +173,17 @@ const nowSeconds = Effect.map(Clock.currentTimeMillis, (ms) => Math.floor(ms / 1
 
 /** A user session token signed at the current (Test)Clock time; default lifetime one hour. */
 export const userToken = (options: TestTokens.UserTokenOptions = {}): Effect.Effect<string> =>
-  Effect.flatMap(nowSeconds, (now) => Effect.promise(() => TestTokens.userToken({ secret: TEST_JWT_SECRET, nowSeconds: now, ...options })))
+  Effect.flatMap(
+    nowSeconds,
+    (now) => Effect.promise(() => TestTokens.userToken({ secret: TEST_JWT_SECRET, nowSeconds: now, ...options }))
+  )
 
 /** The project `anon` key as a JWT, signed at the current (Test)Clock time. */
 export const anonToken = (options: TestTokens.SignOptions = {}): Effect.Effect<string> =>
-  Effect.flatMap(nowSeconds, (now) => Effect.promise(() => TestTokens.anonToken({ secret: TEST_JWT_SECRET, nowSeconds: now, ...options })))
+  Effect.flatMap(
+    nowSeconds,
+    (now) => Effect.promise(() => TestTokens.anonToken({ secret: TEST_JWT_SECRET, nowSeconds: now, ...options }))
+  )
 
 /** A frame as the client sees it: a Phoenix message (text) or a kind-4 user broadcast (binary). */
 export type Received =
@@ -188,7 +202,8 @@ export type Received =
 const receivedOf = (frame: TestFrame): Received => {
   if (frame._tag === "Binary") {
     const decoded = Serializer.decodeUserBroadcast(frame.bytes)
-    if (Result.isFailure(decoded)) throw new Error(`the server sent a binary frame realtime-js cannot decode: ${decoded.failure.message}`)
+    if (Result.isFailure(decoded))
+      throw new Error(`the server sent a binary frame realtime-js cannot decode: ${decoded.failure.message}`)
     return { _tag: "UserBroadcast", ...decoded.success }
   }
   const json = frame.json
@@ -196,9 +211,22 @@ const receivedOf = (frame: TestFrame): Received => {
     const [joinRef, ref, topic, event, payload] = json as [string | null, string | null, string, string, unknown]
     return { _tag: "Message", joinRef, ref, topic, event, payload, text: frame.text }
   }
-  const o = json as { readonly topic: string; readonly event: string; readonly payload: unknown; readonly ref: string | null }
+  const o = json as {
+    readonly topic: string
+    readonly event: string
+    readonly payload: unknown
+    readonly ref: string | null
+  }
   // Serializer 1.0.0 never carries join_ref from the server.
-  return { _tag: "Message", joinRef: null, ref: o.ref, topic: o.topic, event: o.event, payload: o.payload, text: frame.text }
+  return {
+    _tag: "Message",
+    joinRef: null,
+    ref: o.ref,
+    topic: o.topic,
+    event: o.event,
+    payload: o.payload,
+    text: frame.text
+  }
 }
 
 const SYNC_PREFIX = "sync-"
@@ -280,8 +308,13 @@ export class TestClient {
 
   /** The next frame, which must be a text message. */
   get nextMessage(): Effect.Effect<Extract<Received, { _tag: "Message" }>> {
-    return Effect.flatMap(this.next(1), ([received]) =>
-      received?._tag === "Message" ? Effect.succeed(received) : Effect.die(new Error("expected a text message, got a binary frame")))
+    return Effect.flatMap(
+      this.next(1),
+      ([received]) =>
+        received?._tag === "Message"
+          ? Effect.succeed(received)
+          : Effect.die(new Error("expected a text message, got a binary frame"))
+    )
   }
 
   /**
@@ -292,8 +325,13 @@ export class TestClient {
     return Effect.suspend(() => {
       const ref = `${SYNC_PREFIX}${++this.syncs}`
       this.push(null, ref, "phoenix", "heartbeat", {})
-      return this.socket.waitFor(`the reply to heartbeat ${ref}`, () =>
-        this.socket.frames.some((f) => isSyncReply(f) && (receivedOf(f) as { readonly ref: string | null }).ref === ref))
+      return this.socket.waitFor(
+        `the reply to heartbeat ${ref}`,
+        () =>
+          this.socket.frames.some((f) =>
+            isSyncReply(f) && (receivedOf(f) as { readonly ref: string | null }).ref === ref
+          )
+      )
     }).pipe(Effect.tap(() => Effect.sync(() => this.collect())))
   }
 
@@ -338,7 +376,9 @@ export const connect = (options: ConnectOptions = {}) =>
     const vsn = options.vsn ?? "2.0.0"
     const socket = options.socket ?? new TestSocket()
     const principal = options.principal ??
-      (yield* Effect.flatMap(anonToken(), (token) => TokenVerifier.TokenVerifier.use((v) => v.verify(token))).pipe(Effect.orDie))
+      (yield* Effect.flatMap(anonToken(), (token) => TokenVerifier.TokenVerifier.use((v) => v.verify(token))).pipe(
+        Effect.orDie
+      ))
     const registered = yield* Deferred.make<ConnectionActor.ConnectionHandle>()
     const init: ConnectionActor.Init = {
       id: options.id ?? ++nextId,
@@ -362,7 +402,8 @@ export const connect = (options: ConnectOptions = {}) =>
     }).pipe(Effect.scoped, Effect.forkScoped)
     const handle = yield* Effect.raceFirst(
       Deferred.await(registered),
-      Effect.flatMap(Fiber.await(fiber), (exit) => Effect.die(new Error(`the actor ended before registering: ${String(exit)}`)))
+      Effect.flatMap(Fiber.await(fiber), (exit) =>
+        Effect.die(new Error(`the actor ended before registering: ${String(exit)}`)))
     )
     return new TestClient(socket, handle, vsn, fiber)
   })

@@ -84,7 +84,11 @@ const seqOf = (publication: Publication.Publication): number => {
  * Registers the suite. `makeBrokerLayers(n)` is called once per test, so every test gets its own
  * transport (a new `MemoryBus`, or a new Redis key prefix).
  */
-export const BrokerSuite = <E>(name: string, makeBrokerLayers: MakeBrokerLayers<E>, options: BrokerSuiteOptions = {}) => {
+export const BrokerSuite = <E>(
+  name: string,
+  makeBrokerLayers: MakeBrokerLayers<E>,
+  options: BrokerSuiteOptions = {}
+) => {
   const timeoutMs = options.timeoutMs ?? 2000
 
   const nodes = (count: number) =>
@@ -162,10 +166,10 @@ export const BrokerSuite = <E>(name: string, makeBrokerLayers: MakeBrokerLayers<
           "photo",
           "binary",
           new Uint8Array([0, 1, 2, 127, 128, 255]),
-          "{\"id\":\"m-1\"}"
+          '{"id":"m-1"}'
         )
         if (!Result.isSuccess(binary)) return assert.fail("a 6-byte broadcast must be a valid publication")
-        const json = Publication.json("realtime:room", false, "presence_diff", "{\"joins\":{},\"leaves\":{}}")
+        const json = Publication.json("realtime:room", false, "presence_diff", '{"joins":{},"leaves":{}}')
         yield* a!.broker.publish(binary.success)
         yield* a!.broker.publish(json)
         yield* b!.inbox.until("both publications", (r) => r.length >= 2)
@@ -178,7 +182,7 @@ export const BrokerSuite = <E>(name: string, makeBrokerLayers: MakeBrokerLayers<
         if (body._tag === "UserBroadcast") {
           assert.strictEqual(body.userEvent, "photo")
           assert.strictEqual(body.encoding, "binary")
-          assert.strictEqual(body.meta, "{\"id\":\"m-1\"}")
+          assert.strictEqual(body.meta, '{"id":"m-1"}')
           assert.deepStrictEqual(Array.from(body.payload), [0, 1, 2, 127, 128, 255])
         }
         assert.deepStrictEqual(gotJson, json)

@@ -61,7 +61,11 @@ export const makeInbox = <T>(): Inbox<T> => {
           timer: setTimeout(() => {
             waiters.delete(waiter)
             const recent = received.slice(-5).map(describe).join("\n  ")
-            reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last received:\n  ${recent || "(nothing)"}`))
+            reject(
+              new Error(
+                `timed out after ${timeoutMs} ms waiting for ${what}; last received:\n  ${recent || "(nothing)"}`
+              )
+            )
           }, timeoutMs)
         }
         waiters.add(waiter)

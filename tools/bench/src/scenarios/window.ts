@@ -62,7 +62,10 @@ interface WindowPlan {
 export const NOISE_LIMIT_PCT = 15
 
 export const noiseOf = (r: WindowResult): number =>
-  Math.max(Number.isNaN(r.otherOnServerCorePct) ? 0 : r.otherOnServerCorePct, Number.isNaN(r.otherOnClientCorePct) ? 0 : r.otherOnClientCorePct)
+  Math.max(
+    Number.isNaN(r.otherOnServerCorePct) ? 0 : r.otherOnServerCorePct,
+    Number.isNaN(r.otherOnClientCorePct) ? 0 : r.otherOnClientCorePct
+  )
 
 /** Re-measurements a target may spend on noisy windows, shared by its scenarios. */
 export interface RetryBudget {
@@ -79,7 +82,12 @@ const measureWindow = async (
 ): Promise<{ readonly result: WindowResult; readonly nextSeq: number }> => {
   let seq = plan.firstSeq
   if (plan.warmupMs > 0) {
-    const warm = await publishFor(ctx.publisher, { rate: plan.rate, durationMs: plan.warmupMs, firstSeq: seq, payloadBytes: ctx.payloadBytes })
+    const warm = await publishFor(ctx.publisher, {
+      rate: plan.rate,
+      durationMs: plan.warmupMs,
+      firstSeq: seq,
+      payloadBytes: ctx.payloadBytes
+    })
     seq += warm.published
   }
   const { collector } = ctx
@@ -93,7 +101,12 @@ const measureWindow = async (
   clientCpu.start()
   core?.start()
   clientCore?.start()
-  const pub = await publishFor(ctx.publisher, { rate: plan.rate, durationMs: plan.durationMs, firstSeq: seq, payloadBytes: ctx.payloadBytes })
+  const pub = await publishFor(ctx.publisher, {
+    rate: plan.rate,
+    durationMs: plan.durationMs,
+    firstSeq: seq,
+    payloadBytes: ctx.payloadBytes
+  })
   seq += pub.published
   const expected = pub.published * ctx.subscribers
 

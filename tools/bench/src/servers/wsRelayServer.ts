@@ -21,7 +21,12 @@ const reply = (ws: WebSocket, text: string): void => {
   }
   if (!Array.isArray(parsed)) return
   const [joinRef, ref, topic] = parsed as ReadonlyArray<unknown>
-  ws.send(JSON.stringify([joinRef ?? null, ref ?? null, topic ?? null, "phx_reply", { status: "ok", response: { postgres_changes: [] } }]))
+  ws.send(
+    JSON.stringify([joinRef ?? null, ref ?? null, topic ?? null, "phx_reply", {
+      status: "ok",
+      response: { postgres_changes: [] }
+    }])
+  )
 }
 
 const server = new WebSocketServer({ host, port, perMessageDeflate: false, clientTracking: false })

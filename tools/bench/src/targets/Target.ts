@@ -7,7 +7,8 @@ import type { ServerHandle } from "../serverProcess.ts"
 export const TARGET_NAMES = ["gateway", "ws-relay", "socketio"] as const
 export type TargetName = (typeof TARGET_NAMES)[number]
 
-export const isTargetName = (value: string): value is TargetName => (TARGET_NAMES as ReadonlyArray<string>).includes(value)
+export const isTargetName = (value: string): value is TargetName =>
+  (TARGET_NAMES as ReadonlyArray<string>).includes(value)
 
 export interface ConnectionEvents {
   /** One received broadcast: its send timestamp (ms, shared clock) and sequence number. */
@@ -46,7 +47,7 @@ export interface Target {
  * Per-connection delivery callback that also checks ordering: one publisher means every subscriber
  * must see strictly increasing sequence numbers, so anything else is a duplicate or a reorder.
  */
-export const orderedDelivery = (events: ConnectionEvents): ((sentAt: number, seq: number) => void) => {
+export const orderedDelivery = (events: ConnectionEvents): (sentAt: number, seq: number) => void => {
   let last = Number.NEGATIVE_INFINITY
   return (sentAt, seq) => {
     if (seq <= last) events.onReorder(seq)

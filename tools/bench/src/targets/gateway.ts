@@ -34,7 +34,9 @@ export const anonToken = (): Promise<string> =>
  * bench runs the server exactly as production starts it.
  */
 export const startFlags = (dir: string): ReadonlyArray<string> => {
-  const manifest = JSON.parse(readFileSync(join(dir, "apps/gateway/package.json"), "utf8")) as { scripts?: { start?: string } }
+  const manifest = JSON.parse(readFileSync(join(dir, "apps/gateway/package.json"), "utf8")) as {
+    scripts?: { start?: string }
+  }
   // `exec node …`: the script replaces its shell so that signals reach the gateway.
   const words = (manifest.scripts?.start ?? "").split(/\s+/).filter((w) => w !== "exec")
   return words[0] === "node" ? words.slice(1).filter((w) => w.startsWith("--")) : []
@@ -46,9 +48,11 @@ export const makeGatewayTarget = async (client: ClientMode, source: GatewaySourc
   const flags = startFlags(source.dir)
   return {
     name: "gateway",
-    serverCommand: `node ${[...flags, GATEWAY_ENTRY].join(" ")} from the ${source.description}, env ${Object.entries(LIMIT_OVERRIDES)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(" ")}`,
+    serverCommand: `node ${[...flags, GATEWAY_ENTRY].join(" ")} from the ${source.description}, env ${
+      Object.entries(LIMIT_OVERRIDES)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(" ")
+    }`,
     start: ({ port, cpu }) =>
       startServer({
         name: "gateway",

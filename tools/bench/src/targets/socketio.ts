@@ -12,7 +12,8 @@ const entry = fileURLToPath(new URL("../servers/socketioServer.ts", import.meta.
 
 export const socketIoTarget = (client: ClientMode): Target => ({
   name: "socketio",
-  serverCommand: "node tools/bench/src/servers/socketioServer.ts (socket.io 4.8.4, websocket only, perMessageDeflate off)",
+  serverCommand:
+    "node tools/bench/src/servers/socketioServer.ts (socket.io 4.8.4, websocket only, perMessageDeflate off)",
   start: ({ repoRoot, port, cpu }) =>
     startServer({
       name: "socketio",

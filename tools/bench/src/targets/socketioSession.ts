@@ -142,4 +142,6 @@ export const connectSocketIo = (
   port: number,
   events: ConnectionEvents,
   timeoutMs: number
-): Promise<Connection> => (mode === "lean" ? connectLean(port, events, timeoutMs) : connectLibrary(port, events, timeoutMs))
+): Promise<
+  Connection
+> => (mode === "lean" ? connectLean(port, events, timeoutMs) : connectLibrary(port, events, timeoutMs))
