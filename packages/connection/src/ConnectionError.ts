@@ -4,9 +4,8 @@
  * statuses and close codes.
  */
 import { Schema } from "effect"
+import { reason } from "./internal/reason.ts"
 
-const reason = <Tag extends string>(tag: Tag) =>
-  Schema.TaggedError<{ readonly _tag: Tag; readonly message: string }>()(tag, { message: Schema.String })
 
 export class TopicNameRequired extends reason("TopicNameRequired") {}
 export class UnmatchedTopic extends reason("UnmatchedTopic") {}

@@ -5,9 +5,8 @@
  * are `ConnectionError` reasons (`BroadcastRules`).
  */
 import { Schema } from "effect"
+import { reason } from "./internal/reason.ts"
 
-const reason = <Tag extends string>(tag: Tag) =>
-  Schema.TaggedError<{ readonly _tag: Tag; readonly message: string }>()(tag, { message: Schema.String })
 
 export class BodyTooLarge extends reason("BodyTooLarge") {}
 export class BodyUnreadable extends reason("BodyUnreadable") {}
