@@ -6,7 +6,6 @@
 import { Schema } from "effect"
 import { reason } from "./internal/reason.ts"
 
-
 export class TopicNameRequired extends reason("TopicNameRequired") {}
 export class UnmatchedTopic extends reason("UnmatchedTopic") {}
 export class ChannelRateLimitReached extends reason("ChannelRateLimitReached") {}

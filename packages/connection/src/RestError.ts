@@ -7,7 +7,6 @@
 import { Schema } from "effect"
 import { reason } from "./internal/reason.ts"
 
-
 export class BodyTooLarge extends reason("BodyTooLarge") {}
 export class BodyUnreadable extends reason("BodyUnreadable") {}
 export class InvalidJson extends reason("InvalidJson") {}
