@@ -3,9 +3,10 @@
  * own environment, every log line counted (the suite checks what an attack makes it log) and its RSS readable. Every
  * child is tracked so the suite can kill what it started on any exit path.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
+import { killAllServers, trackServer } from "../../bench/src/serverProcess.ts"
 import { startFlags } from "../../bench/src/targets/gateway.ts"
 
 export interface Gateway {
@@ -44,13 +45,8 @@ interface StartRefusal {
   readonly log: string
 }
 
-const live = new Set<ChildProcess>()
-
-/** SIGKILLs every gateway still running; safe in `exit` handlers. */
-export const killAll = (): void => {
-  for (const child of live) child.kill("SIGKILL")
-  live.clear()
-}
+/** SIGKILLs every gateway still running; safe in `exit` handlers (the bench's tracking of server children). */
+export const killAll = killAllServers
 
 const gcHook = fileURLToPath(new URL("../../bench/src/servers/gcOnSignal.ts", import.meta.url))
 const LISTENING = /listening on http:\/\/[^\s:]+:(\d+)/
@@ -88,7 +84,7 @@ const spawnGateway = (options: StartOptions) => {
     env: { ...baseEnv(), HOST: "127.0.0.1", PORT: "0", ...options.env },
     stdio: ["ignore", "pipe", "pipe"]
   })
-  live.add(child)
+  trackServer(child)
   const lines: Array<string> = []
   let count = 0
   const listeners = new Set<(line: string) => void>()
@@ -115,7 +111,6 @@ const spawnGateway = (options: StartOptions) => {
     child.once("exit", (code, signal) => {
       exitStatus = `exited with code ${code}, signal ${signal}`
       exitCode = code
-      live.delete(child)
       resolve()
     })
   )

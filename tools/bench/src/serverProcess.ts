@@ -31,6 +31,12 @@ interface SpawnOptions {
 
 const live = new Set<ChildProcess>()
 
+/** Tracks a server child until it exits, so `killAllServers` reaches it (the attack suite's gateways too). */
+export const trackServer = (child: ChildProcess): void => {
+  live.add(child)
+  child.once("exit", () => live.delete(child))
+}
+
 /** SIGKILLs every child still running; safe to call from `exit` handlers. */
 export const killAllServers = (): void => {
   for (const child of live) child.kill("SIGKILL")
@@ -64,7 +70,7 @@ export const startServer = (options: SpawnOptions): Promise<ServerHandle> => {
     env: { ...process.env, ...options.env },
     stdio: ["ignore", "pipe", "pipe"]
   })
-  live.add(child)
+  trackServer(child)
   const tail: Array<string> = []
   const logTail = (): string => tail.join("\n")
   let exitStatus: string | undefined
@@ -74,7 +80,6 @@ export const startServer = (options: SpawnOptions): Promise<ServerHandle> => {
       resolve()
     })
   )
-  void exited.then(() => live.delete(child))
 
   return new Promise<ServerHandle>((resolve, reject) => {
     let settled = false
