@@ -133,13 +133,20 @@ const script = (name: string, source: string): Script => ({
 const scripts = { set: script("cache set", setScript), delete: script("cache delete", deleteScript) }
 
 const entryPattern = /^(-?\d{1,16}):/
+const tombstonePattern = /^-?\d{1,16}$/
 
-/** The entry of a stored string; `None` for a tombstone or a string this store did not write. */
+/**
+ * The entry of a stored string; `None` for a tombstone. A string this store did not write reads as an entry of
+ * version 0, so the cache rejects it as a foreign value (dropped and counted) instead of ignoring it, and any
+ * write replaces it.
+ */
 export const parseRedisValue = (stored: string): Option.Option<StoreEntry> => {
   const match = entryPattern.exec(stored)
-  if (match === null) return Option.none()
-  const version = Number(match[1])
-  return Number.isSafeInteger(version) ? Option.some({ version, value: stored.slice(match[0].length) }) : Option.none()
+  if (match !== null) {
+    const version = Number(match[1])
+    if (Number.isSafeInteger(version)) return Option.some({ version, value: stored.slice(match[0].length) })
+  }
+  return tombstonePattern.test(stored) ? Option.none() : Option.some({ version: 0, value: stored })
 }
 
 /** The Redis key of a store key: `cache:<kind>:<id>:<hash>` under `REDIS_PREFIX` (the parts keep their colons). */
