@@ -28,7 +28,10 @@ export interface CacheStoreShape {
   readonly get: (key: string) => Effect.Effect<Option.Option<StoreEntry>, CacheError.CacheError>
   /** Writes unless the key holds an entry or tombstone of an equal or higher version; true when written. */
   readonly set: (key: string, entry: StoreEntry, ttlMs: number) => Effect.Effect<boolean, CacheError.CacheError>
-  /** Removes the entry and keeps a tombstone of `version` for `ttlMs`, or none when `ttlMs` is 0 (unless a higher version is stored). */
+  /**
+   * Removes the entry and keeps a tombstone of `version` for `ttlMs`, or none when `ttlMs` is 0 (unless a higher
+   * version is stored).
+   */
   readonly delete: (key: string, version: number, ttlMs: number) => Effect.Effect<void, CacheError.CacheError>
 }
 

@@ -59,7 +59,9 @@ export const makeMemory = (bus: MemoryBus): InvalidationBusShape => ({
 export const redisChannel: RedisKey.RedisKey = RedisKey.make("cache", "invalidations")
 
 // On the wire: `[kind, key, version, origin]` as JSON. The key is a hashed store key, so nothing here is a secret.
-const Wire = Schema.fromJsonString(Schema.Tuple([Schema.Literals(CacheKind.names), Schema.String, Schema.Int, Schema.String]))
+const Wire = Schema.fromJsonString(
+  Schema.Tuple([Schema.Literals(CacheKind.names), Schema.String, Schema.Int, Schema.String])
+)
 const decodeWire = Schema.decodeUnknownOption(Wire)
 
 export const encodeRedisMessage = (invalidation: Invalidation): string =>
