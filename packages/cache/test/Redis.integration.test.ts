@@ -209,7 +209,7 @@ describe("LayeredCache over Redis", () => {
       assert.strictEqual(yield* e.get(plan, "b", Effect.die("must come from Redis")), "again")
     }))
 
-  it.live("Redis down: reads from L1 or the loader within the timeout, writes dropped and counted; back: used again", () =>
+  it.live("Redis down: reads from L1 or the loader in time, writes dropped and counted; back: used again", () =>
     Effect.gen(function*() {
       const server = yield* Effect.acquireRelease(
         Effect.promise(() => RedisServer.start()),
