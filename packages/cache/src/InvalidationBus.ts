@@ -101,7 +101,10 @@ export class InvalidationBus extends Context.Service<InvalidationBus, Invalidati
   "@wedsync/cache/InvalidationBus"
 ) {
   /** A bus of one process. */
-  static readonly layerMemory: Layer.Layer<InvalidationBus> = Layer.sync(InvalidationBus, () => makeMemory(new MemoryBus()))
+  static readonly layerMemory: Layer.Layer<InvalidationBus> = Layer.sync(
+    InvalidationBus,
+    () => makeMemory(new MemoryBus())
+  )
 
   /** Redis pub/sub: the bus of every process on one Redis (and `REDIS_PREFIX`). */
   static readonly layerRedis: Layer.Layer<InvalidationBus, never, RedisClient.RedisClient> = Layer.effect(

@@ -44,7 +44,11 @@ export interface LayeredCacheShape {
    * (kind, key) must pass an equivalent loader. The loader runs in a fiber of the cache (with the first caller's
    * services), so interrupting one caller does not cancel the load for the others.
    */
-  readonly get: <A, E, R>(kind: CacheKind.CacheKind<A>, key: string, loader: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly get: <A, E, R>(
+    kind: CacheKind.CacheKind<A>,
+    key: string,
+    loader: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E, R>
   /** The fresh L1 value of `key`, or `Miss`: synchronous, no Effect, no metrics, no refresh. */
   readonly getUnsafe: <A>(kind: CacheKind.CacheKind<A>, key: string) => A | Miss
   /**
@@ -133,7 +137,12 @@ export const make = Effect.gen(function*() {
       timeout: counter(CacheMetrics.storeFailures, { event, reason: "timeout" }),
       error: counter(CacheMetrics.storeFailures, { event, reason: "error" })
     }])
-  ) as { readonly [K in (typeof CacheMetrics.storeEvents)[number]]: { readonly timeout: HotMetric.HotCounter; readonly error: HotMetric.HotCounter } }
+  ) as {
+    readonly [K in (typeof CacheMetrics.storeEvents)[number]]: {
+      readonly timeout: HotMetric.HotCounter
+      readonly error: HotMetric.HotCounter
+    }
+  }
   const entriesGauge = HotMetric.gaugeUnsafe(CacheMetrics.l1Entries, context)
   const bytesGauge = HotMetric.gaugeUnsafe(CacheMetrics.l1Bytes, context)
 
@@ -228,9 +237,18 @@ export const make = Effect.gen(function*() {
       const negative = kind.isNegative(value)
       const ttlMs = negative ? policy.negativeTtlMs : policy.ttlMs
       const freshUntil = clock.currentTimeMillisUnsafe() + ttlMs
-      const body: StoredBody = { negative, freshUntil, staleUntil: freshUntil + policy.staleMs, payload: kind.codec.encode(value) }
+      const body: StoredBody = {
+        negative,
+        freshUntil,
+        staleUntil: freshUntil + policy.staleMs,
+        payload: kind.codec.encode(value)
+      }
       l1.set(entryOf(kind, l1Key, storeKey, version, value, body))
-      const sealed = integrity.seal(storeKey, version, encodeBody(negative, body.freshUntil, body.staleUntil, body.payload))
+      const sealed = integrity.seal(
+        storeKey,
+        version,
+        encodeBody(negative, body.freshUntil, body.staleUntil, body.payload)
+      )
       return bounded("write", store.set(storeKey, { version, value: sealed }, ttlMs + policy.staleMs))
     })
 
@@ -243,7 +261,11 @@ export const make = Effect.gen(function*() {
     loaderContext: Context.Context<R>
   ): Flight => {
     const anyKind = kind as CacheKind.CacheKind<unknown>
-    const flight: Flight = { deferred: Deferred.makeUnsafe<unknown, unknown>(), version: nextVersion(), cancelled: false }
+    const flight: Flight = {
+      deferred: Deferred.makeUnsafe<unknown, unknown>(),
+      version: nextVersion(),
+      cancelled: false
+    }
     flights.set(storeKey, flight)
     const load = Effect.gen(function*() {
       const stored = yield* readStore(anyKind, l1Key, storeKey)
@@ -304,7 +326,11 @@ export const make = Effect.gen(function*() {
     )
   )
 
-  const get = <A, E, R>(kind: CacheKind.CacheKind<A>, key: string, loader: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  const get = <A, E, R>(
+    kind: CacheKind.CacheKind<A>,
+    key: string,
+    loader: Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E, R> =>
     Effect.suspend(() => {
       const l1Key = kind.name + ":" + kind.id + ":" + key
       const now = clock.currentTimeMillisUnsafe()
