@@ -106,6 +106,10 @@ export class InvalidationBus extends Context.Service<InvalidationBus, Invalidati
     () => makeMemory(new MemoryBus())
   )
 
+  /** A member of `bus`, for tests that run several caches in one process. */
+  static readonly layerMemoryShared = (bus: MemoryBus): Layer.Layer<InvalidationBus> =>
+    Layer.sync(InvalidationBus, () => makeMemory(bus))
+
   /** Redis pub/sub: the bus of every process on one Redis (and `REDIS_PREFIX`). */
   static readonly layerRedis: Layer.Layer<InvalidationBus, never, RedisClient.RedisClient> = Layer.effect(
     InvalidationBus,
@@ -113,8 +117,4 @@ export class InvalidationBus extends Context.Service<InvalidationBus, Invalidati
       return makeRedis(yield* RedisClient.RedisClient)
     })
   )
-
-  /** A member of `bus`, for tests that run several caches in one process. */
-  static readonly layerMemoryShared = (bus: MemoryBus): Layer.Layer<InvalidationBus> =>
-    Layer.sync(InvalidationBus, () => makeMemory(bus))
 }
