@@ -20,6 +20,7 @@
  * It does not refresh entries nobody reads, or retry store writes when the store comes back (the next miss does).
  */
 import { HotMetric } from "@wedsync/metrics"
+import type { RedisClient } from "@wedsync/redis"
 import { Clock, Context, Deferred, Duration, Effect, Exit, FiberSet, Layer, Metric, Option, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import { CacheConfig } from "./CacheConfig.ts"
@@ -383,11 +384,15 @@ export const make = Effect.gen(function*() {
 })
 
 export class LayeredCache extends Context.Service<LayeredCache, LayeredCacheShape>()("@wedsync/cache/LayeredCache") {
-  /** Over the given store and bus (memory now; Redis when `REDIS_URL` is set). */
+  /** Over the given store and bus (`layerRedis` when `REDIS_URL` is set, `layerMemory` otherwise). */
   static readonly layer: Layer.Layer<LayeredCache, never, CacheStore | InvalidationBus | CacheConfig> = Layer.effect(
     LayeredCache,
     make
   )
+
+  /** Over the Redis store and bus of `RedisClient`: L2 and invalidations shared by every process on that Redis. */
+  static readonly layerRedis: Layer.Layer<LayeredCache, never, RedisClient.RedisClient | CacheConfig> = LayeredCache
+    .layer.pipe(Layer.provide(Layer.merge(CacheStore.layerRedis, InvalidationBus.layerRedis)))
 
   /** L1 only, for one process: no shared store, invalidations stay in the process. */
   static readonly layerMemory: Layer.Layer<LayeredCache, never, CacheConfig> = LayeredCache.layer.pipe(
