@@ -8,7 +8,9 @@ import { AuthConfig, ChannelPolicy, TokenVerifier } from "@wedsync/auth"
 import { ConnectionConfig, ConnectionMetrics, ConnectionRegistry, Transport } from "@wedsync/connection"
 import { ChangesConfig, ChangesMetrics, PostgresChanges, Replication } from "@wedsync/changes"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
+import { CacheMetrics } from "@wedsync/cache"
 import { ProcessMetrics } from "@wedsync/metrics"
+import { RedisClient, RedisConfig, RedisMetrics } from "@wedsync/redis"
 import { Config, Context, Duration, Effect, Layer, Logger, Option, Redacted, References } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { NetAddress } from "effect/net"
@@ -114,6 +116,8 @@ export interface Options {
   readonly changes: Layer.Layer<ChangeFeed.ChangeFeed, unknown, Hub.Hub>
   readonly connection: Layer.Layer<ConnectionConfig.ConnectionConfig, unknown>
   readonly auth: Layer.Layer<AuthConfig.AuthConfig, unknown>
+  /** `REDIS_URL` set: the one Redis client of the process (the cache's shared layer); unset: none. */
+  readonly redis?: Layer.Layer<RedisClient.RedisClient, unknown> | undefined
 }
 
 export const make = (options: Options) => {
@@ -125,8 +129,16 @@ export const make = (options: Options) => {
   )
   const connections = ConnectionRegistry.ConnectionRegistry.layer.pipe(Layer.provideMerge(options.connection))
   // Every series exists from the first scrape, at 0, not only after its first event.
-  const series = Layer.effectDiscard(Effect.andThen(ConnectionMetrics.declareSeries, ChangesMetrics.declareSeries))
-  const services = Layer.mergeAll(auth, hub, connections, ProcessMetrics.layer, series)
+  const series = Layer.effectDiscard(
+    Effect.all([
+      ConnectionMetrics.declareSeries,
+      ChangesMetrics.declareSeries,
+      CacheMetrics.declareSeries,
+      RedisMetrics.declareSeries
+    ], { discard: true })
+  )
+  const redis = options.redis ?? Layer.empty
+  const services = Layer.mergeAll(auth, hub, connections, ProcessMetrics.layer, series, redis)
   const http = HttpRouter.serve(Routes.routes, { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provide(HttpServerLayer)
   )
@@ -149,6 +161,12 @@ export const changesLayer = <E>(
     ? ChangeFeed.ChangeFeed.layerNoop
     // provideMerge: /ready reads the stream's status from Replication.
     : PostgresChanges.layer(rules).pipe(Layer.provideMerge(Replication.Replication.layer), Layer.provide(changes))
+
+/** `REDIS_URL` set: the Redis client (the start fails with a clear message when Redis cannot be reached); unset: none. */
+const redisFromEnv = Effect.map(
+  Config.option(Config.String("REDIS_URL")),
+  (url) => Option.isNone(url) ? undefined : RedisClient.RedisClient.layerConfig
+)
 
 /** `DATABASE_URL` set: Postgres Changes on; unset: every binding refused with a clear message. */
 const changesFromEnv = Layer.unwrap(
@@ -188,6 +206,7 @@ export const fromEnv = Layer.unwrap(
     yield* checkEnvironment
     const logging = loggingLayer(yield* logConfig)
     return make({
+      redis: yield* redisFromEnv,
       changes: changesFromEnv,
       gateway: GatewayConfig.layerConfig,
       connection: ConnectionConfig.ConnectionConfig.layerConfig,
@@ -203,8 +222,12 @@ export const layerTest = (overrides: {
   readonly auth?: Partial<AuthConfig.AuthConfig["Service"]>
   readonly changes?: Partial<ChangesConfig.ChangesOptions> & Pick<ChangesConfig.ChangesOptions, "databaseUrl">
   readonly unscopedTables?: PostgresChanges.Options["unscopedTables"]
+  readonly redis?: Partial<RedisConfig.RedisOptions>
 } = {}) =>
   make({
+    redis: overrides.redis === undefined
+      ? undefined
+      : RedisClient.RedisClient.layer.pipe(Layer.provide(RedisConfig.RedisConfig.layer(overrides.redis))),
     changes: changesLayer(
       overrides.changes === undefined
         ? undefined

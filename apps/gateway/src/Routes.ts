@@ -2,6 +2,7 @@
 import { Replication } from "@wedsync/changes"
 import { ConnectionRegistry } from "@wedsync/connection"
 import { Exposition } from "@wedsync/metrics"
+import { RedisClient } from "@wedsync/redis"
 import { Effect, Layer, Option } from "effect"
 import { HttpMiddleware, HttpRouter, HttpServerResponse } from "effect/http"
 import * as Broadcasts from "./Broadcasts.ts"
@@ -27,6 +28,17 @@ const changesNotReady = Effect.gen(function*() {
 })
 
 /**
+ * Redis's health for the `/ready` body, with `REDIS_URL` only. It does not make the node unready: without Redis the
+ * gateway serves from its in-process cache and its own sockets, and catches up when Redis returns.
+ */
+const redisHealth = Effect.gen(function*() {
+  const redis = yield* Effect.serviceOption(RedisClient.RedisClient)
+  if (Option.isNone(redis)) return undefined
+  const health = yield* redis.value.health
+  return health.ok ? { ok: true, latencyMs: health.latencyMs } : { ok: false, error: health.error }
+})
+
+/**
  * Not ready while draining, so a load balancer stops sending new sockets here, nor while the Postgres Changes
  * stream is not delivering (starting, down, or its slot held by another process); the body says why.
  */
@@ -36,10 +48,12 @@ const ready = HttpRouter.route(
   Effect.gen(function*() {
     const registry = yield* ConnectionRegistry.ConnectionRegistry
     const reason = registry.isDraining() ? "draining" : yield* changesNotReady
+    const redis = yield* redisHealth
+    const extra = redis === undefined ? {} : { redis }
     return HttpServerResponse.jsonUnsafe(
       reason === undefined
-        ? { ready: true, connections: registry.count() }
-        : { ready: false, connections: registry.count(), reason },
+        ? { ready: true, connections: registry.count(), ...extra }
+        : { ready: false, connections: registry.count(), reason, ...extra },
       { status: reason === undefined ? 200 : 503 }
     )
   })
