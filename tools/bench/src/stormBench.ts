@@ -143,7 +143,7 @@ try {
   }
 
   const joinLatency = new LatencyHistogram({ minValue: 0.01 })
-  const sockets: Array<WebSocket | undefined> = new Array(total)
+  const sockets: Array<WebSocket | undefined> = Array.from({ length: total }, () => undefined)
   let received = 0
   let expectRows = false
   const receivedBy = new Uint8Array(total)
