@@ -8,7 +8,7 @@ import { AuthConfig, ChannelPolicy, TokenVerifier } from "@wedsync/auth"
 import { ConnectionConfig, ConnectionMetrics, ConnectionRegistry, Transport } from "@wedsync/connection"
 import { ChangesConfig, ChangesMetrics, PostgresChanges, Replication } from "@wedsync/changes"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
-import { CacheMetrics } from "@wedsync/cache"
+import { CacheConfig, CacheMetrics, LayeredCache } from "@wedsync/cache"
 import { ProcessMetrics } from "@wedsync/metrics"
 import { RedisClient, RedisConfig, RedisMetrics } from "@wedsync/redis"
 import { Config, Context, Duration, Effect, Layer, Logger, Option, Redacted, References } from "effect"
@@ -118,14 +118,21 @@ export interface Options {
   readonly auth: Layer.Layer<AuthConfig.AuthConfig, unknown>
   /** `REDIS_URL` set: the one Redis client of the process (the cache's shared layer); unset: none. */
   readonly redis?: Layer.Layer<RedisClient.RedisClient, unknown> | undefined
+  readonly cache: Layer.Layer<CacheConfig.CacheConfig, unknown>
 }
 
 export const make = (options: Options) => {
   const auth = Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(
     Layer.provideMerge(options.auth)
   )
+  // The layered cache: L1 only, or L1 over Redis (store and invalidation bus) with REDIS_URL. The change feed reads
+  // its table plans through it.
+  const cache = (options.redis === undefined
+    ? LayeredCache.LayeredCache.layerMemory
+    : LayeredCache.LayeredCache.layerRedis.pipe(Layer.provide(options.redis))).pipe(Layer.provideMerge(options.cache))
   const hub = Layer.mergeAll(Presence.Presence.layerMemory, options.changes).pipe(
-    Layer.provideMerge(Hub.Hub.layerMemory)
+    Layer.provideMerge(Hub.Hub.layerMemory),
+    Layer.provideMerge(cache)
   )
   const connections = ConnectionRegistry.ConnectionRegistry.layer.pipe(Layer.provideMerge(options.connection))
   // Every series exists from the first scrape, at 0, not only after its first event.
@@ -207,6 +214,7 @@ export const fromEnv = Layer.unwrap(
     const logging = loggingLayer(yield* logConfig)
     return make({
       redis: yield* redisFromEnv,
+      cache: CacheConfig.CacheConfig.layerConfig,
       changes: changesFromEnv,
       gateway: GatewayConfig.layerConfig,
       connection: ConnectionConfig.ConnectionConfig.layerConfig,
@@ -223,8 +231,10 @@ export const layerTest = (overrides: {
   readonly changes?: Partial<ChangesConfig.ChangesOptions> & Pick<ChangesConfig.ChangesOptions, "databaseUrl">
   readonly unscopedTables?: PostgresChanges.Options["unscopedTables"]
   readonly redis?: Partial<RedisConfig.RedisOptions>
+  readonly cache?: CacheConfig.CacheOverrides
 } = {}) =>
   make({
+    cache: CacheConfig.CacheConfig.layer(overrides.cache),
     redis: overrides.redis === undefined
       ? undefined
       : RedisClient.RedisClient.layer.pipe(Layer.provide(RedisConfig.RedisConfig.layer(overrides.redis))),

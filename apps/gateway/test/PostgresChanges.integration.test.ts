@@ -60,8 +60,10 @@ beforeAll(async () => {
   await sql(`create schema ${schema}_empty`)
   // Published with a column list that leaves the scope column out.
   await sql(`create table ${schema}.hidden_scope (id serial primary key, wedding_id text not null, title text)`)
+  // Resolved only by the plan-cache test, so its first lookup is a miss.
+  await sql(`create table ${schema}.plan_items (id serial primary key, title text)`)
   await sql(`create publication ${publication} for table ${schema}.timeline_items, ${schema}.notes,
-    ${schema}.supplier_tasks, ${schema}.guests, ${schema}.odd, ${schema}.hidden_scope (id, title)`)
+    ${schema}.supplier_tasks, ${schema}.guests, ${schema}.odd, ${schema}.hidden_scope (id, title), ${schema}.plan_items`)
   gateway = await startGateway({
     changes: { databaseUrl: Redacted.make(databaseUrl()), slotName: slot, publicationName: publication }
   })
@@ -580,6 +582,58 @@ describe("pooling", () => {
       await Promise.all(sockets.map((s) => s.close()))
     }
   }, 60_000)
+})
+
+/** Sum of the samples of a labelled series in the gateway's /metrics whose labels contain every `labels` pair. */
+const series = async (name: string, labels: ReadonlyArray<string>): Promise<number> => {
+  const text = await (await fetch(`${gateway.url}/metrics`)).text()
+  return text.split("\n")
+    .filter((l) => l.startsWith(`${name}{`) && labels.every((label) => l.includes(label)))
+    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0)
+}
+
+describe("table plans through the cache", () => {
+  it(
+    "a burst of joins on one table asks the catalog once; a DDL change of the table is seen by the next join",
+    async () => {
+      const token = await TestTokens.serviceRoleToken()
+      const url = `${gateway.wsUrl}?apikey=${token}&vsn=2.0.0`
+      const subscription = `kind="subscription"`
+      const loadsBefore = await series("wedsync_cache_misses_total", [`tier="l2"`, subscription])
+      const hitsBefore = await series("wedsync_cache_hits_total", [`tier="l1"`, subscription])
+      const sockets = await Promise.all(Array.from({ length: 200 }, () => RawClient.connect(url)))
+      const join = async (s: RawClient.RawClient, ref: string, filter?: string) => {
+        const binding = { event: "*", schema, table: "plan_items", ...(filter === undefined ? {} : { filter }) }
+        s.send([ref, ref, `realtime:plans-${ref}`, "phx_join", { config: { postgres_changes: [binding] } }])
+        await s.next(RawClient.isReplyTo(ref))
+        const frame = await s.next(RawClient.isEvent("system"), 20_000)
+        return (frame as ReadonlyArray<unknown>)[4] as System
+      }
+      try {
+        const answers = await Promise.all(sockets.map((s) => join(s, "1")))
+        expect(answers.every((a) => a.status === "ok")).toBe(true)
+        // One load of the table's plan: the 200 concurrent joins share it (single flight) ...
+        expect(await series("wedsync_cache_misses_total", [`tier="l2"`, subscription]) - loadsBefore).toBe(1)
+        // ... and a second burst (a reconnect storm) is answered from the in-process cache, with no load at all.
+        const again = await Promise.all(sockets.map((s) => join(s, "4")))
+        expect(again.every((a) => a.status === "ok")).toBe(true)
+        expect(await series("wedsync_cache_misses_total", [`tier="l2"`, subscription]) - loadsBefore).toBe(1)
+        expect(await series("wedsync_cache_hits_total", [`tier="l1"`, subscription]) - hitsBefore)
+          .toBeGreaterThanOrEqual(200)
+        // The cached plan has no `note` column: a filter on it is refused ...
+        const [probe] = sockets
+        expect(await join(probe!, "2", "note=eq.x")).toMatchObject({ status: "error" })
+        await sql(`alter table ${schema}.plan_items add column note text`)
+        // ... until the stream announces the altered table (before its first row), which drops the cached plan.
+        await sql(`insert into ${schema}.plan_items (title, note) values ('after ddl', 'x')`)
+        await sockets[1]!.next(RawClient.isEvent("postgres_changes"), 20_000)
+        expect(await join(probe!, "3", "note=eq.x")).toMatchObject({ status: "ok" })
+      } finally {
+        await Promise.all(sockets.map((s) => s.close()))
+      }
+    },
+    60_000
+  )
 })
 
 describe("gateway restart", () => {

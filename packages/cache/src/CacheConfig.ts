@@ -59,23 +59,10 @@ export const defaults: CacheOptions = {
   tombstoneMs: minute
 }
 
-export class CacheConfig extends Context.Service<CacheConfig, CacheOptions>()("@wedsync/cache/CacheConfig") {}
-
-/** `defaults` overridden by `options`; `kinds` may be given in part (per kind, per field). */
-export const layer = (
-  options: Partial<Omit<CacheOptions, "kinds">> & {
-    readonly kinds?: { readonly [K in CacheKind.Name]?: Partial<KindPolicy> } | undefined
-  } = {}
-): Layer.Layer<CacheConfig> => {
-  const { kinds, ...rest } = options
-  const merged = Object.fromEntries(
-    CacheKind.names.map((name) => [name, { ...defaults.kinds[name], ...kinds?.[name] }])
-  ) as unknown as CacheOptions["kinds"]
-  return Layer.succeed(CacheConfig, { ...defaults, ...rest, kinds: merged })
+/** `defaults` overridden in part: `kinds` may be given per kind and per field. */
+export type CacheOverrides = Partial<Omit<CacheOptions, "kinds">> & {
+  readonly kinds?: { readonly [K in CacheKind.Name]?: Partial<KindPolicy> } | undefined
 }
-
-/** The defaults. */
-export const layerDefaults: Layer.Layer<CacheConfig> = layer()
 
 const seconds = (name: string, fallback: number): Config.Config<number> =>
   Config.Int(name).pipe(Config.withDefault(fallback / 1000), Config.map((s) => s * 1000))
@@ -109,5 +96,16 @@ export const config: Config.Config<CacheOptions> = Config.all({
   )
 })
 
-/** `CacheConfig` loaded from `config` through the current `ConfigProvider`. */
-export const layerConfig: Layer.Layer<CacheConfig, Config.ConfigError> = Layer.effect(CacheConfig, config)
+export class CacheConfig extends Context.Service<CacheConfig, CacheOptions>()("@wedsync/cache/CacheConfig") {
+  /** `defaults` overridden by `options`. */
+  static readonly layer = (options: CacheOverrides = {}): Layer.Layer<CacheConfig> => {
+    const { kinds, ...rest } = options
+    const merged = Object.fromEntries(
+      CacheKind.names.map((name) => [name, { ...defaults.kinds[name], ...kinds?.[name] }])
+    ) as unknown as CacheOptions["kinds"]
+    return Layer.succeed(CacheConfig, { ...defaults, ...rest, kinds: merged })
+  }
+
+  /** `CacheConfig` loaded from `config` through the current `ConfigProvider`. */
+  static readonly layerConfig: Layer.Layer<CacheConfig, Config.ConfigError> = Layer.effect(CacheConfig, config)
+}

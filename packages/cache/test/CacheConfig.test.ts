@@ -26,7 +26,7 @@ describe("CacheConfig", () => {
       assert.strictEqual(config.storeTimeoutMs, 20)
       assert.strictEqual(Redacted.value(config.hmacKey), "k".repeat(32))
     }).pipe(
-      Effect.provide(CacheConfig.layerConfig),
+      Effect.provide(CacheConfig.CacheConfig.layerConfig),
       Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({
         env: {
           CACHE_TTL_SUBSCRIPTION: "60",
@@ -47,5 +47,5 @@ describe("CacheConfig", () => {
       assert.strictEqual(config.kinds.user.ttlMs, 1_000)
       assert.strictEqual(config.kinds.user.negativeTtlMs, CacheConfig.defaults.kinds.user.negativeTtlMs)
       assert.deepStrictEqual(config.kinds.wedding, CacheConfig.defaults.kinds.wedding)
-    }).pipe(Effect.provide(CacheConfig.layer({ kinds: { user: { ttlMs: 1_000 } } }))))
+    }).pipe(Effect.provide(CacheConfig.CacheConfig.layer({ kinds: { user: { ttlMs: 1_000 } } }))))
 })

@@ -53,7 +53,7 @@ const makeCache = (options: {
     const deps = Layer.mergeAll(
       Layer.succeed(CacheStore.CacheStore, options.store),
       InvalidationBus.InvalidationBus.layerMemoryShared(options.bus ?? new InvalidationBus.MemoryBus()),
-      CacheConfig.layer({
+      CacheConfig.CacheConfig.layer({
         hmacKey: Redacted.make(options.hmacKey ?? "test-hmac-key"),
         storeTimeoutMs: options.storeTimeoutMs ?? 50
       })
@@ -366,7 +366,7 @@ describe("LayeredCache", () => {
   it.effect("layerMemory: L1 only, and the same answers", () =>
     Effect.gen(function*() {
       const context = yield* Layer.build(
-        LayeredCache.LayeredCache.layerMemory.pipe(Layer.provide(CacheConfig.layerDefaults))
+        LayeredCache.LayeredCache.layerMemory.pipe(Layer.provide(CacheConfig.CacheConfig.layer()))
       )
       const cache = Context.get(context, LayeredCache.LayeredCache)
       const { state, load } = source("x")

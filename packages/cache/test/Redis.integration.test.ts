@@ -90,7 +90,7 @@ const node = (
     const deps = Layer.mergeAll(
       Layer.succeed(CacheStore.CacheStore, CacheStore.makeRedis(client)),
       Layer.succeed(InvalidationBus.InvalidationBus, observed),
-      CacheConfig.layer({ hmacKey, storeTimeoutMs: options.storeTimeoutMs ?? storeTimeoutMs })
+      CacheConfig.CacheConfig.layer({ hmacKey, storeTimeoutMs: options.storeTimeoutMs ?? storeTimeoutMs })
     )
     const cacheContext = yield* Layer.build(LayeredCache.LayeredCache.layer.pipe(Layer.provide(deps)))
     const cache = Context.get(cacheContext, LayeredCache.LayeredCache)
@@ -102,7 +102,9 @@ const plainNode = (prefix: string) =>
   Effect.map(
     Layer.build(
       LayeredCache.LayeredCache.layerRedis.pipe(
-        Layer.provide(Layer.merge(Layer.fresh(clientLayer(prefix)), CacheConfig.layer({ hmacKey, storeTimeoutMs })))
+        Layer.provide(
+          Layer.merge(Layer.fresh(clientLayer(prefix)), CacheConfig.CacheConfig.layer({ hmacKey, storeTimeoutMs }))
+        )
       )
     ),
     (context) => Context.get(context, LayeredCache.LayeredCache)

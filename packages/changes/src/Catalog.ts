@@ -58,8 +58,11 @@ export interface CatalogShape {
   readonly identityGaps: Effect.Effect<ReadonlyArray<IdentityGap>, ChangesError>
   /** The decoder of a relation the stream announced, built once and kept until `forget`. */
   readonly decoder: (relation: Pgoutput.MessageRelation) => Effect.Effect<Decoder, ChangesError>
-  /** Drops a relation's decoder: Postgres announces the relation again after ALTER TABLE. */
-  readonly forget: (relationOid: number) => void
+  /**
+   * Postgres announced a relation again (after ALTER TABLE): drops its decoder, and whatever was cached about it
+   * (`Replication` adds the cached plans of the table to this).
+   */
+  readonly relationChanged: (relation: Pgoutput.MessageRelation) => Effect.Effect<void>
 }
 
 const quote = (identifier: string) => `"${identifier.replaceAll('"', '""')}"`
@@ -288,7 +291,7 @@ export const make = Effect.gen(function*() {
     publishedTables,
     identityGaps,
     decoder,
-    forget: (relationOid) => void decoders.delete(relationOid >>> 0)
+    relationChanged: (relation) => Effect.sync(() => void decoders.delete(relation.relationOid >>> 0))
   } satisfies CatalogShape
 })
 

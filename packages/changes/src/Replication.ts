@@ -26,12 +26,15 @@ import {
   Exit,
   Layer,
   Metric,
+  Option,
   Queue,
   Schedule,
+  Schema,
   type Scope
 } from "effect"
+import { CacheCodec, CacheKind, LayeredCache } from "@wedsync/cache"
 import type { Column, Transaction } from "./ChangeEvent.ts"
-import { Catalog, type IdentityGap, type Relation, sqlState } from "./Catalog.ts"
+import { Catalog, type CatalogShape, type IdentityGap, type Relation, sqlState } from "./Catalog.ts"
 import { ChangesConfig } from "./ChangesConfig.ts"
 import { ChangesError } from "./ChangesError.ts"
 import * as ChangesMetrics from "./ChangesMetrics.ts"
@@ -86,9 +89,40 @@ const logEveryMs = 60_000
 const heldBy = (slot: string, detail: string) =>
   `replication slot ${slot} is held by another process (${detail}); is another gateway using the same REPLICATION_SLOT?`
 
+/**
+ * A table's published columns and key, as a binding's plan reads them: cached as subscription state, so a reconnect
+ * storm asks the catalog once per table (and per unknown table, for the negative TTL), not three queries per join.
+ */
+const Plan = Schema.NullOr(Schema.Struct({
+  columns: Schema.Array(Schema.Struct({ name: Schema.String, type: Schema.String })),
+  primaryKey: Schema.Array(Schema.String)
+}))
+export const relationPlans = CacheKind.make({ name: "subscription", id: "relation", codec: CacheCodec.schema(Plan) })
+const planKey = (schema: string, table: string) => JSON.stringify([schema, table])
+
+/**
+ * The catalog, with relation lookups through the `LayeredCache` when one is present, and each relation the stream
+ * announces again (DDL) dropped from it on every process.
+ */
+const cachedCatalog = (catalog: CatalogShape, cache: LayeredCache.LayeredCacheShape): CatalogShape => ({
+  ...catalog,
+  relation: (schema, table) =>
+    Effect.map(
+      cache.get(relationPlans, planKey(schema, table), Effect.map(catalog.relation(schema, table), (r) => r ?? null)),
+      (plan) => plan ?? undefined
+    ),
+  relationChanged: (relation) =>
+    Effect.andThen(
+      catalog.relationChanged(relation),
+      cache.invalidate(relationPlans, planKey(relation.schema, relation.name))
+    )
+})
+
 export const make = Effect.gen(function*() {
   const config = yield* ChangesConfig
-  const catalog = yield* Catalog
+  const cache = yield* Effect.serviceOption(LayeredCache.LayeredCache)
+  const rawCatalog = yield* Catalog
+  const catalog = Option.isSome(cache) ? cachedCatalog(rawCatalog, cache.value) : rawCatalog
   yield* catalog.ensurePublication
   yield* catalog.ensureSlot
   for (const gap of yield* catalog.identityGaps) {

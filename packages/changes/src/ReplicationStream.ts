@@ -183,7 +183,7 @@ export const attempt = (options: {
           break
         case "relation":
           // Sent again after ALTER TABLE: columns, types or key may have changed.
-          catalog.forget(message.relationOid)
+          yield* catalog.relationChanged(message)
           break
         case "insert": {
           const decoder = yield* catalog.decoder(message.relation)
