@@ -40,6 +40,8 @@ const config: ChangesOptions = {
   statusIntervalMs: 1_000,
   startDelayMs: 0
 }
+/** The configured tables as the catalog lists them, by name. */
+const publishedNames = ["full_items", "items", "odd", "others", "scoped_default", "scoped_key", "supplier_default"]
 const layer = (overrides: Partial<typeof config> = {}) =>
   Replication.layer.pipe(Layer.provide(ChangesConfig.layer({ ...config, ...overrides })))
 
@@ -67,6 +69,12 @@ const open = (
     }),
     (source) => source.stop
   )
+
+/** A live test that starts with a change source already streaming. */
+const itStreaming = (
+  name: string,
+  body: (source: Effect.Success<ReturnType<typeof open>>) => Effect.Effect<void, unknown, Scope.Scope>
+) => it.live(name, () => Effect.flatMap(open(), body), 30_000)
 
 /** Bounded polling for the slot's confirmed position (Postgres has no event for it). */
 const confirmedAtLeast = (lsn: string) =>
@@ -119,15 +127,7 @@ describe("Replication", () => {
         const published = yield* sql(`select tablename from pg_publication_tables where pubname = $1 order by 1`, [
           publication
         ])
-        assert.deepStrictEqual(published.rows.map((r) => r["tablename"]), [
-          "full_items",
-          "items",
-          "odd",
-          "others",
-          "scoped_default",
-          "scoped_key",
-          "supplier_default"
-        ])
+        assert.deepStrictEqual(published.rows.map((r) => r["tablename"]), publishedNames)
         const slots = yield* sql(`select plugin, temporary from pg_replication_slots where slot_name = $1`, [slot])
         assert.deepStrictEqual(slots.rows, [{ plugin: "pgoutput", temporary: false }])
         // Another configured table list does not alter the publication that is there.
@@ -156,11 +156,10 @@ describe("Replication", () => {
       assert.strictEqual(yield* replication.relation("no_such_schema", "items"), undefined)
     }), 30_000)
 
-  it.live(
+  itStreaming(
     "decodes an insert with column type names, the primary key and values typed like Supabase's jsonb",
-    () =>
+    (source) =>
       Effect.gen(function*() {
-        const source = yield* open()
         yield* sql(
           `insert into ${items} (wedding_id, guests, big, price, huge, ok, meta, tags, grid, at, day, note) values (
         '8d3c7c4e-0000-4000-8000-000000000001', 120, 9007199254740993, 1234.50, 123456789012345678901234.5, true,
@@ -216,15 +215,13 @@ describe("Replication", () => {
           note: null,
           v: null
         })
-      }),
-    30_000
+      })
   )
 
-  it.live(
+  itStreaming(
     "delivers the changes of one transaction as one Transaction, in order, with old rows per replica identity",
-    () =>
+    (source) =>
       Effect.gen(function*() {
-        const source = yield* open()
         yield* sql(`insert into ${items} (v, guests) values ('a', 1)`)
         const id = (yield* source.next).changes[0]!.record!["id"]
         yield* sql(`begin;
@@ -253,15 +250,13 @@ describe("Replication", () => {
         assert.deepStrictEqual(defaultDelete!.oldRecord, { id })
         assert.deepStrictEqual(defaultDelete!.primaryKey, ["id"])
         assert.isTrue(tx.changes.every((c) => c.commitTimestamp === tx.commitTimestamp))
-      }),
-    30_000
+      })
   )
 
-  it.live(
+  itStreaming(
     "decodes TRUNCATE as one event per table, and fills unchanged TOASTed values from the old row when it has them",
-    () =>
+    (source) =>
       Effect.gen(function*() {
-        const source = yield* open()
         // Random md5 text does not compress below the TOAST threshold, so it is stored out of line.
         const big = `(select string_agg(md5(i::text), '') from generate_series(1, 400) i)`
         yield* sql(`insert into ${items} (note, v) values (${big}, 'toast')`)
@@ -290,8 +285,7 @@ describe("Replication", () => {
           { name: "id", type: "int4" },
           { name: "v", type: "text" }
         ])
-      }),
-    30_000
+      })
   )
 
   it.live(
@@ -411,34 +405,28 @@ describe("Replication", () => {
         yield* sql(`drop index ${schema}.scoped_default_wedding_id_identity`)
         yield* sql(`alter table ${supplierDefault} replica identity default`)
         assert.strictEqual(mine(yield* replication.identityGaps).length, 3)
-        assert.deepStrictEqual(yield* replication.publishedTables(schema), [
-          "full_items",
-          "items",
-          "odd",
-          "others",
-          "scoped_default",
-          "scoped_key",
-          "supplier_default"
-        ])
+        assert.deepStrictEqual(yield* replication.publishedTables(schema), publishedNames)
         assert.deepStrictEqual(yield* replication.publishedTables("no_such_schema"), [])
       }),
     30_000
   )
 
-  it.live("keeps columns named __proto__ and constructor as own columns of the records", () =>
-    Effect.gen(function*() {
-      const source = yield* open()
-      yield* sql(`insert into ${odd} values (1, 'p', '{"a": 1}', 't')`)
-      yield* sql(`update ${odd} set "__proto__" = 'q' where id = 1`)
-      const inserted = (yield* source.next).changes[0]!.record!
-      assert.deepStrictEqual(Object.keys(inserted), ["id", "__proto__", "constructor", "toString"])
-      assert.strictEqual(inserted["__proto__"], "p")
-      assert.deepStrictEqual(inserted["constructor"], { a: 1 })
-      const updated = (yield* source.next).changes[0]!
-      assert.strictEqual(updated.record!["__proto__"], "q")
-      assert.strictEqual(updated.oldRecord!["__proto__"], "p")
-      assert.strictEqual(Object.getPrototypeOf(updated.record), null)
-    }), 30_000)
+  itStreaming(
+    "keeps columns named __proto__ and constructor as own columns of the records",
+    (source) =>
+      Effect.gen(function*() {
+        yield* sql(`insert into ${odd} values (1, 'p', '{"a": 1}', 't')`)
+        yield* sql(`update ${odd} set "__proto__" = 'q' where id = 1`)
+        const inserted = (yield* source.next).changes[0]!.record!
+        assert.deepStrictEqual(Object.keys(inserted), ["id", "__proto__", "constructor", "toString"])
+        assert.strictEqual(inserted["__proto__"], "p")
+        assert.deepStrictEqual(inserted["constructor"], { a: 1 })
+        const updated = (yield* source.next).changes[0]!
+        assert.strictEqual(updated.record!["__proto__"], "q")
+        assert.strictEqual(updated.oldRecord!["__proto__"], "p")
+        assert.strictEqual(Object.getPrototypeOf(updated.record), null)
+      })
+  )
 
   it.live(
     "reports Down with the reason while another process holds the slot, logs that once a minute, and streams once it is free",

@@ -48,11 +48,24 @@ const system = (message: string, channel: string) => ({ extension: "system", sta
 const byEvent = (frames: ReadonlyArray<Received>): Record<string, Received> =>
   Object.fromEntries(frames.map((f) => [asMessage(f).event, f]))
 
-/** Joins and checks the ok reply; returns the join ref. */
 /** Takes a slot of `registry` in the connection's scope and registers the handle in it, as the transport does. */
 const admitted = (registry: ConnectionRegistry["Service"]) => (handle: TestSocket.TestClient["handle"]) =>
   Effect.map(Effect.orDie(registry.admit("127.0.0.1", undefined)), (admission) => admission.register(handle))
 
+/** Reads the client's next frame and checks it, as the client's vsn sends it. */
+const expectNext = (client: TestSocket.TestClient, tuple: Tuple) =>
+  Effect.map(client.next(), ([frame]) => assertFrame(client.vsn, frame, tuple))
+
+/** Reads the client's next frame and checks that it is the reply to push `ref`. */
+const expectReply = (
+  client: TestSocket.TestClient,
+  joinRef: string | null,
+  ref: string,
+  topic: string,
+  response: unknown
+) => expectNext(client, [joinRef, ref, topic, "phx_reply", response])
+
+/** Joins and checks the ok reply; returns the join ref. */
 const joinOk = (client: TestSocket.TestClient, topic: string, payload: unknown = {}) =>
   Effect.gen(function*() {
     const joinRef = client.join(topic, payload)
@@ -60,6 +73,23 @@ const joinOk = (client: TestSocket.TestClient, topic: string, payload: unknown =
     assertFrame(client.vsn, reply, [joinRef, joinRef, topic, "phx_reply", ok({ postgres_changes: [] })])
     return joinRef
   })
+
+/** Joins and checks that the join is refused with `reason`. */
+const joinRefused = (client: TestSocket.TestClient, topic: string, payload: unknown, reason: string) =>
+  Effect.suspend(() => {
+    const joinRef = client.join(topic, payload)
+    return expectReply(client, joinRef, joinRef, topic, error(reason))
+  })
+
+/** Reads the system message and phx_close by which the server shuts a channel down; the socket stays. */
+const expectShutDown = (client: TestSocket.TestClient, joinRef: string, topic: string, message: string) =>
+  Effect.gen(function*() {
+    const [sys, close] = yield* client.next(2)
+    assertFrame(client.vsn, sys, [joinRef, null, topic, "system", system(message, topic.replace(/^realtime:/, ""))])
+    assertFrame(client.vsn, close, [joinRef, joinRef, topic, "phx_close", {}])
+  })
+
+const sizeExceeded = { status: "error", response: "payload_size_exceeded" }
 
 const broadcastConfig = (options: { self?: boolean; ack?: boolean; private?: boolean; presence?: object } = {}) => ({
   config: {
@@ -156,41 +186,23 @@ describe("ConnectionActor", () => {
         Effect.gen(function*() {
           const client = yield* TestSocket.connect({ vsn })
           client.push("4", "4", "realtime:", "phx_join", {})
-          assertFrame(vsn, (yield* client.next())[0], [
-            "4",
-            "4",
-            "realtime:",
-            "phx_reply",
-            error("TopicNameRequired: You must provide a topic name")
-          ])
+          yield* expectReply(client, "4", "4", "realtime:", error("TopicNameRequired: You must provide a topic name"))
         }))
 
       it.effect("a join on a topic without the realtime: prefix is an unmatched topic", () =>
         Effect.gen(function*() {
           const client = yield* TestSocket.connect({ vsn })
           client.push("4", "4", "room1", "phx_join", {})
-          assertFrame(vsn, (yield* client.next())[0], ["4", "4", "room1", "phx_reply", error("unmatched topic")])
+          yield* expectReply(client, "4", "4", "room1", error("unmatched topic"))
         }))
 
       it.effect("a push to a topic that is not joined is an unmatched topic", () =>
         Effect.gen(function*() {
           const client = yield* TestSocket.connect({ vsn })
           client.push("7", "8", "realtime:nope", "broadcast", { type: "broadcast", event: "msg", payload: {} })
-          assertFrame(vsn, (yield* client.next())[0], [
-            "7",
-            "8",
-            "realtime:nope",
-            "phx_reply",
-            error("unmatched topic")
-          ])
+          yield* expectReply(client, "7", "8", "realtime:nope", error("unmatched topic"))
           client.push(null, "10", "realtime:nope", "presence", { type: "presence", event: "track", payload: {} })
-          assertFrame(vsn, (yield* client.next())[0], [
-            null,
-            "10",
-            "realtime:nope",
-            "phx_reply",
-            error("unmatched topic")
-          ])
+          yield* expectReply(client, null, "10", "realtime:nope", error("unmatched topic"))
         }))
 
       it.effect("leave replies ok, then phx_close carries the join ref in both places", () =>
@@ -204,14 +216,14 @@ describe("ConnectionActor", () => {
           assertFrame(vsn, close, ["9", "9", ROOM, "phx_close", {}])
           // Left means gone: the next push is an unmatched topic.
           client.push("9", "23", ROOM, "broadcast", { type: "broadcast", event: "msg", payload: {} })
-          assertFrame(vsn, (yield* client.next())[0], ["9", "23", ROOM, "phx_reply", error("unmatched topic")])
+          yield* expectReply(client, "9", "23", ROOM, error("unmatched topic"))
         }))
 
       it.effect("a leave for a channel that never joined is acknowledged without phx_close", () =>
         Effect.gen(function*() {
           const client = yield* TestSocket.connect({ vsn })
           client.push(null, "3", "realtime:pre-sub", "phx_leave", {})
-          assertFrame(vsn, (yield* client.next())[0], [null, "3", "realtime:pre-sub", "phx_reply", ok()])
+          yield* expectReply(client, null, "3", "realtime:pre-sub", ok())
           assert.deepStrictEqual(yield* client.drain, [])
         }))
 
@@ -265,7 +277,7 @@ describe("ConnectionActor", () => {
         const body = { type: "broadcast", event: "msg", payload: { hello: "world", n: 1 } }
         sender.push(senderJoin, sender.nextRef(), ROOM, "broadcast", body)
         assert.deepStrictEqual(yield* sender.drain, [])
-        assertFrame("2.0.0", (yield* other.next())[0], [null, null, ROOM, "broadcast", body])
+        yield* expectNext(other, [null, null, ROOM, "broadcast", body])
       }).pipe(Effect.provide(Instant)))
 
     it.effect("self: true delivers to the sender too", () =>
@@ -291,12 +303,12 @@ describe("ConnectionActor", () => {
         yield* joinOk(other, ROOM, broadcastConfig())
         const ref = sender.nextRef()
         sender.pushBroadcast(jsonBroadcast(joinRef, ref, ROOM, { n: 1 }))
-        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, ref, ROOM, "phx_reply", ok()])
+        yield* expectReply(sender, joinRef, ref, ROOM, ok())
         assert.strictEqual((yield* other.next())[0]?._tag, "UserBroadcast")
         // The text form (v1 clients) is acknowledged the same way.
         const textRef = sender.nextRef()
         sender.push(joinRef, textRef, ROOM, "broadcast", { type: "broadcast", event: "msg", payload: {} })
-        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, textRef, ROOM, "phx_reply", ok()])
+        yield* expectReply(sender, joinRef, textRef, ROOM, ok())
       }).pipe(Effect.provide(Instant)))
 
     it.effect("a kind-3 broadcast is kind 4 for v2 subscribers and JSON for v1; binary payloads skip v1", () =>
@@ -336,7 +348,7 @@ describe("ConnectionActor", () => {
         yield* joinOk(v2, ROOM)
         const body = { type: "broadcast", event: "msg", payload: { hello: "world", n: 1 } }
         sender.push(joinRef, "10", ROOM, "broadcast", body)
-        assertFrame("2.0.0", (yield* v2.next())[0], [null, null, ROOM, "broadcast", body])
+        yield* expectNext(v2, [null, null, ROOM, "broadcast", body])
       }).pipe(Effect.provide(Instant)))
 
     it.effect("payload size: at the limit accepted; one byte over → payload_size_exceeded (ack) or silence (no ack)", () =>
@@ -353,13 +365,10 @@ describe("ConnectionActor", () => {
           payload: new Uint8Array(n)
         })
         sender.pushBroadcast(sized(100, "20"))
-        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "20", ROOM, "phx_reply", ok()])
+        yield* expectReply(sender, joinRef, "20", ROOM, ok())
         sender.pushBroadcast(sized(101, "21"))
         const refused = asMessage((yield* sender.next())[0])
-        assert.deepStrictEqual(tupleOf(refused), [joinRef, "21", ROOM, "phx_reply", {
-          status: "error",
-          response: "payload_size_exceeded"
-        }])
+        assert.deepStrictEqual(tupleOf(refused), [joinRef, "21", ROOM, "phx_reply", sizeExceeded])
         assert.include(refused.text, '"response":"payload_size_exceeded"')
         quiet.pushBroadcast(sized(101, "5", quietJoin))
         const sizes = (frames: ReadonlyArray<Received>) =>
@@ -380,12 +389,9 @@ describe("ConnectionActor", () => {
         }
         assert.strictEqual(JSON.stringify(body(100)).length, 100)
         sender.push(joinRef, "30", ROOM, "broadcast", body(100))
-        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "30", ROOM, "phx_reply", ok()])
+        yield* expectReply(sender, joinRef, "30", ROOM, ok())
         sender.push(joinRef, "31", ROOM, "broadcast", body(101))
-        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "31", ROOM, "phx_reply", {
-          status: "error",
-          response: "payload_size_exceeded"
-        }])
+        yield* expectReply(sender, joinRef, "31", ROOM, sizeExceeded)
       }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0, maxPayloadBytes: 100 }))))
 
     it.effect("the text form is measured in UTF-8 bytes: 3-byte characters count three times", () =>
@@ -396,14 +402,11 @@ describe("ConnectionActor", () => {
         const euros = (n: number) => ({ type: "broadcast", event: "msg", payload: { s: "€".repeat(n) } })
         assert.strictEqual(Buffer.byteLength(JSON.stringify(euros(15))), 98)
         sender.push(joinRef, "40", ROOM, "broadcast", euros(15))
-        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "40", ROOM, "phx_reply", ok()])
+        yield* expectReply(sender, joinRef, "40", ROOM, ok())
         // 16 characters: 69 units, under the limit by string length, but 101 bytes: refused.
         assert.isBelow(JSON.stringify(euros(16)).length, 100)
         sender.push(joinRef, "41", ROOM, "broadcast", euros(16))
-        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "41", ROOM, "phx_reply", {
-          status: "error",
-          response: "payload_size_exceeded"
-        }])
+        yield* expectReply(sender, joinRef, "41", ROOM, sizeExceeded)
       }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0, maxPayloadBytes: 100 }))))
 
     it.effect("events per second: the limit is accepted, the next push shuts the channel down", () =>
@@ -412,12 +415,10 @@ describe("ConnectionActor", () => {
         const joinRef = yield* joinOk(sender, ROOM, broadcastConfig({ ack: true }))
         for (const ref of ["1", "2", "3"]) {
           sender.pushBroadcast(jsonBroadcast(joinRef, `e${ref}`, ROOM, {}))
-          assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, `e${ref}`, ROOM, "phx_reply", ok()])
+          yield* expectReply(sender, joinRef, `e${ref}`, ROOM, ok())
         }
         sender.pushBroadcast(jsonBroadcast(joinRef, "e4", ROOM, {}))
-        const [sys, close] = yield* sender.next(2)
-        assertFrame("2.0.0", sys, [joinRef, null, ROOM, "system", system("Too many messages per second", "room1")])
-        assertFrame("2.0.0", close, [joinRef, joinRef, ROOM, "phx_close", {}])
+        yield* expectShutDown(sender, joinRef, ROOM, "Too many messages per second")
         assert.isUndefined(sender.socket.closed)
       }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0, maxEventsPerSecond: 3 }))))
 
@@ -447,7 +448,7 @@ describe("ConnectionActor", () => {
         const alice = yield* TestSocket.connect()
         const bob = yield* TestSocket.connect()
         const aliceJoin = yield* joinOk(alice, ROOM, broadcastConfig({ presence: { key: "alice", enabled: true } }))
-        assertFrame("2.0.0", (yield* alice.next())[0], [aliceJoin, null, ROOM, "presence_state", {}])
+        yield* expectNext(alice, [aliceJoin, null, ROOM, "presence_state", {}])
         alice.push(aliceJoin, "12", ROOM, "presence", { type: "presence", event: "track", payload: { name: "alice" } })
         const { phx_reply: reply, presence_diff: diff } = byEvent(yield* alice.next(2))
         assertFrame("2.0.0", reply, [aliceJoin, "12", ROOM, "phx_reply", ok()])
@@ -459,7 +460,7 @@ describe("ConnectionActor", () => {
         }])
         // A later member with presence enabled gets the current state after its join reply.
         const bobJoin = yield* joinOk(bob, ROOM, broadcastConfig({ presence: { key: "bob", enabled: true } }))
-        assertFrame("2.0.0", (yield* bob.next())[0], [bobJoin, null, ROOM, "presence_state", {
+        yield* expectNext(bob, [bobJoin, null, ROOM, "presence_state", {
           alice: { metas: [{ phx_ref: ref, name: "alice" }] }
         }])
         // The event name is case-insensitive, as on the server.
@@ -468,7 +469,7 @@ describe("ConnectionActor", () => {
         assertFrame("2.0.0", untrackReply, [aliceJoin, "13", ROOM, "phx_reply", ok()])
         const leaveDiff = { joins: {}, leaves: { alice: { metas: [{ phx_ref: ref, name: "alice" }] } } }
         assertFrame("2.0.0", leave, [null, null, ROOM, "presence_diff", leaveDiff])
-        assertFrame("2.0.0", (yield* bob.next())[0], [null, null, ROOM, "presence_diff", leaveDiff])
+        yield* expectNext(bob, [null, null, ROOM, "presence_diff", leaveDiff])
       }).pipe(Effect.provide(Instant)))
 
     it.effect("a track payload that is not an object, or an unknown presence event, is an error reply", () =>
@@ -476,18 +477,12 @@ describe("ConnectionActor", () => {
         const client = yield* TestSocket.connect()
         const joinRef = yield* joinOk(client, ROOM)
         client.push(joinRef, "1", ROOM, "presence", { type: "presence", event: "track", payload: [1] })
-        assertFrame("2.0.0", (yield* client.next())[0], [
-          joinRef,
-          "1",
-          ROOM,
-          "phx_reply",
-          error("Presence track payload must be a map")
-        ])
+        yield* expectReply(client, joinRef, "1", ROOM, error("Presence track payload must be a map"))
         client.push(joinRef, "2", ROOM, "presence", { type: "presence", event: "dance" })
-        assertFrame("2.0.0", (yield* client.next())[0], [joinRef, "2", ROOM, "phx_reply", {
+        yield* expectReply(client, joinRef, "2", ROOM, {
           status: "error",
           response: {}
-        }])
+        })
       }).pipe(Effect.provide(Instant)))
 
     it.effect("5 presence calls per window are accepted; the 6th in the window shuts the channel down", () =>
@@ -506,15 +501,7 @@ describe("ConnectionActor", () => {
         yield* TestClock.adjust("30 seconds")
         for (let n = 6; n <= 10; n++) yield* track(`b${n}`, n)
         client.push(joinRef, "b11", ROOM, "presence", { type: "presence", event: "track", payload: { n: 11 } })
-        const [sys, close] = yield* client.next(2)
-        assertFrame("2.0.0", sys, [
-          joinRef,
-          null,
-          ROOM,
-          "system",
-          system("Client presence rate limit exceeded", "room1")
-        ])
-        assertFrame("2.0.0", close, [joinRef, joinRef, ROOM, "phx_close", {}])
+        yield* expectShutDown(client, joinRef, ROOM, "Client presence rate limit exceeded")
         assert.isUndefined(client.socket.closed)
       }).pipe(Effect.provide(Instant)))
 
@@ -662,14 +649,7 @@ describe("ConnectionActor", () => {
         const client = yield* TestSocket.connect()
         const first = yield* joinOk(client, "realtime:a")
         yield* joinOk(client, "realtime:b")
-        const third = client.join("realtime:c")
-        assertFrame("2.0.0", (yield* client.next())[0], [
-          third,
-          third,
-          "realtime:c",
-          "phx_reply",
-          error("ChannelRateLimitReached: Too many channels")
-        ])
+        yield* joinRefused(client, "realtime:c", {}, "ChannelRateLimitReached: Too many channels")
         // Rejoining a joined topic does not count as another channel.
         client.join("realtime:a")
         const [close] = yield* client.next(2)
@@ -688,14 +668,7 @@ describe("ConnectionActor", () => {
         yield* TestClock.adjust("1 second")
         yield* joinOk(client, "realtime:c")
         yield* joinOk(client, "realtime:d")
-        const over = client.join("realtime:e")
-        assertFrame("2.0.0", (yield* client.next())[0], [
-          over,
-          over,
-          "realtime:e",
-          "phx_reply",
-          error("ClientJoinRateLimitReached: Too many joins per second")
-        ])
+        yield* joinRefused(client, "realtime:e", {}, "ClientJoinRateLimitReached: Too many joins per second")
         assert.deepStrictEqual(yield* client.socket.awaitClose, { code: 4029, reason: "Too many joins per second" })
       }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0, maxJoinsPerSecond: 2 }))))
 
@@ -704,30 +677,17 @@ describe("ConnectionActor", () => {
         const client = yield* TestSocket.connect()
         client.push("4", "4", "realtime:", "phx_join", {})
         client.push(null, "5", "phoenix", "heartbeat", {})
-        assertFrame("2.0.0", (yield* client.next())[0], [null, "5", "phoenix", "phx_reply", ok()])
+        yield* expectReply(client, null, "5", "phoenix", ok())
         yield* TestClock.adjust("4999 millis")
         assert.deepStrictEqual(yield* client.drain, [])
         yield* TestClock.adjust("1 millis")
-        assertFrame("2.0.0", (yield* client.next())[0], [
-          "4",
-          "4",
-          "realtime:",
-          "phx_reply",
-          error("TopicNameRequired: You must provide a topic name")
-        ])
+        yield* expectReply(client, "4", "4", "realtime:", error("TopicNameRequired: You must provide a topic name"))
       }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 5_000 }))))
 
     it.effect("a draining node refuses joins with RealtimeRestarting", () =>
       Effect.gen(function*() {
         const client = yield* TestSocket.connect({ isDraining: () => true })
-        const joinRef = client.join(ROOM)
-        assertFrame("2.0.0", (yield* client.next())[0], [
-          joinRef,
-          joinRef,
-          ROOM,
-          "phx_reply",
-          error("RealtimeRestarting: Realtime is restarting, please standby")
-        ])
+        yield* joinRefused(client, ROOM, {}, "RealtimeRestarting: Realtime is restarting, please standby")
       }).pipe(Effect.provide(Instant)))
   })
 
@@ -744,15 +704,13 @@ describe("ConnectionActor", () => {
         assert.strictEqual(client.handle.nextExpiryMs, 10_000)
         yield* TestClock.adjust("10 seconds")
         // The registry's sweep (every second) found the deadline at exp and mailed the actor.
-        const [sys, close] = yield* client.next(2)
-        assertFrame("2.0.0", sys, [joinRef, null, ROOM, "system", system("Token has expired 0 seconds ago", "room1")])
-        assertFrame("2.0.0", close, [joinRef, joinRef, ROOM, "phx_close", {}])
+        yield* expectShutDown(client, joinRef, ROOM, "Token has expired 0 seconds ago")
         assert.isUndefined(client.socket.closed)
         // The other channel rides on the socket's anon key, which expires years later.
         assert.isAbove(client.handle.nextExpiryMs, 365 * 24 * 3600 * 1000)
         client.push(otherRef, "50", "realtime:other", "broadcast", { type: "broadcast", event: "x", payload: {} })
         client.push(joinRef, "51", ROOM, "broadcast", { type: "broadcast", event: "x", payload: {} })
-        assertFrame("2.0.0", (yield* client.next())[0], [joinRef, "51", ROOM, "phx_reply", error("unmatched topic")])
+        yield* expectReply(client, joinRef, "51", ROOM, error("unmatched topic"))
       }).pipe(Effect.provide(WithRegistry)))
 
     it.effect("a Deadline before expiry changes nothing; after it, the message counts whole seconds", () =>
@@ -774,14 +732,7 @@ describe("ConnectionActor", () => {
         yield* TestClock.adjust("1 hour")
         const client = yield* TestSocket.connect()
         const token = yield* TestSocket.userToken({ nowSeconds: 0, expiresInSeconds: 60 })
-        const joinRef = client.join(ROOM, { access_token: token })
-        assertFrame("2.0.0", (yield* client.next())[0], [
-          joinRef,
-          joinRef,
-          ROOM,
-          "phx_reply",
-          error("InvalidJWTToken: Token has expired 3540 seconds ago")
-        ])
+        yield* joinRefused(client, ROOM, { access_token: token }, "InvalidJWTToken: Token has expired 3540 seconds ago")
       }).pipe(Effect.provide(Instant)))
 
     it.effect("access_token with a valid token keeps the channel and moves the expiry", () =>
@@ -798,7 +749,7 @@ describe("ConnectionActor", () => {
         client.handle.offer({ _tag: "Deadline" })
         assert.deepStrictEqual(yield* client.drain, [])
         client.push(joinRef, "61", ROOM, "broadcast", { type: "broadcast", event: "still", payload: {} })
-        assertFrame("2.0.0", (yield* client.next())[0], [null, null, ROOM, "broadcast", {
+        yield* expectNext(client, [null, null, ROOM, "broadcast", {
           type: "broadcast",
           event: "still",
           payload: {}
@@ -820,14 +771,7 @@ describe("ConnectionActor", () => {
     it.effect("a join whose access_token is only whitespace is refused with ApiKeyMissing", () =>
       Effect.gen(function*() {
         const client = yield* TestSocket.connect()
-        const joinRef = client.join(ROOM, { access_token: " " })
-        assertFrame("2.0.0", (yield* client.next())[0], [
-          joinRef,
-          joinRef,
-          ROOM,
-          "phx_reply",
-          error("ApiKeyMissing: API key is missing")
-        ])
+        yield* joinRefused(client, ROOM, { access_token: " " }, "ApiKeyMissing: API key is missing")
       }).pipe(Effect.provide(Instant)))
 
     it.effect("access_token with an invalid token closes the channel with the system message", () =>
@@ -835,15 +779,7 @@ describe("ConnectionActor", () => {
         const client = yield* TestSocket.connect()
         const joinRef = yield* joinOk(client, ROOM)
         client.push(joinRef, "70", ROOM, "access_token", { access_token: "not-a-jwt" })
-        const [sys, close] = yield* client.next(2)
-        assertFrame("2.0.0", sys, [
-          joinRef,
-          null,
-          ROOM,
-          "system",
-          system("The token provided is not a valid JWT", "room1")
-        ])
-        assertFrame("2.0.0", close, [joinRef, joinRef, ROOM, "phx_close", {}])
+        yield* expectShutDown(client, joinRef, ROOM, "The token provided is not a valid JWT")
         assert.isUndefined(client.socket.closed)
       }).pipe(Effect.provide(Instant)))
 
@@ -852,14 +788,12 @@ describe("ConnectionActor", () => {
         const topic = "realtime:wedding:42"
         const client = yield* TestSocket.connect()
         const outsider = yield* TestSocket.userToken({ weddingIds: ["7"] })
-        const refused = client.join(topic, { ...broadcastConfig({ private: true }), access_token: outsider })
-        assertFrame("2.0.0", (yield* client.next())[0], [
-          refused,
-          refused,
+        yield* joinRefused(
+          client,
           topic,
-          "phx_reply",
-          error("Unauthorized: You do not have permissions to read from this Channel topic: wedding:42")
-        ])
+          { ...broadcastConfig({ private: true }), access_token: outsider },
+          "Unauthorized: You do not have permissions to read from this Channel topic: wedding:42"
+        )
         // Without any access_token the socket's anon key is used, and it has no claim either.
         const anon = client.join(topic, broadcastConfig({ private: true }))
         assert.strictEqual(asMessage((yield* client.next())[0]).ref, anon)
@@ -867,15 +801,12 @@ describe("ConnectionActor", () => {
         const joinRef = yield* joinOk(client, topic, { ...broadcastConfig({ private: true }), access_token: member })
         // A refreshed token without the claim loses the channel.
         client.push(joinRef, "80", topic, "access_token", { access_token: outsider })
-        const [sys, close] = yield* client.next(2)
-        assertFrame("2.0.0", sys, [
+        yield* expectShutDown(
+          client,
           joinRef,
-          null,
           topic,
-          "system",
-          system("You do not have permissions to read from this Channel topic: wedding:42", "wedding:42")
-        ])
-        assertFrame("2.0.0", close, [joinRef, joinRef, topic, "phx_close", {}])
+          "You do not have permissions to read from this Channel topic: wedding:42"
+        )
       }).pipe(Effect.provide(Instant)))
   })
 
@@ -939,13 +870,10 @@ describe("ConnectionActor", () => {
         for (const r of receivers) yield* joinOk(r, ROOM)
         const max = { p: "y".repeat(3_000_000 - 8) } // {"p":"…"} is exactly 3,000,000 bytes
         sender.pushBroadcast(jsonBroadcast(joinRef, "1", ROOM, max))
-        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "1", ROOM, "phx_reply", ok()])
+        yield* expectReply(sender, joinRef, "1", ROOM, ok())
         for (const r of receivers) assert.strictEqual((yield* r.next()).length, 1)
         sender.pushBroadcast(jsonBroadcast(joinRef, "2", ROOM, { p: `${max.p}y` }))
-        assertFrame("2.0.0", (yield* sender.next())[0], [joinRef, "2", ROOM, "phx_reply", {
-          status: "error",
-          response: "payload_size_exceeded"
-        }])
+        yield* expectReply(sender, joinRef, "2", ROOM, sizeExceeded)
         for (const c of [sender, ...receivers]) assert.isUndefined(c.socket.closed)
         // A paused reader (its last frame still unsent) is still closed as slow.
         receivers[0]!.socket.bufferedBytes = 6_000_000 // two max frames unsent

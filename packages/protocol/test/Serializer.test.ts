@@ -161,6 +161,16 @@ const examples: ReadonlyArray<Example> = [
   }
 ]
 
+/** A kind-3 user broadcast push as a client sent it: 03 01 02 0e 03 00 01 | "9" | "10" | "realtime:room1" | "msg" | {"hello":"world","n":1} */
+const observed = bytes(
+  [0x03, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x01],
+  "9",
+  "10",
+  "realtime:room1",
+  "msg",
+  `{"hello":"world","n":1}`
+)
+
 const versions: ReadonlyArray<Frame.Vsn> = [Frame.V1, Frame.V2]
 const textOf = (vsn: Frame.Vsn, example: Example): string => (vsn === Frame.V1 ? example.v1 : example.v2)
 
@@ -385,16 +395,6 @@ describe("Serializer", () => {
   })
 
   describe("decodeBinary: kind 3 user broadcast push", () => {
-    // 03 01 02 0e 03 00 01 | "9" | "10" | "realtime:room1" | "msg" | {"hello":"world","n":1}
-    const observed = bytes(
-      [0x03, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x01],
-      "9",
-      "10",
-      "realtime:room1",
-      "msg",
-      `{"hello":"world","n":1}`
-    )
-
     it("decodes the observed JSON push", () => {
       const b = expectSuccess(Serializer.decodeBinary(observed))
       assert.strictEqual(b.joinRef, "9")
@@ -615,17 +615,7 @@ describe("Serializer", () => {
         encoding: "json",
         payload: enc.encode(`{"hello":"world","n":1}`)
       })
-      assert.deepStrictEqual(
-        [...out],
-        [...bytes(
-          [0x03, 0x01, 0x02, 0x0e, 0x03, 0x00, 0x01],
-          "9",
-          "10",
-          "realtime:room1",
-          "msg",
-          `{"hello":"world","n":1}`
-        )]
-      )
+      assert.deepStrictEqual([...out], [...observed])
     })
 
     it("refuses a field that does not fit a one-byte length", () => {

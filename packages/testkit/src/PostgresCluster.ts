@@ -8,9 +8,9 @@
 import { execFile } from "node:child_process"
 import { existsSync, readdirSync } from "node:fs"
 import { chown, mkdtemp, rm } from "node:fs/promises"
-import { createServer } from "node:net"
 import { tmpdir, userInfo } from "node:os"
 import { join } from "node:path"
+import { freePort } from "./internal/freePort.ts"
 
 export interface Cluster {
   /** `postgres://postgres@127.0.0.1:<port>/postgres`, trust authentication. */
@@ -47,16 +47,6 @@ export const findBinDir = (): string | undefined => {
     .sort((a, b) => Number.parseFloat(b) - Number.parseFloat(a))
   return versions[0] === undefined ? undefined : join(root, versions[0], "bin")
 }
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const probe = createServer()
-    probe.once("error", reject)
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address()
-      probe.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
-    })
-  })
 
 const uidOf = async (user: string): Promise<{ readonly uid: number; readonly gid: number }> => {
   const [uid, gid] = await Promise.all([run("id", ["-u", user]), run("id", ["-g", user])])

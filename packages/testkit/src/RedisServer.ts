@@ -7,8 +7,8 @@
  */
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
+import { freePort } from "./internal/freePort.ts"
 
 export interface Server {
   /** `redis://127.0.0.1:<port>`. */
@@ -25,16 +25,6 @@ export interface Server {
   /** Stops the server for good (resuming it first if paused). Safe to call twice. */
   readonly stop: () => Promise<void>
 }
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const probe = createServer()
-    probe.once("error", reject)
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address()
-      probe.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
-    })
-  })
 
 const launch = (port: number): Promise<ChildProcess> =>
   new Promise((resolve, reject) => {

@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
-import { killAllServers, trackServer } from "../../bench/src/serverProcess.ts"
+import { killAllServers, onOutputLines, trackServer } from "../../bench/src/serverProcess.ts"
 import { startFlags } from "../../bench/src/targets/gateway.ts"
 
 export interface Gateway {
@@ -88,23 +88,12 @@ const spawnGateway = (options: StartOptions) => {
   const lines: Array<string> = []
   let count = 0
   const listeners = new Set<(line: string) => void>()
-  for (const stream of [child.stdout, child.stderr]) {
-    let buffered = ""
-    stream.setEncoding("utf8")
-    stream.on("data", (chunk: string) => {
-      buffered += chunk
-      let nl = buffered.indexOf("\n")
-      while (nl >= 0) {
-        const line = buffered.slice(0, nl)
-        buffered = buffered.slice(nl + 1)
-        nl = buffered.indexOf("\n")
-        count++
-        lines.push(line)
-        if (lines.length > MAX_LINES) lines.shift()
-        for (const listener of listeners) listener(line)
-      }
-    })
-  }
+  onOutputLines(child, (line) => {
+    count++
+    lines.push(line)
+    if (lines.length > MAX_LINES) lines.shift()
+    for (const listener of listeners) listener(line)
+  })
   let exitStatus: string | undefined
   let exitCode: number | null = null
   const exited = new Promise<void>((resolve) =>

@@ -7,6 +7,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { createWriteStream } from "node:fs"
 import { createServer } from "node:net"
+import type { Readable } from "node:stream"
 
 export interface ServerHandle {
   readonly pid: number
@@ -123,22 +124,33 @@ export const startServer = (options: SpawnOptions): Promise<ServerHandle> => {
       child.stdout?.pipe(log)
       child.stderr?.pipe(log)
     }
-    for (const stream of [child.stdout, child.stderr]) {
-      let buffered = ""
-      stream.setEncoding("utf8")
-      stream.on("data", (chunk: string) => {
-        buffered += chunk
-        let nl = buffered.indexOf("\n")
-        while (nl >= 0) {
-          onLine(buffered.slice(0, nl))
-          buffered = buffered.slice(nl + 1)
-          nl = buffered.indexOf("\n")
-        }
-      })
-    }
+    onOutputLines(child, onLine)
     child.once("error", (error) => fail(error.message))
     child.once("exit", (code, signal) => fail(`exited early (code ${code}, signal ${signal})`))
   })
+}
+
+/**
+ * Calls `onLine` with each whole line a child writes to stdout or stderr, without its newline; a partial line waits
+ * for the rest of it.
+ */
+export const onOutputLines = (
+  child: { readonly stdout: Readable; readonly stderr: Readable },
+  onLine: (line: string) => void
+): void => {
+  for (const stream of [child.stdout, child.stderr]) {
+    let buffered = ""
+    stream.setEncoding("utf8")
+    stream.on("data", (chunk: string) => {
+      buffered += chunk
+      let nl = buffered.indexOf("\n")
+      while (nl >= 0) {
+        onLine(buffered.slice(0, nl))
+        buffered = buffered.slice(nl + 1)
+        nl = buffered.indexOf("\n")
+      }
+    })
+  }
 }
 
 /** Sends SIGUSR2 (the preloaded hook runs a full GC) twice, then waits for memory to settle. */

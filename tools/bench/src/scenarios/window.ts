@@ -81,13 +81,11 @@ const measureWindow = async (
   plan: WindowPlan
 ): Promise<{ readonly result: WindowResult; readonly nextSeq: number }> => {
   let seq = plan.firstSeq
+  // Publishes at the plan's rate from the next sequence number on; the caller advances `seq` by what it published.
+  const publish = (durationMs: number) =>
+    publishFor(ctx.publisher, { rate: plan.rate, durationMs, firstSeq: seq, payloadBytes: ctx.payloadBytes })
   if (plan.warmupMs > 0) {
-    const warm = await publishFor(ctx.publisher, {
-      rate: plan.rate,
-      durationMs: plan.warmupMs,
-      firstSeq: seq,
-      payloadBytes: ctx.payloadBytes
-    })
+    const warm = await publish(plan.warmupMs)
     seq += warm.published
   }
   const { collector } = ctx
@@ -101,12 +99,7 @@ const measureWindow = async (
   clientCpu.start()
   core?.start()
   clientCore?.start()
-  const pub = await publishFor(ctx.publisher, {
-    rate: plan.rate,
-    durationMs: plan.durationMs,
-    firstSeq: seq,
-    payloadBytes: ctx.payloadBytes
-  })
+  const pub = await publish(plan.durationMs)
   seq += pub.published
   const expected = pub.published * ctx.subscribers
 
