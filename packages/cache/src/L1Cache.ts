@@ -25,7 +25,17 @@ export interface L1Entry {
   /** Served as stale (and refreshed) until this time (ms); never served after it. */
   readonly staleUntil: number
   readonly bytes: number
+  /** When `get` last moved the entry to the most recently used end (ms); see `RECENCY_GRANULARITY_MS`. */
+  touchedAt: number
 }
+
+/**
+ * A hit moves its entry to the most recently used end at most once per this many milliseconds. Moving it is a delete
+ * and a re-insert in a `Map` of up to 100,000 entries, whose holes V8 compacts by rehashing the whole table: doing
+ * it on every hit of a hot key put a 15-20 µs p99 (and millisecond outliers) on reads that take 2 µs. Eviction order
+ * is then exact to within this granularity, which no TTL-bounded cache notices.
+ */
+export const RECENCY_GRANULARITY_MS = 1_000
 
 export type EvictionReason = "entries" | "bytes" | "expired"
 
@@ -66,8 +76,11 @@ export class L1Cache {
       return undefined
     }
     // Map iteration order is insertion order: re-inserting makes this the most recently used entry.
-    this.entries.delete(key)
-    this.entries.set(key, entry)
+    if (now - entry.touchedAt >= RECENCY_GRANULARITY_MS) {
+      entry.touchedAt = now
+      this.entries.delete(key)
+      this.entries.set(key, entry)
+    }
     return entry
   }
 

@@ -207,7 +207,9 @@ export const make = Effect.gen(function*() {
     negative: body.negative,
     freshUntil: body.freshUntil,
     staleUntil: body.staleUntil,
-    bytes: ENTRY_OVERHEAD_BYTES + 2 * (l1Key.length + storeKey.length + body.payload.length)
+    bytes: ENTRY_OVERHEAD_BYTES + 2 * (l1Key.length + storeKey.length + body.payload.length),
+    // Inserted entries are the most recently used already; the first hit may move one again, once.
+    touchedAt: Number.NEGATIVE_INFINITY
   })
 
   /** A fresh entry of the store, or `undefined`; rejected values are dropped from the store and counted. */

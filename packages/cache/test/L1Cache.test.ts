@@ -15,7 +15,8 @@ const entry = (
   negative: false,
   freshUntil: 100,
   staleUntil: options.staleUntil ?? 200,
-  bytes: options.bytes ?? 10
+  bytes: options.bytes ?? 10,
+  touchedAt: Number.NEGATIVE_INFINITY
 })
 
 const make = (maxEntries: number, maxBytes: number) => {
@@ -29,6 +30,20 @@ const make = (maxEntries: number, maxBytes: number) => {
 }
 
 describe("L1Cache", () => {
+  it("moves a hit entry to the recent end at most once per RECENCY_GRANULARITY_MS", () => {
+    const { cache, evicted } = make(2, 1000)
+    cache.set(entry("a", { staleUntil: 10_000 }))
+    cache.set(entry("b", { staleUntil: 10_000 }))
+    cache.get("a", 0) // first hit: a becomes the most recent
+    cache.get("b", 1) // first hit: b becomes the most recent
+    cache.get("a", 2) // within the granularity of a's last move: order stays b, a → a is older
+    cache.set(entry("c", { staleUntil: 10_000 }))
+    assert.deepStrictEqual(evicted, ["a:entries"])
+    cache.get("b", 1 + L1Cache.RECENCY_GRANULARITY_MS) // a full granularity later: b moves after c
+    cache.set(entry("d", { staleUntil: 10_000 }))
+    assert.deepStrictEqual(evicted, ["a:entries", "c:entries"])
+  })
+
   it("evicts the least recently used entry past the entry bound", () => {
     const { cache, evicted } = make(2, 1000)
     cache.set(entry("a"))
