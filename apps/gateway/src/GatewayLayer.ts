@@ -4,9 +4,10 @@
  * `fromEnv`, the only place the environment is read.
  */
 import { NodeHttpServer } from "@effect/platform-node"
-import { AuthConfig, ChannelPolicy, TokenVerifier } from "@wedsync/auth"
+import { AuthConfig, ChannelPolicy, Memberships, TokenVerifier } from "@wedsync/auth"
+import { CacheConfig, CacheStore, InvalidationBus, LayeredCache } from "@wedsync/cache"
 import { ConnectionConfig, ConnectionMetrics, ConnectionRegistry, Transport } from "@wedsync/connection"
-import { ChangesConfig, ChangesMetrics, PostgresChanges, Replication } from "@wedsync/changes"
+import { ChangesConfig, ChangesMetrics, MembershipTable, PostgresChanges, Replication } from "@wedsync/changes"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { ProcessMetrics } from "@wedsync/metrics"
 import { Config, Context, Duration, Effect, Layer, Logger, Option, Redacted, References } from "effect"
@@ -111,22 +112,53 @@ const WebSocketLayer = Layer.effectDiscard(
 export interface Options {
   readonly gateway: Layer.Layer<GatewayConfig, unknown>
   /** Postgres Changes: `PostgresChanges.layer` over a database, or `ChangeFeed.layerNoop`. */
-  readonly changes: Layer.Layer<ChangeFeed.ChangeFeed, unknown, Hub.Hub>
+  readonly changes: Layer.Layer<ChangeFeed.ChangeFeed, unknown, Hub.Hub | Memberships.Memberships>
+  /** The membership table (`membershipsLayer`), or `Memberships.layerNoop`. */
+  readonly memberships: Layer.Layer<
+    Memberships.Memberships,
+    unknown,
+    LayeredCache.LayeredCache | InvalidationBus.InvalidationBus
+  >
   readonly connection: Layer.Layer<ConnectionConfig.ConnectionConfig, unknown>
   readonly auth: Layer.Layer<AuthConfig.AuthConfig, unknown>
+  readonly cache: Layer.Layer<CacheConfig.CacheConfig, unknown>
 }
 
+/**
+ * The layered cache, L1 only (`LayeredCache.layerMemory`'s parts: no shared store, an in-process bus), with its bus
+ * exposed so that `Memberships` hears invalidations as another process would. The Redis store and bus replace both
+ * parts when `REDIS_URL` is wired.
+ */
+const cacheLayer = (config: Options["cache"]) =>
+  LayeredCache.LayeredCache.layer.pipe(
+    Layer.provide(CacheStore.CacheStore.layerNoop),
+    Layer.provideMerge(InvalidationBus.InvalidationBus.layerMemory),
+    Layer.provide(config)
+  )
+
+/** Closes, on this process, the channels whose membership was revoked (here or on another process). */
+const RevocationLayer = Layer.effectDiscard(
+  Effect.gen(function*() {
+    const memberships = yield* Memberships.Memberships
+    const registry = yield* ConnectionRegistry.ConnectionRegistry
+    yield* memberships.onRevoke((grant) => registry.recheck(grant.userId, ChannelPolicy.subtopicOf(grant)))
+  })
+)
+
 export const make = (options: Options) => {
+  const memberships = options.memberships.pipe(Layer.provide(cacheLayer(options.cache)))
   const auth = Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(
-    Layer.provideMerge(options.auth)
+    Layer.provideMerge(Layer.merge(options.auth, memberships))
   )
   const hub = Layer.mergeAll(Presence.Presence.layerMemory, options.changes).pipe(
-    Layer.provideMerge(Hub.Hub.layerMemory)
+    Layer.provideMerge(Hub.Hub.layerMemory),
+    Layer.provide(memberships)
   )
   const connections = ConnectionRegistry.ConnectionRegistry.layer.pipe(Layer.provideMerge(options.connection))
   // Every series exists from the first scrape, at 0, not only after its first event.
   const series = Layer.effectDiscard(Effect.andThen(ConnectionMetrics.declareSeries, ChangesMetrics.declareSeries))
-  const services = Layer.mergeAll(auth, hub, connections, ProcessMetrics.layer, series)
+  const base = Layer.mergeAll(auth, hub, connections, ProcessMetrics.layer, series)
+  const services = RevocationLayer.pipe(Layer.provideMerge(base))
   const http = HttpRouter.serve(Routes.routes, { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provide(HttpServerLayer)
   )
@@ -150,15 +182,29 @@ export const changesLayer = <E>(
     // provideMerge: /ready reads the stream's status from Replication.
     : PostgresChanges.layer(rules).pipe(Layer.provideMerge(Replication.Replication.layer), Layer.provide(changes))
 
-/** `DATABASE_URL` set: Postgres Changes on; unset: every binding refused with a clear message. */
-const changesFromEnv = Layer.unwrap(
-  Effect.gen(function*() {
-    const url = yield* Config.option(Config.Redacted("DATABASE_URL"))
-    const rules = yield* PostgresChanges.config
-    if (Option.isNone(url)) return changesLayer(undefined, rules)
-    return changesLayer(ChangesConfig.ChangesConfig.layerConfig, rules)
-  })
+/** Memberships from `table` over the database, or none (token claims alone). */
+export const membershipsLayer = <E>(
+  changes: Layer.Layer<ChangesConfig.ChangesConfig, E> | undefined,
+  table: MembershipTable.TableName | undefined
+) =>
+  changes === undefined || table === undefined
+    ? Memberships.Memberships.layerNoop
+    : Memberships.Memberships.layer.pipe(Layer.provide(MembershipTable.layer(table)), Layer.provide(changes))
+
+/** `MEMBERSHIP_TABLE` (checked by `checkEnvironment`: a table name, and only with `DATABASE_URL`). */
+const membershipTableConfig = Config.String("MEMBERSHIP_TABLE").pipe(
+  Config.option,
+  Config.map((name) => Option.isNone(name) ? undefined : MembershipTable.parse(name.value))
 )
+
+/** `DATABASE_URL` set: Postgres Changes on; unset: every binding refused with a clear message. */
+const changesFromEnv = Effect.gen(function*() {
+  const url = yield* Config.option(Config.Redacted("DATABASE_URL"))
+  const membershipTable = yield* membershipTableConfig
+  const rules = { ...(yield* PostgresChanges.config), membershipTable }
+  const config = Option.isNone(url) ? undefined : ChangesConfig.ChangesConfig.layerConfig
+  return { changes: changesLayer(config, rules), memberships: membershipsLayer(config, membershipTable) }
+})
 
 const MINIMUM_LEVEL = {
   trace: "Trace",
@@ -187,11 +233,14 @@ export const fromEnv = Layer.unwrap(
   Effect.gen(function*() {
     yield* checkEnvironment
     const logging = loggingLayer(yield* logConfig)
+    const { changes, memberships } = yield* changesFromEnv
     return make({
-      changes: changesFromEnv,
+      changes,
+      memberships,
       gateway: GatewayConfig.layerConfig,
       connection: ConnectionConfig.ConnectionConfig.layerConfig,
-      auth: AuthConfig.AuthConfig.layerConfig
+      auth: AuthConfig.AuthConfig.layerConfig,
+      cache: CacheConfig.layerConfig
     }).pipe(Layer.provide(logging))
   })
 )
@@ -203,14 +252,20 @@ export const layerTest = (overrides: {
   readonly auth?: Partial<AuthConfig.AuthConfig["Service"]>
   readonly changes?: Partial<ChangesConfig.ChangesOptions> & Pick<ChangesConfig.ChangesOptions, "databaseUrl">
   readonly unscopedTables?: PostgresChanges.Options["unscopedTables"]
-} = {}) =>
-  make({
-    changes: changesLayer(
-      overrides.changes === undefined
-        ? undefined
-        : ChangesConfig.ChangesConfig.layer({ startDelayMs: 0, ...overrides.changes }),
-      { unscopedTables: overrides.unscopedTables ?? "service_role" }
-    ),
+  /** A membership table (needs `changes`). */
+  readonly membershipTable?: MembershipTable.TableName
+  readonly cache?: Parameters<typeof CacheConfig.layer>[0]
+} = {}) => {
+  const changes = overrides.changes === undefined
+    ? undefined
+    : ChangesConfig.ChangesConfig.layer({ startDelayMs: 0, ...overrides.changes })
+  return make({
+    changes: changesLayer(changes, {
+      unscopedTables: overrides.unscopedTables ?? "service_role",
+      membershipTable: overrides.membershipTable
+    }),
+    memberships: membershipsLayer(changes, overrides.membershipTable),
+    cache: CacheConfig.layer(overrides.cache),
     gateway: GatewayConfig.layer({ port: 0, drainTimeoutMs: 2_000, ...overrides.gateway }),
     connection: ConnectionConfig.ConnectionConfig.layer({
       connectErrorDelayMs: 0,
@@ -219,3 +274,4 @@ export const layerTest = (overrides: {
     }),
     auth: AuthConfig.AuthConfig.layer(overrides.auth)
   })
+}

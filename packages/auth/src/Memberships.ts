@@ -51,8 +51,8 @@ export class MembershipSource extends Context.Service<MembershipSource, {
 export interface Service {
   /** False when no membership table is configured: every decision is "no" and nothing is queried. */
   readonly enabled: boolean
-  /** The decision when L1 holds it fresh, else `undefined`: synchronous, for the per-row path. */
-  readonly peek: (grant: Grant) => boolean | undefined
+  /** The decision of `keyOf(grant)` when L1 holds it fresh, else `undefined`: synchronous, for the per-row path. */
+  readonly peek: (key: string) => boolean | undefined
   /** The decision, through the cache (one lookup per miss across the process). */
   readonly isMember: (grant: Grant) => Effect.Effect<boolean>
   /** A row granting `grant` appeared: a cached "no" is dropped here and on every process. */
@@ -74,8 +74,11 @@ export const kind: CacheKind.CacheKind<boolean> = CacheKind.make({
 })
 
 /** The cache key of a decision; NUL cannot occur in a JWT `sub` string sent by a client or in a topic id. */
-export const keyOf = (grant: Grant): string =>
-  grant.userId + (grant.scope === "wedding" ? "\u0000w\u0000" : "\u0000s\u0000") + grant.id
+export const keyOf = (grant: Grant): string => key(grant.userId, grant.scope, grant.id)
+
+/** `keyOf` without a `Grant` object, for the per-row path. */
+export const key = (userId: string, scope: ScopeKind, id: string): string =>
+  userId + (scope === "wedding" ? "\u0000w\u0000" : "\u0000s\u0000") + id
 
 /** How long a burst of remote invalidations is gathered before the held decisions are re-checked. */
 const REMOTE_RECHECK_DELAY = Duration.millis(50)
@@ -124,8 +127,8 @@ export const make = Effect.gen(function*() {
 
   return {
     enabled: true,
-    peek: (grant) => {
-      const value = cache.getUnsafe(kind, keyOf(grant))
+    peek: (key) => {
+      const value = cache.getUnsafe(kind, key)
       return value === LayeredCache.Miss ? undefined : value
     },
     isMember,

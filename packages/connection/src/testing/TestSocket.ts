@@ -11,7 +11,7 @@
  * Waiting is event driven: a wait resumes when the socket is written or closed, and fails with the
  * frames seen so far after `timeoutMs` of real time, so a missing frame never hangs a test.
  */
-import { AuthConfig, ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
+import { AuthConfig, ChannelPolicy, Memberships, type Principal, TokenVerifier } from "@wedsync/auth"
 import { TestTokens } from "@wedsync/auth/testing"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { type Frame, Serializer, WsFrame } from "@wedsync/protocol"
@@ -166,7 +166,7 @@ export const layer = (options: Partial<ConnectionOptions> = {}) =>
     TokenVerifier.TokenVerifier.layer.pipe(
       Layer.provide(AuthConfig.AuthConfig.layer({ jwtSecret: Redacted.make(TEST_JWT_SECRET) }))
     ),
-    ChannelPolicy.ChannelPolicy.layer
+    ChannelPolicy.ChannelPolicy.layer.pipe(Layer.provide(Memberships.Memberships.layerNoop))
   )
 
 const nowSeconds = Effect.map(Clock.currentTimeMillis, (ms) => Math.floor(ms / 1000))
