@@ -156,9 +156,13 @@ const TEST_JWT_SECRET = "wedsync-connection-test-secret-of-at-least-32-chars"
 
 /**
  * Real in-memory neighbours of the actor: one `Hub` with its memory broker, `Presence`, the given
- * `ConnectionConfig`, and the real `TokenVerifier` and `ChannelPolicy` over `TEST_JWT_SECRET`.
+ * `ConnectionConfig`, and the real `TokenVerifier` and `ChannelPolicy` over `TEST_JWT_SECRET` (memberships from
+ * `memberships`, none by default).
  */
-export const layer = (options: Partial<ConnectionOptions> = {}) =>
+export const layer = (
+  options: Partial<ConnectionOptions> = {},
+  memberships: Layer.Layer<Memberships.Memberships> = Memberships.Memberships.layerNoop
+) =>
   Layer.mergeAll(
     Presence.Presence.layerMemory.pipe(Layer.provideMerge(Hub.Hub.layerMemory)),
     ChangeFeed.ChangeFeed.layerNoop,
@@ -166,7 +170,7 @@ export const layer = (options: Partial<ConnectionOptions> = {}) =>
     TokenVerifier.TokenVerifier.layer.pipe(
       Layer.provide(AuthConfig.AuthConfig.layer({ jwtSecret: Redacted.make(TEST_JWT_SECRET) }))
     ),
-    ChannelPolicy.ChannelPolicy.layer.pipe(Layer.provide(Memberships.Memberships.layerNoop))
+    ChannelPolicy.ChannelPolicy.layer.pipe(Layer.provide(memberships))
   )
 
 const nowSeconds = Effect.map(Clock.currentTimeMillis, (ms) => Math.floor(ms / 1000))
