@@ -80,6 +80,12 @@ export const keyOf = (grant: Grant): string => key(grant.userId, grant.scope, gr
 export const key = (userId: string, scope: ScopeKind, id: string): string =>
   userId + (scope === "wedding" ? "\u0000w\u0000" : "\u0000s\u0000") + id
 
+/**
+ * Most held decisions remembered; past it the oldest go first (their channels then learn of a remote revocation only
+ * when they next decide, at the latest after the TTL). A closed channel's entry leaves when a recheck finds it out of L1.
+ */
+const MAX_HELD = 100_000
+
 /** How long a burst of remote invalidations is gathered before the held decisions are re-checked. */
 const REMOTE_RECHECK_DELAY = Duration.millis(50)
 
@@ -147,7 +153,10 @@ export const make = Effect.gen(function*() {
         () => Effect.sync(() => listeners.delete(handler))
       ).pipe(Effect.asVoid),
     hold: (grant) => {
-      held.set(keyOf(grant), grant)
+      const key = keyOf(grant)
+      held.delete(key)
+      held.set(key, grant)
+      if (held.size > MAX_HELD) held.delete(held.keys().next().value!)
     }
   } satisfies Service
 })
