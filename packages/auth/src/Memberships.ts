@@ -81,8 +81,9 @@ export const key = (userId: string, scope: ScopeKind, id: string): string =>
   userId + (scope === "wedding" ? "\u0000w\u0000" : "\u0000s\u0000") + id
 
 /**
- * Most held decisions remembered; past it the oldest go first (their channels then learn of a remote revocation only
- * when they next decide, at the latest after the TTL). A closed channel's entry leaves when a recheck finds it out of L1.
+ * Most held decisions remembered; past it the oldest go first, and a revocation made on another process then stops
+ * their rows (decided per change) but does not close their channels. A closed channel's entry leaves when a recheck
+ * finds it out of L1.
  */
 const MAX_HELD = 100_000
 
