@@ -6,9 +6,10 @@
  * primary key `(user_id, wedding_id)`.
  *
  * At start it checks that the table exists with a `user_id` column and a `wedding_id` and/or `supplier_id` column
- * (a decision about a scope the table lacks is "no" without a query), and warns when its replica identity does not let
- * deletes carry `user_id` and the scope columns (`REPLICA IDENTITY FULL`, or an identity index over them): those
- * deletes cannot revoke at once. Following the table's changes is `PostgresChanges`' job (`membershipTable`).
+ * (a decision about a scope the table lacks is "no" without a query). It warns when the table is not in the
+ * publication, and when its replica identity does not let deletes carry `user_id` and the scope columns
+ * (`REPLICA IDENTITY FULL`, or an identity index over them): in both cases deletes cannot revoke at once. Following
+ * the table's changes is `PostgresChanges`' job (`membershipTable`).
  */
 import { Memberships } from "@wedsync/auth"
 import { Effect, Layer, Redacted } from "effect"
@@ -86,6 +87,27 @@ export const make = (name: TableName) =>
         `MEMBERSHIP_TABLE ${target} has REPLICA IDENTITY ${row.identity === "i" ? "USING INDEX" : "DEFAULT"}: ` +
           `unless that identity includes user_id and wedding_id/supplier_id, its deletes cannot revoke at once. ` +
           `Run: ALTER TABLE ${target} REPLICA IDENTITY FULL;`
+      )
+    }
+    // A publication the gateway creates later covers the table when it is FOR ALL TABLES or lists it.
+    const published = yield* Effect.tryPromise({
+      try: () =>
+        pool.query<{ exists: boolean; listed: boolean }>(
+          `select exists (select 1 from pg_publication where pubname = $1) as exists,
+                  exists (select 1 from pg_publication_tables
+                          where pubname = $1 and schemaname = $2 and tablename = $3) as listed`,
+          [config.publicationName, name.schema, name.table]
+        ),
+      catch: (cause): ChangesError => unavailable(`MEMBERSHIP_TABLE ${target} could not be read`, cause)
+    })
+    const publication = published.rows[0]
+    const missing = publication?.exists === true
+      ? publication.listed !== true
+      : config.tables !== "all" && !config.tables.includes(`${name.schema}.${name.table}`)
+    if (missing) {
+      yield* Effect.logWarning(
+        `MEMBERSHIP_TABLE ${target} is not in publication ${config.publicationName}: ` +
+          `inserts and deletes of memberships are not seen, so grants and revocations wait for the cache TTL`
       )
     }
     const queries = {
