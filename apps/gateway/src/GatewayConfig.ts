@@ -6,6 +6,7 @@
  * packages read and fails with one `GatewayConfigError` that lists every problem, not the first one.
  */
 import { AuthConfig } from "@wedsync/auth"
+import { MembershipTable } from "@wedsync/changes"
 import { ConnectionConfig } from "@wedsync/connection"
 import { Config, Console, Context, Effect, Layer, Runtime, Schema } from "effect"
 import * as ClientAddress from "./ClientAddress.ts"
@@ -138,6 +139,9 @@ const origins: Check = (raw) => {
     : `${bad.map((o) => JSON.stringify(o)).join(", ")}: not an origin (scheme://host[:port], no path)`
 }
 
+const tableName: Check = (raw) =>
+  MembershipTable.parse(raw) === undefined ? "must be a table name, schema.table or table (schema public)" : undefined
+
 const atLeast1 = integer(1)
 const atLeast0 = integer(0)
 
@@ -185,7 +189,8 @@ const RULES: ReadonlyArray<readonly [name: string, check: Check, secret?: "secre
   ["REPLICATION_SLOT", nonEmpty],
   ["REPLICATION_PUBLICATION", nonEmpty],
   ["REPLICATION_START_DELAY_MS", atLeast0],
-  ["UNSCOPED_TABLES", oneOf(["service_role", "authenticated", "all"])]
+  ["UNSCOPED_TABLES", oneOf(["service_role", "authenticated", "all"])],
+  ["MEMBERSHIP_TABLE", tableName]
 ]
 
 const shown = (raw: string) => JSON.stringify(raw.length > 60 ? `${raw.slice(0, 60)}…` : raw)
@@ -213,6 +218,11 @@ export const checkEnvironment: Effect.Effect<void, GatewayConfigError> = Effect.
         Buffer.byteLength(secret.value)
       }); DEV_MODE=true allows a shorter one for local development`
     )
+  }
+  const membershipTable = yield* Effect.orDie(Config.option(Config.String("MEMBERSHIP_TABLE")))
+  const databaseUrl = yield* Effect.orDie(Config.option(Config.String("DATABASE_URL")))
+  if (membershipTable._tag === "Some" && databaseUrl._tag === "None") {
+    problems.push("MEMBERSHIP_TABLE: needs DATABASE_URL (memberships are read from and followed in that database)")
   }
   // Rules between variables, once each value is valid on its own.
   if (problems.length === 0) {

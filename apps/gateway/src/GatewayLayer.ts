@@ -4,11 +4,11 @@
  * `fromEnv`, the only place the environment is read.
  */
 import { NodeHttpServer } from "@effect/platform-node"
-import { AuthConfig, ChannelPolicy, TokenVerifier } from "@wedsync/auth"
+import { AuthConfig, ChannelPolicy, Memberships, TokenVerifier } from "@wedsync/auth"
+import { CacheConfig, CacheMetrics, CacheStore, InvalidationBus, LayeredCache } from "@wedsync/cache"
 import { ConnectionConfig, ConnectionMetrics, ConnectionRegistry, Transport } from "@wedsync/connection"
-import { ChangesConfig, ChangesMetrics, PostgresChanges, Replication } from "@wedsync/changes"
+import { ChangesConfig, ChangesMetrics, MembershipTable, PostgresChanges, Replication } from "@wedsync/changes"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
-import { CacheConfig, CacheMetrics, LayeredCache } from "@wedsync/cache"
 import { ProcessMetrics } from "@wedsync/metrics"
 import { RedisClient, RedisConfig, RedisMetrics } from "@wedsync/redis"
 import { Config, Context, Duration, Effect, Layer, Logger, Option, Redacted, References } from "effect"
@@ -113,26 +113,52 @@ const WebSocketLayer = Layer.effectDiscard(
 export interface Options {
   readonly gateway: Layer.Layer<GatewayConfig, unknown>
   /** Postgres Changes: `PostgresChanges.layer` over a database, or `ChangeFeed.layerNoop`. */
-  readonly changes: Layer.Layer<ChangeFeed.ChangeFeed, unknown, Hub.Hub>
+  readonly changes: Layer.Layer<ChangeFeed.ChangeFeed, unknown, Hub.Hub | Memberships.Memberships>
+  /** The membership table (`membershipsLayer`), or `Memberships.layerNoop`. */
+  readonly memberships: Layer.Layer<
+    Memberships.Memberships,
+    unknown,
+    LayeredCache.LayeredCache | InvalidationBus.InvalidationBus
+  >
   readonly connection: Layer.Layer<ConnectionConfig.ConnectionConfig, unknown>
   readonly auth: Layer.Layer<AuthConfig.AuthConfig, unknown>
-  /** `REDIS_URL` set: the one Redis client of the process (the cache's shared layer); unset: none. */
-  readonly redis?: Layer.Layer<RedisClient.RedisClient, unknown> | undefined
   readonly cache: Layer.Layer<CacheConfig.CacheConfig, unknown>
+  /** `REDIS_URL` set: the one Redis client of the process (the cache's store and bus run on it); unset: none. */
+  readonly redis?: Layer.Layer<RedisClient.RedisClient, unknown> | undefined
 }
 
+/**
+ * The layered cache with its store and invalidation bus exposed, so that `Memberships` hears invalidations of other
+ * processes: L1 only (no shared store, an in-process bus), or with `REDIS_URL` the Redis store and bus.
+ */
+const cacheLayer = (options: Options) => {
+  const parts = options.redis === undefined
+    ? Layer.merge(CacheStore.CacheStore.layerNoop, InvalidationBus.InvalidationBus.layerMemory)
+    : Layer.merge(CacheStore.CacheStore.layerRedis, InvalidationBus.InvalidationBus.layerRedis).pipe(
+      Layer.provide(options.redis)
+    )
+  return LayeredCache.LayeredCache.layer.pipe(Layer.provideMerge(parts), Layer.provide(options.cache))
+}
+
+/** Closes, on this process, the channels whose membership was revoked (here or on another process). */
+const RevocationLayer = Layer.effectDiscard(
+  Effect.gen(function*() {
+    const memberships = yield* Memberships.Memberships
+    const registry = yield* ConnectionRegistry.ConnectionRegistry
+    yield* memberships.onRevoke((grant) => registry.recheck(grant.userId, ChannelPolicy.subtopicOf(grant)))
+  })
+)
+
 export const make = (options: Options) => {
+  // One cache for the process: memberships decide through it, and the change feed reads its table plans through it
+  // (provided beside `Memberships`, so both see the same instance).
+  const memberships = options.memberships.pipe(Layer.provideMerge(cacheLayer(options)))
   const auth = Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(
-    Layer.provideMerge(options.auth)
+    Layer.provideMerge(Layer.merge(options.auth, memberships))
   )
-  // The layered cache: L1 only, or L1 over Redis (store and invalidation bus) with REDIS_URL. The change feed reads
-  // its table plans through it.
-  const cache = (options.redis === undefined
-    ? LayeredCache.LayeredCache.layerMemory
-    : LayeredCache.LayeredCache.layerRedis.pipe(Layer.provide(options.redis))).pipe(Layer.provideMerge(options.cache))
   const hub = Layer.mergeAll(Presence.Presence.layerMemory, options.changes).pipe(
     Layer.provideMerge(Hub.Hub.layerMemory),
-    Layer.provideMerge(cache)
+    Layer.provide(memberships)
   )
   const connections = ConnectionRegistry.ConnectionRegistry.layer.pipe(Layer.provideMerge(options.connection))
   // Every series exists from the first scrape, at 0, not only after its first event.
@@ -144,8 +170,9 @@ export const make = (options: Options) => {
       RedisMetrics.declareSeries
     ], { discard: true })
   )
-  const redis = options.redis ?? Layer.empty
-  const services = Layer.mergeAll(auth, hub, connections, ProcessMetrics.layer, series, redis)
+  // The Redis client is also a service of its own, for /ready.
+  const base = Layer.mergeAll(auth, hub, connections, ProcessMetrics.layer, series, options.redis ?? Layer.empty)
+  const services = RevocationLayer.pipe(Layer.provideMerge(base))
   const http = HttpRouter.serve(Routes.routes, { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provide(HttpServerLayer)
   )
@@ -169,6 +196,21 @@ export const changesLayer = <E>(
     // provideMerge: /ready reads the stream's status from Replication.
     : PostgresChanges.layer(rules).pipe(Layer.provideMerge(Replication.Replication.layer), Layer.provide(changes))
 
+/** Memberships from `table` over the database, or none (token claims alone). */
+export const membershipsLayer = <E>(
+  changes: Layer.Layer<ChangesConfig.ChangesConfig, E> | undefined,
+  table: MembershipTable.TableName | undefined
+) =>
+  changes === undefined || table === undefined
+    ? Memberships.Memberships.layerNoop
+    : Memberships.Memberships.layer.pipe(Layer.provide(MembershipTable.layer(table)), Layer.provide(changes))
+
+/** `MEMBERSHIP_TABLE` (checked by `checkEnvironment`: a table name, and only with `DATABASE_URL`). */
+const membershipTableConfig = Config.String("MEMBERSHIP_TABLE").pipe(
+  Config.option,
+  Config.map((name) => Option.isNone(name) ? undefined : MembershipTable.parse(name.value))
+)
+
 /** `REDIS_URL` set: the Redis client (the start fails with a clear message when Redis cannot be reached); unset: none. */
 const redisFromEnv = Effect.map(
   Config.option(Config.String("REDIS_URL")),
@@ -176,14 +218,13 @@ const redisFromEnv = Effect.map(
 )
 
 /** `DATABASE_URL` set: Postgres Changes on; unset: every binding refused with a clear message. */
-const changesFromEnv = Layer.unwrap(
-  Effect.gen(function*() {
-    const url = yield* Config.option(Config.Redacted("DATABASE_URL"))
-    const rules = yield* PostgresChanges.config
-    if (Option.isNone(url)) return changesLayer(undefined, rules)
-    return changesLayer(ChangesConfig.ChangesConfig.layerConfig, rules)
-  })
-)
+const changesFromEnv = Effect.gen(function*() {
+  const url = yield* Config.option(Config.Redacted("DATABASE_URL"))
+  const membershipTable = yield* membershipTableConfig
+  const rules = { ...(yield* PostgresChanges.config), membershipTable }
+  const config = Option.isNone(url) ? undefined : ChangesConfig.ChangesConfig.layerConfig
+  return { changes: changesLayer(config, rules), memberships: membershipsLayer(config, membershipTable) }
+})
 
 const MINIMUM_LEVEL = {
   trace: "Trace",
@@ -212,13 +253,15 @@ export const fromEnv = Layer.unwrap(
   Effect.gen(function*() {
     yield* checkEnvironment
     const logging = loggingLayer(yield* logConfig)
+    const { changes, memberships } = yield* changesFromEnv
     return make({
-      redis: yield* redisFromEnv,
-      cache: CacheConfig.CacheConfig.layerConfig,
-      changes: changesFromEnv,
+      changes,
+      memberships,
       gateway: GatewayConfig.layerConfig,
       connection: ConnectionConfig.ConnectionConfig.layerConfig,
-      auth: AuthConfig.AuthConfig.layerConfig
+      auth: AuthConfig.AuthConfig.layerConfig,
+      cache: CacheConfig.CacheConfig.layerConfig,
+      redis: yield* redisFromEnv
     }).pipe(Layer.provide(logging))
   })
 )
@@ -230,20 +273,24 @@ export const layerTest = (overrides: {
   readonly auth?: Partial<AuthConfig.AuthConfig["Service"]>
   readonly changes?: Partial<ChangesConfig.ChangesOptions> & Pick<ChangesConfig.ChangesOptions, "databaseUrl">
   readonly unscopedTables?: PostgresChanges.Options["unscopedTables"]
-  readonly redis?: Partial<RedisConfig.RedisOptions>
+  /** A membership table (needs `changes`). */
+  readonly membershipTable?: MembershipTable.TableName
   readonly cache?: CacheConfig.CacheOverrides
-} = {}) =>
-  make({
+  readonly redis?: Partial<RedisConfig.RedisOptions>
+} = {}) => {
+  const changes = overrides.changes === undefined
+    ? undefined
+    : ChangesConfig.ChangesConfig.layer({ startDelayMs: 0, ...overrides.changes })
+  return make({
+    changes: changesLayer(changes, {
+      unscopedTables: overrides.unscopedTables ?? "service_role",
+      membershipTable: overrides.membershipTable
+    }),
+    memberships: membershipsLayer(changes, overrides.membershipTable),
     cache: CacheConfig.CacheConfig.layer(overrides.cache),
     redis: overrides.redis === undefined
       ? undefined
       : RedisClient.RedisClient.layer.pipe(Layer.provide(RedisConfig.RedisConfig.layer(overrides.redis))),
-    changes: changesLayer(
-      overrides.changes === undefined
-        ? undefined
-        : ChangesConfig.ChangesConfig.layer({ startDelayMs: 0, ...overrides.changes }),
-      { unscopedTables: overrides.unscopedTables ?? "service_role" }
-    ),
     gateway: GatewayConfig.layer({ port: 0, drainTimeoutMs: 2_000, ...overrides.gateway }),
     connection: ConnectionConfig.ConnectionConfig.layer({
       connectErrorDelayMs: 0,
@@ -252,3 +299,4 @@ export const layerTest = (overrides: {
     }),
     auth: AuthConfig.AuthConfig.layer(overrides.auth)
   })
+}

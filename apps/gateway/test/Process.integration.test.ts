@@ -111,6 +111,15 @@ describe("configuration at start", () => {
     await gateway.exit
   })
 
+  it("refuses a MEMBERSHIP_TABLE that is not a table name, or one without DATABASE_URL", async () => {
+    const badName = await start({ PORT: "0", MEMBERSHIP_TABLE: "public.wedding members" }).exit
+    assert.strictEqual(badName.code, 78)
+    assert.include(badName.stderr, `MEMBERSHIP_TABLE="public.wedding members": must be a table name`)
+    const noDatabase = await start({ PORT: "0", MEMBERSHIP_TABLE: "public.wedding_members" }).exit
+    assert.strictEqual(noDatabase.code, 78)
+    assert.include(noDatabase.stderr, "MEMBERSHIP_TABLE: needs DATABASE_URL")
+  })
+
   it("refuses a JWT_SECRET shorter than 32 bytes (without echoing it) unless DEV_MODE=true; 32 bytes start", async () => {
     const refused = await start({ PORT: "0", JWT_SECRET: "short-secret-123" }).exit
     assert.strictEqual(refused.code, 78)

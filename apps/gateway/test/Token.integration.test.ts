@@ -2,7 +2,7 @@
  * `npm run token` (the newcomer's way to a user JWT) run as a real command: its token passes the gateway's own
  * verifier and policy for the weddings it names, and no others.
  */
-import { AuthConfig, ChannelPolicy, TokenVerifier } from "@wedsync/auth"
+import { AuthConfig, ChannelPolicy, Memberships, TokenVerifier } from "@wedsync/auth"
 import { Effect, Layer, Redacted } from "effect"
 import { execFileSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
@@ -26,7 +26,9 @@ const decide = (token: string, subtopic: string, auth: Layer.Layer<AuthConfig.Au
     return principal
   }).pipe(
     Effect.provide(
-      Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(Layer.provide(auth))
+      Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(
+        Layer.provide([auth, Memberships.Memberships.layerNoop])
+      )
     ),
     Effect.result,
     Effect.runPromise

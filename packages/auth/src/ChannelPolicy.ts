@@ -5,10 +5,12 @@
  * Public channels are open to any verified principal, as in Supabase. Private channels admit `service_role`
  * everywhere, `wedding:<id>` to members of that wedding, `supplier:<id>` to that supplier's staff, and refuse
  * every other topic. The `<id>` is the whole rest of the subtopic, so `wedding:42:chat` is not `wedding:42`.
- * Token verification happens before, in `TokenVerifier`.
+ * Membership is the token's `app_metadata` first; when it does not grant, the membership table (`Memberships`,
+ * cached) is asked with the token's `sub`. Token verification happens before, in `TokenVerifier`.
  */
 import { Clock, Context, Effect, Layer } from "effect"
 import * as AuthError from "./AuthError.ts"
+import { type Grant, Memberships, type ScopeKind } from "./Memberships.ts"
 import * as Principal from "./Principal.ts"
 
 /** The policy's interface. */
@@ -32,7 +34,23 @@ const memberOf = (ids: ReadonlySet<string>, subtopic: string, prefix: string): b
   return id.length > 0 && ids.has(id)
 }
 
-/** The rule itself, pure: `true` when `principal` may join `subtopic`. */
+/** The wedding or supplier a `wedding:<id>` / `supplier:<id>` subtopic names, or `undefined`. */
+export const scopeOf = (subtopic: string): { readonly scope: ScopeKind; readonly id: string } | undefined => {
+  const scope = subtopic.startsWith(WEDDING_PREFIX)
+    ? "wedding"
+    : subtopic.startsWith(SUPPLIER_PREFIX)
+    ? "supplier"
+    : undefined
+  if (scope === undefined) return undefined
+  const id = subtopic.slice(scope === "wedding" ? WEDDING_PREFIX.length : SUPPLIER_PREFIX.length)
+  return id.length > 0 ? { scope, id } : undefined
+}
+
+/** The subtopic of a grant's channel (`wedding:<id>`, `supplier:<id>`). */
+export const subtopicOf = (grant: Pick<Grant, "scope" | "id">): string =>
+  (grant.scope === "wedding" ? WEDDING_PREFIX : SUPPLIER_PREFIX) + grant.id
+
+/** The claims rule, pure: `true` when `principal`'s token alone lets it join `subtopic`. */
 export const decide = (principal: Principal.Principal, subtopic: string, isPrivate: boolean): boolean => {
   if (!isPrivate) return true
   if (Principal.isServiceRole(principal)) return true
@@ -41,22 +59,31 @@ export const decide = (principal: Principal.Principal, subtopic: string, isPriva
   return false
 }
 
+export const make = Effect.gen(function*() {
+  const memberships = yield* Memberships
+  const authorizeJoin: Service["authorizeJoin"] = (principal, subtopic, isPrivate) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      // Every decision re-checks the expiry of the principal it is given: a socket's connect token may have
+      // expired since it was verified.
+      const expired = Principal.expiredSecondsAgo(principal, now)
+      if (expired !== undefined) return Effect.fail(AuthError.make(AuthError.InvalidJWTToken.expired(expired)))
+      if (decide(principal, subtopic, isPrivate)) return Effect.void
+      const unauthorized = Effect.fail(AuthError.make(new AuthError.Unauthorized({ subtopic })))
+      const scope = memberships.enabled && principal.sub !== undefined ? scopeOf(subtopic) : undefined
+      if (scope === undefined) return unauthorized
+      const grant: Grant = { userId: principal.sub!, scope: scope.scope, id: scope.id }
+      return Effect.flatMap(memberships.isMember(grant), (member) => {
+        if (!member) return unauthorized
+        // Held so that a revocation seen by another process reaches this channel (see `Memberships`).
+        memberships.hold(grant)
+        return Effect.void
+      })
+    })
+  return { authorizeJoin } satisfies Service
+})
+
 /** Decides channel access. */
 export class ChannelPolicy extends Context.Service<ChannelPolicy, Service>()("@wedsync/auth/ChannelPolicy") {
-  /**
-   * The WedSync rule (`decide`). Decisions are pure functions of the claims, so nothing is cached yet; a later
-   * issue caches them once policies read from the database.
-   */
-  static readonly layer: Layer.Layer<ChannelPolicy> = Layer.succeed(this, {
-    authorizeJoin: (principal, subtopic, isPrivate) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        // Every decision re-checks the expiry of the principal it is given: a socket's connect token may have
-        // expired since it was verified.
-        const expired = Principal.expiredSecondsAgo(principal, now)
-        if (expired !== undefined) return Effect.fail(AuthError.make(AuthError.InvalidJWTToken.expired(expired)))
-        return decide(principal, subtopic, isPrivate)
-          ? Effect.void
-          : Effect.fail(AuthError.make(new AuthError.Unauthorized({ subtopic })))
-      })
-  })
+  /** The WedSync rule: token claims (`decide`), then the membership table (`Memberships.layerNoop`: claims only). */
+  static readonly layer: Layer.Layer<ChannelPolicy, never, Memberships> = Layer.effect(this, make)
 }

@@ -1,5 +1,6 @@
 export * as AuthConfig from "./AuthConfig.ts"
 export * as AuthError from "./AuthError.ts"
 export * as ChannelPolicy from "./ChannelPolicy.ts"
+export * as Memberships from "./Memberships.ts"
 export * as Principal from "./Principal.ts"
 export * as TokenVerifier from "./TokenVerifier.ts"

@@ -1,7 +1,7 @@
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
-import { ChannelPolicy, Principal } from "../src/index.ts"
+import { ChannelPolicy, Memberships, Principal } from "../src/index.ts"
 
 const guest = Principal.make({
   claims: { role: "authenticated", sub: "guest", app_metadata: { wedding_ids: ["w1", 7] } },
@@ -44,26 +44,29 @@ describe("ChannelPolicy.decide", () => {
   }
 })
 
-layer(ChannelPolicy.ChannelPolicy.layer)("ChannelPolicy.layer", (it) => {
-  it.effect("admits what decide admits", () =>
-    Effect.gen(function*() {
-      const policy = yield* ChannelPolicy.ChannelPolicy
-      yield* policy.authorizeJoin(guest, "wedding:w1", true)
-      yield* policy.authorizeJoin(anon, "lobby", false)
-      yield* policy.authorizeJoin(service, "wedding:any", true)
-    }))
+layer(ChannelPolicy.ChannelPolicy.layer.pipe(Layer.provide(Memberships.Memberships.layerNoop)))(
+  "ChannelPolicy.layer",
+  (it) => {
+    it.effect("admits what decide admits", () =>
+      Effect.gen(function*() {
+        const policy = yield* ChannelPolicy.ChannelPolicy
+        yield* policy.authorizeJoin(guest, "wedding:w1", true)
+        yield* policy.authorizeJoin(anon, "lobby", false)
+        yield* policy.authorizeJoin(service, "wedding:any", true)
+      }))
 
-  it.effect("refuses with Supabase's Unauthorized reason naming the subtopic", () =>
-    Effect.gen(function*() {
-      const policy = yield* ChannelPolicy.ChannelPolicy
-      const error = yield* Effect.flip(policy.authorizeJoin(guest, "wedding:w2", true))
-      assert.strictEqual(error.code, "Unauthorized")
-      assert.strictEqual(
-        `${error.code}: ${error.message}`,
-        "Unauthorized: You do not have permissions to read from this Channel topic: wedding:w2"
-      )
-    }))
-})
+    it.effect("refuses with Supabase's Unauthorized reason naming the subtopic", () =>
+      Effect.gen(function*() {
+        const policy = yield* ChannelPolicy.ChannelPolicy
+        const error = yield* Effect.flip(policy.authorizeJoin(guest, "wedding:w2", true))
+        assert.strictEqual(error.code, "Unauthorized")
+        assert.strictEqual(
+          `${error.code}: ${error.message}`,
+          "Unauthorized: You do not have permissions to read from this Channel topic: wedding:w2"
+        )
+      }))
+  }
+)
 
 describe("ChannelPolicy expiry (TestClock)", () => {
   const expiring = Principal.make({
@@ -72,7 +75,7 @@ describe("ChannelPolicy expiry (TestClock)", () => {
   })
   const authorize = (principal: Principal.Principal, subtopic: string, isPrivate: boolean) =>
     ChannelPolicy.ChannelPolicy.use((policy) => policy.authorizeJoin(principal, subtopic, isPrivate)).pipe(
-      Effect.provide(ChannelPolicy.ChannelPolicy.layer)
+      Effect.provide(ChannelPolicy.ChannelPolicy.layer.pipe(Layer.provide(Memberships.Memberships.layerNoop)))
     )
 
   it.effect("authorizes a principal before its exp and refuses it, public or private, from exp on", () =>

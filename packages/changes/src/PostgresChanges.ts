@@ -9,6 +9,7 @@
  *
  * This is the `ChangeFeed` implementation of a gateway with `DATABASE_URL`.
  */
+import { Memberships } from "@wedsync/auth"
 import { ChangeFeed, type Sink } from "@wedsync/hub"
 import { Serializer, WsFrame } from "@wedsync/protocol"
 import { Clock, Config, Effect, Layer, Metric, Result } from "effect"
@@ -18,7 +19,7 @@ import * as ChangePayload from "./ChangePayload.ts"
 import type { ChangesError } from "./ChangesError.ts"
 import * as ChangesMetrics from "./ChangesMetrics.ts"
 import { Replication } from "./Replication.ts"
-import { RowPolicy, type RowScope, sameScope, scopeOf, type UnscopedRule } from "./RowPolicy.ts"
+import { idOf, RowPolicy, type RowScope, sameScope, scopeOf, type UnscopedRule } from "./RowPolicy.ts"
 
 interface Member {
   readonly subscriber: ChangeFeed.ChangeSubscriber
@@ -118,7 +119,27 @@ const namesOf = (columns: ReadonlyArray<Column>): ReadonlySet<string> => {
 export interface Options {
   /** Who sees rows of tables without `wedding_id`/`supplier_id` (besides `service_role`). */
   readonly unscopedTables: UnscopedRule
+  /**
+   * The membership table (`MEMBERSHIP_TABLE`), followed in the stream: its inserts grant, its deletes and moves
+   * revoke (`Memberships`). Must be in the publication, with `REPLICA IDENTITY FULL` for deletes to be seen.
+   */
+  readonly membershipTable?: { readonly schema: string; readonly table: string } | undefined
 }
+
+/** The grants a membership row carries: (user, wedding) and/or (user, supplier); none without a `user_id`. */
+export const grantsOf = (row: Readonly<Record<string, unknown>> | undefined): ReadonlyArray<Memberships.Grant> => {
+  const userId = idOf(row?.["user_id"])
+  if (userId === undefined) return []
+  const grants: Array<Memberships.Grant> = []
+  const wedding = idOf(row?.["wedding_id"])
+  if (wedding !== undefined) grants.push({ userId, scope: "wedding", id: wedding })
+  const supplier = idOf(row?.["supplier_id"])
+  if (supplier !== undefined) grants.push({ userId, scope: "supplier", id: supplier })
+  return grants
+}
+
+const sameGrant = (a: Memberships.Grant, b: Memberships.Grant) =>
+  a.userId === b.userId && a.scope === b.scope && a.id === b.id
 
 /** `UNSCOPED_TABLES`: `service_role` (default), `authenticated` or `all`. */
 export const config: Config.Config<Options> = Config.all({
@@ -130,7 +151,9 @@ export const config: Config.Config<Options> = Config.all({
 export const make = (options: Options) =>
   Effect.gen(function*() {
     const replication = yield* Replication
-    const policy = new RowPolicy(options.unscopedTables)
+    const memberships = yield* Memberships.Memberships
+    const policy = new RowPolicy(options.unscopedTables, memberships)
+    const membershipTable = memberships.enabled ? options.membershipTable : undefined
     // Keyed `schema\u0000table` (a dot could be part of either name) and by schema.
     const tables = new Map<string, Watched>()
     const schemas = new Map<string, Watched>()
@@ -453,10 +476,81 @@ export const make = (options: Options) =>
       return { delivered: send(targets), withheld }
     }
 
+    /**
+     * What a change of the membership table grants and revokes. An update revokes the grants of its old image that
+     * its new image does not carry (a row moved to another wedding, or to another user).
+     */
+    let identityWarned = false
+    const followMembership = (change: ChangeEvent) =>
+      Effect.gen(function*() {
+        const after = change.action === "DELETE" ? [] : grantsOf(change.record)
+        const before = change.action === "INSERT" ? [] : grantsOf(change.oldRecord)
+        if ((change.action === "DELETE" && before.length === 0) || change.action === "TRUNCATE") {
+          if (!identityWarned) {
+            identityWarned = true
+            yield* Effect.logWarning(
+              `a ${change.action} on the membership table ${change.schema}.${change.table} carries no user_id: ` +
+                `its revocations wait for the cache TTL. Set REPLICA IDENTITY FULL on it.`
+            )
+          }
+        }
+        for (const grant of before) {
+          if (!after.some((kept) => sameGrant(kept, grant))) yield* memberships.revoked(grant)
+        }
+        for (const grant of after) {
+          if (!before.some((had) => sameGrant(had, grant))) yield* memberships.granted(grant)
+        }
+      })
+
+    /** Runs the decisions `deliver` will make for `change`, so that `policy.missing` holds those L1 cannot answer. */
+    const probe = (change: ChangeEvent, watched: ReadonlyArray<Watched>) => {
+      const names = namesOf(change.columns)
+      if (change.scopeHidden === true) return
+      const scope = scopeOf(names, change.record ?? change.oldRecord)
+      const before = change.action === "UPDATE" && change.oldRecord !== undefined
+        ? scopeOf(names, change.oldRecord)
+        : scope
+      const moved = !sameScope(before, scope)
+      if (!moved && scope._tag !== "Wedding" && scope._tag !== "Supplier") return
+      const row = change.action === "DELETE" ? change.oldRecord : change.record
+      for (const { entries } of watched) {
+        for (const entry of entries.values()) {
+          const matches = moved
+            ? (takes(entry, "UPDATE") &&
+              (entry.filter === undefined || ChangeFilter.matches(entry.filter, change.record))) ||
+              (takes(entry, "DELETE") &&
+                (entry.filter === undefined || ChangeFilter.matches(entry.filter, change.oldRecord)))
+            : takes(entry, change.action) && (entry.filter === undefined || ChangeFilter.matches(entry.filter, row))
+          if (!matches) continue
+          for (const member of entry.members.values()) {
+            policy.decide(member.subscriber.access, scope)
+            if (moved) policy.decide(member.subscriber.access, before)
+          }
+        }
+      }
+    }
+
+    /** Loads the membership decisions `probe` found missing (one query per decision, shared through the cache). */
+    const resolveMissing = Effect.suspend(() =>
+      Effect.forEach(
+        [...policy.missing],
+        ([key, grant]) => Effect.map(memberships.isMember(grant), (member) => policy.resolve(key, member)),
+        { concurrency: 16, discard: true }
+      )
+    )
+
     const consume = (transaction: Transaction) =>
-      Effect.flatMap(Clock.currentTimeMillis, (nowMs) => {
+      Effect.gen(function*() {
         // One clock reading per transaction: a subscriber whose token expired gets no row of it.
-        policy.setNow(nowMs)
+        policy.setNow(yield* Clock.currentTimeMillis)
+        if (membershipTable !== undefined) {
+          // Revocations first: no row of this transaction reaches a member it removed.
+          for (const change of transaction.changes) {
+            if (change.schema === membershipTable.schema && change.table === membershipTable.table) {
+              yield* followMembership(change)
+            }
+          }
+        }
         let withheld = 0
         for (const change of transaction.changes) {
           if (change.action === "TRUNCATE") continue
@@ -464,9 +558,13 @@ export const make = (options: Options) =>
           const schema = schemas.get(change.schema)
           if (table === undefined && schema === undefined) continue
           const watched = table === undefined ? [schema!] : schema === undefined ? [table] : [table, schema]
+          if (policy.usesMemberships) {
+            probe(change, watched)
+            if (policy.missing.size > 0) yield* resolveMissing
+          }
           if (deliver(change, watched).withheld) withheld++
         }
-        return withheld === 0 ? Effect.void : Metric.update(ChangesMetrics.deletesWithheld, withheld)
+        if (withheld > 0) yield* Metric.update(ChangesMetrics.deletesWithheld, withheld)
       })
 
     yield* Effect.forkScoped(replication.run(consume))
@@ -480,5 +578,5 @@ interface Delivery {
   readonly withheld: boolean
 }
 
-/** The change feed of a gateway with a database: `ChangeFeed` over `Replication`. */
+/** The change feed of a gateway with a database: `ChangeFeed` over `Replication` and `Memberships`. */
 export const layer = (options: Options) => Layer.effect(ChangeFeed.ChangeFeed, make(options))

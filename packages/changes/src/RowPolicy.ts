@@ -12,7 +12,13 @@
  * The new and the old image of an UPDATE are authorized separately (`sameScope`): when a row moves
  * from wedding B to wedding A, no column of B's image reaches a subscriber of A only, and B's
  * subscribers learn that the row left (see PostgresChanges).
+ *
+ * With a membership table (`Memberships`), a restricted subscriber whose token does not list the row's wedding
+ * (supplier) may still see it when the table grants it to the token's `sub`. That decision is read synchronously from
+ * the cache's L1; one L1 does not hold is answered "denied" and recorded in `missing`, which the caller loads and
+ * decides again before it delivers (so a row is never sent or withheld on a guess).
  */
+import { Memberships } from "@wedsync/auth"
 import type { ChangeFeed } from "@wedsync/hub"
 
 export type UnscopedRule = "service_role" | "authenticated" | "all"
@@ -32,7 +38,8 @@ const SUPPLIER = "supplier_id"
 const UNSCOPED: RowScope = { _tag: "Unscoped" }
 const UNKNOWN: RowScope = { _tag: "Unknown" }
 
-const idOf = (value: unknown): string | undefined =>
+/** A scope id as text: strings as they are, integers in decimal. */
+export const idOf = (value: unknown): string | undefined =>
   typeof value === "string" ? value : typeof value === "number" || typeof value === "bigint" ? String(value) : undefined
 
 /** The scope of a row of a table with these column names. */
@@ -63,9 +70,24 @@ const SERVICE_ROLE = "service_role"
 export class RowPolicy {
   private readonly unscoped: UnscopedRule
   private readonly cache = new WeakMap<ChangeFeed.Access, Map<string, boolean>>()
+  private readonly memberships: Memberships.Service | undefined
+  /** Membership decisions loaded during this transaction (L1 may hold them only as stale). */
+  private readonly resolved = new Map<string, boolean>()
+  /**
+   * Membership decisions a `decide` needed and could not make without a query (answered "denied"), by cache key.
+   * The caller loads them (`resolve`) and decides again before delivering.
+   */
+  readonly missing = new Map<string, Memberships.Grant>()
 
-  constructor(unscoped: UnscopedRule) {
+  /** With `memberships` enabled, a token that does not list a wedding (supplier) may still see it through the table. */
+  constructor(unscoped: UnscopedRule, memberships?: Memberships.Service) {
     this.unscoped = unscoped
+    this.memberships = memberships?.enabled === true ? memberships : undefined
+  }
+
+  /** Whether decisions may need a membership query (`missing`). */
+  get usesMemberships(): boolean {
+    return this.memberships !== undefined
   }
 
   /** The time decisions are made at (epoch seconds); set once per transaction. */
@@ -73,6 +95,13 @@ export class RowPolicy {
 
   setNow(nowMs: number): void {
     this.nowSeconds = nowMs / 1000
+    this.resolved.clear()
+  }
+
+  /** Keeps a loaded membership decision for the rest of the transaction. */
+  resolve(key: string, member: boolean): void {
+    this.resolved.set(key, member)
+    this.missing.delete(key)
   }
 
   decide(access: ChangeFeed.Access, scope: RowScope): Decision {
@@ -96,8 +125,21 @@ export class RowPolicy {
           allowed = scope._tag === "Wedding" ? access.weddingIds.has(scope.id) : access.supplierIds.has(scope.id)
           decisions.set(key, allowed)
         }
-        return allowed ? "restricted" : "denied"
+        if (allowed) return "restricted"
+        // Table memberships change, so they are not kept per access: L1 holds them, shared by every access of a user.
+        if (this.memberships === undefined || access.sub === undefined) return "denied"
+        return this.member(access.sub, scope._tag === "Wedding" ? "wedding" : "supplier", scope.id)
       }
     }
+  }
+
+  private member(userId: string, scope: Memberships.ScopeKind, id: string): Decision {
+    const key = Memberships.key(userId, scope, id)
+    const member = this.memberships!.peek(key) ?? this.resolved.get(key)
+    if (member === undefined) {
+      this.missing.set(key, { userId, scope, id })
+      return "denied"
+    }
+    return member ? "restricted" : "denied"
   }
 }

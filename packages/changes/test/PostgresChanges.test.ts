@@ -4,6 +4,8 @@
  * in apps/gateway's PostgresChanges.integration.test.ts.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { Memberships } from "@wedsync/auth"
+import { CacheConfig, CacheStore, InvalidationBus, LayeredCache } from "@wedsync/cache"
 import { ChangeFeed } from "@wedsync/hub"
 import { TestSink } from "@wedsync/hub/testing"
 import { Effect, Layer, Metric } from "effect"
@@ -34,7 +36,8 @@ const feedLayer = (unscopedTables: PostgresChanges.Options["unscopedTables"] = "
   PostgresChanges.layer({ unscopedTables }).pipe(
     Layer.provideMerge(
       Replication.layerMemory({ publication: "wedsync", tables: [timeline, supplierTasks, notes, other] })
-    )
+    ),
+    Layer.provide(Memberships.Memberships.layerNoop)
   )
 
 const serviceRole: ChangeFeed.Access = { role: "service_role", weddingIds: new Set(), supplierIds: new Set() }
@@ -404,4 +407,105 @@ describe("PostgresChanges rows that move between weddings", () => {
       yield* commit(change(timeline, "UPDATE", { ...newRow, id: 6 }, oldRow))
       assert.deepStrictEqual(received(a.sink).map((r) => r.old), [{}])
     }).pipe(Effect.provide(feedLayer())))
+})
+
+describe("PostgresChanges with a membership table", () => {
+  const members: MemoryTable = {
+    schema: "public",
+    table: "wedding_members",
+    columns: columns("id", "user_id", "wedding_id", "supplier_id"),
+    primaryKey: ["id"]
+  }
+  /** The table as the source of truth sees it (rows `user|wedding`), and the lookups it answered. */
+  const makeLayer = (rows: ReadonlyArray<string>) => {
+    const table = { rows: new Set(rows), lookups: 0 }
+    const source = Layer.succeed(Memberships.MembershipSource, {
+      lookup: (grant) =>
+        Effect.sync(() => {
+          table.lookups++
+          return grant.scope === "wedding" && table.rows.has(`${grant.userId}|${grant.id}`)
+        })
+    })
+    const bus = InvalidationBus.InvalidationBus.layerMemory
+    const cache = LayeredCache.LayeredCache.layer.pipe(
+      Layer.provide([CacheStore.CacheStore.layerNoop, CacheConfig.CacheConfig.layer()]),
+      Layer.provideMerge(bus)
+    )
+    const memberships = Memberships.Memberships.layer.pipe(Layer.provide([source, cache]))
+    const layer = PostgresChanges.layer({
+      unscopedTables: "service_role",
+      membershipTable: { schema: "public", table: "wedding_members" }
+    }).pipe(
+      Layer.provideMerge(
+        Replication.layerMemory({ publication: "wedsync", tables: [timeline, members] })
+      ),
+      Layer.provideMerge(memberships)
+    )
+    return { table, layer }
+  }
+  const user = (sub: string): ChangeFeed.Access => ({ ...member([]), sub })
+  const item = (id: number, wedding: string) =>
+    change(timeline, "INSERT", { id, wedding_id: wedding, title: "t", position: id })
+  const titles = (sink: TestSink.TestSink) => received(sink).map((r) => r.record?.["id"])
+
+  it.effect("a table member receives the wedding's rows, decided once per (user, wedding), not per row", () => {
+    const { table, layer } = makeLayer(["alice|w-1"])
+    return Effect.gen(function*() {
+      const alice = yield* watch(user("alice"), [{}])
+      const bob = yield* watch(user("bob"), [{}])
+      yield* commit(item(1, "w-1"), item(2, "w-1"), item(3, "w-2"))
+      yield* commit(item(4, "w-1"))
+      assert.deepStrictEqual(titles(alice.sink), [1, 2, 4])
+      assert.deepStrictEqual(titles(bob.sink), [])
+      // (alice, w-1), (alice, w-2), (bob, w-1), (bob, w-2): one lookup each, for four rows.
+      assert.strictEqual(table.lookups, 4)
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("a membership row deleted in the stream stops the rows at once, the same transaction included", () => {
+    const { table, layer } = makeLayer(["alice|w-1", "bob|w-1"])
+    return Effect.gen(function*() {
+      const alice = yield* watch(user("alice"), [{}])
+      const bob = yield* watch(user("bob"), [{}])
+      const revoked = yield* Effect.flatMap(Memberships.Memberships, (m) =>
+        Effect.gen(function*() {
+          const told: Array<Memberships.Grant> = []
+          yield* m.onRevoke((grant) => told.push(grant))
+          return told
+        }))
+      yield* commit(item(1, "w-1"))
+      table.rows.delete("alice|w-1")
+      yield* commit(
+        item(2, "w-1"),
+        change(members, "DELETE", undefined, { id: 7, user_id: "alice", wedding_id: "w-1", supplier_id: null })
+      )
+      yield* commit(item(3, "w-1"))
+      assert.deepStrictEqual(titles(alice.sink), [1])
+      assert.deepStrictEqual(titles(bob.sink), [1, 2, 3])
+      assert.deepStrictEqual(revoked, [{ userId: "alice", scope: "wedding", id: "w-1" }])
+    }).pipe(Effect.scoped, Effect.provide(layer))
+  })
+
+  it.effect("an inserted membership grants the next row; an update that moves it revokes the old wedding", () => {
+    const { table, layer } = makeLayer([])
+    return Effect.gen(function*() {
+      const alice = yield* watch(user("alice"), [{}])
+      yield* commit(item(1, "w-1"))
+      table.rows.add("alice|w-1")
+      yield* commit(change(members, "INSERT", { id: 7, user_id: "alice", wedding_id: "w-1", supplier_id: null }))
+      yield* commit(item(2, "w-1"))
+      table.rows.delete("alice|w-1")
+      table.rows.add("alice|w-2")
+      yield* commit(
+        change(
+          members,
+          "UPDATE",
+          { id: 7, user_id: "alice", wedding_id: "w-2", supplier_id: null },
+          { id: 7, user_id: "alice", wedding_id: "w-1", supplier_id: null }
+        )
+      )
+      yield* commit(item(3, "w-1"), item(4, "w-2"))
+      assert.deepStrictEqual(titles(alice.sink), [2, 4])
+    }).pipe(Effect.provide(layer))
+  })
 })

@@ -1,4 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
+import { Memberships } from "@wedsync/auth"
+import { Effect } from "effect"
 import { RowPolicy, sameScope, scopeOf } from "../src/RowPolicy.ts"
 
 const access = (role: string, weddingIds: ReadonlyArray<string> = [], supplierIds: ReadonlyArray<string> = []) => ({
@@ -103,5 +105,47 @@ describe("RowPolicy and token expiry", () => {
     assert.strictEqual(policy.decide(service, wedding), "denied")
     // Without exp (opaque keys) nothing expires.
     assert.strictEqual(policy.decide(access("service_role"), wedding), "full")
+  })
+})
+
+describe("RowPolicy with memberships", () => {
+  /** Memberships whose L1 holds `known` (key → decision); everything else is a miss. */
+  const memberships = (known: Map<string, boolean>): Memberships.Service => ({
+    enabled: true,
+    peek: (key) => known.get(key),
+    isMember: () => Effect.succeed(false),
+    granted: () => Effect.void,
+    revoked: () => Effect.void,
+    onRevoke: () => Effect.void,
+    hold: () => undefined
+  })
+  const user = (sub: string, weddingIds: ReadonlyArray<string> = []) => ({
+    ...access("authenticated", weddingIds),
+    sub
+  })
+  const w1 = { _tag: "Wedding", id: "w-1" } as const
+
+  it("asks L1 only when the claims refuse, records misses and answers them once resolved for the transaction", () => {
+    const known = new Map([[Memberships.key("alice", "wedding", "w-1"), true]])
+    const policy = new RowPolicy("service_role", memberships(known))
+    assert.strictEqual(policy.decide(user("alice"), w1), "restricted")
+    assert.strictEqual(policy.decide(user("carol", ["w-1"]), w1), "restricted")
+    assert.strictEqual(policy.missing.size, 0)
+    // Bob: not in L1. Denied for now, and recorded to be loaded before delivery.
+    assert.strictEqual(policy.decide(user("bob"), w1), "denied")
+    assert.deepStrictEqual([...policy.missing.values()], [{ userId: "bob", scope: "wedding", id: "w-1" }])
+    policy.resolve(Memberships.key("bob", "wedding", "w-1"), true)
+    assert.strictEqual(policy.missing.size, 0)
+    assert.strictEqual(policy.decide(user("bob"), w1), "restricted")
+    // A new transaction forgets what was resolved (L1 decides again).
+    policy.setNow(0)
+    assert.strictEqual(policy.decide(user("bob"), w1), "denied")
+    // A token without sub, and a gateway without a table, never ask.
+    policy.missing.clear()
+    assert.strictEqual(policy.decide(access("authenticated"), w1), "denied")
+    assert.strictEqual(policy.missing.size, 0)
+    const off = new RowPolicy("service_role", { ...memberships(known), enabled: false })
+    assert.strictEqual(off.decide(user("alice"), w1), "denied")
+    assert.isFalse(off.usesMemberships)
   })
 })

@@ -15,7 +15,7 @@
  * It runs past 300 lines because it also holds the types the transport and the registry use (`Socket`,
  * `Init`, `ConnectionHandle`), and the frame checks that must run before any handler (rates, depth).
  */
-import type { Principal } from "@wedsync/auth"
+import { ChannelPolicy, type Principal } from "@wedsync/auth"
 import { Frame, Json, Reply, Serializer, WsFrame } from "@wedsync/protocol"
 import { Cause, Clock, Context, Effect, Metric, Result, Scope } from "effect"
 import * as BroadcastHandler from "./BroadcastHandler.ts"
@@ -167,6 +167,8 @@ class Actor extends Mailbox<Mail, Services> implements ConnectionHandle, Connect
       }
       case "Send":
         return Effect.sync(() => void this.outbox.enqueue(mail.frame))
+      case "Recheck":
+        return this.onRecheck(mail.userId, mail.subtopic)
       case "Closed":
         return Effect.sync(() => {
           this.ended = true
@@ -317,6 +319,24 @@ class Actor extends Mailbox<Mail, Services> implements ConnectionHandle, Connect
       }
       for (const channel of [...self.channels.values()]) {
         if (channel.hasExpired(now)) yield* shutdownExpired(self, channel, now)
+      }
+    })
+  }
+
+  /**
+   * Decides again, with the same principal, each private channel of `userId` on `subtopic`; one it may no longer read
+   * is shut down with the policy's reason (Supabase's `Unauthorized` for a lost authorization).
+   */
+  private onRecheck(userId: string, subtopic: string): Effect.Effect<void, never, Services> {
+    const self = this
+    return Effect.gen(function*() {
+      const policy = Context.get(self.context, ChannelPolicy.ChannelPolicy)
+      for (const channel of [...self.channels.values()]) {
+        if (!channel.isPrivate || channel.subtopic !== subtopic || channel.principal.sub !== userId) continue
+        const decided = yield* Effect.result(policy.authorizeJoin(channel.principal, subtopic, true))
+        if (Result.isFailure(decided) && self.channels.get(channel.topic) === channel) {
+          yield* shutdown(self, channel, decided.failure.reason)
+        }
       }
     })
   }

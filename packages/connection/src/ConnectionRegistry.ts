@@ -34,6 +34,11 @@ export interface ConnectionRegistryShape {
   readonly drain: (timeoutMs: number) => Effect.Effect<void>
   /** One pass of the sweep (exposed for tests). */
   readonly sweep: Effect.Effect<void>
+  /**
+   * Asks every socket of `userId` (its connect token's `sub`, or one of its joins') to decide its private channels on
+   * `subtopic` again and shut down those it may no longer read: a membership was revoked.
+   */
+  readonly recheck: (userId: string, subtopic: string) => void
 }
 
 const bump = (counts: Map<string, number>, key: string, delta: number) => {
@@ -47,6 +52,17 @@ export const make = Effect.gen(function*() {
   const handles = new Set<ConnectionHandle>()
   const perIp = new Map<string, number>()
   const perUser = new Map<string, number>()
+  // The sockets of each user, for revocations: a few entries per socket, kept in step with the per-user counts.
+  const byUser = new Map<string, Set<ConnectionHandle>>()
+  const index = (key: string, handle: ConnectionHandle) => {
+    let handles = byUser.get(key)
+    if (handles === undefined) byUser.set(key, handles = new Set())
+    handles.add(handle)
+  }
+  const unindex = (key: string, handle: ConnectionHandle) => {
+    const handles = byUser.get(key)
+    if (handles?.delete(handle) === true && handles.size === 0) byUser.delete(key)
+  }
   let admitted = 0
   let draining = false
   let drained: Deferred.Deferred<void> | undefined
@@ -72,6 +88,8 @@ export const make = Effect.gen(function*() {
       const admission: Admission = {
         register: (handle) => {
           registered = handle
+          if (userKey !== undefined) index(userKey, handle)
+          if (claimed !== undefined) { for (const key of claimed) index(key, handle) }
           add(handle)
         },
         claimUser: (key) => {
@@ -79,6 +97,7 @@ export const make = Effect.gen(function*() {
           if ((perUser.get(key) ?? 0) >= config.maxConnectionsPerUser) return false
           bump(perUser, key, 1)
           ;(claimed ??= new Set()).add(key)
+          if (registered !== undefined) index(key, registered)
           return true
         }
       }
@@ -93,6 +112,10 @@ export const make = Effect.gen(function*() {
               bump(perIp, ip, -1)
               if (userKey !== undefined) bump(perUser, userKey, -1)
               if (claimed !== undefined) { for (const key of claimed) bump(perUser, key, -1) }
+              if (registered !== undefined) {
+                if (userKey !== undefined) unindex(userKey, registered)
+                if (claimed !== undefined) { for (const key of claimed) unindex(key, registered) }
+              }
               return registered === undefined ? Effect.void : remove(registered)
             })
           ),
@@ -142,7 +165,12 @@ export const make = Effect.gen(function*() {
     count: () => handles.size,
     isDraining: () => draining,
     drain,
-    sweep
+    sweep,
+    recheck: (userId, subtopic) => {
+      const handles = byUser.get(userId)
+      if (handles === undefined) return
+      for (const handle of handles) handle.offer({ _tag: "Recheck", userId, subtopic })
+    }
   } satisfies ConnectionRegistryShape
 })
 

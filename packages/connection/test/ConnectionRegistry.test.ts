@@ -221,4 +221,28 @@ describe("ConnectionRegistry", () => {
         assert.isTrue(registry.isDraining())
       }).pipe(Effect.provide(registryWith())))
   })
+
+  describe("recheck (a revoked membership)", () => {
+    it.effect("mails the sockets of the user, by connect token or by a join's user, until they end", () =>
+      Effect.gen(function*() {
+        const registry = yield* ConnectionRegistry
+        const byConnect = handle({ userKey: "alice" })
+        const closeByConnect = yield* registered(registry, byConnect)
+        const anon = handle()
+        const scope = yield* Scope.make()
+        const admission = yield* registry.admit(anon.ip, undefined).pipe(Scope.provide(scope), Effect.orDie)
+        admission.register(anon)
+        assert.isTrue(admission.claimUser("alice"))
+        const other = handle({ userKey: "bob" })
+        yield* registered(registry, other)
+
+        registry.recheck("alice", "wedding:w1")
+        assert.deepStrictEqual([byConnect.mails, anon.mails, other.mails], [["Recheck"], ["Recheck"], []])
+
+        yield* closeByConnect
+        yield* Scope.close(scope, Exit.void)
+        registry.recheck("alice", "wedding:w1")
+        assert.deepStrictEqual([byConnect.mails.length, anon.mails.length], [1, 1])
+      }).pipe(Effect.provide(registryWith())))
+  })
 })

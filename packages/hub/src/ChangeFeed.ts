@@ -26,6 +26,8 @@ export interface Access {
   readonly role: string
   /** Expiry of the token in epoch seconds; no row reaches an expired access. `undefined`: never expires. */
   readonly exp?: number | undefined
+  /** The token's `sub`: memberships granted by the membership table are looked up with it. */
+  readonly sub?: string | undefined
   readonly weddingIds: ReadonlySet<string>
   readonly supplierIds: ReadonlySet<string>
 }

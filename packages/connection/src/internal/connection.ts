@@ -19,6 +19,8 @@ export type Mail =
   | { readonly _tag: "Drain" }
   | { readonly _tag: "Overflow" }
   | { readonly _tag: "Send"; readonly frame: Uint8Array }
+  /** A membership of `userId` on `subtopic` was revoked: its private channels there are decided again. */
+  | { readonly _tag: "Recheck"; readonly userId: string; readonly subtopic: string }
 
 export type Services =
   | ConnectionConfig

@@ -11,7 +11,7 @@
  * Waiting is event driven: a wait resumes when the socket is written or closed, and fails with the
  * frames seen so far after `timeoutMs` of real time, so a missing frame never hangs a test.
  */
-import { AuthConfig, ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
+import { AuthConfig, ChannelPolicy, Memberships, type Principal, TokenVerifier } from "@wedsync/auth"
 import { TestTokens } from "@wedsync/auth/testing"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { type Frame, Serializer, WsFrame } from "@wedsync/protocol"
@@ -156,9 +156,13 @@ const TEST_JWT_SECRET = "wedsync-connection-test-secret-of-at-least-32-chars"
 
 /**
  * Real in-memory neighbours of the actor: one `Hub` with its memory broker, `Presence`, the given
- * `ConnectionConfig`, and the real `TokenVerifier` and `ChannelPolicy` over `TEST_JWT_SECRET`.
+ * `ConnectionConfig`, and the real `TokenVerifier` and `ChannelPolicy` over `TEST_JWT_SECRET` (memberships from
+ * `memberships`, none by default).
  */
-export const layer = (options: Partial<ConnectionOptions> = {}) =>
+export const layer = (
+  options: Partial<ConnectionOptions> = {},
+  memberships: Layer.Layer<Memberships.Memberships> = Memberships.Memberships.layerNoop
+) =>
   Layer.mergeAll(
     Presence.Presence.layerMemory.pipe(Layer.provideMerge(Hub.Hub.layerMemory)),
     ChangeFeed.ChangeFeed.layerNoop,
@@ -166,7 +170,7 @@ export const layer = (options: Partial<ConnectionOptions> = {}) =>
     TokenVerifier.TokenVerifier.layer.pipe(
       Layer.provide(AuthConfig.AuthConfig.layer({ jwtSecret: Redacted.make(TEST_JWT_SECRET) }))
     ),
-    ChannelPolicy.ChannelPolicy.layer
+    ChannelPolicy.ChannelPolicy.layer.pipe(Layer.provide(memberships))
   )
 
 const nowSeconds = Effect.map(Clock.currentTimeMillis, (ms) => Math.floor(ms / 1000))

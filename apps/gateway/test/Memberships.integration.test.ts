@@ -1,0 +1,164 @@
+/**
+ * Memberships from a Postgres table (`MEMBERSHIP_TABLE`), end to end: a real Postgres with its own schema,
+ * publication and slot; the gateway follows the table in its one replication stream; unmodified supabase-js clients
+ * whose tokens list no wedding, so every access below comes from the table.
+ */
+import type { SupabaseClient } from "@supabase/supabase-js"
+import { TestTokens } from "@wedsync/auth/testing"
+import { databaseUrl, Postgres, SupabaseClients, uniqueSqlName } from "@wedsync/testkit"
+import { Redacted } from "effect"
+import { performance } from "node:perf_hooks"
+import pg from "pg"
+import { afterAll, afterEach, assert, beforeAll, describe, it } from "vitest"
+import { type RunningGateway, startGateway } from "./support/Gateway.ts"
+
+const { makeSupabaseClient, inbox, closeAll, subscribe, SubscribeError } = SupabaseClients
+
+type Change = { readonly eventType: string; readonly new: Record<string, unknown>; readonly table: string }
+type System = { readonly extension: string; readonly status: string; readonly message: string }
+
+const schema = uniqueSqlName("mem")
+const slot = uniqueSqlName("slot")
+const publication = uniqueSqlName("pub")
+const db = new pg.Client({ connectionString: databaseUrl() })
+let gateway: RunningGateway
+const clients: Array<SupabaseClient> = []
+let counter = 0
+const unique = (prefix: string) => `${prefix}-${process.pid}-${++counter}`
+
+const sql = (text: string, values: ReadonlyArray<unknown> = []) => db.query(text, [...values])
+
+beforeAll(async () => {
+  await db.connect()
+  await sql(`create schema ${schema}`)
+  await sql(`create table ${schema}.wedding_members (
+    id serial primary key, user_id text not null, wedding_id text, supplier_id text
+  )`)
+  // Deletes must carry user_id and wedding_id to revoke at once; lookups go through (user_id, wedding_id).
+  await sql(`alter table ${schema}.wedding_members replica identity full`)
+  await sql(`create index on ${schema}.wedding_members (user_id, wedding_id)`)
+  await sql(`create table ${schema}.timeline_items (id serial primary key, wedding_id text not null, title text)`)
+  await sql(`alter table ${schema}.timeline_items replica identity full`)
+  await sql(`create publication ${publication} for table ${schema}.wedding_members, ${schema}.timeline_items`)
+  gateway = await startGateway({
+    changes: { databaseUrl: Redacted.make(databaseUrl()), slotName: slot, publicationName: publication },
+    membershipTable: { schema, table: "wedding_members" }
+  })
+}, 30_000)
+
+afterEach(async () => {
+  await closeAll(clients.splice(0))
+})
+
+afterAll(async () => {
+  await gateway?.stop()
+  await Postgres.dropReplicationSlot(db, slot)
+  await sql(`drop publication if exists ${publication}`)
+  await sql(`drop schema if exists ${schema} cascade`)
+  await db.end()
+}, 30_000)
+
+/** A supabase-js client of a user whose token lists no wedding. */
+const userClient = async (sub: string) => {
+  const token = await TestTokens.userToken({ sub, weddingIds: [] })
+  const c = makeSupabaseClient(gateway.url, token, { accessToken: token })
+  clients.push(c)
+  return c
+}
+
+/** Joins private `wedding:<id>` with a Postgres Changes binding on its timeline, confirmed by the gateway. */
+const joinWedding = async (c: SupabaseClient, wedding: string) => {
+  const changes = inbox<Change>("a timeline row")
+  const system = inbox<System>("a system message")
+  const channel = c.channel(`wedding:${wedding}`, { config: { private: true } })
+    .on(
+      "postgres_changes" as never,
+      { event: "INSERT", schema, table: "timeline_items", filter: `wedding_id=eq.${wedding}` } as never,
+      changes.push as never
+    )
+    .on("system", {}, system.push)
+  await subscribe(channel)
+  const subscribed = await system.next((m) => m.extension === "postgres_changes", 15_000)
+  assert.strictEqual(subscribed.message, "Subscribed to PostgreSQL")
+  return { channel, changes, system }
+}
+
+/** A service_role watcher of the membership table: its events say the gateway's stream has seen a membership change. */
+const watchMembers = async () => {
+  const c = makeSupabaseClient(gateway.url, await TestTokens.serviceRoleToken(), {
+    accessToken: await TestTokens.serviceRoleToken()
+  })
+  clients.push(c)
+  const changes = inbox<Change>("a membership change")
+  const system = inbox<System>("a system message")
+  await subscribe(
+    c.channel(unique("members"))
+      .on("postgres_changes" as never, { event: "*", schema, table: "wedding_members" } as never, changes.push as never)
+      .on("system", {}, system.push)
+  )
+  await system.next((m) => m.extension === "postgres_changes", 15_000)
+  return changes
+}
+
+const addMember = async (user: string, wedding: string) => {
+  await sql(`insert into ${schema}.wedding_members (user_id, wedding_id) values ($1, $2)`, [user, wedding])
+}
+
+const addItem = async (wedding: string, title: string) => {
+  await sql(`insert into ${schema}.timeline_items (wedding_id, title) values ($1, $2)`, [wedding, title])
+}
+
+describe("MEMBERSHIP_TABLE", () => {
+  it("a member removed from the table is closed within a second, and no later row reaches it; another member keeps receiving", async () => {
+    const wedding = unique("w")
+    const alice = unique("alice")
+    const bob = unique("bob")
+    await addMember(alice, wedding)
+    await addMember(bob, wedding)
+    const a = await joinWedding(await userClient(alice), wedding)
+    const b = await joinWedding(await userClient(bob), wedding)
+
+    await addItem(wedding, "Ceremony")
+    assert.strictEqual((await a.changes.next()).new["title"], "Ceremony")
+    assert.strictEqual((await b.changes.next()).new["title"], "Ceremony")
+
+    const removedAt = performance.now()
+    await sql(`delete from ${schema}.wedding_members where user_id = $1 and wedding_id = $2`, [alice, wedding])
+    const closed = await a.system.next((m) => m.status === "error", 1_000)
+    const elapsed = performance.now() - removedAt
+    assert.strictEqual(
+      closed.message,
+      `You do not have permissions to read from this Channel topic: wedding:${wedding}`
+    )
+    assert.isBelow(elapsed, 1_000, "closed within a second of the delete")
+
+    await addItem(wedding, "Vows")
+    assert.strictEqual((await b.changes.next((m) => m.new["title"] === "Vows")).new["title"], "Vows")
+    // Bob received the later row, so the gateway has handled it: Alice got none.
+    assert.deepStrictEqual(a.changes.received.map((m) => m.new["title"]), ["Ceremony"])
+  })
+
+  it("a user refused a moment before joins once a membership row is inserted", async () => {
+    const wedding = unique("w")
+    const carol = unique("carol")
+    const members = await watchMembers()
+    const c = await userClient(carol)
+
+    const refused = await subscribe(c.channel(`wedding:${wedding}`, { config: { private: true } })).then(
+      () => undefined,
+      (error: unknown) => error
+    )
+    assert.instanceOf(refused, SubscribeError)
+    assert.include(
+      (refused as Error).message,
+      `Unauthorized: You do not have permissions to read from this Channel topic: wedding:${wedding}`
+    )
+
+    await addMember(carol, wedding)
+    // The stream has delivered the insert, so the gateway has dropped its cached refusal.
+    await members.next((m) => m.eventType === "INSERT" && m.new["user_id"] === carol)
+    const admitted = await joinWedding(await userClient(carol), wedding)
+    await addItem(wedding, "First dance")
+    assert.strictEqual((await admitted.changes.next()).new["title"], "First dance")
+  })
+})
