@@ -6,7 +6,7 @@
 import { NodeHttpServer } from "@effect/platform-node"
 import { AuthConfig, ChannelPolicy, Memberships, TokenVerifier } from "@wedsync/auth"
 import { CacheConfig, CacheMetrics, CacheStore, InvalidationBus, LayeredCache } from "@wedsync/cache"
-import { ConnectionConfig, ConnectionMetrics, ConnectionRegistry, Transport } from "@wedsync/connection"
+import { ConnectionConfig, ConnectionMetrics, ConnectionRegistry, DeviceCounts, Transport } from "@wedsync/connection"
 import { ChangesConfig, ChangesMetrics, MembershipTable, PostgresChanges, Replication } from "@wedsync/changes"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { ProcessMetrics } from "@wedsync/metrics"
@@ -171,7 +171,15 @@ export const make = (options: Options) => {
     ], { discard: true })
   )
   // The Redis client is also a service of its own, for /ready.
-  const base = Layer.mergeAll(auth, hub, connections, ProcessMetrics.layer, series, options.redis ?? Layer.empty)
+  const base = Layer.mergeAll(
+    auth,
+    hub,
+    connections,
+    DeviceCounts.DeviceCounts.layer,
+    ProcessMetrics.layer,
+    series,
+    options.redis ?? Layer.empty
+  )
   const services = RevocationLayer.pipe(Layer.provideMerge(base))
   const http = HttpRouter.serve(Routes.routes, { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provide(HttpServerLayer)

@@ -12,6 +12,7 @@ import { Context, Effect, Metric } from "effect"
 import { randomUUID } from "node:crypto"
 import * as ConnectionError from "./ConnectionError.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
+import { DeviceCounts } from "./DeviceCounts.ts"
 import { shutdownText } from "./ErrorReply.ts"
 import type { Connection, Services } from "./internal/connection.ts"
 import type { Outbox } from "./Outbox.ts"
@@ -103,6 +104,7 @@ export class Channel {
   /** Undoes a join: the hub subscription, then the presence entry (whose leave the channel itself is not sent). */
   release(context: Context.Context<Services>): Effect.Effect<void> {
     Context.get(context, Hub.Hub).remove(this.key, this.sink)
+    Context.get(context, DeviceCounts).ended(this)
     if (this.bindings !== undefined) Context.get(context, ChangeFeed.ChangeFeed).unsubscribe(this.sink)
     if (!this.presenceTracked) return Effect.void
     return Context.get(context, Presence.Presence).untrack(this.topic, this.isPrivate, this.sink, this.sink)

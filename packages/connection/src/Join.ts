@@ -15,6 +15,7 @@ import { Clock, Context, Effect, Metric, Result } from "effect"
 import { bindingId, Channel, ChannelSink, remove, shutdown } from "./Channel.ts"
 import * as ConnectionError from "./ConnectionError.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
+import { DeviceCounts } from "./DeviceCounts.ts"
 import { closeCodeOf, errorPayload, shutdownText, type WireReason } from "./ErrorReply.ts"
 import type { Connection, Services } from "./internal/connection.ts"
 import * as RefusalLog from "./RefusalLog.ts"
@@ -143,6 +144,7 @@ export const open: Step = (conn, attempt) =>
     attempt.channel = channel
     Context.get(conn.context, Hub.Hub).add(channel.key, channel.sink)
     conn.channels.set(topic, channel)
+    Context.get(conn.context, DeviceCounts).opened(channel)
     conn.refreshExpiry()
     yield* Metric.modify(ConnectionMetrics.channels, 1)
     yield* Metric.update(joinsWith("ok"), 1)

@@ -9,6 +9,7 @@ import type { Frame, Reply } from "@wedsync/protocol"
 import type { Context, Effect, Scope } from "effect"
 import type { Channel } from "../Channel.ts"
 import type { ConnectionConfig, ConnectionOptions } from "../ConnectionConfig.ts"
+import type { DeviceCounts } from "../DeviceCounts.ts"
 import type { Outbox } from "../Outbox.ts"
 import type { RateWindow } from "../RateWindow.ts"
 
@@ -29,6 +30,7 @@ export type Services =
   | Presence.Presence
   | TokenVerifier.TokenVerifier
   | ChannelPolicy.ChannelPolicy
+  | DeviceCounts
 
 export interface Connection {
   readonly vsn: Frame.Vsn

@@ -19,6 +19,7 @@ import { Clock, Deferred, Effect, Exit, Fiber, Layer, Redacted, Result, type Sco
 import type * as ConnectionActor from "../ConnectionActor.ts"
 import { make } from "../ConnectionActor.ts"
 import { ConnectionConfig, type ConnectionOptions } from "../ConnectionConfig.ts"
+import { DeviceCounts } from "../DeviceCounts.ts"
 import { type Wire, WriteCoalescer } from "../Outbox.ts"
 
 /** One frame the actor wrote: text JSON-parsed, binary as bytes. */
@@ -156,8 +157,8 @@ const TEST_JWT_SECRET = "wedsync-connection-test-secret-of-at-least-32-chars"
 
 /**
  * Real in-memory neighbours of the actor: one `Hub` with its memory broker, `Presence`, the given
- * `ConnectionConfig`, and the real `TokenVerifier` and `ChannelPolicy` over `TEST_JWT_SECRET` (memberships from
- * `memberships`, none by default).
+ * `ConnectionConfig`, the real `TokenVerifier` and `ChannelPolicy` over `TEST_JWT_SECRET` (memberships from
+ * `memberships`, none by default), and a fresh `DeviceCounts`.
  */
 export const layer = (
   options: Partial<ConnectionOptions> = {},
@@ -170,7 +171,8 @@ export const layer = (
     TokenVerifier.TokenVerifier.layer.pipe(
       Layer.provide(AuthConfig.AuthConfig.layer({ jwtSecret: Redacted.make(TEST_JWT_SECRET) }))
     ),
-    ChannelPolicy.ChannelPolicy.layer.pipe(Layer.provide(memberships))
+    ChannelPolicy.ChannelPolicy.layer.pipe(Layer.provide(memberships)),
+    DeviceCounts.layer
   )
 
 const nowSeconds = Effect.map(Clock.currentTimeMillis, (ms) => Math.floor(ms / 1000))
