@@ -8,7 +8,7 @@
 import { AuthConfig } from "@wedsync/auth"
 import { MembershipTable } from "@wedsync/changes"
 import { ConnectionConfig } from "@wedsync/connection"
-import { Config, Console, Context, Effect, Layer, Runtime, Schema } from "effect"
+import { Config, Console, Context, Effect, Layer, type Redacted, Runtime, Schema } from "effect"
 import * as ClientAddress from "./ClientAddress.ts"
 
 export interface GatewayOptions {
@@ -22,6 +22,10 @@ export interface GatewayOptions {
   readonly trustedProxies: ReadonlyArray<string>
   /** Largest REST request body; `undefined` is `MAX_PAYLOAD_BYTES` plus `REST_BODY_ALLOWANCE`. */
   readonly maxRestBodyBytes: number | undefined
+  /** The bearer token of the `/admin/…` endpoints; unset, they do not exist (404). */
+  readonly adminToken: Redacted.Redacted<string> | undefined
+  /** How often device counts are published to Redis (with `REDIS_URL`). */
+  readonly devicesPublishMs: number
 }
 
 /** Room for a REST body's envelope (topic, event, the batch's JSON) above the payload limit. */
@@ -33,7 +37,9 @@ export const defaults: GatewayOptions = {
   drainTimeoutMs: 30_000,
   corsOrigins: "*",
   trustedProxies: [],
-  maxRestBodyBytes: undefined
+  maxRestBodyBytes: undefined,
+  adminToken: undefined,
+  devicesPublishMs: 5_000
 }
 
 export class GatewayConfig extends Context.Service<GatewayConfig, GatewayOptions>()("@wedsync/gateway/GatewayConfig") {
@@ -58,7 +64,12 @@ export class GatewayConfig extends Context.Service<GatewayConfig, GatewayOptions
       maxRestBodyBytes: Config.Int("MAX_REST_BODY_BYTES").pipe(
         Config.option,
         Config.map((o) => o._tag === "Some" ? o.value : undefined)
-      )
+      ),
+      adminToken: Config.Redacted("ADMIN_TOKEN").pipe(
+        Config.option,
+        Config.map((o) => o._tag === "Some" ? o.value : undefined)
+      ),
+      devicesPublishMs: Config.Int("DEVICES_PUBLISH_MS").pipe(Config.withDefault(defaults.devicesPublishMs))
     })
   )
 }
@@ -156,6 +167,8 @@ const RULES: ReadonlyArray<readonly [name: string, check: Check, secret?: "secre
   ["CORS_ORIGINS", origins],
   ["TRUSTED_PROXIES", proxies],
   ["MAX_REST_BODY_BYTES", atLeast1],
+  ["ADMIN_TOKEN", nonEmpty, "secret"],
+  ["DEVICES_PUBLISH_MS", integer(100)],
   ["LOG_LEVEL", oneOf(LOG_LEVELS)],
   ["LOG_FORMAT", oneOf(LOG_FORMATS)],
   ["JWT_SECRET", nonEmpty, "secret"],

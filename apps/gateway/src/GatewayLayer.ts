@@ -17,6 +17,7 @@ import { NetAddress } from "effect/net"
 import { SignJWT } from "jose"
 import { createServer, type Server } from "node:http"
 import * as ClientAddress from "./ClientAddress.ts"
+import * as ClusterDevices from "./ClusterDevices.ts"
 import { checkEnvironment, GatewayConfig, type GatewayOptions, logConfig, type LogOptions } from "./GatewayConfig.ts"
 import * as Routes from "./Routes.ts"
 
@@ -170,12 +171,26 @@ export const make = (options: Options) => {
       RedisMetrics.declareSeries
     ], { discard: true })
   )
+  // With Redis, this process's device counts are published for the others and `/admin/devices` sums theirs.
+  const redisClient = options.redis
+  const devices = redisClient === undefined
+    ? DeviceCounts.DeviceCounts.layer
+    : Layer.unwrap(
+      Effect.map(
+        GatewayConfig,
+        ({ devicesPublishMs }) =>
+          ClusterDevices.ClusterDevices.layer({ publishIntervalMs: devicesPublishMs }).pipe(
+            Layer.provideMerge(DeviceCounts.DeviceCounts.layer),
+            Layer.provide(redisClient)
+          )
+      )
+    )
   // The Redis client is also a service of its own, for /ready.
   const base = Layer.mergeAll(
     auth,
     hub,
     connections,
-    DeviceCounts.DeviceCounts.layer,
+    devices,
     ProcessMetrics.layer,
     series,
     options.redis ?? Layer.empty

@@ -5,6 +5,7 @@ import { Exposition } from "@wedsync/metrics"
 import { RedisClient } from "@wedsync/redis"
 import { Effect, Layer, Option } from "effect"
 import { HttpMiddleware, HttpRouter, HttpServerResponse } from "effect/http"
+import * as Admin from "./Admin.ts"
 import * as Broadcasts from "./Broadcasts.ts"
 import { GatewayConfig } from "./GatewayConfig.ts"
 
@@ -87,4 +88,4 @@ const cors = Layer.unwrap(
   })
 )
 
-export const routes = Layer.mergeAll(HttpRouter.addAll([health, ready, metrics]), Broadcasts.routes, cors)
+export const routes = Layer.mergeAll(HttpRouter.addAll([health, ready, metrics]), Broadcasts.routes, Admin.routes, cors)

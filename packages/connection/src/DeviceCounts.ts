@@ -84,8 +84,8 @@ export const make: Effect.Effect<DeviceCountsShape> = Effect.map(Effect.context<
   const perKind = (kind: Kind): PerKind => ({
     counts: new Map(),
     total: 0,
-    devices: HotMetric.gaugeUnsafe(Metric.withAttributes(devices, { scope: kind }), context),
-    scopes: HotMetric.gaugeUnsafe(Metric.withAttributes(scopes, { scope: kind }), context)
+    devices: HotMetric.gaugeUnsafe(Metric.withAttributes(devices, { kind }), context),
+    scopes: HotMetric.gaugeUnsafe(Metric.withAttributes(scopes, { kind }), context)
   })
   const byKind: Record<Kind, PerKind> = { wedding: perKind("wedding"), supplier: perKind("supplier") }
   const counted = new Set<Scoped>()

@@ -106,6 +106,10 @@ export const restRefusal = (reason: WireReason): HttpRefusal => {
     case "JwtSignerError":
     case "ApiKeyMissing":
       return message(401, "Unauthorized")
+    case "AdminTokenMissing":
+    case "AdminTokenInvalid":
+      // Only operators call these endpoints: the reason is worth more to them than Supabase's bare "Unauthorized".
+      return message(401, reason.message)
     default:
       return message(422, reason.message)
   }
@@ -170,6 +174,8 @@ export const catalogue: ReadonlyArray<WireReason> = [
   RestError.invalidBody(`Missing key at ["messages"]`),
   RestError.topicAndEventRequired(),
   RestError.unsupportedMediaType(),
+  RestError.adminTokenMissing(),
+  RestError.adminTokenInvalid(),
   ChangeFeed.unableToSubscribe(
     { id: 1, event: "*", schema: "public", table: "guests", filter: "wedding_id=eq.42", select: undefined },
     "Table public.guests does not exist or is not in publication wedsync_changes"

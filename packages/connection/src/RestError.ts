@@ -1,5 +1,6 @@
 /**
- * Why a REST broadcast (`POST /api/broadcast…`) was refused before anything was published. The routes live in the
+ * Why a REST broadcast (`POST /api/broadcast…`) was refused before anything was published, or an admin endpoint
+ * (`/admin/…`, `ADMIN_TOKEN`) refused its caller. The routes live in the
  * gateway; the reasons live here, beside `ConnectionError`, because `ErrorReply` (this package) is the one place that
  * turns any reason into what a client sees. Payload size, nesting and field lengths are shared with the socket and
  * are `ConnectionError` reasons (`BroadcastRules`).
@@ -13,6 +14,8 @@ export class InvalidJson extends reason("InvalidJson") {}
 export class InvalidBody extends reason("InvalidBody") {}
 export class TopicAndEventRequired extends reason("TopicAndEventRequired") {}
 export class UnsupportedMediaType extends reason("UnsupportedMediaType") {}
+export class AdminTokenMissing extends reason("AdminTokenMissing") {}
+export class AdminTokenInvalid extends reason("AdminTokenInvalid") {}
 
 export type Reason =
   | BodyTooLarge
@@ -21,6 +24,8 @@ export type Reason =
   | InvalidBody
   | TopicAndEventRequired
   | UnsupportedMediaType
+  | AdminTokenMissing
+  | AdminTokenInvalid
 
 export class RestError extends Schema.TaggedError<RestError>()("RestError", {
   reason: Schema.Union([
@@ -29,7 +34,9 @@ export class RestError extends Schema.TaggedError<RestError>()("RestError", {
     InvalidJson,
     InvalidBody,
     TopicAndEventRequired,
-    UnsupportedMediaType
+    UnsupportedMediaType,
+    AdminTokenMissing,
+    AdminTokenInvalid
   ])
 }) {
   override get message(): string {
@@ -45,3 +52,8 @@ export const invalidBody = (detail: string) => new InvalidBody({ message: `Inval
 export const topicAndEventRequired = () => new TopicAndEventRequired({ message: "topic and event are required" })
 export const unsupportedMediaType = () =>
   new UnsupportedMediaType({ message: "Unsupported Media Type. Use application/json or application/octet-stream" })
+/** An admin endpoint (`/admin/…`) called without `Authorization: Bearer …`. */
+export const adminTokenMissing = () =>
+  new AdminTokenMissing({ message: "Authorization: Bearer <ADMIN_TOKEN> is required" })
+/** An admin endpoint called with a bearer token that is not `ADMIN_TOKEN`. */
+export const adminTokenInvalid = () => new AdminTokenInvalid({ message: "The bearer token is not the admin token" })

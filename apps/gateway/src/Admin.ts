@@ -1,0 +1,79 @@
+/**
+ * Operator endpoints under `/admin`, for `Authorization: Bearer <ADMIN_TOKEN>` only.
+ *
+ * Without `ADMIN_TOKEN` the routes are not registered at all, so they answer the router's 404 like any unknown path:
+ * a deployment that did not opt in shows no admin surface. With it, a request without a bearer token gets 401
+ * `AdminTokenMissing`, one with another token 401 `AdminTokenInvalid` (`ErrorReply.restRefusal`, logged like REST
+ * refusals). The token is compared in constant time, over SHA-256 digests so that its length does not leak either.
+ *
+ * `GET /admin/devices` answers connected devices per wedding and supplier (`ClusterDevices.summary`): cluster-wide
+ * with `REDIS_URL`, this process's without it. `?wedding=<id>` and `?supplier=<id>` (repeatable) ask for those ids;
+ * `?top=<n>` (1-100, default 10) sizes the lists of the busiest ones.
+ */
+import { ErrorReply, RefusalLog, RestError } from "@wedsync/connection"
+import { Effect, Layer, Redacted } from "effect"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { createHash, timingSafeEqual } from "node:crypto"
+import * as ClusterDevices from "./ClusterDevices.ts"
+import { GatewayConfig } from "./GatewayConfig.ts"
+
+const digest = (text: string) => createHash("sha256").update(text).digest()
+
+/** A check of the `Authorization` header against the admin token; the expected digest is computed once. */
+export const bearerCheck = (token: Redacted.Redacted<string>) => {
+  const expected = digest(Redacted.value(token))
+  return (authorization: string | undefined): RestError.Reason | undefined => {
+    const sent = authorization?.match(/^Bearer\s+(\S+)\s*$/i)?.[1]
+    if (sent === undefined) return RestError.adminTokenMissing()
+    return timingSafeEqual(digest(sent), expected) ? undefined : RestError.adminTokenInvalid()
+  }
+}
+
+const DEFAULT_TOP = 10
+const MAX_TOP = 100
+
+const topOf = (raw: string | null): number => {
+  const n = raw === null ? Number.NaN : Number(raw)
+  return Number.isInteger(n) ? Math.min(MAX_TOP, Math.max(1, n)) : DEFAULT_TOP
+}
+
+const devices = Effect.gen(function*() {
+  const request = yield* HttpServerRequest.HttpServerRequest
+  const params = new URL(request.url, "http://gateway").searchParams
+  const weddings = params.getAll("wedding")
+  const suppliers = params.getAll("supplier")
+  const summary = yield* ClusterDevices.summary(topOf(params.get("top")))
+  const { counts, ...rest } = summary
+  if (weddings.length === 0 && suppliers.length === 0) return HttpServerResponse.jsonUnsafe(rest)
+  const pick = (ids: ReadonlyArray<string>, of: ReadonlyMap<string, number>) =>
+    ids.map((id) => ({ id, devices: of.get(id) ?? 0 }))
+  return HttpServerResponse.jsonUnsafe({
+    scope: summary.scope,
+    processes: summary.processes,
+    ...(weddings.length === 0 ? {} : { wedding: pick(weddings, counts.wedding) }),
+    ...(suppliers.length === 0 ? {} : { supplier: pick(suppliers, counts.supplier) }),
+    ...(summary.error === undefined ? {} : { error: summary.error })
+  })
+})
+
+const refuse = (reason: RestError.Reason) => {
+  const { status, body } = ErrorReply.restRefusal(reason)
+  return Effect.as(
+    RefusalLog.log("rest", reason),
+    HttpServerResponse.text(body, { status, contentType: "application/json" })
+  )
+}
+
+/** The admin routes, or none without `ADMIN_TOKEN`. */
+export const routes = Layer.unwrap(
+  Effect.map(GatewayConfig, ({ adminToken }) => {
+    if (adminToken === undefined) return Layer.empty
+    const check = bearerCheck(adminToken)
+    const guarded = <E, R>(handler: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+        const refusal = check(request.headers["authorization"])
+        return refusal === undefined ? handler : refuse(refusal)
+      })
+    return HttpRouter.addAll([HttpRouter.route("GET", "/admin/devices", guarded(devices))])
+  })
+)
