@@ -152,6 +152,8 @@ export const make = (options: Options) =>
       redis.command("DEL", (r) => r.multi().del(redis.key(ownKey)).srem(redis.key(processesKey), processId).exec())
     )
 
+    // Added before the loop is forked, so it runs after the loop was interrupted: no write can follow the delete.
+    yield* Effect.addFinalizer(() => cleanup)
     // A failed write is retried at the next tick; the key of the last good one keeps the numbers until it expires.
     yield* Effect.forkScoped(
       publish.pipe(
@@ -159,7 +161,6 @@ export const make = (options: Options) =>
         Effect.repeat(Schedule.spaced(options.publishIntervalMs))
       )
     )
-    yield* Effect.addFinalizer(() => cleanup)
 
     return { processId, publish, read } satisfies ClusterDevicesShape
   })

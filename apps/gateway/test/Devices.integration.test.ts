@@ -6,10 +6,12 @@
  * Clients are unmodified supabase-js.
  */
 import { TestTokens } from "@wedsync/auth/testing"
+import { RedisClient, RedisConfig } from "@wedsync/redis"
 import { redisUrl, SupabaseClients, uniquePrefix, waitUntil } from "@wedsync/testkit"
 import type { SupabaseClient } from "@supabase/supabase-js"
 import { assert, describe, it } from "@effect/vitest"
-import { Redacted } from "effect"
+import { Effect, Layer, ManagedRuntime, Redacted } from "effect"
+import * as ClusterDevices from "../src/ClusterDevices.ts"
 import { afterAll, afterEach, beforeAll } from "vitest"
 import { type RunningGateway, startGateway } from "./support/Gateway.ts"
 
@@ -34,6 +36,7 @@ let b: RunningGateway
 let local: RunningGateway
 let closed: RunningGateway
 let anonKey: string
+const redisOptions = { url: Redacted.make(redisUrl()), prefix: uniquePrefix("devices") }
 const clients: Array<SupabaseClient> = []
 let seq = 0
 const unique = (name: string) => `${name}-${++seq}-${Date.now()}`
@@ -69,7 +72,7 @@ const countOf = (list: ReadonlyArray<{ id: string; devices: number }> | undefine
   list?.find((entry) => entry.id === id)?.devices
 
 beforeAll(async () => {
-  const redis = { url: Redacted.make(redisUrl()), prefix: uniquePrefix("devices") }
+  const redis = redisOptions
   const gateway = { adminToken: Redacted.make(ADMIN_TOKEN), devicesPublishMs: 100 }
   ;[a, b, local, closed] = await Promise.all([
     startGateway({ redis, gateway }),
@@ -123,6 +126,47 @@ describe("GET /admin/devices", () => {
         (d) => countOf(d.wedding, wedding) === 2 && countOf(d.supplier, supplier) === 2
       )
     }
+  })
+
+  it("drops a process whose publication expired (it died) or that stopped", async () => {
+    const wedding = unique("w")
+    const query = `?wedding=${encodeURIComponent(wedding)}`
+    // A process that died: its last publication, written as a gateway writes it, with a short TTL.
+    const redis = ManagedRuntime.make(RedisClient.RedisClient.layer.pipe(
+      Layer.provide(RedisConfig.RedisConfig.layer(redisOptions))
+    ))
+    const dead = "dead-process"
+    await redis.runPromise(Effect.gen(function*() {
+      const client = yield* RedisClient.RedisClient
+      const value = JSON.stringify({ process: dead, at: 0, wedding: [[wedding, 5]], supplier: [] })
+      yield* client.set(ClusterDevices.processKey(dead), value, { ttlMs: 500 })
+      yield* client.command("SADD", (r) => r.sadd(client.key(ClusterDevices.processesKey), dead))
+    }))
+    const stopping = await startGateway({
+      redis: redisOptions,
+      gateway: { adminToken: Redacted.make(ADMIN_TOKEN), devicesPublishMs: 100 }
+    })
+    await member(stopping, [`wedding:${wedding}`], { weddingIds: [wedding] })
+    await waitUntil(
+      "the dead and the stopping process counted",
+      () => devices(a, query),
+      (d) => countOf(d.wedding, wedding) === 6
+    )
+    await stopping.stop()
+    await waitUntil(
+      "the dead and the stopped process dropped",
+      () => devices(a, query),
+      (d) => countOf(d.wedding, wedding) === 0
+    )
+    const members = await redis.runPromise(
+      RedisClient.RedisClient.use((client) =>
+        client.command("SMEMBERS", (r) => r.smembers(client.key(ClusterDevices.processesKey)))
+      )
+    )
+    await redis.dispose()
+    // The dead one was dropped by a reader, the stopped one removed itself: only `a` and `b` are left.
+    assert.strictEqual(members.length, 2, JSON.stringify(members))
+    assert.notInclude(members, dead)
   })
 
   it("answers this process's counts without Redis", async () => {
