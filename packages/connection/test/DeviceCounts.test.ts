@@ -1,9 +1,10 @@
 /**
  * Issue 8, item 5: devices per wedding and supplier on this process, counted up by a private scoped join and down
- * by every way its channel ends (leave, rejoin, shutdown, socket close, drain), on the real actor.
+ * by every way its channel ends (leave, rejoin, shutdown, revoked membership, socket close, drain), on the real actor.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import { Memberships, TokenVerifier } from "@wedsync/auth"
+import { Effect, Fiber, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import { DeviceCounts } from "../src/DeviceCounts.ts"
 import { TestSocket } from "../src/testing/index.ts"
@@ -82,6 +83,31 @@ describe("DeviceCounts", () => {
       assert.strictEqual(counts.count("wedding", "42"), 0)
       assert.strictEqual(counts.snapshot().wedding.size, 0)
     }).pipe(Effect.provide(Instant)))
+
+  it.effect("a channel shut down because its membership was revoked counts down", () => {
+    const rows = new Set(["alice|42"])
+    const memberships = Layer.succeed(Memberships.Memberships, {
+      enabled: true,
+      peek: () => undefined,
+      isMember: (grant) => Effect.sync(() => grant.scope === "wedding" && rows.has(`${grant.userId}|${grant.id}`)),
+      granted: () => Effect.void,
+      revoked: () => Effect.void,
+      onRevoke: () => Effect.void,
+      hold: () => undefined
+    })
+    return Effect.gen(function*() {
+      const counts = yield* DeviceCounts
+      const token = yield* TestSocket.userToken({ sub: "alice" })
+      const principal = yield* TokenVerifier.TokenVerifier.use((v) => v.verify(token)).pipe(Effect.orDie)
+      const alice = yield* TestSocket.connect({ principal })
+      yield* joined(alice, WEDDING, { config: { private: true } })
+      assert.strictEqual(counts.count("wedding", "42"), 1)
+      rows.delete("alice|42")
+      alice.handle.offer({ _tag: "Recheck", userId: "alice", subtopic: "wedding:42" })
+      yield* alice.next(2)
+      assert.strictEqual(counts.count("wedding", "42"), 0)
+    }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0 }, memberships)))
+  })
 
   it.effect("a socket that closes, is drained or whose scope ends counts every device it had down", () =>
     Effect.gen(function*() {
