@@ -9,11 +9,15 @@
  * `GET /admin/devices` answers connected devices per wedding and supplier (`ClusterDevices.summary`): cluster-wide
  * with `REDIS_URL`, this process's without it. `?wedding=<id>` and `?supplier=<id>` (repeatable) ask for those ids;
  * `?top=<n>` (1-100, default 10) sizes the lists of the busiest ones.
+ *
+ * `POST /admin/cache/warm` runs one wedding-season warming now (`Warmer`) and answers its report; 409
+ * `WarmingNotConfigured` without a calendar, 503 `WarmingFailed` when a query failed.
  */
 import { ErrorReply, RefusalLog, RestError } from "@wedsync/connection"
 import { Effect, Layer, Redacted } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { createHash, timingSafeEqual } from "node:crypto"
+import { Warmer } from "@wedsync/changes"
 import * as ClusterDevices from "./ClusterDevices.ts"
 import { GatewayConfig } from "./GatewayConfig.ts"
 
@@ -56,6 +60,16 @@ const devices = Effect.gen(function*() {
   })
 })
 
+/** Runs one warming now and answers what it did (`Warmer.WarmReport`). */
+const warmNow = Effect.gen(function*() {
+  const warmer = yield* Warmer.Warmer
+  if (!warmer.enabled) return yield* refuse(RestError.warmingNotConfigured())
+  return yield* warmer.warm.pipe(
+    Effect.map((report) => HttpServerResponse.jsonUnsafe(report)),
+    Effect.catch((error) => refuse(RestError.warmingFailed(error.message)))
+  )
+})
+
 const refuse = (reason: RestError.Reason) => {
   const { status, body } = ErrorReply.restRefusal(reason)
   return Effect.as(
@@ -74,6 +88,9 @@ export const routes = Layer.unwrap(
         const refusal = check(request.headers["authorization"])
         return refusal === undefined ? handler : refuse(refusal)
       })
-    return HttpRouter.addAll([HttpRouter.route("GET", "/admin/devices", guarded(devices))])
+    return HttpRouter.addAll([
+      HttpRouter.route("GET", "/admin/devices", guarded(devices)),
+      HttpRouter.route("POST", "/admin/cache/warm", guarded(warmNow))
+    ])
   })
 )

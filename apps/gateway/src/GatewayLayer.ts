@@ -7,7 +7,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { AuthConfig, ChannelPolicy, Memberships, TokenVerifier } from "@wedsync/auth"
 import { CacheConfig, CacheMetrics, CacheStore, InvalidationBus, LayeredCache } from "@wedsync/cache"
 import { ConnectionConfig, ConnectionMetrics, ConnectionRegistry, DeviceCounts, Transport } from "@wedsync/connection"
-import { ChangesConfig, ChangesMetrics, MembershipTable, PostgresChanges, Replication } from "@wedsync/changes"
+import { ChangesConfig, ChangesMetrics, MembershipTable, PostgresChanges, Replication, Warmer } from "@wedsync/changes"
 import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { ProcessMetrics } from "@wedsync/metrics"
 import { RedisClient, RedisConfig, RedisMetrics } from "@wedsync/redis"
@@ -114,7 +114,11 @@ const WebSocketLayer = Layer.effectDiscard(
 export interface Options {
   readonly gateway: Layer.Layer<GatewayConfig, unknown>
   /** Postgres Changes: `PostgresChanges.layer` over a database, or `ChangeFeed.layerNoop`. */
-  readonly changes: Layer.Layer<ChangeFeed.ChangeFeed, unknown, Hub.Hub | Memberships.Memberships>
+  readonly changes: Layer.Layer<
+    ChangeFeed.ChangeFeed | Warmer.Warmer,
+    unknown,
+    Hub.Hub | Memberships.Memberships | LayeredCache.LayeredCache
+  >
   /** The membership table (`membershipsLayer`), or `Memberships.layerNoop`. */
   readonly memberships: Layer.Layer<
     Memberships.Memberships,
@@ -212,12 +216,31 @@ export const make = (options: Options) => {
 /** The change feed over a database (the replication stream and its matcher), or the disabled feed. */
 export const changesLayer = <E>(
   changes: Layer.Layer<ChangesConfig.ChangesConfig, E> | undefined,
-  rules: PostgresChanges.Options
+  rules: PostgresChanges.Options,
+  warming: Warmer.WarmerOptions = NO_WARMING
 ) =>
   changes === undefined
-    ? ChangeFeed.ChangeFeed.layerNoop
+    ? Layer.merge(ChangeFeed.ChangeFeed.layerNoop, Warmer.Warmer.layerNoop)
     // provideMerge: /ready reads the stream's status from Replication.
-    : PostgresChanges.layer(rules).pipe(Layer.provideMerge(Replication.Replication.layer), Layer.provide(changes))
+    : Layer.merge(PostgresChanges.layer(rules), Warmer.Warmer.layer(warming)).pipe(
+      Layer.provideMerge(Replication.Replication.layer),
+      Layer.provide(changes)
+    )
+
+const NO_WARMING: Warmer.WarmerOptions = {
+  calendarSql: undefined,
+  ahead: Duration.hours(3),
+  interval: Duration.minutes(15),
+  membershipTable: undefined
+}
+
+/** `WEDDING_CALENDAR_SQL`, `WARM_AHEAD` (default 3 hours) and `WARM_INTERVAL` (default 15 minutes). */
+const warmingConfig = (membershipTable: MembershipTable.TableName | undefined) =>
+  Config.all({
+    calendarSql: Config.String("WEDDING_CALENDAR_SQL").pipe(Config.option, Config.map(Option.getOrUndefined)),
+    ahead: Config.Duration("WARM_AHEAD").pipe(Config.withDefault(NO_WARMING.ahead)),
+    interval: Config.Duration("WARM_INTERVAL").pipe(Config.withDefault(NO_WARMING.interval))
+  }).pipe(Config.map((warming): Warmer.WarmerOptions => ({ ...warming, membershipTable })))
 
 /** Memberships from `table` over the database, or none (token claims alone). */
 export const membershipsLayer = <E>(
@@ -246,7 +269,8 @@ const changesFromEnv = Effect.gen(function*() {
   const membershipTable = yield* membershipTableConfig
   const rules = { ...(yield* PostgresChanges.config), membershipTable }
   const config = Option.isNone(url) ? undefined : ChangesConfig.ChangesConfig.layerConfig
-  return { changes: changesLayer(config, rules), memberships: membershipsLayer(config, membershipTable) }
+  const warming = yield* warmingConfig(membershipTable)
+  return { changes: changesLayer(config, rules, warming), memberships: membershipsLayer(config, membershipTable) }
 })
 
 const MINIMUM_LEVEL = {
@@ -298,6 +322,8 @@ export const layerTest = (overrides: {
   readonly unscopedTables?: PostgresChanges.Options["unscopedTables"]
   /** A membership table (needs `changes`). */
   readonly membershipTable?: MembershipTable.TableName
+  /** Cache warming from a calendar query (needs `changes`). */
+  readonly warming?: Partial<Omit<Warmer.WarmerOptions, "membershipTable">>
   readonly cache?: CacheConfig.CacheOverrides
   readonly redis?: Partial<RedisConfig.RedisOptions>
 } = {}) => {
@@ -308,7 +334,7 @@ export const layerTest = (overrides: {
     changes: changesLayer(changes, {
       unscopedTables: overrides.unscopedTables ?? "service_role",
       membershipTable: overrides.membershipTable
-    }),
+    }, { ...NO_WARMING, ...overrides.warming, membershipTable: overrides.membershipTable }),
     memberships: membershipsLayer(changes, overrides.membershipTable),
     cache: CacheConfig.CacheConfig.layer(overrides.cache),
     redis: overrides.redis === undefined

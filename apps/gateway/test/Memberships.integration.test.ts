@@ -162,3 +162,83 @@ describe("MEMBERSHIP_TABLE", () => {
     assert.strictEqual((await admitted.changes.next()).new["title"], "First dance")
   })
 })
+
+describe("wedding-season warming (WEDDING_CALENDAR_SQL)", () => {
+  const ADMIN = "warming-admin-token-of-this-test"
+  const calendar = `${schema}.calendar`
+  /** A series of the gateway's user-data cache reads: `l2` misses are membership lookups, `l1` hits were served. */
+  const userReads = async (target: RunningGateway, name: string, tier: string) => {
+    const text = await (await fetch(`${target.url}/metrics`)).text()
+    return text.split("\n")
+      .filter((l) => l.startsWith(`${name}{`) && l.includes(`tier="${tier}"`) && l.includes(`kind="user"`))
+      .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0)
+  }
+  const warm = (target: RunningGateway, token?: string) =>
+    fetch(`${target.url}/admin/cache/warm`, {
+      method: "POST",
+      headers: token === undefined ? {} : { authorization: `Bearer ${token}` }
+    })
+
+  it(
+    "seeds the members of the weddings starting soon with one query, so their joins ask the table nothing",
+    async () => {
+      const soon = unique("soon")
+      const later = unique("later")
+      await sql(`create table if not exists ${calendar} (wedding_id text not null, starts_at timestamptz not null)`)
+      await sql(`insert into ${calendar} values ($1, now() + interval '1 hour'), ($2, now() + interval '5 hours')`, [
+        soon,
+        later
+      ])
+      const guests = [unique("g1"), unique("g2"), unique("g3")]
+      for (const guest of guests) await addMember(guest, soon)
+      const lateGuest = unique("late")
+      await addMember(lateGuest, later)
+      const warmedSlot = uniqueSqlName("slot")
+      const warmed = await startGateway({
+        changes: { databaseUrl: Redacted.make(databaseUrl()), slotName: warmedSlot, publicationName: publication },
+        membershipTable: { schema, table: "wedding_members" },
+        gateway: { adminToken: Redacted.make(ADMIN) },
+        warming: { calendarSql: `select wedding_id, starts_at from ${calendar} where starts_at between $1 and $2` }
+      })
+      try {
+        // The endpoint is the operator's: refused without the token, beside the accepted call.
+        assert.strictEqual((await warm(warmed)).status, 401)
+        assert.strictEqual((await warm(warmed, "not-the-token")).status, 401)
+        const answer = await warm(warmed, ADMIN)
+        assert.strictEqual(answer.status, 200)
+        const report = (await answer.json()) as { weddings: number; decisions: number; plans: number }
+        // Only the wedding within WARM_AHEAD (3 h): its three members, and the plans of both published tables.
+        assert.deepStrictEqual([report.weddings, report.decisions, report.plans], [1, 3, 2])
+
+        const lookups = await userReads(warmed, "wedsync_cache_misses_total", "l2")
+        const served = await userReads(warmed, "wedsync_cache_hits_total", "l1")
+        const c = makeSupabaseClient(warmed.url, await TestTokens.userToken({ sub: guests[0]!, weddingIds: [] }), {
+          accessToken: await TestTokens.userToken({ sub: guests[0]!, weddingIds: [] })
+        })
+        clients.push(c)
+        const status = inbox<System>("a system message")
+        await subscribe(c.channel(`wedding:${soon}`, { config: { private: true } }).on("system", {}, status.push))
+        // Joined from the seeded decision: the table was not asked.
+        assert.strictEqual(await userReads(warmed, "wedsync_cache_misses_total", "l2"), lookups)
+        assert.isAbove(await userReads(warmed, "wedsync_cache_hits_total", "l1"), served)
+      } finally {
+        await warmed.stop()
+        await Postgres.dropReplicationSlot(db, warmedSlot)
+      }
+    },
+    30_000
+  )
+
+  it("answers 409 with the reason on a gateway without a calendar", async () => {
+    const plain = await startGateway({ gateway: { adminToken: Redacted.make(ADMIN) } })
+    try {
+      const answer = await warm(plain, ADMIN)
+      assert.strictEqual(answer.status, 409)
+      assert.deepStrictEqual(await answer.json(), {
+        message: "Cache warming is off: set DATABASE_URL and WEDDING_CALENDAR_SQL"
+      })
+    } finally {
+      await plain.stop()
+    }
+  })
+})

@@ -110,6 +110,10 @@ export const restRefusal = (reason: WireReason): HttpRefusal => {
     case "AdminTokenInvalid":
       // Only operators call these endpoints: the reason is worth more to them than Supabase's bare "Unauthorized".
       return message(401, reason.message)
+    case "WarmingNotConfigured":
+      return message(409, reason.message)
+    case "WarmingFailed":
+      return message(503, reason.message)
     default:
       return message(422, reason.message)
   }
@@ -176,6 +180,8 @@ export const catalogue: ReadonlyArray<WireReason> = [
   RestError.unsupportedMediaType(),
   RestError.adminTokenMissing(),
   RestError.adminTokenInvalid(),
+  RestError.warmingNotConfigured(),
+  RestError.warmingFailed('running WEDDING_CALENDAR_SQL: relation "calendar" does not exist'),
   ChangeFeed.unableToSubscribe(
     { id: 1, event: "*", schema: "public", table: "guests", filter: "wedding_id=eq.42", select: undefined },
     "Table public.guests does not exist or is not in publication wedsync_changes"

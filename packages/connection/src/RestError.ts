@@ -16,6 +16,8 @@ export class TopicAndEventRequired extends reason("TopicAndEventRequired") {}
 export class UnsupportedMediaType extends reason("UnsupportedMediaType") {}
 export class AdminTokenMissing extends reason("AdminTokenMissing") {}
 export class AdminTokenInvalid extends reason("AdminTokenInvalid") {}
+export class WarmingNotConfigured extends reason("WarmingNotConfigured") {}
+export class WarmingFailed extends reason("WarmingFailed") {}
 
 export type Reason =
   | BodyTooLarge
@@ -26,6 +28,8 @@ export type Reason =
   | UnsupportedMediaType
   | AdminTokenMissing
   | AdminTokenInvalid
+  | WarmingNotConfigured
+  | WarmingFailed
 
 export class RestError extends Schema.TaggedError<RestError>()("RestError", {
   reason: Schema.Union([
@@ -36,7 +40,9 @@ export class RestError extends Schema.TaggedError<RestError>()("RestError", {
     TopicAndEventRequired,
     UnsupportedMediaType,
     AdminTokenMissing,
-    AdminTokenInvalid
+    AdminTokenInvalid,
+    WarmingNotConfigured,
+    WarmingFailed
   ])
 }) {
   override get message(): string {
@@ -57,3 +63,8 @@ export const adminTokenMissing = () =>
   new AdminTokenMissing({ message: "Authorization: Bearer <ADMIN_TOKEN> is required" })
 /** An admin endpoint called with a bearer token that is not `ADMIN_TOKEN`. */
 export const adminTokenInvalid = () => new AdminTokenInvalid({ message: "The bearer token is not the admin token" })
+/** `POST /admin/cache/warm` on a gateway without `WEDDING_CALENDAR_SQL` (or without `DATABASE_URL`). */
+export const warmingNotConfigured = () =>
+  new WarmingNotConfigured({ message: "Cache warming is off: set DATABASE_URL and WEDDING_CALENDAR_SQL" })
+/** The calendar query or a membership query failed; `detail` says which and why. */
+export const warmingFailed = (detail: string) => new WarmingFailed({ message: `Cache warming failed: ${detail}` })
