@@ -5,7 +5,7 @@
  */
 import type { SupabaseClient } from "@supabase/supabase-js"
 import { TestTokens } from "@wedsync/auth/testing"
-import { databaseUrl, Postgres, SupabaseClients, uniqueSqlName } from "@wedsync/testkit"
+import { databaseUrl, Postgres, redisUrl, SupabaseClients, uniquePrefix, uniqueSqlName } from "@wedsync/testkit"
 import { Redacted } from "effect"
 import { performance } from "node:perf_hooks"
 import pg from "pg"
@@ -241,4 +241,78 @@ describe("wedding-season warming (WEDDING_CALENDAR_SQL)", () => {
       await plain.stop()
     }
   })
+})
+
+describe("revocation across processes (REDIS_URL)", () => {
+  it(
+    "a delete seen by one gateway's stream closes the member's channel on another gateway within a second",
+    async () => {
+      // B's publication leaves the membership table out: B can only learn of the delete from A, over Redis.
+      const onlyTimeline = uniqueSqlName("pub")
+      await sql(`create publication ${onlyTimeline} for table ${schema}.timeline_items`)
+      const redis = { url: Redacted.make(redisUrl()), prefix: uniquePrefix("revoke") }
+      const slots = [uniqueSqlName("slot"), uniqueSqlName("slot")] as const
+      const start = (slotName: string, publicationName: string) =>
+        startGateway({
+          changes: { databaseUrl: Redacted.make(databaseUrl()), slotName, publicationName },
+          membershipTable: { schema, table: "wedding_members" },
+          redis
+        })
+      const a = await start(slots[0], publication)
+      const b = await start(slots[1], onlyTimeline)
+      try {
+        const wedding = unique("w")
+        const carol = unique("carol")
+        const dave = unique("dave")
+        await addMember(carol, wedding)
+        await addMember(dave, wedding)
+        const onB = async (sub: string) => {
+          const token = await TestTokens.userToken({ sub, weddingIds: [] })
+          const c = makeSupabaseClient(b.url, token, { accessToken: token })
+          clients.push(c)
+          return joinWedding(c, wedding)
+        }
+        const carolOnB = await onB(carol)
+        const daveOnB = await onB(dave)
+        // A holds the membership table in its stream; wait until it has seen Carol's row, so its delete is traced.
+        const watcher = makeSupabaseClient(a.url, await TestTokens.serviceRoleToken(), {
+          accessToken: await TestTokens.serviceRoleToken()
+        })
+        clients.push(watcher)
+        const seen = inbox<Change>("a membership change on A")
+        const watching = inbox<System>("a system message on A")
+        await subscribe(
+          watcher.channel(unique("members-a"))
+            .on(
+              "postgres_changes" as never,
+              { event: "*", schema, table: "wedding_members" } as never,
+              seen.push as never
+            )
+            .on("system", {}, watching.push)
+        )
+        await watching.next((m) => m.extension === "postgres_changes", 15_000)
+
+        const removedAt = performance.now()
+        await sql(`delete from ${schema}.wedding_members where user_id = $1 and wedding_id = $2`, [carol, wedding])
+        await seen.next((m) => m.eventType === "DELETE")
+        const closed = await carolOnB.system.next((m) => m.status === "error", 1_000)
+        assert.isBelow(performance.now() - removedAt, 1_000, "closed on B within a second of the delete")
+        assert.strictEqual(
+          closed.message,
+          `You do not have permissions to read from this Channel topic: wedding:${wedding}`
+        )
+        // Dave, still a member, keeps receiving on B.
+        await addItem(wedding, "First dance")
+        assert.strictEqual(
+          (await daveOnB.changes.next((m) => m.new["title"] === "First dance")).new["title"],
+          "First dance"
+        )
+      } finally {
+        await Promise.all([a.stop(), b.stop()])
+        for (const slot of slots) await Postgres.dropReplicationSlot(db, slot)
+        await sql(`drop publication if exists ${onlyTimeline}`)
+      }
+    },
+    30_000
+  )
 })
