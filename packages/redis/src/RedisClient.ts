@@ -16,7 +16,8 @@
  *   are lost, and a stream whose buffer is full drops new messages (counted).
  * - `REDIS_PREFIX` is added here and only here, to keys, channels and patterns (`key`); `RedisKey` builds the rest.
  *
- * It does not cache, serialize values or talk to Redis Cluster yet (keys are Cluster-ready; see `RedisKey`).
+ * It does not cache, serialize values or talk to Redis Cluster yet (keys are Cluster-ready; see `RedisKey`); shard
+ * channels (`ssubscribe`) work on a standalone Redis 7.
  */
 import {
   Clock,
@@ -112,6 +113,13 @@ export interface RedisClientShape {
   readonly psubscribe: (
     pattern: RedisKey.RedisPattern
   ) => Effect.Effect<Stream.Stream<PatternMessage>, RedisError.RedisError, Scope.Scope>
+  /**
+   * `subscribe` for a Redis 7 shard channel (`SSUBSCRIBE`), with messages as bytes. On Redis Cluster the channel's
+   * slot decides the node; this client still holds one subscriber connection, so that takes a standalone Redis.
+   */
+  readonly ssubscribe: (
+    channel: RedisKey.RedisKey
+  ) => Effect.Effect<Stream.Stream<Buffer>, RedisError.RedisError, Scope.Scope>
   /** `subscribe` as one stream: subscribed when pulled, released when it ends. */
   readonly messages: (channel: RedisKey.RedisKey) => Stream.Stream<string, RedisError.RedisError>
   /** Round trip on the command connection; recorded in `wedsync_redis_ping_seconds`. */
@@ -309,6 +317,7 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
 
     const channels = new Map<string, Set<Queue.Queue<string>>>()
     const patterns = new Map<string, Set<Queue.Queue<PatternMessage>>>()
+    const shardChannels = new Map<string, Set<Queue.Queue<Buffer>>>()
     const dropped = () => runSync(Metric.update(RedisMetrics.droppedMessages, 1))
     // Serializes opening the subscriber and SUBSCRIBE/UNSUBSCRIBE, so a channel is subscribed once however many
     // streams share it, and released only when the last one ends.
@@ -320,6 +329,8 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
       const pending: Array<Promise<unknown>> = []
       if (names.length > 0) pending.push(redis.subscribe(...names))
       if (globs.length > 0) pending.push(redis.psubscribe(...globs))
+      // One command per shard channel: a multi-channel SSUBSCRIBE must stay inside one slot.
+      for (const name of shardChannels.keys()) pending.push(redis.ssubscribe(name))
       Promise.all(pending).then(
         () => setState("subscriber", "connected"),
         // The connection dropped again before the replies; the next `ready` tries again.
@@ -334,6 +345,10 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
       watch(redis, "subscriber", () => resubscribe(redis))
       redis.on("message", (channel: string, message: string) => {
         const queues = channels.get(channel)
+        if (queues !== undefined) { for (const q of queues) if (!Queue.offerUnsafe(q, message)) dropped() }
+      })
+      redis.on("smessageBuffer", (channel: Buffer, message: Buffer) => {
+        const queues = shardChannels.get(channel.toString())
         if (queues !== undefined) { for (const q of queues) if (!Queue.offerUnsafe(q, message)) dropped() }
       })
       redis.on("pmessage", (glob: string, channel: string, message: string) => {
@@ -359,7 +374,7 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
     const subscribeTo = <A>(
       registry: Map<string, Set<Queue.Queue<A>>>,
       name: string,
-      verb: "SUBSCRIBE" | "PSUBSCRIBE",
+      verb: "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE",
       send: (redis: Redis, name: string) => Promise<unknown>,
       release: (redis: Redis, name: string) => Promise<unknown>
     ): Effect.Effect<Stream.Stream<A>, RedisError.RedisError, Scope.Scope> =>
@@ -420,6 +435,9 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
         (r, n) => r.punsubscribe(n)
       )
 
+    const ssubscribe = (channel: RedisKey.RedisKey) =>
+      subscribeTo(shardChannels, key(channel), "SSUBSCRIBE", (r, n) => r.ssubscribe(n), (r, n) => r.sunsubscribe(n))
+
     // --- health ----------------------------------------------------------------------------------------------------
 
     const ping: Effect.Effect<Duration.Duration, RedisError.RedisError> = Effect.gen(function*() {
@@ -472,6 +490,7 @@ export const make: Effect.Effect<RedisClientShape, RedisError.RedisError, RedisC
       command: run,
       subscribe,
       psubscribe,
+      ssubscribe,
       messages: (channel) => Stream.unwrap(subscribe(channel)),
       ping,
       health,

@@ -31,6 +31,9 @@ afterAll(async () => {
 const numsub = (fullChannel: string) =>
   Effect.promise(() => raw.pubsub("NUMSUB", fullChannel)).pipe(Effect.map((reply) => Number(reply[1])))
 
+const shardNumsub = (fullChannel: string) =>
+  Effect.promise(() => raw.pubsub("SHARDNUMSUB", fullChannel)).pipe(Effect.map((reply) => Number(reply[1])))
+
 const clientLayer = (options: Partial<RedisOptions> = {}) =>
   RedisClient.layer.pipe(Layer.provide(RedisConfig.layer({ url: Redacted.make(redisUrl()), prefix, ...options })))
 
@@ -126,6 +129,27 @@ describe("RedisClient", () => {
         assert.deepStrictEqual(yield* Stream.runCollect(Stream.take(kept, 1)), ["still here"])
         yield* Scope.close(outer, Exit.void)
         assert.strictEqual(yield* numsub(client.key(channel)), 0)
+      })))
+
+  it.live("delivers shard-channel messages as bytes and releases the shard subscription with the last stream", () =>
+    withClient({}, (client) =>
+      Effect.gen(function*() {
+        const channel = RedisKey.make("shard", "w-1")
+        const full = client.key(channel)
+        const spublish = (message: Buffer) => client.command("SPUBLISH", (r) => r.spublish(full, message))
+        yield* Effect.scoped(
+          Effect.gen(function*() {
+            const first = yield* client.ssubscribe(channel)
+            const second = yield* client.ssubscribe(channel)
+            assert.strictEqual(yield* shardNumsub(full), 1)
+            // Not valid UTF-8: the bytes must arrive untouched.
+            assert.strictEqual(yield* spublish(Buffer.from([0, 255, 128, 10])), 1)
+            const got = yield* Stream.runCollect(Stream.take(first, 1))
+            assert.deepStrictEqual(got.map((b) => [...b]), [[0, 255, 128, 10]])
+            assert.strictEqual((yield* Stream.runCollect(Stream.take(second, 1))).length, 1)
+          })
+        )
+        assert.strictEqual(yield* shardNumsub(full), 0)
       })))
 
   it.live("delivers pattern messages with the channel name without the prefix", () =>
