@@ -65,7 +65,10 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
 
   const add = (key: TopicKey, sink: Sink) => {
     let sinks = topics.get(key)
-    if (sinks === undefined) topics.set(key, sinks = new Set())
+    if (sinks === undefined) {
+      topics.set(key, sinks = new Set())
+      broker.join(key)
+    }
     if (!sinks.has(sink)) subscriptionCount++
     sinks.add(sink)
     updateGauges()
@@ -74,7 +77,10 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
   const remove = (key: TopicKey, sink: Sink) => {
     const sinks = topics.get(key)
     if (sinks?.delete(sink)) subscriptionCount--
-    if (sinks !== undefined && sinks.size === 0) topics.delete(key)
+    if (sinks !== undefined && sinks.size === 0) {
+      topics.delete(key)
+      broker.leave(key)
+    }
     updateGauges()
   }
 

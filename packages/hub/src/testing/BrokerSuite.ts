@@ -6,6 +6,9 @@
  * Delivery may be asynchronous (Redis), so the suite waits for events instead of sleeping; each
  * wait fails with a clear message after `timeoutMs` of real time. Absence is proven with a marker:
  * a later publication that the transport delivers after the one that must not arrive.
+ *
+ * Every node joins the suite's topics (`SUITE_TOPICS`) and waits until `settled` before a test
+ * publishes, since a transport may deliver only the topics a node has joined.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Result, Scope } from "effect"
@@ -72,6 +75,18 @@ interface Node {
   readonly release: Effect.Effect<void>
 }
 
+/** The topic keys the suite publishes on; each node joins all of them. */
+export const SUITE_TOPICS: ReadonlyArray<Publication.TopicKey> = [
+  "realtime:room",
+  "realtime:marker",
+  "realtime:from-a",
+  "realtime:from-b",
+  "realtime:x",
+  "realtime:y",
+  "realtime:before",
+  "realtime:after"
+].map((topic) => Publication.topicKey(topic, false)).concat([Publication.topicKey("realtime:wedding:42", true)])
+
 const text = (topic: string, n: number): Publication.Publication =>
   Publication.json(topic, false, "broadcast", JSON.stringify({ type: "broadcast", event: "n", payload: { n } }))
 
@@ -104,6 +119,8 @@ export const BrokerSuite = <E>(
         const inbox = new Inbox(`node ${name}`, timeoutMs)
         const scope = yield* Scope.make()
         yield* broker.receive(inbox.push).pipe(Scope.provide(scope))
+        for (const key of SUITE_TOPICS) broker.join(key)
+        yield* broker.settled
         out.push({ name, broker, inbox, release: Scope.close(scope, Exit.void) })
       }
       return out

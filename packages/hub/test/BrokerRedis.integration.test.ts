@@ -1,0 +1,118 @@
+/**
+ * The Redis broker against the real local Redis, every channel under this run's own prefix: the contract suite,
+ * two hubs that each hold their own client, and the release of a topic's shard subscription.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { RedisClient, RedisConfig } from "@wedsync/redis"
+import { redisUrl, uniquePrefix, waitUntil } from "@wedsync/testkit"
+import { Context, Effect, Layer, Redacted } from "effect"
+import { Broker, Hub, Publication } from "../src/index.ts"
+import { BrokerSuite, TestSink } from "../src/testing/index.ts"
+
+// One client (so one subscriber connection) per node, as in separate processes.
+const clientLayer = (prefix: string) =>
+  Layer.fresh(RedisClient.RedisClient.layer).pipe(
+    Layer.provide(RedisConfig.RedisConfig.layer({ url: Redacted.make(redisUrl()), prefix })),
+    Layer.orDie
+  )
+
+const brokerLayer = (prefix: string) => Layer.fresh(Broker.Broker.layerRedis).pipe(Layer.provide(clientLayer(prefix)))
+
+BrokerSuite("redis", (nodes) => {
+  const prefix = uniquePrefix("broker")
+  return Array.from({ length: nodes }, () => brokerLayer(prefix))
+})
+
+const ROOM = "realtime:room"
+const roomKey = Publication.topicKey(ROOM, false)
+
+const nodeOf = (prefix: string) =>
+  Layer.build(
+    Layer.fresh(Hub.Hub.layer).pipe(
+      Layer.provideMerge(Layer.fresh(Broker.Broker.layerRedis)),
+      Layer.provideMerge(clientLayer(prefix))
+    )
+  ).pipe(
+    Effect.map((context) => ({
+      hub: Context.get(context, Hub.Hub),
+      broker: Context.get(context, Broker.Broker),
+      client: Context.get(context, RedisClient.RedisClient)
+    }))
+  )
+
+/** Subscribers of a shard channel over every connection (so every process). */
+const shardNumsub = (client: RedisClient.RedisClient["Service"], fullChannel: string) =>
+  client.command("PUBSUB", (r) => r.pubsub("SHARDNUMSUB", fullChannel)).pipe(
+    Effect.map((reply) => Number(reply[1])),
+    Effect.orDie
+  )
+
+/** The `n` of every frame a sink received, in order (text frames of JSON publications). */
+const numbers = (sink: TestSink.TestSink): Array<unknown> =>
+  sink.decoded().map((frame) => {
+    if (frame._tag !== "Text") return "binary"
+    // v2 frames are `[join_ref, ref, topic, event, payload]`, v1 frames objects with a `payload`.
+    type Payload = { readonly payload?: { readonly n?: number } }
+    const json = frame.json as ReadonlyArray<Payload> | { readonly payload?: Payload }
+    return (Array.isArray(json) ? json[4] : (json as { readonly payload?: Payload }).payload)?.payload?.n
+  })
+
+const message = (n: number) =>
+  Publication.json(ROOM, false, "broadcast", JSON.stringify({ type: "broadcast", event: "n", payload: { n } }))
+
+const framesReach = (sink: TestSink.TestSink, count: number, what: string) =>
+  Effect.promise(() => waitUntil(what, () => sink.frames.length, (n) => n >= count))
+
+describe("Broker.layerRedis", () => {
+  it.live("two hubs: a publication reaches the other hub's sinks once and the publisher's own sinks once", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const prefix = uniquePrefix("broker-hubs")
+        const a = yield* nodeOf(prefix)
+        const b = yield* nodeOf(prefix)
+        const onA = TestSink.make("2.0.0")
+        const onB = TestSink.make("1.0.0")
+        a.hub.add(roomKey, onA)
+        b.hub.add(roomKey, onB)
+        yield* a.broker.settled
+        yield* b.broker.settled
+        assert.strictEqual(yield* a.hub.publish(message(1)), 1)
+        yield* framesReach(onB, 1, "B to receive A's publication")
+        // B's publication travels after A's on the same shard channel, so once A has it, A's own echo (had it
+        // not been dropped) would already have arrived.
+        yield* b.hub.publish(message(2))
+        yield* framesReach(onA, 2, "A to receive B's publication")
+        // And once more from A: B has A's third only after any duplicate of the first two would have arrived.
+        yield* a.hub.publish(message(3))
+        yield* framesReach(onB, 3, "B to receive A's second publication")
+        assert.deepStrictEqual(numbers(onA), [1, 2, 3])
+        assert.deepStrictEqual(numbers(onB), [1, 2, 3])
+        assert.strictEqual(yield* shardNumsub(a.client, a.client.key(Broker.channelOf(roomKey))), 2)
+      })
+    ))
+
+  it.live("unsubscribes a topic's shard channel when its last local subscriber leaves", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const prefix = uniquePrefix("broker-release")
+        const a = yield* nodeOf(prefix)
+        const channel = a.client.key(Broker.channelOf(roomKey))
+        const first = TestSink.make("2.0.0")
+        const second = TestSink.make("2.0.0")
+        a.hub.add(roomKey, first)
+        a.hub.add(roomKey, second)
+        yield* a.broker.settled
+        assert.strictEqual(yield* shardNumsub(a.client, channel), 1)
+        a.hub.remove(roomKey, first)
+        yield* a.broker.settled
+        assert.strictEqual(yield* shardNumsub(a.client, channel), 1, "one subscriber is left")
+        a.hub.remove(roomKey, second)
+        yield* a.broker.settled
+        assert.strictEqual(yield* shardNumsub(a.client, channel), 0)
+        // And back: a new subscriber subscribes again.
+        a.hub.add(roomKey, first)
+        yield* a.broker.settled
+        assert.strictEqual(yield* shardNumsub(a.client, channel), 1)
+      })
+    ))
+})
