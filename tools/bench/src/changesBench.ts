@@ -12,9 +12,10 @@ import { SignJWT } from "jose"
 import pg from "pg"
 import WebSocket from "ws"
 import { CpuMeter } from "./proc.ts"
-import { freePort, killAllServers, startServer } from "./serverProcess.ts"
+import { dropChangesFixture, fixtureNames, startChangesGateway } from "./changesFixture.ts"
+import { freePort } from "./serverProcess.ts"
 import { LatencyHistogram } from "./stats.ts"
-import { GATEWAY_ENTRY, JWT_SECRET, startFlags } from "./targets/gateway.ts"
+import { JWT_SECRET } from "./targets/gateway.ts"
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`)
@@ -26,10 +27,8 @@ const rates = arg("rates", "20,50,100,150,200,300").split(",").map(Number)
 const stepSeconds = Number(arg("step", "5"))
 const databaseUrl = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres"
 const root = fileURLToPath(new URL("../../../", import.meta.url))
-const id = `${process.pid}_${Math.floor(Math.random() * 1e6)}`
-const schema = `bench_${id}`
-const slot = `bench_slot_${id}`
-const publication = `bench_pub_${id}`
+const fixture = fixtureNames("bench")
+const { schema, publication } = fixture
 const now = () => performance.timeOrigin + performance.now()
 
 const db = new pg.Client({ connectionString: databaseUrl })
@@ -42,45 +41,12 @@ await db.query(
 await db.query(`alter table ${schema}.timeline_items replica identity full`)
 await db.query(`create publication ${publication} for table ${schema}.timeline_items`)
 
-const cleanup = async () => {
-  killAllServers()
-  for (let i = 0; i < 100; i++) {
-    const { rows } = await db.query(`select active, active_pid from pg_replication_slots where slot_name = $1`, [slot])
-    if (rows.length === 0) break
-    if (!rows[0].active) {
-      await db.query(`select pg_drop_replication_slot($1)`, [slot])
-      break
-    }
-    if (i === 30) await db.query(`select pg_terminate_backend($1)`, [rows[0].active_pid])
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  await db.query(`drop publication if exists ${publication}`)
-  await db.query(`drop schema if exists ${schema} cascade`)
-  await db.end()
-}
+const cleanup = () => dropChangesFixture(db, fixture)
 
 try {
   const port = await freePort()
-  const server = await startServer({
-    name: "gateway",
-    args: [...startFlags(root), GATEWAY_ENTRY],
-    cwd: root,
-    env: {
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      DATABASE_URL: databaseUrl,
-      REPLICATION_SLOT: slot,
-      REPLICATION_PUBLICATION: publication,
-      MAX_CONNECTIONS: "100000",
-      MAX_CONNECTIONS_PER_USER: "100000",
-      MAX_CONNECTIONS_PER_IP: "100000",
-      MAX_JOINS_PER_SECOND: "100000",
-      CHANNEL_ERROR_BACKOFF_MS: "0",
-      CONNECT_ERROR_BACKOFF_MS: "0"
-    },
-    cpu: 0,
-    startTimeoutMs: 30_000
-  })
+  const server = await startChangesGateway({ root, port, databaseUrl, fixture, cpu: 0 })
+
   try {
     execFileSync("taskset", ["-a", "-p", "-c", "1", String(process.pid)], { stdio: "ignore" })
   } catch {

@@ -20,9 +20,10 @@ import pg from "pg"
 import WebSocket from "ws"
 import { pinSelf, tasksetAvailable } from "./machine.ts"
 import { CpuMeter } from "./proc.ts"
-import { freePort, killAllServers, sleep, startServer } from "./serverProcess.ts"
+import { dropChangesFixture, fixtureNames, startChangesGateway } from "./changesFixture.ts"
+import { freePort, sleep } from "./serverProcess.ts"
 import { LatencyHistogram } from "./stats.ts"
-import { GATEWAY_ENTRY, JWT_SECRET, startFlags } from "./targets/gateway.ts"
+import { JWT_SECRET } from "./targets/gateway.ts"
 
 const { values } = parseArgs({
   options: {
@@ -44,10 +45,8 @@ const extraEnv = Object.fromEntries(
 )
 const databaseUrl = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres"
 const root = fileURLToPath(new URL("../../../", import.meta.url))
-const id = `${process.pid}_${Math.floor(Math.random() * 1e6)}`
-const schema = `storm_${id}`
-const slot = `storm_slot_${id}`
-const publication = `storm_pub_${id}`
+const fixture = fixtureNames("storm")
+const { schema, publication } = fixture
 const total = weddings * devices
 
 const userOf = (socket: number) => {
@@ -80,21 +79,7 @@ const membershipScans = async (): Promise<number> => {
   return Number(rows[0]?.scans ?? 0)
 }
 
-const cleanup = async () => {
-  killAllServers()
-  for (let i = 0; i < 100; i++) {
-    const { rows } = await db.query(`select active from pg_replication_slots where slot_name = $1`, [slot])
-    if (rows.length === 0) break
-    if (!rows[0].active) {
-      await db.query(`select pg_drop_replication_slot($1)`, [slot])
-      break
-    }
-    await sleep(100)
-  }
-  await db.query(`drop publication if exists ${publication}`)
-  await db.query(`drop schema if exists ${schema} cascade`)
-  await db.end()
-}
+const cleanup = () => dropChangesFixture(db, fixture)
 
 /** Sum of every sample of `name{…}` whose labels contain `match`, from an exposition text. */
 const sumOf = (exposition: string, name: string, match: string): number =>
@@ -104,29 +89,19 @@ const sumOf = (exposition: string, name: string, match: string): number =>
 
 try {
   const port = await freePort()
-  const server = await startServer({
-    name: "gateway",
-    args: [...startFlags(root), GATEWAY_ENTRY],
-    cwd: root,
+  const server = await startChangesGateway({
+    root,
+    port,
+    databaseUrl,
+    fixture,
+    cpu: tasksetAvailable() ? 0 : undefined,
     env: {
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      DATABASE_URL: databaseUrl,
-      REPLICATION_SLOT: slot,
-      REPLICATION_PUBLICATION: publication,
       REPLICATION_START_DELAY_MS: "0",
       ...(memberships ? { MEMBERSHIP_TABLE: `${schema}.wedding_members` } : {}),
-      MAX_CONNECTIONS: "100000",
-      MAX_CONNECTIONS_PER_USER: "100000",
-      MAX_CONNECTIONS_PER_IP: "100000",
-      MAX_JOINS_PER_SECOND: "100000",
-      CHANNEL_ERROR_BACKOFF_MS: "0",
-      CONNECT_ERROR_BACKOFF_MS: "0",
       ...extraEnv
-    },
-    cpu: tasksetAvailable() ? 0 : undefined,
-    startTimeoutMs: 30_000
+    }
   })
+
   const pinned = tasksetAvailable() && pinSelf(1)
   const tokenOf = new Map<string, string>()
   for (let s = 0; s < weddings * usersPerWedding; s++) {
