@@ -33,7 +33,5 @@ export const userBroadcast = (
   const tooLarge = payloadSize(payload.length, maxPayloadBytes)
   if (tooLarge !== undefined) return Result.fail(tooLarge)
   const publication = Publication.userBroadcast(topic, isPrivate, event, encoding, payload, meta)
-  return Result.isSuccess(publication)
-    ? Result.succeed(publication.success)
-    : Result.fail(ConnectionError.fieldTooLong(Frame.MAX_FIELD_BYTES))
+  return Result.mapError(publication, () => ConnectionError.fieldTooLong(Frame.MAX_FIELD_BYTES))
 }
