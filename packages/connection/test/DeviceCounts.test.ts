@@ -3,8 +3,8 @@
  * by every way its channel ends (leave, rejoin, shutdown, revoked membership, socket close, drain), on the real actor.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Memberships, TokenVerifier } from "@wedsync/auth"
-import { Effect, Fiber, Layer } from "effect"
+import { TokenVerifier } from "@wedsync/auth"
+import { Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import { DeviceCounts } from "../src/DeviceCounts.ts"
 import { TestSocket } from "../src/testing/index.ts"
@@ -86,15 +86,7 @@ describe("DeviceCounts", () => {
 
   it.effect("a channel shut down because its membership was revoked counts down", () => {
     const rows = new Set(["alice|42"])
-    const memberships = Layer.succeed(Memberships.Memberships, {
-      enabled: true,
-      peek: () => undefined,
-      isMember: (grant) => Effect.sync(() => grant.scope === "wedding" && rows.has(`${grant.userId}|${grant.id}`)),
-      granted: () => Effect.void,
-      revoked: () => Effect.void,
-      onRevoke: () => Effect.void,
-      hold: () => undefined
-    })
+    const memberships = TestSocket.membershipsOf(rows)
     return Effect.gen(function*() {
       const counts = yield* DeviceCounts
       const token = yield* TestSocket.userToken({ sub: "alice" })

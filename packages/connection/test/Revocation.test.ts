@@ -3,21 +3,11 @@
  * topic again, with their own principal, and shut down those now refused with Supabase's `Unauthorized` shutdown.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Memberships, TokenVerifier } from "@wedsync/auth"
-import { Effect, Layer } from "effect"
+import { TokenVerifier } from "@wedsync/auth"
+import { Effect } from "effect"
 import { TestSocket } from "../src/testing/index.ts"
 
-/** Memberships over a set of `user|wedding` rows, without a cache: each decision reads the set. */
-const membershipsOf = (rows: Set<string>) =>
-  Layer.succeed(Memberships.Memberships, {
-    enabled: true,
-    peek: () => undefined,
-    isMember: (grant) => Effect.sync(() => grant.scope === "wedding" && rows.has(`${grant.userId}|${grant.id}`)),
-    granted: () => Effect.void,
-    revoked: () => Effect.void,
-    onRevoke: () => Effect.void,
-    hold: () => undefined
-  })
+const { membershipsOf } = TestSocket
 
 const payloadOf = (received: TestSocket.Received | undefined) => {
   if (received?._tag !== "Message") return assert.fail(`expected a text message, got ${received?._tag ?? "nothing"}`)

@@ -152,6 +152,18 @@ export const manualCoalescer = () => {
   }
 }
 
+/** `Memberships` over a set of `user|wedding` rows, without a cache: each decision reads the set as it is now. */
+export const membershipsOf = (rows: ReadonlySet<string>): Layer.Layer<Memberships.Memberships> =>
+  Layer.succeed(Memberships.Memberships, {
+    enabled: true,
+    peek: () => undefined,
+    isMember: (grant) => Effect.sync(() => grant.scope === "wedding" && rows.has(`${grant.userId}|${grant.id}`)),
+    granted: () => Effect.void,
+    revoked: () => Effect.void,
+    onRevoke: () => Effect.void,
+    hold: () => undefined
+  })
+
 /** The HS256 secret of the test `AuthConfig`; not the dev default, so the verifier stays quiet. */
 const TEST_JWT_SECRET = "wedsync-connection-test-secret-of-at-least-32-chars"
 
