@@ -59,9 +59,9 @@ afterAll(async () => {
 }, 30_000)
 
 /** A supabase-js client of a user whose token lists no wedding. */
-const userClient = async (sub: string) => {
+const userClient = async (sub: string, target: RunningGateway = gateway) => {
   const token = await TestTokens.userToken({ sub, weddingIds: [] })
-  const c = makeSupabaseClient(gateway.url, token, { accessToken: token })
+  const c = makeSupabaseClient(target.url, token, { accessToken: token })
   clients.push(c)
   return c
 }
@@ -84,8 +84,8 @@ const joinWedding = async (c: SupabaseClient, wedding: string) => {
 }
 
 /** A service_role watcher of the membership table: its events say the gateway's stream has seen a membership change. */
-const watchMembers = async () => {
-  const c = makeSupabaseClient(gateway.url, await TestTokens.serviceRoleToken(), {
+const watchMembers = async (target: RunningGateway = gateway) => {
+  const c = makeSupabaseClient(target.url, await TestTokens.serviceRoleToken(), {
     accessToken: await TestTokens.serviceRoleToken()
   })
   clients.push(c)
@@ -212,10 +212,7 @@ describe("wedding-season warming (WEDDING_CALENDAR_SQL)", () => {
 
         const lookups = await userReads(warmed, "wedsync_cache_misses_total", "l2")
         const served = await userReads(warmed, "wedsync_cache_hits_total", "l1")
-        const c = makeSupabaseClient(warmed.url, await TestTokens.userToken({ sub: guests[0]!, weddingIds: [] }), {
-          accessToken: await TestTokens.userToken({ sub: guests[0]!, weddingIds: [] })
-        })
-        clients.push(c)
+        const c = await userClient(guests[0]!, warmed)
         const status = inbox<System>("a system message")
         await subscribe(c.channel(`wedding:${soon}`, { config: { private: true } }).on("system", {}, status.push))
         // Joined from the seeded decision: the table was not asked.
@@ -266,31 +263,10 @@ describe("revocation across processes (REDIS_URL)", () => {
         const dave = unique("dave")
         await addMember(carol, wedding)
         await addMember(dave, wedding)
-        const onB = async (sub: string) => {
-          const token = await TestTokens.userToken({ sub, weddingIds: [] })
-          const c = makeSupabaseClient(b.url, token, { accessToken: token })
-          clients.push(c)
-          return joinWedding(c, wedding)
-        }
-        const carolOnB = await onB(carol)
-        const daveOnB = await onB(dave)
+        const carolOnB = await joinWedding(await userClient(carol, b), wedding)
+        const daveOnB = await joinWedding(await userClient(dave, b), wedding)
         // A holds the membership table in its stream; wait until it has seen Carol's row, so its delete is traced.
-        const watcher = makeSupabaseClient(a.url, await TestTokens.serviceRoleToken(), {
-          accessToken: await TestTokens.serviceRoleToken()
-        })
-        clients.push(watcher)
-        const seen = inbox<Change>("a membership change on A")
-        const watching = inbox<System>("a system message on A")
-        await subscribe(
-          watcher.channel(unique("members-a"))
-            .on(
-              "postgres_changes" as never,
-              { event: "*", schema, table: "wedding_members" } as never,
-              seen.push as never
-            )
-            .on("system", {}, watching.push)
-        )
-        await watching.next((m) => m.extension === "postgres_changes", 15_000)
+        const seen = await watchMembers(a)
 
         const removedAt = performance.now()
         await sql(`delete from ${schema}.wedding_members where user_id = $1 and wedding_id = $2`, [carol, wedding])
