@@ -216,6 +216,9 @@ export interface ClusterOptions {
 
 const ROOM_TTL_MS = 24 * 60 * 60 * 1000
 
+/** How long a room's first joiner on a node waits for the other nodes' entries at most. */
+const LOAD_TIMEOUT_MS = 3_000
+
 const make = (nodeId: string, cluster: Cluster | undefined) =>
   Effect.gen(function*() {
     const hub = yield* Hub
@@ -300,6 +303,11 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
         replica.pending = undefined
         if (dead.length > 0) yield* Effect.ignore(cluster.store.remove(roomKey, dead))
       }).pipe(
+        // Joiners wait for this: with Redis or the subscription away they get what this node knows instead.
+        Effect.timeoutOrElse({
+          duration: LOAD_TIMEOUT_MS,
+          orElse: () => Effect.fail(`no snapshot within ${LOAD_TIMEOUT_MS} ms`)
+        }),
         Effect.catch((error) =>
           Effect.gen(function*() {
             yield* Effect.logWarning(
@@ -404,9 +412,11 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
           count(room, entry, 1)
           const joins = single(key, metaWithRef(entry, samekey ? previous.ref : undefined))
           const leaves = previous === undefined ? record() : single(previous.key, metaWithRef(previous))
+          // Uninterruptible: the entry is in the room already, so its diff must go out.
           return writeLocal(roomKey, [[entry.ref, key, entry.metaJson]], previous?.ref).pipe(
             Effect.andThen(hub.publish(diffPublication(room, joins, leaves))),
-            Effect.asVoid
+            Effect.asVoid,
+            Effect.uninterruptible
           )
         })
       })
@@ -424,7 +434,8 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
           Effect.andThen(
             hub.publish(diffPublication(room, record(), single(previous.key, metaWithRef(previous))), except)
           ),
-          Effect.asVoid
+          Effect.asVoid,
+          Effect.uninterruptible
         )
       })
 
@@ -444,7 +455,11 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
           return Effect.succeed(stateJson(rooms.get(roomKey)))
         }
         const [, room] = roomOf(topic, isPrivate)
-        return Effect.map(awaitReplica(roomKey, room), () => stateJson(room))
+        return Effect.map(awaitReplica(roomKey, room), () => {
+          const json = stateJson(room)
+          forgetIfEmpty(roomKey, room)
+          return json
+        })
       })
 
     // --- heartbeats --------------------------------------------------------------------------------------------
@@ -477,7 +492,7 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
             yield* Effect.ignore(cluster.store.remove(roomKey, gone.map((e) => e.ref)))
           }
           yield* Metric.update(HubMetrics.presenceSweptEntries, removed)
-          yield* Effect.logInfo(`Presence: node ${node} stopped its heartbeat; ${removed} entries removed`)
+          yield* Effect.logInfo(`Presence: node ${node} stopped its heartbeat; entries removed: ${removed}`)
         }
       })
 
