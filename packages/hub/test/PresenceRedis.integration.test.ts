@@ -22,8 +22,8 @@ const clientLayer = (prefix: string) =>
   )
 
 /** One node: its own client, broker, hub and presence. */
-const nodeLayer = (prefix: string) =>
-  Layer.fresh(Presence.Presence.layerRedis({ heartbeatMs: HEARTBEAT_MS })).pipe(
+const nodeLayer = (prefix: string, heartbeatMs = HEARTBEAT_MS) =>
+  Layer.fresh(Presence.Presence.layerRedis({ heartbeatMs })).pipe(
     Layer.provideMerge(Layer.fresh(Hub.Hub.layer)),
     Layer.provideMerge(Layer.fresh(Broker.Broker.layerRedis)),
     Layer.provideMerge(clientLayer(prefix))
@@ -74,10 +74,10 @@ interface Node {
   readonly stop: Effect.Effect<void>
 }
 
-const startNode = (prefix: string) =>
+const startNode = (prefix: string, heartbeatMs = HEARTBEAT_MS) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
-    const context = yield* Layer.buildWithScope(nodeLayer(prefix), scope)
+    const context = yield* Layer.buildWithScope(nodeLayer(prefix, heartbeatMs), scope)
     yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
     return {
       hub: Context.get(context, Hub.Hub),
@@ -232,6 +232,35 @@ describe("Presence.layerRedis across nodes", () => {
   )
 
   it.live(
+    "a live node taken for dead (its heartbeat lost) announces its entries again: a leave, then the same join",
+    () =>
+      Effect.scoped(
+        Effect.gen(function*() {
+          const prefix = uniquePrefix("presence-revive")
+          const n1 = yield* startNode(prefix)
+          // A slow heartbeat on node 2, so node 1's checks come first after its key is lost.
+          const slowMs = 1_500
+          const n2 = yield* startNode(prefix, slowMs)
+          const m1 = member(n1.hub)
+          member(n2.hub)
+          yield* n2.presence.track(ROOM, false, "two", {}, { n: 2 })
+          yield* until("node 1 to know node 2's entry", () => m1.refs(), (r) => r.size === 1)
+          const [ref] = [...m1.refs()]
+          const node2 = PresenceStore.nodeOfRef(ref!)
+          // Right after one of node 2's heartbeats, so its next one is a whole interval away.
+          yield* heartbeats(n1.client, node2, 1, slowMs)
+          yield* n1.client.del(PresenceStore.nodeKey(node2)).pipe(Effect.orDie)
+          yield* until("node 1's member to get the leave", () => m1.leftRefs(), (left) => left.length === 1, 2_000)
+          assert.deepStrictEqual(Object.keys(yield* stateOf(n1)), [])
+          yield* until("node 1's member to get the entry again", () => m1.refs(), (r) => r.has(ref!), 3 * slowMs)
+          assert.deepStrictEqual(refsOf(yield* stateOf(n1)), [ref])
+          yield* until("Redis to hold the entry again", () => storedNow(n1.client), (stored) => sameSet(stored, [ref!]))
+        })
+      ),
+    20_000
+  )
+
+  it.live(
     "a late joiner's snapshot leaves out a killed node's entries even before anyone swept them",
     () =>
       Effect.scoped(
@@ -264,7 +293,12 @@ const alive = (client: RedisClient.RedisClient["Service"], ref: string) =>
   )
 
 /** Waits until `nodeId` has refreshed its heartbeat `count` more times (its key's PTTL going up). */
-const heartbeats = (client: RedisClient.RedisClient["Service"], nodeId: string, count: number) =>
+const heartbeats = (
+  client: RedisClient.RedisClient["Service"],
+  nodeId: string,
+  count: number,
+  heartbeatMs = HEARTBEAT_MS
+) =>
   Effect.promise(async () => {
     const key = client.key(PresenceStore.nodeKey(nodeId))
     const pttl = () => Effect.runPromise(client.command("PTTL", (r) => r.pttl(key)).pipe(Effect.orDie))
@@ -279,7 +313,7 @@ const heartbeats = (client: RedisClient.RedisClient["Service"], nodeId: string, 
         return seen
       },
       (n) => n >= count,
-      { intervalMs: 10, timeoutMs: 10 * count * HEARTBEAT_MS }
+      { intervalMs: 10, timeoutMs: 10 * count * heartbeatMs }
     )
   })
 
