@@ -222,6 +222,8 @@ const LOAD_TIMEOUT_MS = 3_000
 const make = (nodeId: string, cluster: Cluster | undefined) =>
   Effect.gen(function*() {
     const hub = yield* Hub
+    // The series exists from the first scrape, at 0, with or without Redis.
+    yield* Metric.update(HubMetrics.presenceSweptEntries, 0)
     const rooms = new Map<Publication.TopicKey, Room>()
     /** For each other node, its entries in this node's replicas: what to drop when it dies. */
     const byNode = new Map<string, Map<string, Room>>()
@@ -385,8 +387,10 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
 
     const track: PresenceShape["track"] = (topic, isPrivate, key, owner, clientMeta, limits = unbounded) =>
       Effect.suspend(() => {
-        const [roomKey, room] = roomOf(topic, isPrivate)
-        return Effect.andThen(awaitReplica(roomKey, room), () => {
+        const [roomKey, loading] = roomOf(topic, isPrivate)
+        return Effect.andThen(awaitReplica(roomKey, loading), () => {
+          // Looked up again: a failed load may have let the room go meanwhile.
+          const [, room] = roomOf(topic, isPrivate)
           const previous = room.local.get(owner)
           const meta = withoutRefs(clientMeta)
           const entry = makeEntry(key, PresenceStore.newRef(nodeId), meta)
@@ -454,10 +458,11 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
         if (cluster === undefined || hub.subscriberCount(roomKey) === 0) {
           return Effect.succeed(stateJson(rooms.get(roomKey)))
         }
-        const [, room] = roomOf(topic, isPrivate)
-        return Effect.map(awaitReplica(roomKey, room), () => {
+        const [, loading] = roomOf(topic, isPrivate)
+        return Effect.map(awaitReplica(roomKey, loading), () => {
+          const room = rooms.get(roomKey)
           const json = stateJson(room)
-          forgetIfEmpty(roomKey, room)
+          if (room !== undefined) forgetIfEmpty(roomKey, room)
           return json
         })
       })
