@@ -559,8 +559,11 @@ const makeRedis = (options: ClusterOptions) =>
     })
     const broker = yield* Broker
     const cluster: Cluster = { store, settled: broker.settled, broadcast: broker.publish }
-    // Alive before any entry exists, so that no other node can find an entry of ours without our heartbeat.
-    yield* store.beat.pipe(Effect.orDie)
+    // Alive before any entry exists, so that no other node finds an entry of ours without our heartbeat. Should
+    // this fail, the next heartbeat finds none before it and writes and announces our entries again.
+    yield* store.beat.pipe(
+      Effect.catch((error) => Effect.logWarning("Presence: first heartbeat failed; retried every interval", error))
+    )
     const presence = yield* make(nodeId, cluster)
     const heartbeat = yield* presence.beat(cluster).pipe(
       Effect.delay(options.heartbeatMs),
