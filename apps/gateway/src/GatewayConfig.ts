@@ -26,6 +26,8 @@ export interface GatewayOptions {
   readonly adminToken: Redacted.Redacted<string> | undefined
   /** How often device counts are published to Redis (with `REDIS_URL`). */
   readonly devicesPublishMs: number
+  /** With Redis: how often this process refreshes its presence heartbeat and checks the other processes'. */
+  readonly presenceHeartbeatMs: number
 }
 
 /** Room for a REST body's envelope (topic, event, the batch's JSON) above the payload limit. */
@@ -39,7 +41,8 @@ export const defaults: GatewayOptions = {
   trustedProxies: [],
   maxRestBodyBytes: undefined,
   adminToken: undefined,
-  devicesPublishMs: 5_000
+  devicesPublishMs: 5_000,
+  presenceHeartbeatMs: 2_000
 }
 
 export class GatewayConfig extends Context.Service<GatewayConfig, GatewayOptions>()("@wedsync/gateway/GatewayConfig") {
@@ -69,7 +72,8 @@ export class GatewayConfig extends Context.Service<GatewayConfig, GatewayOptions
         Config.option,
         Config.map((o) => o._tag === "Some" ? o.value : undefined)
       ),
-      devicesPublishMs: Config.Int("DEVICES_PUBLISH_MS").pipe(Config.withDefault(defaults.devicesPublishMs))
+      devicesPublishMs: Config.Int("DEVICES_PUBLISH_MS").pipe(Config.withDefault(defaults.devicesPublishMs)),
+      presenceHeartbeatMs: Config.Int("PRESENCE_HEARTBEAT_MS").pipe(Config.withDefault(defaults.presenceHeartbeatMs))
     })
   )
 }
@@ -169,6 +173,7 @@ const RULES: ReadonlyArray<readonly [name: string, check: Check, secret?: "secre
   ["MAX_REST_BODY_BYTES", atLeast1],
   ["ADMIN_TOKEN", nonEmpty, "secret"],
   ["DEVICES_PUBLISH_MS", integer(100)],
+  ["PRESENCE_HEARTBEAT_MS", integer(100)],
   ["LOG_LEVEL", oneOf(LOG_LEVELS)],
   ["LOG_FORMAT", oneOf(LOG_FORMATS)],
   ["JWT_SECRET", nonEmpty, "secret"],

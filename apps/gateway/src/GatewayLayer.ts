@@ -8,7 +8,7 @@ import { AuthConfig, ChannelPolicy, Memberships, TokenVerifier } from "@wedsync/
 import { CacheConfig, CacheMetrics, CacheStore, InvalidationBus, LayeredCache } from "@wedsync/cache"
 import { ConnectionConfig, ConnectionMetrics, ConnectionRegistry, DeviceCounts, Transport } from "@wedsync/connection"
 import { ChangesConfig, ChangesMetrics, MembershipTable, PostgresChanges, Replication, Warmer } from "@wedsync/changes"
-import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
+import { Broker, ChangeFeed, Hub, Presence } from "@wedsync/hub"
 import { ProcessMetrics } from "@wedsync/metrics"
 import { RedisClient, RedisConfig, RedisMetrics } from "@wedsync/redis"
 import { Config, Context, Duration, Effect, Layer, Logger, Option, Redacted, References } from "effect"
@@ -145,6 +145,28 @@ const cacheLayer = (options: Options) => {
   return LayeredCache.LayeredCache.layer.pipe(Layer.provideMerge(parts), Layer.provide(options.cache))
 }
 
+/** The hub alone, or joined to the other processes by the Redis broker (exposed: presence orders its writes by it). */
+const hubLayer = (options: Options): Layer.Layer<Hub.Hub | Broker.Broker, unknown> =>
+  options.redis === undefined
+    ? Hub.Hub.layer.pipe(Layer.provideMerge(Broker.Broker.layerMemory))
+    : Hub.Hub.layer.pipe(Layer.provideMerge(Broker.Broker.layerRedis), Layer.provide(options.redis))
+
+/** This process's presence, or with Redis the union of every process's (`PRESENCE_HEARTBEAT_MS`). */
+const presenceLayer = (
+  options: Options
+): Layer.Layer<Presence.Presence, unknown, Hub.Hub | Broker.Broker | GatewayConfig> => {
+  const redis = options.redis
+  return redis === undefined
+    ? Presence.Presence.layerMemory
+    : Layer.unwrap(
+      Effect.map(
+        GatewayConfig,
+        ({ presenceHeartbeatMs }) =>
+          Presence.Presence.layerRedis({ heartbeatMs: presenceHeartbeatMs }).pipe(Layer.provide(redis))
+      )
+    )
+}
+
 /** Closes, on this process, the channels whose membership was revoked (here or on another process). */
 const RevocationLayer = Layer.effectDiscard(
   Effect.gen(function*() {
@@ -161,8 +183,8 @@ export const make = (options: Options) => {
   const auth = Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(
     Layer.provideMerge(Layer.merge(options.auth, memberships))
   )
-  const hub = Layer.mergeAll(Presence.Presence.layerMemory, options.changes).pipe(
-    Layer.provideMerge(Hub.Hub.layerMemory),
+  const hub = Layer.mergeAll(presenceLayer(options), options.changes).pipe(
+    Layer.provideMerge(hubLayer(options)),
     Layer.provide(memberships)
   )
   const connections = ConnectionRegistry.ConnectionRegistry.layer.pipe(Layer.provideMerge(options.connection))

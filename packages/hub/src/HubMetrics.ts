@@ -19,3 +19,8 @@ export const fanoutDuration = Metric.histogram("wedsync_hub_fanout_duration_seco
   description: "Time to encode a publication and enqueue it for every local subscriber",
   boundaries: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1]
 })
+
+export const presenceSweptEntries = Metric.counter("wedsync_presence_swept_entries_total", {
+  description: "Presence entries of other processes removed here because their process stopped its heartbeat",
+  incremental: true
+})
