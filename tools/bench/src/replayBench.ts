@@ -273,7 +273,7 @@ const run = async (options: ReplayOptions, repoRoot: string): Promise<boolean> =
         const onText = (text: string) => {
           const message = decodeText(text)
           if (message === undefined) return
-          if (message.event === "phx_reply" && message.ref === "1" && !replied) {
+          if (message.event === "phx_reply" && message.ref === "1" && message.topic === topicOf(t) && !replied) {
             replied = true
             clearTimeout(timer)
             const status = replyStatus(message.payload)
@@ -436,6 +436,7 @@ const run = async (options: ReplayOptions, repoRoot: string): Promise<boolean> =
       let gaps = 0
       let clientsWithGaps = 0
       let needed = 0
+      let missed = 0
       let duplicates = 0
       let resent = 0
       let replayed = 0
@@ -447,6 +448,7 @@ const run = async (options: ReplayOptions, repoRoot: string): Promise<boolean> =
         gaps += g
         if (g > 0) clientsWithGaps++
         needed += track.needed(last)
+        missed += track.missedWhileAway()
         duplicates += track.duplicates
         resent += track.resent
         replayed += track.replayed
@@ -470,7 +472,9 @@ const run = async (options: ReplayOptions, repoRoot: string): Promise<boolean> =
           fmt(catchUp.percentile(0.99))
         } ms, max ${fmt(catchUp.max)} ms`,
         `  messages published after each client's last one before the drop, summed over clients: ${needed} ` +
-        `(at most ${mostMissed(options)} per client before its rejoin); ` +
+        `of which ${missed} before the client's rejoin (the replay's share; at most ${
+          mostMissed(options)
+        } per client); ` +
         `received replayed ${replayed}, live ${live}; gaps (lost) ${gaps} in ${clientsWithGaps} clients, ` +
         `duplicates ${duplicates}, re-sent from before the drop ${resent}, id conflicts ${conflicts}`,
         `  since: from meta.id (UUIDv7) for ${sinceFromIds} clients, from the publisher's clock for ${
@@ -499,7 +503,7 @@ const run = async (options: ReplayOptions, repoRoot: string): Promise<boolean> =
         )
       }
       if (!ok) {
-        const counts = { replayed, needed, gaps, missingId, rejoinFailures, neverReceived, processes }
+        const counts = { replayed, missed, gaps, missingId, rejoinFailures, neverReceived, processes }
         console.log(`  FAILED: ${verdict(diagnosis, counts)}`)
       }
       return ok
@@ -518,7 +522,7 @@ export const verdict = (
   diagnosis: { readonly firstRefusal: string | undefined },
   counts: {
     readonly replayed: number
-    readonly needed: number
+    readonly missed: number
     readonly gaps: number
     readonly missingId: number
     readonly rejoinFailures: number
@@ -535,8 +539,8 @@ export const verdict = (
     }`
   }
   if (counts.rejoinFailures > 0) return `${counts.rejoinFailures} rejoins failed (socket closed or not upgraded)`
-  if (counts.needed > 0 && counts.replayed === 0) {
-    return `no replayed message arrived (no broadcast with meta.replayed = true) although clients missed ${counts.needed} messages: ` +
+  if (counts.missed > 0 && counts.replayed === 0) {
+    return `no replayed message arrived (no broadcast with meta.replayed = true) although clients missed ${counts.missed} messages while away: ` +
       `the gateway does not replay yet${counts.missingId > 0 ? ", and live broadcasts carry no meta.id" : ""}`
   }
   if (counts.gaps > 0) return `${counts.gaps} messages never arrived (replay incomplete or the seam lost them)`

@@ -140,6 +140,11 @@ export class ClientTrack {
     }
   }
 
+  /** Messages published on its topic between its last one before the drop and its rejoin: what replay must bring. */
+  missedWhileAway(): number {
+    return this.#target === undefined ? 0 : Math.max(0, this.#target - this.#resumeFrom + 1)
+  }
+
   /** Messages the client needed after the drop, up to `lastSeq`. */
   needed(lastSeq: number): number {
     return Math.max(0, lastSeq - this.#resumeFrom + 1)

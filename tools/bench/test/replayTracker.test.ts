@@ -58,6 +58,7 @@ describe("ClientTrack", () => {
     track.receive(7, live, 1007, 14)
     assert.strictEqual(track.gaps(7), 0)
     assert.strictEqual(track.needed(7), 4)
+    assert.strictEqual(track.missedWhileAway(), 3)
     assert.deepStrictEqual([track.replayed, track.live, track.resent, track.duplicates], [3, 1, 1, 0])
   })
 
@@ -102,7 +103,7 @@ describe("replay bench options and verdict", () => {
 
   const counts = {
     replayed: 0,
-    needed: 10,
+    missed: 10,
     gaps: 10,
     missingId: 10,
     rejoinFailures: 0,
