@@ -28,7 +28,7 @@ import { CpuMeter } from "./proc.ts"
 import { perMessage, readRedisStats, redisCost, type RedisStats } from "./redisStats.ts"
 import { type BroadcastMeta, ClientTrack, metaOf, parseMeta, TopicIds } from "./replayTracker.ts"
 import { parseScaleOut, type ScaleOut, SCALE_OUT_USAGE, startGateways } from "./scaleOut.ts"
-import { killAllServers, sleep, startServer } from "./serverProcess.ts"
+import { killAllServers, type ServerHandle, sleep, startServer } from "./serverProcess.ts"
 import { LatencyHistogram } from "./stats.ts"
 import { GATEWAY_ENTRY, JWT_SECRET, LIMIT_OVERRIDES, startFlags } from "./targets/gateway.ts"
 import {
@@ -188,28 +188,41 @@ class Diagnosis {
   }
 }
 
-const run = async (options: ReplayOptions, repoRoot: string): Promise<boolean> => {
+type StartServer = (
+  port: number,
+  env: Readonly<Record<string, string>>,
+  cpu: number | undefined
+) => Promise<ServerHandle>
+
+/** The gateway of the working tree, as `npm start` runs it, with its limits lifted and `options.env` on top. */
+const gatewayStarter = (repoRoot: string, options: ReplayOptions): StartServer => (port, env, cpu) =>
+  startServer({
+    name: "gateway",
+    args: [...startFlags(repoRoot), GATEWAY_ENTRY],
+    cwd: repoRoot,
+    env: {
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      ...LIMIT_OVERRIDES,
+      // Refusals at once: a refused rejoin is the diagnosis, not something to wait 5 s for.
+      CHANNEL_ERROR_BACKOFF_MS: "0",
+      CONNECT_ERROR_BACKOFF_MS: "0",
+      ...env,
+      ...options.env
+    },
+    cpu,
+    startTimeoutMs: 30_000
+  })
+
+/** One storm against the servers `start` starts; prints the report and returns whether it passed, or why not. */
+export const runReplay = async (
+  options: ReplayOptions,
+  start: StartServer
+): Promise<{ readonly ok: boolean; readonly failure: string | undefined }> => {
   const pinned = options.pin && tasksetAvailable() && pinSelf(1)
   const runId = randomBytes(3).toString("hex")
   const topicOf = (t: number) => `realtime:wedding:replay-${runId}-${t}`
-  const gateways = await startGateways(options.scale, (port, env) =>
-    startServer({
-      name: "gateway",
-      args: [...startFlags(repoRoot), GATEWAY_ENTRY],
-      cwd: repoRoot,
-      env: {
-        PORT: String(port),
-        HOST: "127.0.0.1",
-        ...LIMIT_OVERRIDES,
-        // Refusals at once: a refused rejoin is the diagnosis, not something to wait 5 s for.
-        CHANNEL_ERROR_BACKOFF_MS: "0",
-        CONNECT_ERROR_BACKOFF_MS: "0",
-        ...env,
-        ...options.env
-      },
-      cpu: pinned ? 0 : undefined,
-      startTimeoutMs: 30_000
-    }))
+  const gateways = await startGateways(options.scale, (port, env) => start(port, env, pinned ? 0 : undefined))
   try {
     const processes = gateways.servers.length
     const tokens = await Promise.all(
@@ -502,11 +515,11 @@ const run = async (options: ReplayOptions, repoRoot: string): Promise<boolean> =
             "expect an explicit incomplete-replay message and gaps, or raise --limit"
         )
       }
-      if (!ok) {
-        const counts = { replayed, missed, gaps, missingId, rejoinFailures, neverReceived, processes }
-        console.log(`  FAILED: ${verdict(diagnosis, counts)}`)
-      }
-      return ok
+      const failure = ok
+        ? undefined
+        : verdict(diagnosis, { replayed, missed, gaps, missingId, rejoinFailures, neverReceived, processes })
+      if (failure !== undefined) console.log(`  FAILED: ${failure}`)
+      return { ok, failure }
     } finally {
       clearInterval(publishTimer)
       clearInterval(heartbeat)
@@ -568,7 +581,8 @@ if (import.meta.main) {
     process.exit(2)
   }
   try {
-    const ok = await run(options, fileURLToPath(new URL("../../../", import.meta.url)))
+    const repoRoot = fileURLToPath(new URL("../../../", import.meta.url))
+    const { ok } = await runReplay(options, gatewayStarter(repoRoot, options))
     process.exit(ok ? 0 : 1)
   } catch (error) {
     console.log(`  FAILED: ${error instanceof Error ? error.message : String(error)}`)

@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { mostMissed, parseReplayOptions, verdict } from "../src/replayBench.ts"
+import { mostMissed, parseReplayOptions, runReplay, verdict } from "../src/replayBench.ts"
 import { ClientTrack, parseMeta, TopicIds, uuidV7Ms } from "../src/replayTracker.ts"
 import { kind4Meta } from "../src/wire.ts"
+import { startFakeReplayServer } from "./fakeReplayServer.ts"
 
 const live = { id: undefined, replayed: false }
 const replayed = (id: string) => ({ id, replayed: true })
@@ -120,4 +121,39 @@ describe("replay bench options and verdict", () => {
     assert.match(verdict({ firstRefusal: undefined }, { ...counts, neverReceived: 5, processes: 2 }), /Redis broker/)
     assert.match(verdict({ firstRefusal: undefined }, { ...counts, replayed: 8, gaps: 2 }), /2 messages never arrived/)
   })
+})
+
+describe("runReplay against a stand-in that replays", () => {
+  const small = parseReplayOptions([
+    "--clients",
+    "60",
+    "--topics",
+    "3",
+    "--rate",
+    "10",
+    "--before",
+    "0.5",
+    "--down",
+    "0.5",
+    "--spread",
+    "0.5",
+    "--after",
+    "0.2",
+    "--timeout",
+    "5",
+    "--no-pin"
+  ])
+
+  it("passes when the server replays what each client missed, then goes live", async () => {
+    const result = await runReplay(small, (port) => startFakeReplayServer(port, { replays: true }))
+    assert.deepStrictEqual(result, { ok: true, failure: undefined })
+  }, 30_000)
+
+  it("fails with a plain reason within its timeout, not a hang, when the server ignores replay", async () => {
+    const started = performance.now()
+    const result = await runReplay(small, (port) => startFakeReplayServer(port, { replays: false }))
+    assert.isFalse(result.ok)
+    assert.match(result.failure ?? "", /no replayed message arrived/)
+    assert.isBelow(performance.now() - started, 20_000)
+  }, 30_000)
 })
