@@ -309,6 +309,11 @@ export const runReplay = async (
             )
           } else if (message.event === "system") {
             diagnosis.system(message.payload)
+            // The explicit notice beyond retention; its wording is the gateway's, so any system message about replay.
+            if (dropped && /replay/i.test(JSON.stringify(message.payload))) {
+              progressAt = performance.now()
+              tracks[client]!.toldIncomplete(progressAt)
+            }
           } else if (message.event === "phx_error" || message.event === "phx_close") {
             diagnosis.channelClosed++
           }
@@ -426,15 +431,17 @@ export const runReplay = async (
       await Promise.all(rejoins)
       const lastRejoinAt = performance.now()
       progressAt = Math.max(progressAt, lastRejoinAt)
-      const caughtUp = () => tracks.reduce((n, track) => n + (track.caughtUpAt === undefined ? 0 : 1), 0)
+      const count = (pick: (track: ClientTrack) => boolean) => tracks.reduce((n, track) => n + (pick(track) ? 1 : 0), 0)
       const stallMs = Math.min(options.timeoutS * 1000, 5_000)
       while (
-        caughtUp() < options.clients - rejoinFailures &&
+        count((track) => track.settled) < options.clients - rejoinFailures &&
         performance.now() - lastRejoinAt < options.timeoutS * 1000 &&
         performance.now() - progressAt < stallMs
       ) await sleep(20)
       const allCaughtUpAt = tracks.reduce((latest, track) => Math.max(latest, track.caughtUpAt ?? Number.NaN), 0)
-      const caught = caughtUp()
+      const caught = count((track) => track.caughtUpAt !== undefined)
+      const settled = count((track) => track.settled)
+      const told = count((track) => track.toldIncompleteAt !== undefined)
       const cpuSeconds = cpu.seconds()
       const cpuPct = cpu.read()
       const redis = gateways.redisUrl === undefined || redisBefore === undefined
@@ -447,6 +454,7 @@ export const runReplay = async (
       await sleep(1_000)
       gateways.alive()
       let gaps = 0
+      let silentGaps = 0
       let clientsWithGaps = 0
       let needed = 0
       let missed = 0
@@ -459,6 +467,7 @@ export const runReplay = async (
         const last = published[i % options.topics]!
         const g = track.gaps(last)
         gaps += g
+        if (track.toldIncompleteAt === undefined) silentGaps += g
         if (g > 0) clientsWithGaps++
         needed += track.needed(last)
         missed += track.missedWhileAway()
@@ -469,7 +478,8 @@ export const runReplay = async (
         unasked += track.unaskedReplays
       })
       const conflicts = ids.reduce((n, topic) => n + topic.conflicts, 0)
-      const ok = caught === options.clients && gaps === 0 && duplicates === 0 && conflicts === 0 && rejoinFailures === 0
+      const ok = settled === options.clients && silentGaps === 0 && duplicates === 0 && conflicts === 0 &&
+        rejoinFailures === 0
 
       const lines = [
         `  caught up: ${caught} of ${options.clients} clients; all caught up ${
@@ -478,6 +488,10 @@ export const runReplay = async (
               fmt((allCaughtUpAt - rejoinStart) / 1000, 2)
             } s after the first rejoin (${fmt((allCaughtUpAt - lastRejoinAt) / 1000, 2)} s after the last)`
             : "never"
+        }${
+          told > 0
+            ? `; told the replay is incomplete (system message): ${told} clients, settled ${settled} of ${options.clients}`
+            : ""
         }`,
         `  rejoin join latency p50 ${fmt(joinLatency.percentile(0.5))} ms, p99 ${
           fmt(joinLatency.percentile(0.99))
@@ -488,7 +502,8 @@ export const runReplay = async (
         `of which ${missed} before the client's rejoin (the replay's share; at most ${
           mostMissed(options)
         } per client); ` +
-        `received replayed ${replayed}, live ${live}; gaps (lost) ${gaps} in ${clientsWithGaps} clients, ` +
+        `received replayed ${replayed}, live ${live}; gaps ${gaps} in ${clientsWithGaps} clients, of which silent ` +
+        `(no incomplete-replay notice: lost) ${silentGaps}, ` +
         `duplicates ${duplicates}, re-sent from before the drop ${resent}, id conflicts ${conflicts}`,
         `  since: from meta.id (UUIDv7) for ${sinceFromIds} clients, from the publisher's clock for ${
           options.clients - sinceFromIds - neverReceived
@@ -517,7 +532,16 @@ export const runReplay = async (
       }
       const failure = ok
         ? undefined
-        : verdict(diagnosis, { replayed, missed, gaps, missingId, rejoinFailures, neverReceived, processes })
+        : verdict(diagnosis, {
+          replayed,
+          missed,
+          gaps: silentGaps,
+          missingId,
+          rejoinFailures,
+          neverReceived,
+          processes,
+          unsettled: options.clients - settled
+        })
       if (failure !== undefined) console.log(`  FAILED: ${failure}`)
       return { ok, failure }
     } finally {
@@ -541,6 +565,8 @@ export const verdict = (
     readonly rejoinFailures: number
     readonly neverReceived: number
     readonly processes: number
+    /** Clients neither caught up nor told that they cannot be, when the wait ended. */
+    readonly unsettled: number
   }
 ): string => {
   if (diagnosis.firstRefusal !== undefined) return `the gateway refused joins: ${diagnosis.firstRefusal}`
@@ -556,7 +582,10 @@ export const verdict = (
     return `no replayed message arrived (no broadcast with meta.replayed = true) although clients missed ${counts.missed} messages while away: ` +
       `the gateway does not replay yet${counts.missingId > 0 ? ", and live broadcasts carry no meta.id" : ""}`
   }
-  if (counts.gaps > 0) return `${counts.gaps} messages never arrived (replay incomplete or the seam lost them)`
+  if (counts.gaps > 0) {
+    return `${counts.gaps} messages never arrived and no incomplete-replay notice said so (silent loss: replay incomplete or the seam lost them)`
+  }
+  if (counts.unsettled > 0) return `${counts.unsettled} clients had not caught up when the wait ended (too slow)`
   return "duplicates or id conflicts (see above)"
 }
 

@@ -71,6 +71,8 @@ export class ClientTrack {
   /** Sequence number published on the topic when the client sent its rejoin; caught up once it has all up to it. */
   #target: number | undefined
   caughtUpAt: number | undefined
+  /** When the gateway told this client, after its rejoin, that the replay is incomplete (beyond retention). */
+  toldIncompleteAt: number | undefined
   duplicates = 0
   resent = 0
   replayed = 0
@@ -131,6 +133,17 @@ export class ClientTrack {
   rejoining(publishedSeq: number): void {
     this.#target = publishedSeq
     this.caughtUpAt = undefined
+    this.toldIncompleteAt = undefined
+  }
+
+  /** The gateway's explicit notice that the replay could not bring everything (counted after the drop only). */
+  toldIncomplete(now: number): void {
+    if (this.#dropped) this.toldIncompleteAt ??= now
+  }
+
+  /** Caught up, or told plainly that it cannot be: the two ends a client may reach without silent loss. */
+  get settled(): boolean {
+    return this.caughtUpAt !== undefined || this.toldIncompleteAt !== undefined
   }
 
   /** Records the catch-up time once every message up to the target is in. */

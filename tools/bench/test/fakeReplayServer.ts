@@ -3,7 +3,8 @@
  * end before the gateway's history lands: it answers joins and heartbeats, gives every kind-3 push a UUIDv7 id, keeps
  * each topic's history, relays live as kind 4 with `meta.id`, and on a join with `config.broadcast.replay` sends the
  * history since `since` (inclusive, at most `limit`) as kind 4 with `meta: {replayed: true, id}` before anything live.
- * `replays: false` accepts and ignores `replay`, like a gateway without history.
+ * `replays: false` accepts and ignores `replay`, like a gateway without history. `retain: n` keeps the last n messages
+ * per topic; a replay that reaches past them then gets a `system` message saying so when `announce` is set.
  */
 import { randomBytes } from "node:crypto"
 import { WebSocket, WebSocketServer } from "ws"
@@ -37,9 +38,14 @@ const replayOf = (config: unknown): { readonly since: number; readonly limit: nu
     : undefined
 }
 
-export const startFakeReplayServer = (port: number, options: { readonly replays: boolean }): Promise<ServerHandle> =>
+export const startFakeReplayServer = (
+  port: number,
+  options: { readonly replays: boolean; readonly retain?: number; readonly announce?: boolean }
+): Promise<ServerHandle> =>
   new Promise((resolve) => {
     const history = new Map<string, Array<Entry>>()
+    /** Per topic, the time of the newest message dropped from the history. */
+    const droppedUpTo = new Map<string, number>()
     const members = new Map<string, Set<WebSocket>>()
     const server = new WebSocketServer({ host: "127.0.0.1", port, perMessageDeflate: false })
     server.on("connection", (ws) => {
@@ -56,6 +62,7 @@ export const startFakeReplayServer = (port: number, options: { readonly replays:
           const log = history.get(topic) ?? []
           log.push(entry)
           history.set(topic, log)
+          if (options.retain !== undefined && log.length > options.retain) droppedUpTo.set(topic, log.shift()!.ms)
           const frame = kind4(topic, event, JSON.stringify({ id: entry.id }), entry.payload)
           for (const peer of members.get(topic) ?? [])
             if (peer !== ws && peer.readyState === WebSocket.OPEN) peer.send(frame)
@@ -72,6 +79,11 @@ export const startFakeReplayServer = (port: number, options: { readonly replays:
           : undefined
         const replay = options.replays ? replayOf(config) : undefined
         if (replay !== undefined) {
+          const dropped = droppedUpTo.get(topic)
+          if (options.announce === true && dropped !== undefined && dropped >= replay.since) {
+            const notice = { status: "error", message: "Replay incomplete: older messages are past retention" }
+            ws.send(JSON.stringify([null, null, topic, "system", { ...notice, extension: "system", channel: topic }]))
+          }
           for (const entry of (history.get(topic) ?? []).filter((e) => e.ms >= replay.since).slice(0, replay.limit)) {
             ws.send(kind4(topic, entry.event, JSON.stringify({ replayed: true, id: entry.id }), entry.payload))
           }

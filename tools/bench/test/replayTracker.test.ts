@@ -109,7 +109,8 @@ describe("replay bench options and verdict", () => {
     missingId: 10,
     rejoinFailures: 0,
     neverReceived: 0,
-    processes: 1
+    processes: 1,
+    unsettled: 0
   }
 
   it("names a gateway that does not replay yet, and a refusal before anything else", () => {
@@ -120,6 +121,10 @@ describe("replay bench options and verdict", () => {
     )
     assert.match(verdict({ firstRefusal: undefined }, { ...counts, neverReceived: 5, processes: 2 }), /Redis broker/)
     assert.match(verdict({ firstRefusal: undefined }, { ...counts, replayed: 8, gaps: 2 }), /2 messages never arrived/)
+    assert.match(
+      verdict({ firstRefusal: undefined }, { ...counts, replayed: 8, gaps: 0, unsettled: 3 }),
+      /3 clients had not/
+    )
   })
 })
 
@@ -140,7 +145,7 @@ describe("runReplay against a stand-in that replays", () => {
     "--after",
     "0.2",
     "--timeout",
-    "5",
+    "2",
     "--no-pin"
   ])
 
@@ -148,6 +153,21 @@ describe("runReplay against a stand-in that replays", () => {
     const result = await runReplay(small, (port) => startFakeReplayServer(port, { replays: true }))
     assert.deepStrictEqual(result, { ok: true, failure: undefined })
   }, 30_000)
+
+  it("beyond retention: passes when the gap is announced by a system message, fails when it is silent", async () => {
+    const short = { ...small, downS: 1 } // 10 messages per topic missed, 3 kept
+    const announced = await runReplay(
+      short,
+      (port) => startFakeReplayServer(port, { replays: true, retain: 3, announce: true })
+    )
+    assert.deepStrictEqual(announced, { ok: true, failure: undefined })
+    const silent = await runReplay(
+      short,
+      (port) => startFakeReplayServer(port, { replays: true, retain: 3, announce: false })
+    )
+    assert.isFalse(silent.ok)
+    assert.match(silent.failure ?? "", /never arrived and no incomplete-replay notice/)
+  }, 60_000)
 
   it("fails with a plain reason within its timeout, not a hang, when the server ignores replay", async () => {
     const started = performance.now()
