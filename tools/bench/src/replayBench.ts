@@ -25,7 +25,8 @@ import { forEachBounded } from "./bounded.ts"
 import { type LeanSocket, openLeanSocket } from "./leanSocket.ts"
 import { pinSelf, tasksetAvailable } from "./machine.ts"
 import { CpuMeter } from "./proc.ts"
-import { perMessage, readRedisStats, redisCost, type RedisStats } from "./redisStats.ts"
+import { readRedisStats, redisCost, type RedisStats } from "./redisStats.ts"
+import { passed, renderReplay, type ReplaySummary, sumTracks, verdict } from "./replayReport.ts"
 import { type BroadcastMeta, ClientTrack, metaOf, parseMeta, TopicIds } from "./replayTracker.ts"
 import { parseScaleOut, type ScaleOut, SCALE_OUT_USAGE, startGateways } from "./scaleOut.ts"
 import { killAllServers, type ServerHandle, sleep, startServer } from "./serverProcess.ts"
@@ -440,8 +441,6 @@ export const runReplay = async (
       ) await sleep(20)
       const allCaughtUpAt = tracks.reduce((latest, track) => Math.max(latest, track.caughtUpAt ?? Number.NaN), 0)
       const caught = count((track) => track.caughtUpAt !== undefined)
-      const settled = count((track) => track.settled)
-      const told = count((track) => track.toldIncompleteAt !== undefined)
       const cpuSeconds = cpu.seconds()
       const cpuPct = cpu.read()
       const redis = gateways.redisUrl === undefined || redisBefore === undefined
@@ -453,97 +452,45 @@ export const runReplay = async (
       clearInterval(publishTimer)
       await sleep(1_000)
       gateways.alive()
-      let gaps = 0
-      let silentGaps = 0
-      let clientsWithGaps = 0
-      let needed = 0
-      let missed = 0
-      let duplicates = 0
-      let resent = 0
-      let replayed = 0
-      let live = 0
-      let unasked = 0
-      tracks.forEach((track, i) => {
-        const last = published[i % options.topics]!
-        const g = track.gaps(last)
-        gaps += g
-        if (track.toldIncompleteAt === undefined) silentGaps += g
-        if (g > 0) clientsWithGaps++
-        needed += track.needed(last)
-        missed += track.missedWhileAway()
-        duplicates += track.duplicates
-        resent += track.resent
-        replayed += track.replayed
-        live += track.live
-        unasked += track.unaskedReplays
-      })
-      const conflicts = ids.reduce((n, topic) => n + topic.conflicts, 0)
-      const ok = settled === options.clients && silentGaps === 0 && duplicates === 0 && conflicts === 0 &&
-        rejoinFailures === 0
-
-      const lines = [
-        `  caught up: ${caught} of ${options.clients} clients; all caught up ${
-          caught === options.clients
-            ? `${fmt((allCaughtUpAt - dropAt) / 1000, 2)} s after the drop, ${
-              fmt((allCaughtUpAt - rejoinStart) / 1000, 2)
-            } s after the first rejoin (${fmt((allCaughtUpAt - lastRejoinAt) / 1000, 2)} s after the last)`
-            : "never"
-        }${
-          told > 0
-            ? `; told the replay is incomplete (system message): ${told} clients, settled ${settled} of ${options.clients}`
-            : ""
-        }`,
-        `  rejoin join latency p50 ${fmt(joinLatency.percentile(0.5))} ms, p99 ${
-          fmt(joinLatency.percentile(0.99))
-        } ms, max ${fmt(joinLatency.max)} ms; rejoin to caught up p50 ${fmt(catchUp.percentile(0.5))} ms, p99 ${
-          fmt(catchUp.percentile(0.99))
-        } ms, max ${fmt(catchUp.max)} ms`,
-        `  messages published after each client's last one before the drop, summed over clients: ${needed} ` +
-        `of which ${missed} before the client's rejoin (the replay's share; at most ${
-          mostMissed(options)
-        } per client); ` +
-        `received replayed ${replayed}, live ${live}; gaps ${gaps} in ${clientsWithGaps} clients, of which silent ` +
-        `(no incomplete-replay notice: lost) ${silentGaps}, ` +
-        `duplicates ${duplicates}, re-sent from before the drop ${resent}, id conflicts ${conflicts}`,
-        `  since: from meta.id (UUIDv7) for ${sinceFromIds} clients, from the publisher's clock for ${
-          options.clients - sinceFromIds - neverReceived
-        }, none (nothing received before the drop) for ${neverReceived}${
-          neverReceived > 0 && processes > 1 ? ` (by process they were on: ${silentByProcess.join(" / ")})` : ""
-        }; broadcasts without meta.id ${missingId}; ` +
-        `live losses before the drop ${missingBeforeDrop}`,
-        `  gateway CPU over the storm ${fmt(cpuPct)}% of one core (${fmt(cpuSeconds, 2)} CPU s, all processes)${
-          redis === undefined
-            ? ""
-            : `; Redis: ${redis.totalCalls} commands, ${perMessage(redis, options.clients)} per rejoining client, CPU ${
-              fmt(redis.cpuSeconds, 2)
-            } s`
-        }`,
-        `  refused joins ${diagnosis.refusals}, failed rejoins ${rejoinFailures}, system messages ${diagnosis.systemMessages}${
-          diagnosis.systemTexts.size > 0 ? ` (${[...diagnosis.systemTexts].join(" | ")})` : ""
-        }, channel errors/closes ${diagnosis.channelClosed}, unexpected socket closes ${diagnosis.unexpectedCloses}`
-      ]
-      console.log(lines.join("\n"))
-      if (unasked > 0) console.log(`  note: ${unasked} replayed messages arrived before the drop, without replay asked`)
-      if (mostMissed(options) > options.limit) {
-        console.log(
-          `  note: a client may miss up to ${mostMissed(options)} messages but asks for at most ${options.limit}: ` +
-            "expect an explicit incomplete-replay message and gaps, or raise --limit"
-        )
+      const summary: ReplaySummary = {
+        clients: options.clients,
+        processes,
+        limit: options.limit,
+        mostMissed: mostMissed(options),
+        caught,
+        settled: count((track) => track.settled),
+        told: count((track) => track.toldIncompleteAt !== undefined),
+        allCaughtUp: caught === options.clients
+          ? {
+            afterDropS: (allCaughtUpAt - dropAt) / 1000,
+            afterFirstRejoinS: (allCaughtUpAt - rejoinStart) / 1000,
+            afterLastRejoinS: (allCaughtUpAt - lastRejoinAt) / 1000
+          }
+          : undefined,
+        joinLatency,
+        catchUp,
+        ...sumTracks(tracks, (client) => published[client % options.topics]!),
+        conflicts: ids.reduce((n, topic) => n + topic.conflicts, 0),
+        sinceFromIds,
+        neverReceived,
+        neverReceivedByProcess: silentByProcess,
+        missingId,
+        missingBeforeDrop,
+        cpuPct,
+        cpuSeconds,
+        redis,
+        rejoinFailures,
+        refusals: diagnosis.refusals,
+        firstRefusal: diagnosis.firstRefusal,
+        systemMessages: diagnosis.systemMessages,
+        systemTexts: [...diagnosis.systemTexts],
+        channelClosed: diagnosis.channelClosed,
+        unexpectedCloses: diagnosis.unexpectedCloses
       }
-      const failure = ok
-        ? undefined
-        : verdict(diagnosis, {
-          replayed,
-          missed,
-          gaps: silentGaps,
-          missingId,
-          rejoinFailures,
-          neverReceived,
-          processes,
-          unsettled: options.clients - settled
-        })
+      console.log(renderReplay(summary))
+      const failure = passed(summary) ? undefined : verdict(summary)
       if (failure !== undefined) console.log(`  FAILED: ${failure}`)
-      return { ok, failure }
+      return { ok: failure === undefined, failure }
     } finally {
       clearInterval(publishTimer)
       clearInterval(heartbeat)
@@ -552,41 +499,6 @@ export const runReplay = async (
   } finally {
     await gateways.stop()
   }
-}
-
-/** The plainest reason a run failed, for a gateway that does not replay yet or does it wrong. */
-export const verdict = (
-  diagnosis: { readonly firstRefusal: string | undefined },
-  counts: {
-    readonly replayed: number
-    readonly missed: number
-    readonly gaps: number
-    readonly missingId: number
-    readonly rejoinFailures: number
-    readonly neverReceived: number
-    readonly processes: number
-    /** Clients neither caught up nor told that they cannot be, when the wait ended. */
-    readonly unsettled: number
-  }
-): string => {
-  if (diagnosis.firstRefusal !== undefined) return `the gateway refused joins: ${diagnosis.firstRefusal}`
-  if (counts.neverReceived > 0) {
-    return `${counts.neverReceived} clients received nothing before the drop${
-      counts.processes > 1
-        ? " (broadcasts from process 1 do not reach the other processes: is the Redis broker wired?)"
-        : ""
-    }`
-  }
-  if (counts.rejoinFailures > 0) return `${counts.rejoinFailures} rejoins failed (socket closed or not upgraded)`
-  if (counts.missed > 0 && counts.replayed === 0) {
-    return `no replayed message arrived (no broadcast with meta.replayed = true) although clients missed ${counts.missed} messages while away: ` +
-      `the gateway does not replay yet${counts.missingId > 0 ? ", and live broadcasts carry no meta.id" : ""}`
-  }
-  if (counts.gaps > 0) {
-    return `${counts.gaps} messages never arrived and no incomplete-replay notice said so (silent loss: replay incomplete or the seam lost them)`
-  }
-  if (counts.unsettled > 0) return `${counts.unsettled} clients had not caught up when the wait ended (too slow)`
-  return "duplicates or id conflicts (see above)"
 }
 
 if (import.meta.main) {

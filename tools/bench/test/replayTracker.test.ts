@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { mostMissed, parseReplayOptions, runReplay, verdict } from "../src/replayBench.ts"
+import { mostMissed, parseReplayOptions, runReplay } from "../src/replayBench.ts"
+import { verdict } from "../src/replayReport.ts"
 import { ClientTrack, parseMeta, TopicIds, uuidV7Ms } from "../src/replayTracker.ts"
 import { kind4Meta } from "../src/wire.ts"
 import { startFakeReplayServer } from "./fakeReplayServer.ts"
@@ -103,28 +104,27 @@ describe("replay bench options and verdict", () => {
   })
 
   const counts = {
+    firstRefusal: undefined,
     replayed: 0,
     missed: 10,
-    gaps: 10,
+    silentGaps: 10,
     missingId: 10,
     rejoinFailures: 0,
     neverReceived: 0,
     processes: 1,
-    unsettled: 0
+    clients: 10,
+    settled: 0
   }
 
   it("names a gateway that does not replay yet, and a refusal before anything else", () => {
-    assert.match(verdict({ firstRefusal: undefined }, counts), /no replayed message arrived .* does not replay yet/)
+    assert.match(verdict(counts), /no replayed message arrived .* does not replay yet/)
     assert.match(
-      verdict({ firstRefusal: "UnableToReplayMessages: Replay is not allowed for public channels" }, counts),
+      verdict({ ...counts, firstRefusal: "UnableToReplayMessages: Replay is not allowed for public channels" }),
       /refused joins: UnableToReplayMessages/
     )
-    assert.match(verdict({ firstRefusal: undefined }, { ...counts, neverReceived: 5, processes: 2 }), /Redis broker/)
-    assert.match(verdict({ firstRefusal: undefined }, { ...counts, replayed: 8, gaps: 2 }), /2 messages never arrived/)
-    assert.match(
-      verdict({ firstRefusal: undefined }, { ...counts, replayed: 8, gaps: 0, unsettled: 3 }),
-      /3 clients had not/
-    )
+    assert.match(verdict({ ...counts, neverReceived: 5, processes: 2 }), /Redis broker/)
+    assert.match(verdict({ ...counts, replayed: 8, silentGaps: 2 }), /2 messages never arrived/)
+    assert.match(verdict({ ...counts, replayed: 8, silentGaps: 0, settled: 7 }), /3 clients had not/)
   })
 })
 
