@@ -5,6 +5,7 @@
  * history since `since` (inclusive, at most `limit`) as kind 4 with `meta: {replayed: true, id}` before anything live.
  * `replays: false` accepts and ignores `replay`, like a gateway without history. `retain: n` keeps the last n messages
  * per topic; a replay that reaches past them then gets a `system` message saying so when `announce` is set.
+ * `refuseReplay` answers a join with `replay` with Supabase's `UnableToReplayMessages` error.
  */
 import { randomBytes } from "node:crypto"
 import { WebSocket, WebSocketServer } from "ws"
@@ -40,7 +41,12 @@ const replayOf = (config: unknown): { readonly since: number; readonly limit: nu
 
 export const startFakeReplayServer = (
   port: number,
-  options: { readonly replays: boolean; readonly retain?: number; readonly announce?: boolean }
+  options: {
+    readonly replays: boolean
+    readonly retain?: number
+    readonly announce?: boolean
+    readonly refuseReplay?: boolean
+  }
 ): Promise<ServerHandle> =>
   new Promise((resolve) => {
     const history = new Map<string, Array<Entry>>()
@@ -72,11 +78,16 @@ export const startFakeReplayServer = (
         if (!Array.isArray(message)) return
         const [joinRef, ref, topic, event, payload]: ReadonlyArray<unknown> = message
         if (typeof topic !== "string") return
-        ws.send(JSON.stringify([joinRef, ref, topic, "phx_reply", { status: "ok", response: {} }]))
-        if (event !== "phx_join") return
         const config = typeof payload === "object" && payload !== null && "config" in payload
           ? payload.config
           : undefined
+        if (event === "phx_join" && options.refuseReplay === true && replayOf(config) !== undefined) {
+          const reason = "UnableToReplayMessages: Replay params are not valid"
+          ws.send(JSON.stringify([joinRef, ref, topic, "phx_reply", { status: "error", response: { reason } }]))
+          return
+        }
+        ws.send(JSON.stringify([joinRef, ref, topic, "phx_reply", { status: "ok", response: {} }]))
+        if (event !== "phx_join") return
         const replay = options.replays ? replayOf(config) : undefined
         if (replay !== undefined) {
           const dropped = droppedUpTo.get(topic)

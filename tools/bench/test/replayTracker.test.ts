@@ -169,6 +169,15 @@ describe("runReplay against a stand-in that replays", () => {
     assert.match(silent.failure ?? "", /never arrived and no incomplete-replay notice/)
   }, 60_000)
 
+  it("fails with the gateway's own reason when it refuses the rejoins", async () => {
+    const result = await runReplay(small, (port) => startFakeReplayServer(port, { replays: true, refuseReplay: true }))
+    assert.isFalse(result.ok)
+    assert.strictEqual(
+      result.failure,
+      'the gateway refused joins: {"reason":"UnableToReplayMessages: Replay params are not valid"}'
+    )
+  }, 30_000)
+
   it("fails with a plain reason within its timeout, not a hang, when the server ignores replay", async () => {
     const started = performance.now()
     const result = await runReplay(small, (port) => startFakeReplayServer(port, { replays: false }))
