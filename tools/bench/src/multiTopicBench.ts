@@ -163,7 +163,7 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
       env: { PORT: String(port), HOST: "127.0.0.1", ...LIMIT_OVERRIDES, ...env },
       cpu: options.pin ? 0 : undefined,
       startTimeoutMs: 30_000
-    }))
+    }), options.pin ? 0 : undefined)
   const port = gateways.servers[0]!.port
   const token = await anonToken()
   const targetOf = (process: number) => ({

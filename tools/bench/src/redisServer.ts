@@ -1,6 +1,7 @@
 /**
  * A private redis-server for one bench run (`--redis spawn`): on a free loopback port, persistence off, tracked like
- * the gateway children so every exit path of the bench stops it. Its `INFO commandstats` then counts the gateways'
+ * the gateway children so every exit path of the bench stops it, optionally pinned to the gateways' CPU so that the
+ * bench's own core stays the client's. Its `INFO commandstats` then counts the gateways'
  * commands alone, which a Redis shared with other work cannot. Needs `redis-server` on the PATH (or
  * `REDIS_SERVER_BIN`).
  */
@@ -16,14 +17,13 @@ export interface RedisServer {
 
 const START_TIMEOUT_MS = 10_000
 
-export const startRedisServer = async (): Promise<RedisServer> => {
+export const startRedisServer = async (cpu?: number): Promise<RedisServer> => {
   const port = await freePort()
   const bin = process.env["REDIS_SERVER_BIN"] || "redis-server"
-  const child = spawn(
-    bin,
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmpdir()],
-    { stdio: ["ignore", "pipe", "pipe"] }
-  )
+  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmpdir()]
+  const child = cpu === undefined
+    ? spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] })
+    : spawn("taskset", ["-c", String(cpu), bin, ...args], { stdio: ["ignore", "pipe", "pipe"] })
   trackServer(child)
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
   await new Promise<void>((resolve, reject) => {

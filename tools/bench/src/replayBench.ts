@@ -223,7 +223,11 @@ export const runReplay = async (
   const pinned = options.pin && tasksetAvailable() && pinSelf(1)
   const runId = randomBytes(3).toString("hex")
   const topicOf = (t: number) => `realtime:wedding:replay-${runId}-${t}`
-  const gateways = await startGateways(options.scale, (port, env) => start(port, env, pinned ? 0 : undefined))
+  const gateways = await startGateways(
+    options.scale,
+    (port, env) => start(port, env, pinned ? 0 : undefined),
+    pinned ? 0 : undefined
+  )
   try {
     const processes = gateways.servers.length
     const tokens = await Promise.all(

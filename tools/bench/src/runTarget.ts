@@ -54,7 +54,8 @@ export const runTarget = async (target: Target, ctx: RunContext, run: TargetRun)
     // going through Redis, not a speed-up.
     gateways = await startGateways(
       options.scale,
-      (port, env) => target.start({ repoRoot: ctx.repoRoot, port, cpu: ctx.serverCpu, env })
+      (port, env) => target.start({ repoRoot: ctx.repoRoot, port, cpu: ctx.serverCpu, env }),
+      ctx.serverCpu
     )
     const { pids, alive } = gateways
     if (options.scale.processes > 1 || options.scale.redis !== undefined) run.processes = gateways.description
@@ -106,6 +107,7 @@ export const runTarget = async (target: Target, ctx: RunContext, run: TargetRun)
       subscribersByProcess: pool.sizes(),
       serverPids: pids,
       redisUrl: gateways.redisUrl,
+      sideProcesses: gateways.redisPid === undefined ? [] : [gateways.redisPid],
       serverCore: ctx.serverCpu,
       clientCore: ctx.clientCpu,
       payloadBytes: options.payloadBytes

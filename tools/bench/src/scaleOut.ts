@@ -46,6 +46,8 @@ export interface Gateways {
   readonly pids: ReadonlyArray<number>
   /** The Redis the processes use, if any. */
   readonly redisUrl: string | undefined
+  /** The private redis-server of `--redis spawn`: part of the server side, so not "other processes" on its core. */
+  readonly redisPid: number | undefined
   /** For the report: how many processes, which Redis, which prefix. */
   readonly description: string
   /** Throws with the process's log tail when one of them has exited. */
@@ -62,11 +64,13 @@ export const redisEnv = (redisUrl: string): Readonly<Record<string, string>> => 
 
 /**
  * Starts `scale.processes` gateways (one after another, each on a free port) with `start`, after the private Redis
- * when `scale.redis` is `spawn`. On a failure, whatever was started is stopped again.
+ * when `scale.redis` is `spawn` (pinned to `serverCpu`, the gateways' CPU, when given). On a failure, whatever was
+ * started is stopped again.
  */
 export const startGateways = async (
   scale: ScaleOut,
-  start: (port: number, env: Readonly<Record<string, string>>) => Promise<ServerHandle>
+  start: (port: number, env: Readonly<Record<string, string>>) => Promise<ServerHandle>,
+  serverCpu?: number
 ): Promise<Gateways> => {
   let privateRedis: RedisServer | undefined
   const servers: Array<ServerHandle> = []
@@ -75,18 +79,23 @@ export const startGateways = async (
     await privateRedis?.stop()
   }
   try {
-    if (scale.redis === "spawn") privateRedis = await startRedisServer()
+    if (scale.redis === "spawn") privateRedis = await startRedisServer(serverCpu)
     const redisUrl = privateRedis?.url ?? scale.redis
     const env = redisUrl === undefined ? {} : redisEnv(redisUrl)
     for (let i = 0; i < scale.processes; i++) servers.push(await start(await freePort(), env))
     const where = redisUrl === undefined
       ? "no Redis (memory broker)"
-      : `REDIS_URL=${privateRedis === undefined ? redacted(redisUrl) : `${redisUrl} (private redis-server)`} ` +
+      : `REDIS_URL=${
+        privateRedis === undefined
+          ? redacted(redisUrl)
+          : `${redisUrl} (private redis-server${serverCpu === undefined ? "" : ` on CPU ${serverCpu}`})`
+      } ` +
         `REDIS_PREFIX=${env["REDIS_PREFIX"]}`
     return {
       servers,
       pids: servers.map((server) => server.pid),
       redisUrl,
+      redisPid: privateRedis?.pid,
       description: `${scale.processes} gateway process${scale.processes === 1 ? "" : "es"}, ${where}`,
       alive: () => {
         servers.forEach((server, i) => {

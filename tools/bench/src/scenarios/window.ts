@@ -56,6 +56,11 @@ export interface WindowContext {
   readonly serverPids: ReadonlyArray<number>
   /** The Redis the gateways use: its `INFO commandstats` and CPU are read around the window. */
   readonly redisUrl: string | undefined
+  /**
+   * Server-side processes besides the gateways (the private Redis, pinned to the server's core): their CPU is neither
+   * the gateways' nor "other processes" on that core.
+   */
+  readonly sideProcesses: ReadonlyArray<number>
   /** The CPUs the server and the bench are pinned to, if any. */
   readonly serverCore: number | undefined
   readonly clientCore: number | undefined
@@ -106,6 +111,8 @@ const measureWindow = async (
   const closesBefore = collector.unexpectedCloses
   const redisBefore = ctx.redisUrl === undefined ? undefined : await readRedisStats(ctx.redisUrl)
   const serverCpu = new CpuMeter(ctx.serverPids)
+  const sideCpu = ctx.sideProcesses.length === 0 ? undefined : new CpuMeter(ctx.sideProcesses)
+  sideCpu?.start()
   const clientCpu = new SelfCpuMeter()
   const core = ctx.serverCore === undefined ? undefined : new CoreMeter(ctx.serverCore)
   const clientCore = ctx.clientCore === undefined ? undefined : new CoreMeter(ctx.clientCore)
@@ -131,6 +138,7 @@ const measureWindow = async (
   }
   const serverCpuPct = serverCpu.read()
   const serverCpuSeconds = serverCpu.seconds()
+  const sideCpuPct = sideCpu?.read() ?? 0
   const clientCpuPct = clientCpu.read()
   const coreBusyPct = core?.read() ?? Number.NaN
   const clientCoreBusyPct = clientCore?.read() ?? Number.NaN
@@ -164,7 +172,7 @@ const measureWindow = async (
       serverCpuPct,
       serverCpuMsPer1000: received > 0 ? (serverCpuSeconds * 1e6) / received : Number.NaN,
       clientCpuPct,
-      otherOnServerCorePct: Math.max(0, coreBusyPct - serverCpuPct),
+      otherOnServerCorePct: Math.max(0, coreBusyPct - serverCpuPct - sideCpuPct),
       otherOnClientCorePct: Math.max(0, clientCoreBusyPct - clientCpuPct),
       attempts: 1,
       serverRssKiB,
