@@ -1,5 +1,6 @@
 /** Command-line options of `npm run bench`, with defaults sized to finish in under five minutes. */
 import { parseArgs } from "node:util"
+import { parseScaleOut, SCALE_OUT_USAGE, type ScaleOut } from "./scaleOut.ts"
 import { isTargetName, TARGET_NAMES, type TargetName } from "./targets/Target.ts"
 import { CLIENT_MODES, type ClientMode } from "./targets/transport.ts"
 
@@ -32,6 +33,8 @@ export interface BenchOptions {
   readonly write: boolean
   readonly docs: string
   readonly help: boolean
+  /** Gateway processes and their Redis (gateway target only). */
+  readonly scale: ScaleOut
 }
 
 export const USAGE = `Usage: npm run bench -- [options]
@@ -54,7 +57,7 @@ export const USAGE = `Usage: npm run bench -- [options]
   --step-factor <x>        saturate: rate multiplier per step                (default 1.6)
   --max-steps <n>          saturate: at most this many steps                 (default 10)
   --p99-limit <ms>         saturate: stop once p99 exceeds this              (default 1000)
-  --retries <n>            re-measure up to n windows per target in which other
+${SCALE_OUT_USAGE}  --retries <n>            re-measure up to n windows per target in which other
                            processes took > 15% of a pinned core             (default 3)
   --settle <s>             idle: wait after forced GC before reading RSS     (default 2)
   --idle-cpu <s>           idle: seconds of idle server CPU measurement      (default 3)
@@ -119,14 +122,21 @@ export const parseOptions = (argv: ReadonlyArray<string>): BenchOptions => {
       pin: { type: "boolean", default: true },
       write: { type: "boolean", default: false },
       docs: { type: "string", default: "docs/benchmarks.md" },
-      help: { type: "boolean", short: "h", default: false }
+      help: { type: "boolean", short: "h", default: false },
+      processes: { type: "string", default: "1" },
+      redis: { type: "string" }
     }
   })
   const stepFactor = positive(values["step-factor"], "step-factor")
   if (stepFactor <= 1) throw new Error("--step-factor must be greater than 1")
+  const targets = list(values.targets, TARGET_NAMES, isTargetName, "target")
+  const scale = parseScaleOut(values.processes, values.redis)
+  if ((scale.processes > 1 || scale.redis !== undefined) && targets.some((t) => t !== "gateway")) {
+    throw new Error("--processes and --redis apply to the gateway only: add --targets gateway")
+  }
   return {
     scenarios: list(values.scenario, SCENARIOS, isScenario, "scenario"),
-    targets: list(values.targets, TARGET_NAMES, isTargetName, "target"),
+    targets,
     client: clientMode(values.client),
     gatewayRef: values["gateway-ref"],
     idleConnections: Math.round(positive(values["idle-connections"], "idle-connections")),
@@ -148,6 +158,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): BenchOptions => {
     pin: values.pin,
     write: values.write,
     docs: values.docs,
-    help: values.help
+    help: values.help,
+    scale
   }
 }

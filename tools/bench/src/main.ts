@@ -61,6 +61,11 @@ const main = async (): Promise<void> => {
     "server RSS = VmRSS of the server process tree; before each reading a full GC is forced through a `--expose-gc` preload hook (SIGUSR2) and memory is left to settle",
     "server CPU from /proc/<pid>/stat (utime+stime of the server process tree); 100% = one core"
   ]
+  if (options.scale.processes > 1 || options.scale.redis !== undefined) {
+    notes.push(
+      `scale-out: ${options.scale.processes} gateway process(es) sharing the server's core (the other core is the bench's, so this measures the cost of going through Redis, not a speed-up); subscribers take the processes in turn, the publisher is on process 1; Redis commands per published message = the difference of \`INFO commandstats\` before and after the measured window (the gateways' background commands in that window included) ÷ messages published; CPU per 1,000 deliveries sums every gateway process`
+    )
+  }
   if (facts.loadAvg[0] !== undefined && facts.loadAvg[0] > 0.5) {
     notes.push(`load average was ${facts.loadAvg[0].toFixed(2)} at start: other work shared the 2 cores, expect noise`)
   }

@@ -7,7 +7,9 @@
  * the worst of the runs, which is the figure to quote. Sockets heartbeat every 25 s like realtime-js, spread evenly.
  *
  * Run: `npm run bench:topics -w @wedsync/tools -- --runs 5` (defaults: 10,000 sockets, 50 topics, 60,000
- * deliveries/s, 10 s measured after 3 s of warm-up, 200-byte payloads).
+ * deliveries/s, 10 s measured after 3 s of warm-up, 200-byte payloads). `--processes 2 --redis spawn` spreads each
+ * topic's subscribers over two gateway processes joined by Redis (publishers on process 1), and adds the Redis
+ * commands per published message and the deliveries per process (scaleOut.ts).
  */
 import { parseArgs } from "node:util"
 import { fileURLToPath } from "node:url"
@@ -20,7 +22,9 @@ import {
 import { openLeanSocket, type LeanSocket } from "./leanSocket.ts"
 import { pinSelf, tasksetAvailable } from "./machine.ts"
 import { CoreMeter, CpuMeter, SelfCpuMeter, selfGc } from "./proc.ts"
-import { freePort, killAllServers, sleep, startServer } from "./serverProcess.ts"
+import { perMessage, readRedisStats, type RedisCost, redisCost } from "./redisStats.ts"
+import { parseScaleOut, perProcessLine, type ScaleOut, startGateways } from "./scaleOut.ts"
+import { killAllServers, sleep, startServer } from "./serverProcess.ts"
 import { LatencyHistogram } from "./stats.ts"
 import { anonToken, GATEWAY_ENTRY, LIMIT_OVERRIDES, startFlags } from "./targets/gateway.ts"
 import { encodeKind3, heartbeatFrame, kind4PayloadOffset, nowMs, readStamp, type Stamp, stampPayload } from "./wire.ts"
@@ -39,6 +43,7 @@ interface MultiTopicOptions {
   readonly serverFlags: ReadonlyArray<string>
   /** Prints one line per measured second (latency, CPU of server and bench, bench loop delay), to place a tail. */
   readonly timeline: boolean
+  readonly scale: ScaleOut
 }
 
 /** Parses and checks the options; every subscriber count and rate must come out whole and positive. */
@@ -58,7 +63,9 @@ export const parseMultiTopicOptions = (argv: ReadonlyArray<string>): MultiTopicO
       concurrency: { type: "string", default: "200" },
       pin: { type: "boolean", default: true },
       "server-flags": { type: "string", default: "" },
-      timeline: { type: "boolean", default: false }
+      timeline: { type: "boolean", default: false },
+      processes: { type: "string", default: "1" },
+      redis: { type: "string" }
     }
   })
   const number = (name: keyof typeof values, min: number): number => {
@@ -78,7 +85,8 @@ export const parseMultiTopicOptions = (argv: ReadonlyArray<string>): MultiTopicO
     concurrency: Math.round(number("concurrency", 1)),
     pin: values.pin,
     serverFlags: values["server-flags"].split(/\s+/).filter((flag) => flag !== ""),
-    timeline: values.timeline
+    timeline: values.timeline,
+    scale: parseScaleOut(values.processes, values.redis)
   }
   if (options.sockets < options.topics)
     throw new Error("--sockets must be at least --topics (one subscriber per topic)")
@@ -98,7 +106,12 @@ interface RunResult {
   readonly max: number
   readonly deliveriesPerSec: number
   readonly serverCpuPct: number
+  /** Gateway CPU (all processes) per 1,000 deliveries, ms. */
+  readonly serverCpuMsPer1000: number
   readonly unexpectedCloses: number
+  readonly receivedByProcess: ReadonlyArray<number>
+  readonly expectedByProcess: ReadonlyArray<number>
+  readonly redis: RedisCost | undefined
   readonly load: string
   /** The gateway's own delivery latency (queued to written) at p99, from its write-delay histogram: ms. */
   readonly inNodeP99: number
@@ -134,35 +147,56 @@ const joinFrameFor = (topic: string, ref: string) =>
     config: { broadcast: { ack: false, self: false }, presence: { enabled: false }, private: false }
   }])
 
+/**
+ * The gateway process (0-based) of subscriber `i`: consecutive rounds of one socket per topic alternate between
+ * processes, so every topic has subscribers on each of them (socket i is on topic i mod T).
+ */
+export const processOf = (i: number, topics: number, processes: number): number => Math.floor(i / topics) % processes
+
 const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunResult> => {
-  const port = await freePort()
   const load = (await import("node:fs")).readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")
-  const server = await startServer({
-    name: "gateway",
-    args: [...startFlags(repoRoot), ...options.serverFlags, GATEWAY_ENTRY],
-    cwd: repoRoot,
-    env: { PORT: String(port), HOST: "127.0.0.1", ...LIMIT_OVERRIDES },
-    cpu: options.pin ? 0 : undefined,
-    startTimeoutMs: 30_000
-  })
+  const gateways = await startGateways(options.scale, (port, env) =>
+    startServer({
+      name: "gateway",
+      args: [...startFlags(repoRoot), ...options.serverFlags, GATEWAY_ENTRY],
+      cwd: repoRoot,
+      env: { PORT: String(port), HOST: "127.0.0.1", ...LIMIT_OVERRIDES, ...env },
+      cpu: options.pin ? 0 : undefined,
+      startTimeoutMs: 30_000
+    }), options.pin ? 0 : undefined)
+  const port = gateways.servers[0]!.port
   const token = await anonToken()
-  const target = { host: "127.0.0.1", port, path: `/realtime/v1/websocket?apikey=${token}&vsn=2.0.0` }
+  const targetOf = (process: number) => ({
+    host: "127.0.0.1",
+    port: gateways.servers[process]!.port,
+    path: `/realtime/v1/websocket?apikey=${token}&vsn=2.0.0`
+  })
   const latency = new LatencyHistogram()
   const stamp: Stamp = { t: 0, s: 0 }
   let measuring = false
   let received = 0
   let unexpectedCloses = 0
   let second = new LatencyHistogram()
-  const onMessage = (data: Buffer, start: number, end: number, binary: boolean) => {
-    if (!binary || !measuring) return
-    const offset = kind4PayloadOffset(data, start, end)
-    if (offset < 0 || !readStamp(data, offset, end, stamp)) return
-    received++
-    const ms = nowMs() - stamp.t
-    latency.record(ms)
-    second.record(ms)
+  const receivedByProcess = gateways.servers.map(() => 0)
+  const handlersOf = (process: number) => ({
+    onMessage: (data: Buffer, start: number, end: number, binary: boolean) => {
+      if (!binary || !measuring) return
+      const offset = kind4PayloadOffset(data, start, end)
+      if (offset < 0 || !readStamp(data, offset, end, stamp)) return
+      received++
+      receivedByProcess[process]!++
+      const ms = nowMs() - stamp.t
+      latency.record(ms)
+      second.record(ms)
+    },
+    onClose: () => void unexpectedCloses++
+  })
+  const handlers = gateways.servers.map((_, process) => handlersOf(process))
+  // Subscribers of topic t on each process, for the expected deliveries per process.
+  const subscribersOn = Array.from({ length: options.topics }, () => gateways.servers.map(() => 0))
+  for (let i = 0; i < options.sockets; i++) {
+    subscribersOn[i % options.topics]![processOf(i, options.topics, gateways.servers.length)]!++
   }
-  const handlers = { onMessage, onClose: () => void unexpectedCloses++ }
   const joined = (socket: LeanSocket, topic: string, ref: string) => {
     socket.sendText(joinFrameFor(topic, ref))
     return socket
@@ -174,8 +208,12 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
       const batch = await Promise.all(
         Array.from(
           { length: Math.min(options.concurrency, options.sockets - i) },
-          (_, k) =>
-            openLeanSocket(target, handlers, 30_000).then((s) => joined(s, topicOf((i + k) % options.topics), "1"))
+          (_, k) => {
+            const process = processOf(i + k, options.topics, gateways.servers.length)
+            return openLeanSocket(targetOf(process), handlers[process]!, 30_000).then((s) =>
+              joined(s, topicOf((i + k) % options.topics), "1")
+            )
+          }
         )
       )
       sockets.push(...batch)
@@ -184,7 +222,7 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
     const publishers = await Promise.all(
       Array.from(
         { length: options.topics },
-        (_, t) => openLeanSocket(target, noop, 30_000).then((s) => joined(s, topicOf(t), "1"))
+        (_, t) => openLeanSocket(targetOf(0), noop, 30_000).then((s) => joined(s, topicOf(t), "1"))
       )
     )
     // Let the joins finish before publishing: a publish before its join is answered would be dropped.
@@ -207,6 +245,7 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
     let seq = 0
     let published = 0
     let expected = 0
+    const expectedByProcess = gateways.servers.map(() => 0)
     const publishFor = (ms: number, counted: boolean) =>
       new Promise<void>((resolve) => {
         const started = performance.now()
@@ -228,6 +267,7 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
             if (counted) {
               published++
               expected += subscribersOf(t)
+              subscribersOn[t]!.forEach((n, process) => (expectedByProcess[process]! += n))
             }
             sent++
           }
@@ -246,11 +286,12 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
     // receive loop for 200 ms and was counted as gateway latency.
     await sleep(500)
     selfGc()
+    const redisBefore = gateways.redisUrl === undefined ? undefined : await readRedisStats(gateways.redisUrl)
     measuring = true
-    const cpu = new CpuMeter(server.pid)
+    const cpu = new CpuMeter(gateways.pids)
     cpu.start()
     const timeline = options.timeline ?
-      startTimeline(server.pid, port, options.pin ? 0 : undefined, () => {
+      startTimeline(gateways.pids, port, options.pin ? 0 : undefined, () => {
         const s = second
         second = new LatencyHistogram()
         return s
@@ -265,6 +306,11 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
     timeline?.stop()
     clearInterval(heartbeat)
     const serverCpuPct = cpu.read()
+    const serverCpuSeconds = cpu.seconds()
+    const redis = gateways.redisUrl === undefined || redisBefore === undefined
+      ? undefined
+      : redisCost(redisBefore, await readRedisStats(gateways.redisUrl))
+    gateways.alive()
     const exposition = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
     for (const s of [...sockets, ...publishers]) s.close()
     return {
@@ -277,13 +323,17 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
       max: latency.max,
       deliveriesPerSec: received / spanS,
       serverCpuPct,
+      serverCpuMsPer1000: received > 0 ? (serverCpuSeconds * 1e6) / received : Number.NaN,
       unexpectedCloses,
+      receivedByProcess,
+      expectedByProcess,
+      redis,
       load,
       inNodeP99: histogramP99Ms(exposition, "wedsync_connection_write_delay_seconds"),
       gc: gcSummary(exposition)
     }
   } finally {
-    await server.stop()
+    await gateways.stop()
   }
 }
 
@@ -305,7 +355,7 @@ const gcTotals = (exposition: string): Map<string, { count: number; seconds: num
  * gateway's collector (its concurrent marking threads share the pinned core).
  */
 const startTimeline = (
-  serverPid: number,
+  serverPid: ReadonlyArray<number>,
   port: number,
   serverCore: number | undefined,
   takeSecond: () => LatencyHistogram
@@ -372,6 +422,11 @@ const main = async () => {
       `${
         perTopic.toFixed(2)
       } msg/s per topic = ${options.deliveriesPerSecond} deliveries/s, ${options.durationS} s measured ` +
+      `on ${options.scale.processes} gateway process(es)${
+        options.scale.redis === undefined
+          ? ""
+          : ` over Redis (${options.scale.redis === "spawn" ? "private" : "given"})`
+      } ` +
       `after ${options.warmupS} s warm-up, ${options.payloadBytes} B payloads, ${options.runs} runs, ${
         pinned ? "server CPU 0 / bench CPU 1" : "unpinned"
       }`
@@ -390,6 +445,17 @@ const main = async () => {
           fmt(r.inNodeP99)
         } ms, GC ${r.gc}, loadavg before ${r.load}`
     )
+    console.log(
+      `  gateway CPU per 1,000 deliveries ${fmt(r.serverCpuMsPer1000)} ms (all processes)${
+        r.redis === undefined ? "" : `, Redis commands per published message ${perMessage(r.redis, r.published)}, ` +
+          `Redis CPU per 1,000 deliveries ${
+            (r.received > 0 ? (r.redis.cpuSeconds * 1e6) / r.received : Number.NaN).toFixed(3)
+          } ms`
+      }`
+    )
+    if (options.scale.processes > 1) {
+      console.log(`  deliveries ${perProcessLine(r.receivedByProcess, r.expectedByProcess)}`)
+    }
   }
   const worst = (pick: (r: RunResult) => number) => Math.max(...results.map(pick))
   const lost = results.reduce((sum, r) => sum + Math.max(0, r.expected - r.received), 0)

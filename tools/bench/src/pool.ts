@@ -1,7 +1,9 @@
 /**
  * A pool of subscriber connections to one target: opens and joins them in bounded-concurrency
  * batches (measuring connect and join rates separately), keeps them alive with spread-out
- * heartbeats like supabase-js (one per connection every 25 s), and closes them.
+ * heartbeats like supabase-js (one per connection every 25 s), and closes them. With several
+ * server processes (a scale-out run), connections take the processes in turn; extra connections
+ * (the publisher) go to the first.
  */
 import { forEachBounded } from "./bounded.ts"
 import type { Connection, ConnectionEvents, Target } from "./targets/Target.ts"
@@ -17,26 +19,46 @@ interface GrowResult {
 const HEARTBEAT_INTERVAL_MS = 25_000
 const HEARTBEAT_TICK_MS = 1_000
 
+interface Member {
+  readonly connection: Connection
+  /** Index of the server process (into the pool's ports). */
+  readonly process: number
+}
+
 export class ClientPool {
   readonly #target: Target
-  readonly #port: number
-  readonly #events: ConnectionEvents
+  readonly #ports: ReadonlyArray<number>
+  readonly #events: ReadonlyArray<ConnectionEvents>
   readonly #timeoutMs: number
-  readonly #connections: Array<Connection> = []
+  readonly #connections: Array<Member> = []
   readonly #extra = new Set<Connection>()
   #heartbeatCursor = 0
+  #nextProcess = 0
   readonly #ticker: NodeJS.Timeout
 
-  constructor(target: Target, port: number, events: ConnectionEvents, timeoutMs: number) {
+  /** `eventsOf(i)` are the events of the connections to `ports[i]`. */
+  constructor(
+    target: Target,
+    ports: ReadonlyArray<number>,
+    eventsOf: (process: number) => ConnectionEvents,
+    timeoutMs: number
+  ) {
     this.#target = target
-    this.#port = port
-    this.#events = events
+    this.#ports = ports
+    this.#events = ports.map((_, i) => eventsOf(i))
     this.#timeoutMs = timeoutMs
     this.#ticker = setInterval(() => this.#heartbeatSlice(), HEARTBEAT_TICK_MS)
   }
 
   get size(): number {
     return this.#connections.length
+  }
+
+  /** Joined connections per server process. */
+  sizes(): ReadonlyArray<number> {
+    const out = this.#ports.map(() => 0)
+    for (const member of this.#connections) out[member.process]!++
+    return out
   }
 
   /** Opens `count` more connections, then joins them all; returns rates over each phase. */
@@ -47,11 +69,13 @@ export class ClientPool {
       failures++
       firstError ??= error instanceof Error ? error.message : String(error)
     }
-    const opened: Array<Connection> = []
+    const opened: Array<Member> = []
     const connectStart = performance.now()
     await forEachBounded(count, concurrency, async () => {
+      const process = this.#nextProcess++ % this.#ports.length
       try {
-        opened.push(await this.#target.connect(this.#port, this.#events, this.#timeoutMs))
+        const connection = await this.#target.connect(this.#ports[process]!, this.#events[process]!, this.#timeoutMs)
+        opened.push({ connection, process })
       } catch (error) {
         fail(error)
       }
@@ -59,12 +83,12 @@ export class ClientPool {
     const connectMs = performance.now() - connectStart
     const joinStart = performance.now()
     await forEachBounded(opened.length, concurrency, async (i) => {
-      const connection = opened[i]!
+      const member = opened[i]!
       try {
-        await connection.join()
-        this.#connections.push(connection)
+        await member.connection.join()
+        this.#connections.push(member)
       } catch (error) {
-        connection.close()
+        member.connection.close()
         fail(error)
       }
     })
@@ -80,12 +104,12 @@ export class ClientPool {
 
   /** Closes connections until at most `count` remain. */
   shrinkTo(count: number): void {
-    while (this.#connections.length > count) this.#connections.pop()!.close()
+    while (this.#connections.length > count) this.#connections.pop()!.connection.close()
   }
 
   /** Opens and joins one connection outside the pool's subscriber count (the publisher). */
   async extra(events: ConnectionEvents): Promise<Connection> {
-    const connection = await this.#target.connect(this.#port, events, this.#timeoutMs)
+    const connection = await this.#target.connect(this.#ports[0]!, events, this.#timeoutMs)
     await connection.join()
     this.#extra.add(connection)
     return connection
@@ -93,7 +117,7 @@ export class ClientPool {
 
   closeAll(): void {
     clearInterval(this.#ticker)
-    for (const connection of this.#connections) connection.close()
+    for (const member of this.#connections) member.connection.close()
     for (const connection of this.#extra) connection.close()
     this.#connections.length = 0
     this.#extra.clear()
@@ -102,7 +126,7 @@ export class ClientPool {
   // Each tick heartbeats the next 1/25 of the pool, so every connection beats once per 25 s
   // without a synchronized burst that would disturb latency measurements.
   #heartbeatSlice(): void {
-    const all = [...this.#connections, ...this.#extra]
+    const all = [...this.#connections.map((member) => member.connection), ...this.#extra]
     if (all.length === 0) return
     const perTick = Math.ceil((all.length * HEARTBEAT_TICK_MS) / HEARTBEAT_INTERVAL_MS)
     for (let i = 0; i < perTick; i++) {

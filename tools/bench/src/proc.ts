@@ -41,14 +41,18 @@ const processTree = (pid: number): ReadonlyArray<number> => {
   return out
 }
 
+/** One server pid or several. */
+const roots = (pid: number | ReadonlyArray<number>): ReadonlyArray<number> => typeof pid === "number" ? [pid] : pid
+
 /** VmRSS of one process in KiB, or 0 when it is gone. */
 export const rssKiB = (pid: number): number => {
   const match = /VmRSS:\s+(\d+)\s+kB/.exec(readOr(`/proc/${pid}/status`) ?? "")
   return match?.[1] === undefined ? 0 : Number(match[1])
 }
 
-/** Summed VmRSS of `pid` and its descendants, in KiB. */
-export const treeRssKiB = (pid: number): number => processTree(pid).reduce((sum, p) => sum + rssKiB(p), 0)
+/** Summed VmRSS of `pid` (or of each of several server processes) and their descendants, in KiB. */
+export const treeRssKiB = (pid: number | ReadonlyArray<number>): number =>
+  roots(pid).flatMap(processTree).reduce((sum, p) => sum + rssKiB(p), 0)
 
 /** utime + stime of one process in clock ticks (all its threads), or 0 when it is gone. */
 const cpuTicks = (pid: number): number => {
@@ -59,7 +63,8 @@ const cpuTicks = (pid: number): number => {
   return Number(fields[11]) + Number(fields[12])
 }
 
-const treeCpuTicks = (pid: number): number => processTree(pid).reduce((sum, p) => sum + cpuTicks(p), 0)
+const treeCpuTicks = (pid: number | ReadonlyArray<number>): number =>
+  roots(pid).flatMap(processTree).reduce((sum, p) => sum + cpuTicks(p), 0)
 
 let ticksPerSecond: number | undefined
 const clockTicksPerSecond = (): number => {
@@ -73,13 +78,16 @@ const clockTicksPerSecond = (): number => {
   return ticksPerSecond
 }
 
-/** Measures the CPU share (100 = one full core) a process tree used between `start` and `stop`. */
+/**
+ * Measures the CPU share (100 = one full core) a process tree used between `start` and `stop`; given several pids
+ * (the gateway processes of a scale-out run), their sum.
+ */
 export class CpuMeter {
-  readonly #pid: number
+  readonly #pid: number | ReadonlyArray<number>
   #ticks = 0
   #at = 0
 
-  constructor(pid: number) {
+  constructor(pid: number | ReadonlyArray<number>) {
     this.#pid = pid
   }
 
@@ -93,6 +101,11 @@ export class CpuMeter {
     const seconds = (performance.now() - this.#at) / 1000
     if (seconds <= 0) return Number.NaN
     return ((treeCpuTicks(this.#pid) - this.#ticks) / clockTicksPerSecond() / seconds) * 100
+  }
+
+  /** CPU seconds used since `start` (all processes together). */
+  seconds(): number {
+    return (treeCpuTicks(this.#pid) - this.#ticks) / clockTicksPerSecond()
   }
 }
 

@@ -7,6 +7,8 @@ import type { BenchOptions } from "./cli.ts"
 import { fixed, int, mib, ratio } from "./format.ts"
 import type { MachineFacts } from "./machine.ts"
 import type { TargetRun } from "./runTarget.ts"
+import { perMessage } from "./redisStats.ts"
+import { perProcessLine } from "./scaleOut.ts"
 import { NOISE_LIMIT_PCT, noiseOf, type WindowResult } from "./scenarios/window.ts"
 import { TARGET_NAMES, type TargetName } from "./targets/Target.ts"
 
@@ -104,12 +106,51 @@ const windowRows = (pick: (run: TargetRun) => WindowResult | undefined): Readonl
   row("duplicate or out-of-order deliveries", (r) => pick(r)?.reordered, int, false),
   row("unexpected disconnects", (r) => pick(r)?.unexpectedCloses, int, false),
   row("server CPU (% of one core)", (r) => pick(r)?.serverCpuPct, pct),
+  row("server CPU per 1,000 deliveries (ms, all processes)", (r) => pick(r)?.serverCpuMsPer1000, (n) => fixed(n, 2)),
+  row("Redis commands per published message", (r) => redisPerMessage(pick(r)), (n) => fixed(n, 2), false),
+  row("Redis CPU per 1,000 deliveries (ms)", (r) => redisCpuPer1000(pick(r)), (n) => fixed(n, 3), false),
   row("bench client CPU (% of one core)", (r) => pick(r)?.clientCpuPct, pct, false),
   row("other processes on the server's core", (r) => pick(r)?.otherOnServerCorePct, pct, false),
   row("other processes on the bench's core", (r) => pick(r)?.otherOnClientCorePct, pct, false),
   row("measurement attempts (noisy windows are repeated)", (r) => pick(r)?.attempts, int, false),
   row("server RSS at end (MiB)", (r) => pick(r)?.serverRssKiB, mib)
 ]
+
+const redisPerMessage = (w: WindowResult | undefined): number | undefined =>
+  w?.redis === undefined || w.published === 0 ? undefined : w.redis.totalCalls / w.published
+
+const redisCpuPer1000 = (w: WindowResult | undefined): number | undefined =>
+  w?.redis === undefined || w.received === 0 ? undefined : (w.redis.cpuSeconds * 1e6) / w.received
+
+/**
+ * For a gateway run on several processes or on Redis: where the deliveries landed per process, and which Redis
+ * commands each published message cost (the figure that must stay constant as subscribers grow).
+ */
+const scaleOutSection = (report: BenchReport): string | undefined => {
+  const o = report.options
+  if (o.scale.processes === 1 && o.scale.redis === undefined) return undefined
+  const lines: Array<string> = []
+  for (const run of report.runs) {
+    if (run.processes !== undefined) lines.push(`- ${run.target}: ${run.processes}`)
+    const windows: ReadonlyArray<readonly [string, WindowResult | undefined]> = [
+      ["fanout", run.fanout],
+      ...(run.saturate?.steps ?? []).map((step): readonly [string, WindowResult] => [
+        `saturate ${fixed(step.rate, 1)} msg/s`,
+        step
+      ])
+    ]
+    for (const [what, w] of windows) {
+      if (w === undefined) continue
+      const redis = w.redis === undefined
+        ? ""
+        : `; Redis commands per published message ${perMessage(w.redis, w.published)}`
+      lines.push(`- ${what}: deliveries ${perProcessLine(w.receivedByProcess, w.expectedByProcess)}${redis}`)
+    }
+  }
+  return `### Scale-out: ${o.scale.processes} process(es), Redis ${
+    o.scale.redis === undefined ? "none" : o.scale.redis === "spawn" ? "private (spawned)" : "given"
+  }\n\n${lines.join("\n")}`
+}
 
 const fanoutSection = (report: BenchReport): string => {
   const o = report.options
@@ -269,12 +310,18 @@ export const renderReport = (report: BenchReport): string => {
     `- machine: ${f.nproc} CPUs (\`nproc\`), ${f.cpuModel}, ${f.memGiB} GiB RAM, ${f.kernel}, open-files limit ${f.fdLimit}`,
     `- node ${f.node}; run started ${f.date}; load average at start ${f.loadAvg.map((l) => l.toFixed(2)).join(" / ")}`,
     `- ${pinning}`,
-    `- servers: ${report.runs.map((r) => `${r.target} = \`${r.serverCommand}\``).join("; ")}`,
+    `- servers: ${
+      report.runs.map((r) =>
+        `${r.target} = \`${r.serverCommand}\`${r.processes === undefined ? "" : ` (${r.processes})`}`
+      ).join("; ")
+    }`,
     ...report.notes.map((n) => `- ${n}`)
   ]
   if (o.scenarios.includes("idle")) sections.push("", idleSection(report))
   if (o.scenarios.includes("fanout")) sections.push("", fanoutSection(report))
   if (o.scenarios.includes("saturate")) sections.push("", saturateSection(report))
+  const scaleOut = scaleOutSection(report)
+  if (scaleOut !== undefined) sections.push("", scaleOut)
   sections.push("", targetsSection(report))
   const warnings = caveats(report)
   if (warnings.length > 0) sections.push("", "### Caveats for this run", "", ...warnings.map((w) => `- ${w}`))

@@ -6,7 +6,8 @@ import type { BenchOptions } from "./cli.ts"
 import { DeliveryCollector } from "./collector.ts"
 import { ClientPool } from "./pool.ts"
 import { selfGc } from "./proc.ts"
-import { freePort, type ServerHandle, settleGc, sleep } from "./serverProcess.ts"
+import { type Gateways, startGateways } from "./scaleOut.ts"
+import { settleGc, sleep } from "./serverProcess.ts"
 import { type IdleResult, runIdle } from "./scenarios/idle.ts"
 import { runSaturate, type SaturateResult } from "./scenarios/saturate.ts"
 import { measureQuietWindow, type RetryBudget, type WindowContext, type WindowResult } from "./scenarios/window.ts"
@@ -15,6 +16,8 @@ import type { Target, TargetName } from "./targets/Target.ts"
 export interface TargetRun {
   readonly target: TargetName
   readonly serverCommand: string
+  /** How many server processes, and their Redis (scale-out runs). */
+  processes?: string
   idle?: IdleResult
   fanout?: WindowResult
   saturate?: SaturateResult
@@ -42,24 +45,32 @@ const errorText = (error: unknown): string => (error instanceof Error ? error.me
 export const runTarget = async (target: Target, ctx: RunContext, run: TargetRun): Promise<void> => {
   const { options, log } = ctx
   const wants = (s: BenchOptions["scenarios"][number]): boolean => options.scenarios.includes(s)
-  let server: ServerHandle | undefined
+  let gateways: Gateways | undefined
   let pool: ClientPool | undefined
   const collector = new DeliveryCollector()
   try {
-    const port = await freePort()
-    log(`[${target.name}] starting server on 127.0.0.1:${port}`)
-    server = await target.start({ repoRoot: ctx.repoRoot, port, cpu: ctx.serverCpu })
-    const handle = server
-    const alive = (): void => {
-      const status = handle.exitStatus()
-      if (status !== undefined) throw new Error(`server ${status}\n${handle.logTail()}`)
-    }
-    pool = new ClientPool(target, server.port, collector, CONNECT_TIMEOUT_MS)
+    log(`[${target.name}] starting ${options.scale.processes} server process(es)`)
+    // Every process on the server's core: the other core is the bench's, so a scale-out run measures the cost of
+    // going through Redis, not a speed-up.
+    gateways = await startGateways(
+      options.scale,
+      (port, env) => target.start({ repoRoot: ctx.repoRoot, port, cpu: ctx.serverCpu, env }),
+      ctx.serverCpu
+    )
+    const { pids, alive } = gateways
+    if (options.scale.processes > 1 || options.scale.redis !== undefined) run.processes = gateways.description
+    log(`[${target.name}] ${gateways.description} on ports ${gateways.servers.map((s) => s.port).join(", ")}`)
+    pool = new ClientPool(
+      target,
+      gateways.servers.map((s) => s.port),
+      (process) => collector.eventsOf(process),
+      CONNECT_TIMEOUT_MS
+    )
     await sleep(500)
 
     if (wants("idle")) {
       log(`[${target.name}] idle: ${options.idleConnections} connections`)
-      run.idle = await runIdle(pool, server.pid, {
+      run.idle = await runIdle(pool, pids, {
         connections: options.idleConnections,
         concurrency: options.concurrency,
         settleMs: options.settleS * 1000,
@@ -83,7 +94,7 @@ export const runTarget = async (target: Target, ctx: RunContext, run: TargetRun)
     // Collect the garbage of connecting (and of the connections just closed) on both sides now,
     // not as a major GC pause inside the first measured window.
     selfGc()
-    await settleGc(server.pid, options.settleS * 1000)
+    await settleGc(pids, options.settleS * 1000)
     const publisher = await pool.extra({
       onDelivery: () => undefined,
       onReorder: () => undefined,
@@ -93,7 +104,10 @@ export const runTarget = async (target: Target, ctx: RunContext, run: TargetRun)
       publisher,
       collector,
       subscribers: pool.size,
-      serverPid: server.pid,
+      subscribersByProcess: pool.sizes(),
+      serverPids: pids,
+      redisUrl: gateways.redisUrl,
+      sideProcesses: gateways.redisPid === undefined ? [] : [gateways.redisPid],
       serverCore: ctx.serverCpu,
       clientCore: ctx.clientCpu,
       payloadBytes: options.payloadBytes
@@ -157,6 +171,6 @@ export const runTarget = async (target: Target, ctx: RunContext, run: TargetRun)
     log(`[${target.name}] error: ${run.error}`)
   } finally {
     pool?.closeAll()
-    await server?.stop()
+    await gateways?.stop()
   }
 }

@@ -153,13 +153,16 @@ export const onOutputLines = (
   }
 }
 
-/** Sends SIGUSR2 (the preloaded hook runs a full GC) twice, then waits for memory to settle. */
-export const settleGc = async (pid: number, settleMs: number): Promise<void> => {
+/** Sends SIGUSR2 (the preloaded hook runs a full GC) to each server twice, then waits for memory to settle. */
+export const settleGc = async (pid: number | ReadonlyArray<number>, settleMs: number): Promise<void> => {
+  const pids = typeof pid === "number" ? [pid] : pid
   for (let i = 0; i < 2; i++) {
-    try {
-      process.kill(pid, "SIGUSR2")
-    } catch {
-      return
+    for (const p of pids) {
+      try {
+        process.kill(p, "SIGUSR2")
+      } catch {
+        // Gone already: the caller's liveness check reports it.
+      }
     }
     await sleep(settleMs / 2)
   }

@@ -85,6 +85,14 @@ export const kind4PayloadOffset = (frame: Uint8Array, start: number, end: number
   return offset <= end ? offset : -1
 }
 
+/** The metadata JSON text of a kind-4 frame in `frame[start, end)` (`{"id":…}`, `{"replayed":true,"id":…}`), if any. */
+export const kind4Meta = (frame: Buffer, start: number, end: number): string | undefined => {
+  if (end - start < 5 || frame[start] !== 4 || frame[start + 3] === 0) return undefined
+  const metaStart = start + 5 + frame[start + 1]! + frame[start + 2]!
+  const metaEnd = metaStart + frame[start + 3]!
+  return metaEnd <= end ? frame.toString("utf8", metaStart, metaEnd) : undefined
+}
+
 /** Result slot reused by `readStamp` so the hot path allocates nothing. */
 export interface Stamp {
   t: number

@@ -34,12 +34,15 @@ const window = (deliveriesPerSec: number, overrides: Partial<WindowResult> = {})
   p999: 90,
   max: 100,
   serverCpuPct: 50,
+  serverCpuMsPer1000: 12.5,
   clientCpuPct: 40,
   otherOnServerCorePct: 1,
   otherOnClientCorePct: 1,
   serverRssKiB: 200_000,
   unexpectedCloses: 0,
   attempts: 1,
+  receivedByProcess: [400_000],
+  expectedByProcess: [400_000],
   ...overrides
 })
 
@@ -99,5 +102,36 @@ describe("renderReport", () => {
     assert.include(md, "ws-relay fanout: other processes used 30% of the server's core")
     assert.include(md, "| gateway | ws-relay | socketio |")
     assert.include(md, "| **deliveries/s** | not run | 40,000 | not run | — | — |")
+  })
+
+  it("shows a scale-out run's deliveries per process and Redis commands per message; a plain run has no such section", () => {
+    const options = parseOptions([
+      "--scenario",
+      "fanout",
+      "--targets",
+      "gateway",
+      "--processes",
+      "2",
+      "--redis",
+      "spawn"
+    ])
+    const gateway = run("gateway", 100_000, {
+      processes: "2 gateway processes, REDIS_URL=redis://127.0.0.1:1 (private redis-server)",
+      fanout: window(20_000, {
+        published: 80,
+        receivedByProcess: [200_000, 0],
+        expectedByProcess: [200_000, 200_000],
+        redis: { calls: [["spublish", 80]], totalCalls: 80, cpuSeconds: 0.01 }
+      })
+    })
+    const md = renderReport({ ...report([gateway]), options })
+    assert.include(md, "### Scale-out: 2 process(es), Redis private (spawned)")
+    assert.include(
+      md,
+      "- fanout: deliveries process 1: 200,000 of 200,000; process 2: 0 of 200,000 — process 2 received nothing"
+    )
+    assert.include(md, "Redis commands per published message 1.00 (spublish 1.00)")
+    assert.include(md, "| Redis commands per published message | 1.00 |")
+    assert.notInclude(renderReport(report([run("gateway", 100_000)])), "Scale-out")
   })
 })

@@ -30,7 +30,12 @@ interface IdlePlan {
   readonly serverCore: number | undefined
 }
 
-export const runIdle = async (pool: ClientPool, serverPid: number, plan: IdlePlan): Promise<IdleResult> => {
+/** `serverPid`: the server, or every process of a scale-out gateway (RSS and CPU are their sum). */
+export const runIdle = async (
+  pool: ClientPool,
+  serverPid: number | ReadonlyArray<number>,
+  plan: IdlePlan
+): Promise<IdleResult> => {
   await settleGc(serverPid, plan.settleMs)
   const rssBeforeKiB = treeRssKiB(serverPid)
   const core = plan.serverCore === undefined ? undefined : new CoreMeter(plan.serverCore)

@@ -6,6 +6,7 @@
 import type { DeliveryCollector } from "../collector.ts"
 import { CoreMeter, CpuMeter, SelfCpuMeter, treeRssKiB } from "../proc.ts"
 import { publishFor } from "../publisher.ts"
+import { readRedisStats, type RedisCost, redisCost } from "../redisStats.ts"
 import { sleep } from "../serverProcess.ts"
 import type { Connection } from "../targets/Target.ts"
 
@@ -27,6 +28,8 @@ export interface WindowResult {
   readonly p999: number
   readonly max: number
   readonly serverCpuPct: number
+  /** Gateway CPU (all its processes) per 1,000 deliveries, in ms. */
+  readonly serverCpuMsPer1000: number
   readonly clientCpuPct: number
   /** Busy share of the server's CPU not used by the server (other processes), when pinned. */
   readonly otherOnServerCorePct: number
@@ -36,13 +39,28 @@ export interface WindowResult {
   readonly attempts: number
   readonly serverRssKiB: number
   readonly unexpectedCloses: number
+  /** Per server process (index 0 = process 1): subscribers' in-window deliveries and what they should have been. */
+  readonly receivedByProcess: ReadonlyArray<number>
+  readonly expectedByProcess: ReadonlyArray<number>
+  /** Commands and CPU the window cost Redis, when the gateways use one. */
+  readonly redis?: RedisCost
 }
 
 export interface WindowContext {
   readonly publisher: Connection
   readonly collector: DeliveryCollector
   readonly subscribers: number
-  readonly serverPid: number
+  /** Subscribers per server process (index 0 = process 1, which also has the publisher). */
+  readonly subscribersByProcess: ReadonlyArray<number>
+  /** Every server process: CPU and RSS are their sum. */
+  readonly serverPids: ReadonlyArray<number>
+  /** The Redis the gateways use: its `INFO commandstats` and CPU are read around the window. */
+  readonly redisUrl: string | undefined
+  /**
+   * Server-side processes besides the gateways (the private Redis, pinned to the server's core): their CPU is neither
+   * the gateways' nor "other processes" on that core.
+   */
+  readonly sideProcesses: ReadonlyArray<number>
   /** The CPUs the server and the bench are pinned to, if any. */
   readonly serverCore: number | undefined
   readonly clientCore: number | undefined
@@ -91,7 +109,10 @@ const measureWindow = async (
   const { collector } = ctx
   collector.startWindow(seq)
   const closesBefore = collector.unexpectedCloses
-  const serverCpu = new CpuMeter(ctx.serverPid)
+  const redisBefore = ctx.redisUrl === undefined ? undefined : await readRedisStats(ctx.redisUrl)
+  const serverCpu = new CpuMeter(ctx.serverPids)
+  const sideCpu = ctx.sideProcesses.length === 0 ? undefined : new CpuMeter(ctx.sideProcesses)
+  sideCpu?.start()
   const clientCpu = new SelfCpuMeter()
   const core = ctx.serverCore === undefined ? undefined : new CoreMeter(ctx.serverCore)
   const clientCore = ctx.clientCore === undefined ? undefined : new CoreMeter(ctx.clientCore)
@@ -116,10 +137,15 @@ const measureWindow = async (
     if (now - drainStart > plan.maxDrainMs) break
   }
   const serverCpuPct = serverCpu.read()
+  const serverCpuSeconds = serverCpu.seconds()
+  const sideCpuPct = sideCpu?.read() ?? 0
   const clientCpuPct = clientCpu.read()
   const coreBusyPct = core?.read() ?? Number.NaN
   const clientCoreBusyPct = clientCore?.read() ?? Number.NaN
-  const serverRssKiB = treeRssKiB(ctx.serverPid)
+  const serverRssKiB = treeRssKiB(ctx.serverPids)
+  const redis = ctx.redisUrl === undefined || redisBefore === undefined
+    ? undefined
+    : redisCost(redisBefore, await readRedisStats(ctx.redisUrl))
 
   const lastReceived = collector.lastReceivedAt - performance.timeOrigin
   const spanMs = Math.max(pub.endedAt - pub.startedAt, plan.durationMs, lastReceived - pub.startedAt)
@@ -144,12 +170,16 @@ const measureWindow = async (
       p999: latency.percentile(0.999),
       max: latency.max,
       serverCpuPct,
+      serverCpuMsPer1000: received > 0 ? (serverCpuSeconds * 1e6) / received : Number.NaN,
       clientCpuPct,
-      otherOnServerCorePct: Math.max(0, coreBusyPct - serverCpuPct),
+      otherOnServerCorePct: Math.max(0, coreBusyPct - serverCpuPct - sideCpuPct),
       otherOnClientCorePct: Math.max(0, clientCoreBusyPct - clientCpuPct),
       attempts: 1,
       serverRssKiB,
-      unexpectedCloses: collector.unexpectedCloses - closesBefore
+      unexpectedCloses: collector.unexpectedCloses - closesBefore,
+      receivedByProcess: ctx.subscribersByProcess.map((_, i) => collector.receivedByProcess[i] ?? 0),
+      expectedByProcess: ctx.subscribersByProcess.map((n) => n * pub.published),
+      ...(redis === undefined ? {} : { redis })
     }
   }
 }

@@ -33,6 +33,8 @@ export interface StartOptions {
   readonly repoRoot: string
   readonly port: number
   readonly cpu: number | undefined
+  /** Extra environment of the server process (the gateway's Redis settings in a scale-out run). */
+  readonly env?: Readonly<Record<string, string>>
 }
 
 export interface Target {

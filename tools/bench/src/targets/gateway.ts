@@ -53,12 +53,12 @@ export const makeGatewayTarget = async (client: ClientMode, source: GatewaySourc
         .map(([k, v]) => `${k}=${v}`)
         .join(" ")
     }`,
-    start: ({ port, cpu }) =>
+    start: ({ port, cpu, env }) =>
       startServer({
         name: "gateway",
         args: [...flags, GATEWAY_ENTRY],
         cwd: source.dir,
-        env: { PORT: String(port), HOST: "127.0.0.1", ...LIMIT_OVERRIDES },
+        env: { PORT: String(port), HOST: "127.0.0.1", ...LIMIT_OVERRIDES, ...env },
         cpu,
         startTimeoutMs: 30_000
       }),
