@@ -9,7 +9,7 @@
  * for a channel that exists (`refreshToken`: a failure shuts it down rather than refusing a join).
  */
 import { AuthError, ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
-import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
+import { ChangeFeed, History, Hub, Presence, Publication } from "@wedsync/hub"
 import { Frame, JoinConfig, Reply, Serializer, WsFrame } from "@wedsync/protocol"
 import { Clock, Context, Effect, Metric, Result } from "effect"
 import { bindingId, Channel, ChannelSink, remove, shutdown } from "./Channel.ts"
@@ -124,6 +124,18 @@ export const policy: Step = (conn, attempt) => {
   )
 }
 
+/**
+ * `config.broadcast.replay`, when sent, is usable: valid parameters on a private channel. Checked before `open`, so a
+ * refused join leaves no channel behind (the history itself is read after `open`, see `replay`).
+ */
+export const replayable: Step = (_conn, attempt) => {
+  const replay = attempt.config.replay
+  if (replay === undefined) return CONTINUE
+  if (!attempt.config.isPrivate) return Effect.succeed(refused(ConnectionError.replayOnPublicChannel()))
+  if (replay === "invalid") return Effect.succeed(refused(ConnectionError.replayParamsInvalid()))
+  return CONTINUE
+}
+
 /** The socket may be counted against the principal's user (`maxConnectionsPerUser`). */
 export const user: Step = (conn, attempt) =>
   Effect.sync(() =>
@@ -140,6 +152,8 @@ export const open: Step = (conn, attempt) =>
       yield* remove(conn, previous)
     }
     const sink = new ChannelSink(conn.vsn, conn.outbox)
+    // Held from before the hub subscription until the replay is out: no live frame can overtake a replayed one.
+    if (attempt.config.replay !== undefined) sink.hold(conn.config.outboxLimitBytes)
     const channel = new Channel(topic, attempt.subtopic ?? "", joinRef, attempt.config, attempt.principal, sink)
     attempt.channel = channel
     Context.get(conn.context, Hub.Hub).add(channel.key, channel.sink)
@@ -163,12 +177,69 @@ export const presence: Step = (conn, attempt) =>
     return undefined
   })
 
+/**
+ * The replay asked for at join: the topic's history from `since`, at most `limit`, pushed as broadcasts with meta
+ * `{"replayed":true,"id":…}`, then one `system` error when that is not all the client asked for, then the live frames
+ * held back since `open` without the copies of replayed ids.
+ *
+ * Order is what makes the seam gap-free: the channel is subscribed (`open`) and the broker receives the topic
+ * (`settled`) before the history is read, and the history is written before the live publish (`History.publish`), so
+ * every message is in the history read, held back live, or both. The actor waits for the read (one round trip to
+ * Redis at most): nothing else of this socket can interleave with the replay.
+ *
+ * A read that fails shuts the channel down with `UnableToReplayMessages` (a `system` error and `phx_close`): the join
+ * was already answered `ok` by `open`, and a channel that silently skipped its replay would look complete.
+ */
+export const replay: Step = (conn, attempt) =>
+  Effect.gen(function*() {
+    const channel = attempt.channel
+    const request = attempt.config.replay
+    if (channel === undefined || request === undefined || request === "invalid") return undefined
+    yield* Context.get(conn.context, Hub.Hub).settled
+    const history = Context.get(conn.context, History.History)
+    const read = yield* Effect.result(history.read(channel.key, request.since, request.limit))
+    if (Result.isFailure(read)) {
+      yield* Effect.logWarning("UnableToReplayMessages", read.failure.message)
+      channel.sink.release(NO_IDS)
+      yield* shutdown(conn, channel, ConnectionError.replayFailed())
+      return undefined
+    }
+    const replayed = new Set<string>()
+    for (const entry of read.success.entries) {
+      replayed.add(entry.id)
+      const frame = Publication.frameFor(History.withMeta(entry.publication, History.replayedMeta(entry.id)), conn.vsn)
+      if (frame !== undefined) conn.outbox.enqueue(frame)
+    }
+    const gap = read.success.gap
+    if (gap !== undefined) {
+      const payload = Reply.system("broadcast", "error", History.gapMessage(gap), channel.subtopic)
+      conn.send(channel.joinRef, null, channel.topic, Reply.SYSTEM, payload)
+    }
+    channel.sink.release(replayed)
+    if (channel.sink.overflowed) conn.offer({ _tag: "Overflow" })
+    return undefined
+  })
+
+const NO_IDS: ReadonlySet<string> = new Set()
+
 /** The channel's `postgres_changes` bindings, registered with the change feed. */
 export const postgresChanges: Step = (conn, attempt) =>
   attempt.channel === undefined ? CONTINUE : Effect.as(subscribeChanges(conn, attempt.channel), undefined)
 
 /** Every join runs these, in this order. */
-export const steps: ReadonlyArray<Step> = [topic, limits, payload, token, policy, user, open, presence, postgresChanges]
+export const steps: ReadonlyArray<Step> = [
+  topic,
+  limits,
+  payload,
+  token,
+  policy,
+  replayable,
+  user,
+  open,
+  presence,
+  replay,
+  postgresChanges
+]
 
 export const join = (conn: Connection, message: Frame.Message): Effect.Effect<void, never, Services> =>
   Effect.gen(function*() {

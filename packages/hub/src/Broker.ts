@@ -64,8 +64,11 @@ const makeMemory = (bus: MemoryBus): BrokerShape => {
   }
 }
 
-/** The shard channel of a topic; colliding names (only for malformed UTF-16) merely share a channel. */
-export const channelOf = (key: TopicKey): RedisKey.RedisKey => RedisKey.make("broker", key.toWellFormed())
+/**
+ * The shard channel of a topic; colliding names (only for malformed UTF-16) merely share a channel. The topic key is
+ * its hash tag, so the topic's history stream (`History.streamOf`) is in the same Cluster slot.
+ */
+export const channelOf = (key: TopicKey): RedisKey.RedisKey => RedisKey.tagged("broker", key.toWellFormed())
 
 const sameOrigin = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(a, b) === 0
 

@@ -23,6 +23,8 @@ export interface HubShape {
   readonly remove: (key: TopicKey, sink: Sink) => void
   /** Delivers to local subscribers (skipping `except`, the sender for `self: false`) and to other nodes. */
   readonly publish: (publication: Publication, except?: Sink) => Effect.Effect<number>
+  /** Completes once the broker receives every topic added before it (see `Broker.settled`). */
+  readonly settled: Effect.Effect<void>
   readonly subscriberCount: (key: TopicKey) => number
   readonly topicCount: () => number
 }
@@ -53,7 +55,7 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
       if (sink.vsn === V2) frame = v2 === null ? (v2 = frameFor(publication, "2.0.0")) : v2
       else frame = v1 === null ? (v1 = frameFor(publication, "1.0.0")) : v1
       if (frame === undefined) continue
-      sink.enqueue(frame)
+      sink.enqueue(frame, publication)
       delivered++
     }
     deliveries.inc(delivered)
@@ -97,6 +99,7 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
         const delivered = fanOut(publication, except)
         return Effect.as(broker.publish(publication), delivered)
       }),
+    settled: broker.settled,
     subscriberCount: (key) => topics.get(key)?.size ?? 0,
     topicCount: () => topics.size
   }
