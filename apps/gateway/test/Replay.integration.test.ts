@@ -6,7 +6,7 @@
  * invalid parameters) beside their accepted cases. Everything runs twice: history in memory, and in Redis.
  */
 import { TestTokens } from "@wedsync/auth/testing"
-import { RawClient, redisUrl, SupabaseClients, uniquePrefix } from "@wedsync/testkit"
+import { RawClient, RedisServer, redisUrl, SupabaseClients, uniquePrefix, waitUntil } from "@wedsync/testkit"
 import type { RealtimeChannel, SupabaseClient } from "@supabase/supabase-js"
 import { assert, describe, it } from "@effect/vitest"
 import { Redacted } from "effect"
@@ -256,3 +256,89 @@ replaySuite("redis", () =>
     connection: { joinErrorDelayMs: 0 },
     redis: { url: Redacted.make(redisUrl()), prefix: uniquePrefix("gw-replay") }
   }))
+
+describe("replay while Redis is down (a Redis of the test's own)", () => {
+  let redis: RedisServer.Server
+  let gateway: RunningGateway
+  const clients: Array<SupabaseClient> = []
+  beforeAll(async () => {
+    redis = await RedisServer.start()
+    gateway = await startGateway({
+      connection: { joinErrorDelayMs: 0 },
+      redis: { url: Redacted.make(redis.url), prefix: uniquePrefix("gw-replay-down"), commandTimeoutMs: 300 }
+    })
+  })
+  afterAll(async () => {
+    await closeAll(clients.splice(0))
+    await gateway.stop()
+    await redis.stop()
+  })
+
+  const userClient = async (wedding: string) => {
+    const token = await TestTokens.userToken({ sub: unique("u"), weddingIds: [wedding] })
+    const client = makeSupabaseClient(gateway.url, token, { accessToken: token })
+    clients.push(client)
+    return client
+  }
+
+  const replaying = async (wedding: string, since: number) => {
+    const systems = inbox<System>("system messages")
+    const broadcasts = inbox<Broadcast>("broadcasts")
+    const channel = (await userClient(wedding))
+      .channel(`wedding:${wedding}`, { config: { private: true, broadcast: { replay: { since, limit: 5 } } } })
+      .on("system", {}, systems.push)
+      .on("broadcast", { event: "n" }, broadcasts.push)
+    await subscribe(channel)
+    return { systems, broadcasts }
+  }
+
+  it(
+    "shuts the replaying channel down with UnableToReplayMessages, keeps live broadcasts going, replays again once Redis is back (and says what the restart lost)",
+    async () => {
+      const wedding = unique("w")
+      const since = Date.now()
+      const publisher = (await userClient(wedding)).channel(`wedding:${wedding}`, {
+        config: { private: true, broadcast: { ack: true } }
+      })
+      await subscribe(publisher)
+      const plain = inbox<Broadcast>("live broadcasts")
+      await subscribe(
+        (await userClient(wedding)).channel(`wedding:${wedding}`, { config: { private: true } }).on(
+          "broadcast",
+          { event: "n" },
+          plain.push
+        )
+      )
+      assert.strictEqual(await publisher.send({ type: "broadcast", event: "n", payload: { n: 1 } }), "ok")
+
+      await redis.kill()
+      const ready = async () => (await (await fetch(`${gateway.url}/ready`)).json()) as { redis?: { ok: boolean } }
+      await waitUntil("Redis reported down", ready, (r) => r.redis?.ok === false)
+      const down = await replaying(wedding, since)
+      const system = await down.systems.next((m) => m.status === "error")
+      assert.strictEqual(system.message, "Realtime was unable to replay messages")
+      // A broadcast whose history write failed is still delivered live.
+      assert.strictEqual(await publisher.send({ type: "broadcast", event: "n", payload: { n: 2 } }), "ok")
+      await plain.next((b) => b.payload.n === 2)
+
+      await redis.restart()
+      await waitUntil("Redis reported up", ready, (r) => r.redis?.ok === true, { timeoutMs: 10_000 })
+      // This Redis keeps nothing across a restart (no persistence): the history starts again from here, and a replay
+      // from before the restart says so instead of coming back silently short.
+      assert.strictEqual(await publisher.send({ type: "broadcast", event: "n", payload: { n: 3 } }), "ok")
+      const across = await replaying(wedding, since)
+      const restarted = await across.systems.next((m) => m.status === "error")
+      assert.match(restarted.message, /^Replay is incomplete: the history was started afresh at /)
+      assert.deepStrictEqual(across.broadcasts.received.map((b) => [b.payload.n, b.meta?.replayed]), [[3, true]])
+      // The first message after the restart began the new history: from its time on, the replay is complete.
+      const up = await replaying(wedding, timeOf(across.broadcasts.received[0]!.meta!.id!))
+      await up.broadcasts.next((b) => b.payload.n === 3)
+      assert.deepStrictEqual(up.broadcasts.received.map((b) => [b.payload.n, b.meta?.replayed]), [[3, true]])
+      // A marker after the replay: any system message of `up` would be here by then.
+      assert.strictEqual(await publisher.send({ type: "broadcast", event: "n", payload: { n: 4 } }), "ok")
+      await up.broadcasts.next((b) => b.payload.n === 4)
+      assert.deepStrictEqual(up.systems.received.filter((m) => m.status === "error"), [])
+    },
+    30_000
+  )
+})

@@ -204,13 +204,25 @@ export const replay: Step = (conn, attempt) =>
       yield* shutdown(conn, channel, ConnectionError.replayFailed())
       return undefined
     }
+    const entries = read.success.entries
+    const frames = entries.map((entry) =>
+      Publication.frameFor(History.withMeta(entry.publication, History.replayedMeta(entry.id)), conn.vsn)
+    )
+    // A replay goes out in one go: it keeps the newest frames that fit half the outbox, so that replaying large
+    // messages cannot close the socket as a slow consumer (which would reconnect and replay again).
+    const budget = Math.floor(conn.config.outboxLimitBytes / 2)
+    let first = frames.length
+    for (let bytes = 0; first > 0; first--) {
+      bytes += frames[first - 1]?.length ?? 0
+      if (bytes > budget) break
+    }
     const replayed = new Set<string>()
-    for (const entry of read.success.entries) {
-      replayed.add(entry.id)
-      const frame = Publication.frameFor(History.withMeta(entry.publication, History.replayedMeta(entry.id)), conn.vsn)
+    for (let i = first; i < entries.length; i++) {
+      replayed.add(entries[i]!.id)
+      const frame = frames[i]
       if (frame !== undefined) conn.outbox.enqueue(frame)
     }
-    const gap = read.success.gap
+    const gap = read.success.gap ?? (first > 0 ? { _tag: "TooLarge" as const, left: first, budget } : undefined)
     if (gap !== undefined) {
       const payload = Reply.system("broadcast", "error", History.gapMessage(gap), channel.subtopic)
       conn.send(channel.joinRef, null, channel.topic, Reply.SYSTEM, payload)

@@ -23,17 +23,18 @@ const reasonOf = (received: TestSocket.Received | undefined) =>
 const statusOf = (received: TestSocket.Received | undefined) =>
   (messageOf(received).payload as { status?: unknown }).status
 
-/** A binary JSON broadcast `{"n":n}` on the wedding topic. */
-const broadcast = (n: number): Publication.Publication => {
-  const publication = Publication.userBroadcast(WEDDING, true, "n", "json", new TextEncoder().encode(`{"n":${n}}`))
+/** A binary JSON broadcast `{"n":n}` on the wedding topic, padded with `pad` more bytes. */
+const broadcast = (n: number, pad = 0): Publication.Publication => {
+  const json = pad === 0 ? `{"n":${n}}` : `{"n":${n},"pad":"${"x".repeat(pad)}"}`
+  const publication = Publication.userBroadcast(WEDDING, true, "n", "json", new TextEncoder().encode(json))
   if (Result.isFailure(publication)) throw new Error("a small broadcast is a valid publication")
   return publication.success
 }
 
 /** Publishes as a client's broadcast is published: id, history, then the hub. */
-const publish = (n: number) =>
+const publish = (n: number, pad = 0) =>
   Effect.gen(function*() {
-    yield* History.publish(yield* Hub.Hub, yield* History.History, broadcast(n))
+    yield* History.publish(yield* Hub.Hub, yield* History.History, broadcast(n, pad))
   })
 
 interface Seen {
@@ -147,6 +148,21 @@ describe("replay at join", () => {
         channel: "wedding:42"
       })
     }).pipe(Effect.provide(Memory)))
+
+  it.effect("a replay larger than half the outbox keeps the newest that fit, then says how many were left out", () =>
+    Effect.gen(function*() {
+      // Frames of about 1,100 bytes: two fit half of a 5,000-byte outbox, three do not.
+      for (let n = 1; n <= 4; n++) yield* publish(n, 1000)
+      const client = yield* userClient()
+      client.join(WEDDING, replayJoin({ since: 0 }))
+      const [reply, a, b, system] = yield* client.next(4)
+      assert.strictEqual(statusOf(reply), "ok")
+      assert.deepStrictEqual([seen(a).n, seen(b).n], [3, 4])
+      assert.strictEqual(
+        (messageOf(system).payload as { readonly message: string }).message,
+        "Replay is incomplete: the 2 oldest messages were left out to keep the replay within 2500 bytes"
+      )
+    }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0, outboxLimitBytes: 5000 }))))
 
   it.effect("replay on a public channel is refused; the same replay on the private channel is accepted", () =>
     Effect.gen(function*() {

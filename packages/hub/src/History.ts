@@ -48,8 +48,15 @@ export type Gap =
   | { readonly _tag: "Expired"; readonly ttlMs: number }
   /** An entry at or after `since` was dropped by the per-topic bound. */
   | { readonly _tag: "Trimmed"; readonly maxMessages: number }
+  /**
+   * `since` is before the history began (`at`, ms): this process started (memory), or Redis lost its data and the
+   * history started again.
+   */
+  | { readonly _tag: "Restarted"; readonly at: number }
   /** More than `limit` entries matched; only the most recent `limit` were replayed. */
   | { readonly _tag: "OverLimit"; readonly limit: number }
+  /** The `left` oldest entries read were not sent: with them the replay would exceed `budget` bytes. */
+  | { readonly _tag: "TooLarge"; readonly left: number; readonly budget: number }
 
 export interface Replay {
   /** Oldest first. */
@@ -132,16 +139,18 @@ export const publish = (
   })
 }
 
-/** The gap of a read: expiry first (it covers the others), then trimming, then the limit. */
+/** The gap of a read: expiry first (it covers the others), then a restart, then trimming, then the limit. */
 const gapOf = (
   options: { readonly ttlMs: number; readonly maxMessages: number },
   now: number,
   since: number,
+  startedAt: number,
   trimmedThrough: number | undefined,
   matched: number,
   limit: number
 ): Gap | undefined => {
   if (since < now - options.ttlMs) return { _tag: "Expired", ttlMs: options.ttlMs }
+  if (since < startedAt) return { _tag: "Restarted", at: startedAt }
   if (trimmedThrough !== undefined && trimmedThrough >= since)
     return { _tag: "Trimmed", maxMessages: options.maxMessages }
   if (matched > limit) return { _tag: "OverLimit", limit }
@@ -155,10 +164,16 @@ export const gapMessage = (gap: Gap): string => {
       return `Replay is incomplete: messages are kept for ${
         Math.round(gap.ttlMs / 1000)
       } seconds and since is older than that`
+    case "Restarted":
+      return `Replay is incomplete: the history was started afresh at ${
+        new Date(gap.at).toISOString()
+      } and holds nothing older`
     case "Trimmed":
       return `Replay is incomplete: at most ${gap.maxMessages} messages are kept per topic and older ones were dropped`
     case "OverLimit":
       return `Replay is incomplete: more than ${gap.limit} messages matched; only the last ${gap.limit} were replayed`
+    case "TooLarge":
+      return `Replay is incomplete: the ${gap.left} oldest messages were left out to keep the replay within ${gap.budget} bytes`
   }
 }
 
@@ -179,6 +194,7 @@ const makeMemory = (options: HistoryOptions): Effect.Effect<HistoryShape, never,
   Effect.gen(function*() {
     const ttlMs = Duration.toMillis(options.ttl)
     const topics = new Map<TopicKey, Ring>()
+    const startedAt = yield* Clock.currentTimeMillis
 
     const expire = (ring: Ring, now: number) => {
       let n = 0
@@ -225,6 +241,7 @@ const makeMemory = (options: HistoryOptions): Effect.Effect<HistoryShape, never,
               { ttlMs, maxMessages: options.maxMessages },
               now,
               since,
+              startedAt,
               ring?.trimmedThrough,
               matching.length,
               limit
@@ -245,6 +262,9 @@ export const streamOf = (key: TopicKey): RedisKey.RedisKey => RedisKey.tagged("h
 
 /** The time of the newest entry the bound dropped from the topic's stream (same slot as the stream). */
 export const trimmedOf = (key: TopicKey): RedisKey.RedisKey => RedisKey.tagged("history", key.toWellFormed(), "trimmed")
+
+/** When the history of this Redis began (ms); one key for every topic. */
+export const EPOCH: RedisKey.RedisKey = RedisKey.make("history", "epoch")
 
 /**
  * KEYS: stream, trimmed. ARGV: id, publication bytes, max entries, ttl ms. Before the append makes the stream
@@ -308,6 +328,14 @@ const makeRedis = (options: HistoryOptions): Effect.Effect<HistoryShape, never, 
   Effect.gen(function*() {
     const client = yield* RedisClient.RedisClient
     const ttlMs = Math.max(1, Math.round(Duration.toMillis(options.ttl)))
+    // When this Redis's history began: set by the first process that uses it, and again by the first append or read
+    // that finds it missing, so after a Redis that lost its data a replay from before that is reported instead of
+    // silently coming back short.
+    const epoch = client.key(EPOCH)
+    const startedAt = yield* Clock.currentTimeMillis
+    yield* client.command("SET", (redis) => redis.set(epoch, String(startedAt), "NX")).pipe(
+      Effect.catch((error) => Effect.logWarning("History: marking when the history began failed", error.message))
+    )
 
     const append = (entry: Entry) => {
       const key = keyOf(entry.publication)
@@ -317,13 +345,17 @@ const makeRedis = (options: HistoryOptions): Effect.Effect<HistoryShape, never, 
       return client.command(
         "EVALSHA",
         (redis) =>
-          redis.evalsha(APPEND_SHA, 2, stream, trimmed, ...args).catch((error: unknown) => {
-            // The script is sent once per Redis (re)start, then run by its hash.
-            if (error instanceof Error && error.message.startsWith("NOSCRIPT")) {
-              return redis.eval(APPEND_SCRIPT, 2, stream, trimmed, ...args)
-            }
-            throw error
-          })
+          Promise.all([
+            // Back to back on one connection: no extra round trip.
+            redis.set(epoch, String(timeOf(entry.id)), "NX"),
+            redis.evalsha(APPEND_SHA, 2, stream, trimmed, ...args).catch((error: unknown) => {
+              // The script is sent once per Redis (re)start, then run by its hash.
+              if (error instanceof Error && error.message.startsWith("NOSCRIPT")) {
+                return redis.eval(APPEND_SCRIPT, 2, stream, trimmed, ...args)
+              }
+              throw error
+            })
+          ])
       ).pipe(
         Effect.asVoid,
         Effect.catch((error) => Effect.logWarning(`History: append to ${key} failed`, error.message))
@@ -337,15 +369,17 @@ const makeRedis = (options: HistoryOptions): Effect.Effect<HistoryShape, never, 
         const floor = Math.max(since, now - ttlMs)
         const lowest = String(Math.max(0, floor - CLOCK_SKEW_MS))
         const count = limit + 1 + PAGE_SLACK
-        const trimmedThrough = yield* client.command("GET", (redis) => redis.get(client.key(trimmedOf(key))))
+        const [started, trimmedThrough] = yield* client.command("GET", (redis) =>
+          Promise.all([redis.set(epoch, String(now), "NX", "GET"), redis.get(client.key(trimmedOf(key)))]))
         // Newest first, page by page, until one more than `limit` matched or the stream is past `since`.
         const newestFirst: Array<Entry> = []
         let upper = "+"
         for (;;) {
-          const page = (yield* client.command(
+          const page: Array<RawEntry> = yield* client.command(
             "XREVRANGE",
-            (redis) => redis.xrevrangeBuffer(stream, upper, lowest, "COUNT", count)
-          )) as Array<RawEntry>
+            (redis) =>
+              redis.xrevrangeBuffer(stream, upper, lowest, "COUNT", count)
+          )
           for (const raw of page) {
             const entry = decodeEntry(raw)
             if (entry !== undefined && timeOf(entry.id) >= floor) newestFirst.push(entry)
@@ -357,6 +391,7 @@ const makeRedis = (options: HistoryOptions): Effect.Effect<HistoryShape, never, 
           { ttlMs, maxMessages: options.maxMessages },
           now,
           since,
+          started === null ? now : Number(started),
           trimmedThrough === null ? undefined : Number(trimmedThrough),
           newestFirst.length,
           limit

@@ -29,6 +29,8 @@ const numberOf = (entry: History.Entry): number => {
 }
 
 const MINUTE = 60_000
+/** The (Test)Clock time at which each test's history is built: it holds nothing older. */
+const START = 10 * MINUTE - 5_000
 
 export const HistorySuite = <E>(name: string, makeLayer: MakeHistoryLayer<E>) => {
   const withHistory = <A>(
@@ -36,6 +38,7 @@ export const HistorySuite = <E>(name: string, makeLayer: MakeHistoryLayer<E>) =>
     f: (history: History.HistoryShape) => Effect.Effect<A, History.HistoryError>
   ) =>
     Effect.gen(function*() {
+      yield* TestClock.setTime(START)
       const context = yield* Layer.build(makeLayer({ ...History.defaults, ...options }))
       return yield* f(Context.get(context, History.History))
     })
@@ -69,7 +72,7 @@ export const HistorySuite = <E>(name: string, makeLayer: MakeHistoryLayer<E>) =>
           assert.deepStrictEqual(all.entries.map(numberOf), [0, 1, 2, 3, 4])
           assert.deepStrictEqual(all.entries[0]!.publication, message(0))
           assert.strictEqual(all.gap, undefined)
-          assert.strictEqual((yield* history.read(ROOM_KEY, 0, 25)).gap, undefined, "nothing dropped, nothing expired")
+          assert.strictEqual((yield* history.read(ROOM_KEY, START, 25)).gap, undefined, "nothing dropped or expired")
           // `since` is compared with the id's time, inclusive.
           const later = yield* history.read(ROOM_KEY, base + 200, 25)
           assert.deepStrictEqual(later.entries.map(numberOf), [2, 3, 4])
@@ -133,6 +136,18 @@ export const HistorySuite = <E>(name: string, makeLayer: MakeHistoryLayer<E>) =>
           const recent = yield* history.read(ROOM_KEY, base + 40_000, 25)
           assert.deepStrictEqual(recent.entries.map(numberOf), [1])
           assert.strictEqual(recent.gap, undefined)
+        })))
+
+    it.effect("a read from before the history began reports Restarted; from its start on, nothing", () =>
+      withHistory({}, (history) =>
+        Effect.gen(function*() {
+          yield* appendAt(history, START + 10, 1)
+          const before = yield* history.read(ROOM_KEY, START - 1000, 25)
+          assert.deepStrictEqual(before.entries.map(numberOf), [1])
+          assert.strictEqual(before.gap?._tag, "Restarted")
+          const after = yield* history.read(ROOM_KEY, START + 10, 25)
+          assert.deepStrictEqual(after, { entries: after.entries, gap: undefined })
+          assert.strictEqual(after.entries.length, 1)
         })))
 
     it.effect("publish gives a private broadcast an id in its meta and keeps it; a public one neither", () =>
