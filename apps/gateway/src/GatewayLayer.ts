@@ -8,7 +8,7 @@ import { AuthConfig, ChannelPolicy, Memberships, TokenVerifier } from "@wedsync/
 import { CacheConfig, CacheMetrics, CacheStore, InvalidationBus, LayeredCache } from "@wedsync/cache"
 import { ConnectionConfig, ConnectionMetrics, ConnectionRegistry, DeviceCounts, Transport } from "@wedsync/connection"
 import { ChangesConfig, ChangesMetrics, MembershipTable, PostgresChanges, Replication, Warmer } from "@wedsync/changes"
-import { ChangeFeed, History, Hub, Presence } from "@wedsync/hub"
+import { ChangeFeed, History, Hub, HubMetrics, Presence } from "@wedsync/hub"
 import { ProcessMetrics } from "@wedsync/metrics"
 import { RedisClient, RedisConfig, RedisMetrics } from "@wedsync/redis"
 import { Config, Context, Duration, Effect, Layer, Logger, Option, Redacted, References } from "effect"
@@ -178,6 +178,7 @@ export const make = (options: Options) => {
   const series = Layer.effectDiscard(
     Effect.all([
       ConnectionMetrics.declareSeries,
+      HubMetrics.declareSeries,
       ChangesMetrics.declareSeries,
       CacheMetrics.declareSeries,
       RedisMetrics.declareSeries

@@ -58,6 +58,13 @@ export class ChannelSink implements Sink.Sink {
     this.holdLimitBytes = limitBytes
   }
 
+  /** Drops the held frames and stops holding: the channel is closing. */
+  discard(): void {
+    this.heldFrames = undefined
+    this.heldPublications = []
+    this.heldBytes = 0
+  }
+
   /** Passes the held frames on, in order, except those of a publication whose id is in `replayed`. */
   release(replayed: ReadonlySet<string>): void {
     const frames = this.heldFrames

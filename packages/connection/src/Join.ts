@@ -11,7 +11,7 @@
 import { AuthError, ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
 import { ChangeFeed, History, Hub, Presence, Publication } from "@wedsync/hub"
 import { Frame, JoinConfig, Reply, Serializer, WsFrame } from "@wedsync/protocol"
-import { Clock, Context, Effect, Metric, Result } from "effect"
+import { Clock, Context, Duration, Effect, Metric, Result } from "effect"
 import { bindingId, Channel, ChannelSink, remove, shutdown } from "./Channel.ts"
 import * as ConnectionError from "./ConnectionError.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
@@ -195,12 +195,21 @@ export const replay: Step = (conn, attempt) =>
     const channel = attempt.channel
     const request = attempt.config.replay
     if (channel === undefined || request === undefined || request === "invalid") return undefined
-    yield* Context.get(conn.context, Hub.Hub).settled
     const history = Context.get(conn.context, History.History)
-    const read = yield* Effect.result(history.read(channel.key, request.since, request.limit))
+    const read = yield* Context.get(conn.context, Hub.Hub).settled.pipe(
+      // A broker that cannot subscribe (Redis away) retries without end; the actor must not wait with it.
+      Effect.timeoutOrElse({
+        duration: SETTLE_TIMEOUT,
+        orElse: () => Effect.fail(new History.HistoryError({ message: "the topic's live subscription is not ready" }))
+      }),
+      Effect.andThen(history.read(channel.key, request.since, request.limit)),
+      Effect.result
+    )
     if (Result.isFailure(read)) {
       yield* Effect.logWarning("UnableToReplayMessages", read.failure.message)
-      channel.sink.release(NO_IDS)
+      // The channel closes: its held frames go with it.
+      channel.sink.discard()
+      yield* Metric.update(replaysWith("failed"), 1)
       yield* shutdown(conn, channel, ConnectionError.replayFailed())
       return undefined
     }
@@ -227,12 +236,14 @@ export const replay: Step = (conn, attempt) =>
       const payload = Reply.system("broadcast", "error", History.gapMessage(gap), channel.subtopic)
       conn.send(channel.joinRef, null, channel.topic, Reply.SYSTEM, payload)
     }
+    yield* Metric.update(replaysWith(gap === undefined ? "complete" : "incomplete"), 1)
     channel.sink.release(replayed)
     if (channel.sink.overflowed) conn.offer({ _tag: "Overflow" })
     return undefined
   })
 
-const NO_IDS: ReadonlySet<string> = new Set()
+/** Longest wait for the broker to receive a replaying channel's topic before the replay is given up. */
+const SETTLE_TIMEOUT = Duration.seconds(5)
 
 /** The channel's `postgres_changes` bindings, registered with the change feed. */
 export const postgresChanges: Step = (conn, attempt) =>
@@ -263,6 +274,7 @@ export const join = (conn: Connection, message: Frame.Message): Effect.Effect<vo
   })
 
 const joinsWith = (result: string) => Metric.withAttributes(ConnectionMetrics.joins, { result })
+const replaysWith = (result: string) => Metric.withAttributes(ConnectionMetrics.replays, { result })
 
 const refuse = (conn: Connection, message: Frame.Message, refusal: Refusal): Effect.Effect<void> => {
   const { topic, joinRef, ref } = message

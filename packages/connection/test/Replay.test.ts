@@ -6,9 +6,10 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { TokenVerifier } from "@wedsync/auth"
-import { History, Hub, Publication } from "@wedsync/hub"
+import { Broker, History, Hub, Publication } from "@wedsync/hub"
 import type { Frame } from "@wedsync/protocol"
 import { Effect, Layer, Result } from "effect"
+import { TestClock } from "effect/testing"
 import { TestSocket } from "../src/testing/index.ts"
 
 const WEDDING = "realtime:wedding:42"
@@ -109,7 +110,7 @@ describe("replay at join", () => {
             })
         }
       })
-    ).pipe(Layer.provide(History.History.layerMemory()), Layer.provide(Hub.Hub.layerMemory))
+    ).pipe(Layer.provide(History.History.layerMemory()))
     return Effect.gen(function*() {
       yield* publish(1)
       const client = yield* userClient()
@@ -207,5 +208,32 @@ describe("replay at join", () => {
       assert.strictEqual(statusOf((yield* client.next())[0]), "ok")
       assert.deepStrictEqual(yield* client.drain, [])
     }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, broken)))
+  })
+
+  it.effect("a broker that cannot receive the topic gives the replay up after 5 seconds; the socket goes on", () => {
+    const stuck = Layer.succeed(Broker.Broker, {
+      publish: () => Effect.void,
+      receive: () => Effect.void,
+      join: () => {},
+      leave: () => {},
+      settled: Effect.never
+    })
+    return Effect.gen(function*() {
+      const client = yield* userClient()
+      client.join(WEDDING, replayJoin({ since: 0 }))
+      assert.strictEqual(statusOf((yield* client.next())[0]), "ok")
+      yield* TestClock.adjust("5 seconds")
+      const [system, close] = yield* client.next(2)
+      assert.strictEqual(
+        (messageOf(system).payload as { readonly message: string }).message,
+        "Realtime was unable to replay messages"
+      )
+      assert.strictEqual(messageOf(close).event, "phx_close")
+      // Without replay nothing waits for the broker.
+      client.join(WEDDING, { config: { private: true } })
+      assert.strictEqual(statusOf((yield* client.next())[0]), "ok")
+    }).pipe(
+      Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, History.History.layerMemory(), stuck))
+    )
   })
 })

@@ -13,9 +13,10 @@
  * `limit` matched): a replay is never silently partial.
  */
 import { RedisClient, RedisKey } from "@wedsync/redis"
-import { Clock, Config, Context, Duration, Effect, Layer, Schedule, Schema, type Scope } from "effect"
+import { Clock, Config, Context, Duration, Effect, Layer, Metric, Schedule, Schema, type Scope } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import type { HubShape } from "./Hub.ts"
+import * as HubMetrics from "./HubMetrics.ts"
 import * as Publication from "./Publication.ts"
 import { keyOf, type TopicKey } from "./Publication.ts"
 import type { Sink } from "./Sink.ts"
@@ -358,7 +359,12 @@ const makeRedis = (options: HistoryOptions): Effect.Effect<HistoryShape, never, 
           ])
       ).pipe(
         Effect.asVoid,
-        Effect.catch((error) => Effect.logWarning(`History: append to ${key} failed`, error.message))
+        Effect.catch((error) =>
+          Effect.andThen(
+            Metric.update(HubMetrics.historyAppendFailures, 1),
+            Effect.logWarning(`History: append to ${key} failed`, error.message)
+          )
+        )
       )
     }
 

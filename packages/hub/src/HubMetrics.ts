@@ -1,5 +1,5 @@
 /** Metric handles of the hub. Updated from the fan-out loop with `updateUnsafe`, once per publication. */
-import { Metric } from "effect"
+import { Effect, Metric } from "effect"
 
 export const publications = Metric.counter("wedsync_hub_publications_total", {
   description: "Publications fanned out on this node (local and from other nodes)",
@@ -19,3 +19,11 @@ export const fanoutDuration = Metric.histogram("wedsync_hub_fanout_duration_seco
   description: "Time to encode a publication and enqueue it for every local subscriber",
   boundaries: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1]
 })
+
+export const historyAppendFailures = Metric.counter("wedsync_history_append_failures_total", {
+  description: "Private broadcasts whose history write failed: delivered live, missing from replays",
+  incremental: true
+})
+
+/** The series updated only on rare events, so that they exist from the first scrape. */
+export const declareSeries: Effect.Effect<void> = Effect.asVoid(Metric.value(historyAppendFailures))
