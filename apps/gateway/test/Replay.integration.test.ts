@@ -320,9 +320,9 @@ describe("replay while Redis is down (a Redis of the test's own)", () => {
       // A broadcast whose history write failed is still delivered live.
       assert.strictEqual(await publisher.send({ type: "broadcast", event: "n", payload: { n: 2 } }), "ok")
       await plain.next((b) => b.payload.n === 2)
-    const metrics = await (await fetch(`${gateway.url}/metrics`)).text()
-    assert.match(metrics, /^wedsync_history_append_failures_total 1$/m)
-    assert.match(metrics, /^wedsync_connection_replays_total\{result="failed"\} 1$/m)
+      const metrics = await (await fetch(`${gateway.url}/metrics`)).text()
+      assert.match(metrics, /^wedsync_history_append_failures_total 1$/m)
+      assert.match(metrics, /^wedsync_connection_replays_total\{result="failed"\} 1$/m)
 
       await redis.restart()
       await waitUntil("Redis reported up", ready, (r) => r.redis?.ok === true, { timeoutMs: 10_000 })
