@@ -1,7 +1,9 @@
 /**
  * REST broadcast: `POST /api/broadcast` (batch, JSON messages) and
  * `POST /api/broadcast/:topic/events/:event` (one message, JSON or binary body), with Supabase's
- * statuses and bodies (spec §3.5). Both publish through the same hub as socket broadcasts.
+ * statuses and bodies (spec §3.5). Both publish through the same hub as socket broadcasts, and broadcasts to private
+ * topics go into the topic's history with an id of ours (`History.publish`; a batch message's own `id` is then
+ * replaced: replay needs time-ordered ids).
  *
  * A request is authenticated from its headers before its body is read, and the body is read only up
  * to the REST body limit: a larger `Content-Length` is refused unread, and a chunked body stops
@@ -18,7 +20,7 @@ import {
   RefusalLog,
   RestError
 } from "@wedsync/connection"
-import { Hub, Publication } from "@wedsync/hub"
+import { History, Hub, Publication } from "@wedsync/hub"
 import { Frame, Json, Serializer } from "@wedsync/protocol"
 import { Data, Effect, Result, Schema } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
@@ -133,6 +135,7 @@ const mayWrite = (principal: Principal.Principal, subtopic: string, isPrivate: b
 const batch = Effect.gen(function*() {
   const principal = yield* principalOf
   const hub = yield* Hub.Hub
+  const history = yield* History.History
   const { maxPayloadBytes } = yield* ConnectionConfig.ConnectionConfig
   const decoded = decodeBatch(yield* parseJson(yield* body))
   if (Result.isFailure(decoded))
@@ -145,7 +148,7 @@ const batch = Effect.gen(function*() {
     const isPrivate = m.private === true || m.private === "true"
     // Private messages the sender may not write are skipped and still answered 202, as Supabase does.
     if (isPrivate && !(yield* mayWrite(principal, m.topic, true))) continue
-    const meta = m.id === undefined ? undefined : JSON.stringify({ id: m.id })
+    const meta = m.id === undefined || isPrivate ? undefined : JSON.stringify({ id: m.id })
     publications.push(
       Publication.json(
         `${Frame.TOPIC_PREFIX}${m.topic}`,
@@ -155,7 +158,7 @@ const batch = Effect.gen(function*() {
       )
     )
   }
-  for (const publication of publications) yield* hub.publish(publication)
+  for (const publication of publications) yield* History.publish(hub, history, publication)
   return accepted
 })
 
@@ -164,6 +167,7 @@ const single = Effect.gen(function*() {
   const request = yield* HttpServerRequest.HttpServerRequest
   const { topic, event } = yield* HttpRouter.params
   const hub = yield* Hub.Hub
+  const history = yield* History.History
   const { maxPayloadBytes } = yield* ConnectionConfig.ConnectionConfig
   if (topic === undefined || topic === "" || event === undefined || event === "")
     return yield* refuse(RestError.topicAndEventRequired())
@@ -187,7 +191,7 @@ const single = Effect.gen(function*() {
     maxPayloadBytes
   )
   if (Result.isFailure(publication)) return yield* refuse(publication.failure)
-  yield* hub.publish(publication.success)
+  yield* History.publish(hub, history, publication.success)
   return accepted
 })
 

@@ -8,7 +8,7 @@
 import { AuthConfig } from "@wedsync/auth"
 import { MembershipTable } from "@wedsync/changes"
 import { ConnectionConfig } from "@wedsync/connection"
-import { Config, Console, Context, Effect, Layer, type Redacted, Runtime, Schema } from "effect"
+import { Config, Console, Context, Duration, Effect, Layer, Option, type Redacted, Runtime, Schema } from "effect"
 import * as ClientAddress from "./ClientAddress.ts"
 
 export interface GatewayOptions {
@@ -157,6 +157,16 @@ const origins: Check = (raw) => {
 const tableName: Check = (raw) =>
   MembershipTable.parse(raw) === undefined ? "must be a table name, schema.table or table (schema public)" : undefined
 
+/** A duration Effect's `Config.Duration` reads (`"1 hour"`, `"90 seconds"`, `"500 millis"`), at least `min`. */
+const decodeDuration = Schema.decodeUnknownOption(Schema.DurationFromString)
+
+const duration = (min: Duration.Duration): Check => (raw) => {
+  const parsed = decodeDuration(raw.trim())
+  if (Option.isNone(parsed)) return `must be a duration such as "1 hour", "30 minutes" or "90 seconds"`
+  if (!Duration.isFinite(parsed.value)) return "must be finite"
+  return Duration.isLessThan(parsed.value, min) ? `must be at least ${Duration.format(min)}` : undefined
+}
+
 const atLeast1 = integer(1)
 const atLeast0 = integer(0)
 
@@ -208,7 +218,9 @@ const RULES: ReadonlyArray<readonly [name: string, check: Check, secret?: "secre
   ["REPLICATION_PUBLICATION", nonEmpty],
   ["REPLICATION_START_DELAY_MS", atLeast0],
   ["UNSCOPED_TABLES", oneOf(["service_role", "authenticated", "all"])],
-  ["MEMBERSHIP_TABLE", tableName]
+  ["MEMBERSHIP_TABLE", tableName],
+  ["HISTORY_MAX_MESSAGES", integer(1, 1_000_000)],
+  ["HISTORY_TTL", duration(Duration.seconds(1))]
 ]
 
 const shown = (raw: string) => JSON.stringify(raw.length > 60 ? `${raw.slice(0, 60)}…` : raw)

@@ -8,7 +8,7 @@ import { AuthConfig, ChannelPolicy, Memberships, TokenVerifier } from "@wedsync/
 import { CacheConfig, CacheMetrics, CacheStore, InvalidationBus, LayeredCache } from "@wedsync/cache"
 import { ConnectionConfig, ConnectionMetrics, ConnectionRegistry, DeviceCounts, Transport } from "@wedsync/connection"
 import { ChangesConfig, ChangesMetrics, MembershipTable, PostgresChanges, Replication, Warmer } from "@wedsync/changes"
-import { Broker, ChangeFeed, Hub, Presence } from "@wedsync/hub"
+import { Broker, ChangeFeed, History, Hub, HubMetrics, Presence } from "@wedsync/hub"
 import { ProcessMetrics } from "@wedsync/metrics"
 import { RedisClient, RedisConfig, RedisMetrics } from "@wedsync/redis"
 import { Config, Context, Duration, Effect, Layer, Logger, Option, Redacted, References } from "effect"
@@ -130,7 +130,15 @@ export interface Options {
   readonly cache: Layer.Layer<CacheConfig.CacheConfig, unknown>
   /** `REDIS_URL` set: the one Redis client of the process (the cache's store and bus run on it); unset: none. */
   readonly redis?: Layer.Layer<RedisClient.RedisClient, unknown> | undefined
+  /** Retention of the broadcast history for `replay` (`HISTORY_MAX_MESSAGES`, `HISTORY_TTL`); defaults when unset. */
+  readonly history?: Partial<History.HistoryOptions> | undefined
 }
+
+/** The broadcast history: Redis streams shared by every process with `REDIS_URL`, a ring in this process without. */
+const historyLayer = (options: Options): Layer.Layer<History.History, unknown> =>
+  options.redis === undefined
+    ? History.History.layerMemory(options.history)
+    : History.History.layerRedis(options.history).pipe(Layer.provide(options.redis))
 
 /**
  * The layered cache with its store and invalidation bus exposed, so that `Memberships` hears invalidations of other
@@ -183,7 +191,7 @@ export const make = (options: Options) => {
   const auth = Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(
     Layer.provideMerge(Layer.merge(options.auth, memberships))
   )
-  const hub = Layer.mergeAll(presenceLayer(options), options.changes).pipe(
+  const hub = Layer.mergeAll(presenceLayer(options), options.changes, historyLayer(options)).pipe(
     Layer.provideMerge(hubLayer(options)),
     Layer.provide(memberships)
   )
@@ -192,6 +200,7 @@ export const make = (options: Options) => {
   const series = Layer.effectDiscard(
     Effect.all([
       ConnectionMetrics.declareSeries,
+      HubMetrics.declareSeries,
       ChangesMetrics.declareSeries,
       CacheMetrics.declareSeries,
       RedisMetrics.declareSeries
@@ -330,7 +339,8 @@ export const fromEnv = Layer.unwrap(
       connection: ConnectionConfig.ConnectionConfig.layerConfig,
       auth: AuthConfig.AuthConfig.layerConfig,
       cache: CacheConfig.CacheConfig.layerConfig,
-      redis: yield* redisFromEnv
+      redis: yield* redisFromEnv,
+      history: yield* History.config
     }).pipe(Layer.provide(logging))
   })
 )
@@ -348,6 +358,7 @@ export const layerTest = (overrides: {
   readonly warming?: Partial<Omit<Warmer.WarmerOptions, "membershipTable">>
   readonly cache?: CacheConfig.CacheOverrides
   readonly redis?: Partial<RedisConfig.RedisOptions>
+  readonly history?: Partial<History.HistoryOptions>
 } = {}) => {
   const changes = overrides.changes === undefined
     ? undefined
@@ -362,6 +373,7 @@ export const layerTest = (overrides: {
     redis: overrides.redis === undefined
       ? undefined
       : RedisClient.RedisClient.layer.pipe(Layer.provide(RedisConfig.RedisConfig.layer(overrides.redis))),
+    history: overrides.history,
     gateway: GatewayConfig.layer({ port: 0, drainTimeoutMs: 2_000, ...overrides.gateway }),
     connection: ConnectionConfig.ConnectionConfig.layer({
       connectErrorDelayMs: 0,

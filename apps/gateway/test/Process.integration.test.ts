@@ -111,6 +111,18 @@ describe("configuration at start", () => {
     await gateway.exit
   })
 
+  it("refuses a HISTORY_MAX_MESSAGES below 1 and a HISTORY_TTL that is not a duration; valid ones start", async () => {
+    const refused = await start({ PORT: "0", HISTORY_MAX_MESSAGES: "0", HISTORY_TTL: "forever" }).exit
+    assert.strictEqual(refused.code, 78)
+    assert.include(refused.stderr, "Invalid configuration (2 problems)")
+    assert.include(refused.stderr, `HISTORY_MAX_MESSAGES="0": must be from 1 to 1000000`)
+    assert.include(refused.stderr, `HISTORY_TTL="forever": must be a duration such as "1 hour"`)
+    const gateway = start({ PORT: "0", HISTORY_MAX_MESSAGES: "500", HISTORY_TTL: "30 minutes" })
+    assert.isOk(await gateway.line((l) => l.includes("listening on http://127.0.0.1:")))
+    gateway.child.kill("SIGTERM")
+    await gateway.exit
+  })
+
   it("refuses a MEMBERSHIP_TABLE that is not a table name, or one without DATABASE_URL", async () => {
     const badName = await start({ PORT: "0", MEMBERSHIP_TABLE: "public.wedding members" }).exit
     assert.strictEqual(badName.code, 78)

@@ -2,9 +2,10 @@
  * Client broadcasts on a joined channel, as text pushes (`broadcast` event) or binary kind-3 frames:
  * within the socket's event rate and the payload bound they are published through the hub, to every
  * subscriber but the sender unless the join asked for `self`; `ack` joins get a reply either way.
- * Per message: no closure beyond the handler's own effect, and the payload is encoded once, by the hub.
+ * Per message: no closure beyond the handler's own effect, and the payload is encoded once, by the hub. Broadcasts on
+ * private channels go through `History.publish`: they get an id (`meta.id`) and are kept for `replay`.
  */
-import { Hub, Publication } from "@wedsync/hub"
+import { History, Hub, Publication } from "@wedsync/hub"
 import { type Frame, Reply } from "@wedsync/protocol"
 import { Context, Effect, Result } from "effect"
 import * as BroadcastRules from "./BroadcastRules.ts"
@@ -43,8 +44,9 @@ export const text = (
       if (channel.ack) conn.reply(message.joinRef, message.ref, channel.topic, errorPayload(tooLarge))
       return
     }
-    const hub = Context.get(conn.context, Hub.Hub)
-    yield* hub.publish(
+    yield* History.publish(
+      Context.get(conn.context, Hub.Hub),
+      Context.get(conn.context, History.History),
       Publication.json(channel.topic, channel.isPrivate, Reply.BROADCAST, json),
       channel.self ? undefined : channel.sink
     )
@@ -73,6 +75,11 @@ export const binary = (conn: Connection, broadcast: Frame.UserBroadcast): Effect
       if (channel.ack) conn.reply(broadcast.joinRef, broadcast.ref, channel.topic, errorPayload(publication.failure))
       return
     }
-    yield* Context.get(conn.context, Hub.Hub).publish(publication.success, channel.self ? undefined : channel.sink)
+    yield* History.publish(
+      Context.get(conn.context, Hub.Hub),
+      Context.get(conn.context, History.History),
+      publication.success,
+      channel.self ? undefined : channel.sink
+    )
     if (channel.ack) conn.reply(broadcast.joinRef, broadcast.ref, channel.topic, STATIC_OK)
   })

@@ -6,7 +6,7 @@
  * its socket stays. Not exported from the package: it is part of the actor.
  */
 import type { Principal } from "@wedsync/auth"
-import { ChangeFeed, Hub, Presence, Publication, type Sink } from "@wedsync/hub"
+import { ChangeFeed, History, Hub, Presence, Publication, type Sink } from "@wedsync/hub"
 import { type Frame, type JoinConfig, Reply } from "@wedsync/protocol"
 import { Context, Effect, Metric } from "effect"
 import { randomUUID } from "node:crypto"
@@ -18,18 +18,67 @@ import type { Connection, Services } from "./internal/connection.ts"
 import type { Outbox } from "./Outbox.ts"
 import type { RateWindow } from "./RateWindow.ts"
 
-/** A channel's way into the socket's outbox; its identity tells the hub who the sender is. */
+/**
+ * A channel's way into the socket's outbox; its identity tells the hub who the sender is.
+ *
+ * While a replay is read, the sink holds live frames back (`hold`) so that they reach the client after the replayed
+ * ones; `release` then passes them on, leaving out the live copies of what was replayed. Held frames are bounded by
+ * `holdLimitBytes`: past it the sink stops holding and reports `overflowed`, and the socket is treated as a slow
+ * consumer (it could not have taken that backlog either).
+ */
 export class ChannelSink implements Sink.Sink {
   readonly vsn: Frame.Vsn
   private readonly outbox: Outbox
+  private heldFrames: Array<Uint8Array> | undefined = undefined
+  private heldPublications: Array<Publication.Publication | undefined> = []
+  private heldBytes = 0
+  private holdLimitBytes = 0
+  overflowed = false
 
   constructor(vsn: Frame.Vsn, outbox: Outbox) {
     this.vsn = vsn
     this.outbox = outbox
   }
 
-  enqueue(frame: Uint8Array): void {
-    this.outbox.enqueue(frame)
+  enqueue(frame: Uint8Array, publication?: Publication.Publication): void {
+    const held = this.heldFrames
+    if (held === undefined) return void this.outbox.enqueue(frame)
+    this.heldBytes += frame.length
+    if (this.heldBytes > this.holdLimitBytes) {
+      this.overflowed = true
+      return
+    }
+    held.push(frame)
+    this.heldPublications.push(publication)
+  }
+
+  /** Holds live frames back from now until `release`. */
+  hold(limitBytes: number): void {
+    this.heldFrames = []
+    this.holdLimitBytes = limitBytes
+  }
+
+  /** Drops the held frames and stops holding: the channel is closing. */
+  discard(): void {
+    this.heldFrames = undefined
+    this.heldPublications = []
+    this.heldBytes = 0
+  }
+
+  /** Passes the held frames on, in order, except those of a publication whose id is in `replayed`. */
+  release(replayed: ReadonlySet<string>): void {
+    const frames = this.heldFrames
+    const publications = this.heldPublications
+    this.heldFrames = undefined
+    this.heldPublications = []
+    this.heldBytes = 0
+    if (frames === undefined) return
+    for (let i = 0; i < frames.length; i++) {
+      const publication = publications[i]
+      const id = publication === undefined || replayed.size === 0 ? undefined : History.idOf(publication)
+      if (id !== undefined && replayed.has(id)) continue
+      this.outbox.enqueue(frames[i]!)
+    }
   }
 }
 
@@ -47,7 +96,7 @@ export class Channel {
   readonly joinRef: string | null
   readonly isPrivate: boolean
   readonly key: Publication.TopicKey
-  readonly sink: Sink.Sink
+  readonly sink: ChannelSink
   readonly ack: boolean
   readonly self: boolean
   /** The join's `postgres_changes` bindings with their ids, or undefined when it had none. */
@@ -67,7 +116,7 @@ export class Channel {
     joinRef: string | null,
     config: JoinConfig.JoinConfig,
     principal: Principal.Principal,
-    sink: Sink.Sink
+    sink: ChannelSink
   ) {
     this.topic = topic
     this.subtopic = subtopic

@@ -28,6 +28,7 @@ export class UnknownPresenceEvent extends reason("UnknownPresenceEvent") {}
 export class TrackPayloadTooLarge extends reason("TrackPayloadTooLarge") {}
 export class TokenExpired extends reason("TokenExpired") {}
 export class FieldTooLong extends reason("FieldTooLong") {}
+export class UnableToReplayMessages extends reason("UnableToReplayMessages") {}
 
 export type Reason =
   | TopicNameRequired
@@ -52,6 +53,7 @@ export type Reason =
   | TrackPayloadTooLarge
   | TokenExpired
   | FieldTooLong
+  | UnableToReplayMessages
 
 export class ConnectionError extends Schema.TaggedError<ConnectionError>()("ConnectionError", {
   reason: Schema.Union([
@@ -76,7 +78,8 @@ export class ConnectionError extends Schema.TaggedError<ConnectionError>()("Conn
     UnknownPresenceEvent,
     TrackPayloadTooLarge,
     TokenExpired,
-    FieldTooLong
+    FieldTooLong,
+    UnableToReplayMessages
   ])
 }) {
   override get message(): string {
@@ -84,6 +87,13 @@ export class ConnectionError extends Schema.TaggedError<ConnectionError>()("Conn
   }
 }
 
+/** `replay` on a public channel: history is kept for private channels only (Supabase's text). */
+export const replayOnPublicChannel = () =>
+  new UnableToReplayMessages({ message: "Replay is not allowed for public channels" })
+/** `replay` without an integer `since` or with a `limit` that is not an integer >= 1 (Supabase's text). */
+export const replayParamsInvalid = () => new UnableToReplayMessages({ message: "Replay params are not valid" })
+/** The history could not be read (Redis down or timed out); Supabase's text. */
+export const replayFailed = () => new UnableToReplayMessages({ message: "Realtime was unable to replay messages" })
 /** A push or binary broadcast on a topic this socket has not joined; Phoenix's own text. */
 export const unmatchedTopic = () => new UnmatchedTopic({ message: "unmatched topic" })
 /** A broadcast payload over `maxPayloadBytes` (socket and REST; each answers it in Supabase's form, see ErrorReply). */

@@ -26,6 +26,11 @@ export const joins = Metric.counter("wedsync_connection_joins_total", {
   incremental: true
 })
 
+export const replays = Metric.counter("wedsync_connection_replays_total", {
+  description: "Replays at join, by result: complete, incomplete (a system message said what is missing) or failed",
+  incremental: true
+})
+
 export const channels = Metric.gauge("wedsync_connection_channels", { description: "Joined channels on this node" })
 
 export const messagesIn = Metric.counter("wedsync_connection_messages_in_total", {
@@ -75,7 +80,8 @@ export const declareSeries: Effect.Effect<void> = Effect.suspend(() => {
     ...Object.values(CloseCode).map((code) => Metric.withAttributes(closed, { reason: String(code) })),
     ...reasons.map((reason) => Metric.withAttributes(refused, { reason })),
     ...["ok", ...reasons].map((result) => Metric.withAttributes(joins, { result })),
-    ...["broadcast", "heartbeat", "push"].map((kind) => Metric.withAttributes(messagesIn, { kind }))
+    ...["broadcast", "heartbeat", "push"].map((kind) => Metric.withAttributes(messagesIn, { kind })),
+    ...["complete", "incomplete", "failed"].map((result) => Metric.withAttributes(replays, { result }))
   ]
   return Effect.forEach(series, (metric: Metric.Metric<never, unknown>) => Metric.value(metric), { discard: true })
 })

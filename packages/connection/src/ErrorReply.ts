@@ -166,6 +166,7 @@ export const catalogue: ReadonlyArray<WireReason> = [
   ConnectionError.trackPayloadTooLarge(),
   ConnectionError.tokenExpired(5),
   ConnectionError.fieldTooLong(255),
+  ConnectionError.replayOnPublicChannel(),
   AuthError.InvalidJWTToken.expired(5),
   new AuthError.MalformedJWT(),
   new AuthError.JwtSignatureError(),

@@ -9,9 +9,9 @@
  * for a channel that exists (`refreshToken`: a failure shuts it down rather than refusing a join).
  */
 import { AuthError, ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
-import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
+import { ChangeFeed, History, Hub, Presence, Publication } from "@wedsync/hub"
 import { Frame, JoinConfig, Reply, Serializer, WsFrame } from "@wedsync/protocol"
-import { Clock, Context, Effect, Metric, Result } from "effect"
+import { Clock, Context, Duration, Effect, Metric, Result } from "effect"
 import { bindingId, Channel, ChannelSink, remove, shutdown } from "./Channel.ts"
 import * as ConnectionError from "./ConnectionError.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
@@ -124,6 +124,18 @@ export const policy: Step = (conn, attempt) => {
   )
 }
 
+/**
+ * `config.broadcast.replay`, when sent, is usable: valid parameters on a private channel. Checked before `open`, so a
+ * refused join leaves no channel behind (the history itself is read after `open`, see `replay`).
+ */
+export const replayable: Step = (_conn, attempt) => {
+  const replay = attempt.config.replay
+  if (replay === undefined) return CONTINUE
+  if (!attempt.config.isPrivate) return Effect.succeed(refused(ConnectionError.replayOnPublicChannel()))
+  if (replay === "invalid") return Effect.succeed(refused(ConnectionError.replayParamsInvalid()))
+  return CONTINUE
+}
+
 /** The socket may be counted against the principal's user (`maxConnectionsPerUser`). */
 export const user: Step = (conn, attempt) =>
   Effect.sync(() =>
@@ -140,6 +152,8 @@ export const open: Step = (conn, attempt) =>
       yield* remove(conn, previous)
     }
     const sink = new ChannelSink(conn.vsn, conn.outbox)
+    // Held from before the hub subscription until the replay is out: no live frame can overtake a replayed one.
+    if (attempt.config.replay !== undefined) sink.hold(conn.config.outboxLimitBytes)
     const channel = new Channel(topic, attempt.subtopic ?? "", joinRef, attempt.config, attempt.principal, sink)
     attempt.channel = channel
     Context.get(conn.context, Hub.Hub).add(channel.key, channel.sink)
@@ -164,12 +178,92 @@ export const presence: Step = (conn, attempt) => {
   })
 }
 
+/**
+ * The replay asked for at join: the topic's history from `since`, at most `limit`, pushed as broadcasts with meta
+ * `{"replayed":true,"id":…}`, then one `system` error when that is not all the client asked for, then the live frames
+ * held back since `open` without the copies of replayed ids.
+ *
+ * Order is what makes the seam gap-free: the channel is subscribed (`open`) and the broker receives the topic
+ * (`settled`) before the history is read, and the history is written before the live publish (`History.publish`), so
+ * every message is in the history read, held back live, or both. The actor waits for the read (one round trip to
+ * Redis at most): nothing else of this socket can interleave with the replay.
+ *
+ * A read that fails shuts the channel down with `UnableToReplayMessages` (a `system` error and `phx_close`): the join
+ * was already answered `ok` by `open`, and a channel that silently skipped its replay would look complete.
+ */
+export const replay: Step = (conn, attempt) =>
+  Effect.gen(function*() {
+    const channel = attempt.channel
+    const request = attempt.config.replay
+    if (channel === undefined || request === undefined || request === "invalid") return undefined
+    const history = Context.get(conn.context, History.History)
+    const read = yield* Context.get(conn.context, Hub.Hub).settled.pipe(
+      // A broker that cannot subscribe (Redis away) retries without end; the actor must not wait with it.
+      Effect.timeoutOrElse({
+        duration: SETTLE_TIMEOUT,
+        orElse: () => Effect.fail(new History.HistoryError({ message: "the topic's live subscription is not ready" }))
+      }),
+      Effect.andThen(history.read(channel.key, request.since, request.limit)),
+      Effect.result
+    )
+    if (Result.isFailure(read)) {
+      yield* Effect.logWarning("UnableToReplayMessages", read.failure.message)
+      // The channel closes: its held frames go with it.
+      channel.sink.discard()
+      yield* Metric.update(replaysWith("failed"), 1)
+      yield* shutdown(conn, channel, ConnectionError.replayFailed())
+      return undefined
+    }
+    const entries = read.success.entries
+    const frames = entries.map((entry) =>
+      Publication.frameFor(History.withMeta(entry.publication, History.replayedMeta(entry.id)), conn.vsn)
+    )
+    // A replay goes out in one go: it keeps the newest frames that fit half the outbox, so that replaying large
+    // messages cannot close the socket as a slow consumer (which would reconnect and replay again).
+    const budget = Math.floor(conn.config.outboxLimitBytes / 2)
+    let first = frames.length
+    for (let bytes = 0; first > 0; first--) {
+      bytes += frames[first - 1]?.length ?? 0
+      if (bytes > budget) break
+    }
+    const replayed = new Set<string>()
+    for (let i = first; i < entries.length; i++) {
+      replayed.add(entries[i]!.id)
+      const frame = frames[i]
+      if (frame !== undefined) conn.outbox.enqueue(frame)
+    }
+    const gap = read.success.gap ?? (first > 0 ? { _tag: "TooLarge" as const, left: first, budget } : undefined)
+    if (gap !== undefined) {
+      const payload = Reply.system("broadcast", "error", History.gapMessage(gap), channel.subtopic)
+      conn.send(channel.joinRef, null, channel.topic, Reply.SYSTEM, payload)
+    }
+    yield* Metric.update(replaysWith(gap === undefined ? "complete" : "incomplete"), 1)
+    channel.sink.release(replayed)
+    if (channel.sink.overflowed) conn.offer({ _tag: "Overflow" })
+    return undefined
+  })
+
+/** Longest wait for the broker to receive a replaying channel's topic before the replay is given up. */
+const SETTLE_TIMEOUT = Duration.seconds(5)
+
 /** The channel's `postgres_changes` bindings, registered with the change feed. */
 export const postgresChanges: Step = (conn, attempt) =>
   attempt.channel === undefined ? CONTINUE : Effect.as(subscribeChanges(conn, attempt.channel), undefined)
 
 /** Every join runs these, in this order. */
-export const steps: ReadonlyArray<Step> = [topic, limits, payload, token, policy, user, open, presence, postgresChanges]
+export const steps: ReadonlyArray<Step> = [
+  topic,
+  limits,
+  payload,
+  token,
+  policy,
+  replayable,
+  user,
+  open,
+  presence,
+  replay,
+  postgresChanges
+]
 
 export const join = (conn: Connection, message: Frame.Message): Effect.Effect<void, never, Services> =>
   Effect.gen(function*() {
@@ -181,6 +275,7 @@ export const join = (conn: Connection, message: Frame.Message): Effect.Effect<vo
   })
 
 const joinsWith = (result: string) => Metric.withAttributes(ConnectionMetrics.joins, { result })
+const replaysWith = (result: string) => Metric.withAttributes(ConnectionMetrics.replays, { result })
 
 const refuse = (conn: Connection, message: Frame.Message, refusal: Refusal): Effect.Effect<void> => {
   const { topic, joinRef, ref } = message

@@ -6,6 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { AuthError } from "@wedsync/auth"
 import { readFileSync } from "node:fs"
+import * as ConnectionError from "../src/ConnectionError.ts"
 import { catalogue, CloseCode, restRefusal, upgradeRefusal } from "../src/ErrorReply.ts"
 
 const doc = readFileSync(new URL("../../../docs/error-codes.md", import.meta.url), "utf8")
@@ -43,7 +44,9 @@ describe("docs/error-codes.md", () => {
       AuthError.InvalidJWTToken.wrongIssuer(),
       AuthError.InvalidJWTToken.wrongAudience(),
       AuthError.InvalidJWTToken.missingClaims(),
-      AuthError.InvalidJWTToken.invalidExpiration()
+      AuthError.InvalidJWTToken.invalidExpiration(),
+      ConnectionError.replayParamsInvalid(),
+      ConnectionError.replayFailed()
     ]
     const missing = [...catalogue, ...variants]
       .map((reason) => reason.message)

@@ -182,7 +182,8 @@ describe("ErrorReply", () => {
         UnknownPresenceEvent: 1000,
         TrackPayloadTooLarge: 1000,
         TokenExpired: 1000,
-        FieldTooLong: 1000
+        FieldTooLong: 1000,
+        UnableToReplayMessages: 1000
       })
     })
   })

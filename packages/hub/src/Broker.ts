@@ -65,8 +65,8 @@ const makeMemory = (bus: MemoryBus): BrokerShape => {
 }
 
 /**
- * The shard channel of a topic; colliding names (only for malformed UTF-16) merely share a channel. The topic is the
- * hash tag, so the channel lives in the slot of the topic's other keys (its presence entries).
+ * The shard channel of a topic; colliding names (only for malformed UTF-16) merely share a channel. The topic key is
+ * its hash tag, so the channel lives in the Cluster slot of the topic's other keys (presence entries, history stream).
  */
 export const channelOf = (key: TopicKey): RedisKey.RedisKey => RedisKey.tagged("broker", key.toWellFormed())
 

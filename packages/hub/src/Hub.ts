@@ -27,6 +27,8 @@ export interface HubShape {
   readonly publishLocal: (publication: Publication) => number
   /** Registers `watcher` for the life of the scope. */
   readonly watch: (watcher: HubWatcher) => Effect.Effect<void, never, Scope.Scope>
+  /** Completes once the broker receives every topic added before it (see `Broker.settled`). */
+  readonly settled: Effect.Effect<void>
   readonly subscriberCount: (key: TopicKey) => number
   readonly topicCount: () => number
 }
@@ -65,7 +67,7 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
       if (sink.vsn === V2) frame = v2 === null ? (v2 = frameFor(publication, "2.0.0")) : v2
       else frame = v1 === null ? (v1 = frameFor(publication, "1.0.0")) : v1
       if (frame === undefined) continue
-      sink.enqueue(frame)
+      sink.enqueue(frame, publication)
       delivered++
     }
     deliveries.inc(delivered)
@@ -127,6 +129,7 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
             watchers = watchers.filter((w) => w !== watcher)
           })
       ),
+    settled: broker.settled,
     subscriberCount: (key) => topics.get(key)?.size ?? 0,
     topicCount: () => topics.size
   }

@@ -1,5 +1,5 @@
 /** Metric handles of the hub. Updated from the fan-out loop with `updateUnsafe`, once per publication. */
-import { Metric } from "effect"
+import { Effect, Metric } from "effect"
 
 export const publications = Metric.counter("wedsync_hub_publications_total", {
   description: "Publications fanned out on this node (local and from other nodes)",
@@ -24,3 +24,13 @@ export const presenceSweptEntries = Metric.counter("wedsync_presence_swept_entri
   description: "Presence entries of other processes removed here because their process stopped its heartbeat",
   incremental: true
 })
+
+export const historyAppendFailures = Metric.counter("wedsync_history_append_failures_total", {
+  description: "Private broadcasts whose history write failed: delivered live, missing from replays",
+  incremental: true
+})
+
+/** The series updated only on rare events, so that they exist from the first scrape. */
+export const declareSeries: Effect.Effect<void> = Effect.asVoid(
+  Effect.all([Metric.value(historyAppendFailures), Metric.value(presenceSweptEntries)])
+)

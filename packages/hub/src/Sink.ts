@@ -4,10 +4,14 @@
  * policy, so the hub never awaits a subscriber.
  */
 import type { Frame } from "@wedsync/protocol"
+import type { Publication } from "./Publication.ts"
 
 export interface Sink {
   /** The serializer of the socket behind this sink; the hub picks the pre-encoded frame by it. */
   readonly vsn: Frame.Vsn
-  /** Appends one complete WebSocket frame. Must not throw and must not block. */
-  enqueue(frame: Uint8Array): void
+  /**
+   * Appends one complete WebSocket frame. Must not throw and must not block. The hub also passes the publication
+   * the frame was made from (other senders may not), for a sink that holds frames back and must know what they are.
+   */
+  enqueue(frame: Uint8Array, publication?: Publication): void
 }

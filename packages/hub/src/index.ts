@@ -1,5 +1,6 @@
 export * as Broker from "./Broker.ts"
 export * as ChangeFeed from "./ChangeFeed.ts"
+export * as History from "./History.ts"
 export * as Hub from "./Hub.ts"
 export * as HubMetrics from "./HubMetrics.ts"
 export * as Presence from "./Presence.ts"

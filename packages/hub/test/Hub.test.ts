@@ -73,6 +73,20 @@ describe("Hub", () => {
       assert.strictEqual(hub.topicCount(), 1)
     }).pipe(Effect.provide(Hub.Hub.layerMemory)))
 
+  it.effect("hands each sink the publication its frame was made from, local and from another node", () =>
+    Effect.gen(function*() {
+      const bus = new Broker.MemoryBus()
+      const [local, remote] = [yield* nodeOf(bus), yield* nodeOf(bus)]
+      const seen: Array<Publication.Publication | undefined> = []
+      const sink = { vsn: "2.0.0" as const, enqueue: (_frame: Uint8Array, p?: Publication.Publication) => seen.push(p) }
+      local!.add(roomKey, sink)
+      yield* local!.publish(hello)
+      const other = Publication.json(ROOM, false, "broadcast", '{"type":"broadcast","event":"other","payload":{}}')
+      yield* remote!.publish(other)
+      assert.deepStrictEqual(seen, [hello, other])
+      assert.strictEqual(seen[0], hello, "the same object, not a copy")
+    }))
+
   it.effect("skips `except`, the sender of a `self: false` broadcast", () =>
     Effect.gen(function*() {
       const hub = yield* Hub.Hub

@@ -15,6 +15,19 @@ interface PostgresChangeBinding {
   readonly select: ReadonlyArray<string> | undefined
 }
 
+/** `config.broadcast.replay`: what a private channel asks to be replayed at join. */
+export interface ReplayRequest {
+  /** Milliseconds since the epoch; messages whose id time is at or after it. */
+  readonly since: number
+  /** At most this many, the most recent; `DEFAULT_REPLAY_LIMIT` when the client sent none, at most `MAX_REPLAY_LIMIT`. */
+  readonly limit: number
+}
+
+/** supabase-js's default when `replay.limit` is left out. */
+export const DEFAULT_REPLAY_LIMIT = 25
+/** A larger `limit` is lowered to this: a replay is pushed in one go, so it must stay a bounded burst. */
+export const MAX_REPLAY_LIMIT = 1000
+
 export interface JoinConfig {
   readonly broadcastAck: boolean
   readonly broadcastSelf: boolean
@@ -26,6 +39,11 @@ export interface JoinConfig {
   /** `access_token` (or the legacy `user_token`) carried by the join, if any. */
   readonly accessToken: string | undefined
   readonly invalidFields: ReadonlyArray<string>
+  /**
+   * `config.broadcast.replay`: absent (undefined), valid (`since` an integer, `limit` an integer >= 1 or left out),
+   * or `"invalid"`, which must refuse the join (Supabase's `Replay params are not valid`).
+   */
+  readonly replay: ReplayRequest | "invalid" | undefined
   /**
    * `postgres_changes` `event` values that are not `*`, `INSERT`, `UPDATE` or `DELETE` (any case), as JSON
    * text. Such a binding is left out of `postgresChanges` (never widened to `*`); the join must be refused.
@@ -46,6 +64,16 @@ const keyJson = (key: unknown): string | undefined => {
   } catch {
     return undefined
   }
+}
+
+const replayOf = (raw: unknown): ReplayRequest | "invalid" | undefined => {
+  if (raw === undefined || raw === null) return undefined
+  if (!isObj(raw)) return "invalid"
+  const since = raw["since"]
+  const limit = raw["limit"] ?? DEFAULT_REPLAY_LIMIT
+  if (typeof since !== "number" || !Number.isSafeInteger(since) || since < 0) return "invalid"
+  if (typeof limit !== "number" || !Number.isSafeInteger(limit) || limit < 1) return "invalid"
+  return { since, limit: Math.min(limit, MAX_REPLAY_LIMIT) }
 }
 
 export const parse = (payload: unknown): JoinConfig => {
@@ -121,6 +149,7 @@ export const parse = (payload: unknown): JoinConfig => {
     postgresChanges,
     accessToken: typeof token === "string" && token !== "" ? token : undefined,
     invalidFields: invalid,
+    replay: replayOf(broadcast["replay"]),
     unknownEvents
   }
 }

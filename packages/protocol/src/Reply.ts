@@ -34,7 +34,7 @@ export const UNMATCHED_TOPIC = "unmatched topic"
 export const PAYLOAD_SIZE_EXCEEDED = "payload_size_exceeded"
 
 interface SystemPayload {
-  readonly extension: "system" | "postgres_changes"
+  readonly extension: "system" | "postgres_changes" | "broadcast"
   readonly status: "ok" | "error"
   readonly message: string
   readonly channel: string

@@ -10,6 +10,7 @@ const defaults: JoinConfig.JoinConfig = {
   postgresChanges: [],
   accessToken: undefined,
   invalidFields: [],
+  replay: undefined,
   unknownEvents: []
 }
 
@@ -104,6 +105,7 @@ describe("JoinConfig.parse", () => {
       ],
       accessToken: undefined,
       invalidFields: [],
+      replay: undefined,
       unknownEvents: []
     })
   })
@@ -132,6 +134,42 @@ describe("JoinConfig.parse", () => {
     assert.strictEqual(config.presenceKey, "u1")
     assert.strictEqual(config.accessToken, "<jwt>")
     assert.deepStrictEqual(config.invalidFields, [])
+    assert.deepStrictEqual(config.replay, { since: 1700000000000, limit: 10 })
+  })
+
+  describe("broadcast.replay", () => {
+    const replayOf = (replay: unknown) => JoinConfig.parse({ config: { broadcast: { replay }, private: true } }).replay
+    it("valid: since an integer, limit an integer >= 1; a missing or null limit is 25; a larger one is clamped", () => {
+      assert.deepStrictEqual(replayOf({ since: 0, limit: 1 }), { since: 0, limit: 1 })
+      assert.deepStrictEqual(replayOf({ since: 1700000000000 }), { since: 1700000000000, limit: 25 })
+      assert.deepStrictEqual(replayOf({ since: 5, limit: null }), { since: 5, limit: 25 })
+      assert.deepStrictEqual(replayOf({ since: 5, limit: 10_000_000 }), {
+        since: 5,
+        limit: JoinConfig.MAX_REPLAY_LIMIT
+      })
+    })
+    it("absent or null: no replay", () => {
+      assert.isUndefined(replayOf(undefined))
+      assert.isUndefined(replayOf(null))
+    })
+    for (
+      const replay of [
+        {},
+        { limit: 5 },
+        { since: "1700000000000" },
+        { since: 1.5 },
+        { since: -1 },
+        { since: 5, limit: 0 },
+        { since: 5, limit: -3 },
+        { since: 5, limit: 2.5 },
+        { since: 5, limit: "10" },
+        [],
+        "yesterday",
+        7
+      ]
+    ) {
+      it(`invalid: ${JSON.stringify(replay)}`, () => assert.strictEqual(replayOf(replay), "invalid"))
+    }
   })
 
   describe("private", () => {

@@ -4,7 +4,7 @@
  * over it, so a message handled costs no per-socket closures.
  */
 import type { ChannelPolicy, Principal, TokenVerifier } from "@wedsync/auth"
-import type { ChangeFeed, Hub, Presence } from "@wedsync/hub"
+import type { ChangeFeed, History, Hub, Presence } from "@wedsync/hub"
 import type { Frame, Reply } from "@wedsync/protocol"
 import type { Context, Effect, Scope } from "effect"
 import type { Channel } from "../Channel.ts"
@@ -27,6 +27,7 @@ export type Services =
   | ConnectionConfig
   | ChangeFeed.ChangeFeed
   | Hub.Hub
+  | History.History
   | Presence.Presence
   | TokenVerifier.TokenVerifier
   | ChannelPolicy.ChannelPolicy

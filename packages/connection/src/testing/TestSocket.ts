@@ -13,7 +13,7 @@
  */
 import { AuthConfig, ChannelPolicy, Memberships, type Principal, TokenVerifier } from "@wedsync/auth"
 import { TestTokens } from "@wedsync/auth/testing"
-import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
+import { Broker, ChangeFeed, History, Hub, Presence } from "@wedsync/hub"
 import { type Frame, Serializer, WsFrame } from "@wedsync/protocol"
 import { Clock, Deferred, Effect, Exit, Fiber, Layer, Redacted, Result, type Scope } from "effect"
 import type * as ConnectionActor from "../ConnectionActor.ts"
@@ -168,16 +168,20 @@ export const membershipsOf = (rows: ReadonlySet<string>): Layer.Layer<Membership
 const TEST_JWT_SECRET = "wedsync-connection-test-secret-of-at-least-32-chars"
 
 /**
- * Real in-memory neighbours of the actor: one `Hub` with its memory broker, `Presence`, the given
- * `ConnectionConfig`, the real `TokenVerifier` and `ChannelPolicy` over `TEST_JWT_SECRET` (memberships from
- * `memberships`, none by default), and a fresh `DeviceCounts`.
+ * Real in-memory neighbours of the actor: one `Hub` over `broker` (the memory broker by default), `Presence`,
+ * `history` (memory by default; it may use the hub), the given `ConnectionConfig`, the real `TokenVerifier` and `ChannelPolicy` over `TEST_JWT_SECRET`
+ * (memberships from `memberships`, none by default), and a fresh `DeviceCounts`.
  */
 export const layer = (
   options: Partial<ConnectionOptions> = {},
-  memberships: Layer.Layer<Memberships.Memberships> = Memberships.Memberships.layerNoop
+  memberships: Layer.Layer<Memberships.Memberships> = Memberships.Memberships.layerNoop,
+  history: Layer.Layer<History.History, never, Hub.Hub> = History.History.layerMemory(),
+  broker: Layer.Layer<Broker.Broker> = Broker.Broker.layerMemory
 ) =>
   Layer.mergeAll(
-    Presence.Presence.layerMemory.pipe(Layer.provideMerge(Hub.Hub.layerMemory)),
+    Layer.merge(Presence.Presence.layerMemory, history).pipe(
+      Layer.provideMerge(Hub.Hub.layer.pipe(Layer.provide(broker)))
+    ),
     ChangeFeed.ChangeFeed.layerNoop,
     ConnectionConfig.layer(options),
     TokenVerifier.TokenVerifier.layer.pipe(

@@ -1,3 +1,4 @@
 export * from "./BrokerSuite.ts"
+export * from "./HistorySuite.ts"
 export * from "./PresenceSuite.ts"
 export * as TestSink from "./TestSink.ts"
