@@ -6,11 +6,11 @@
  * is the only structure shared between connections and is mutated synchronously.
  */
 import { HotMetric } from "@wedsync/metrics"
-import type { Frame } from "@wedsync/protocol"
+import { Frame, Reply } from "@wedsync/protocol"
 import { Context, Effect, Layer, Scope } from "effect"
 import { Broker } from "./Broker.ts"
 import * as HubMetrics from "./HubMetrics.ts"
-import { frameFor, keyOf, type Publication, type TopicKey } from "./Publication.ts"
+import { frameFor, json, keyOf, type Publication, topicOfKey, type TopicKey } from "./Publication.ts"
 import type { Sink } from "./Sink.ts"
 
 export interface HubShape {
@@ -28,6 +28,18 @@ export interface HubShape {
 }
 
 const V2: Frame.Vsn = "2.0.0"
+
+/** The `system` message telling a topic's subscribers that publications from other nodes may have been lost. */
+const missedMessages = (key: TopicKey): Publication => {
+  const { topic, isPrivate } = topicOfKey(key)
+  const payload = Reply.system(
+    "broadcast",
+    "error",
+    Reply.MESSAGES_MAY_HAVE_BEEN_MISSED,
+    Frame.subtopicOf(topic) ?? topic
+  )
+  return json(topic, isPrivate, Reply.SYSTEM, JSON.stringify(payload))
+}
 
 export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect.gen(function*() {
   const broker = yield* Broker
@@ -62,6 +74,10 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
   }
 
   yield* broker.receive((publication) => void fanOut(publication, undefined))
+  // Local subscribers only: every other node reports its own gap.
+  yield* broker.onGap((keys) => {
+    for (const key of keys) if (topics.has(key)) fanOut(missedMessages(key), undefined)
+  })
 
   const add = (key: TopicKey, sink: Sink) => {
     let sinks = topics.get(key)

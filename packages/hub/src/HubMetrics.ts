@@ -1,5 +1,5 @@
 /** Metric handles of the hub. Updated from the fan-out loop with `updateUnsafe`, once per publication. */
-import { Metric } from "effect"
+import { Effect, Metric } from "effect"
 
 export const publications = Metric.counter("wedsync_hub_publications_total", {
   description: "Publications fanned out on this node (local and from other nodes)",
@@ -19,3 +19,26 @@ export const fanoutDuration = Metric.histogram("wedsync_hub_fanout_duration_seco
   description: "Time to encode a publication and enqueue it for every local subscriber",
   boundaries: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1]
 })
+
+export const brokerLost = Metric.counter("wedsync_hub_broker_lost_total", {
+  description:
+    "Publications not sent to other nodes: reason=redis (Redis failed or refused the SPUBLISH), backlog (the send backlog was full)",
+  incremental: true
+})
+
+export const brokerGaps = Metric.counter("wedsync_hub_broker_gaps_total", {
+  description:
+    "Times the broker's subscriptions came back after an outage and its topics' subscribers were told they may have missed messages",
+  incremental: true
+})
+
+/** The broker's series, at 0, so they exist from the first scrape (with the memory broker too). */
+export const declareSeries: Effect.Effect<void> = Effect.forEach(
+  [
+    Metric.withAttributes(brokerLost, { reason: "redis" }),
+    Metric.withAttributes(brokerLost, { reason: "backlog" }),
+    brokerGaps
+  ],
+  (metric) => Metric.value(metric),
+  { discard: true }
+)
