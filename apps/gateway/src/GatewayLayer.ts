@@ -8,7 +8,7 @@ import { AuthConfig, ChannelPolicy, Memberships, TokenVerifier } from "@wedsync/
 import { CacheConfig, CacheMetrics, CacheStore, InvalidationBus, LayeredCache } from "@wedsync/cache"
 import { ConnectionConfig, ConnectionMetrics, ConnectionRegistry, DeviceCounts, Transport } from "@wedsync/connection"
 import { ChangesConfig, ChangesMetrics, MembershipTable, PostgresChanges, Replication, Warmer } from "@wedsync/changes"
-import { ChangeFeed, Hub, Presence } from "@wedsync/hub"
+import { Broker, ChangeFeed, Hub, HubMetrics, Presence } from "@wedsync/hub"
 import { ProcessMetrics } from "@wedsync/metrics"
 import { RedisClient, RedisConfig, RedisMetrics } from "@wedsync/redis"
 import { Config, Context, Duration, Effect, Layer, Logger, Option, Redacted, References } from "effect"
@@ -18,7 +18,15 @@ import { SignJWT } from "jose"
 import { createServer, type Server } from "node:http"
 import * as ClientAddress from "./ClientAddress.ts"
 import * as ClusterDevices from "./ClusterDevices.ts"
-import { checkEnvironment, GatewayConfig, type GatewayOptions, logConfig, type LogOptions } from "./GatewayConfig.ts"
+import * as GatewayMetrics from "./GatewayMetrics.ts"
+import {
+  checkEnvironment,
+  GatewayConfig,
+  type GatewayOptions,
+  logConfig,
+  type LogOptions,
+  WORKER_ID_VARIABLE
+} from "./GatewayConfig.ts"
 import * as Routes from "./Routes.ts"
 
 /** How long closing the HTTP server may wait for its last sockets after the drain. */
@@ -31,12 +39,12 @@ export class NodeServer extends Context.Service<NodeServer, { readonly server: S
   static readonly layer: Layer.Layer<NodeServer, never, GatewayConfig> = Layer.effect(
     NodeServer,
     Effect.gen(function*() {
-      const { host, port } = yield* GatewayConfig
+      const { host, port, reusePort } = yield* GatewayConfig
       const server = createServer()
       yield* Effect.acquireRelease(
         Effect.callback<void>((resume) => {
           server.once("error", (cause) => resume(Effect.die(cause)))
-          server.listen({ host, port }, () => resume(Effect.void))
+          server.listen({ host, port, reusePort }, () => resume(Effect.void))
         }),
         () =>
           Effect.callback<void>((resume) => {
@@ -92,13 +100,16 @@ const devAnonKey = (secret: string) =>
 const WebSocketLayer = Layer.effectDiscard(
   Effect.gen(function*() {
     const { server, port } = yield* NodeServer
-    const { host, drainTimeoutMs, trustedProxies } = yield* GatewayConfig
+    const { host, drainTimeoutMs, trustedProxies, reusePort } = yield* GatewayConfig
     const registry = yield* ConnectionRegistry.ConnectionRegistry
     const auth = yield* AuthConfig.AuthConfig
     yield* Transport.attach(server, { clientAddress: ClientAddress.make(trustedProxies) })
     // Runs first on shutdown (finalizers run in reverse), while the HTTP server still answers /ready.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
+        // A worker sharing its port stops accepting at once, so the kernel sends new connections (the drained
+        // clients reconnecting among them) to its siblings instead of to this process's 503s.
+        if (reusePort) server.close()
         yield* Effect.logInfo(`draining ${registry.count()} connections`)
         yield* registry.drain(drainTimeoutMs)
       })
@@ -161,8 +172,12 @@ export const make = (options: Options) => {
   const auth = Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(
     Layer.provideMerge(Layer.merge(options.auth, memberships))
   )
+  // With Redis the hub reaches the other processes through the Redis broker (kept in the context for /ready).
+  const hubLayer = options.redis === undefined
+    ? Hub.Hub.layer.pipe(Layer.provideMerge(Broker.Broker.layerMemory))
+    : Hub.Hub.layer.pipe(Layer.provideMerge(Broker.Broker.layerRedis), Layer.provide(options.redis))
   const hub = Layer.mergeAll(Presence.Presence.layerMemory, options.changes).pipe(
-    Layer.provideMerge(Hub.Hub.layerMemory),
+    Layer.provideMerge(hubLayer),
     Layer.provide(memberships)
   )
   const connections = ConnectionRegistry.ConnectionRegistry.layer.pipe(Layer.provideMerge(options.connection))
@@ -172,7 +187,9 @@ export const make = (options: Options) => {
       ConnectionMetrics.declareSeries,
       ChangesMetrics.declareSeries,
       CacheMetrics.declareSeries,
-      RedisMetrics.declareSeries
+      RedisMetrics.declareSeries,
+      HubMetrics.declareSeries,
+      Effect.flatMap(GatewayConfig, ({ workerId }) => GatewayMetrics.declareWorker(workerId, process.pid))
     ], { discard: true })
   )
   // With Redis, this process's device counts are published for the others and `/admin/devices` sums theirs.
@@ -283,8 +300,9 @@ const MINIMUM_LEVEL = {
 } as const
 
 /** Effect's own loggers: `LOG_FORMAT` picks pretty, JSON lines or logfmt; `LOG_LEVEL` the minimum level. */
-const loggingLayer = (options: LogOptions): Layer.Layer<never> =>
+export const loggingLayer = (options: LogOptions, annotations: Record<string, unknown> = {}): Layer.Layer<never> =>
   Layer.mergeAll(
+    Layer.succeed(References.CurrentLogAnnotations, annotations),
     Logger.layer([
       options.format === "json"
         ? Logger.consoleJson
@@ -299,7 +317,9 @@ const loggingLayer = (options: LogOptions): Layer.Layer<never> =>
 export const fromEnv = Layer.unwrap(
   Effect.gen(function*() {
     yield* checkEnvironment
-    const logging = loggingLayer(yield* logConfig)
+    // A worker's lines say which worker wrote them (they share the primary's stdout).
+    const worker = yield* Config.option(Config.Int(WORKER_ID_VARIABLE))
+    const logging = loggingLayer(yield* logConfig, Option.isSome(worker) ? { worker: worker.value } : {})
     const { changes, memberships } = yield* changesFromEnv
     return make({
       changes,

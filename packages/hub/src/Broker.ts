@@ -44,6 +44,12 @@ export interface BrokerShape {
   /** Completes once the transport's subscriptions match every `join` and `leave` made before it. */
   readonly settled: Effect.Effect<void>
   /**
+   * Completes once this node receives the publications of a joined `key` from other nodes, so a join can be answered
+   * only when nothing published afterwards elsewhere can be missed. At once for the memory broker, for a topic not
+   * joined, and while the transport is down (the topic will be told of the gap); at most `SUBSCRIBE_WAIT_MS` otherwise.
+   */
+  readonly subscribed: (key: TopicKey) => Effect.Effect<void>
+  /**
    * Registers, for the life of the scope, a listener told the topics that may have missed publications from other
    * nodes: every topic held when the subscriptions came back after an outage, once they are all live again.
    */
@@ -83,6 +89,7 @@ const makeMemory = (bus: MemoryBus): BrokerShape => {
     join: () => {},
     leave: () => {},
     settled: Effect.void,
+    subscribed: () => Effect.void,
     onGap: () => Effect.void,
     state: Effect.succeed("local")
   }
@@ -95,6 +102,9 @@ const sameOrigin = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(a, 
 
 /** Most bytes of publications waiting to be sent; past it (Redis slow or frozen) new ones are dropped and counted. */
 export const MAX_BACKLOG_BYTES = 64 * 1024 * 1024
+
+/** Longest `subscribed` waits for a topic's subscription (a slow or frozen Redis must not hold joins for long). */
+export const SUBSCRIBE_WAIT_MS = 2_000
 
 /** At most one warning about lost publications per this many milliseconds; the next one says how many were lost. */
 const LOST_LOG_INTERVAL_MS = 10_000
@@ -172,6 +182,14 @@ const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Sco
   const live = new Map<TopicKey, Scope.Closeable>()
   const wake = yield* Queue.make<void>({ capacity: 1, strategy: "dropping" })
   let waiters: Array<Deferred.Deferred<void>> = []
+  // `subscribed` callers, by topic, until its subscription is live (or the topic is left).
+  const liveWaiters = new Map<TopicKey, Array<Deferred.Deferred<void>>>()
+  const releaseLiveWaiters = (key: TopicKey) => {
+    const waiting = liveWaiters.get(key)
+    if (waiting === undefined) return
+    liveWaiters.delete(key)
+    for (const waiter of waiting) Deferred.doneUnsafe(waiter, Effect.void)
+  }
 
   // The subscriber connection's outages. `gapPending` is set when it drops after having been up and cleared once,
   // with the connection back and every wanted topic live, the held topics were reported to the gap listeners.
@@ -219,7 +237,10 @@ const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Sco
         Scope.provide(scope),
         Effect.exit
       )
-      if (Exit.isSuccess(exit)) return live.set(key, scope)
+      if (Exit.isSuccess(exit)) {
+        live.set(key, scope)
+        return releaseLiveWaiters(key)
+      }
       yield* Scope.close(scope, Exit.void)
       // While the subscriber is down every join fails the same way; the outage itself is logged by the client.
       if (subscriberUp || !subscriberEverUp) {
@@ -234,6 +255,7 @@ const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Sco
       yield* Scope.close(scope, Exit.void)
     }
     for (const key of [...wanted.keys()]) if (!live.has(key)) yield* subscribe(key)
+    for (const key of [...liveWaiters.keys()]) if (!wanted.has(key)) releaseLiveWaiters(key)
     const inSync = [...wanted.keys()].every((key) => live.has(key))
     if (inSync) {
       if (gapPending && subscriberUp) yield* reportGap
@@ -290,6 +312,15 @@ const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Sco
       Queue.offerUnsafe(wake, undefined)
       return Deferred.await(waiter)
     }),
+    subscribed: (key) =>
+      Effect.suspend(() => {
+        if (live.has(key) || !wanted.has(key) || (subscriberEverUp && !subscriberUp)) return Effect.void
+        const waiter = Deferred.makeUnsafe<void>()
+        const waiting = liveWaiters.get(key)
+        if (waiting === undefined) liveWaiters.set(key, [waiter])
+        else waiting.push(waiter)
+        return Deferred.await(waiter).pipe(Effect.timeoutOption(SUBSCRIBE_WAIT_MS), Effect.asVoid)
+      }),
     onGap: (listener) =>
       Effect.acquireRelease(
         Effect.sync(() => gapListeners.add(listener)),

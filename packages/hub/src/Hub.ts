@@ -21,6 +21,8 @@ export interface HubShape {
    */
   readonly add: (key: TopicKey, sink: Sink) => void
   readonly remove: (key: TopicKey, sink: Sink) => void
+  /** Completes once publications of `key` from other nodes reach this node (`Broker.subscribed`); after `add`. */
+  readonly subscribed: (key: TopicKey) => Effect.Effect<void>
   /** Delivers to local subscribers (skipping `except`, the sender for `self: false`) and to other nodes. */
   readonly publish: (publication: Publication, except?: Sink) => Effect.Effect<number>
   readonly subscriberCount: (key: TopicKey) => number
@@ -108,6 +110,7 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
   return {
     add,
     remove,
+    subscribed: broker.subscribed,
     publish: (publication, except) =>
       Effect.suspend(() => {
         const delivered = fanOut(publication, except)
