@@ -280,12 +280,29 @@ const redisFromEnv = Effect.map(
   (url) => Option.isNone(url) ? undefined : RedisClient.RedisClient.layerConfig
 )
 
+/**
+ * The replication slot of worker `id`: worker 1 keeps `REPLICATION_SLOT` (so going from one process to several keeps
+ * the slot), the others add `_w<id>`. A slot streams to one consumer, and every worker must deliver the changes to its
+ * own sockets, so each reads the WAL through its own slot.
+ */
+export const workerSlotName = (slot: string, workerId: number): string => workerId === 1 ? slot : `${slot}_w${workerId}`
+
 /** `DATABASE_URL` set: Postgres Changes on; unset: every binding refused with a clear message. */
 const changesFromEnv = Effect.gen(function*() {
   const url = yield* Config.option(Config.Redacted("DATABASE_URL"))
   const membershipTable = yield* membershipTableConfig
   const rules = { ...(yield* PostgresChanges.config), membershipTable }
-  const config = Option.isNone(url) ? undefined : ChangesConfig.ChangesConfig.layerConfig
+  const worker = yield* Config.option(Config.Int(WORKER_ID_VARIABLE))
+  const config = Option.isNone(url)
+    ? undefined
+    : Layer.effect(
+      ChangesConfig.ChangesConfig,
+      Effect.map(
+        ChangesConfig.config,
+        (options) =>
+          Option.isNone(worker) ? options : { ...options, slotName: workerSlotName(options.slotName, worker.value) }
+      )
+    )
   const warming = yield* warmingConfig(membershipTable)
   return { changes: changesLayer(config, rules, warming), memberships: membershipsLayer(config, membershipTable) }
 })

@@ -7,7 +7,17 @@
 import type { RealtimeChannel, SupabaseClient } from "@supabase/supabase-js"
 import { TestTokens } from "@wedsync/auth/testing"
 import { Reply } from "@wedsync/protocol"
-import { RedisServer, redisUrl, SupabaseClients, uniquePrefix, waitUntil } from "@wedsync/testkit"
+import {
+  databaseUrl,
+  Postgres,
+  RedisServer,
+  redisUrl,
+  SupabaseClients,
+  uniquePrefix,
+  uniqueSqlName,
+  waitUntil
+} from "@wedsync/testkit"
+import pg from "pg"
 import { assert, describe, it } from "@effect/vitest"
 import { afterAll, afterEach, beforeAll, vi } from "vitest"
 import * as Processes from "./support/Processes.ts"
@@ -159,6 +169,48 @@ describe("WORKERS", () => {
     const stopped = await gateway.terminate()
     assert.deepStrictEqual(stopped, { code: 0, signal: null })
     assert.isTrue(gateway.lines.some((l) => l.includes("worker 1 stopped with code 0")))
+  })
+})
+
+describe("WORKERS with DATABASE_URL", () => {
+  it("every worker streams Postgres Changes from a slot of its own, so all of them are ready", async () => {
+    const slot = uniqueSqlName("workers")
+    const publication = uniqueSqlName("workers_pub")
+    const db = new pg.Client({ connectionString: databaseUrl() })
+    await db.connect()
+    try {
+      const gateway = await Processes.start({
+        WORKERS: "2",
+        REDIS_URL: redisUrl(),
+        REDIS_PREFIX: uniquePrefix("workers-pg"),
+        DATABASE_URL: databaseUrl(),
+        REPLICATION_SLOT: slot,
+        REPLICATION_PUBLICATION: publication,
+        REPLICATION_START_DELAY_MS: "0"
+      })
+      const ready = new Map<number, number>()
+      await waitUntil(
+        "both workers ready",
+        async () => {
+          const answer = await Processes.getFresh(`${gateway.url}/ready`)
+          ready.set((JSON.parse(answer.body) as { readonly worker: number }).worker, answer.status)
+          return ready
+        },
+        (seen) => seen.get(1) === 200 && seen.get(2) === 200,
+        { timeoutMs: 20_000, intervalMs: 20 }
+      )
+      const { rows } = await db.query<{ slot_name: string }>(
+        "select slot_name from pg_replication_slots where slot_name like $1 order by slot_name",
+        [`${slot}%`]
+      )
+      assert.deepStrictEqual(rows.map((r) => r.slot_name), [slot, `${slot}_w2`])
+      assert.deepStrictEqual(await gateway.terminate(), { code: 0, signal: null })
+    } finally {
+      await Processes.stopAll()
+      for (const name of [slot, `${slot}_w2`]) await Postgres.dropReplicationSlot(db, name)
+      await db.query(`drop publication if exists ${publication}`)
+      await db.end()
+    }
   })
 })
 
