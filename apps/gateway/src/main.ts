@@ -13,6 +13,7 @@ import { Cause, Config, Effect, Exit, Layer, Option, Runtime } from "effect"
 import { checkEnvironment, GatewayConfig, logConfig, WORKER_ID_VARIABLE, workersConfig } from "./GatewayConfig.ts"
 import * as GatewayLayer from "./GatewayLayer.ts"
 import * as Primary from "./Primary.ts"
+import { fileURLToPath } from "node:url"
 
 /** Exit code of a stop forced by a second signal during the drain. */
 const FORCED_EXIT_CODE = 1
@@ -50,7 +51,7 @@ const primary = (workers: number) =>
       workers,
       host,
       port,
-      entry: new URL(import.meta.url).pathname,
+      entry: fileURLToPath(import.meta.url),
       execArgv: process.execArgv
     }).pipe(Effect.scoped)
   }).pipe(

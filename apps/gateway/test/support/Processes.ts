@@ -34,7 +34,10 @@ export interface GatewayProcess {
 
 const running = new Set<ChildProcess>()
 
-/** SIGKILLs every process still running (a primary's workers then drain and exit by themselves). */
+/**
+ * Stops every process still running: SIGTERM (a primary stops its workers), SIGKILL after 5 s; resolves when all exited.
+ * A primary killed outright leaves no worker behind: they drain and exit when its IPC channel closes.
+ */
 export const stopAll = async (): Promise<void> => {
   const exits = [...running].map((child) =>
     new Promise<void>((resolve) => {
