@@ -172,6 +172,30 @@ describe("WORKERS", () => {
   })
 })
 
+/** Whether a process with this pid exists (signal 0 checks without sending anything). */
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+describe("WORKERS: a primary killed outright", () => {
+  it("leaves no worker behind: each drains and exits when its primary is gone", async () => {
+    const gateway = await Processes.start({
+      WORKERS: "2",
+      REDIS_URL: redisUrl(),
+      REDIS_PREFIX: uniquePrefix("orphans")
+    })
+    const pids = [...(await Processes.scrapeWorkers(gateway.url, 2)).values()].map((scrape) => scrape.pid)
+    assert.isTrue(pids.every(alive))
+    await gateway.kill()
+    await waitUntil("both workers to exit", () => pids.filter(alive).length, (n) => n === 0, { timeoutMs: 10_000 })
+  })
+})
+
 describe("WORKERS with DATABASE_URL", () => {
   it("every worker streams Postgres Changes from a slot of its own, so all of them are ready", async () => {
     const slot = uniqueSqlName("workers")
