@@ -107,7 +107,7 @@ const runWorker = (
         detached: true
       })
       live.add(child)
-      const exited = new Promise<Exited>((resolve) =>
+      const exited = new Promise<Exited>((resolve) => {
         child.once("exit", (code, signal) => {
           live.delete(child)
           resolve({
@@ -115,7 +115,13 @@ const runWorker = (
             description: signal === null ? `with code ${code}` : `on ${signal}`
           })
         })
-      )
+        // A process that could not be spawned at all (no `exit` follows).
+        child.once("error", (error) => {
+          if (child.pid !== undefined) return
+          live.delete(child)
+          resolve({ code: 1, description: `without starting (${error.message})` })
+        })
+      })
       child.on("message", (message) => {
         if (isListeningMessage(message)) Deferred.doneUnsafe(listening, Effect.void)
       })
