@@ -34,6 +34,8 @@ export interface GatewayOptions {
    * Only workers started by a primary do: a lone gateway must fail on a port already in use.
    */
   readonly reusePort: boolean
+  /** With Redis: how often this process refreshes its presence heartbeat and checks the other processes'. */
+  readonly presenceHeartbeatMs: number
 }
 
 /** Set by the primary (`WORKERS` > 1) in each worker's environment: its number, from 1. */
@@ -52,7 +54,8 @@ export const defaults: GatewayOptions = {
   adminToken: undefined,
   devicesPublishMs: 5_000,
   workerId: 1,
-  reusePort: false
+  reusePort: false,
+  presenceHeartbeatMs: 2_000
 }
 
 export class GatewayConfig extends Context.Service<GatewayConfig, GatewayOptions>()("@wedsync/gateway/GatewayConfig") {
@@ -84,7 +87,8 @@ export class GatewayConfig extends Context.Service<GatewayConfig, GatewayOptions
       ),
       devicesPublishMs: Config.Int("DEVICES_PUBLISH_MS").pipe(Config.withDefault(defaults.devicesPublishMs)),
       workerId: Config.Int("WEDSYNC_WORKER_ID").pipe(Config.withDefault(defaults.workerId)),
-      reusePort: Config.Int("WEDSYNC_WORKER_ID").pipe(Config.option, Config.map((o) => o._tag === "Some"))
+      reusePort: Config.Int("WEDSYNC_WORKER_ID").pipe(Config.option, Config.map((o) => o._tag === "Some")),
+      presenceHeartbeatMs: Config.Int("PRESENCE_HEARTBEAT_MS").pipe(Config.withDefault(defaults.presenceHeartbeatMs))
     })
   )
 }
@@ -202,6 +206,7 @@ const RULES: ReadonlyArray<readonly [name: string, check: Check, secret?: "secre
   ["MAX_REST_BODY_BYTES", atLeast1],
   ["ADMIN_TOKEN", nonEmpty, "secret"],
   ["DEVICES_PUBLISH_MS", integer(100)],
+  ["PRESENCE_HEARTBEAT_MS", integer(100)],
   ["LOG_LEVEL", oneOf(LOG_LEVELS)],
   ["LOG_FORMAT", oneOf(LOG_FORMATS)],
   ["JWT_SECRET", nonEmpty, "secret"],

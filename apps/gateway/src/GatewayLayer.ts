@@ -156,6 +156,28 @@ const cacheLayer = (options: Options) => {
   return LayeredCache.LayeredCache.layer.pipe(Layer.provideMerge(parts), Layer.provide(options.cache))
 }
 
+/** The hub alone, or joined to the other processes by the Redis broker (exposed: presence orders its writes by it). */
+const hubLayer = (options: Options): Layer.Layer<Hub.Hub | Broker.Broker, unknown> =>
+  options.redis === undefined
+    ? Hub.Hub.layer.pipe(Layer.provideMerge(Broker.Broker.layerMemory))
+    : Hub.Hub.layer.pipe(Layer.provideMerge(Broker.Broker.layerRedis), Layer.provide(options.redis))
+
+/** This process's presence, or with Redis the union of every process's (`PRESENCE_HEARTBEAT_MS`). */
+const presenceLayer = (
+  options: Options
+): Layer.Layer<Presence.Presence, unknown, Hub.Hub | Broker.Broker | GatewayConfig> => {
+  const redis = options.redis
+  return redis === undefined
+    ? Presence.Presence.layerMemory
+    : Layer.unwrap(
+      Effect.map(
+        GatewayConfig,
+        ({ presenceHeartbeatMs }) =>
+          Presence.Presence.layerRedis({ heartbeatMs: presenceHeartbeatMs }).pipe(Layer.provide(redis))
+      )
+    )
+}
+
 /** Closes, on this process, the channels whose membership was revoked (here or on another process). */
 const RevocationLayer = Layer.effectDiscard(
   Effect.gen(function*() {
@@ -172,12 +194,8 @@ export const make = (options: Options) => {
   const auth = Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(
     Layer.provideMerge(Layer.merge(options.auth, memberships))
   )
-  // With Redis the hub reaches the other processes through the Redis broker (kept in the context for /ready).
-  const hubLayer = options.redis === undefined
-    ? Hub.Hub.layer.pipe(Layer.provideMerge(Broker.Broker.layerMemory))
-    : Hub.Hub.layer.pipe(Layer.provideMerge(Broker.Broker.layerRedis), Layer.provide(options.redis))
-  const hub = Layer.mergeAll(Presence.Presence.layerMemory, options.changes).pipe(
-    Layer.provideMerge(hubLayer),
+  const hub = Layer.mergeAll(presenceLayer(options), options.changes).pipe(
+    Layer.provideMerge(hubLayer(options)),
     Layer.provide(memberships)
   )
   const connections = ConnectionRegistry.ConnectionRegistry.layer.pipe(Layer.provideMerge(options.connection))

@@ -158,14 +158,15 @@ export const open: Step = (conn, attempt) =>
   })
 
 /** `presence_state` to a join that enabled presence. */
-export const presence: Step = (conn, attempt) =>
-  Effect.sync(() => {
-    const channel = attempt.channel
-    if (channel === undefined || !attempt.config.presenceEnabled) return undefined
-    const state = Context.get(conn.context, Presence.Presence).state(channel.topic, channel.isPrivate)
+export const presence: Step = (conn, attempt) => {
+  const channel = attempt.channel
+  if (channel === undefined || !attempt.config.presenceEnabled) return CONTINUE
+  // The channel is subscribed (`open`), so every diff after the state reaches it too.
+  return Effect.map(Context.get(conn.context, Presence.Presence).state(channel.topic, channel.isPrivate), (state) => {
     conn.sendText(Serializer.encodeRaw(conn.vsn, channel.joinRef, null, channel.topic, Reply.PRESENCE_STATE, state))
     return undefined
   })
+}
 
 /** The channel's `postgres_changes` bindings, registered with the change feed. */
 export const postgresChanges: Step = (conn, attempt) =>

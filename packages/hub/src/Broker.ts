@@ -95,8 +95,11 @@ const makeMemory = (bus: MemoryBus): BrokerShape => {
   }
 }
 
-/** The shard channel of a topic; colliding names (only for malformed UTF-16) merely share a channel. */
-export const channelOf = (key: TopicKey): RedisKey.RedisKey => RedisKey.make("broker", key.toWellFormed())
+/**
+ * The shard channel of a topic; colliding names (only for malformed UTF-16) merely share a channel. The topic is the
+ * hash tag, so the channel lives in the slot of the topic's other keys (its presence entries).
+ */
+export const channelOf = (key: TopicKey): RedisKey.RedisKey => RedisKey.tagged("broker", key.toWellFormed())
 
 const sameOrigin = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(a, b) === 0
 

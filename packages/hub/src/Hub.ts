@@ -25,8 +25,20 @@ export interface HubShape {
   readonly subscribed: (key: TopicKey) => Effect.Effect<void>
   /** Delivers to local subscribers (skipping `except`, the sender for `self: false`) and to other nodes. */
   readonly publish: (publication: Publication, except?: Sink) => Effect.Effect<number>
+  /** Delivers to this node's subscribers only; for news every node derives by itself (a dead node's leaves). */
+  readonly publishLocal: (publication: Publication) => number
+  /** Registers `watcher` for the life of the scope. */
+  readonly watch: (watcher: HubWatcher) => Effect.Effect<void, never, Scope.Scope>
   readonly subscriberCount: (key: TopicKey) => number
   readonly topicCount: () => number
+}
+
+/** Observes what reaches this node from the others; called synchronously, so it must not block. */
+export interface HubWatcher {
+  /** A publication from another node, just before its local fan-out. */
+  readonly remote: (publication: Publication) => void
+  /** The last local subscriber of `key` left: from now on this node stops receiving the topic from others. */
+  readonly vacated: (key: TopicKey) => void
 }
 
 const V2: Frame.Vsn = "2.0.0"
@@ -75,7 +87,13 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
     return delivered
   }
 
-  yield* broker.receive((publication) => void fanOut(publication, undefined))
+  // Replaced, never mutated, so the loops below need no copy (watchers are few and registered once).
+  let watchers: ReadonlyArray<HubWatcher> = []
+
+  yield* broker.receive((publication) => {
+    for (let i = 0; i < watchers.length; i++) watchers[i]!.remote(publication)
+    fanOut(publication, undefined)
+  })
   // Local subscribers only: every other node reports its own gap.
   yield* broker.onGap((keys) => {
     for (const key of keys) if (topics.has(key)) fanOut(missedMessages(key), undefined)
@@ -98,6 +116,7 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
     if (sinks !== undefined && sinks.size === 0) {
       topics.delete(key)
       broker.leave(key)
+      for (let i = 0; i < watchers.length; i++) watchers[i]!.vacated(key)
     }
     updateGauges()
   }
@@ -116,6 +135,17 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
         const delivered = fanOut(publication, except)
         return Effect.as(broker.publish(publication), delivered)
       }),
+    publishLocal: (publication) => fanOut(publication, undefined),
+    watch: (watcher) =>
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          watchers = [...watchers, watcher]
+        }),
+        () =>
+          Effect.sync(() => {
+            watchers = watchers.filter((w) => w !== watcher)
+          })
+      ),
     subscriberCount: (key) => topics.get(key)?.size ?? 0,
     topicCount: () => topics.size
   }

@@ -42,3 +42,8 @@ export const declareSeries: Effect.Effect<void> = Effect.forEach(
   (metric) => Metric.value(metric),
   { discard: true }
 )
+
+export const presenceSweptEntries = Metric.counter("wedsync_presence_swept_entries_total", {
+  description: "Presence entries of other processes removed here because their process stopped its heartbeat",
+  incremental: true
+})

@@ -38,6 +38,30 @@ const nodeOf = (bus: Broker.MemoryBus) =>
   )
 
 describe("Hub", () => {
+  it.effect("publishLocal reaches this node's subscribers only; a watcher sees other nodes' publications and vacated topics", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const bus = new Broker.MemoryBus()
+        const a = yield* nodeOf(bus)
+        const b = yield* nodeOf(bus)
+        const onA = TestSink.make("2.0.0")
+        const onB = TestSink.make("2.0.0")
+        a.add(roomKey, onA)
+        b.add(roomKey, onB)
+        const seen: Array<string> = []
+        const vacated: Array<string> = []
+        yield* b.watch({ remote: (p) => void seen.push(p.event), vacated: (key) => void vacated.push(key) })
+        assert.strictEqual(a.publishLocal(hello), 1)
+        assert.deepStrictEqual([onA.frames.length, onB.frames.length, seen.length], [1, 0, 0])
+        // Beside: a publish reaches the other node, and its watcher.
+        yield* a.publish(Publication.json(ROOM, false, "presence_diff", "{}"))
+        assert.deepStrictEqual([onA.frames.length, onB.frames.length], [2, 1])
+        assert.deepStrictEqual(seen, ["presence_diff"])
+        b.remove(roomKey, onB)
+        assert.deepStrictEqual(vacated, [roomKey])
+      })
+    ))
+
   it.effect("fans one publication out to every subscriber, once each", () =>
     Effect.gen(function*() {
       const hub = yield* Hub.Hub

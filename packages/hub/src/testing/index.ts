@@ -1,2 +1,3 @@
 export * from "./BrokerSuite.ts"
+export * from "./PresenceSuite.ts"
 export * as TestSink from "./TestSink.ts"
