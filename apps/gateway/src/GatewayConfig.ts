@@ -9,6 +9,7 @@ import { AuthConfig } from "@wedsync/auth"
 import { MembershipTable } from "@wedsync/changes"
 import { ConnectionConfig } from "@wedsync/connection"
 import { Config, Console, Context, Duration, Effect, Layer, Option, type Redacted, Runtime, Schema } from "effect"
+import { availableParallelism } from "node:os"
 import * as ClientAddress from "./ClientAddress.ts"
 
 export interface GatewayOptions {
@@ -26,9 +27,19 @@ export interface GatewayOptions {
   readonly adminToken: Redacted.Redacted<string> | undefined
   /** How often device counts are published to Redis (with `REDIS_URL`). */
   readonly devicesPublishMs: number
+  /** This process's number among the workers (1 when it runs alone); the `worker` label of `wedsync_worker_info`. */
+  readonly workerId: number
+  /**
+   * Listen with `SO_REUSEPORT`, sharing the port with the sibling workers (the kernel spreads connections over them).
+   * Only workers started by a primary do: a lone gateway must fail on a port already in use.
+   */
+  readonly reusePort: boolean
   /** With Redis: how often this process refreshes its presence heartbeat and checks the other processes'. */
   readonly presenceHeartbeatMs: number
 }
+
+/** Set by the primary (`WORKERS` > 1) in each worker's environment: its number, from 1. */
+export const WORKER_ID_VARIABLE = "WEDSYNC_WORKER_ID"
 
 /** Room for a REST body's envelope (topic, event, the batch's JSON) above the payload limit. */
 const REST_BODY_ALLOWANCE = 65_536
@@ -42,6 +53,8 @@ export const defaults: GatewayOptions = {
   maxRestBodyBytes: undefined,
   adminToken: undefined,
   devicesPublishMs: 5_000,
+  workerId: 1,
+  reusePort: false,
   presenceHeartbeatMs: 2_000
 }
 
@@ -73,6 +86,8 @@ export class GatewayConfig extends Context.Service<GatewayConfig, GatewayOptions
         Config.map((o) => o._tag === "Some" ? o.value : undefined)
       ),
       devicesPublishMs: Config.Int("DEVICES_PUBLISH_MS").pipe(Config.withDefault(defaults.devicesPublishMs)),
+      workerId: Config.Int("WEDSYNC_WORKER_ID").pipe(Config.withDefault(defaults.workerId)),
+      reusePort: Config.Int("WEDSYNC_WORKER_ID").pipe(Config.option, Config.map((o) => o._tag === "Some")),
       presenceHeartbeatMs: Config.Int("PRESENCE_HEARTBEAT_MS").pipe(Config.withDefault(defaults.presenceHeartbeatMs))
     })
   )
@@ -167,6 +182,24 @@ const duration = (min: Duration.Duration): Check => (raw) => {
   return Duration.isLessThan(parsed.value, min) ? `must be at least ${Duration.format(min)}` : undefined
 }
 
+/** Upper bound of `WORKERS`: far above any core count this gateway is deployed on, low enough to catch a typo. */
+export const MAX_WORKERS = 256
+
+/** `WORKERS`: a count from 1, or `auto` for one per core (`availableParallelism`). */
+export const parseWorkers = (raw: string, cores: number): number | undefined => {
+  if (raw.trim() === "auto") return Math.max(1, cores)
+  return integer(1, MAX_WORKERS)(raw) === undefined ? Number(raw) : undefined
+}
+
+const workers: Check = (raw) =>
+  parseWorkers(raw, 1) === undefined ? `must be auto or an integer from 1 to ${MAX_WORKERS}` : undefined
+
+/** How many gateway processes `WORKERS` asks for on this machine (1 when unset). */
+export const workersConfig: Config.Config<number> = Config.String("WORKERS").pipe(
+  Config.withDefault("1"),
+  Config.map((raw) => parseWorkers(raw, availableParallelism()) ?? 1)
+)
+
 const atLeast1 = integer(1)
 const atLeast0 = integer(0)
 
@@ -220,7 +253,9 @@ const RULES: ReadonlyArray<readonly [name: string, check: Check, secret?: "secre
   ["UNSCOPED_TABLES", oneOf(["service_role", "authenticated", "all"])],
   ["MEMBERSHIP_TABLE", tableName],
   ["HISTORY_MAX_MESSAGES", integer(1, 1_000_000)],
-  ["HISTORY_TTL", duration(Duration.seconds(1))]
+  ["HISTORY_TTL", duration(Duration.seconds(1))],
+  ["WORKERS", workers],
+  [WORKER_ID_VARIABLE, integer(1, MAX_WORKERS)]
 ]
 
 const shown = (raw: string) => JSON.stringify(raw.length > 60 ? `${raw.slice(0, 60)}…` : raw)
@@ -253,6 +288,18 @@ export const checkEnvironment: Effect.Effect<void, GatewayConfigError> = Effect.
   const databaseUrl = yield* Effect.orDie(Config.option(Config.String("DATABASE_URL")))
   if (membershipTable._tag === "Some" && databaseUrl._tag === "None") {
     problems.push("MEMBERSHIP_TABLE: needs DATABASE_URL (memberships are read from and followed in that database)")
+  }
+  const workerCount = yield* Effect.orDie(Config.option(Config.String("WORKERS")))
+  const redisUrl = yield* Effect.orDie(Config.option(Config.String("REDIS_URL")))
+  if (workerCount._tag === "Some" && redisUrl._tag === "None") {
+    const count = parseWorkers(workerCount.value, availableParallelism())
+    if (count !== undefined && count > 1) {
+      problems.push(
+        `WORKERS=${shown(workerCount.value)} (${count} processes): needs REDIS_URL ` +
+          "(the processes pass broadcasts to each other through Redis; without it a client would only hear the " +
+          "clients of its own process)"
+      )
+    }
   }
   // Rules between variables, once each value is valid on its own.
   if (problems.length === 0) {

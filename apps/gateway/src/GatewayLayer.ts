@@ -18,7 +18,15 @@ import { SignJWT } from "jose"
 import { createServer, type Server } from "node:http"
 import * as ClientAddress from "./ClientAddress.ts"
 import * as ClusterDevices from "./ClusterDevices.ts"
-import { checkEnvironment, GatewayConfig, type GatewayOptions, logConfig, type LogOptions } from "./GatewayConfig.ts"
+import * as GatewayMetrics from "./GatewayMetrics.ts"
+import {
+  checkEnvironment,
+  GatewayConfig,
+  type GatewayOptions,
+  logConfig,
+  type LogOptions,
+  WORKER_ID_VARIABLE
+} from "./GatewayConfig.ts"
 import * as Routes from "./Routes.ts"
 
 /** How long closing the HTTP server may wait for its last sockets after the drain. */
@@ -31,12 +39,12 @@ export class NodeServer extends Context.Service<NodeServer, { readonly server: S
   static readonly layer: Layer.Layer<NodeServer, never, GatewayConfig> = Layer.effect(
     NodeServer,
     Effect.gen(function*() {
-      const { host, port } = yield* GatewayConfig
+      const { host, port, reusePort } = yield* GatewayConfig
       const server = createServer()
       yield* Effect.acquireRelease(
         Effect.callback<void>((resume) => {
           server.once("error", (cause) => resume(Effect.die(cause)))
-          server.listen({ host, port }, () => resume(Effect.void))
+          server.listen({ host, port, reusePort }, () => resume(Effect.void))
         }),
         () =>
           Effect.callback<void>((resume) => {
@@ -92,13 +100,16 @@ const devAnonKey = (secret: string) =>
 const WebSocketLayer = Layer.effectDiscard(
   Effect.gen(function*() {
     const { server, port } = yield* NodeServer
-    const { host, drainTimeoutMs, trustedProxies } = yield* GatewayConfig
+    const { host, drainTimeoutMs, trustedProxies, reusePort } = yield* GatewayConfig
     const registry = yield* ConnectionRegistry.ConnectionRegistry
     const auth = yield* AuthConfig.AuthConfig
     yield* Transport.attach(server, { clientAddress: ClientAddress.make(trustedProxies) })
     // Runs first on shutdown (finalizers run in reverse), while the HTTP server still answers /ready.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
+        // A worker sharing its port stops accepting at once, so the kernel sends new connections (the drained
+        // clients reconnecting among them) to its siblings instead of to this process's 503s.
+        if (reusePort) server.close()
         yield* Effect.logInfo(`draining ${registry.count()} connections`)
         yield* registry.drain(drainTimeoutMs)
       })
@@ -203,7 +214,8 @@ export const make = (options: Options) => {
       HubMetrics.declareSeries,
       ChangesMetrics.declareSeries,
       CacheMetrics.declareSeries,
-      RedisMetrics.declareSeries
+      RedisMetrics.declareSeries,
+      Effect.flatMap(GatewayConfig, ({ workerId }) => GatewayMetrics.declareWorker(workerId, process.pid))
     ], { discard: true })
   )
   // With Redis, this process's device counts are published for the others and `/admin/devices` sums theirs.
@@ -294,12 +306,29 @@ const redisFromEnv = Effect.map(
   (url) => Option.isNone(url) ? undefined : RedisClient.RedisClient.layerConfig
 )
 
+/**
+ * The replication slot of worker `id`: worker 1 keeps `REPLICATION_SLOT` (so going from one process to several keeps
+ * the slot), the others add `_w<id>`. A slot streams to one consumer, and every worker must deliver the changes to its
+ * own sockets, so each reads the WAL through its own slot.
+ */
+export const workerSlotName = (slot: string, workerId: number): string => workerId === 1 ? slot : `${slot}_w${workerId}`
+
 /** `DATABASE_URL` set: Postgres Changes on; unset: every binding refused with a clear message. */
 const changesFromEnv = Effect.gen(function*() {
   const url = yield* Config.option(Config.Redacted("DATABASE_URL"))
   const membershipTable = yield* membershipTableConfig
   const rules = { ...(yield* PostgresChanges.config), membershipTable }
-  const config = Option.isNone(url) ? undefined : ChangesConfig.ChangesConfig.layerConfig
+  const worker = yield* Config.option(Config.Int(WORKER_ID_VARIABLE))
+  const config = Option.isNone(url)
+    ? undefined
+    : Layer.effect(
+      ChangesConfig.ChangesConfig,
+      Effect.map(
+        ChangesConfig.config,
+        (options) =>
+          Option.isNone(worker) ? options : { ...options, slotName: workerSlotName(options.slotName, worker.value) }
+      )
+    )
   const warming = yield* warmingConfig(membershipTable)
   return { changes: changesLayer(config, rules, warming), memberships: membershipsLayer(config, membershipTable) }
 })
@@ -314,8 +343,9 @@ const MINIMUM_LEVEL = {
 } as const
 
 /** Effect's own loggers: `LOG_FORMAT` picks pretty, JSON lines or logfmt; `LOG_LEVEL` the minimum level. */
-const loggingLayer = (options: LogOptions): Layer.Layer<never> =>
+export const loggingLayer = (options: LogOptions, annotations: Record<string, unknown> = {}): Layer.Layer<never> =>
   Layer.mergeAll(
+    Layer.succeed(References.CurrentLogAnnotations, annotations),
     Logger.layer([
       options.format === "json"
         ? Logger.consoleJson
@@ -330,7 +360,9 @@ const loggingLayer = (options: LogOptions): Layer.Layer<never> =>
 export const fromEnv = Layer.unwrap(
   Effect.gen(function*() {
     yield* checkEnvironment
-    const logging = loggingLayer(yield* logConfig)
+    // A worker's lines say which worker wrote them (they share the primary's stdout).
+    const worker = yield* Config.option(Config.Int(WORKER_ID_VARIABLE))
+    const logging = loggingLayer(yield* logConfig, Option.isSome(worker) ? { worker: worker.value } : {})
     const { changes, memberships } = yield* changesFromEnv
     return make({
       changes,

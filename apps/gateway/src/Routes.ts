@@ -2,6 +2,7 @@
 import { Replication } from "@wedsync/changes"
 import { ConnectionRegistry } from "@wedsync/connection"
 import { Exposition } from "@wedsync/metrics"
+import { Broker } from "@wedsync/hub"
 import { RedisClient } from "@wedsync/redis"
 import { Effect, Layer, Option } from "effect"
 import { HttpMiddleware, HttpRouter, HttpServerResponse } from "effect/http"
@@ -40,8 +41,20 @@ const redisHealth = Effect.gen(function*() {
 })
 
 /**
+ * The Redis broker's subscriptions (`connected`, `disconnected`, `resubscribing`), with `REDIS_URL` only. Like Redis's
+ * health it does not make the node unready: every process of a deployment shares the one Redis, so an outage takes
+ * them all alike and sending clients elsewhere gains nothing, while each still serves its own sockets (local fan-out,
+ * presence, Postgres Changes); when the subscriptions are back, every held topic is told it may have missed messages.
+ */
+const brokerState = Effect.gen(function*() {
+  if (Option.isNone(yield* Effect.serviceOption(RedisClient.RedisClient))) return undefined
+  return yield* (yield* Broker.Broker).state
+})
+
+/**
  * Not ready while draining, so a load balancer stops sending new sockets here, nor while the Postgres Changes
- * stream is not delivering (starting, down, or its slot held by another process); the body says why.
+ * stream is not delivering (starting, down, or its slot held by another process); the body says why, and which
+ * process (`worker`, `pid`) answered.
  */
 const ready = HttpRouter.route(
   "GET",
@@ -50,7 +63,14 @@ const ready = HttpRouter.route(
     const registry = yield* ConnectionRegistry.ConnectionRegistry
     const reason = registry.isDraining() ? "draining" : yield* changesNotReady
     const redis = yield* redisHealth
-    const extra = redis === undefined ? {} : { redis }
+    const broker = yield* brokerState
+    const { workerId } = yield* GatewayConfig
+    const extra = {
+      worker: workerId,
+      pid: process.pid,
+      ...(redis === undefined ? {} : { redis }),
+      ...(broker === undefined ? {} : { broker })
+    }
     return HttpServerResponse.jsonUnsafe(
       reason === undefined
         ? { ready: true, connections: registry.count(), ...extra }

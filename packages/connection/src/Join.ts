@@ -156,12 +156,16 @@ export const open: Step = (conn, attempt) =>
     if (attempt.config.replay !== undefined) sink.hold(conn.config.outboxLimitBytes)
     const channel = new Channel(topic, attempt.subtopic ?? "", joinRef, attempt.config, attempt.principal, sink)
     attempt.channel = channel
-    Context.get(conn.context, Hub.Hub).add(channel.key, channel.sink)
+    const hub = Context.get(conn.context, Hub.Hub)
+    hub.add(channel.key, channel.sink)
     conn.channels.set(topic, channel)
     Context.get(conn.context, DeviceCounts).opened(channel)
     conn.refreshExpiry()
     yield* Metric.modify(ConnectionMetrics.channels, 1)
     yield* Metric.update(joinsWith("ok"), 1)
+    // The first channel of a topic on this process waits for the broker's subscription (a Redis round trip), so a
+    // broadcast sent elsewhere after the client was told it joined is never missed.
+    yield* hub.subscribed(channel.key)
     const echoed = attempt.config.postgresChanges.map((b) => ({ ...b.raw, id: bindingId(b.raw) }))
     conn.reply(joinRef, ref, topic, Reply.ok({ postgres_changes: echoed }))
     return undefined

@@ -9,12 +9,28 @@
  * A node receives the topics it has joined (`join`/`leave`, reference-counted; the hub joins a
  * topic with its first local subscriber and leaves it with the last). The memory broker delivers
  * every topic, joined or not; the Redis broker holds one shard-channel subscription per joined topic.
+ *
+ * Outages are reported, never repaired: when the Redis broker's subscriber connection was lost, it
+ * names every topic it still holds once its subscriptions are live again (`onGap`), so the hub can
+ * tell those topics' subscribers that they may have missed messages. Publishing never fails: a
+ * publication Redis refused, or one that found the send backlog full, is counted and logged.
  */
 import { RedisClient, RedisKey } from "@wedsync/redis"
-import { Cause, Context, Deferred, Effect, Exit, Layer, Queue, Scope, Stream } from "effect"
+import { HotMetric } from "@wedsync/metrics"
+import { Cause, Clock, Context, Deferred, Effect, Exit, Layer, Metric, Queue, Scope, Stream } from "effect"
 import { randomBytes } from "node:crypto"
+import * as HubMetrics from "./HubMetrics.ts"
 import { keyOf, type Publication, type TopicKey } from "./Publication.ts"
 import * as PublicationWire from "./PublicationWire.ts"
+
+/**
+ * What the broker's subscriptions are worth right now:
+ * - `local`: the memory broker, nothing to lose;
+ * - `connected`: every held topic's subscription is live;
+ * - `disconnected`: the subscriber connection is down (publications from other nodes are being missed);
+ * - `resubscribing`: it is back, and the held topics are being subscribed again before their gap is reported.
+ */
+export type BrokerState = "local" | "connected" | "disconnected" | "resubscribing"
 
 export interface BrokerShape {
   /** Sends to every other node. */
@@ -27,6 +43,18 @@ export interface BrokerShape {
   readonly leave: (key: TopicKey) => void
   /** Completes once the transport's subscriptions match every `join` and `leave` made before it. */
   readonly settled: Effect.Effect<void>
+  /**
+   * Completes once this node receives the publications of a joined `key` from other nodes, so a join can be answered
+   * only when nothing published afterwards elsewhere can be missed. At once for the memory broker, for a topic not
+   * joined, and while the transport is down (the topic will be told of the gap); at most `SUBSCRIBE_WAIT_MS` otherwise.
+   */
+  readonly subscribed: (key: TopicKey) => Effect.Effect<void>
+  /**
+   * Registers, for the life of the scope, a listener told the topics that may have missed publications from other
+   * nodes: every topic held when the subscriptions came back after an outage, once they are all live again.
+   */
+  readonly onGap: (listener: (keys: ReadonlyArray<TopicKey>) => void) => Effect.Effect<void, never, Scope.Scope>
+  readonly state: Effect.Effect<BrokerState>
 }
 
 /**
@@ -60,7 +88,10 @@ const makeMemory = (bus: MemoryBus): BrokerShape => {
       ).pipe(Effect.asVoid),
     join: () => {},
     leave: () => {},
-    settled: Effect.void
+    settled: Effect.void,
+    subscribed: () => Effect.void,
+    onGap: () => Effect.void,
+    state: Effect.succeed("local")
   }
 }
 
@@ -72,10 +103,22 @@ export const channelOf = (key: TopicKey): RedisKey.RedisKey => RedisKey.tagged("
 
 const sameOrigin = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(a, b) === 0
 
+/** Most bytes of publications waiting to be sent; past it (Redis slow or frozen) new ones are dropped and counted. */
+export const MAX_BACKLOG_BYTES = 64 * 1024 * 1024
+
+/** Longest `subscribed` waits for a topic's subscription (a slow or frozen Redis must not hold joins for long). */
+export const SUBSCRIBE_WAIT_MS = 2_000
+
+/** At most one warning about lost publications per this many milliseconds; the next one says how many were lost. */
+const LOST_LOG_INTERVAL_MS = 10_000
+
 const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Scope.Scope> = Effect.gen(function*() {
   const client = yield* RedisClient.RedisClient
   const origin = randomBytes(PublicationWire.ORIGIN_BYTES)
   let handler: ((publication: Publication) => void) | undefined
+  const lostToRedis = yield* HotMetric.counter(Metric.withAttributes(HubMetrics.brokerLost, { reason: "redis" }))
+  const lostToBacklog = yield* HotMetric.counter(Metric.withAttributes(HubMetrics.brokerLost, { reason: "backlog" }))
+  const gapCounter = yield* HotMetric.counter(HubMetrics.brokerGaps)
 
   const onMessage = (bytes: Buffer) => {
     const decoded = PublicationWire.decode(bytes)
@@ -84,16 +127,56 @@ const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Sco
     handler?.(decoded.publication)
   }
 
-  // Publishing: one consumer sends whatever accumulated as one pipeline, in publish order.
+  // Lost publications are logged when they start and then at most every LOST_LOG_INTERVAL_MS, so a Redis outage
+  // under load writes a few lines, not one per batch; the recovery line closes the account.
+  let lostUnreported = 0
+  let lastLostLogAt = Number.NEGATIVE_INFINITY
+  let failing = false
+  const reportLost = (count: number, why: string) =>
+    Effect.gen(function*() {
+      failing = true
+      lostUnreported += count
+      const now = yield* Clock.currentTimeMillis
+      if (now - lastLostLogAt < LOST_LOG_INTERVAL_MS) return
+      lastLostLogAt = now
+      const lost = lostUnreported
+      lostUnreported = 0
+      yield* Effect.logWarning(`Broker: ${lost} publications not sent to other nodes (${why})`)
+    })
+  const reportSent = Effect.suspend(() => {
+    if (!failing) return Effect.void
+    failing = false
+    const lost = lostUnreported
+    lostUnreported = 0
+    lastLostLogAt = Number.NEGATIVE_INFINITY
+    return Effect.logInfo(`Broker: publishing to Redis works again${lost > 0 ? ` (${lost} more lost before)` : ""}`)
+  })
+
+  // Publishing: one consumer sends whatever accumulated as one pipeline, in publish order. The backlog is bounded in
+  // bytes: while Redis is frozen every batch waits out the command timeout, and publications must not pile up.
   const outbox = yield* Queue.make<readonly [channel: string, bytes: Buffer]>()
-  const sendBatch = (batch: ReadonlyArray<readonly [string, Buffer]>) =>
-    client.command("SPUBLISH", (redis) => {
+  let backlogBytes = 0
+  const sendBatch = (batch: ReadonlyArray<readonly [string, Buffer]>) => {
+    for (const [, bytes] of batch) backlogBytes -= bytes.length
+    return client.command("SPUBLISH", (redis) => {
       const pipeline = redis.pipeline()
       for (const [channel, bytes] of batch) pipeline.spublish(channel, bytes)
       return pipeline.exec()
     }).pipe(
-      Effect.catch((error) => Effect.logWarning(`Broker: ${batch.length} publications lost`, error.message))
+      Effect.matchEffect({
+        onFailure: (error) => {
+          lostToRedis.inc(batch.length)
+          return reportLost(batch.length, error.message)
+        },
+        onSuccess: (replies) => {
+          const refused = replies?.filter(([error]) => error !== null).length ?? batch.length
+          if (refused === 0) return reportSent
+          lostToRedis.inc(refused)
+          return reportLost(refused, "refused by Redis")
+        }
+      })
     )
+  }
   yield* Queue.takeAll(outbox).pipe(Effect.flatMap(sendBatch), Effect.forever, Effect.forkScoped)
 
   // Subscribing: `wanted` counts interests; one reconciler makes the live subscriptions follow it, so
@@ -102,6 +185,50 @@ const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Sco
   const live = new Map<TopicKey, Scope.Closeable>()
   const wake = yield* Queue.make<void>({ capacity: 1, strategy: "dropping" })
   let waiters: Array<Deferred.Deferred<void>> = []
+  // `subscribed` callers, by topic, until its subscription is live (or the topic is left).
+  const liveWaiters = new Map<TopicKey, Array<Deferred.Deferred<void>>>()
+  const releaseLiveWaiters = (key: TopicKey) => {
+    const waiting = liveWaiters.get(key)
+    if (waiting === undefined) return
+    liveWaiters.delete(key)
+    for (const waiter of waiting) Deferred.doneUnsafe(waiter, Effect.void)
+  }
+
+  // The subscriber connection's outages. `gapPending` is set when it drops after having been up and cleared once,
+  // with the connection back and every wanted topic live, the held topics were reported to the gap listeners.
+  let subscriberUp = false
+  let subscriberEverUp = false
+  let gapPending = false
+  const gapListeners = new Set<(keys: ReadonlyArray<TopicKey>) => void>()
+  yield* client.statusChanges.pipe(
+    Stream.runForEach((status) =>
+      Effect.sync(() => {
+        const up = status.subscriber === "connected"
+        if (up === subscriberUp) return
+        subscriberUp = up
+        if (up) subscriberEverUp = true
+        else if (subscriberEverUp) gapPending = true
+        // Back up: the client has subscribed again to every live channel; the reconciler adds what was joined
+        // meanwhile and then reports the gap.
+        if (up && gapPending) Queue.offerUnsafe(wake, undefined)
+      })
+    ),
+    Effect.forkScoped
+  )
+
+  const reportGap = Effect.suspend(() => {
+    gapPending = false
+    const keys = [...wanted.keys()]
+    if (keys.length === 0) return Effect.void
+    gapCounter.inc()
+    return Effect.logWarning(
+      `Broker: subscriptions restored after an outage; ${keys.length} topics told that messages may have been missed`
+    ).pipe(
+      Effect.andThen(Effect.sync(() => {
+        for (const listener of gapListeners) listener(keys)
+      }))
+    )
+  })
 
   const subscribe = (key: TopicKey) =>
     Effect.gen(function*() {
@@ -113,9 +240,15 @@ const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Sco
         Scope.provide(scope),
         Effect.exit
       )
-      if (Exit.isSuccess(exit)) return live.set(key, scope)
+      if (Exit.isSuccess(exit)) {
+        live.set(key, scope)
+        return releaseLiveWaiters(key)
+      }
       yield* Scope.close(scope, Exit.void)
-      yield* Effect.logWarning(`Broker: subscribing to ${key} failed`, Cause.pretty(exit.cause))
+      // While the subscriber is down every join fails the same way; the outage itself is logged by the client.
+      if (subscriberUp || !subscriberEverUp) {
+        yield* Effect.logWarning(`Broker: subscribing to ${key} failed`, Cause.pretty(exit.cause))
+      }
     })
 
   const reconcile = Effect.gen(function*() {
@@ -125,8 +258,10 @@ const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Sco
       yield* Scope.close(scope, Exit.void)
     }
     for (const key of [...wanted.keys()]) if (!live.has(key)) yield* subscribe(key)
+    for (const key of [...liveWaiters.keys()]) if (!wanted.has(key)) releaseLiveWaiters(key)
     const inSync = [...wanted.keys()].every((key) => live.has(key))
     if (inSync) {
+      if (gapPending && subscriberUp) yield* reportGap
       const done = waiters
       waiters = []
       for (const waiter of done) yield* Deferred.succeed(waiter, undefined)
@@ -143,12 +278,15 @@ const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Sco
 
   return {
     publish: (publication) =>
-      Effect.sync(() =>
-        void Queue.offerUnsafe(outbox, [
-          client.key(channelOf(keyOf(publication))),
-          PublicationWire.encode(origin, publication)
-        ])
-      ),
+      Effect.sync(() => {
+        const bytes = PublicationWire.encode(origin, publication)
+        if (backlogBytes + bytes.length > MAX_BACKLOG_BYTES) {
+          lostToBacklog.inc()
+          return
+        }
+        backlogBytes += bytes.length
+        Queue.offerUnsafe(outbox, [client.key(channelOf(keyOf(publication))), bytes])
+      }),
     receive: (h) =>
       Effect.acquireRelease(
         Effect.sync(() => {
@@ -176,7 +314,24 @@ const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Sco
       waiters.push(waiter)
       Queue.offerUnsafe(wake, undefined)
       return Deferred.await(waiter)
-    })
+    }),
+    subscribed: (key) =>
+      Effect.suspend(() => {
+        if (live.has(key) || !wanted.has(key) || (subscriberEverUp && !subscriberUp)) return Effect.void
+        const waiter = Deferred.makeUnsafe<void>()
+        const waiting = liveWaiters.get(key)
+        if (waiting === undefined) liveWaiters.set(key, [waiter])
+        else waiting.push(waiter)
+        return Deferred.await(waiter).pipe(Effect.timeoutOption(SUBSCRIBE_WAIT_MS), Effect.asVoid)
+      }),
+    onGap: (listener) =>
+      Effect.acquireRelease(
+        Effect.sync(() => gapListeners.add(listener)),
+        () => Effect.sync(() => gapListeners.delete(listener))
+      ).pipe(Effect.asVoid),
+    state: Effect.sync((): BrokerState =>
+      !subscriberUp && subscriberEverUp ? "disconnected" : gapPending ? "resubscribing" : "connected"
+    )
   }
 })
 

@@ -6,11 +6,11 @@
  * is the only structure shared between connections and is mutated synchronously.
  */
 import { HotMetric } from "@wedsync/metrics"
-import type { Frame } from "@wedsync/protocol"
+import { Frame, Reply } from "@wedsync/protocol"
 import { Context, Effect, Layer, Scope } from "effect"
 import { Broker } from "./Broker.ts"
 import * as HubMetrics from "./HubMetrics.ts"
-import { frameFor, keyOf, type Publication, type TopicKey } from "./Publication.ts"
+import { frameFor, json, keyOf, type Publication, topicOfKey, type TopicKey } from "./Publication.ts"
 import type { Sink } from "./Sink.ts"
 
 export interface HubShape {
@@ -21,6 +21,8 @@ export interface HubShape {
    */
   readonly add: (key: TopicKey, sink: Sink) => void
   readonly remove: (key: TopicKey, sink: Sink) => void
+  /** Completes once publications of `key` from other nodes reach this node (`Broker.subscribed`); after `add`. */
+  readonly subscribed: (key: TopicKey) => Effect.Effect<void>
   /** Delivers to local subscribers (skipping `except`, the sender for `self: false`) and to other nodes. */
   readonly publish: (publication: Publication, except?: Sink) => Effect.Effect<number>
   /** Delivers to this node's subscribers only; for news every node derives by itself (a dead node's leaves). */
@@ -42,6 +44,18 @@ export interface HubWatcher {
 }
 
 const V2: Frame.Vsn = "2.0.0"
+
+/** The `system` message telling a topic's subscribers that publications from other nodes may have been lost. */
+const missedMessages = (key: TopicKey): Publication => {
+  const { topic, isPrivate } = topicOfKey(key)
+  const payload = Reply.system(
+    "broadcast",
+    "error",
+    Reply.MESSAGES_MAY_HAVE_BEEN_MISSED,
+    Frame.subtopicOf(topic) ?? topic
+  )
+  return json(topic, isPrivate, Reply.SYSTEM, JSON.stringify(payload))
+}
 
 export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect.gen(function*() {
   const broker = yield* Broker
@@ -82,6 +96,10 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
     for (let i = 0; i < watchers.length; i++) watchers[i]!.remote(publication)
     fanOut(publication, undefined)
   })
+  // Local subscribers only: every other node reports its own gap.
+  yield* broker.onGap((keys) => {
+    for (const key of keys) if (topics.has(key)) fanOut(missedMessages(key), undefined)
+  })
 
   const add = (key: TopicKey, sink: Sink) => {
     let sinks = topics.get(key)
@@ -113,6 +131,7 @@ export const make: Effect.Effect<HubShape, never, Broker | Scope.Scope> = Effect
   return {
     add,
     remove,
+    subscribed: broker.subscribed,
     publish: (publication, except) =>
       Effect.suspend(() => {
         const delivered = fanOut(publication, except)

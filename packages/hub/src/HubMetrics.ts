@@ -20,6 +20,18 @@ export const fanoutDuration = Metric.histogram("wedsync_hub_fanout_duration_seco
   boundaries: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1]
 })
 
+export const brokerLost = Metric.counter("wedsync_hub_broker_lost_total", {
+  description:
+    "Publications not sent to other nodes: reason=redis (Redis failed or refused the SPUBLISH), backlog (the send backlog was full)",
+  incremental: true
+})
+
+export const brokerGaps = Metric.counter("wedsync_hub_broker_gaps_total", {
+  description:
+    "Times the broker's subscriptions came back after an outage and its topics' subscribers were told they may have missed messages",
+  incremental: true
+})
+
 export const presenceSweptEntries = Metric.counter("wedsync_presence_swept_entries_total", {
   description: "Presence entries of other processes removed here because their process stopped its heartbeat",
   incremental: true
@@ -30,7 +42,15 @@ export const historyAppendFailures = Metric.counter("wedsync_history_append_fail
   incremental: true
 })
 
-/** The series updated only on rare events, so that they exist from the first scrape. */
-export const declareSeries: Effect.Effect<void> = Effect.asVoid(
-  Effect.all([Metric.value(historyAppendFailures), Metric.value(presenceSweptEntries)])
+/** The series updated only on rare events, at 0, so that they exist from the first scrape (with the memory broker too). */
+export const declareSeries: Effect.Effect<void> = Effect.forEach(
+  [
+    Metric.withAttributes(brokerLost, { reason: "redis" }),
+    Metric.withAttributes(brokerLost, { reason: "backlog" }),
+    brokerGaps,
+    historyAppendFailures,
+    presenceSweptEntries
+  ],
+  (metric) => Metric.value(metric),
+  { discard: true }
 )

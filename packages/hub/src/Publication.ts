@@ -34,6 +34,12 @@ export const topicKey = (
   isPrivate: boolean
 ): TopicKey => (isPrivate ? `private|${topic}` : `public|${topic}`)
 
+/** The topic and privacy a key was made from (`topicKey`'s inverse). */
+export const topicOfKey = (key: TopicKey): { readonly topic: string; readonly isPrivate: boolean } =>
+  key.startsWith("private|")
+    ? { topic: key.slice("private|".length), isPrivate: true }
+    : { topic: key.slice("public|".length), isPrivate: false }
+
 export const keyOf = (publication: Publication): TopicKey => topicKey(publication.topic, publication.isPrivate)
 
 export const json = (topic: string, isPrivate: boolean, event: string, payloadJson: string): Publication => ({

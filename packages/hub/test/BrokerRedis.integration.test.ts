@@ -1,12 +1,14 @@
 /**
  * The Redis broker against the real local Redis, every channel under this run's own prefix: the contract suite,
- * two hubs that each hold their own client, and the release of a topic's shard subscription.
+ * two hubs that each hold their own client, and the release of a topic's shard subscription. The restart case runs
+ * on a throwaway Redis server of its own.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { RedisClient, RedisConfig } from "@wedsync/redis"
-import { redisUrl, uniquePrefix, waitUntil } from "@wedsync/testkit"
-import { Context, Effect, Layer, Redacted } from "effect"
-import { Broker, Hub, Publication } from "../src/index.ts"
+import { Reply } from "@wedsync/protocol"
+import { RedisServer, redisUrl, uniquePrefix, waitUntil } from "@wedsync/testkit"
+import { Context, Effect, Layer, Metric, Redacted } from "effect"
+import { Broker, Hub, HubMetrics, Publication } from "../src/index.ts"
 import { BrokerSuite, TestSink } from "../src/testing/index.ts"
 
 // One client (so one subscriber connection) per node, as in separate processes.
@@ -116,3 +118,109 @@ describe("Broker.layerRedis", () => {
       })
     ))
 })
+
+describe("Broker.layerRedis when Redis restarts", () => {
+  it.live(
+    "keeps local fan-out, counts lost publications, then tells every held topic once and delivers again",
+    () =>
+      Effect.scoped(
+        Effect.gen(function*() {
+          const server = yield* Effect.acquireRelease(
+            Effect.promise(() => RedisServer.start()),
+            (s) => Effect.promise(() => s.stop())
+          )
+          const prefix = uniquePrefix("broker-restart")
+          const node = (name: string) =>
+            Layer.build(
+              Layer.fresh(Hub.Hub.layer).pipe(
+                Layer.provideMerge(Layer.fresh(Broker.Broker.layerRedis)),
+                Layer.provideMerge(
+                  Layer.fresh(RedisClient.RedisClient.layer).pipe(
+                    Layer.provide(RedisConfig.RedisConfig.layer({
+                      url: Redacted.make(server.url),
+                      prefix,
+                      reconnectMaxDelayMs: 200,
+                      commandTimeoutMs: 300
+                    })),
+                    Layer.orDie
+                  )
+                )
+              )
+            ).pipe(
+              Effect.map((context) => ({
+                name,
+                hub: Context.get(context, Hub.Hub),
+                broker: Context.get(context, Broker.Broker)
+              }))
+            )
+          const a = yield* node("a")
+          const b = yield* node("b")
+          const otherKey = Publication.topicKey("realtime:other", true)
+          const onA = TestSink.make("2.0.0")
+          const onB = TestSink.make("1.0.0")
+          const onBOther = TestSink.make("2.0.0")
+          a.hub.add(roomKey, onA)
+          b.hub.add(roomKey, onB)
+          b.hub.add(otherKey, onBOther)
+          yield* a.broker.settled
+          yield* b.broker.settled
+          assert.strictEqual(yield* b.broker.state, "connected")
+          yield* a.hub.publish(message(1))
+          yield* framesReach(onB, 1, "B to receive the first publication")
+
+          yield* Effect.promise(() => server.kill())
+          yield* Effect.promise(() =>
+            waitUntil("B to see its subscriber down", () =>
+              Effect.runPromise(b.broker.state), (s) =>
+              s === "disconnected")
+          )
+          // Local fan-out goes on; the publication to B is lost and counted, never an error.
+          const lostBefore = yield* lostToRedis
+          assert.strictEqual(yield* a.hub.publish(message(2)), 1)
+          assert.deepStrictEqual(numbers(onA), [1, 2])
+          yield* Effect.promise(() =>
+            waitUntil("the lost publication counted", () =>
+              Effect.runPromise(lostToRedis), (n) => n > lostBefore)
+          )
+
+          yield* Effect.promise(() => server.restart())
+          yield* Effect.promise(() =>
+            waitUntil("B to report the gap", () => onB.frames.length + onBOther.frames.length, (n) => n >= 3, {
+              timeoutMs: 10_000
+            })
+          )
+          assert.strictEqual(yield* b.broker.state, "connected")
+          const systemOf = (sink: TestSink.TestSink) =>
+            sink.decoded().flatMap((frame) => {
+              if (frame._tag !== "Text") return []
+              const json = frame.json as ReadonlyArray<unknown> | {
+                readonly event?: string
+                readonly payload?: unknown
+              }
+              if (Array.isArray(json)) return json[3] === "system" ? [{ topic: json[2], payload: json[4] }] : []
+              const v1 = json as { readonly topic?: string; readonly event?: string; readonly payload?: unknown }
+              return v1.event === "system" ? [{ topic: v1.topic, payload: v1.payload }] : []
+            })
+          const expected = (channel: string) => ({
+            extension: "broadcast",
+            status: "error",
+            message: Reply.MESSAGES_MAY_HAVE_BEEN_MISSED,
+            channel
+          })
+          assert.deepStrictEqual(systemOf(onB), [{ topic: ROOM, payload: expected("room") }])
+          assert.deepStrictEqual(systemOf(onBOther), [{ topic: "realtime:other", payload: expected("other") }])
+          // A has been told too (its subscriber dropped as well); then publications flow again.
+          yield* framesReach(onA, 3, "A's gap message")
+          yield* a.broker.settled
+          yield* a.hub.publish(message(3))
+          yield* framesReach(onB, 3, "B to receive a publication after the restart")
+          assert.deepStrictEqual(numbers(onB), [1, undefined, 3])
+        })
+      ),
+    30_000
+  )
+})
+
+const lostToRedis = Metric.value(Metric.withAttributes(HubMetrics.brokerLost, { reason: "redis" })).pipe(
+  Effect.map((state) => state.count)
+)

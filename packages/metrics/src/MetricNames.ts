@@ -25,7 +25,10 @@ const allowedLabels: ReadonlyArray<string> = [
   "code",
   "target",
   // nodejs_version_info only: one series per process.
-  "version"
+  "version",
+  // wedsync_worker_info only: one series per process (its worker number and pid).
+  "worker",
+  "pid"
 ]
 
 /** Unit suffixes accepted on histograms and summaries. */

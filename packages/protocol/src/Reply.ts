@@ -46,3 +46,11 @@ export const system = (
   message: string,
   channel: string
 ): SystemPayload => ({ extension, status, message, channel })
+
+/**
+ * The `system` message (extension `broadcast`, status `error`) a channel gets when the node's connection to the other
+ * nodes was interrupted: broadcasts published elsewhere meanwhile did not reach it.
+ */
+export const MESSAGES_MAY_HAVE_BEEN_MISSED =
+  "Messages may have been missed: the server's connection to the other servers was interrupted and is restored; " +
+  "replay or resync this channel"
