@@ -216,7 +216,10 @@ describe("replay at join", () => {
       receive: () => Effect.void,
       join: () => {},
       leave: () => {},
-      settled: Effect.never
+      settled: Effect.never,
+      subscribed: () => Effect.void,
+      onGap: () => Effect.void,
+      state: Effect.succeed("connected" as const)
     })
     return Effect.gen(function*() {
       const client = yield* userClient()
