@@ -1,9 +1,9 @@
 /**
- * Issue 9, item 5, end to end: a `WORKERS=2` gateway on one Redis loses a worker to SIGKILL while a wedding's private
- * channel is busy. The killed worker's supabase-js clients reconnect by themselves (to the port: the surviving worker,
+ * Issue 9, item 5, end to end: a `WORKERS=2` gateway on one Redis loses a worker (SIGKILL, or a SIGTERM drain) while a
+ * wedding's private channel is busy. The killed worker's supabase-js clients reconnect by themselves (to the port: the surviving worker,
  * or the restarted one), rejoin with the same `replay` config and so resume through the shared Redis history: every
  * broadcast acknowledged before, during and after the kill reaches every client (de-duplicated by `meta.id`, as an app
- * resuming with `since` does), and the dead worker's presence entries are swept, so no client keeps a ghost.
+ * resuming with `since` does), and the dead worker's presence entries are swept (SIGKILL) or left (drain), so no client keeps a ghost.
  */
 import type { RealtimeChannel, SupabaseClient } from "@supabase/supabase-js"
 import { TestTokens } from "@wedsync/auth/testing"
@@ -63,7 +63,12 @@ const member = async (gateway: Processes.GatewayProcess, wedding: string, name: 
 const metasByKey = (channel: RealtimeChannel): Record<string, number> =>
   Object.fromEntries(Object.entries(channel.presenceState()).map(([key, metas]) => [key, metas.length]))
 
-describe("a worker killed outright (SIGKILL) under load", () => {
+describe.each(
+  [
+    ["killed outright (SIGKILL)", "SIGKILL"],
+    ["drained (SIGTERM)", "SIGTERM"]
+  ] as const
+)("a worker %s under load", (_, signal) => {
   it("its clients reconnect by themselves, resume through replay with nothing lost, and leave no presence ghost", async () => {
     const gateway = await Processes.start({
       WORKERS: "2",
@@ -108,7 +113,7 @@ describe("a worker killed outright (SIGKILL) under load", () => {
     const publisher = publish()
     await waitUntil("a few acknowledged broadcasts", () => acknowledged.length, (count) => count >= 10)
 
-    process.kill(victim.pid, "SIGKILL")
+    process.kill(victim.pid, signal)
     await gateway.line((l) => /worker 2 exited .*starting it again/.test(l), "worker 2's restart")
     // The killed worker's clients join again by themselves; the others never left.
     await waitUntil(
