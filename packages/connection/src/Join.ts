@@ -11,7 +11,7 @@
 import { AuthError, ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
 import { ChangeFeed, History, Hub, Presence, Publication } from "@wedsync/hub"
 import { Frame, JoinConfig, Reply, Serializer, WsFrame } from "@wedsync/protocol"
-import { Clock, Context, Duration, Effect, Metric, Result } from "effect"
+import { Clock, Context, Effect, Metric, Result } from "effect"
 import { bindingId, Channel, ChannelSink, remove, shutdown } from "./Channel.ts"
 import * as ConnectionError from "./ConnectionError.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
@@ -188,9 +188,10 @@ export const presence: Step = (conn, attempt) => {
  * held back since `open` without the copies of replayed ids.
  *
  * Order is what makes the seam gap-free: the channel is subscribed (`open`) and the broker receives the topic
- * (`settled`) before the history is read, and the history is written before the live publish (`History.publish`), so
- * every message is in the history read, held back live, or both. The actor waits for the read (one round trip to
- * Redis at most): nothing else of this socket can interleave with the replay.
+ * (`subscribed` answers true) before the history is read, and the history is written before the live publish
+ * (`History.publish`), so every message is in the history read, held back live, or both. Only this topic is waited
+ * for: in a join storm the broker's other topics (`settled`) would hold every replay up. The actor waits for the read
+ * (one round trip to Redis at most): nothing else of this socket can interleave with the replay.
  *
  * A read that fails shuts the channel down with `UnableToReplayMessages` (a `system` error and `phx_close`): the join
  * was already answered `ok` by `open`, and a channel that silently skipped its replay would look complete.
@@ -201,13 +202,14 @@ export const replay: Step = (conn, attempt) =>
     const request = attempt.config.replay
     if (channel === undefined || request === undefined || request === "invalid") return undefined
     const history = Context.get(conn.context, History.History)
-    const read = yield* Context.get(conn.context, Hub.Hub).settled.pipe(
-      // A broker that cannot subscribe (Redis away) retries without end; the actor must not wait with it.
-      Effect.timeoutOrElse({
-        duration: SETTLE_TIMEOUT,
-        orElse: () => Effect.fail(new History.HistoryError({ message: "the topic's live subscription is not ready" }))
-      }),
-      Effect.andThen(history.read(channel.key, request.since, request.limit)),
+    // `open` already waited; a topic still not received (Redis away or slow) gets one more bounded wait, and is then
+    // given up: a history read without the live subscription could miss what is published meanwhile.
+    const read = yield* Context.get(conn.context, Hub.Hub).subscribed(channel.key).pipe(
+      Effect.flatMap((live) =>
+        live
+          ? history.read(channel.key, request.since, request.limit)
+          : Effect.fail(new History.HistoryError({ message: "the topic's live subscription is not ready" }))
+      ),
       Effect.result
     )
     if (Result.isFailure(read)) {
@@ -246,9 +248,6 @@ export const replay: Step = (conn, attempt) =>
     if (channel.sink.overflowed) conn.offer({ _tag: "Overflow" })
     return undefined
   })
-
-/** Longest wait for the broker to receive a replaying channel's topic before the replay is given up. */
-const SETTLE_TIMEOUT = Duration.seconds(5)
 
 /** The channel's `postgres_changes` bindings, registered with the change feed. */
 export const postgresChanges: Step = (conn, attempt) =>

@@ -210,33 +210,55 @@ describe("replay at join", () => {
     }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, broken)))
   })
 
-  it.effect("a broker that cannot receive the topic gives the replay up after 5 seconds; the socket goes on", () => {
-    const stuck = Layer.succeed(Broker.Broker, {
+  /** A broker whose `subscribed` answers `live` after `Broker.SUBSCRIBE_WAIT_MS`, and whose `settled` never completes. */
+  const brokerAnswering = (live: boolean) =>
+    Layer.succeed(Broker.Broker, {
       publish: () => Effect.void,
       receive: () => Effect.void,
       join: () => {},
       leave: () => {},
       settled: Effect.never,
-      subscribed: () => Effect.void,
+      subscribed: () => Effect.as(Effect.sleep(Broker.SUBSCRIBE_WAIT_MS), live),
       onGap: () => Effect.void,
       state: Effect.succeed("connected" as const)
     })
-    return Effect.gen(function*() {
+
+  it.effect("a replay waits for its own topic only, not for every topic of the broker (settled)", () =>
+    Effect.gen(function*() {
+      const client = yield* userClient()
+      yield* publish(1)
+      client.join(WEDDING, replayJoin({ since: 0 }))
+      yield* TestClock.adjust(Broker.SUBSCRIBE_WAIT_MS)
+      assert.strictEqual(statusOf((yield* client.next())[0]), "ok")
+      yield* TestClock.adjust(Broker.SUBSCRIBE_WAIT_MS)
+      assert.deepStrictEqual(seen((yield* client.next())[0]).n, 1)
+      assert.deepStrictEqual(yield* client.drain, [])
+    }).pipe(
+      Effect.provide(
+        TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, History.History.layerMemory(), brokerAnswering(true))
+      )
+    ))
+
+  it.effect("a broker that cannot receive the topic gives the replay up; the socket goes on", () =>
+    Effect.gen(function*() {
       const client = yield* userClient()
       client.join(WEDDING, replayJoin({ since: 0 }))
+      yield* TestClock.adjust(Broker.SUBSCRIBE_WAIT_MS)
       assert.strictEqual(statusOf((yield* client.next())[0]), "ok")
-      yield* TestClock.adjust("5 seconds")
+      yield* TestClock.adjust(Broker.SUBSCRIBE_WAIT_MS)
       const [system, close] = yield* client.next(2)
       assert.strictEqual(
         (messageOf(system).payload as { readonly message: string }).message,
         "Realtime was unable to replay messages"
       )
       assert.strictEqual(messageOf(close).event, "phx_close")
-      // Without replay nothing waits for the broker.
+      // Without replay only the join waits for the broker.
       client.join(WEDDING, { config: { private: true } })
+      yield* TestClock.adjust(Broker.SUBSCRIBE_WAIT_MS)
       assert.strictEqual(statusOf((yield* client.next())[0]), "ok")
     }).pipe(
-      Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, History.History.layerMemory(), stuck))
-    )
-  })
+      Effect.provide(
+        TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, History.History.layerMemory(), brokerAnswering(false))
+      )
+    ))
 })
