@@ -11,7 +11,7 @@
 import { AuthError, ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
 import { ChangeFeed, History, Hub, Presence, Publication } from "@wedsync/hub"
 import { Frame, JoinConfig, Reply, Serializer, WsFrame } from "@wedsync/protocol"
-import { Clock, Context, Effect, Metric, Result } from "effect"
+import { Clock, Context, Duration, Effect, Metric, Option, Result, Schedule } from "effect"
 import { bindingId, Channel, ChannelSink, remove, shutdown } from "./Channel.ts"
 import * as ConnectionError from "./ConnectionError.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
@@ -202,11 +202,14 @@ export const replay: Step = (conn, attempt) =>
     const request = attempt.config.replay
     if (channel === undefined || request === undefined || request === "invalid") return undefined
     const history = Context.get(conn.context, History.History)
-    // `open` already waited; a topic still not received (Redis away or slow) gets one more bounded wait, and is then
-    // given up: a history read without the live subscription could miss what is published meanwhile.
+    // `open` already waited; a topic still not received (Redis away or slow) is asked again until SUBSCRIBE_TIMEOUT,
+    // so a short subscriber outage does not fail the replay, and is then given up: a history read without the live
+    // subscription could miss what is published meanwhile, and the actor must not wait for Redis without end.
     const read = yield* Context.get(conn.context, Hub.Hub).subscribed(channel.key).pipe(
+      Effect.repeat({ until: (live) => live, schedule: Schedule.spaced(SUBSCRIBE_RETRY) }),
+      Effect.timeoutOption(SUBSCRIBE_TIMEOUT),
       Effect.flatMap((live) =>
-        live
+        Option.isSome(live)
           ? history.read(channel.key, request.since, request.limit)
           : Effect.fail(new History.HistoryError({ message: "the topic's live subscription is not ready" }))
       ),
@@ -248,6 +251,11 @@ export const replay: Step = (conn, attempt) =>
     if (channel.sink.overflowed) conn.offer({ _tag: "Overflow" })
     return undefined
   })
+
+/** Longest wait for the broker to receive a replaying channel's topic before the replay is given up. */
+const SUBSCRIBE_TIMEOUT = Duration.seconds(5)
+/** Pause between asking the broker again (`subscribed` answers at once while the transport is down). */
+const SUBSCRIBE_RETRY = Duration.millis(100)
 
 /** The channel's `postgres_changes` bindings, registered with the change feed. */
 export const postgresChanges: Step = (conn, attempt) =>

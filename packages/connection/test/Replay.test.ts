@@ -210,18 +210,23 @@ describe("replay at join", () => {
     }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, broken)))
   })
 
-  /** A broker whose `subscribed` answers `live` after `Broker.SUBSCRIBE_WAIT_MS`, and whose `settled` never completes. */
-  const brokerAnswering = (live: boolean) =>
-    Layer.succeed(Broker.Broker, {
+  /**
+   * A broker whose `subscribed` answers after `Broker.SUBSCRIBE_WAIT_MS`, `false` the first `notLive` times and `true`
+   * after, and whose `settled` never completes.
+   */
+  const brokerAnswering = (notLive: number) => {
+    let asked = 0
+    return Layer.succeed(Broker.Broker, {
       publish: () => Effect.void,
       receive: () => Effect.void,
       join: () => {},
       leave: () => {},
       settled: Effect.never,
-      subscribed: () => Effect.as(Effect.sleep(Broker.SUBSCRIBE_WAIT_MS), live),
+      subscribed: () => Effect.andThen(Effect.sleep(Broker.SUBSCRIBE_WAIT_MS), Effect.sync(() => ++asked > notLive)),
       onGap: () => Effect.void,
       state: Effect.succeed("connected" as const)
     })
+  }
 
   it.effect("a replay waits for its own topic only, not for every topic of the broker (settled)", () =>
     Effect.gen(function*() {
@@ -235,17 +240,35 @@ describe("replay at join", () => {
       assert.deepStrictEqual(yield* client.drain, [])
     }).pipe(
       Effect.provide(
-        TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, History.History.layerMemory(), brokerAnswering(true))
+        TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, History.History.layerMemory(), brokerAnswering(0))
       )
     ))
 
-  it.effect("a broker that cannot receive the topic gives the replay up; the socket goes on", () =>
+  it.effect("a topic received again within 5 seconds (a short outage) is replayed", () =>
+    Effect.gen(function*() {
+      const client = yield* userClient()
+      yield* publish(1)
+      client.join(WEDDING, replayJoin({ since: 0 }))
+      yield* TestClock.adjust(Broker.SUBSCRIBE_WAIT_MS)
+      assert.strictEqual(statusOf((yield* client.next())[0]), "ok")
+      // Not received when asked again, then received when asked a third time (2 s + 100 ms + 2 s: within 5 s). The
+      // clock moves in steps, so that each wait is registered before the clock passes it.
+      for (let step = 0; step < 45; step++) yield* TestClock.adjust("100 millis")
+      assert.deepStrictEqual(seen((yield* client.next())[0]).n, 1)
+      assert.deepStrictEqual(yield* client.drain, [])
+    }).pipe(
+      Effect.provide(
+        TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, History.History.layerMemory(), brokerAnswering(2))
+      )
+    ))
+
+  it.effect("a broker that cannot receive the topic gives the replay up after 5 seconds; the socket goes on", () =>
     Effect.gen(function*() {
       const client = yield* userClient()
       client.join(WEDDING, replayJoin({ since: 0 }))
       yield* TestClock.adjust(Broker.SUBSCRIBE_WAIT_MS)
       assert.strictEqual(statusOf((yield* client.next())[0]), "ok")
-      yield* TestClock.adjust(Broker.SUBSCRIBE_WAIT_MS)
+      yield* TestClock.adjust("5 seconds")
       const [system, close] = yield* client.next(2)
       assert.strictEqual(
         (messageOf(system).payload as { readonly message: string }).message,
@@ -258,7 +281,12 @@ describe("replay at join", () => {
       assert.strictEqual(statusOf((yield* client.next())[0]), "ok")
     }).pipe(
       Effect.provide(
-        TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, History.History.layerMemory(), brokerAnswering(false))
+        TestSocket.layer(
+          { joinErrorDelayMs: 0 },
+          undefined,
+          History.History.layerMemory(),
+          brokerAnswering(Number.POSITIVE_INFINITY)
+        )
       )
     ))
 })
