@@ -185,7 +185,7 @@ export const presence: Step = (conn, attempt) => {
 /**
  * The replay asked for at join: the topic's history from `since`, at most `limit`, pushed as broadcasts with meta
  * `{"replayed":true,"id":…}`, then one `system` error when that is not all the client asked for, then the live frames
- * held back since `open` without the copies of replayed ids.
+ * held back since `open` without the copies of ids the history read found (replayed, or reported missing).
  *
  * Order is what makes the seam gap-free: the channel is subscribed (`open`) and the broker receives the topic
  * (`subscribed` answers true) before the history is read, and the history is written before the live publish
@@ -235,9 +235,12 @@ export const replay: Step = (conn, attempt) =>
       bytes += frames[first - 1]?.length ?? 0
       if (bytes > budget) break
     }
-    const replayed = new Set<string>()
+    // Held live copies of what the history held are dropped: of a replayed id (a duplicate), and of an id matched
+    // but not replayed (over the limit or left out for size), which would arrive after newer replayed ones, out of
+    // order; the `system` message below says those are missing.
+    const inHistory = new Set<string>(read.success.older)
+    for (const entry of entries) inHistory.add(entry.id)
     for (let i = first; i < entries.length; i++) {
-      replayed.add(entries[i]!.id)
       const frame = frames[i]
       if (frame !== undefined) conn.outbox.enqueue(frame)
     }
@@ -247,7 +250,7 @@ export const replay: Step = (conn, attempt) =>
       conn.send(channel.joinRef, null, channel.topic, Reply.SYSTEM, payload)
     }
     yield* Metric.update(replaysWith(gap === undefined ? "complete" : "incomplete"), 1)
-    channel.sink.release(replayed)
+    channel.sink.release(inHistory)
     if (channel.sink.overflowed) conn.offer({ _tag: "Overflow" })
     return undefined
   })

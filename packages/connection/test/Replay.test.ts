@@ -128,6 +128,43 @@ describe("replay at join", () => {
     }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, racing)))
   })
 
+  it.effect("live copies of matched entries past the limit are dropped, not delivered after newer replayed ones", () => {
+    // #2 and #3 are published while the channel holds live frames, before the read: both are in the history and held.
+    const racing = Layer.effect(
+      History.History,
+      Effect.gen(function*() {
+        const memory = yield* History.History
+        const hub = yield* Hub.Hub
+        return {
+          append: memory.append,
+          read: (key, since, limit) =>
+            Effect.gen(function*() {
+              yield* History.publish(hub, memory, broadcast(2))
+              yield* History.publish(hub, memory, broadcast(3))
+              return yield* memory.read(key, since, limit)
+            })
+        }
+      })
+    ).pipe(Layer.provide(History.History.layerMemory()))
+    return Effect.gen(function*() {
+      yield* publish(1)
+      const client = yield* userClient()
+      client.join(WEDDING, replayJoin({ since: 0, limit: 1 }))
+      const [reply, last, system] = yield* client.next(3)
+      assert.strictEqual(statusOf(reply), "ok")
+      assert.deepStrictEqual(seen(last).n, 3)
+      assert.strictEqual(messageOf(system).event, "system")
+      assert.deepStrictEqual(yield* client.drain, [], "neither #2 nor #3 live after the replayed #3")
+      // Within the limit the same race replays all three and nothing follows (the accepted case).
+      const within = yield* userClient()
+      within.join(WEDDING, replayJoin({ since: 0, limit: 10 }))
+      const [ok, ...replayed] = yield* within.next(6)
+      assert.strictEqual(statusOf(ok), "ok")
+      assert.deepStrictEqual(replayed.map((r) => seen(r).n), [1, 2, 3, 2, 3])
+      assert.deepStrictEqual(yield* within.drain, [])
+    }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, racing)))
+  })
+
   it.effect("more matches than `limit`: the last `limit`, then one system message; within the limit, none", () =>
     Effect.gen(function*() {
       for (let n = 1; n <= 5; n++) yield* publish(n)
