@@ -11,7 +11,7 @@
 import { AuthError, ChannelPolicy, type Principal, TokenVerifier } from "@wedsync/auth"
 import { ChangeFeed, History, Hub, Presence, Publication } from "@wedsync/hub"
 import { Frame, JoinConfig, Reply, Serializer, WsFrame } from "@wedsync/protocol"
-import { Clock, Context, Duration, Effect, Metric, Result } from "effect"
+import { Clock, Context, Duration, Effect, Metric, Option, Result, Schedule } from "effect"
 import { bindingId, Channel, ChannelSink, remove, shutdown } from "./Channel.ts"
 import * as ConnectionError from "./ConnectionError.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
@@ -185,12 +185,13 @@ export const presence: Step = (conn, attempt) => {
 /**
  * The replay asked for at join: the topic's history from `since`, at most `limit`, pushed as broadcasts with meta
  * `{"replayed":true,"id":…}`, then one `system` error when that is not all the client asked for, then the live frames
- * held back since `open` without the copies of replayed ids.
+ * held back since `open` without the copies of ids the history read found (replayed, or reported missing).
  *
  * Order is what makes the seam gap-free: the channel is subscribed (`open`) and the broker receives the topic
- * (`settled`) before the history is read, and the history is written before the live publish (`History.publish`), so
- * every message is in the history read, held back live, or both. The actor waits for the read (one round trip to
- * Redis at most): nothing else of this socket can interleave with the replay.
+ * (`subscribed` answers true) before the history is read, and the history is written before the live publish
+ * (`History.publish`), so every message is in the history read, held back live, or both. Only this topic is waited
+ * for: in a join storm the broker's other topics (`settled`) would hold every replay up. The actor waits for the read
+ * (one round trip to Redis at most): nothing else of this socket can interleave with the replay.
  *
  * A read that fails shuts the channel down with `UnableToReplayMessages` (a `system` error and `phx_close`): the join
  * was already answered `ok` by `open`, and a channel that silently skipped its replay would look complete.
@@ -201,13 +202,17 @@ export const replay: Step = (conn, attempt) =>
     const request = attempt.config.replay
     if (channel === undefined || request === undefined || request === "invalid") return undefined
     const history = Context.get(conn.context, History.History)
-    const read = yield* Context.get(conn.context, Hub.Hub).settled.pipe(
-      // A broker that cannot subscribe (Redis away) retries without end; the actor must not wait with it.
-      Effect.timeoutOrElse({
-        duration: SETTLE_TIMEOUT,
-        orElse: () => Effect.fail(new History.HistoryError({ message: "the topic's live subscription is not ready" }))
-      }),
-      Effect.andThen(history.read(channel.key, request.since, request.limit)),
+    // `open` already waited; a topic still not received (Redis away or slow) is asked again until SUBSCRIBE_TIMEOUT,
+    // so a short subscriber outage does not fail the replay, and is then given up: a history read without the live
+    // subscription could miss what is published meanwhile, and the actor must not wait for Redis without end.
+    const read = yield* Context.get(conn.context, Hub.Hub).subscribed(channel.key).pipe(
+      Effect.repeat({ until: (live) => live, schedule: Schedule.spaced(SUBSCRIBE_RETRY) }),
+      Effect.timeoutOption(SUBSCRIBE_TIMEOUT),
+      Effect.flatMap((live) =>
+        Option.isSome(live)
+          ? history.read(channel.key, request.since, request.limit)
+          : Effect.fail(new History.HistoryError({ message: "the topic's live subscription is not ready" }))
+      ),
       Effect.result
     )
     if (Result.isFailure(read)) {
@@ -230,9 +235,12 @@ export const replay: Step = (conn, attempt) =>
       bytes += frames[first - 1]?.length ?? 0
       if (bytes > budget) break
     }
-    const replayed = new Set<string>()
+    // Held live copies of what the history held are dropped: of a replayed id (a duplicate), and of an id matched
+    // but not replayed (over the limit or left out for size), which would arrive after newer replayed ones, out of
+    // order; the `system` message below says those are missing.
+    const inHistory = new Set<string>(read.success.older)
+    for (const entry of entries) inHistory.add(entry.id)
     for (let i = first; i < entries.length; i++) {
-      replayed.add(entries[i]!.id)
       const frame = frames[i]
       if (frame !== undefined) conn.outbox.enqueue(frame)
     }
@@ -242,13 +250,15 @@ export const replay: Step = (conn, attempt) =>
       conn.send(channel.joinRef, null, channel.topic, Reply.SYSTEM, payload)
     }
     yield* Metric.update(replaysWith(gap === undefined ? "complete" : "incomplete"), 1)
-    channel.sink.release(replayed)
+    channel.sink.release(inHistory)
     if (channel.sink.overflowed) conn.offer({ _tag: "Overflow" })
     return undefined
   })
 
 /** Longest wait for the broker to receive a replaying channel's topic before the replay is given up. */
-const SETTLE_TIMEOUT = Duration.seconds(5)
+const SUBSCRIBE_TIMEOUT = Duration.seconds(5)
+/** Pause between asking the broker again (`subscribed` answers at once while the transport is down). */
+const SUBSCRIBE_RETRY = Duration.millis(100)
 
 /** The channel's `postgres_changes` bindings, registered with the change feed. */
 export const postgresChanges: Step = (conn, attempt) =>

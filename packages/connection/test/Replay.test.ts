@@ -128,6 +128,43 @@ describe("replay at join", () => {
     }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, racing)))
   })
 
+  it.effect("live copies of matched entries past the limit are dropped, not delivered after newer replayed ones", () => {
+    // #2 and #3 are published while the channel holds live frames, before the read: both are in the history and held.
+    const racing = Layer.effect(
+      History.History,
+      Effect.gen(function*() {
+        const memory = yield* History.History
+        const hub = yield* Hub.Hub
+        return {
+          append: memory.append,
+          read: (key, since, limit) =>
+            Effect.gen(function*() {
+              yield* History.publish(hub, memory, broadcast(2))
+              yield* History.publish(hub, memory, broadcast(3))
+              return yield* memory.read(key, since, limit)
+            })
+        }
+      })
+    ).pipe(Layer.provide(History.History.layerMemory()))
+    return Effect.gen(function*() {
+      yield* publish(1)
+      const client = yield* userClient()
+      client.join(WEDDING, replayJoin({ since: 0, limit: 1 }))
+      const [reply, last, system] = yield* client.next(3)
+      assert.strictEqual(statusOf(reply), "ok")
+      assert.deepStrictEqual(seen(last).n, 3)
+      assert.strictEqual(messageOf(system).event, "system")
+      assert.deepStrictEqual(yield* client.drain, [], "neither #2 nor #3 live after the replayed #3")
+      // Within the limit the same race replays all three and nothing follows (the accepted case).
+      const within = yield* userClient()
+      within.join(WEDDING, replayJoin({ since: 0, limit: 10 }))
+      const [ok, ...replayed] = yield* within.next(6)
+      assert.strictEqual(statusOf(ok), "ok")
+      assert.deepStrictEqual(replayed.map((r) => seen(r).n), [1, 2, 3, 2, 3])
+      assert.deepStrictEqual(yield* within.drain, [])
+    }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, racing)))
+  })
+
   it.effect("more matches than `limit`: the last `limit`, then one system message; within the limit, none", () =>
     Effect.gen(function*() {
       for (let n = 1; n <= 5; n++) yield* publish(n)
@@ -210,20 +247,63 @@ describe("replay at join", () => {
     }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, broken)))
   })
 
-  it.effect("a broker that cannot receive the topic gives the replay up after 5 seconds; the socket goes on", () => {
-    const stuck = Layer.succeed(Broker.Broker, {
+  /**
+   * A broker whose `subscribed` answers after `Broker.SUBSCRIBE_WAIT_MS`, `false` the first `notLive` times and `true`
+   * after, and whose `settled` never completes.
+   */
+  const brokerAnswering = (notLive: number) => {
+    let asked = 0
+    return Layer.succeed(Broker.Broker, {
       publish: () => Effect.void,
       receive: () => Effect.void,
       join: () => {},
       leave: () => {},
       settled: Effect.never,
-      subscribed: () => Effect.void,
+      subscribed: () => Effect.andThen(Effect.sleep(Broker.SUBSCRIBE_WAIT_MS), Effect.sync(() => ++asked > notLive)),
       onGap: () => Effect.void,
       state: Effect.succeed("connected" as const)
     })
-    return Effect.gen(function*() {
+  }
+
+  it.effect("a replay waits for its own topic only, not for every topic of the broker (settled)", () =>
+    Effect.gen(function*() {
+      const client = yield* userClient()
+      yield* publish(1)
+      client.join(WEDDING, replayJoin({ since: 0 }))
+      yield* TestClock.adjust(Broker.SUBSCRIBE_WAIT_MS)
+      assert.strictEqual(statusOf((yield* client.next())[0]), "ok")
+      yield* TestClock.adjust(Broker.SUBSCRIBE_WAIT_MS)
+      assert.deepStrictEqual(seen((yield* client.next())[0]).n, 1)
+      assert.deepStrictEqual(yield* client.drain, [])
+    }).pipe(
+      Effect.provide(
+        TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, History.History.layerMemory(), brokerAnswering(0))
+      )
+    ))
+
+  it.effect("a topic received again within 5 seconds (a short outage) is replayed", () =>
+    Effect.gen(function*() {
+      const client = yield* userClient()
+      yield* publish(1)
+      client.join(WEDDING, replayJoin({ since: 0 }))
+      yield* TestClock.adjust(Broker.SUBSCRIBE_WAIT_MS)
+      assert.strictEqual(statusOf((yield* client.next())[0]), "ok")
+      // Not received when asked again, then received when asked a third time (2 s + 100 ms + 2 s: within 5 s). The
+      // clock moves in steps, so that each wait is registered before the clock passes it.
+      for (let step = 0; step < 45; step++) yield* TestClock.adjust("100 millis")
+      assert.deepStrictEqual(seen((yield* client.next())[0]).n, 1)
+      assert.deepStrictEqual(yield* client.drain, [])
+    }).pipe(
+      Effect.provide(
+        TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, History.History.layerMemory(), brokerAnswering(2))
+      )
+    ))
+
+  it.effect("a broker that cannot receive the topic gives the replay up after 5 seconds; the socket goes on", () =>
+    Effect.gen(function*() {
       const client = yield* userClient()
       client.join(WEDDING, replayJoin({ since: 0 }))
+      yield* TestClock.adjust(Broker.SUBSCRIBE_WAIT_MS)
       assert.strictEqual(statusOf((yield* client.next())[0]), "ok")
       yield* TestClock.adjust("5 seconds")
       const [system, close] = yield* client.next(2)
@@ -232,11 +312,18 @@ describe("replay at join", () => {
         "Realtime was unable to replay messages"
       )
       assert.strictEqual(messageOf(close).event, "phx_close")
-      // Without replay nothing waits for the broker.
+      // Without replay only the join waits for the broker.
       client.join(WEDDING, { config: { private: true } })
+      yield* TestClock.adjust(Broker.SUBSCRIBE_WAIT_MS)
       assert.strictEqual(statusOf((yield* client.next())[0]), "ok")
     }).pipe(
-      Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, History.History.layerMemory(), stuck))
-    )
-  })
+      Effect.provide(
+        TestSocket.layer(
+          { joinErrorDelayMs: 0 },
+          undefined,
+          History.History.layerMemory(),
+          brokerAnswering(Number.POSITIVE_INFINITY)
+        )
+      )
+    ))
 })

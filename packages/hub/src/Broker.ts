@@ -47,8 +47,10 @@ export interface BrokerShape {
    * Completes once this node receives the publications of a joined `key` from other nodes, so a join can be answered
    * only when nothing published afterwards elsewhere can be missed. At once for the memory broker, for a topic not
    * joined, and while the transport is down (the topic will be told of the gap); at most `SUBSCRIBE_WAIT_MS` otherwise.
+   * `true` when the topic is received; `false` when it is not (transport down, or the wait ran out), which a reader
+   * that needs a gap-free seam (replay) must not take for live.
    */
-  readonly subscribed: (key: TopicKey) => Effect.Effect<void>
+  readonly subscribed: (key: TopicKey) => Effect.Effect<boolean>
   /**
    * Registers, for the life of the scope, a listener told the topics that may have missed publications from other
    * nodes: every topic held when the subscriptions came back after an outage, once they are all live again.
@@ -89,7 +91,7 @@ const makeMemory = (bus: MemoryBus): BrokerShape => {
     join: () => {},
     leave: () => {},
     settled: Effect.void,
-    subscribed: () => Effect.void,
+    subscribed: () => Effect.succeed(true),
     onGap: () => Effect.void,
     state: Effect.succeed("local")
   }
@@ -242,13 +244,15 @@ const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Sco
       )
       if (Exit.isSuccess(exit)) {
         live.set(key, scope)
-        return releaseLiveWaiters(key)
+        releaseLiveWaiters(key)
+        return true
       }
       yield* Scope.close(scope, Exit.void)
       // While the subscriber is down every join fails the same way; the outage itself is logged by the client.
       if (subscriberUp || !subscriberEverUp) {
         yield* Effect.logWarning(`Broker: subscribing to ${key} failed`, Cause.pretty(exit.cause))
       }
+      return false
     })
 
   const reconcile = Effect.gen(function*() {
@@ -257,7 +261,9 @@ const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Sco
       live.delete(key)
       yield* Scope.close(scope, Exit.void)
     }
-    for (const key of [...wanted.keys()]) if (!live.has(key)) yield* subscribe(key)
+    // The live map, not a copy: a topic joined while an earlier one is being subscribed is taken in the same pass.
+    let failed = false
+    for (const key of wanted.keys()) if (!live.has(key) && !(yield* subscribe(key))) failed = true
     for (const key of [...liveWaiters.keys()]) if (!wanted.has(key)) releaseLiveWaiters(key)
     const inSync = [...wanted.keys()].every((key) => live.has(key))
     if (inSync) {
@@ -265,9 +271,12 @@ const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Sco
       const done = waiters
       waiters = []
       for (const waiter of done) yield* Deferred.succeed(waiter, undefined)
-    } else {
+    } else if (failed) {
       // A failed subscription is retried after a pause; `settled` keeps waiting meanwhile.
       yield* Effect.sleep("1 second")
+      Queue.offerUnsafe(wake, undefined)
+    } else {
+      // Only joins and leaves made during the pass are left: no pause for those.
       Queue.offerUnsafe(wake, undefined)
     }
   })
@@ -317,12 +326,16 @@ const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Sco
     }),
     subscribed: (key) =>
       Effect.suspend(() => {
-        if (live.has(key) || !wanted.has(key) || (subscriberEverUp && !subscriberUp)) return Effect.void
+        if (live.has(key) || !wanted.has(key)) return Effect.succeed(true)
+        if (subscriberEverUp && !subscriberUp) return Effect.succeed(false)
         const waiter = Deferred.makeUnsafe<void>()
         const waiting = liveWaiters.get(key)
         if (waiting === undefined) liveWaiters.set(key, [waiter])
         else waiting.push(waiter)
-        return Deferred.await(waiter).pipe(Effect.timeoutOption(SUBSCRIBE_WAIT_MS), Effect.asVoid)
+        return Deferred.await(waiter).pipe(
+          Effect.timeoutOption(SUBSCRIBE_WAIT_MS),
+          Effect.map(() => live.has(key) || !wanted.has(key))
+        )
       }),
     onGap: (listener) =>
       Effect.acquireRelease(

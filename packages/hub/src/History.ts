@@ -62,6 +62,12 @@ export type Gap =
 export interface Replay {
   /** Oldest first. */
   readonly entries: ReadonlyArray<Entry>
+  /**
+   * Ids of entries that matched but are older than the `limit` returned, oldest first, as far as the read fetched them
+   * (at least the newest few beyond `entries`): a replaying channel drops their held live copies, which would otherwise
+   * arrive after newer replayed entries.
+   */
+  readonly older: ReadonlyArray<string>
   readonly gap: Gap | undefined
 }
 
@@ -238,6 +244,7 @@ const makeMemory = (options: HistoryOptions): Effect.Effect<HistoryShape, never,
               ? []
               : ring.entries.filter((e) => e.time >= since && e.time >= now - ttlMs)
             const entries = matching.slice(-limit).map(({ id, publication }) => ({ id, publication }))
+            const older = matching.slice(0, Math.max(0, matching.length - limit)).map((e) => e.id)
             const gap = gapOf(
               { ttlMs, maxMessages: options.maxMessages },
               now,
@@ -247,7 +254,7 @@ const makeMemory = (options: HistoryOptions): Effect.Effect<HistoryShape, never,
               matching.length,
               limit
             )
-            return { entries, gap }
+            return { entries, older, gap }
           }))
     }
   })
@@ -402,7 +409,11 @@ const makeRedis = (options: HistoryOptions): Effect.Effect<HistoryShape, never, 
           newestFirst.length,
           limit
         )
-        return { entries: newestFirst.slice(0, limit).reverse(), gap }
+        return {
+          entries: newestFirst.slice(0, limit).reverse(),
+          older: newestFirst.slice(limit).reverse().map((e) => e.id),
+          gap
+        }
       }).pipe(
         Effect.mapError((error) =>
           new HistoryError({ message: `reading the history of ${key} failed: ${error.message}`, cause: error })

@@ -21,8 +21,11 @@ export interface HubShape {
    */
   readonly add: (key: TopicKey, sink: Sink) => void
   readonly remove: (key: TopicKey, sink: Sink) => void
-  /** Completes once publications of `key` from other nodes reach this node (`Broker.subscribed`); after `add`. */
-  readonly subscribed: (key: TopicKey) => Effect.Effect<void>
+  /**
+   * Completes once publications of `key` from other nodes reach this node (`Broker.subscribed`); after `add`. `false`
+   * when they do not (yet): the transport is down or the wait ran out.
+   */
+  readonly subscribed: (key: TopicKey) => Effect.Effect<boolean>
   /** Delivers to local subscribers (skipping `except`, the sender for `self: false`) and to other nodes. */
   readonly publish: (publication: Publication, except?: Sink) => Effect.Effect<number>
   /** Delivers to this node's subscribers only; for news every node derives by itself (a dead node's leaves). */

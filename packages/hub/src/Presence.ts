@@ -201,8 +201,8 @@ const diffOf = (publication: Publication.Publication): Diff | undefined => {
 /** The node's view of the other nodes; absent for a single node. */
 interface Cluster {
   readonly store: PresenceStore.PresenceStoreShape
-  /** Completes once this node receives every topic it has subscribers for. */
-  readonly settled: Effect.Effect<void>
+  /** Completes once this node receives the topic from the other nodes: `true`, or `false` when it does not. */
+  readonly subscribed: (key: Publication.TopicKey) => Effect.Effect<boolean>
   /** Sends to the other nodes only. */
   readonly broadcast: (publication: Publication.Publication) => Effect.Effect<void>
 }
@@ -289,7 +289,8 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
     /** Reads the room's stored entries of live nodes, then replays what arrived meanwhile. */
     const load = (cluster: Cluster, roomKey: Publication.TopicKey, room: Room, replica: Replica) =>
       Effect.gen(function*() {
-        yield* cluster.settled
+        // This room only: waiting for every topic of the broker (`settled`) would hold rooms up in a join storm.
+        if (!(yield* cluster.subscribed(roomKey))) return yield* Effect.fail("the room's subscription is not live")
         const stored = yield* cluster.store.entries(roomKey)
         const others = [...new Set(stored.map((e) => PresenceStore.nodeOfRef(e.ref)))].filter((n) => n !== nodeId)
         const alive = yield* cluster.store.alive(others)
@@ -558,7 +559,7 @@ const makeRedis = (options: ClusterOptions) =>
       roomTtlMs: ROOM_TTL_MS
     })
     const broker = yield* Broker
-    const cluster: Cluster = { store, settled: broker.settled, broadcast: broker.publish }
+    const cluster: Cluster = { store, subscribed: broker.subscribed, broadcast: broker.publish }
     // Alive before any entry exists, so that no other node finds an entry of ours without our heartbeat. Should
     // this fail, the next heartbeat finds none before it and writes and announces our entries again.
     yield* store.beat.pipe(

@@ -74,10 +74,30 @@ interface Node {
   readonly stop: Effect.Effect<void>
 }
 
-const startNode = (prefix: string, heartbeatMs = HEARTBEAT_MS) =>
+/**
+ * A node whose broker never reports every topic settled, as in a join storm where new topics keep arriving; each
+ * topic's own subscription is live as usual.
+ */
+const busyNodeLayer = (prefix: string) =>
+  Layer.fresh(Presence.Presence.layerRedis({ heartbeatMs: HEARTBEAT_MS })).pipe(
+    Layer.provideMerge(Layer.fresh(Hub.Hub.layer)),
+    Layer.provideMerge(
+      Layer.effect(
+        Broker.Broker,
+        Effect.gen(function*() {
+          const broker = yield* Broker.Broker
+          return { ...broker, settled: Effect.never }
+        })
+      )
+        .pipe(Layer.provide(Layer.fresh(Broker.Broker.layerRedis)))
+    ),
+    Layer.provideMerge(clientLayer(prefix))
+  )
+
+const startNode = (prefix: string, heartbeatMs = HEARTBEAT_MS, layer = nodeLayer(prefix, heartbeatMs)) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
-    const context = yield* Layer.buildWithScope(nodeLayer(prefix, heartbeatMs), scope)
+    const context = yield* Layer.buildWithScope(layer, scope)
     yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
     return {
       hub: Context.get(context, Hub.Hub),
@@ -137,6 +157,19 @@ describe("Presence.layerRedis across nodes", () => {
         yield* until("node 3's member to converge on node 1's state", () => m3.refs(all), (r) => sameSet(r, after))
         assert.isTrue(sameSet(refsOf(yield* stateOf(n3)), after))
         assert.isTrue(sameSet(refsOf(yield* stateOf(n2)), after))
+      })
+    ))
+
+  it.live("a room's first joiner waits for that room's subscription only, not for every topic of the broker", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const prefix = uniquePrefix("presence-busy")
+        const n1 = yield* startNode(prefix)
+        const busy = yield* startNode(prefix, HEARTBEAT_MS, busyNodeLayer(prefix))
+        member(n1.hub)
+        yield* n1.presence.track(ROOM, false, "alice", {}, {})
+        member(busy.hub)
+        assert.deepStrictEqual(Object.keys(yield* stateOf(busy)), ["alice"])
       })
     ))
 

@@ -58,7 +58,7 @@ export const HistorySuite = <E>(name: string, makeLayer: MakeHistoryLayer<E>) =>
         Effect.gen(function*() {
           yield* TestClock.setTime(10 * MINUTE)
           const replay = yield* history.read(ROOM_KEY, 10 * MINUTE - 1000, 25)
-          assert.deepStrictEqual(replay, { entries: [], gap: undefined })
+          assert.deepStrictEqual(replay, { entries: [], older: [], gap: undefined })
         })))
 
     it.effect("entries come back oldest first, with their ids and bodies, from `since` on", () =>
@@ -83,12 +83,15 @@ export const HistorySuite = <E>(name: string, makeLayer: MakeHistoryLayer<E>) =>
       withHistory({}, (history) =>
         Effect.gen(function*() {
           const base = 10 * MINUTE
-          for (let n = 0; n < 6; n++) yield* appendAt(history, base + n, n)
+          const ids: Array<string> = []
+          for (let n = 0; n < 6; n++) ids.push(yield* appendAt(history, base + n, n))
           const over = yield* history.read(ROOM_KEY, base, 4)
           assert.deepStrictEqual(over.entries.map(numberOf), [2, 3, 4, 5])
+          assert.deepStrictEqual(over.older, ids.slice(0, 2), "the matched ids left out, oldest first")
           assert.deepStrictEqual(over.gap, { _tag: "OverLimit", limit: 4 })
           const exact = yield* history.read(ROOM_KEY, base, 6)
           assert.deepStrictEqual(exact.entries.map(numberOf), [0, 1, 2, 3, 4, 5])
+          assert.deepStrictEqual(exact.older, [])
           assert.strictEqual(exact.gap, undefined)
         })))
 
@@ -146,7 +149,7 @@ export const HistorySuite = <E>(name: string, makeLayer: MakeHistoryLayer<E>) =>
           assert.deepStrictEqual(before.entries.map(numberOf), [1])
           assert.strictEqual(before.gap?._tag, "Restarted")
           const after = yield* history.read(ROOM_KEY, START + 10, 25)
-          assert.deepStrictEqual(after, { entries: after.entries, gap: undefined })
+          assert.deepStrictEqual(after, { entries: after.entries, older: [], gap: undefined })
           assert.strictEqual(after.entries.length, 1)
         })))
 
