@@ -59,6 +59,8 @@ const member = async (gateway: Processes.GatewayProcess, wedding: string, name: 
   return { name, channel, ids, joins: () => joins, numbers: () => new Set(ids.values()) }
 }
 
+type Member = Awaited<ReturnType<typeof member>>
+
 /** `presence_state` as supabase-js holds it: key → metas. */
 const metasByKey = (channel: RealtimeChannel): Record<string, number> =>
   Object.fromEntries(Object.entries(channel.presenceState()).map(([key, metas]) => [key, metas.length]))
@@ -78,7 +80,7 @@ describe.each(
     })
     const wedding = `failover-${process.pid}-${Date.now()}`
     const since = Date.now()
-    const members = []
+    const members: Array<Member> = []
     for (let i = 0; i < 12; i++) members.push(await member(gateway, wedding, `guest-${i}`, since))
     const byWorker = await Processes.scrapeWorkers(gateway.url, 2)
     const open = (scrape: Processes.WorkerScrape) => Processes.valueOf(scrape.text, "wedsync_connection_open") ?? 0
