@@ -14,6 +14,8 @@ import { Effect, Result, Schema } from "effect"
 
 /** Bounds that keep a mistyped file from turning into an absurd forecast or an unbounded allocation. */
 export const MAX_WEDDINGS = 100_000
+/** Far above 100,000 weddings of about 150 bytes each; a larger file is refused before it is parsed. */
+export const MAX_CALENDAR_CHARS = 32 * 1024 * 1024
 const MAX_ID_LENGTH = 200
 const MAX_SUPPLIERS = 10_000
 const MAX_DEVICES_PER_SUPPLIER = 10_000
@@ -95,6 +97,7 @@ export const parse = (
   Effect.suspend(() => {
     const fail = (detail: string) =>
       Effect.fail(new CalendarError({ message: `${source} is not a valid wedding calendar: ${detail}` }))
+    if (text.length > MAX_CALENDAR_CHARS) return fail(`${text.length} characters, more than ${MAX_CALENDAR_CHARS}`)
     const decoded = decodeText(text, { errors: "all", onExcessProperty: "error" })
     if (Result.isFailure(decoded)) return fail(decoded.failure.message)
     const problems: Array<string> = []

@@ -100,10 +100,13 @@ export const curve = (
   to: number,
   stepMs: number
 ): ReadonlyArray<{ readonly at: number; readonly connections: number }> => {
+  if (!(to >= from)) return []
   const step = Math.max(stepMs, (to - from) / (MAX_CURVE_POINTS - 1), 1)
-  const points: Array<{ at: number; connections: number }> = []
-  for (let at = from; at <= to; at += step) points.push({ at, connections: forecast.connectionsAt(at) })
-  return points
+  const count = Math.min(MAX_CURVE_POINTS, Math.floor((to - from) / step) + 1)
+  return Array.from({ length: count }, (_, i) => {
+    const at = from + i * step
+    return { at, connections: forecast.connectionsAt(at) }
+  })
 }
 
 /** When to act for one wedding. */

@@ -88,6 +88,10 @@ export interface Decision {
 export const targetOf = (capacity: Capacity, headroom: number, metric: MetricName): number =>
   capacity[metric] * (1 - headroom)
 
+/** A sample's replica count as a whole number; a broken reading counts as none. */
+const replicasOf = (sample: LoadSample): number =>
+  Number.isFinite(sample.replicas) && sample.replicas > 0 ? Math.floor(sample.replicas) : 0
+
 /** The band's edge belongs to it; the epsilon keeps 880 / 800 = 1.1000000000000001 inside a 10% band. */
 const within = (ratio: number, tolerance: number): boolean => Math.abs(ratio - 1) <= tolerance + 1e-9
 
@@ -131,7 +135,7 @@ export const recommend = (
   options: ScalingOptions,
   predict?: (at: number) => number | undefined
 ): Recommendation => {
-  const replicas = Math.max(1, sample.replicas, sample.processes.length)
+  const replicas = Math.max(1, replicasOf(sample), sample.processes.length)
   const metrics = METRICS.map((metric) =>
     measure(metric, sample, replicas, targetOf(options.capacity, options.headroom, metric), options.tolerance)
   )
@@ -181,10 +185,10 @@ const periodBase = (
   let before: LoadSample | undefined
   for (const sample of samples) {
     if (sample.at > now) continue
-    if (sample.at >= now - periodMs) base = pick(base, sample.replicas)
+    if (sample.at >= now - periodMs) base = pick(base, replicasOf(sample))
     else if (before === undefined || sample.at > before.at) before = sample
   }
-  return before === undefined ? base : pick(base, before.replicas)
+  return before === undefined ? base : pick(base, replicasOf(before))
 }
 
 const describe = (r: Recommendation | undefined, metric: MetricName | "calendar" | "none"): string => {
@@ -199,6 +203,28 @@ const describe = (r: Recommendation | undefined, metric: MetricName | "calendar"
 }
 
 const round = (n: number): number => Math.round(n * 100) / 100
+
+/**
+ * How far back `decide` looks: the longer stabilization window, or the longer rate period plus the one sample
+ * before it. A caller keeps the samples `retain` returns and nothing older, so the history stays bounded.
+ */
+export const retain = (
+  samples: ReadonlyArray<LoadSample>,
+  now: number,
+  options: ScalingOptions
+): ReadonlyArray<LoadSample> => {
+  const window = Math.max(options.scaleUpStabilizationMs, options.scaleDownStabilizationMs)
+  const period = Math.max(options.scaleUpPeriodMs, options.scaleDownPeriodMs)
+  let lastBeforePeriod: LoadSample | undefined
+  for (const sample of samples) {
+    if (sample.at < now - period && (lastBeforePeriod === undefined || sample.at > lastBeforePeriod.at)) {
+      lastBeforePeriod = sample
+    }
+  }
+  return samples.filter((sample) =>
+    sample.at > now - window || sample.at >= now - period || sample === lastBeforePeriod
+  )
+}
 
 /**
  * The replicas to run now. `samples` may be in any order and may hold samples older than every window (they are

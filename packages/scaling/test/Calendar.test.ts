@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { CalendarError, parse } from "../src/Calendar.ts"
+import { CalendarError, MAX_CALENDAR_CHARS, parse, toEpochMillis } from "../src/Calendar.ts"
 
 const file = (weddings: ReadonlyArray<unknown>) => JSON.stringify({ weddings })
 const good = { id: "w-1", start: "2027-06-12T14:00:00+01:00", suppliers: 12 }
@@ -83,5 +83,24 @@ describe("Calendar.parse", () => {
       assert.match(error.message, /the id "w-3" appears more than once\n  at \["weddings"\]\[3\]/)
       // The same wedding with a real end is accepted.
       assert.lengthOf(yield* parse(file([{ ...good, end: "2027-06-12T23:00:00+01:00" }])), 1)
+    }))
+})
+
+describe("Calendar.toEpochMillis", () => {
+  it("reads fractions and offsets on both sides of UTC; refuses instants that do not exist", () => {
+    assert.strictEqual(toEpochMillis("2027-06-12T14:00:00.250-05:30"), Date.UTC(2027, 5, 12, 19, 30, 0, 250))
+    assert.strictEqual(toEpochMillis("2027-06-12T14:00+02:00"), Date.UTC(2027, 5, 12, 12))
+    assert.strictEqual(toEpochMillis("2028-02-29T00:00:00Z"), Date.UTC(2028, 1, 29))
+    for (
+      const bad of ["2027-02-29T00:00:00Z", "2027-06-12T24:00:00Z", "2027-06-12T14:00:00+24:00", "2027-06-12T14:00:00"]
+    ) {
+      assert.isUndefined(toEpochMillis(bad), bad)
+    }
+  })
+
+  it.effect("a file larger than MAX_CALENDAR_CHARS is refused before it is parsed", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(parse(" ".repeat(MAX_CALENDAR_CHARS + 1)))
+      assert.match(error.message, /more than 33554432$/)
     }))
 })

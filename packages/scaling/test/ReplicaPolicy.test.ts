@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import fc from "fast-check"
-import { decide, type LoadSample, type ProcessLoad, recommend } from "../src/ReplicaPolicy.ts"
+import { decide, type LoadSample, type ProcessLoad, recommend, retain } from "../src/ReplicaPolicy.ts"
 import { defaults, type ScalingOptions } from "../src/ScalingConfig.ts"
 
 /** 1000 connections per process, so the target with 20% headroom is 800. */
@@ -217,6 +217,31 @@ describe("ReplicaPolicy properties", () => {
     )
   })
 
+  it("deciding over the retained samples gives the decision over the whole history", () => {
+    fc.assert(
+      fc.property(
+        history,
+        fc.integer({ min: 0, max: 400_000 }),
+        fc.integer({ min: 0, max: 400_000 }),
+        fc.integer({ min: 1, max: 200_000 }),
+        fc.integer({ min: 1, max: 200_000 }),
+        (samples, up, down, upPeriod, downPeriod) => {
+          const o = {
+            ...options,
+            scaleUpStabilizationMs: up,
+            scaleDownStabilizationMs: down,
+            scaleUpPeriodMs: upPeriod,
+            scaleDownPeriodMs: downPeriod
+          }
+          const now = 900_000
+          const whole = decide(samples, now, o)
+          const kept = decide(retain(samples, now, o), now, o)
+          return whole.desiredReplicas === kept.desiredReplicas && whole.reason === kept.reason
+        }
+      )
+    )
+  })
+
   it("more load never recommends fewer replicas", () => {
     fc.assert(
       fc.property(
@@ -233,5 +258,24 @@ describe("ReplicaPolicy properties", () => {
         }
       )
     )
+  })
+})
+
+describe("ReplicaPolicy.retain", () => {
+  it("keeps the stabilization window and the sample before the rate period, and a decision does not change without the rest", () => {
+    const history = Array.from({ length: 60 }, (_, i) => sample(i * 15_000, 4, i < 30 ? 800 : 100))
+    const now = 59 * 15_000
+    const kept = retain(history, now, options)
+    assert.strictEqual(kept[0]!.at, now - 300_000 + 15_000) // the 5-minute scale-down window
+    assert.deepStrictEqual(decide(kept, now, options), decide(history, now, options))
+    // With windows shorter than the rate period, the newest sample before the period is kept for its base.
+    const short = { ...options, scaleDownStabilizationMs: 0, scaleDownPeriodMs: 20_000 }
+    assert.deepStrictEqual(retain(history, now, short).map((s) => s.at), [now - 30_000, now - 15_000, now])
+  })
+
+  it("a broken replica reading counts as none, never as NaN", () => {
+    const d = decide([{ at: 0, replicas: Number.NaN, processes: [proc(1600), proc(1600)] }], 0, options)
+    assert.strictEqual(d.currentReplicas, 2)
+    assert.strictEqual(d.desiredReplicas, 4)
   })
 })
