@@ -155,7 +155,9 @@ export const recommend = (
   if (driver === undefined) reactive = replicas
   const heldForMissing = anyMissing && driver !== undefined && reactive < replicas
   if (heldForMissing) reactive = replicas
-  const predicted = predict?.(sample.at)
+  const raw = predict?.(sample.at)
+  // A forecast that is not a number (a bad calendar entry upstream) must not poison the decision.
+  const predicted = raw !== undefined && Number.isFinite(raw) ? Math.max(0, Math.ceil(raw)) : undefined
   return {
     at: sample.at,
     replicas,

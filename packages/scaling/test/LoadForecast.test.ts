@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import fc from "fast-check"
 import type { Wedding } from "../src/Calendar.ts"
 import { curve, devicesOf, make, MAX_CURVE_POINTS, preparations } from "../src/LoadForecast.ts"
+import { decide, type LoadSample, retain } from "../src/ReplicaPolicy.ts"
 import { defaults, type ScalingOptions } from "../src/ScalingConfig.ts"
 
 const HOUR = 3_600_000
@@ -57,6 +58,38 @@ describe("LoadForecast", () => {
     const longer = make([a, b], { ...options, leadTimeMs: 2 * HOUR })
     assert.strictEqual(longer.replicasAt(h(12.5)), 3)
     assert.strictEqual(make([a, b], { ...options, headroom: 0 }).replicasAt(h(15.5)), 3) // 105 / 50
+  })
+
+  it("over a simulated day, pre-scaling has the capacity in place before the devices arrive; reactive alone lags", () => {
+    const f = make([a, b], options)
+    const day = (predict: ((at: number) => number | undefined) | undefined) => {
+      const history: Array<LoadSample> = []
+      let replicas = 1
+      let shortMinutes = 0
+      for (let minute = 10 * 60; minute <= 27 * 60; minute++) {
+        const at = h(minute / 60)
+        const connections = f.connectionsAt(at)
+        // The replicas running when these devices are connected must hold them at the target (capacity less headroom).
+        if (replicas < Math.ceil(connections / 40)) shortMinutes++
+        history.push({
+          at,
+          replicas,
+          processes: Array.from({ length: replicas }, () => ({
+            connections: connections / replicas,
+            deliveryP99Ms: 2,
+            eventLoopP99Ms: 2,
+            cpu: 0.05,
+            memoryBytes: 1e8
+          }))
+        })
+        replicas = decide(retain(history, at, options), at, options, predict).desiredReplicas
+      }
+      return { shortMinutes, replicas }
+    }
+    const predicted = day(f.replicasAt)
+    assert.strictEqual(predicted.shortMinutes, 0)
+    assert.strictEqual(predicted.replicas, 1) // back to the minimum once the day is over
+    assert.isAbove(day(undefined).shortMinutes, 0)
   })
 
   it("schedules the cache warmer before each wedding's ramp, earliest first", () => {

@@ -181,6 +181,7 @@ describe("ReplicaPolicy.decide", () => {
     assert.strictEqual(d.desiredReplicas, 6)
     assert.match(d.reason, /calendar predicts 9 replicas; recommended 9; held back by scale-up-rate/)
     assert.strictEqual(decide([sample(0, 2, 1200)], 0, options, () => 1).drivenBy, "connections")
+    assert.strictEqual(decide([sample(0, 2, 1200)], 0, options, () => Number.NaN).desiredReplicas, 3)
   })
 })
 
@@ -207,7 +208,7 @@ describe("ReplicaPolicy properties", () => {
         history,
         fc.integer({ min: 1, max: 10 }),
         fc.integer({ min: 0, max: 30 }),
-        fc.option(fc.integer({ min: 0, max: 200 }), { nil: undefined }),
+        fc.option(fc.double({ min: -10, max: 200 }), { nil: undefined }),
         (samples, min, span, predicted) => {
           const o = { ...options, minReplicas: min, maxReplicas: min + span }
           const d = decide(samples, 900_000, o, () => predicted)
