@@ -317,8 +317,9 @@ export const decide = (
   const missing = latest.metrics.filter((m) => m._tag === "Missing").map((m) => m.metric)
   if (missing.length > 0) notes.push(`missing: ${missing.join(", ")}`)
   if (limitedBy.length > 0) notes.push(`held back by ${limitedBy.join(", ")}`)
-  const reason = `${direction} ${current} → ${desired}: ${
-    describe(latest, drivenBy)
-  }; recommended ${latest.recommended}${notes.length > 0 ? `; ${notes.join("; ")}` : ""}`
+  const change = direction === "hold" ? `hold at ${current}` : `${direction} ${current} → ${desired}`
+  const reason = `${change}: ${describe(latest, drivenBy)}; recommended ${latest.recommended}${
+    notes.length > 0 ? `; ${notes.join("; ")}` : ""
+  }`
   return { at: now, currentReplicas: current, desiredReplicas: desired, direction, latest, drivenBy, limitedBy, reason }
 }

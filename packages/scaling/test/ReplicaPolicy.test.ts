@@ -45,7 +45,7 @@ describe("ReplicaPolicy.decide", () => {
     for (const within of [760, 800, 850, 880]) {
       const d = decide([sample(0, 2, within)], 0, options)
       assert.strictEqual(d.desiredReplicas, 2, `${within} connections`)
-      assert.match(d.reason, /tolerance band/)
+      assert.match(d.reason, /^hold at 2: connections .*; within the 10% tolerance band$/)
     }
     assert.strictEqual(decide([sample(0, 2, 900)], 0, options).desiredReplicas, 3) // ratio 1.125
     // 700 / 800 = 0.875: outside the band, but ceil(2 × 0.875) is still 2.
