@@ -1,7 +1,7 @@
 /**
  * Dependency-direction check for the workspace (STYLE.md §6.2): a package may depend only on rows below its own.
  *
- * Rows, bottom up: 0 metrics · 1 protocol, redis · 2 cache · 3 auth, hub · 4 connection, changes, upstream, scaling ·
+ * Rows, bottom up: 0 metrics · 1 protocol, redis, scaling · 2 cache · 3 auth, hub · 4 connection, changes, upstream ·
  * 5 apps/gateway. `testkit` is dev-only: it imports no @wedsync package, and others may take it only as a
  * devDependency from their tests. `tools` may import only `protocol` (benchmarks measure what a client sees). Edges come
  * from each package.json and from the `@wedsync/*` specifiers in `src/**` and `test/**`, so an import that works only
@@ -18,13 +18,15 @@ export const rows: Readonly<Record<string, number>> = {
   metrics: 0,
   protocol: 1,
   redis: 1,
+  // Pure policy over numbers the gateway samples: it needs only effect, and sitting low lets the transport ask its
+  // admission decision without an upward edge.
+  scaling: 1,
   cache: 2,
   auth: 3,
   hub: 3,
   connection: 4,
   changes: 4,
-  upstream: 4,
-  scaling: 4
+  upstream: 4
 }
 
 /** Row of every app. */

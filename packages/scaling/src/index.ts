@@ -1,0 +1,6 @@
+export * as Admission from "./Admission.ts"
+export * as Calendar from "./Calendar.ts"
+export * as LoadForecast from "./LoadForecast.ts"
+export * as ReplicaPolicy from "./ReplicaPolicy.ts"
+export * as ScalingConfig from "./ScalingConfig.ts"
+export * as SeasonMode from "./SeasonMode.ts"
