@@ -115,8 +115,9 @@ const runWorker = (
             description: signal === null ? `with code ${code}` : `on ${signal}`
           })
         })
-        // A process that could not be spawned at all (no `exit` follows).
-        child.once("error", (error) => {
+        // A process that could not be spawned at all (no `exit` follows). `on`, not `once`: a running worker can emit
+        // `error` more than once (a failed kill or IPC send), and an `error` with no listener would throw in the primary.
+        child.on("error", (error) => {
           if (child.pid !== undefined) return
           live.delete(child)
           resolve({ code: 1, description: `without starting (${error.message})` })

@@ -195,6 +195,14 @@ const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Sco
     liveWaiters.delete(key)
     for (const waiter of waiting) Deferred.doneUnsafe(waiter, Effect.void)
   }
+  // A wait that ran out (or was interrupted) lets go of its waiter: a topic that never goes live must not collect them.
+  const forgetLiveWaiter = (key: TopicKey, waiter: Deferred.Deferred<void>) => {
+    const waiting = liveWaiters.get(key)
+    const index = waiting?.indexOf(waiter) ?? -1
+    if (waiting === undefined || index < 0) return
+    waiting.splice(index, 1)
+    if (waiting.length === 0) liveWaiters.delete(key)
+  }
 
   // The subscriber connection's outages. `gapPending` is set when it drops after having been up and cleared once,
   // with the connection back and every wanted topic live, the held topics were reported to the gap listeners.
@@ -334,6 +342,7 @@ const makeRedis: Effect.Effect<BrokerShape, never, RedisClient.RedisClient | Sco
         else waiting.push(waiter)
         return Deferred.await(waiter).pipe(
           Effect.timeoutOption(SUBSCRIBE_WAIT_MS),
+          Effect.ensuring(Effect.sync(() => forgetLiveWaiter(key, waiter))),
           Effect.map(() => live.has(key) || !wanted.has(key))
         )
       }),

@@ -37,6 +37,16 @@ export const presenceSweptEntries = Metric.counter("wedsync_presence_swept_entri
   incremental: true
 })
 
+export const presenceResyncedRooms = Metric.counter("wedsync_presence_resynced_rooms_total", {
+  description: "Presence rooms read again from Redis after the broker's subscriptions came back from an outage",
+  incremental: true
+})
+
+export const presenceResyncChanges = Metric.counter("wedsync_presence_resync_changes_total", {
+  description: "Presence joins and leaves missed during a subscription outage, found by reading the room again",
+  incremental: true
+})
+
 export const historyAppendFailures = Metric.counter("wedsync_history_append_failures_total", {
   description: "Private broadcasts whose history write failed: delivered live, missing from replays",
   incremental: true
@@ -49,7 +59,9 @@ export const declareSeries: Effect.Effect<void> = Effect.forEach(
     Metric.withAttributes(brokerLost, { reason: "backlog" }),
     brokerGaps,
     historyAppendFailures,
-    presenceSweptEntries
+    presenceSweptEntries,
+    presenceResyncedRooms,
+    presenceResyncChanges
   ],
   (metric) => Metric.value(metric),
   { discard: true }

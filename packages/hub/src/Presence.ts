@@ -22,16 +22,23 @@
  *   heartbeats of the nodes in its replicas just as often and, for a node whose heartbeat expired, drops its
  *   entries and sends their leaves to its own subscribers only (every node does the same for its own, so no
  *   client gets a leave twice). A node that finds its own heartbeat had expired (it was too slow, and the others
- *   dropped it) writes and announces its entries again.
+ *   dropped it) writes and announces its entries again;
+ * - after an outage of the broker's subscriber connection (`Broker.onGap`) a node reads each replica's room again
+ *   as the snapshot was read, and sends the net joins and leaves it had missed to its own subscribers only
+ *   (`PresenceResync`);
+ * - a write of a node's own entry that failed is redone at the next heartbeat, and its diff published again (it
+ *   went out on the same failing connection): a node that missed it learns it either from that diff or, when its
+ *   own subscriber was down too, from the read after its outage.
  * The bounds apply to the union a node sees; tracks racing on two nodes may pass a bound by one entry each.
  */
 import { Reply } from "@wedsync/protocol"
 import { RedisClient } from "@wedsync/redis"
-import { Clock, Context, Deferred, Effect, Fiber, Layer, Metric, Schema } from "effect"
+import { Clock, Context, Deferred, Effect, Fiber, Layer, Metric, Queue, Schema, type Scope } from "effect"
 import { Broker } from "./Broker.ts"
 import { Hub } from "./Hub.ts"
 import * as HubMetrics from "./HubMetrics.ts"
 import * as Publication from "./Publication.ts"
+import * as PresenceResync from "./PresenceResync.ts"
 import * as PresenceStore from "./PresenceStore.ts"
 import type { Sink } from "./Sink.ts"
 
@@ -53,6 +60,8 @@ interface Replica {
   /** Until the snapshot is in: the other nodes' diffs received meanwhile, replayed over it. */
   pending: Array<Diff> | undefined
   readonly loaded: Deferred.Deferred<void>
+  /** While the room is read again after an outage: the other nodes' diffs applied meanwhile, replayed over the read. */
+  recording: Array<Diff> | undefined
 }
 
 interface Room {
@@ -67,9 +76,16 @@ interface Room {
   replica: Replica | undefined
 }
 
-interface Diff {
-  readonly joins: ReadonlyArray<Entry>
-  readonly leaves: ReadonlyArray<string>
+type Diff = PresenceResync.RefDiff<Entry>
+
+/** Changes of this node's entries in one room that Redis may have missed: redone at the next heartbeat. */
+interface Unsent {
+  readonly topic: string
+  readonly isPrivate: boolean
+  /** Refs whose write failed. */
+  readonly written: Set<string>
+  /** Entries whose removal failed. */
+  readonly removed: Map<string, Entry>
 }
 
 /** Bounds of one room's state; a track that would pass either is refused. */
@@ -144,6 +160,13 @@ const single = (key: string, meta: Meta): Metas => {
   return out
 }
 
+/** Entries grouped by presence key, each meta with its ref: one side of a `presence_diff`. */
+const metasOf = (entries: Iterable<Entry>): Metas => {
+  const out = record()
+  for (const entry of entries) (out[entry.key] ??= { metas: [] }).metas.push(metaWithRef(entry))
+  return out
+}
+
 const newRoom = (topic: string, isPrivate: boolean): Room => ({
   topic,
   isPrivate,
@@ -205,6 +228,10 @@ interface Cluster {
   readonly subscribed: (key: Publication.TopicKey) => Effect.Effect<boolean>
   /** Sends to the other nodes only. */
   readonly broadcast: (publication: Publication.Publication) => Effect.Effect<void>
+  /** Registers, for the scope, a listener of the topics whose publications from other nodes may have been missed. */
+  readonly onGap: (
+    listener: (keys: ReadonlyArray<Publication.TopicKey>) => void
+  ) => Effect.Effect<void, never, Scope.Scope>
 }
 
 export interface ClusterOptions {
@@ -219,6 +246,12 @@ const ROOM_TTL_MS = 24 * 60 * 60 * 1000
 /** How long a room's first joiner on a node waits for the other nodes' entries at most. */
 const LOAD_TIMEOUT_MS = 3_000
 
+/** Rooms read again at once after an outage. */
+const RESYNC_CONCURRENCY = 16
+
+/** Pause before the rooms whose read failed after an outage are read again. */
+const RESYNC_RETRY_MS = 1_000
+
 const make = (nodeId: string, cluster: Cluster | undefined) =>
   Effect.gen(function*() {
     const hub = yield* Hub
@@ -227,10 +260,10 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
     const rooms = new Map<Publication.TopicKey, Room>()
     /** For each other node, its entries in this node's replicas: what to drop when it dies. */
     const byNode = new Map<string, Map<string, Room>>()
-    /** A write of our own entries failed: the next heartbeat writes them all again. */
-    let storeBehind = false
+    /** Changes of our own entries whose write failed, by room: the next heartbeat redoes them. */
+    let unsent = new Map<Publication.TopicKey, Unsent>()
 
-    const diffPublication = (room: Room, joins: Metas, leaves: Metas) =>
+    const diffPublication = (room: Pick<Room, "topic" | "isPrivate">, joins: Metas, leaves: Metas) =>
       Publication.json(room.topic, room.isPrivate, Reply.PRESENCE_DIFF, JSON.stringify({ joins, leaves }))
 
     const roomOf = (topic: string, isPrivate: boolean): [Publication.TopicKey, Room] => {
@@ -286,25 +319,38 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
     const runFork = Effect.runForkWith(yield* Effect.context<never>())
     const scope = yield* Effect.scope
 
+    /** The room's stored entries of the other live nodes, and the refs of dead nodes' (for `removeDead`). */
+    const readOthers = (cluster: Cluster, roomKey: Publication.TopicKey) =>
+      Effect.gen(function*() {
+        const stored = yield* cluster.store.entries(roomKey)
+        const others = [...new Set(stored.map((e) => PresenceStore.nodeOfRef(e.ref)))].filter((n) => n !== nodeId)
+        const alive = yield* cluster.store.alive(others)
+        const live = new Set(others.filter((_, i) => alive[i]))
+        const entries: Array<Entry> = []
+        const dead: Array<string> = []
+        for (const entry of stored) {
+          const node = PresenceStore.nodeOfRef(entry.ref)
+          if (live.has(node)) entries.push(makeEntry(entry.key, entry.ref, withoutRefs(entry.meta)))
+          else if (node !== nodeId) dead.push(entry.ref)
+        }
+        return { entries, dead }
+      })
+
+    /** Deletes dead nodes' fields once the replica is served: nobody waits for it, and a failure is harmless. */
+    const removeDead = (cluster: Cluster, roomKey: Publication.TopicKey, dead: ReadonlyArray<string>) =>
+      dead.length === 0 ? Effect.void : Effect.ignore(cluster.store.remove(roomKey, dead))
+
     /** Reads the room's stored entries of live nodes, then replays what arrived meanwhile. */
     const load = (cluster: Cluster, roomKey: Publication.TopicKey, room: Room, replica: Replica) =>
       Effect.gen(function*() {
         // This room only: waiting for every topic of the broker (`settled`) would hold rooms up in a join storm.
         if (!(yield* cluster.subscribed(roomKey))) return yield* Effect.fail("the room's subscription is not live")
-        const stored = yield* cluster.store.entries(roomKey)
-        const others = [...new Set(stored.map((e) => PresenceStore.nodeOfRef(e.ref)))].filter((n) => n !== nodeId)
-        const alive = yield* cluster.store.alive(others)
-        const live = new Set(others.filter((_, i) => alive[i]))
+        const stored = yield* readOthers(cluster, roomKey)
         if (room.replica !== replica) return
-        const dead: Array<string> = []
-        for (const entry of stored) {
-          const node = PresenceStore.nodeOfRef(entry.ref)
-          if (live.has(node)) addRemote(room, makeEntry(entry.key, entry.ref, withoutRefs(entry.meta)))
-          else if (node !== nodeId) dead.push(entry.ref)
-        }
+        for (const entry of stored.entries) addRemote(room, entry)
         for (const diff of replica.pending ?? []) applyDiff(room, diff)
         replica.pending = undefined
-        if (dead.length > 0) yield* Effect.ignore(cluster.store.remove(roomKey, dead))
+        yield* removeDead(cluster, roomKey, stored.dead)
       }).pipe(
         // Joiners wait for this: with Redis or the subscription away they get what this node knows instead.
         Effect.timeoutOrElse({
@@ -329,7 +375,7 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
       if (cluster === undefined || room.replica !== undefined || hub.subscriberCount(roomKey) === 0) {
         return room.replica
       }
-      const replica: Replica = { pending: [], loaded: Deferred.makeUnsafe<void>() }
+      const replica: Replica = { pending: [], loaded: Deferred.makeUnsafe<void>(), recording: undefined }
       room.replica = replica
       runFork(Effect.forkIn(load(cluster, roomKey, room, replica), scope))
       return replica
@@ -340,6 +386,67 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
       return replica === undefined || replica.pending === undefined ? Effect.void : Deferred.await(replica.loaded)
     }
 
+    // --- after an outage of the subscription ------------------------------------------------------------------
+
+    /**
+     * Reads the room again, as `load` does, and sends this node's subscribers the joins and leaves its replica had
+     * missed (the other nodes do the same for their own). Their clients saw what the replica saw, so the replica's
+     * difference is theirs too.
+     */
+    const resyncRoom = (cluster: Cluster, roomKey: Publication.TopicKey) =>
+      Effect.gen(function*() {
+        const room = rooms.get(roomKey)
+        const replica = room?.replica
+        if (room === undefined || replica === undefined) return
+        // A snapshot still being read may have been read during the outage: it is checked once in.
+        yield* Deferred.await(replica.loaded)
+        if (room.replica !== replica) return
+        const seen: Array<Diff> = []
+        replica.recording = seen
+        const stored = yield* readOthers(cluster, roomKey).pipe(
+          Effect.ensuring(Effect.sync(() => (replica.recording = undefined)))
+        )
+        if (room.replica !== replica) return
+        const change = PresenceResync.difference(room.remote, PresenceResync.replay(stored.entries, seen))
+        const joins = change.joins.filter((entry) => PresenceStore.nodeOfRef(entry.ref) !== nodeId)
+        for (const entry of change.leaves) removeRemote(room, entry.ref)
+        for (const entry of joins) addRemote(room, entry)
+        const changes = joins.length + change.leaves.length
+        if (changes > 0) hub.publishLocal(diffPublication(room, metasOf(joins), metasOf(change.leaves)))
+        yield* Metric.update(HubMetrics.presenceResyncChanges, changes)
+        yield* Metric.update(HubMetrics.presenceResyncedRooms, 1)
+        yield* removeDead(cluster, roomKey, stored.dead)
+      })
+
+    /** One worker reads the rooms named by gaps, each once however many gaps named it meanwhile. */
+    const resyncAfterGaps = (cluster: Cluster) =>
+      Effect.gen(function*() {
+        const dirty = new Set<Publication.TopicKey>()
+        const wake = yield* Queue.make<void>({ capacity: 1, strategy: "dropping" })
+        yield* cluster.onGap((keys) => {
+          for (const key of keys) if (rooms.get(key)?.replica !== undefined) dirty.add(key)
+          if (dirty.size > 0) Queue.offerUnsafe(wake, undefined)
+        })
+        const pass = Effect.gen(function*() {
+          const keys = [...dirty]
+          dirty.clear()
+          const failed: Array<Publication.TopicKey> = []
+          yield* Effect.forEach(
+            keys,
+            (key) => resyncRoom(cluster, key).pipe(Effect.catch(() => Effect.sync(() => failed.push(key)))),
+            { concurrency: RESYNC_CONCURRENCY, discard: true }
+          )
+          if (failed.length === 0) return
+          yield* Effect.logWarning(
+            `Presence: reading ${failed.length} rooms from Redis after an outage failed; retried in ${RESYNC_RETRY_MS} ms`
+          )
+          yield* Effect.sleep(RESYNC_RETRY_MS)
+          for (const key of failed) dirty.add(key)
+          Queue.offerUnsafe(wake, undefined)
+        })
+        yield* Queue.take(wake).pipe(Effect.andThen(pass), Effect.forever, Effect.forkScoped)
+      })
+
     if (cluster !== undefined) {
       yield* hub.watch({
         remote: (publication) => {
@@ -348,8 +455,9 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
           const [roomKey, room] = roomOf(publication.topic, publication.isPrivate)
           const replica = replicaOf(roomKey, room)
           if (replica === undefined) return forgetIfEmpty(roomKey, room)
-          if (replica.pending !== undefined) replica.pending.push(diff)
-          else applyDiff(room, diff)
+          if (replica.pending !== undefined) return void replica.pending.push(diff)
+          applyDiff(room, diff)
+          replica.recording?.push(diff)
         },
         vacated: (roomKey) => {
           const room = rooms.get(roomKey)
@@ -358,31 +466,48 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
           forgetIfEmpty(roomKey, room)
         }
       })
+      yield* resyncAfterGaps(cluster)
     }
 
     // --- this node's entries -----------------------------------------------------------------------------------
 
-    const writeLocal = (
-      roomKey: Publication.TopicKey,
-      entries: ReadonlyArray<readonly [string, string, string]>,
-      replaced?: string
-    ) =>
-      cluster === undefined ? Effect.void : cluster.store.put(roomKey, entries, replaced).pipe(
+    const unsentOf = (roomKey: Publication.TopicKey, room: Room): Unsent => {
+      let out = unsent.get(roomKey)
+      if (out === undefined) {
+        unsent.set(
+          roomKey,
+          out = { topic: room.topic, isPrivate: room.isPrivate, written: new Set(), removed: new Map() }
+        )
+      }
+      return out
+    }
+
+    /** Writes `entry` in place of `previous`; should it fail, the next heartbeat redoes both. */
+    const writeLocal = (roomKey: Publication.TopicKey, room: Room, entry: Entry, previous: Entry | undefined) =>
+      cluster === undefined ? Effect.void : cluster.store.put(
+        roomKey,
+        [[entry.ref, entry.key, entry.metaJson]],
+        previous?.ref
+      ).pipe(
         Effect.catch((error) =>
           Effect.andThen(
-            Effect.sync(() => (storeBehind = true)),
-            Effect.logWarning(
-              "Presence: writing an entry to Redis failed; written again with the next heartbeat",
-              error
-            )
+            Effect.sync(() => {
+              const behind = unsentOf(roomKey, room)
+              behind.written.add(entry.ref)
+              if (previous !== undefined) behind.removed.set(previous.ref, previous)
+            }),
+            Effect.logWarning("Presence: writing an entry to Redis failed; redone with the next heartbeat", error)
           )
         )
       )
 
-    const removeLocal = (roomKey: Publication.TopicKey, ref: string) =>
-      cluster === undefined ? Effect.void : cluster.store.remove(roomKey, [ref]).pipe(
+    const removeLocal = (roomKey: Publication.TopicKey, room: Room, entry: Entry) =>
+      cluster === undefined ? Effect.void : cluster.store.remove(roomKey, [entry.ref]).pipe(
         Effect.catch((error) =>
-          Effect.logWarning("Presence: removing an entry from Redis failed; its node's expiry removes it", error)
+          Effect.andThen(
+            Effect.sync(() => unsentOf(roomKey, room).removed.set(entry.ref, entry)),
+            Effect.logWarning("Presence: removing an entry from Redis failed; redone with the next heartbeat", error)
+          )
         )
       )
 
@@ -418,7 +543,7 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
           const joins = single(key, metaWithRef(entry, samekey ? previous.ref : undefined))
           const leaves = previous === undefined ? record() : single(previous.key, metaWithRef(previous))
           // Uninterruptible: the entry is in the room already, so its diff must go out.
-          return writeLocal(roomKey, [[entry.ref, key, entry.metaJson]], previous?.ref).pipe(
+          return writeLocal(roomKey, room, entry, previous).pipe(
             Effect.andThen(hub.publish(diffPublication(room, joins, leaves))),
             Effect.asVoid,
             Effect.uninterruptible
@@ -435,7 +560,7 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
         room.local.delete(owner)
         count(room, previous, -1)
         forgetIfEmpty(roomKey, room)
-        return removeLocal(roomKey, previous.ref).pipe(
+        return removeLocal(roomKey, room, previous).pipe(
           Effect.andThen(
             hub.publish(diffPublication(room, record(), single(previous.key, metaWithRef(previous))), except)
           ),
@@ -490,9 +615,7 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
           byNode.delete(node)
           let removed = 0
           for (const [room, gone] of perRoom) {
-            const leaves = record()
-            for (const entry of gone) (leaves[entry.key] ??= { metas: [] }).metas.push(metaWithRef(entry))
-            hub.publishLocal(diffPublication(room, record(), leaves))
+            hub.publishLocal(diffPublication(room, record(), metasOf(gone)))
             removed += gone.length
             const roomKey = Publication.topicKey(room.topic, room.isPrivate)
             yield* Effect.ignore(cluster.store.remove(roomKey, gone.map((e) => e.ref)))
@@ -502,20 +625,49 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
         }
       })
 
-    /** Writes every local entry again; when `announce`, also tells the other nodes (who had dropped them). */
-    const rewriteLocal = (cluster: Cluster, announce: boolean) =>
+    /**
+     * Writes every local entry again and redoes the removals that failed, then tells the other nodes what they may
+     * have missed: every entry when they had dropped this node (`revived`), otherwise the changes whose write failed
+     * (their diffs were sent on the same failing connection). A node that receives one it already had applies it
+     * once; a node whose subscriber was down too reads the room after its outage, so it learns them either way.
+     */
+    const rewriteLocal = (cluster: Cluster, revived: boolean) =>
+      Effect.suspend(() => {
+        const missed = unsent
+        unsent = new Map()
+        return redo(cluster, revived, missed).pipe(Effect.onError(() => Effect.sync(() => keepUnsent(missed))))
+      })
+
+    const redo = (cluster: Cluster, revived: boolean, missed: ReadonlyMap<Publication.TopicKey, Unsent>) =>
       Effect.gen(function*() {
-        storeBehind = false
-        for (const [roomKey, room] of [...rooms]) {
-          if (room.local.size === 0) continue
-          const entries = [...room.local.values()]
-          yield* cluster.store.put(roomKey, entries.map((e) => [e.ref, e.key, e.metaJson] as const))
-          if (!announce) continue
-          const joins = record()
-          for (const entry of entries) (joins[entry.key] ??= { metas: [] }).metas.push(metaWithRef(entry))
-          yield* cluster.broadcast(diffPublication(room, joins, record()))
+        const keys = new Set(missed.keys())
+        for (const [roomKey, room] of rooms) if (room.local.size > 0) keys.add(roomKey)
+        for (const roomKey of keys) {
+          const room = rooms.get(roomKey)
+          const behind = missed.get(roomKey)
+          const entries = room === undefined ? [] : [...room.local.values()]
+          if (entries.length > 0) yield* cluster.store.put(roomKey, entries.map((e) => [e.ref, e.key, e.metaJson]))
+          if (behind !== undefined) yield* cluster.store.remove(roomKey, [...behind.removed.keys()])
+          const joins = revived ? entries : entries.filter((entry) => behind?.written.has(entry.ref) === true)
+          const leaves = revived || behind === undefined ? [] : [...behind.removed.values()]
+          const where = room ?? behind
+          if (where === undefined || (joins.length === 0 && leaves.length === 0)) continue
+          yield* cluster.broadcast(diffPublication(where, metasOf(joins), metasOf(leaves)))
         }
-      }).pipe(Effect.tapError(() => Effect.sync(() => (storeBehind = true))))
+      })
+
+    /** Puts back what a failed rewrite was to redo (redoing a write that did land changes nothing). */
+    const keepUnsent = (missed: ReadonlyMap<Publication.TopicKey, Unsent>) => {
+      for (const [roomKey, behind] of missed) {
+        const current = unsent.get(roomKey)
+        if (current === undefined) {
+          unsent.set(roomKey, behind)
+          continue
+        }
+        for (const ref of behind.written) current.written.add(ref)
+        for (const [ref, entry] of behind.removed) current.removed.set(ref, entry)
+      }
+    }
 
     let lastRoomRefresh = 0
     const keepRooms = (cluster: Cluster) =>
@@ -532,7 +684,7 @@ const make = (nodeId: string, cluster: Cluster | undefined) =>
         const wasAlive = yield* cluster.store.beat
         if (!wasAlive)
           yield* Effect.logWarning("Presence: this node's heartbeat had expired; announcing its entries again")
-        if (!wasAlive || storeBehind)
+        if (!wasAlive || unsent.size > 0)
           yield* rewriteLocal(cluster, !wasAlive)
         yield* keepRooms(cluster)
         yield* sweep(cluster)
@@ -559,7 +711,7 @@ const makeRedis = (options: ClusterOptions) =>
       roomTtlMs: ROOM_TTL_MS
     })
     const broker = yield* Broker
-    const cluster: Cluster = { store, subscribed: broker.subscribed, broadcast: broker.publish }
+    const cluster: Cluster = { store, subscribed: broker.subscribed, broadcast: broker.publish, onGap: broker.onGap }
     // Alive before any entry exists, so that no other node finds an entry of ours without our heartbeat. Should
     // this fail, the next heartbeat finds none before it and writes and announces our entries again.
     yield* store.beat.pipe(

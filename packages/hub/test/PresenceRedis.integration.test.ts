@@ -5,28 +5,28 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { RedisClient, RedisConfig } from "@wedsync/redis"
-import { redisUrl, uniquePrefix, waitUntil } from "@wedsync/testkit"
-import { Context, Effect, Exit, Layer, Redacted, Scope } from "effect"
+import { RedisServer, redisUrl, uniquePrefix, waitUntil } from "@wedsync/testkit"
+import { Context, Effect, Exit, Layer, Metric, Redacted, Scope } from "effect"
 import { spawn } from "node:child_process"
 import { createInterface } from "node:readline"
-import { Broker, Hub, Presence, PresenceStore, Publication } from "../src/index.ts"
+import { Broker, Hub, HubMetrics, Presence, PresenceStore, Publication } from "../src/index.ts"
 import { PresenceSuite, TestSink } from "../src/testing/index.ts"
 
 const HEARTBEAT_MS = 100
 const TTL_MS = 3 * HEARTBEAT_MS
 
-const clientLayer = (prefix: string) =>
+const clientLayer = (prefix: string, options: Partial<RedisConfig.RedisOptions> = {}) =>
   Layer.fresh(RedisClient.RedisClient.layer).pipe(
-    Layer.provide(RedisConfig.RedisConfig.layer({ url: Redacted.make(redisUrl()), prefix })),
+    Layer.provide(RedisConfig.RedisConfig.layer({ url: Redacted.make(redisUrl()), prefix, ...options })),
     Layer.orDie
   )
 
 /** One node: its own client, broker, hub and presence. */
-const nodeLayer = (prefix: string, heartbeatMs = HEARTBEAT_MS) =>
+const nodeLayer = (prefix: string, heartbeatMs = HEARTBEAT_MS, options: Partial<RedisConfig.RedisOptions> = {}) =>
   Layer.fresh(Presence.Presence.layerRedis({ heartbeatMs })).pipe(
     Layer.provideMerge(Layer.fresh(Hub.Hub.layer)),
     Layer.provideMerge(Layer.fresh(Broker.Broker.layerRedis)),
-    Layer.provideMerge(clientLayer(prefix))
+    Layer.provideMerge(clientLayer(prefix, options))
   )
 
 PresenceSuite("redis", () => nodeLayer(uniquePrefix("presence-suite")))
@@ -68,6 +68,7 @@ const member = (hub: Hub.HubShape) => {
 
 interface Node {
   readonly hub: Hub.HubShape
+  readonly broker: Broker.BrokerShape
   readonly presence: Presence.PresenceShape
   readonly client: RedisClient.RedisClient["Service"]
   /** Stops the node cleanly (its entries leave). */
@@ -101,6 +102,7 @@ const startNode = (prefix: string, heartbeatMs = HEARTBEAT_MS, layer = nodeLayer
     yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
     return {
       hub: Context.get(context, Hub.Hub),
+      broker: Context.get(context, Broker.Broker),
       presence: Context.get(context, Presence.Presence),
       client: Context.get(context, RedisClient.RedisClient),
       stop: Scope.close(scope, Exit.void)
@@ -313,6 +315,169 @@ describe("Presence.layerRedis across nodes", () => {
     20_000
   )
 })
+
+describe("Presence.layerRedis after a subscriber outage", () => {
+  it.live(
+    "a node whose subscriber dropped sends its members the net joins and leaves it missed, once the gap is reported " +
+      "(beside: an outage with nothing missed sends nothing)",
+    () =>
+      Effect.scoped(
+        Effect.gen(function*() {
+          // A private server: cutting connections on the shared one would disturb the other tests.
+          const server = yield* Effect.acquireRelease(
+            Effect.promise(() => RedisServer.start()),
+            (s) => Effect.promise(() => s.stop())
+          )
+          const prefix = uniquePrefix("presence-gap")
+          const url = Redacted.make(server.url)
+          const n1 = yield* startNode(prefix, HEARTBEAT_MS, nodeLayer(prefix, HEARTBEAT_MS, { url }))
+          // Node 2 reconnects a second after a drop, so what node 1 does right after it is surely missed.
+          const slow = { url, reconnectBaseDelayMs: 1_000, reconnectMaxDelayMs: 1_000 }
+          const n2 = yield* startNode(prefix, HEARTBEAT_MS, nodeLayer(prefix, HEARTBEAT_MS, slow))
+          const m1 = member(n1.hub)
+          yield* n1.broker.settled
+          // Node 2's subscriber connects after node 1's: the server's newest pubsub client, the one cut below.
+          const m2 = member(n2.hub)
+          yield* n2.broker.settled
+          const leaving = {}
+          yield* n1.presence.track(ROOM, false, "stays", {}, { n: 1 })
+          yield* n1.presence.track(ROOM, false, "leaving", leaving, { n: 1 })
+          yield* n2.presence.track(ROOM, false, "two", {}, { n: 2 })
+          yield* until("node 2's member to see the three entries", () => m2.refs(), (r) => r.size === 3)
+          yield* until("node 1's member to see them", () => m1.refs(), (r) => r.size === 3)
+
+          const seenBefore = m2.diffs().length
+          const readsBefore = yield* resyncedRooms
+          yield* cutNewestSubscriber(n1.client)
+          yield* until("node 2's subscriber to be down", () =>
+            Effect.runPromise(n2.broker.state), (s) =>
+            s === "disconnected")
+          yield* n1.presence.track(ROOM, false, "joined", {}, { n: 1, late: true })
+          yield* n1.presence.untrack(ROOM, false, leaving)
+          yield* until("node 2 to read the room again", () =>
+            Effect.runPromise(resyncedRooms), (n) =>
+            n > readsBefore, 10_000)
+          // One diff, from the read: node 1's own two went out while node 2's subscriber was down.
+          const missed = m2.diffs().slice(seenBefore)
+          assert.strictEqual(missed.length, 1)
+          const { joins, leaves } = missed[0]!
+          assert.deepStrictEqual(Object.keys(joins), ["joined"])
+          assert.deepStrictEqual(Object.keys(leaves), ["leaving"])
+          const { phx_ref: joinedRef, ...joinedMeta } = joins["joined"]!.metas[0]!
+          assert.deepStrictEqual(joinedMeta, { n: 1, late: true })
+          const state = normalized(yield* stateOf(n1))
+          assert.deepStrictEqual(Object.keys(state).sort(), ["joined", "stays", "two"])
+          assert.deepStrictEqual(normalized(yield* stateOf(n2)), state)
+          assert.isTrue(sameSet(m2.refs(), refsOf(state)))
+          assert.isTrue(refsOf(state).includes(String(joinedRef)))
+
+          // Beside it: another outage with nothing done meanwhile; the room is read again and nothing is sent.
+          const seenAfter = m2.diffs().length
+          const readsAfter = yield* resyncedRooms
+          yield* cutNewestSubscriber(n1.client)
+          yield* until("node 2's subscriber to be down again", () =>
+            Effect.runPromise(n2.broker.state), (s) =>
+            s === "disconnected")
+          yield* until("node 2 to read the room again", () =>
+            Effect.runPromise(resyncedRooms), (n) =>
+            n > readsAfter, 10_000)
+          assert.strictEqual(m2.diffs().length, seenAfter)
+          assert.deepStrictEqual(normalized(yield* stateOf(n2)), state)
+          // Node 1 kept its subscriber: it read nothing again.
+          assert.strictEqual(yield* resyncedRooms, readsAfter + 1)
+        })
+      ),
+    30_000
+  )
+})
+
+describe("Presence.layerRedis when its own writes fail", () => {
+  it.live(
+    "a track and an untrack that Redis refused are redone and announced at the next heartbeat " +
+      "(their diffs were refused too); before the refusal the same diffs arrive at once",
+    () =>
+      Effect.scoped(
+        Effect.gen(function*() {
+          const server = yield* Effect.acquireRelease(
+            Effect.promise(() => RedisServer.start()),
+            (s) => Effect.promise(() => s.stop())
+          )
+          const prefix = uniquePrefix("presence-unsent")
+          const n2 = yield* startNode(
+            prefix,
+            HEARTBEAT_MS,
+            nodeLayer(prefix, HEARTBEAT_MS, { url: Redacted.make(server.url) })
+          )
+          // Node 1 logs in as its own user, whose writes the test can refuse while node 2's go on.
+          const acl = (...rules: Array<string>) =>
+            n2.client.command("ACL", (redis) => redis.call("ACL", "SETUSER", "node1", ...rules)).pipe(Effect.orDie)
+          yield* acl("on", ">secret", "~*", "&*", "+@all")
+          const n1Url = Redacted.make(`redis://node1:secret@127.0.0.1:${server.port}`)
+          const n1 = yield* startNode(prefix, HEARTBEAT_MS, nodeLayer(prefix, HEARTBEAT_MS, { url: n1Url }))
+          member(n1.hub)
+          const m2 = member(n2.hub)
+          yield* n1.broker.settled
+          yield* n2.broker.settled
+          const owner = {}
+          yield* n1.presence.track(ROOM, false, "before", owner, {})
+          yield* until("node 2's member to get the join at once", () => m2.refs(), (r) => r.size === 1)
+          const [before] = [...m2.refs()]
+          const seen = m2.diffs().length
+
+          const lostBefore = yield* lostToRedis
+          yield* acl("-hset", "-hdel", "-spublish")
+          yield* n1.presence.untrack(ROOM, false, owner)
+          yield* n1.presence.track(ROOM, false, "during", {}, { refused: true })
+          const state = yield* stateOf(n1)
+          const [during] = refsOf(state)
+          assert.deepStrictEqual(Object.keys(state), ["during"])
+          // Both diffs are sent after `track` returns: refused only if they reach Redis before the grant below.
+          yield* until(
+            "the broker to lose both diffs",
+            () => Effect.runPromise(lostToRedis),
+            (n) => n >= lostBefore + 2
+          )
+          assert.strictEqual(m2.diffs().length, seen)
+          yield* acl("+hset", "+hdel", "+spublish")
+
+          yield* until("node 2's member to get the join and the leave", () => m2.refs(), (r) => sameSet(r, [during!]))
+          const redone = m2.diffs().slice(seen)
+          assert.strictEqual(redone.length, 1)
+          assert.deepStrictEqual(refsOf(redone[0]!.joins), [during])
+          assert.deepStrictEqual(refsOf(redone[0]!.leaves), [before])
+          assert.deepStrictEqual(normalized(yield* stateOf(n2)), normalized(state))
+          assert.deepStrictEqual(yield* storedRefs(n2.client), [during])
+        })
+      ),
+    20_000
+  )
+})
+
+const lostToRedis = Metric.value(Metric.withAttributes(HubMetrics.brokerLost, { reason: "redis" })).pipe(
+  Effect.map((state) => state.count)
+)
+
+const resyncedRooms = Metric.value(HubMetrics.presenceResyncedRooms).pipe(Effect.map((state) => state.count))
+
+/** A state with each key's metas in ref order, so two nodes' states (each lists its own entries first) compare. */
+const normalized = (metas: Metas): Metas => {
+  const out: Metas = {}
+  for (const key of Object.keys(metas).sort()) {
+    out[key] = {
+      metas: [...metas[key]!.metas].sort((a, b) => String(a["phx_ref"]).localeCompare(String(b["phx_ref"])))
+    }
+  }
+  return out
+}
+
+/** Drops the server's newest pubsub connection (`CLIENT KILL ID`); its client reconnects by itself. */
+const cutNewestSubscriber = (admin: RedisClient.RedisClient["Service"]) =>
+  admin.command("CLIENT", async (redis) => {
+    const list = String(await redis.call("CLIENT", "LIST", "TYPE", "pubsub"))
+    const ids = [...list.matchAll(/\bid=(\d+)/g)].map((match) => Number(match[1]))
+    assert.strictEqual(ids.length, 2, "one subscriber connection per node")
+    return redis.call("CLIENT", "KILL", "ID", String(Math.max(...ids)))
+  }).pipe(Effect.orDie)
 
 const storedNow = (client: RedisClient.RedisClient["Service"]) => Effect.runPromise(storedRefs(client))
 
