@@ -32,6 +32,13 @@ import * as Routes from "./Routes.ts"
 /** How long closing the HTTP server may wait for its last sockets after the drain. */
 const SERVER_CLOSE_TIMEOUT = Duration.seconds(5)
 
+/**
+ * Connections the kernel may queue before the gateway accepts them (capped by `net.core.somaxconn`). Node's default of
+ * 511 overflows in a reconnect storm (10,000 clients coming back within seconds, measured in `bench:replay`): the
+ * kernel then drops the handshakes it cannot queue and the clients see ECONNRESET instead of a short wait.
+ */
+const LISTEN_BACKLOG = 8192
+
 /** The listening Node HTTP server shared by the REST routes and the WebSocket upgrades. */
 export class NodeServer extends Context.Service<NodeServer, { readonly server: Server; readonly port: number }>()(
   "@wedsync/gateway/NodeServer"
@@ -44,7 +51,7 @@ export class NodeServer extends Context.Service<NodeServer, { readonly server: S
       yield* Effect.acquireRelease(
         Effect.callback<void>((resume) => {
           server.once("error", (cause) => resume(Effect.die(cause)))
-          server.listen({ host, port, reusePort }, () => resume(Effect.void))
+          server.listen({ host, port, reusePort, backlog: LISTEN_BACKLOG }, () => resume(Effect.void))
         }),
         () =>
           Effect.callback<void>((resume) => {

@@ -26,6 +26,12 @@ import type { RateWindow } from "./RateWindow.ts"
  * `holdLimitBytes`: past it the sink stops holding and reports `overflowed`, and the socket is treated as a slow
  * consumer (it could not have taken that backlog either).
  */
+/**
+ * How long after a replay a live copy of a replayed message may still arrive: the time between a publisher's history
+ * append and its broker message reaching this process (a Redis round trip, seconds at worst under load).
+ */
+export const IN_FLIGHT_MS = 5_000
+
 export class ChannelSink implements Sink.Sink {
   readonly vsn: Frame.Vsn
   private readonly outbox: Outbox
@@ -33,6 +39,11 @@ export class ChannelSink implements Sink.Sink {
   private heldPublications: Array<Publication.Publication | undefined> = []
   private heldBytes = 0
   private holdLimitBytes = 0
+  /**
+   * After `release`: ids read from the history whose live copy may still be on its way (published by another process,
+   * appended to the history before its broker message arrived here), dropped when it comes.
+   */
+  private inFlight: Set<string> | undefined = undefined
   overflowed = false
 
   constructor(vsn: Frame.Vsn, outbox: Outbox) {
@@ -42,7 +53,10 @@ export class ChannelSink implements Sink.Sink {
 
   enqueue(frame: Uint8Array, publication?: Publication.Publication): void {
     const held = this.heldFrames
-    if (held === undefined) return void this.outbox.enqueue(frame)
+    if (held === undefined) {
+      if (this.inFlight !== undefined && publication !== undefined && this.isLiveCopy(publication)) return
+      return void this.outbox.enqueue(frame)
+    }
     this.heldBytes += frame.length
     if (this.heldBytes > this.holdLimitBytes) {
       this.overflowed = true
@@ -65,20 +79,48 @@ export class ChannelSink implements Sink.Sink {
     this.heldBytes = 0
   }
 
-  /** Passes the held frames on, in order, except those of a publication whose id is in `replayed`. */
-  release(replayed: ReadonlySet<string>): void {
+  /**
+   * Passes the held frames on, in order, except those of a publication whose id is in `replayed`. The ids of
+   * `replayed` no held frame matched and that are younger than `IN_FLIGHT_MS` at `now` stay suppressed for that long:
+   * their live copies may not have arrived yet.
+   */
+  release(replayed: ReadonlySet<string>, now: number): void {
     const frames = this.heldFrames
     const publications = this.heldPublications
     this.heldFrames = undefined
     this.heldPublications = []
     this.heldBytes = 0
     if (frames === undefined) return
+    const unmatched = new Set<string>()
+    for (const id of replayed) if (now - History.timeOf(id) < IN_FLIGHT_MS) unmatched.add(id)
     for (let i = 0; i < frames.length; i++) {
       const publication = publications[i]
       const id = publication === undefined || replayed.size === 0 ? undefined : History.idOf(publication)
-      if (id !== undefined && replayed.has(id)) continue
+      if (id !== undefined && replayed.has(id)) {
+        unmatched.delete(id)
+        continue
+      }
       this.outbox.enqueue(frames[i]!)
     }
+    if (unmatched.size > 0) this.inFlight = unmatched
+  }
+
+  /**
+   * Whether `publication` is the late live copy of a replayed id. An id is forgotten once its copy came, or once a live
+   * message `IN_FLIGHT_MS` younger came (the ids' own times are the clock: no timer, nothing on the path of other
+   * sinks), so the set never outlives the replay's stragglers for long.
+   */
+  private isLiveCopy(publication: Publication.Publication): boolean {
+    const inFlight = this.inFlight!
+    const id = History.idOf(publication)
+    if (id === undefined) return false
+    const copy = inFlight.delete(id)
+    if (!copy) {
+      const horizon = History.timeOf(id) - IN_FLIGHT_MS
+      for (const waiting of inFlight) if (History.timeOf(waiting) < horizon) inFlight.delete(waiting)
+    }
+    if (inFlight.size === 0) this.inFlight = undefined
+    return copy
   }
 }
 

@@ -250,7 +250,7 @@ export const replay: Step = (conn, attempt) =>
       conn.send(channel.joinRef, null, channel.topic, Reply.SYSTEM, payload)
     }
     yield* Metric.update(replaysWith(gap === undefined ? "complete" : "incomplete"), 1)
-    channel.sink.release(inHistory)
+    channel.sink.release(inHistory, yield* Clock.currentTimeMillis)
     if (channel.sink.overflowed) conn.offer({ _tag: "Overflow" })
     return undefined
   })

@@ -128,6 +128,37 @@ describe("replay at join", () => {
     }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, racing)))
   })
 
+  it.effect("a live copy arriving after the replay (its broker message late) is dropped; newer live ones are not", () => {
+    // Another process appended #2 to the history before the read, but its broker message arrives only after the
+    // replay was released: the copy must not be shown twice. #3, published afterwards, is delivered.
+    const late = History.makeId(0)
+    const appendedElsewhere = Layer.effect(
+      History.History,
+      Effect.gen(function*() {
+        const memory = yield* History.History
+        return {
+          append: memory.append,
+          read: (key, since, limit) =>
+            Effect.andThen(memory.append({ id: late, publication: broadcast(2) }), memory.read(key, since, limit))
+        }
+      })
+    ).pipe(Layer.provide(History.History.layerMemory()))
+    return Effect.gen(function*() {
+      yield* publish(1)
+      const client = yield* userClient()
+      client.join(WEDDING, replayJoin({ since: 0 }))
+      const frames = yield* client.next(3)
+      assert.strictEqual(statusOf(frames[0]), "ok")
+      assert.deepStrictEqual(frames.slice(1).map(seen).map((s) => s.n), [1, 2])
+      const hub = yield* Hub.Hub
+      yield* hub.publish(History.withMeta(broadcast(2), History.liveMeta(late)))
+      yield* publish(3)
+      const [next] = yield* client.next()
+      assert.strictEqual(seen(next).n, 3, "the late copy of #2 is dropped, #3 comes")
+      assert.deepStrictEqual(yield* client.drain, [], "no copy of #2")
+    }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, appendedElsewhere)))
+  })
+
   it.effect("live copies of matched entries past the limit are dropped, not delivered after newer replayed ones", () => {
     // #2 and #3 are published while the channel holds live frames, before the read: both are in the history and held.
     const racing = Layer.effect(
