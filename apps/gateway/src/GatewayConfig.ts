@@ -8,9 +8,23 @@
 import { AuthConfig } from "@wedsync/auth"
 import { MembershipTable } from "@wedsync/changes"
 import { ConnectionConfig } from "@wedsync/connection"
-import { Config, Console, Context, Duration, Effect, Layer, Option, type Redacted, Runtime, Schema } from "effect"
+import { ScalingConfig } from "@wedsync/scaling"
+import {
+  Config,
+  Console,
+  Context,
+  Duration,
+  Effect,
+  Layer,
+  Option,
+  type Redacted,
+  Result,
+  Runtime,
+  Schema
+} from "effect"
 import { availableParallelism } from "node:os"
 import * as ClientAddress from "./ClientAddress.ts"
+import * as WeddingCalendar from "./WeddingCalendar.ts"
 
 export interface GatewayOptions {
   readonly host: string
@@ -305,6 +319,16 @@ export const checkEnvironment: Effect.Effect<void, GatewayConfigError> = Effect.
   if (problems.length === 0) {
     const connection = yield* Effect.orDie(ConnectionConfig.config)
     problems.push(...ConnectionConfig.limitProblems(connection))
+  }
+  // The scaling settings: each value, the rules between them, and the calendar file (read and decoded whole).
+  const scaling = yield* Effect.result(ScalingConfig.config)
+  if (Result.isFailure(scaling)) problems.push(scaling.failure.message)
+  else {
+    problems.push(...ScalingConfig.problems(scaling.success))
+    if (scaling.success.calendarFile !== undefined) {
+      const calendar = yield* Effect.result(WeddingCalendar.load(scaling.success.calendarFile))
+      if (Result.isFailure(calendar)) problems.push(calendar.failure.message)
+    }
   }
   if (problems.length === 0) return
   const error = new GatewayConfigError({ problems })
