@@ -50,6 +50,8 @@ export interface GatewayOptions {
   readonly reusePort: boolean
   /** With Redis: how often this process refreshes its presence heartbeat and checks the other processes'. */
   readonly presenceHeartbeatMs: number
+  /** How often the scaling controller samples this process and runs the policy. */
+  readonly scalingSampleMs: number
 }
 
 /** Set by the primary (`WORKERS` > 1) in each worker's environment: its number, from 1. */
@@ -69,7 +71,8 @@ export const defaults: GatewayOptions = {
   devicesPublishMs: 5_000,
   workerId: 1,
   reusePort: false,
-  presenceHeartbeatMs: 2_000
+  presenceHeartbeatMs: 2_000,
+  scalingSampleMs: 15_000
 }
 
 export class GatewayConfig extends Context.Service<GatewayConfig, GatewayOptions>()("@wedsync/gateway/GatewayConfig") {
@@ -102,7 +105,8 @@ export class GatewayConfig extends Context.Service<GatewayConfig, GatewayOptions
       devicesPublishMs: Config.Int("DEVICES_PUBLISH_MS").pipe(Config.withDefault(defaults.devicesPublishMs)),
       workerId: Config.Int("WEDSYNC_WORKER_ID").pipe(Config.withDefault(defaults.workerId)),
       reusePort: Config.Int("WEDSYNC_WORKER_ID").pipe(Config.option, Config.map((o) => o._tag === "Some")),
-      presenceHeartbeatMs: Config.Int("PRESENCE_HEARTBEAT_MS").pipe(Config.withDefault(defaults.presenceHeartbeatMs))
+      presenceHeartbeatMs: Config.Int("PRESENCE_HEARTBEAT_MS").pipe(Config.withDefault(defaults.presenceHeartbeatMs)),
+      scalingSampleMs: Config.Int("SCALE_SAMPLE_INTERVAL_MS").pipe(Config.withDefault(defaults.scalingSampleMs))
     })
   )
 }
@@ -231,6 +235,7 @@ const RULES: ReadonlyArray<readonly [name: string, check: Check, secret?: "secre
   ["ADMIN_TOKEN", nonEmpty, "secret"],
   ["DEVICES_PUBLISH_MS", integer(100)],
   ["PRESENCE_HEARTBEAT_MS", integer(100)],
+  ["SCALE_SAMPLE_INTERVAL_MS", integer(100)],
   ["LOG_LEVEL", oneOf(LOG_LEVELS)],
   ["LOG_FORMAT", oneOf(LOG_FORMATS)],
   ["JWT_SECRET", nonEmpty, "secret"],

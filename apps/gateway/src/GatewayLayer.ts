@@ -12,7 +12,7 @@ import { Broker, ChangeFeed, History, Hub, HubMetrics, Presence } from "@wedsync
 import { ProcessMetrics } from "@wedsync/metrics"
 import { RedisClient, RedisConfig, RedisMetrics } from "@wedsync/redis"
 import { ScalingConfig } from "@wedsync/scaling"
-import { Config, Context, Duration, Effect, Layer, Logger, Metric, Option, Redacted, References } from "effect"
+import { Config, Context, Duration, Effect, Layer, Logger, Option, Redacted, References } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { NetAddress } from "effect/net"
 import { SignJWT } from "jose"
@@ -29,6 +29,7 @@ import {
   WORKER_ID_VARIABLE
 } from "./GatewayConfig.ts"
 import * as Routes from "./Routes.ts"
+import * as ScalingController from "./ScalingController.ts"
 
 /** How long closing the HTTP server may wait for its last sockets after the drain. */
 const SERVER_CLOSE_TIMEOUT = Duration.seconds(5)
@@ -105,12 +106,6 @@ const devAnonKey = (secret: string) =>
       .sign(new TextEncoder().encode(secret))
   )
 
-/** The event-loop delay p99 of the last `ProcessMetrics` window (5 s), for admission control. */
-const recentLatency: Effect.Effect<Transport.RecentLatency> = Effect.map(
-  Metric.value(ProcessMetrics.eventLoopLagP99),
-  (state) => ({ eventLoopP99Ms: state.value * 1000 })
-)
-
 const WebSocketLayer = Layer.effectDiscard(
   Effect.gen(function*() {
     const { server, port } = yield* NodeServer
@@ -118,9 +113,10 @@ const WebSocketLayer = Layer.effectDiscard(
     const registry = yield* ConnectionRegistry.ConnectionRegistry
     const auth = yield* AuthConfig.AuthConfig
     const scaling = yield* ScalingConfig.ScalingConfig
+    const controller = yield* ScalingController.ScalingController
     yield* Transport.attach(server, {
       clientAddress: ClientAddress.make(trustedProxies),
-      shedding: { options: scaling, latency: recentLatency }
+      shedding: { options: scaling, latency: controller.latency }
     })
     // Runs first on shutdown (finalizers run in reverse), while the HTTP server still answers /ready.
     yield* Effect.addFinalizer(() =>
@@ -262,7 +258,14 @@ export const make = (options: Options) => {
     series,
     options.redis ?? Layer.empty
   )
-  const services = RevocationLayer.pipe(Layer.provideMerge(base))
+  // After ProcessMetrics (its first sample reads the event-loop gauge) and the registry it counts sockets in.
+  const scaling = Layer.unwrap(
+    Effect.map(
+      GatewayConfig,
+      ({ scalingSampleMs }) => ScalingController.ScalingController.layer({ intervalMs: scalingSampleMs })
+    )
+  )
+  const services = Layer.merge(RevocationLayer, scaling).pipe(Layer.provideMerge(base))
   const http = HttpRouter.serve(Routes.routes, { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provide(HttpServerLayer)
   )
