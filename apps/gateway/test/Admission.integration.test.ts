@@ -77,4 +77,33 @@ describe("admission control at the upgrade", () => {
     await subscribe(c.channel("admission-room"))
     assert.strictEqual(valueOf(await scrape(), SHED_CONNECTIONS), 1)
   })
+
+  it(
+    "sheds on the event-loop delay guard while the same process's other gateway, with a high guard, accepts",
+    async () => {
+      await closeAll(clients.splice(0))
+      await waitUntil("the first case's sockets left", openSockets, (n) => n === 0)
+      const strict = await startGateway({ scaling: { admissionMaxEventLoopP99Ms: 0.001 } })
+      try {
+        // The process's event-loop p99 (one 5-second window) is above 0.001 ms as soon as a window has any tick.
+        await waitUntil(
+          "an event-loop window measured",
+          async () => valueOf(await scrape(), "nodejs_eventloop_lag_p99_seconds") ?? 0,
+          (p99) => p99 > 0,
+          { timeoutMs: 15_000 }
+        )
+        const shed = await tryUpgradeWithHeaders(`${strict.wsUrl}?apikey=${anonKey}&vsn=2.0.0`)
+        assert.strictEqual(shed.status, 503)
+        assert.strictEqual((JSON.parse(shed.body) as { reason: string }).reason, "event-loop-delay")
+        assert.isDefined(shed.headers["retry-after"])
+        // The first gateway keeps the default-for-tests guard and has room: accepted.
+        const accepted = makeSupabaseClient(gateway.url, anonKey)
+        clients.push(accepted)
+        await subscribe(accepted.channel("admission-latency"))
+      } finally {
+        await strict.stop()
+      }
+    },
+    30_000
+  )
 })
