@@ -106,15 +106,19 @@ export const make = (options: { readonly intervalMs: number }) =>
 
     let history: ReadonlyArray<ReplicaPolicy.LoadSample> = []
     let lastDelivery: Metric.HistogramState | undefined
+    // The first sample has no CPU reading: the average since the process started is start-up work (loading modules),
+    // not load, and would ask for a replica that the scale-down window then holds for minutes.
     let lastCpu = process.cpuUsage()
     let lastCpuAt = yield* Clock.currentTimeMillis
-    let deliveryP99Ms: number | undefined
+    let deliveryP99Ms = 0
     let lastDecision: string | undefined
 
     const sample = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       const delivery = yield* Metric.value(ConnectionMetrics.writeDelay)
-      deliveryP99Ms = windowP99Ms(lastDelivery, delivery)
+      // A window without deliveries had none that were slow: 0, not missing, or an idle process could never scale
+      // down (the policy holds a scale-down while a metric is missing).
+      deliveryP99Ms = windowP99Ms(lastDelivery, delivery) ?? 0
       lastDelivery = delivery
       const eventLoop = yield* Metric.value(ProcessMetrics.eventLoopLagP99)
       const cpu = process.cpuUsage(lastCpu)
