@@ -12,7 +12,7 @@
  *
  * `GET /admin/scaling` answers this process's scaling observation and decision (`ScalingController.Snapshot`): the
  * load it sampled, the desired replicas with the reason, the headroom and, with `WEDDING_CALENDAR_FILE`, the predicted
- * connections. Reading it changes nothing.
+ * connections and `forecast`, the calendar's curve from a day before to a day after now. Reading it changes nothing.
  *
  * `POST /admin/cache/warm` runs one wedding-season warming now (`Warmer`) and answers its report; 409
  * `WarmingNotConfigured` without a calendar, 503 `WarmingFailed` when a query failed.

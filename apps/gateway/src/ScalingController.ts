@@ -55,10 +55,16 @@ export interface Snapshot {
     readonly predictedConnections: number
     readonly predictedReplicas: number | undefined
   } | undefined
+  /** With a calendar: the predicted connections from a day before to a day after now (`LoadForecast.curve`). */
+  readonly forecast?: ReadonlyArray<{ readonly at: number; readonly connections: number }> | undefined
 }
 
+const DAY_MS = 86_400_000
+/** Ten minutes: 289 points a side-by-side day, and the curve is computed again only when its window moves. */
+const FORECAST_STEP_MS = 600_000
+
 export interface ScalingControllerShape {
-  /** The latest sample and decision (a sample is taken when the controller starts). */
+  /** The latest sample and decision (a sample is taken when the controller starts), with the calendar's curve. */
   readonly current: Effect.Effect<Snapshot>
   /** The recent latencies admission control sheds on. */
   readonly latency: Effect.Effect<Transport.RecentLatency>
@@ -174,8 +180,22 @@ export const make = (options: { readonly intervalMs: number }) =>
         )
       )
     )
+    // Asked per request, not per sample: a large calendar makes the curve the costliest part, and it only moves
+    // once per step.
+    let curve: { readonly step: number; readonly points: Snapshot["forecast"] } | undefined
+    const forecastNow = (now: number): Snapshot["forecast"] => {
+      if (forecast === undefined) return undefined
+      const step = Math.floor(now / FORECAST_STEP_MS)
+      if (curve?.step !== step) {
+        const from = step * FORECAST_STEP_MS - DAY_MS
+        curve = { step, points: LoadForecast.curve(forecast, from, from + 2 * DAY_MS, FORECAST_STEP_MS) }
+      }
+      return curve.points
+    }
+
     return ScalingController.of({
-      current: Effect.sync(() => current),
+      current: Effect.map(Clock.currentTimeMillis, (now) =>
+        forecast === undefined ? current : { ...current, forecast: forecastNow(now) }),
       latency: Effect.map(
         Metric.value(ProcessMetrics.eventLoopLagP99),
         (state): Transport.RecentLatency => ({ eventLoopP99Ms: state.value * 1000, deliveryP99Ms })

@@ -32,6 +32,7 @@ interface Snapshot {
   }
   readonly headroom: number
   readonly calendar?: { readonly weddings: number; readonly predictedConnections: number }
+  readonly forecast?: ReadonlyArray<{ readonly at: number; readonly connections: number }>
 }
 
 /** `token` null: no `Authorization` header. */
@@ -100,6 +101,7 @@ describe("ScalingController without a calendar", () => {
     assert.isAbove(seen.observation.memoryBytes, 0)
     assert.isAbove(seen.headroom, 0)
     assert.isUndefined(seen.calendar)
+    assert.isUndefined(seen.forecast)
 
     const metrics = await scrape(plain)
     assert.strictEqual(valueOf(metrics, "wedsync_scaling_desired_replicas"), 1)
@@ -139,5 +141,10 @@ describe("ScalingController with a wedding calendar", () => {
     assert.strictEqual(s.decision.drivenBy, "calendar")
     assert.strictEqual(s.decision.desiredReplicas, 2)
     assert.match(s.decision.reason, /^up 1 → 2: calendar predicts 2 replicas/)
+    // The day's curve around now: nothing a day ago, the wedding's 15,000 devices at its start an hour from now.
+    const forecast = s.forecast ?? []
+    assert.isAbove(forecast.length, 200)
+    assert.strictEqual(forecast[0]?.connections, 0)
+    assert.strictEqual(Math.max(...forecast.map((p) => p.connections)), 15_000)
   })
 })
