@@ -99,8 +99,10 @@ export const checkDockerfile = (content: string, expected: DockerfileExpectation
   const entrypoint = entrypoints.at(-1)
   const cmd = cmds.at(-1)
   const command = [...(entrypoint ? execForm(entrypoint) ?? [] : []), ...(cmd ? execForm(cmd) ?? [] : [])]
+  // Under an init (`tini -- node …`) the command after it must be npm start's.
   const init = command[0] !== undefined && /(^|\/)(tini|dumb-init)$/.test(command[0])
-  const nodeCommand = init ? command.slice(command.indexOf("--") + 1 || 1) : command
+  const separator = command.indexOf("--")
+  const nodeCommand = !init ? command : command.slice(separator === -1 ? 1 : separator + 1)
   if (nodeCommand.join(" ") !== expected.startCommand.join(" ")) {
     problems.push(`the container runs "${nodeCommand.join(" ")}", not npm start's "${expected.startCommand.join(" ")}"`)
   }
@@ -249,6 +251,11 @@ export const checkDeployment = (deployment: IDeployment): ReadonlyArray<string> 
     problems.push("allowPrivilegeEscalation must be false")
   }
 
+  if (env.some((e) => e.name === "DATABASE_URL")) {
+    problems.push(
+      "DATABASE_URL in a scaled Deployment: every pod would stream from the one REPLICATION_SLOT, all but one unready"
+    )
+  }
   for (const name of ["JWT_SECRET", "REDIS_URL", "ADMIN_TOKEN", "CACHE_HMAC_KEY"]) {
     const entry = env.find((e) => e.name === name)
     if (entry?.valueFrom?.secretKeyRef === undefined) problems.push(`${name} must come from a Secret (secretKeyRef)`)

@@ -93,6 +93,10 @@ describe("deploy/kubernetes", () => {
     }, /JWT_SECRET/)
     refused((d) => (container(d).env!.find((e) => e.name === "WORKERS")!.value = "4"), /WORKERS must be 1/)
     refused((d) => (container(d).env!.find((e) => e.name === "HOST")!.value = "127.0.0.1"), /HOST/)
+    refused(
+      (d) => container(d).env!.push({ name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: "s", key: "k" } } }),
+      /REPLICATION_SLOT/
+    )
   })
 
   test("Service, PDB and HPA point at the Deployment; the HPA's metric is served by an adapter rule", () => {
