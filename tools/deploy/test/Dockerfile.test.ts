@@ -27,6 +27,15 @@ describe("deploy/Dockerfile", () => {
     assert.deepStrictEqual(checkDockerignore(read("deploy/Dockerfile.dockerignore")), [])
   })
 
+  test("node under an init (tini) is accepted too; the command after it must still be npm start's", () => {
+    const cmd = `CMD ["node", "--max-semi-space-size=8", "apps/gateway/src/main.ts"]`
+    const withTini = dockerfile.replace(cmd, `ENTRYPOINT ["/usr/bin/tini", "--"]\n${cmd}`)
+    assert.notStrictEqual(withTini, dockerfile)
+    assert.deepStrictEqual(checkDockerfile(withTini, expected), [])
+    const tiniShell = dockerfile.replace(cmd, `ENTRYPOINT ["/usr/bin/tini", "--"]\nCMD node apps/gateway/src/main.ts`)
+    assert.isNotEmpty(checkDockerfile(tiniShell, expected))
+  })
+
   test("a root user, a shell-form CMD, a baked secret, a loopback HOST or a missing manifest are refused", () => {
     const refused = (from: string, to: string, problem: RegExp) => {
       const changed = dockerfile.replace(from, to)
