@@ -77,12 +77,13 @@ ${chart("chart-connections", "Connections")}
 ${chart("chart-deliveries", "Deliveries/s")}
 ${chart("chart-delivery-latency", "Delivery latency p50 / p99 (ms)")}
 ${chart("chart-fanout-latency", "Fan-out latency p50 / p99 (ms)")}
+${chart("chart-day", "Connections today: predicted (calendar, from /admin/scaling) / measured (this process)")}
 </section>
 <section class="panels">
 <div class="panel"><h2>Redis and broker</h2><dl id="backend"></dl></div>
 <div class="panel"><h2>Devices</h2><dl id="devices"></dl></div>
 <div class="panel"><h2>Cache hit ratio</h2><dl id="cache"></dl></div>
-<div class="panel"><h2>Scaling</h2><div id="scaling">–</div></div>
+<div class="panel"><h2>Scaling</h2><p id="scaling-reason"></p><div id="scaling">–</div></div>
 </section>
 <script src="/dashboard/app.js"></script>
 </body>
@@ -167,6 +168,44 @@ export const script = `"use strict";
       g.stroke();
     });
   };
+  // Lines of [time, value] pairs on one time axis (the forecast and the measured points need not share times).
+  const drawTimed = (id, lines) => {
+    const canvas = byId(id);
+    const g = canvas.getContext("2d");
+    const w = canvas.width, h = canvas.height, pad = 28;
+    g.clearRect(0, 0, w, h);
+    let from = Infinity, to = -Infinity, max = 0;
+    for (const line of lines) for (const [t, v] of line) {
+      if (t < from) from = t;
+      if (t > to) to = t;
+      if (v > max) max = v;
+    }
+    if (!(to > from)) { from = Date.now() - 3600000; to = Date.now(); }
+    if (max <= 0) max = 1;
+    g.strokeStyle = "#39424e"; g.fillStyle = "#8d99a8"; g.font = "11px sans-serif";
+    g.beginPath(); g.moveTo(pad, 4); g.lineTo(pad, h - pad / 2); g.lineTo(w, h - pad / 2); g.stroke();
+    g.fillText(String(Math.round(max)), 2, 12);
+    const clock = (t) => new Date(t).toISOString().slice(11, 16);
+    g.fillText(clock(from), pad, h - 2);
+    g.fillText(clock(to), w - 34, h - 2);
+    const x = (t) => pad + ((t - from) * (w - pad - 2)) / (to - from);
+    const y = (v) => (h - pad / 2) - (v / max) * (h - pad / 2 - 6);
+    lines.forEach((line, i) => {
+      g.strokeStyle = colors[(i + 2) % colors.length]; g.lineWidth = 1.5;
+      g.beginPath();
+      line.forEach(([t, v], k) => { if (k === 0) g.moveTo(x(t), y(v)); else g.lineTo(x(t), y(v)); });
+      g.stroke();
+      if (line.length === 1) g.fillRect(x(line[0][0]) - 2, y(line[0][1]) - 2, 4, 4);
+    });
+  };
+  // LoadForecast.curve's shape, [{ at, connections }], when /admin/scaling answers one.
+  const forecastOf = (scaling) => {
+    const body = scaling.available ? scaling.body : undefined;
+    const curve = body && (Array.isArray(body.forecast) ? body.forecast : Array.isArray(body.curve) ? body.curve : []);
+    return (curve || [])
+      .filter((p) => p && typeof p.at === "number" && typeof p.connections === "number")
+      .map((p) => [p.at, p.connections]);
+  };
   const render = (s) => {
     show("process", "worker " + s.worker + " · pid " + s.pid + (s.draining ? " · draining" : ""));
     show("connections", String(s.connections));
@@ -210,8 +249,12 @@ export const script = `"use strict";
     const scaling = byId("scaling");
     scaling.replaceChildren();
     const pre = document.createElement("pre");
-    pre.textContent = slow.scaling.available ? JSON.stringify(slow.scaling.body, null, 2) : slow.scaling.reason;
+    const curveless = (key, value) => key === "forecast" || key === "curve" ? undefined : value;
+    pre.textContent = slow.scaling.available ? JSON.stringify(slow.scaling.body, curveless, 2) : slow.scaling.reason;
     scaling.append(pre);
+    const body = slow.scaling.available ? slow.scaling.body : undefined;
+    show("scaling-reason", body && typeof body.reason === "string" ? body.reason : "");
+    drawTimed("chart-day", [forecastOf(slow.scaling), s.day.at.map((t, i) => [t, s.day.connections[i]])]);
     draw("chart-connections", [s.series.connections]);
     draw("chart-deliveries", [s.series.deliveriesPerSecond]);
     draw("chart-delivery-latency", [s.series.deliveryP50Ms, s.series.deliveryP99Ms], s.sloMs);

@@ -15,6 +15,9 @@ import { Clock, Effect, Metric, Option } from "effect"
 import * as ClusterDevices from "./ClusterDevices.ts"
 
 export const HISTORY_S = 300
+/** The day chart keeps one point per `DAY_STEP_MS` for the last 24 hours. */
+const DAY_STEP_MS = 5 * 60_000
+const DAY_POINTS = 288
 const LATENCY_WINDOW_S = 10
 const SLOW_EVERY = 5
 const TOP_SCOPES = 5
@@ -67,6 +70,8 @@ export interface Snapshot {
   readonly alerts: ReadonlyArray<string>
   readonly slow: Slow
   readonly series: Series
+  /** This process's connections every `DAY_STEP_MS` over the last day, against the forecast of `/admin/scaling`. */
+  readonly day: { readonly at: ReadonlyArray<number>; readonly connections: ReadonlyArray<number> }
 }
 
 type Buckets = ReadonlyArray<readonly [number, number]>
@@ -174,6 +179,7 @@ export const make = (options: Options) => {
     scaling: { available: false, reason: "not read yet" }
   }
   let latest: Snapshot | undefined
+  const day = { at: new Array<number>(), connections: new Array<number>() }
   let ticks = 0
 
   const readSlow = Effect.gen(function*() {
@@ -224,6 +230,14 @@ export const make = (options: Options) => {
     push(series.deliveryP99Ms, deliveryP99Ms)
     push(series.fanoutP50Ms, fanoutP50Ms)
     push(series.fanoutP99Ms, fanoutP99Ms)
+    if (at - (day.at.at(-1) ?? Number.NEGATIVE_INFINITY) >= DAY_STEP_MS) {
+      day.at.push(at)
+      day.connections.push(connections)
+      if (day.at.length > DAY_POINTS) {
+        day.at.shift()
+        day.connections.shift()
+      }
+    }
 
     const shedPerSecond = now.shedTotal === undefined ? 0 : delta("wedsync_admission_shed_total")
     const alerts: Array<string> = []
@@ -264,7 +278,8 @@ export const make = (options: Options) => {
       sloMs: options.sloMs,
       alerts,
       slow,
-      series
+      series,
+      day
     }
   })
 

@@ -3,7 +3,8 @@
  * driven by playwright-core, against a gateway in this process with `ADMIN_TOKEN`. Without a session the page shows
  * the login form (401) and the stream answers 401, beside the accepted case; a wrong token is refused and a right
  * one logs in without the token ever reaching a URL; the figures then change under real supabase-js traffic. Without
- * `ADMIN_TOKEN` the dashboard does not exist. The screenshot goes to `apps/gateway/.vitest/dashboard.png`.
+ * `ADMIN_TOKEN` the dashboard does not exist. The screenshot goes to `apps/gateway/.vitest/dashboard.png`
+ * (and, with a stand-in `/admin/scaling` answer, `dashboard-scaling.png`).
  */
 import { TestTokens } from "@wedsync/auth/testing"
 import { SupabaseClients, waitUntil } from "@wedsync/testkit"
@@ -57,7 +58,9 @@ const logIn = async (page: Page, token: string) => {
 }
 
 describe("GET /dashboard", () => {
-  it("shows the login form and refuses the stream without a session, and accepts the admin token", async () => {
+  it("shows the login form and refuses the stream without a session, and accepts the admin token", {
+    timeout: 30_000
+  }, async () => {
     const page = await openPage()
     const first = await page.goto(`${gateway.url}/dashboard`)
     assert.strictEqual(first?.status(), 401)
@@ -144,6 +147,54 @@ describe("GET /dashboard", () => {
     await page.close()
     assert.isTrue(urlsSeen.length > 0)
     for (const url of urlsSeen) assert.notInclude(url, ADMIN_TOKEN)
+  })
+
+  it("shows the scaling decision, its reason and the day's forecast when /admin/scaling answers", {
+    timeout: 30_000
+  }, async () => {
+    const page = await openPage()
+    await logIn(page, ADMIN_TOKEN)
+    const cookie = (await page.context().cookies()).find((c) => c.name === "wedsync_dashboard")!
+    // A real snapshot of this gateway (which has no /admin/scaling), given the answer the endpoint would make.
+    const response = await fetch(`${gateway.url}/dashboard/stream`, {
+      headers: { cookie: `wedsync_dashboard=${cookie.value}` }
+    })
+    const reader = response.body!.getReader()
+    const first = new TextDecoder().decode((await reader.read()).value)
+    await reader.cancel()
+    const snapshot = JSON.parse(first.slice("data: ".length)) as { slow: Record<string, unknown> }
+    const now = Date.now()
+    const forecast = [0, 1, 2, 3].map((h) => ({ at: now - 3_600_000 + h * 1_800_000, connections: 100 * h }))
+    const body = { decision: { replicas: 3 }, reason: "delivery p99 above target", forecast }
+    const fake = { ...snapshot, slow: { ...snapshot.slow, scaling: { available: true, body } } }
+    // Green pixels on the day chart: the forecast's colour.
+    // Runs in the page (a string: this package's TypeScript has no DOM types).
+    const forecastPixels = () =>
+      page.evaluate<number>(`(() => {
+        const canvas = document.getElementById("chart-day")
+        const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data
+        let green = 0
+        for (let i = 0; i < data.length; i += 4) if (data[i + 1] > 180 && data[i] < 150) green++
+        return green
+      })()`)
+    await waitUntil("a real snapshot", () => text(page, "scaling"), (t) => t === "not available", { timeoutMs: 10_000 })
+    assert.strictEqual(await forecastPixels(), 0)
+
+    await page.route(
+      "**/dashboard/stream",
+      (route) =>
+        route.fulfill({ status: 200, contentType: "text/event-stream", body: `data: ${JSON.stringify(fake)}\n\n` })
+    )
+    await page.reload()
+    await waitUntil("the scaling reason", () => text(page, "scaling-reason"), (t) => t === body.reason, {
+      timeoutMs: 10_000
+    })
+    assert.include(await text(page, "scaling"), `"replicas": 3`)
+    assert.notInclude(await text(page, "scaling"), "forecast")
+    assert.isAbove(await forecastPixels(), 50)
+    mkdirSync(outputDir, { recursive: true })
+    await page.screenshot({ path: join(outputDir, "dashboard-scaling.png"), fullPage: true })
+    await page.close()
   })
 
   it(
