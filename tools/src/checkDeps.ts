@@ -257,9 +257,15 @@ export const loadWorkspaces = (root: string): ReadonlyArray<Workspace> =>
     fromManifest(pkg.optionalDependencies, "dependencies")
     fromManifest(pkg.devDependencies, "devDependencies")
     const kind = kindOf(dir, name)
-    // tools keeps runtime code in src/, bench/ and attack/; everything under test/ directories counts as test code.
+    // tools keeps runtime code in src/, bench/, attack/ and deploy/; everything under test/ directories counts as test code.
     const sourceRoots: ReadonlyArray<[string, EdgeVia]> = kind === "tools"
-      ? [["src", "src import"], ["bench", "src import"], ["attack", "src import"], ["test", "test import"]]
+      ? [
+        ["src", "src import"],
+        ["bench", "src import"],
+        ["attack", "src import"],
+        ["deploy", "src import"],
+        ["test", "test import"]
+      ]
       : [["src", "src import"], ["test", "test import"]]
     for (const [sub, via] of sourceRoots) {
       for (const file of listTs(join(root, dir, sub), new Set())) {

@@ -1,6 +1,6 @@
 /**
  * First step of `npm test`: makes sure Redis and Postgres are reachable (starting the local ones if they are down),
- * that Postgres runs with `wal_level=logical`, that `promtool` is installed, and clears last run's test reports so they cannot be counted again.
+ * that Postgres runs with `wal_level=logical`, that `promtool` and `chromium` are installed, and clears last run's test reports so they cannot be counted again.
  *
  * Idempotent and quick when everything is up (two round trips). It only starts or restarts services on loopback; for a
  * remote REDIS_URL / DATABASE_URL it checks and reports. It prints one line per service and exits 1 with what is
@@ -277,23 +277,33 @@ const preparePostgres = async (url: string): Promise<Outcome> => {
   }
 }
 
+/** A Debian package a test needs: found at `path`, or by running `command --version` without one. */
+interface AptTool {
+  readonly command: string
+  readonly path?: string
+  readonly aptPackage: string
+}
+
 /**
- * `promtool` (Debian's `prometheus` package) validates the gateway's `/metrics` in a test. Installed with apt when
- * missing and this runs as root (as in CI); otherwise reported with the command that installs it.
+ * Installs a tool with apt when missing and this runs as root (as in CI); otherwise reports the command that
+ * installs it. `promtool` (Debian's `prometheus`) validates the gateway's `/metrics`; `chromium` drives the
+ * dashboard test in a headless browser.
  */
-const preparePromtool = async (): Promise<Outcome> => {
-  const found = () => run("promtool", ["--version"]).ok
-  if (found()) return { ok: true, line: "promtool  ready" }
-  const fix = "apt-get update && apt-get install -y prometheus"
-  if (process.getuid?.() !== 0) return { ok: false, line: "promtool  MISSING", fix }
+const prepareAptTool = async ({ command, path, aptPackage }: AptTool): Promise<Outcome> => {
+  const label = command.padEnd(9)
+  // Chromium's launcher script prints noise on `--version` as root; its presence is enough.
+  const found = () => path === undefined ? run(command, ["--version"]).ok : existsSync(path)
+  if (found()) return { ok: true, line: `${label} ready` }
+  const fix = `apt-get update && apt-get install -y ${aptPackage}`
+  if (process.getuid?.() !== 0) return { ok: false, line: `${label} MISSING`, fix }
   const update = run("apt-get", ["update", "-qq"], 300_000)
   const install = update.ok
-    ? run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "prometheus"], 300_000)
+    ? run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", aptPackage], 600_000)
     : update
-  if (install.ok && found()) return { ok: true, line: "promtool  ready     (installed prometheus with apt)" }
+  if (install.ok && found()) return { ok: true, line: `${label} ready     (installed ${aptPackage} with apt)` }
   return {
     ok: false,
-    line: `promtool  MISSING   apt-get could not install prometheus: ${install.output.slice(-300)}`,
+    line: `${label} MISSING   apt-get could not install ${aptPackage}: ${install.output.slice(-300)}`,
     fix
   }
 }
@@ -322,8 +332,10 @@ const main = async () => {
   const outcomes = await Promise.all([
     prepareRedis(process.env["REDIS_URL"] || defaultRedisUrl),
     preparePostgres(process.env["DATABASE_URL"] || defaultDatabaseUrl),
-    preparePromtool()
+    prepareAptTool({ command: "promtool", aptPackage: "prometheus" })
   ])
+  // After the others: apt takes a lock, so the two installs cannot run at once.
+  outcomes.push(await prepareAptTool({ command: "chromium", path: "/usr/bin/chromium", aptPackage: "chromium" }))
   for (const o of outcomes) console.log(o.line)
   const failed = outcomes.filter((o) => !o.ok)
   if (failed.length > 0) {

@@ -28,13 +28,19 @@ import * as ScalingController from "./ScalingController.ts"
 
 const digest = (text: string) => createHash("sha256").update(text).digest()
 
-/** A check of the `Authorization` header against the admin token; the expected digest is computed once. */
-export const bearerCheck = (token: Redacted.Redacted<string>) => {
+/** Whether a string is the admin token, compared in constant time; the expected digest is computed once. */
+export const tokenCheck = (token: Redacted.Redacted<string>) => {
   const expected = digest(Redacted.value(token))
+  return (sent: string): boolean => timingSafeEqual(digest(sent), expected)
+}
+
+/** A check of the `Authorization` header against the admin token. */
+export const bearerCheck = (token: Redacted.Redacted<string>) => {
+  const isToken = tokenCheck(token)
   return (authorization: string | undefined): RestError.Reason | undefined => {
     const sent = authorization?.match(/^Bearer\s+(\S+)\s*$/i)?.[1]
     if (sent === undefined) return RestError.adminTokenMissing()
-    return timingSafeEqual(digest(sent), expected) ? undefined : RestError.adminTokenInvalid()
+    return isToken(sent) ? undefined : RestError.adminTokenInvalid()
   }
 }
 

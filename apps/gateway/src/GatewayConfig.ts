@@ -41,6 +41,8 @@ export interface GatewayOptions {
   readonly adminToken: Redacted.Redacted<string> | undefined
   /** How often device counts are published to Redis (with `REDIS_URL`). */
   readonly devicesPublishMs: number
+  /** The delivery p99 (ms) above which `/dashboard` raises an alert. */
+  readonly dashboardSloMs: number
   /** This process's number among the workers (1 when it runs alone); the `worker` label of `wedsync_worker_info`. */
   readonly workerId: number
   /**
@@ -69,6 +71,7 @@ export const defaults: GatewayOptions = {
   maxRestBodyBytes: undefined,
   adminToken: undefined,
   devicesPublishMs: 5_000,
+  dashboardSloMs: 100,
   workerId: 1,
   reusePort: false,
   presenceHeartbeatMs: 2_000,
@@ -103,6 +106,7 @@ export class GatewayConfig extends Context.Service<GatewayConfig, GatewayOptions
         Config.map((o) => o._tag === "Some" ? o.value : undefined)
       ),
       devicesPublishMs: Config.Int("DEVICES_PUBLISH_MS").pipe(Config.withDefault(defaults.devicesPublishMs)),
+      dashboardSloMs: Config.Number("DASHBOARD_SLO_MS").pipe(Config.withDefault(defaults.dashboardSloMs)),
       workerId: Config.Int("WEDSYNC_WORKER_ID").pipe(Config.withDefault(defaults.workerId)),
       reusePort: Config.Int("WEDSYNC_WORKER_ID").pipe(Config.option, Config.map((o) => o._tag === "Some")),
       presenceHeartbeatMs: Config.Int("PRESENCE_HEARTBEAT_MS").pipe(Config.withDefault(defaults.presenceHeartbeatMs)),

@@ -8,6 +8,7 @@ import { Effect, Layer, Option } from "effect"
 import { HttpMiddleware, HttpRouter, HttpServerResponse } from "effect/http"
 import * as Admin from "./Admin.ts"
 import * as Broadcasts from "./Broadcasts.ts"
+import * as Dashboard from "./Dashboard.ts"
 import { GatewayConfig } from "./GatewayConfig.ts"
 
 const health = HttpRouter.route("GET", "/health", Effect.succeed(HttpServerResponse.jsonUnsafe({ status: "ok" })))
@@ -108,4 +109,10 @@ const cors = Layer.unwrap(
   })
 )
 
-export const routes = Layer.mergeAll(HttpRouter.addAll([health, ready, metrics]), Broadcasts.routes, Admin.routes, cors)
+export const routes = Layer.mergeAll(
+  HttpRouter.addAll([health, ready, metrics]),
+  Broadcasts.routes,
+  Admin.routes,
+  Dashboard.routes,
+  cors
+)

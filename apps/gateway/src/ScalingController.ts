@@ -46,6 +46,8 @@ export const metrics = [desiredReplicas, headroomRatio, loadRatio, predictedConn
 /** What `GET /admin/scaling` answers. */
 export interface Snapshot {
   readonly at: string
+  /** `decision.reason` at the top, where the dashboard's scaling panel reads it. */
+  readonly reason: string
   readonly observation: ReplicaPolicy.ProcessLoad
   readonly decision: ReplicaPolicy.Decision
   readonly headroom: number | undefined
@@ -158,6 +160,7 @@ export const make = (options: { readonly intervalMs: number }) =>
       }
       const snapshot: Snapshot = {
         at: new Date(now).toISOString(),
+        reason: decision.reason,
         observation,
         decision,
         headroom: headroom === undefined ? undefined : round(1 - headroom),

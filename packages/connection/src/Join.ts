@@ -152,8 +152,9 @@ export const open: Step = (conn, attempt) =>
       yield* remove(conn, previous)
     }
     const sink = new ChannelSink(conn.vsn, conn.outbox)
-    // Held from before the hub subscription until the replay is out: no live frame can overtake a replayed one.
-    if (attempt.config.replay !== undefined) sink.hold(conn.config.outboxLimitBytes)
+    // Held from before the hub subscription until the replay is out: no live frame can overtake a replayed one. The
+    // held frames get the half of the outbox the replay leaves (`replayBudget`): both go out together on release.
+    if (attempt.config.replay !== undefined) sink.hold(conn.config.outboxLimitBytes - replayBudget(conn))
     const channel = new Channel(topic, attempt.subtopic ?? "", joinRef, attempt.config, attempt.principal, sink)
     attempt.channel = channel
     const hub = Context.get(conn.context, Hub.Hub)
@@ -229,7 +230,7 @@ export const replay: Step = (conn, attempt) =>
     )
     // A replay goes out in one go: it keeps the newest frames that fit half the outbox, so that replaying large
     // messages cannot close the socket as a slow consumer (which would reconnect and replay again).
-    const budget = Math.floor(conn.config.outboxLimitBytes / 2)
+    const budget = replayBudget(conn)
     let first = frames.length
     for (let bytes = 0; first > 0; first--) {
       bytes += frames[first - 1]?.length ?? 0
@@ -254,6 +255,9 @@ export const replay: Step = (conn, attempt) =>
     if (channel.sink.overflowed) conn.offer({ _tag: "Overflow" })
     return undefined
   })
+
+/** Bytes of replayed frames a join may queue: half the outbox, so the replay and the live frames held meanwhile fit. */
+const replayBudget = (conn: Connection): number => Math.floor(conn.config.outboxLimitBytes / 2)
 
 /** Longest wait for the broker to receive a replaying channel's topic before the replay is given up. */
 const SUBSCRIBE_TIMEOUT = Duration.seconds(5)

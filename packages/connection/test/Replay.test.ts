@@ -196,6 +196,46 @@ describe("replay at join", () => {
     }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0 }, undefined, racing)))
   })
 
+  it.effect("live frames held during the read get the half of the outbox the replay leaves; past it, closed 4008", () => {
+    // While the history is read, `live` broadcasts of ~3 KB arrive for a socket whose outbox holds 10 KB: the replay may
+    // take half of it, so the held frames get the other half. One fits; two (6 KB, which the whole outbox would hold
+    // beside a full replay only by overflowing it) close the socket as a slow consumer at once, not after the release.
+    const racing = (live: number) =>
+      Layer.effect(
+        History.History,
+        Effect.gen(function*() {
+          const memory = yield* History.History
+          const hub = yield* Hub.Hub
+          return {
+            append: memory.append,
+            read: (key, since, limit) =>
+              Effect.gen(function*() {
+                for (let n = 1; n <= live; n++) yield* History.publish(hub, memory, broadcast(n, 3_000))
+                return yield* memory.read(key, since, limit)
+              })
+          }
+        })
+      ).pipe(Layer.provide(History.History.layerMemory()))
+    const withLive = (live: number) =>
+      TestSocket.layer({ joinErrorDelayMs: 0, outboxLimitBytes: 10_000 }, undefined, racing(live))
+    const fits = Effect.gen(function*() {
+      const client = yield* userClient()
+      client.join(WEDDING, replayJoin({ since: 0 }))
+      const [reply, replayed] = yield* client.next(2)
+      assert.strictEqual(statusOf(reply), "ok")
+      assert.strictEqual(seen(replayed).n, 1)
+      assert.deepStrictEqual(yield* client.drain, [])
+      assert.isUndefined(client.socket.closed)
+    }).pipe(Effect.provide(withLive(1)))
+    const tooMuch = Effect.gen(function*() {
+      const client = yield* userClient()
+      client.join(WEDDING, replayJoin({ since: 0 }))
+      const closed = yield* client.socket.awaitClose
+      assert.strictEqual(closed.code, 4008)
+    }).pipe(Effect.provide(withLive(2)))
+    return Effect.andThen(fits, tooMuch)
+  })
+
   it.effect("more matches than `limit`: the last `limit`, then one system message; within the limit, none", () =>
     Effect.gen(function*() {
       for (let n = 1; n <= 5; n++) yield* publish(n)

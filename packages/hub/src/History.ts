@@ -382,16 +382,20 @@ const makeRedis = (options: HistoryOptions): Effect.Effect<HistoryShape, never, 
         const floor = Math.max(since, now - ttlMs)
         const lowest = String(Math.max(0, floor - CLOCK_SKEW_MS))
         const count = limit + 1 + PAGE_SLACK
-        const [started, trimmedThrough] = yield* client.command("GET", (redis) =>
-          Promise.all([redis.set(epoch, String(now), "NX", "GET"), redis.get(client.key(trimmedOf(key)))]))
+        // The markers and the first page in one round trip: a reconnect storm sends thousands of reads at once.
+        const [started, trimmedThrough, firstPage] = yield* client.command("XREVRANGE", (redis) =>
+          Promise.all([
+            redis.set(epoch, String(now), "NX", "GET"),
+            redis.get(client.key(trimmedOf(key))),
+            redis.xrevrangeBuffer(stream, "+", lowest, "COUNT", count)
+          ]))
         // Newest first, page by page, until one more than `limit` matched or the stream is past `since`.
         const newestFirst: Array<Entry> = []
         let upper = "+"
-        for (;;) {
-          const page: Array<RawEntry> = yield* client.command(
+        for (let pageNumber = 0;; pageNumber++) {
+          const page: Array<RawEntry> = pageNumber === 0 ? firstPage : yield* client.command(
             "XREVRANGE",
-            (redis) =>
-              redis.xrevrangeBuffer(stream, upper, lowest, "COUNT", count)
+            (redis) => redis.xrevrangeBuffer(stream, upper, lowest, "COUNT", count)
           )
           for (const raw of page) {
             const entry = decodeEntry(raw)
