@@ -10,6 +10,10 @@
  * with `REDIS_URL`, this process's without it. `?wedding=<id>` and `?supplier=<id>` (repeatable) ask for those ids;
  * `?top=<n>` (1-100, default 10) sizes the lists of the busiest ones.
  *
+ * `GET /admin/scaling` answers this process's scaling observation and decision (`ScalingController.Snapshot`): the
+ * load it sampled, the desired replicas with the reason, the headroom and, with `WEDDING_CALENDAR_FILE`, the predicted
+ * connections and `forecast`, the calendar's curve from a day before to a day after now. Reading it changes nothing.
+ *
  * `POST /admin/cache/warm` runs one wedding-season warming now (`Warmer`) and answers its report; 409
  * `WarmingNotConfigured` without a calendar, 503 `WarmingFailed` when a query failed.
  */
@@ -20,6 +24,7 @@ import { createHash, timingSafeEqual } from "node:crypto"
 import { Warmer } from "@wedsync/changes"
 import * as ClusterDevices from "./ClusterDevices.ts"
 import { GatewayConfig } from "./GatewayConfig.ts"
+import * as ScalingController from "./ScalingController.ts"
 
 const digest = (text: string) => createHash("sha256").update(text).digest()
 
@@ -66,6 +71,11 @@ const devices = Effect.gen(function*() {
   })
 })
 
+const scaling = Effect.flatMap(
+  ScalingController.ScalingController,
+  (controller) => Effect.map(controller.current, (snapshot) => HttpServerResponse.jsonUnsafe(snapshot))
+)
+
 /** Runs one warming now and answers what it did (`Warmer.WarmReport`). */
 const warmNow = Effect.gen(function*() {
   const warmer = yield* Warmer.Warmer
@@ -96,6 +106,7 @@ export const routes = Layer.unwrap(
       })
     return HttpRouter.addAll([
       HttpRouter.route("GET", "/admin/devices", guarded(devices)),
+      HttpRouter.route("GET", "/admin/scaling", guarded(scaling)),
       HttpRouter.route("POST", "/admin/cache/warm", guarded(warmNow))
     ])
   })

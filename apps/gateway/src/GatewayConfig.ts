@@ -8,9 +8,23 @@
 import { AuthConfig } from "@wedsync/auth"
 import { MembershipTable } from "@wedsync/changes"
 import { ConnectionConfig } from "@wedsync/connection"
-import { Config, Console, Context, Duration, Effect, Layer, Option, type Redacted, Runtime, Schema } from "effect"
+import { ScalingConfig } from "@wedsync/scaling"
+import {
+  Config,
+  Console,
+  Context,
+  Duration,
+  Effect,
+  Layer,
+  Option,
+  type Redacted,
+  Result,
+  Runtime,
+  Schema
+} from "effect"
 import { availableParallelism } from "node:os"
 import * as ClientAddress from "./ClientAddress.ts"
+import * as WeddingCalendar from "./WeddingCalendar.ts"
 
 export interface GatewayOptions {
   readonly host: string
@@ -38,6 +52,8 @@ export interface GatewayOptions {
   readonly reusePort: boolean
   /** With Redis: how often this process refreshes its presence heartbeat and checks the other processes'. */
   readonly presenceHeartbeatMs: number
+  /** How often the scaling controller samples this process and runs the policy. */
+  readonly scalingSampleMs: number
 }
 
 /** Set by the primary (`WORKERS` > 1) in each worker's environment: its number, from 1. */
@@ -58,7 +74,8 @@ export const defaults: GatewayOptions = {
   dashboardSloMs: 100,
   workerId: 1,
   reusePort: false,
-  presenceHeartbeatMs: 2_000
+  presenceHeartbeatMs: 2_000,
+  scalingSampleMs: 15_000
 }
 
 export class GatewayConfig extends Context.Service<GatewayConfig, GatewayOptions>()("@wedsync/gateway/GatewayConfig") {
@@ -92,7 +109,8 @@ export class GatewayConfig extends Context.Service<GatewayConfig, GatewayOptions
       dashboardSloMs: Config.Number("DASHBOARD_SLO_MS").pipe(Config.withDefault(defaults.dashboardSloMs)),
       workerId: Config.Int("WEDSYNC_WORKER_ID").pipe(Config.withDefault(defaults.workerId)),
       reusePort: Config.Int("WEDSYNC_WORKER_ID").pipe(Config.option, Config.map((o) => o._tag === "Some")),
-      presenceHeartbeatMs: Config.Int("PRESENCE_HEARTBEAT_MS").pipe(Config.withDefault(defaults.presenceHeartbeatMs))
+      presenceHeartbeatMs: Config.Int("PRESENCE_HEARTBEAT_MS").pipe(Config.withDefault(defaults.presenceHeartbeatMs)),
+      scalingSampleMs: Config.Int("SCALE_SAMPLE_INTERVAL_MS").pipe(Config.withDefault(defaults.scalingSampleMs))
     })
   )
 }
@@ -221,6 +239,7 @@ const RULES: ReadonlyArray<readonly [name: string, check: Check, secret?: "secre
   ["ADMIN_TOKEN", nonEmpty, "secret"],
   ["DEVICES_PUBLISH_MS", integer(100)],
   ["PRESENCE_HEARTBEAT_MS", integer(100)],
+  ["SCALE_SAMPLE_INTERVAL_MS", integer(100)],
   ["LOG_LEVEL", oneOf(LOG_LEVELS)],
   ["LOG_FORMAT", oneOf(LOG_FORMATS)],
   ["JWT_SECRET", nonEmpty, "secret"],
@@ -309,6 +328,16 @@ export const checkEnvironment: Effect.Effect<void, GatewayConfigError> = Effect.
   if (problems.length === 0) {
     const connection = yield* Effect.orDie(ConnectionConfig.config)
     problems.push(...ConnectionConfig.limitProblems(connection))
+  }
+  // The scaling settings: each value, the rules between them, and the calendar file (read and decoded whole).
+  const scaling = yield* Effect.result(ScalingConfig.config)
+  if (Result.isFailure(scaling)) problems.push(scaling.failure.message)
+  else {
+    problems.push(...ScalingConfig.problems(scaling.success))
+    if (scaling.success.calendarFile !== undefined) {
+      const calendar = yield* Effect.result(WeddingCalendar.load(scaling.success.calendarFile))
+      if (Result.isFailure(calendar)) problems.push(calendar.failure.message)
+    }
   }
   if (problems.length === 0) return
   const error = new GatewayConfigError({ problems })

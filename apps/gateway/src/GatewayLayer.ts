@@ -11,6 +11,7 @@ import { ChangesConfig, ChangesMetrics, MembershipTable, PostgresChanges, Replic
 import { Broker, ChangeFeed, History, Hub, HubMetrics, Presence } from "@wedsync/hub"
 import { ProcessMetrics } from "@wedsync/metrics"
 import { RedisClient, RedisConfig, RedisMetrics } from "@wedsync/redis"
+import { ScalingConfig } from "@wedsync/scaling"
 import { Config, Context, Duration, Effect, Layer, Logger, Option, Redacted, References } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { NetAddress } from "effect/net"
@@ -28,6 +29,7 @@ import {
   WORKER_ID_VARIABLE
 } from "./GatewayConfig.ts"
 import * as Routes from "./Routes.ts"
+import * as ScalingController from "./ScalingController.ts"
 
 /** How long closing the HTTP server may wait for its last sockets after the drain. */
 const SERVER_CLOSE_TIMEOUT = Duration.seconds(5)
@@ -110,7 +112,12 @@ const WebSocketLayer = Layer.effectDiscard(
     const { host, drainTimeoutMs, trustedProxies, reusePort } = yield* GatewayConfig
     const registry = yield* ConnectionRegistry.ConnectionRegistry
     const auth = yield* AuthConfig.AuthConfig
-    yield* Transport.attach(server, { clientAddress: ClientAddress.make(trustedProxies) })
+    const scaling = yield* ScalingConfig.ScalingConfig
+    const controller = yield* ScalingController.ScalingController
+    yield* Transport.attach(server, {
+      clientAddress: ClientAddress.make(trustedProxies),
+      shedding: { options: scaling, latency: controller.latency }
+    })
     // Runs first on shutdown (finalizers run in reverse), while the HTTP server still answers /ready.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
@@ -146,6 +153,8 @@ export interface Options {
   readonly connection: Layer.Layer<ConnectionConfig.ConnectionConfig, unknown>
   readonly auth: Layer.Layer<AuthConfig.AuthConfig, unknown>
   readonly cache: Layer.Layer<CacheConfig.CacheConfig, unknown>
+  /** Admission control and the scaling policy (`SCALE_*`, `ADMISSION_*`, `WEDDING_CALENDAR_FILE`…). */
+  readonly scaling: Layer.Layer<ScalingConfig.ScalingConfig, unknown>
   /** `REDIS_URL` set: the one Redis client of the process (the cache's store and bus run on it); unset: none. */
   readonly redis?: Layer.Layer<RedisClient.RedisClient, unknown> | undefined
   /** Retention of the broadcast history for `replay` (`HISTORY_MAX_MESSAGES`, `HISTORY_TTL`); defaults when unset. */
@@ -249,7 +258,14 @@ export const make = (options: Options) => {
     series,
     options.redis ?? Layer.empty
   )
-  const services = RevocationLayer.pipe(Layer.provideMerge(base))
+  // After ProcessMetrics (its first sample reads the event-loop gauge) and the registry it counts sockets in.
+  const scaling = Layer.unwrap(
+    Effect.map(
+      GatewayConfig,
+      ({ scalingSampleMs }) => ScalingController.ScalingController.layer({ intervalMs: scalingSampleMs })
+    )
+  )
+  const services = Layer.merge(RevocationLayer, scaling).pipe(Layer.provideMerge(base))
   const http = HttpRouter.serve(Routes.routes, { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provide(HttpServerLayer)
   )
@@ -259,6 +275,7 @@ export const make = (options: Options) => {
     Layer.provideMerge(http),
     Layer.provideMerge(NodeServer.layer),
     Layer.provideMerge(services),
+    Layer.provideMerge(options.scaling),
     Layer.provideMerge(options.gateway)
   )
 }
@@ -378,6 +395,7 @@ export const fromEnv = Layer.unwrap(
       connection: ConnectionConfig.ConnectionConfig.layerConfig,
       auth: AuthConfig.AuthConfig.layerConfig,
       cache: CacheConfig.CacheConfig.layerConfig,
+      scaling: ScalingConfig.ScalingConfig.layerConfig,
       redis: yield* redisFromEnv,
       history: yield* History.config
     }).pipe(Layer.provide(logging))
@@ -398,6 +416,7 @@ export const layerTest = (overrides: {
   readonly cache?: CacheConfig.CacheOverrides
   readonly redis?: Partial<RedisConfig.RedisOptions>
   readonly history?: Partial<History.HistoryOptions>
+  readonly scaling?: Partial<ScalingConfig.ScalingOptions>
 } = {}) => {
   const changes = overrides.changes === undefined
     ? undefined
@@ -419,6 +438,12 @@ export const layerTest = (overrides: {
       joinErrorDelayMs: 0,
       ...overrides.connection
     }),
-    auth: AuthConfig.AuthConfig.layer(overrides.auth)
+    auth: AuthConfig.AuthConfig.layer(overrides.auth),
+    // No latency shedding unless a case asks for it: a shared test machine's event loop stalls in bursts.
+    scaling: ScalingConfig.ScalingConfig.layer({
+      admissionMaxEventLoopP99Ms: 60_000,
+      admissionMaxDeliveryP99Ms: 60_000,
+      ...overrides.scaling
+    })
   })
 }

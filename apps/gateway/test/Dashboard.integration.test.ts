@@ -4,7 +4,7 @@
  * the login form (401) and the stream answers 401, beside the accepted case; a wrong token is refused and a right
  * one logs in without the token ever reaching a URL; the figures then change under real supabase-js traffic. Without
  * `ADMIN_TOKEN` the dashboard does not exist. The screenshot goes to `apps/gateway/.vitest/dashboard.png`
- * (and, with a stand-in `/admin/scaling` answer, `dashboard-scaling.png`).
+ * (and, with a stand-in `/admin/scaling` answer that carries a forecast, `dashboard-scaling.png`).
  */
 import { TestTokens } from "@wedsync/auth/testing"
 import { SupabaseClients, waitUntil } from "@wedsync/testkit"
@@ -138,8 +138,11 @@ describe("GET /dashboard", () => {
         intervalMs: 200
       }
     )
-    // This gateway has no `/admin/scaling`: the panel says so rather than failing.
-    assert.strictEqual(await text(page, "scaling"), "not available")
+    // The gateway's own `/admin/scaling` (its ScalingController, no calendar): the decision and its reason.
+    await waitUntil("the scaling decision", () => text(page, "scaling"), (t) => (t ?? "").includes("desiredReplicas"), {
+      timeoutMs: 10_000
+    })
+    assert.match((await text(page, "scaling-reason")) ?? "", /^(hold at|up|down) \d/)
     assert.match((await text(page, "backend")) ?? "", /Redisnot configured/)
 
     mkdirSync(outputDir, { recursive: true })
@@ -155,7 +158,8 @@ describe("GET /dashboard", () => {
     const page = await openPage()
     await logIn(page, ADMIN_TOKEN)
     const cookie = (await page.context().cookies()).find((c) => c.name === "wedsync_dashboard")!
-    // A real snapshot of this gateway (which has no /admin/scaling), given the answer the endpoint would make.
+    // A real snapshot of this gateway (its /admin/scaling has no calendar, so no forecast), given a stand-in answer
+    // with one.
     const response = await fetch(`${gateway.url}/dashboard/stream`, {
       headers: { cookie: `wedsync_dashboard=${cookie.value}` }
     })
@@ -177,7 +181,9 @@ describe("GET /dashboard", () => {
         for (let i = 0; i < data.length; i += 4) if (data[i + 1] > 180 && data[i] < 150) green++
         return green
       })()`)
-    await waitUntil("a real snapshot", () => text(page, "scaling"), (t) => t === "not available", { timeoutMs: 10_000 })
+    await waitUntil("a real snapshot", () => text(page, "scaling"), (t) => (t ?? "").includes("desiredReplicas"), {
+      timeoutMs: 10_000
+    })
     assert.strictEqual(await forecastPixels(), 0)
 
     await page.route(

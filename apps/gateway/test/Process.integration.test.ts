@@ -6,6 +6,9 @@
 import { TestTokens } from "@wedsync/auth/testing"
 import { waitUntil } from "@wedsync/testkit"
 import { type ChildProcess, spawn } from "node:child_process"
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { createInterface } from "node:readline"
 import { assert, describe, it } from "@effect/vitest"
 import { afterEach, vi } from "vitest"
@@ -118,6 +121,22 @@ describe("configuration at start", () => {
     assert.include(refused.stderr, `HISTORY_MAX_MESSAGES="0": must be from 1 to 1000000`)
     assert.include(refused.stderr, `HISTORY_TTL="forever": must be a duration such as "1 hour"`)
     const gateway = start({ PORT: "0", HISTORY_MAX_MESSAGES: "500", HISTORY_TTL: "30 minutes" })
+    assert.isOk(await gateway.line((l) => l.includes("listening on http://127.0.0.1:")))
+    gateway.child.kill("SIGTERM")
+    await gateway.exit
+  })
+
+  it("refuses a bad WEDDING_CALENDAR_FILE with its problems (exit 78); a valid one starts", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "wedsync-calendar-"))
+    const bad = join(dir, "bad.json")
+    writeFileSync(bad, JSON.stringify({ weddings: [{ id: "w1", start: "tomorrow", suppliers: 3 }] }))
+    const refused = await start({ PORT: "0", WEDDING_CALENDAR_FILE: bad }).exit
+    assert.strictEqual(refused.code, 78)
+    assert.include(refused.stderr, "Invalid configuration (1 problem)")
+    assert.include(refused.stderr, "is not a valid wedding calendar")
+    const good = join(dir, "good.json")
+    writeFileSync(good, JSON.stringify({ weddings: [{ id: "w1", start: "2027-06-05T14:00:00Z", suppliers: 3 }] }))
+    const gateway = start({ PORT: "0", WEDDING_CALENDAR_FILE: good })
     assert.isOk(await gateway.line((l) => l.includes("listening on http://127.0.0.1:")))
     gateway.child.kill("SIGTERM")
     await gateway.exit

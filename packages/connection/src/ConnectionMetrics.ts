@@ -1,5 +1,6 @@
 /** Metric handles of client connections. No label carries user data. */
 import { AuthError } from "@wedsync/auth"
+import { Admission } from "@wedsync/scaling"
 import { Effect, Metric } from "effect"
 import * as ConnectionError from "./ConnectionError.ts"
 import { CloseCode } from "./ErrorReply.ts"
@@ -59,6 +60,12 @@ export const writeDelay = Metric.histogram("wedsync_connection_write_delay_secon
   boundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]
 })
 
+export const admissionShed = Metric.counter("wedsync_admission_shed_total", {
+  description:
+    "WebSocket upgrades shed with 503 and Retry-After because the process was above its safe capacity, by reason",
+  incremental: true
+})
+
 /**
  * Registers every labelled series this package can produce, at 0, so dashboards and `rate()` see them from the first
  * scrape rather than from the first refusal. The label values come from the reason and close-code catalogues
@@ -81,7 +88,8 @@ export const declareSeries: Effect.Effect<void> = Effect.suspend(() => {
     ...reasons.map((reason) => Metric.withAttributes(refused, { reason })),
     ...["ok", ...reasons].map((result) => Metric.withAttributes(joins, { result })),
     ...["broadcast", "heartbeat", "push"].map((kind) => Metric.withAttributes(messagesIn, { kind })),
-    ...["complete", "incomplete", "failed"].map((result) => Metric.withAttributes(replays, { result }))
+    ...["complete", "incomplete", "failed"].map((result) => Metric.withAttributes(replays, { result })),
+    ...Admission.SHED_REASONS.map((reason) => Metric.withAttributes(admissionShed, { reason }))
   ]
   return Effect.forEach(series, (metric: Metric.Metric<never, unknown>) => Metric.value(metric), { discard: true })
 })

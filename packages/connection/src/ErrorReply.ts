@@ -8,6 +8,7 @@
 import { AuthError } from "@wedsync/auth"
 import { ChangeFeed } from "@wedsync/hub"
 import { Reply } from "@wedsync/protocol"
+import type { Admission } from "@wedsync/scaling"
 import * as ConnectionError from "./ConnectionError.ts"
 import * as RestError from "./RestError.ts"
 
@@ -63,7 +64,29 @@ export const shutdownText = (reason: WireReason | { readonly _tag: string; reado
 export interface HttpRefusal {
   readonly status: number
   readonly body: string
+  /** Sent as `Retry-After` (whole seconds) when set. */
+  readonly retryAfterSeconds?: number | undefined
 }
+
+const SHED_TEXT: Readonly<Record<Admission.ShedReason, string>> = {
+  "connections": "too many connections",
+  "delivery-latency": "delivery latency too high",
+  "event-loop-delay": "event-loop delay too high"
+}
+
+/**
+ * A socket shed by admission control: 503 with `Retry-After`. The body says which guard was crossed, never the
+ * process's numbers (those go to the log).
+ */
+export const shedRefusal = (reason: Admission.ShedReason, retryAfterSeconds: number): HttpRefusal => ({
+  status: 503,
+  retryAfterSeconds,
+  body: JSON.stringify({
+    error: `Server at capacity (${SHED_TEXT[reason]}), retry after ${retryAfterSeconds} seconds`,
+    reason,
+    retry_after: retryAfterSeconds
+  })
+})
 
 /** Status and JSON body of a refused upgrade (`{"error": …}`, as Supabase's user socket). */
 export const upgradeRefusal = (reason: WireReason): HttpRefusal => {

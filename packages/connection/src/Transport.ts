@@ -10,7 +10,8 @@
 import { AuthError, type Principal, TokenVerifier } from "@wedsync/auth"
 import { HotMetric } from "@wedsync/metrics"
 import type { Frame } from "@wedsync/protocol"
-import { Effect, Exit, FiberSet, Metric, Scope } from "effect"
+import { Admission as ScalingAdmission } from "@wedsync/scaling"
+import { Effect, Exit, FiberSet, Metric, Random, Scope } from "effect"
 import type { IncomingMessage, Server } from "node:http"
 import type { Duplex } from "node:stream"
 import { WebSocketServer, type WebSocket } from "ws"
@@ -19,7 +20,7 @@ import * as ConnectionActor from "./ConnectionActor.ts"
 import * as ConnectionMetrics from "./ConnectionMetrics.ts"
 import * as ConnectionError from "./ConnectionError.ts"
 import { type Admission, ConnectionRegistry, type ConnectionRegistryShape } from "./ConnectionRegistry.ts"
-import { type HttpRefusal, upgradeRefusal, type WireReason } from "./ErrorReply.ts"
+import { type HttpRefusal, shedRefusal, upgradeRefusal, type WireReason } from "./ErrorReply.ts"
 import { type Wire, WriteCoalescer } from "./Outbox.ts"
 import * as RefusalLog from "./RefusalLog.ts"
 
@@ -44,8 +45,9 @@ const STATUS_TEXT: Record<number, string> = {
 const writeRefusal = (socket: Duplex, refusal: HttpRefusal) => {
   if (socket.destroyed) return
   const body = Buffer.from(refusal.body)
+  const retryAfter = refusal.retryAfterSeconds === undefined ? "" : `Retry-After: ${refusal.retryAfterSeconds}\r\n`
   socket.end(
-    `HTTP/1.1 ${refusal.status} ${STATUS_TEXT[refusal.status] ?? "Error"}\r\n` +
+    `HTTP/1.1 ${refusal.status} ${STATUS_TEXT[refusal.status] ?? "Error"}\r\n${retryAfter}` +
       `Content-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${refusal.body}`
   )
 }
@@ -167,9 +169,26 @@ export type ClientAddress = (request: IncomingMessage) => string
 
 const peerAddress: ClientAddress = (request) => request.socket.remoteAddress ?? "unknown"
 
+/** The process's recent latencies for admission control; a reading that is not known is left out. */
+export interface RecentLatency {
+  readonly eventLoopP99Ms?: number | undefined
+  readonly deliveryP99Ms?: number | undefined
+}
+
+/**
+ * Admission control (issue 10): the guards of `Admission.decide`, and how to read the process's recent latencies.
+ * Kept out of `ConnectionConfig` because the gateway builds it from `ScalingConfig` and its own samplers.
+ */
+export interface LoadShedding {
+  readonly options: ScalingAdmission.AdmissionOptions
+  readonly latency: Effect.Effect<RecentLatency>
+}
+
 interface AttachOptions {
   /** How the client address (for per-IP caps) is derived; the gateway passes its `TRUSTED_PROXIES` rule. */
   readonly clientAddress?: ClientAddress | undefined
+  /** Unset: no shedding, only the hard caps of `ConnectionConfig`. */
+  readonly shedding?: LoadShedding | undefined
 }
 
 /** Handles WebSocket upgrades on `server` until the scope closes. */
@@ -199,6 +218,36 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
       clientTracking: false
     })
     let nextId = 0
+    // Upgrades between the shedding check and their actor's registration: a flood arrives faster than handshakes
+    // finish, and counting only registered sockets would let all of it through.
+    let handshaking = 0
+    const shedding = options.shedding
+    const shedCounters = yield* HotMetric.counterByLabel(
+      ConnectionMetrics.admissionShed,
+      "reason",
+      ScalingAdmission.SHED_REASONS
+    )
+
+    // Answered at once, without `CONNECT_ERROR_BACKOFF_MS`: a process above its capacity must not hold more sockets
+    // open, and the jittered `Retry-After` spreads the flood's return instead.
+    const admit = (raw: Duplex, shedding: LoadShedding) =>
+      Effect.gen(function*() {
+        const latency = yield* shedding.latency
+        const decision = ScalingAdmission.decide(
+          {
+            connections: registry.count() + handshaking,
+            eventLoopP99Ms: latency.eventLoopP99Ms,
+            deliveryP99Ms: latency.deliveryP99Ms
+          },
+          shedding.options,
+          yield* Random.next
+        )
+        if (decision._tag === "Admit") return true
+        shedCounters[decision.reason].inc()
+        writeRefusal(raw, shedRefusal(decision.reason, decision.retryAfterSeconds))
+        yield* RefusalLog.log("upgrade", { _tag: `Shed:${decision.reason}`, message: decision.detail })
+        return false
+      })
 
     const refuse = (socket: Duplex, reason: WireReason) =>
       Effect.gen(function*() {
@@ -246,6 +295,7 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
       ip: string
     ) => {
       const { scope, close: closeScope } = connectionScope()
+      handshaking++
       return Effect.gen(function*() {
         const principal = yield* verifier.verify(apiKey)
         const admission = yield* registry.admit(ip, principal.sub)
@@ -259,6 +309,8 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
         // also drops its socket, which nothing else would ever close.
         Effect.tapCause(() => Effect.sync(closeScope)),
         Effect.onInterrupt(() => Effect.sync(() => raw.destroy())),
+        // Registered (or refused) by now: the registry counts it from here on, if at all.
+        Effect.ensuring(Effect.sync(() => handshaking--)),
         Effect.catchTags({
           AuthError: (e) => refuse(raw, e.reason),
           ConnectionError: (e) => refuse(raw, e.reason)
@@ -288,7 +340,17 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
       }
       // A flat copy: a substring would keep the whole request URL alive for the connection's life.
       const flatKey = Buffer.from(apiKey, "utf8").toString("utf8")
-      runFork(establish(request, raw, head, vsn, flatKey, clientAddress(request)))
+      const ip = clientAddress(request)
+      // Shedding comes before the token check: a process above its capacity should not spend a verification on a
+      // socket it will turn away.
+      runFork(
+        shedding === undefined
+          ? establish(request, raw, head, vsn, flatKey, ip)
+          : Effect.flatMap(
+            admit(raw, shedding),
+            (admitted) => admitted ? establish(request, raw, head, vsn, flatKey, ip) : Effect.void
+          )
+      )
     }
 
     yield* Effect.acquireRelease(

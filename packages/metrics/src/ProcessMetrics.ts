@@ -60,7 +60,7 @@ const eventLoopLagP90 = gauge(
   "nodejs_eventloop_lag_p90_seconds",
   "90th percentile of the event-loop lag of the last window in seconds."
 )
-const eventLoopLagP99 = gauge(
+export const eventLoopLagP99 = gauge(
   "nodejs_eventloop_lag_p99_seconds",
   "99th percentile of the event-loop lag of the last window in seconds."
 )

@@ -17,7 +17,9 @@ export interface CurrentLoad {
   readonly eventLoopP99Ms?: number | undefined
 }
 
-export type ShedReason = "connections" | "delivery-latency" | "event-loop-delay"
+/** Every reason a socket is shed for: the `reason` label values of the shed metric, declared up front. */
+export const SHED_REASONS = ["connections", "delivery-latency", "event-loop-delay"] as const
+export type ShedReason = (typeof SHED_REASONS)[number]
 
 export type Admission =
   | { readonly _tag: "Admit" }
@@ -29,7 +31,7 @@ export type Admission =
     readonly detail: string
   }
 
-type AdmissionOptions = Pick<
+export type AdmissionOptions = Pick<
   ScalingOptions,
   | "admissionMaxConnections"
   | "admissionMaxDeliveryP99Ms"
