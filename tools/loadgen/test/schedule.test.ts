@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs"
 import { describe, expect, it } from "vitest"
 import { buildSchedule, CURVE, joinsPerBucket, parseCalendar, presentAt, rateAt } from "../src/schedule.ts"
 
@@ -22,6 +23,13 @@ describe("parseCalendar", () => {
     expect(weddings.map((w) => w.id)).toEqual(["w-1", "w-2"])
     expect(weddings[1]!.start).toBe(Date.parse("2027-06-12T15:00:00Z"))
     expect(weddings[1]!.end).toBeUndefined()
+  })
+
+  it("reads the shipped Saturday: 20 weddings, 9,900 devices", () => {
+    const saturday = weddingsOf(readFileSync(new URL("../calendars/saturday.json", import.meta.url), "utf8"))
+    const schedule = buildSchedule(saturday, { durationMs: 180_000, maxDevices: 10_000, baseRate: 1, rateGrowth: 10 })
+    expect(saturday).toHaveLength(20)
+    expect(schedule.devices).toHaveLength(9_900)
   })
 
   it("refuses a time without a zone, a repeated id and an end before the start, naming each", () => {
