@@ -145,7 +145,7 @@ const givenGateway = (options: LoadgenOptions): Gateway => {
   return {
     httpBase: url.origin,
     wsHost: url.hostname,
-    wsPort: Number(url.port || (url.protocol === "https:" ? 443 : 80)),
+    wsPort: Number(url.port || 80),
     adminToken: options.adminToken,
     secret: options.jwtSecret ?? JWT_SECRET,
     description: `${url.origin} (given with --url)`,

@@ -34,6 +34,7 @@ describe("parseLoadgenArgs", () => {
     expect(refusal(["--calendar", "c.json", "--minutes", "soon"])).toMatch(/--minutes must be/)
     expect(refusal(["--calendar", "c.json", "--devices", "2.5"])).toMatch(/--devices must be an integer/)
     expect(refusal(["--calendar", "c.json", "--url", "ws://x"])).toMatch(/--url must be an http/)
+    expect(refusal(["--calendar", "c.json", "--url", "https://x"])).toMatch(/no TLS/)
     expect(refusal(["--calendar", "c.json", "--admin-token", "t"])).toMatch(/--admin-token goes with --url/)
     expect(refusal(["--calendar", "c.json", "--bogus"])).toMatch(/bogus/)
     expect(refusal(["--calendar", "c.json", "extra"])).toMatch(/extra|positional/i)
