@@ -7,7 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { RedisClient, RedisConfig } from "@wedsync/redis"
 import { Reply } from "@wedsync/protocol"
 import { RedisServer, redisUrl, uniquePrefix, waitUntil } from "@wedsync/testkit"
-import { Clock, Context, Effect, Layer, Metric, Redacted } from "effect"
+import { Clock, Context, Effect, Layer, Metric, Redacted, Stream } from "effect"
 import { Broker, Hub, HubMetrics, Publication } from "../src/index.ts"
 import { BrokerSuite, TestSink } from "../src/testing/index.ts"
 
@@ -169,7 +169,8 @@ describe("Broker.layerRedis when Redis restarts", () => {
               Effect.map((context) => ({
                 name,
                 hub: Context.get(context, Hub.Hub),
-                broker: Context.get(context, Broker.Broker)
+                broker: Context.get(context, Broker.Broker),
+                redis: Context.get(context, RedisClient.RedisClient)
               }))
             )
           const a = yield* node("a")
@@ -231,6 +232,8 @@ describe("Broker.layerRedis when Redis restarts", () => {
           // A has been told too (its subscriber dropped as well); then publications flow again.
           yield* framesReach(onA, 3, "A's gap message")
           yield* a.broker.settled
+          // Publishing needs A's command connection, which reconnects on its own schedule (not the subscriber's).
+          yield* a.redis.statusChanges.pipe(Stream.filter((status) => status.command === "connected"), Stream.runHead)
           yield* a.hub.publish(message(3))
           yield* framesReach(onB, 3, "B to receive a publication after the restart")
           assert.deepStrictEqual(numbers(onB), [1, undefined, 3])
