@@ -20,7 +20,6 @@
 import { randomBytes } from "node:crypto"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
-import { SignJWT } from "jose"
 import { forEachBounded } from "./bounded.ts"
 import { type LeanSocket, openLeanSocket } from "./leanSocket.ts"
 import { pinSelf, tasksetAvailable } from "./machine.ts"
@@ -31,7 +30,7 @@ import { type BroadcastMeta, ClientTrack, metaOf, parseMeta, TopicIds } from "./
 import { parseScaleOut, type ScaleOut, SCALE_OUT_USAGE, startGateways } from "./scaleOut.ts"
 import { killAllServers, type ServerHandle, sleep, startServer } from "./serverProcess.ts"
 import { LatencyHistogram } from "./stats.ts"
-import { GATEWAY_ENTRY, JWT_SECRET, LIMIT_OVERRIDES, startFlags } from "./targets/gateway.ts"
+import { GATEWAY_ENTRY, LIMIT_OVERRIDES, signToken, startFlags } from "./targets/gateway.ts"
 import {
   decodeText,
   encodeKind3,
@@ -149,12 +148,6 @@ const JOIN_TIMEOUT_MS = 15_000
 const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "n/a")
 const secondsSince = (t: number) => (performance.now() - t) / 1000
 
-const tokenFor = (claims: Record<string, unknown>): Promise<string> =>
-  new SignJWT(claims)
-    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
-    .setExpirationTime(Math.floor(Date.now() / 1000) + 3600)
-    .sign(new TextEncoder().encode(JWT_SECRET))
-
 interface Replay {
   readonly since: number
   readonly limit: number
@@ -234,14 +227,14 @@ export const runReplay = async (
       Array.from(
         { length: options.topics },
         (_, t) =>
-          tokenFor({
+          signToken({
             role: "authenticated",
             sub: `replay-${runId}-${t}`,
             app_metadata: { wedding_ids: [`replay-${runId}-${t}`] }
           })
       )
     )
-    const serviceToken = await tokenFor({ role: "service_role" })
+    const serviceToken = await signToken({ role: "service_role" })
     const endpoint = (process: number, token: string) => ({
       host: "127.0.0.1",
       port: gateways.servers[process]!.port,

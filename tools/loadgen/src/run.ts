@@ -7,12 +7,11 @@
 import { randomBytes } from "node:crypto"
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { SignJWT } from "jose"
 import { type LeanSocket, openLeanSocket } from "../../bench/src/leanSocket.ts"
 import { pinSelf, tasksetAvailable } from "../../bench/src/machine.ts"
 import { freePort, type ServerHandle, sleep, startServer } from "../../bench/src/serverProcess.ts"
 import { LatencyHistogram } from "../../bench/src/stats.ts"
-import { GATEWAY_ENTRY, JWT_SECRET, LIMIT_OVERRIDES, startFlags } from "../../bench/src/targets/gateway.ts"
+import { GATEWAY_ENTRY, JWT_SECRET, LIMIT_OVERRIDES, signToken, startFlags } from "../../bench/src/targets/gateway.ts"
 import {
   decodeText,
   encodeKind3,
@@ -37,18 +36,14 @@ const HTTP_TIMEOUT_MS = 2_000
 /** realtime-js heartbeats every 25 s; spread over ticks so no second sends them all. */
 const HEARTBEAT_PERIOD_MS = 25_000
 const TICK_MS = 20
+/** Tokens outlive any run (`--minutes` is bounded well below this). */
+const LOADGEN_TOKEN_TTL_S = 6 * 3600
 
 export interface RunResult {
   readonly summary: Summary
   readonly reportPath: string
   readonly summaryPath: string
 }
-
-const tokenFor = (claims: Record<string, unknown>, secret: string): Promise<string> =>
-  new SignJWT(claims)
-    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
-    .setExpirationTime(Math.floor(Date.now() / 1000) + 6 * 3600)
-    .sign(new TextEncoder().encode(secret))
 
 /** Sum of every sample of `name` (with or without labels) whose line contains `match`; undefined when absent. */
 export const sumMetric = (exposition: string, name: string, match = ""): number | undefined => {
@@ -182,14 +177,18 @@ export const runSeason = async (options: LoadgenOptions, repoRoot: string): Prom
       const id = schedule.weddings[d.wedding]!.id
       tokens.set(
         key,
-        await tokenFor({
-          role: "authenticated",
-          sub: `loadgen-${runId}-${id}-s${d.supplier}`,
-          app_metadata: { wedding_ids: [id] }
-        }, gateway.secret)
+        await signToken(
+          {
+            role: "authenticated",
+            sub: `loadgen-${runId}-${id}-s${d.supplier}`,
+            app_metadata: { wedding_ids: [id] }
+          },
+          LOADGEN_TOKEN_TTL_S,
+          gateway.secret
+        )
       )
     }
-    const serviceToken = await tokenFor({ role: "service_role" }, gateway.secret)
+    const serviceToken = await signToken({ role: "service_role" }, LOADGEN_TOKEN_TTL_S, gateway.secret)
 
     const n = schedule.devices.length
     const lastSeq = new Float64Array(n)

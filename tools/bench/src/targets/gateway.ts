@@ -27,11 +27,18 @@ export const LIMIT_OVERRIDES = {
   ADMISSION_MAX_DELIVERY_P99_MS: "1000000"
 } as const
 
-export const anonToken = (): Promise<string> =>
-  new SignJWT({ role: "anon" })
+/** An HS256 token with `claims`, valid for `ttlSeconds`, signed with `secret` (the bench gateway's by default). */
+export const signToken = (
+  claims: Record<string, unknown>,
+  ttlSeconds = 3600,
+  secret: string = JWT_SECRET
+): Promise<string> =>
+  new SignJWT(claims)
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
-    .setExpirationTime(Math.floor(Date.now() / 1000) + 3600)
-    .sign(new TextEncoder().encode(JWT_SECRET))
+    .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds)
+    .sign(new TextEncoder().encode(secret))
+
+export const anonToken = (): Promise<string> => signToken({ role: "anon" })
 
 /**
  * The Node flags of the gateway's own `npm start` (`node <flags> src/main.ts` in apps/gateway/package.json), so the
