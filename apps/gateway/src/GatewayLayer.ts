@@ -30,6 +30,8 @@ import {
 } from "./GatewayConfig.ts"
 import * as Routes from "./Routes.ts"
 import * as ScalingController from "./ScalingController.ts"
+import * as Season from "./Season.ts"
+import * as WeddingCalendar from "./WeddingCalendar.ts"
 
 /** How long closing the HTTP server may wait for its last sockets after the drain. */
 const SERVER_CLOSE_TIMEOUT = Duration.seconds(5)
@@ -159,6 +161,8 @@ export interface Options {
   readonly redis?: Layer.Layer<RedisClient.RedisClient, unknown> | undefined
   /** Retention of the broadcast history for `replay` (`HISTORY_MAX_MESSAGES`, `HISTORY_TTL`); defaults when unset. */
   readonly history?: Partial<History.HistoryOptions> | undefined
+  /** The wedding calendar of the scaling forecast and of `SEASON_MODE=auto`; none: reactive scaling only. */
+  readonly calendar?: WeddingCalendar.Source | undefined
 }
 
 /** The broadcast history: Redis streams shared by every process with `REDIS_URL`, a ring in this process without. */
@@ -211,7 +215,15 @@ const RevocationLayer = Layer.effectDiscard(
   })
 )
 
-export const make = (options: Options) => {
+export const make = (configured: Options) => {
+  // Wedding-season mode replaces the configured values before any service reads them (Season.ts).
+  const seasoned = Season.layers(configured, configured.calendar)
+  const options: Options = {
+    ...configured,
+    connection: seasoned.connection,
+    cache: seasoned.cache,
+    scaling: seasoned.scaling
+  }
   // One cache for the process: memberships decide through it, and the change feed reads its table plans through it
   // (provided beside `Memberships`, so both see the same instance).
   const memberships = options.memberships.pipe(Layer.provideMerge(cacheLayer(options)))
@@ -262,9 +274,10 @@ export const make = (options: Options) => {
   const scaling = Layer.unwrap(
     Effect.map(
       GatewayConfig,
-      ({ scalingSampleMs }) => ScalingController.ScalingController.layer({ intervalMs: scalingSampleMs })
+      ({ scalingSampleMs }) =>
+        ScalingController.ScalingController.layer({ intervalMs: scalingSampleMs, calendar: options.calendar })
     )
-  )
+  ).pipe(Layer.provide(seasoned.season))
   const services = Layer.merge(RevocationLayer, scaling).pipe(Layer.provideMerge(base))
   const http = HttpRouter.serve(Routes.routes, { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provide(HttpServerLayer)
@@ -279,6 +292,20 @@ export const make = (options: Options) => {
     Layer.provideMerge(options.gateway)
   )
 }
+
+/**
+ * The calendar of the scaling forecast: the file when one is given (the operator's explicit plan), else the warming
+ * query over the database, else none.
+ */
+export const calendarSource = (
+  calendarFile: string | undefined,
+  database: { readonly databaseUrl: Redacted.Redacted; readonly calendarSql: string | undefined } | undefined
+): WeddingCalendar.Source | undefined =>
+  calendarFile !== undefined
+    ? { _tag: "File", path: calendarFile }
+    : database?.calendarSql === undefined
+    ? undefined
+    : { _tag: "Sql", databaseUrl: database.databaseUrl, sql: database.calendarSql }
 
 /** The change feed over a database (the replication stream and its matcher), or the disabled feed. */
 export const changesLayer = <E>(
@@ -354,7 +381,11 @@ const changesFromEnv = Effect.gen(function*() {
       )
     )
   const warming = yield* warmingConfig(membershipTable)
-  return { changes: changesLayer(config, rules, warming), memberships: membershipsLayer(config, membershipTable) }
+  return {
+    changes: changesLayer(config, rules, warming),
+    memberships: membershipsLayer(config, membershipTable),
+    database: Option.isNone(url) ? undefined : { databaseUrl: url.value, calendarSql: warming.calendarSql }
+  }
 })
 
 const MINIMUM_LEVEL = {
@@ -387,8 +418,10 @@ export const fromEnv = Layer.unwrap(
     // A worker's lines say which worker wrote them (they share the primary's stdout).
     const worker = yield* Config.option(Config.Int(WORKER_ID_VARIABLE))
     const logging = loggingLayer(yield* logConfig, Option.isSome(worker) ? { worker: worker.value } : {})
-    const { changes, memberships } = yield* changesFromEnv
+    const { changes, memberships, database } = yield* changesFromEnv
+    const calendarFile = yield* Config.option(Config.String("WEDDING_CALENDAR_FILE"))
     return make({
+      calendar: calendarSource(Option.getOrUndefined(calendarFile), database),
       changes,
       memberships,
       gateway: GatewayConfig.layerConfig,
@@ -417,11 +450,20 @@ export const layerTest = (overrides: {
   readonly redis?: Partial<RedisConfig.RedisOptions>
   readonly history?: Partial<History.HistoryOptions>
   readonly scaling?: Partial<ScalingConfig.ScalingOptions>
+  /** A calendar without the change feed (`WEDDING_CALENDAR_SQL` alone needs no replication to be read). */
+  readonly calendar?: WeddingCalendar.Source
 } = {}) => {
   const changes = overrides.changes === undefined
     ? undefined
     : ChangesConfig.ChangesConfig.layer({ startDelayMs: 0, ...overrides.changes })
   return make({
+    calendar: overrides.calendar ?? calendarSource(
+      overrides.scaling?.calendarFile,
+      overrides.changes === undefined ? undefined : {
+        databaseUrl: overrides.changes.databaseUrl,
+        calendarSql: overrides.warming?.calendarSql
+      }
+    ),
     changes: changesLayer(changes, {
       unscopedTables: overrides.unscopedTables ?? "service_role",
       membershipTable: overrides.membershipTable

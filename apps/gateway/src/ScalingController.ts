@@ -4,8 +4,10 @@
  * Every `SCALE_SAMPLE_INTERVAL_MS` it samples this process (open sockets, delivery p99 of the window since the last
  * sample from the write-delay histogram's buckets, event-loop delay p99 of the last `ProcessMetrics` window, CPU as a
  * fraction of one core, resident memory), keeps the history `ReplicaPolicy.retain` asks for, and runs
- * `ReplicaPolicy.decide` with the calendar forecast (`WEDDING_CALENDAR_FILE`) as `predict`. The decision is exported
- * as gauges (for the HPA and dashboards), logged when it changes, and served by `GET /admin/scaling`.
+ * `ReplicaPolicy.decide` with the calendar forecast as `predict`. The calendar is `WEDDING_CALENDAR_FILE` (read once)
+ * or `WEDDING_CALENDAR_SQL` (read again every `SCALE_CALENDAR_REFRESH`; a failed read keeps the last weddings and is
+ * retried). The decision is exported as gauges (for the HPA and dashboards), logged when it changes, and served by
+ * `GET /admin/scaling` with the wedding-season mode in effect (`Season`) and the season the calendar gives now.
  *
  * Each process reports its own observation as if it were one replica: `desired_replicas` is what this process's load
  * alone asks for. A deployment scales on `wedsync_scaling_load_ratio` averaged over its pods (the HPA's own
@@ -14,8 +16,9 @@
  */
 import { ConnectionMetrics, ConnectionRegistry, type Transport } from "@wedsync/connection"
 import { ProcessMetrics } from "@wedsync/metrics"
-import { type Calendar, LoadForecast, ReplicaPolicy, ScalingConfig } from "@wedsync/scaling"
+import { type Calendar, LoadForecast, ReplicaPolicy, ScalingConfig, SeasonMode } from "@wedsync/scaling"
 import { Clock, Context, Duration, Effect, Layer, Metric } from "effect"
+import { Season } from "./Season.ts"
 import * as WeddingCalendar from "./WeddingCalendar.ts"
 
 const gauge = (name: string, description: string) => Metric.gauge(name, { description })
@@ -41,7 +44,19 @@ export const predictedReplicas = gauge(
   "Replicas the wedding calendar asks for SCALE_LEAD_TIME ahead; 0 without a calendar or wedding"
 )
 
-export const metrics = [desiredReplicas, headroomRatio, loadRatio, predictedConnections, predictedReplicas] as const
+export const seasonActive = gauge(
+  "wedsync_scaling_season_active",
+  "1 while wedding-season mode is applied to this process's settings (SEASON_MODE, resolved at start), else 0"
+)
+
+export const metrics = [
+  desiredReplicas,
+  headroomRatio,
+  loadRatio,
+  predictedConnections,
+  predictedReplicas,
+  seasonActive
+] as const
 
 /** What `GET /admin/scaling` answers. */
 export interface Snapshot {
@@ -53,15 +68,45 @@ export interface Snapshot {
   readonly headroom: number | undefined
   readonly loadRatio: number | undefined
   readonly calendar: {
+    /** `WEDDING_CALENDAR_FILE=…` or `WEDDING_CALENDAR_SQL`. */
+    readonly source: string
     readonly weddings: number
     readonly predictedConnections: number
     readonly predictedReplicas: number | undefined
+    /** When the weddings were last read; undefined while no read has succeeded. */
+    readonly loadedAt: string | undefined
+    /** The last read's failure, while it stands (the weddings are then those of the last good read). */
+    readonly error: string | undefined
+    /** Rows of the query that made no wedding, and the first reasons. */
+    readonly skippedRows: number
+    readonly problems: ReadonlyArray<string>
+    /** The next weddings' preparations: when to warm the cache and when to have their capacity (ISO times). */
+    readonly upcoming: ReadonlyArray<{
+      readonly id: string
+      readonly devices: number
+      readonly warmAt: string
+      readonly scaleAt: string
+      readonly start: string
+    }>
   } | undefined
+  readonly season: {
+    readonly setting: ScalingConfig.SeasonModeSetting
+    /** Applied to this process's settings at start. */
+    readonly active: boolean
+    readonly reason: string
+    readonly settings: SeasonMode.SeasonSettings
+    readonly configured: SeasonMode.SeasonSettings
+    /** What the calendar says now; when it differs from `active`, the change applies at the next start. */
+    readonly now: { readonly active: boolean; readonly reason: string }
+    readonly pending: string | undefined
+  }
   /** With a calendar: the predicted connections from a day before to a day after now (`LoadForecast.curve`). */
   readonly forecast?: ReadonlyArray<{ readonly at: number; readonly connections: number }> | undefined
 }
 
 const DAY_MS = 86_400_000
+/** Weddings listed under `calendar.upcoming`. */
+const UPCOMING = 5
 /** Ten minutes: 289 points a side-by-side day, and the curve is computed again only when its window moves. */
 const FORECAST_STEP_MS = 600_000
 
@@ -104,13 +149,80 @@ const fullest = (load: ReplicaPolicy.ProcessLoad, of: (metric: ReplicaPolicy.Met
   return ratio
 }
 
-export const make = (options: { readonly intervalMs: number }) =>
+export interface Options {
+  readonly intervalMs: number
+  readonly calendar: WeddingCalendar.Source | undefined
+}
+
+/** What the controller knows of the calendar. */
+interface CalendarState {
+  readonly weddings: ReadonlyArray<Calendar.Wedding>
+  readonly forecast: LoadForecast.Forecast
+  readonly loadedAt: number | undefined
+  readonly error: string | undefined
+  readonly skipped: number
+  readonly problems: ReadonlyArray<string>
+}
+
+export const make = (options: Options) =>
   Effect.gen(function*() {
     const config = yield* ScalingConfig.ScalingConfig
     const registry = yield* ConnectionRegistry.ConnectionRegistry
-    const weddings = config.calendarFile === undefined ? undefined : yield* WeddingCalendar.load(config.calendarFile)
-    const forecast = weddings === undefined ? undefined : LoadForecast.make(weddings, config)
-    const predict = forecast?.replicasAt
+    const season = yield* Season
+    const source = options.calendar
+    // The query is asked for the day behind (the dashboard's predicted-against-actual chart) and far enough ahead for
+    // the season's lookahead and the scaling lead time.
+    const window = (now: number) =>
+      [now - DAY_MS, now + Math.max(2 * DAY_MS, config.seasonLookaheadMs, config.leadTimeMs + config.rampMs)] as const
+    let calendar: CalendarState | undefined
+    let calendarVersion = 0
+    const readCalendar = (source: WeddingCalendar.Source) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const [from, to] = window(now)
+        const loaded = yield* WeddingCalendar.read(source, from, to)
+        calendar = {
+          weddings: loaded.weddings,
+          forecast: LoadForecast.make(loaded.weddings, config),
+          loadedAt: now,
+          error: undefined,
+          skipped: loaded.skipped,
+          problems: loaded.problems
+        }
+        calendarVersion++
+        if (loaded.skipped > 0) {
+          yield* Effect.logWarning(
+            `${WeddingCalendar.describe(source)}: ${loaded.skipped} rows skipped: ${loaded.problems.join("; ")}`
+          )
+        }
+      })
+    // The query reads live data: a failure keeps the last weddings and is tried again at the next refresh. The file
+    // was checked at start (`checkEnvironment`), so its failure here is one the operator must see: the start fails.
+    const refreshCalendar = (source: WeddingCalendar.Source) =>
+      readCalendar(source).pipe(
+        Effect.catch((error) =>
+          Effect.andThen(
+            Effect.sync(() => {
+              const empty = LoadForecast.make([], config)
+              calendar = {
+                ...(calendar ?? { weddings: [], forecast: empty, loadedAt: undefined, skipped: 0, problems: [] }),
+                error: error.message
+              }
+            }),
+            Effect.logWarning(`scaling calendar not refreshed: ${error.message}`)
+          )
+        )
+      )
+    if (source?._tag === "File") yield* readCalendar(source)
+    else if (source?._tag === "Sql") {
+      yield* refreshCalendar(source)
+      yield* Effect.forkScoped(
+        Effect.forever(Effect.andThen(Effect.sleep(Duration.millis(config.calendarRefreshMs)), refreshCalendar(source)))
+      )
+    }
+    const predict = (at: number) => calendar?.forecast.replicasAt(at)
+    yield* Metric.update(seasonActive, season.active ? 1 : 0)
+    let lastSeasonNote: string | undefined
 
     let history: ReadonlyArray<ReplicaPolicy.LoadSample> = []
     let lastDelivery: Metric.HistogramState | undefined
@@ -144,8 +256,8 @@ export const make = (options: { readonly intervalMs: number }) =>
       const decision = ReplicaPolicy.decide(history, now, config, predict)
       const headroom = fullest(observation, (m) => config.capacity[m])
       const ratio = fullest(observation, (m) => ReplicaPolicy.targetOf(config.capacity, config.headroom, m))
-      const predicted = forecast?.peakBetween(now, now + config.leadTimeMs)
-      const predictedCount = predict?.(now)
+      const predicted = calendar?.forecast.peakBetween(now, now + config.leadTimeMs)
+      const predictedCount = calendar === undefined ? undefined : predict(now)
       yield* Metric.update(desiredReplicas, decision.desiredReplicas)
       yield* Metric.update(headroomRatio, headroom === undefined ? 1 : round(1 - headroom))
       yield* Metric.update(loadRatio, ratio === undefined ? 0 : round(ratio))
@@ -158,6 +270,15 @@ export const make = (options: { readonly intervalMs: number }) =>
           Effect.annotateLogs({ desiredReplicas: decision.desiredReplicas, drivenBy: decision.drivenBy })
         )
       }
+      const seasonNow = SeasonMode.resolve(config.seasonMode, calendar?.weddings ?? [], now, config)
+      const pending = seasonNow.active === season.active
+        ? undefined
+        : `wedding-season mode turns ${seasonNow.active ? "on" : "off"} at the next start: ${seasonNow.reason}`
+      if (pending !== lastSeasonNote) {
+        lastSeasonNote = pending
+        if (pending !== undefined) yield* Effect.logInfo(pending)
+      }
+      const iso = (at: number) => new Date(at).toISOString()
       const snapshot: Snapshot = {
         at: new Date(now).toISOString(),
         reason: decision.reason,
@@ -165,10 +286,34 @@ export const make = (options: { readonly intervalMs: number }) =>
         decision,
         headroom: headroom === undefined ? undefined : round(1 - headroom),
         loadRatio: ratio === undefined ? undefined : round(ratio),
-        calendar: weddings === undefined ? undefined : {
-          weddings: weddings.length,
+        calendar: source === undefined || calendar === undefined ? undefined : {
+          source: WeddingCalendar.describe(source),
+          weddings: calendar.weddings.length,
           predictedConnections: Math.round(predicted ?? 0),
-          predictedReplicas: predictedCount
+          predictedReplicas: predictedCount,
+          loadedAt: calendar.loadedAt === undefined ? undefined : iso(calendar.loadedAt),
+          error: calendar.error,
+          skippedRows: calendar.skipped,
+          problems: calendar.problems,
+          upcoming: LoadForecast.preparations(calendar.forecast, config)
+            .filter((p) => p.end >= now)
+            .slice(0, UPCOMING)
+            .map((p) => ({
+              id: p.id,
+              devices: p.devices,
+              warmAt: iso(p.warmAt),
+              scaleAt: iso(p.scaleAt),
+              start: iso(p.start)
+            }))
+        },
+        season: {
+          setting: season.setting,
+          active: season.active,
+          reason: season.reason,
+          settings: season.settings,
+          configured: season.configured,
+          now: { active: seasonNow.active, reason: seasonNow.reason },
+          pending
         }
       }
       return snapshot
@@ -185,20 +330,26 @@ export const make = (options: { readonly intervalMs: number }) =>
     )
     // Asked per request, not per sample: a large calendar makes the curve the costliest part, and it only moves
     // once per step.
-    let curve: { readonly step: number; readonly points: Snapshot["forecast"] } | undefined
+    let curve:
+      | { readonly step: number; readonly version: number; readonly points: Snapshot["forecast"] }
+      | undefined
     const forecastNow = (now: number): Snapshot["forecast"] => {
-      if (forecast === undefined) return undefined
+      if (calendar === undefined) return undefined
       const step = Math.floor(now / FORECAST_STEP_MS)
-      if (curve?.step !== step) {
+      if (curve?.step !== step || curve.version !== calendarVersion) {
         const from = step * FORECAST_STEP_MS - DAY_MS
-        curve = { step, points: LoadForecast.curve(forecast, from, from + 2 * DAY_MS, FORECAST_STEP_MS) }
+        curve = {
+          step,
+          version: calendarVersion,
+          points: LoadForecast.curve(calendar.forecast, from, from + 2 * DAY_MS, FORECAST_STEP_MS)
+        }
       }
       return curve.points
     }
 
     return ScalingController.of({
       current: Effect.map(Clock.currentTimeMillis, (now) =>
-        forecast === undefined ? current : { ...current, forecast: forecastNow(now) }),
+        calendar === undefined ? current : { ...current, forecast: forecastNow(now) }),
       latency: Effect.map(
         Metric.value(ProcessMetrics.eventLoopLagP99),
         (state): Transport.RecentLatency => ({ eventLoopP99Ms: state.value * 1000, deliveryP99Ms })
@@ -209,9 +360,9 @@ export const make = (options: { readonly intervalMs: number }) =>
 export class ScalingController extends Context.Service<ScalingController, ScalingControllerShape>()(
   "@wedsync/gateway/ScalingController"
 ) {
-  static readonly layer = (options: { readonly intervalMs: number }): Layer.Layer<
+  static readonly layer = (options: Options): Layer.Layer<
     ScalingController,
     Calendar.CalendarError,
-    ScalingConfig.ScalingConfig | ConnectionRegistry.ConnectionRegistry
+    ScalingConfig.ScalingConfig | ConnectionRegistry.ConnectionRegistry | Season
   > => Layer.effect(ScalingController, make(options))
 }

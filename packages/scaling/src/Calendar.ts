@@ -129,3 +129,87 @@ export const parse = (
     })
     return problems.length > 0 ? fail(problems.join("\n")) : Effect.succeed(weddings)
   })
+
+/** One row of `WEDDING_CALENDAR_SQL`, as the driver hands it over: nothing in it is trusted. */
+export type CalendarRow = Readonly<Record<string, unknown>>
+
+/** What a calendar query's rows make: the weddings, and why the rows that made none were skipped. */
+export interface RowsResult {
+  readonly weddings: ReadonlyArray<Wedding>
+  /** Rows skipped, with the first reasons (at most `MAX_REPORTED_PROBLEMS`). */
+  readonly skipped: number
+  readonly problems: ReadonlyArray<string>
+}
+
+const MAX_REPORTED_PROBLEMS = 5
+
+/** A `timestamptz` (a `Date` from pg) or an ISO text with a zone, in epoch ms; undefined for anything else. */
+const instantOf = (value: unknown): number | undefined => {
+  if (value instanceof Date) return Number.isFinite(value.getTime()) ? value.getTime() : undefined
+  return typeof value === "string" ? toEpochMillis(value) : undefined
+}
+
+const countOf = (value: unknown, maximum: number): number | undefined => {
+  const n = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value
+  return typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= maximum ? n : undefined
+}
+
+/**
+ * The weddings of `WEDDING_CALENDAR_SQL`'s rows, the query the cache warmer already runs: `wedding_id` and
+ * `starts_at` (timestamptz) are required, `ends_at`, `supplier_ids` (an array), `expected_devices` and `guests` are
+ * optional. A wedding's devices are `expected_devices` when given (spread over its suppliers, at least one), else its
+ * suppliers (or one) times the configured devices per supplier. Rows come from an operator's query over data users
+ * write, so each is checked; a bad row is skipped and reported, never fatal, and the rest are used.
+ */
+export const fromRows = (rows: ReadonlyArray<CalendarRow>): RowsResult => {
+  const weddings: Array<Wedding> = []
+  const seen = new Set<string>()
+  const problems: Array<string> = []
+  let skipped = 0
+  const skip = (index: number, why: string) => {
+    skipped++
+    if (problems.length < MAX_REPORTED_PROBLEMS) problems.push(`row ${index + 1}: ${why}`)
+  }
+  rows.forEach((row, index) => {
+    if (weddings.length >= MAX_WEDDINGS) return skip(index, `more than ${MAX_WEDDINGS} weddings`)
+    const rawId = row["wedding_id"]
+    const id = typeof rawId === "string" || typeof rawId === "number" || typeof rawId === "bigint"
+      ? String(rawId)
+      : undefined
+    if (id === undefined || id.length === 0 || id.length > MAX_ID_LENGTH) {
+      return skip(index, "wedding_id is missing or not a text or number of at most 200 characters")
+    }
+    if (seen.has(id)) return skip(index, `wedding_id ${JSON.stringify(id)} appears more than once`)
+    const start = instantOf(row["starts_at"])
+    if (start === undefined) return skip(index, "starts_at is missing or not a timestamptz")
+    const hasEnd = row["ends_at"] !== undefined && row["ends_at"] !== null
+    const end = hasEnd ? instantOf(row["ends_at"]) : undefined
+    if (hasEnd && end === undefined) return skip(index, "ends_at is not a timestamptz")
+    if (end !== undefined && (end <= start || end - start > MAX_DURATION_MS)) {
+      return skip(index, "ends_at must be after starts_at and at most 72 hours later")
+    }
+    const supplierIds = row["supplier_ids"]
+    const listed = Array.isArray(supplierIds) ? supplierIds.length : undefined
+    if (listed !== undefined && listed > MAX_SUPPLIERS) return skip(index, `more than ${MAX_SUPPLIERS} supplier_ids`)
+    const suppliers = Math.max(1, listed ?? 1)
+    const expected = row["expected_devices"] === undefined || row["expected_devices"] === null
+      ? undefined
+      : countOf(row["expected_devices"], MAX_SUPPLIERS * MAX_DEVICES_PER_SUPPLIER)
+    if (expected === undefined && row["expected_devices"] !== undefined && row["expected_devices"] !== null) {
+      return skip(index, "expected_devices is not a whole number of at least 0")
+    }
+    const guests = row["guests"] === undefined || row["guests"] === null
+      ? undefined
+      : countOf(row["guests"], MAX_GUESTS)
+    seen.add(id)
+    weddings.push({
+      id,
+      start,
+      end,
+      suppliers,
+      devicesPerSupplier: expected === undefined ? undefined : expected / suppliers,
+      guests
+    })
+  })
+  return { weddings, skipped, problems }
+}

@@ -47,6 +47,8 @@ export interface ScalingOptions {
   readonly leadTimeMs: number
   /** The calendar (`WEDDING_CALENDAR_FILE`); `undefined` leaves only the reactive policy. */
   readonly calendarFile: string | undefined
+  /** A calendar from `WEDDING_CALENDAR_SQL` is read again this often (a file is read once, at start). */
+  readonly calendarRefreshMs: number
   /** Devices arrive over this long before a wedding's start. */
   readonly rampMs: number
   /** After a wedding's end, devices leave over this long. */
@@ -93,6 +95,7 @@ export const defaults: ScalingOptions = {
   scaleDownPeriodMs: 60_000,
   leadTimeMs: 1_800_000,
   calendarFile: undefined,
+  calendarRefreshMs: 900_000,
   rampMs: 7_200_000,
   declineMs: 3_600_000,
   defaultDurationMs: 28_800_000,
@@ -136,6 +139,7 @@ export const config: Config.Config<ScalingOptions> = Config.all({
   scaleDownPeriodMs: millis("SCALE_DOWN_PERIOD", defaults.scaleDownPeriodMs),
   leadTimeMs: millis("SCALE_LEAD_TIME", defaults.leadTimeMs),
   calendarFile: Config.String("WEDDING_CALENDAR_FILE").pipe(Config.option, Config.map(Option.getOrUndefined)),
+  calendarRefreshMs: millis("SCALE_CALENDAR_REFRESH", defaults.calendarRefreshMs),
   rampMs: millis("CALENDAR_RAMP", defaults.rampMs),
   declineMs: millis("CALENDAR_DECLINE", defaults.declineMs),
   defaultDurationMs: millis("CALENDAR_DEFAULT_DURATION", defaults.defaultDurationMs),
@@ -186,6 +190,7 @@ export const problems = (o: ScalingOptions): ReadonlyArray<string> => {
   if (o.devicesPerSupplier < 0) out.push(`CALENDAR_DEVICES_PER_SUPPLIER=${o.devicesPerSupplier} must be at least 0`)
   if (o.devicesPerGuest < 0) out.push(`CALENDAR_DEVICES_PER_GUEST=${o.devicesPerGuest} must be at least 0`)
   positive("CALENDAR_RAMP", o.rampMs)
+  positive("SCALE_CALENDAR_REFRESH", o.calendarRefreshMs)
   positive("CALENDAR_DECLINE", o.declineMs)
   positive("CALENDAR_DEFAULT_DURATION", o.defaultDurationMs)
   positive("ADMISSION_MAX_CONNECTIONS", o.admissionMaxConnections)

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { CalendarError, MAX_CALENDAR_CHARS, parse, toEpochMillis } from "../src/Calendar.ts"
+import { CalendarError, fromRows, MAX_CALENDAR_CHARS, parse, toEpochMillis } from "../src/Calendar.ts"
 
 const file = (weddings: ReadonlyArray<unknown>) => JSON.stringify({ weddings })
 const good = { id: "w-1", start: "2027-06-12T14:00:00+01:00", suppliers: 12 }
@@ -103,4 +103,51 @@ describe("Calendar.toEpochMillis", () => {
       const error = yield* Effect.flip(parse(" ".repeat(MAX_CALENDAR_CHARS + 1)))
       assert.match(error.message, /more than 33554432$/)
     }))
+})
+
+describe("Calendar.fromRows (WEDDING_CALENDAR_SQL)", () => {
+  const start = new Date(Date.UTC(2027, 5, 12, 14))
+  it("turns rows into weddings: expected devices spread over the suppliers, defaults where columns are absent", () => {
+    const result = fromRows([
+      { wedding_id: "w-1", starts_at: start, supplier_ids: ["s-1", "s-2"], expected_devices: 30 },
+      { wedding_id: 42, starts_at: "2027-06-12T15:00:00Z", ends_at: new Date(Date.UTC(2027, 5, 12, 23)), guests: 120 }
+    ])
+    assert.deepStrictEqual(result, {
+      weddings: [
+        { id: "w-1", start: start.getTime(), end: undefined, suppliers: 2, devicesPerSupplier: 15, guests: undefined },
+        {
+          id: "42",
+          start: Date.UTC(2027, 5, 12, 15),
+          end: Date.UTC(2027, 5, 12, 23),
+          suppliers: 1,
+          devicesPerSupplier: undefined,
+          guests: 120
+        }
+      ],
+      skipped: 0,
+      problems: []
+    })
+  })
+
+  it("skips and reports each hostile or broken row, and keeps the good ones beside them", () => {
+    const result = fromRows([
+      { wedding_id: "ok", starts_at: start },
+      { wedding_id: { toString: "x" }, starts_at: start },
+      { wedding_id: "no-start" },
+      { wedding_id: "ok", starts_at: start },
+      { wedding_id: "bad-end", starts_at: start, ends_at: "tomorrow" },
+      { wedding_id: "backwards", starts_at: start, ends_at: new Date(start.getTime() - 1) },
+      { wedding_id: "negative", starts_at: start, expected_devices: -3 },
+      { wedding_id: "x".repeat(201), starts_at: start }
+    ])
+    assert.deepStrictEqual(result.weddings.map((w) => w.id), ["ok"])
+    assert.strictEqual(result.skipped, 7)
+    assert.deepStrictEqual(result.problems, [
+      "row 2: wedding_id is missing or not a text or number of at most 200 characters",
+      "row 3: starts_at is missing or not a timestamptz",
+      'row 4: wedding_id "ok" appears more than once',
+      "row 5: ends_at is not a timestamptz",
+      "row 6: ends_at must be after starts_at and at most 72 hours later"
+    ])
+  })
 })
