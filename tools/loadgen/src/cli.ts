@@ -10,6 +10,8 @@ export interface LoadgenOptions {
   readonly url: string | undefined
   readonly adminToken: string | undefined
   readonly databaseUrl: string | undefined
+  /** Rows inserted per second per wedding at the start (rising 10x like the broadcasts), with `databaseUrl`. */
+  readonly changesRate: number
   readonly out: string
   readonly jwtSecret: string | undefined
 }
@@ -23,7 +25,9 @@ export const USAGE = `npm run loadgen -- --calendar <file> [options]
   --url <http://…>        a running gateway (default: start one, pinned to CPU 0)
   --admin-token <t>       ADMIN_TOKEN of --url (for /admin/scaling)
   --jwt-secret <s>        JWT_SECRET of --url (default: the benches' secret)
-  --database-url <url>    Postgres Changes are not simulated yet; given, the report says so
+  --database-url <url>    Postgres Changes too: the loadgen's gateway streams a table of the run's own
+                          schema, every device binds INSERT on its wedding's rows
+  --changes-rate <r>      rows/s per wedding at the start, rising to 10x     (default 0.2)
   --out <dir>             where report.html and summary.json go           (default loadgen-report)`
 
 const numberIn = (raw: string, name: string, min: number, max: number, problems: Array<string>): number => {
@@ -51,6 +55,7 @@ export const parseLoadgenArgs = (
         "admin-token": { type: "string" },
         "jwt-secret": { type: "string" },
         "database-url": { type: "string" },
+        "changes-rate": { type: "string", default: "0.2" },
         out: { type: "string", default: "loadgen-report" }
       }
     }).values
@@ -77,6 +82,12 @@ export const parseLoadgenArgs = (
   if (values["admin-token"] !== undefined && values.url === undefined) {
     problems.push("--admin-token goes with --url (a gateway the loadgen starts gets its own)")
   }
+  const changesRate = numberIn(values["changes-rate"], "changes-rate", 0, 100, problems)
+  // The run's table, publication and slot are made for the gateway the loadgen starts; a given gateway streams
+  // whatever its operator configured.
+  if (values["database-url"] !== undefined && values.url !== undefined) {
+    problems.push("--database-url goes without --url (the loadgen starts the gateway that streams its table)")
+  }
   if (problems.length > 0) return { error: problems.join("; ") }
   return {
     options: {
@@ -88,6 +99,7 @@ export const parseLoadgenArgs = (
       url: values.url,
       adminToken: values["admin-token"],
       databaseUrl: values["database-url"],
+      changesRate,
       out: values.out,
       jwtSecret: values["jwt-secret"]
     }

@@ -105,7 +105,19 @@ export const renderReport = (summary: Summary): string => {
       `${fmt(summary.latency.p50Ms)} / ${fmt(summary.latency.p99Ms)} / ${fmt(summary.latency.maxMs)} ms`
     ],
     ["Gateway", summary.gateway],
-    ["Postgres Changes", summary.postgresChanges]
+    ["Postgres Changes", summary.postgresChanges],
+    ...(summary.changes === null ? [] : [
+      [
+        "Rows inserted / delivered / lost",
+        `${summary.changes.inserted} / ${summary.changes.deliveries} / ${summary.changes.lost}`
+      ],
+      [
+        "Row latency p50 / p99 / max (commit to device)",
+        `${fmt(summary.changes.latency.p50Ms)} / ${fmt(summary.changes.latency.p99Ms)} / ${
+          fmt(summary.changes.latency.maxMs)
+        } ms`
+      ]
+    ] as const)
   ]
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>WedSync season simulation</title>

@@ -3,10 +3,15 @@
  * of the benches, track presence, and receive each wedding's broadcasts (one service-role publisher per wedding, rate
  * rising over the day); the gateway's /metrics and /admin/scaling are sampled on the way. Latency is measured by the
  * devices (send stamp to receipt, one clock); a loss is a gap in the sequence a device saw after its first delivery.
+ * With `--database-url` the gateway also streams a table of the run's own schema (`timeline_items`): every device binds
+ * INSERT on its wedding's rows in the same join, and a writer inserts rows per wedding at a rate rising like the
+ * broadcasts', each row carrying its insert time and its wedding's sequence number.
  */
+import pg from "pg"
 import { randomBytes } from "node:crypto"
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
+import { dropChangesFixture, fixtureNames } from "../../bench/src/changesFixture.ts"
 import { type LeanSocket, openLeanSocket } from "../../bench/src/leanSocket.ts"
 import { pinSelf, tasksetAvailable } from "../../bench/src/machine.ts"
 import { freePort, type ServerHandle, sleep, startServer } from "../../bench/src/serverProcess.ts"
@@ -112,14 +117,14 @@ interface Gateway {
   readonly stop: () => Promise<void>
 }
 
-const startOwnGateway = async (repoRoot: string): Promise<Gateway> => {
+const startOwnGateway = async (repoRoot: string, env: Readonly<Record<string, string>> = {}): Promise<Gateway> => {
   const pinned = tasksetAvailable()
   const adminToken = randomBytes(24).toString("hex")
   const server: ServerHandle = await startServer({
     name: "gateway",
     args: [...startFlags(repoRoot), GATEWAY_ENTRY],
     cwd: repoRoot,
-    env: { PORT: String(await freePort()), HOST: "127.0.0.1", ...LIMIT_OVERRIDES, ADMIN_TOKEN: adminToken },
+    env: { PORT: String(await freePort()), HOST: "127.0.0.1", ...LIMIT_OVERRIDES, ADMIN_TOKEN: adminToken, ...env },
     cpu: pinned ? 0 : undefined,
     startTimeoutMs: 30_000
   })
@@ -148,6 +153,34 @@ const givenGateway = (options: LoadgenOptions): Gateway => {
   }
 }
 
+const CHANGES_TABLE = "timeline_items"
+
+/** The run's own schema, table and publication; the gateway makes the slot. */
+const createChangesFixture = async (databaseUrl: string) => {
+  const fixture = fixtureNames("season")
+  const db = new pg.Client({ connectionString: databaseUrl })
+  db.on("error", () => undefined)
+  await db.connect()
+  await db.query(`create schema ${fixture.schema}`)
+  await db.query(
+    `create table ${fixture.schema}.${CHANGES_TABLE} (id bigint generated always as identity primary key,
+       wedding_id text not null, seq bigint not null, sent_at float8 not null, title text)`
+  )
+  await db.query(`create publication ${fixture.publication} for table ${fixture.schema}.${CHANGES_TABLE}`)
+  return { fixture, db }
+}
+
+/** The number after `"<key>":` in a JSON text, without parsing the whole frame (every device parses every row). */
+export const numberAfter = (text: string, key: string): number | undefined => {
+  const at = text.indexOf(`"${key}":`)
+  if (at < 0) return undefined
+  const start = at + key.length + 3
+  let end = start
+  while (end < text.length && "-+.0123456789eE".includes(text[end]!)) end++
+  const n = Number(text.slice(start, end))
+  return end > start && Number.isFinite(n) ? n : undefined
+}
+
 export const runSeason = async (options: LoadgenOptions, repoRoot: string): Promise<RunResult> => {
   const calendarPath = resolve(options.calendar)
   const calendar = parseCalendar(readFileSync(calendarPath, "utf8"))
@@ -158,7 +191,24 @@ export const runSeason = async (options: LoadgenOptions, repoRoot: string): Prom
     baseRate: options.rate,
     rateGrowth: RATE_GROWTH
   })
-  const gateway = options.url === undefined ? await startOwnGateway(repoRoot) : givenGateway(options)
+  const changes = options.databaseUrl === undefined ? undefined : await createChangesFixture(options.databaseUrl)
+  let gateway: Gateway
+  try {
+    gateway = options.url === undefined
+      ? await startOwnGateway(
+        repoRoot,
+        changes === undefined || options.databaseUrl === undefined ? {} : {
+          DATABASE_URL: options.databaseUrl,
+          REPLICATION_SLOT: changes.fixture.slot,
+          REPLICATION_PUBLICATION: changes.fixture.publication
+        }
+      )
+      : givenGateway(options)
+  } catch (error) {
+    if (changes !== undefined) await dropChangesFixture(changes.db, changes.fixture)
+    throw error
+  }
+  const binding = changes === undefined ? undefined : { schema: changes.fixture.schema, table: CHANGES_TABLE }
   const runId = randomBytes(3).toString("hex")
   const topicOf = (w: number) => `realtime:wedding:${schedule.weddings[w]!.id}`
   const endpoint = (token: string) => ({
@@ -203,6 +253,11 @@ export const runSeason = async (options: LoadgenOptions, repoRoot: string): Prom
     let joinFailures = 0
     let firstJoinFailure: string | null = null
     let presenceTracks = 0
+    const lastChangeSeq = new Float64Array(n)
+    const changeLatency = new LatencyHistogram({ minValue: 0.01 })
+    let changeDeliveries = 0
+    let changesLost = 0
+    let rowsInserted = 0
     const failJoin = (reason: string) => {
       joinFailures++
       firstJoinFailure ??= reason.slice(0, 300)
@@ -220,6 +275,17 @@ export const runSeason = async (options: LoadgenOptions, repoRoot: string): Prom
       if (stamp.s > last) lastSeq[device] = stamp.s
     }
 
+    const onChange = (device: number, text: string) => {
+      const sentAt = numberAfter(text, "sent_at")
+      const seq = numberAfter(text, "seq")
+      if (sentAt === undefined || seq === undefined) return
+      changeLatency.record(nowMs() - sentAt)
+      changeDeliveries++
+      const last = lastChangeSeq[device]!
+      if (last > 0 && seq > last + 1) changesLost += seq - last - 1
+      if (seq > last) lastChangeSeq[device] = seq
+    }
+
     const joinDevice = (device: number): void => {
       const plan = schedule.devices[device]!
       const token = tokens.get(`${plan.wedding}/${plan.supplier}`)!
@@ -232,6 +298,11 @@ export const runSeason = async (options: LoadgenOptions, repoRoot: string): Prom
       openLeanSocket(endpoint(token), {
         onMessage: (data, start, end, binary) => {
           if (binary) return onDelivery(device, data, start, end)
+          if (binding !== undefined && !isOurReply(data, start, end)) {
+            const text = data.toString("utf8", start, end)
+            if (text.includes(`"postgres_changes",{"ids"`)) onChange(device, text)
+            return
+          }
           if (!isOurReply(data, start, end)) return
           const message = decodeText(data.toString("utf8", start, end))
           const status = message === undefined ? undefined : replyStatus(message.payload)
@@ -262,7 +333,14 @@ export const runSeason = async (options: LoadgenOptions, repoRoot: string): Prom
           config: {
             broadcast: { ack: false, self: false },
             presence: { key: `d${device}`, enabled: true },
-            private: true
+            private: true,
+            ...(binding === undefined ? {} : {
+              postgres_changes: [{
+                event: "INSERT",
+                ...binding,
+                filter: `wedding_id=eq.${schedule.weddings[plan.wedding]!.id}`
+              }]
+            })
           },
           access_token: token
         }]))
@@ -300,6 +378,28 @@ export const runSeason = async (options: LoadgenOptions, repoRoot: string): Prom
     )
     const seq = new Float64Array(schedule.weddings.length)
     const credit = new Float64Array(schedule.weddings.length)
+    const rowSeq = new Float64Array(schedule.weddings.length)
+    const rowCredit = new Float64Array(schedule.weddings.length)
+    // Rows due wait here while an insert is in flight: one statement at a time, in order, so a wedding's sequence
+    // numbers commit in the order the devices must see them.
+    let pendingRows: Array<string> = []
+    let inserting: Promise<void> | undefined
+    let insertFailure: string | undefined
+    const flushRows = () => {
+      if (changes === undefined || inserting !== undefined || pendingRows.length === 0) return
+      const values = pendingRows.map((row) => row.replace("$SENT_AT", String(nowMs())))
+      pendingRows = []
+      inserting = changes.db.query(
+        `insert into ${changes.fixture.schema}.${CHANGES_TABLE} (wedding_id, seq, title, sent_at) values ${
+          values.join(",")
+        }`
+      ).then(
+        () => void (rowsInserted += values.length),
+        (error: unknown) => void (insertFailure ??= error instanceof Error ? error.message : String(error))
+      ).finally(() => {
+        inserting = undefined
+      })
+    }
     let broadcastsSent = 0
     let joinCursor = 0
     let leaveCursor = 0
@@ -338,6 +438,21 @@ export const runSeason = async (options: LoadgenOptions, repoRoot: string): Prom
           broadcastsSent++
         }
       })
+      if (changes !== undefined) {
+        // Rows rise like the broadcasts: `--changes-rate` at the start, 10x at the end.
+        const rowRate = options.changesRate *
+          (1 + (schedule.rateGrowth - 1) * Math.min(1, Math.max(0, at / schedule.durationMs)))
+        schedule.weddings.forEach((w, i) => {
+          if (at < w.activeFromMs || at > w.activeUntilMs) return
+          rowCredit[i] = rowCredit[i]! + rowRate * dt
+          while (rowCredit[i]! >= 1) {
+            rowCredit[i] = rowCredit[i]! - 1
+            // Ids are the calendar's (checked by parseCalendar): quoted for SQL all the same.
+            pendingRows.push(`('${w.id.replaceAll("'", "''")}', ${++rowSeq[i]!}, 'season', $SENT_AT)`)
+          }
+        })
+        flushRows()
+      }
       const perTick = Math.ceil((n * TICK_MS) / HEARTBEAT_PERIOD_MS)
       for (let k = 0; k < perTick && n > 0; k++) {
         const socket = sockets[heartbeatCursor++ % n]
@@ -398,6 +513,7 @@ export const runSeason = async (options: LoadgenOptions, repoRoot: string): Prom
       clearInterval(drawer)
     }
     // In-flight broadcasts land before the final sample and the sockets close.
+    await inserting
     await sleep(Math.min(2_000, options.sampleS * 1000))
     await sampling
     await sample()
@@ -425,9 +541,21 @@ export const runSeason = async (options: LoadgenOptions, repoRoot: string): Prom
       },
       rate: { basePerWedding: schedule.baseRate, growth: schedule.rateGrowth },
       gateway: gateway.description,
-      postgresChanges: options.databaseUrl === undefined
+      postgresChanges: changes === undefined
         ? "skipped (no --database-url)"
-        : "not simulated: --database-url was given, but this loadgen does not insert rows yet",
+        : `INSERT on ${changes.fixture.schema}.${CHANGES_TABLE}, ${options.changesRate}/s per wedding rising to ${RATE_GROWTH}x${
+          insertFailure === undefined ? "" : `; an insert failed: ${insertFailure}`
+        }`,
+      changes: changes === undefined ? null : {
+        inserted: rowsInserted,
+        deliveries: changeDeliveries,
+        lost: changesLost,
+        latency: {
+          p50Ms: percentileOrNull(changeLatency, 0.5),
+          p99Ms: percentileOrNull(changeLatency, 0.99),
+          maxMs: changeLatency.count === 0 ? null : changeLatency.max
+        }
+      },
       samples
     }
     const out = resolve(options.out)
@@ -441,5 +569,6 @@ export const runSeason = async (options: LoadgenOptions, repoRoot: string): Prom
     for (const socket of sockets) socket?.close()
     for (const socket of publishers) socket.close()
     await gateway.stop()
+    if (changes !== undefined) await dropChangesFixture(changes.db, changes.fixture)
   }
 }

@@ -37,5 +37,13 @@ export interface Summary {
   readonly rate: { readonly basePerWedding: number; readonly growth: number }
   readonly gateway: string
   readonly postgresChanges: string
+  /** With `--database-url`: the rows inserted and what the devices received of them. */
+  readonly changes: {
+    readonly inserted: number
+    readonly deliveries: number
+    /** Gaps in the per-wedding row sequence a device saw after its first row. */
+    readonly lost: number
+    readonly latency: { readonly p50Ms: number | null; readonly p99Ms: number | null; readonly maxMs: number | null }
+  } | null
   readonly samples: ReadonlyArray<Sample>
 }

@@ -34,6 +34,7 @@ const summary: Summary = {
   rate: { basePerWedding: 1, growth: 10 },
   gateway: "started by the loadgen",
   postgresChanges: "skipped (no --database-url)",
+  changes: null,
   samples: [
     sample(5),
     sample(10, { desiredReplicas: 2, reason: "scale up to 2: connections", cacheHitRatio: 0.5 }),
