@@ -1,0 +1,685 @@
+/**
+ * A pool of Supabase Realtime connections (supabase-js `RealtimeClient`s) shared by every local subscriber.
+ *
+ * Channels are keyed by (topic, private, config) and reference-counted: the first subscriber of a key joins one
+ * upstream channel, later ones reuse it, and the last one leaving releases it after `idleGraceMs`. Postgres Changes
+ * bindings with the same (schema, table, event, filter) share one upstream channel, whatever the local topics that
+ * asked for them. Channels are placed on the first socket with room (`channelsPerSocket`, hosted Supabase allows 100);
+ * a socket is opened when none has room, within `maxSockets`, and closed when its last channel (and pre-warm hold)
+ * is gone.
+ *
+ * Health: every socket's heartbeat round-trip is a metric (`wedsync_upstream_heartbeat_seconds`) and in `stats`. A lost
+ * socket is reconnected by its client after a jittered, doubling delay, and every channel it held joins again; each
+ * subscriber is told with an explicit signal (`Interrupted` when its channel stops receiving, `Rejoined` when it
+ * receives again), never a silent gap. Upstream broadcasts are not replayed, so nothing is delivered twice.
+ *
+ * Every socket and channel belongs to the pool's scope, every subscription to its caller's: closing a subscriber's scope
+ * releases its reference, closing the pool's scope disconnects everything.
+ */
+import { RealtimeClient, type RealtimeChannel } from "@supabase/supabase-js"
+import { HotMetric } from "@wedsync/metrics"
+import { Context, Deferred, Effect, Layer, Redacted, Result, Scope } from "effect"
+import { createHash } from "node:crypto"
+import { UpstreamConfig, type UpstreamOptions } from "./UpstreamConfig.ts"
+import * as UpstreamError from "./UpstreamError.ts"
+import * as UpstreamMetrics from "./UpstreamMetrics.ts"
+
+/** A broadcast/presence channel: one upstream channel per distinct spec. */
+export interface ChannelSpec {
+  /** The topic without its `realtime:` prefix, as supabase-js's `channel(name)`. */
+  readonly topic: string
+  readonly isPrivate?: boolean | undefined
+  /** Receive the channel's presence (joins and leaves of upstream-side clients). */
+  readonly presence?: boolean | undefined
+}
+
+/** One Postgres Changes binding, as a supabase-js `postgres_changes` filter. */
+export interface ChangesBinding {
+  readonly schema: string
+  readonly table?: string | undefined
+  readonly event: "*" | "INSERT" | "UPDATE" | "DELETE"
+  readonly filter?: string | undefined
+}
+
+/** Presence entries in Phoenix's diff shape: key → metas, each with its `phx_ref`. */
+export type PresenceEntries = Record<string, { readonly metas: ReadonlyArray<Record<string, unknown>> }>
+
+/** What an upstream channel delivers to its subscribers. */
+export type UpstreamMessage =
+  | { readonly _tag: "Broadcast"; readonly event: string; readonly payload: unknown; readonly meta?: unknown }
+  | { readonly _tag: "PresenceDiff"; readonly joins: PresenceEntries; readonly leaves: PresenceEntries }
+  | { readonly _tag: "PostgresChange"; readonly data: unknown }
+
+/**
+ * The upstream's state as a subscriber must know it: `Interrupted` when the channel stopped receiving (its socket was
+ * lost, or the upstream closed it): messages published upstream from then on are missed until `Rejoined`.
+ */
+export type UpstreamSignal =
+  | { readonly _tag: "Interrupted"; readonly reason: string }
+  | { readonly _tag: "Rejoined" }
+
+/** Called synchronously from the upstream socket's message handler: must not block and must not throw. */
+export interface Listener {
+  readonly onMessage: (message: UpstreamMessage) => void
+  readonly onSignal?: ((signal: UpstreamSignal) => void) | undefined
+}
+
+/** One subscriber's hold on an upstream channel. */
+export interface Subscription {
+  readonly key: string
+  /** The pool's number of the socket the channel is on. */
+  readonly socketId: number
+  /** Broadcasts `payload` as `event` on the upstream channel (the pool's own channel never receives it back). */
+  readonly send: (event: string, payload: unknown) => Effect.Effect<void, UpstreamError.UpstreamError>
+  /** The upstream channel's current presence (empty unless the spec asked for presence). */
+  readonly presence: () => PresenceEntries
+  /** Drops this subscriber's reference now rather than when its scope closes; idempotent. */
+  readonly release: Effect.Effect<void>
+}
+
+/** One item of a batch, in the order given. */
+export interface BatchItem<A> {
+  readonly request: A
+  readonly result: Result.Result<Subscription, UpstreamError.UpstreamError>
+}
+
+export interface BatchResult<A> {
+  readonly items: ReadonlyArray<BatchItem<A>>
+  /** Socket id → indexes of the items subscribed on it (failed items are on none). */
+  readonly bySocket: ReadonlyMap<number, ReadonlyArray<number>>
+}
+
+export interface SocketStats {
+  readonly id: number
+  readonly channels: number
+  readonly connected: boolean
+  /** Last heartbeat round-trip, undefined before the first answer. */
+  readonly heartbeatMs: number | undefined
+  readonly reconnects: number
+}
+
+export interface PoolStats {
+  readonly sockets: ReadonlyArray<SocketStats>
+  readonly channels: number
+}
+
+export interface UpstreamPoolShape {
+  /** Joins (or reuses) the channel of `spec` for the life of the caller's scope; fails with the join's error. */
+  readonly subscribe: (
+    spec: ChannelSpec,
+    listener: Listener
+  ) => Effect.Effect<Subscription, UpstreamError.UpstreamError, Scope.Scope>
+  /** Joins (or reuses) the upstream binding for the life of the caller's scope. */
+  readonly changes: (
+    binding: ChangesBinding,
+    listener: Listener
+  ) => Effect.Effect<Subscription, UpstreamError.UpstreamError, Scope.Scope>
+  /** Subscribes every spec at once, placed socket by socket; each item has its own result, one failure fails none else. */
+  readonly subscribeMany: (
+    requests: ReadonlyArray<{ readonly spec: ChannelSpec; readonly listener: Listener }>
+  ) => Effect.Effect<BatchResult<{ readonly spec: ChannelSpec; readonly listener: Listener }>, never, Scope.Scope>
+  /** Releases every subscription (each starts its channel's idle grace when it was the last). */
+  readonly releaseMany: (subscriptions: ReadonlyArray<Subscription>) => Effect.Effect<void>
+  /**
+   * Opens up to `sockets` sockets and joins `channels` ahead of a known peak, held (with no subscriber) for the life
+   * of the caller's scope; the channels' results are per item.
+   */
+  readonly prewarm: (options: {
+    readonly sockets: number
+    readonly channels: ReadonlyArray<ChannelSpec>
+  }) => Effect.Effect<BatchResult<ChannelSpec>, never, Scope.Scope>
+  readonly stats: Effect.Effect<PoolStats>
+}
+
+/** The pool's key of a channel spec: the upstream channel's identity (topic, privacy and the config that changes it). */
+export const channelKey = (spec: ChannelSpec): string =>
+  `${spec.isPrivate === true ? "private" : "public"}|${spec.presence === true ? "presence" : "-"}|${spec.topic}`
+
+/** The pool's key of a Postgres Changes binding. */
+export const changesKey = (b: ChangesBinding): string =>
+  `changes|${b.schema}|${b.table ?? "*"}|${b.event}|${b.filter ?? ""}`
+
+/** The upstream topic of a shared binding: stable, so a restarted pool joins the same one. */
+const changesTopic = (key: string): string =>
+  `wedsync-changes:${createHash("sha256").update(key).digest("hex").slice(0, 24)}`
+
+type EntryStatus = "joining" | "joined" | "interrupted" | "closed"
+
+interface Entry {
+  readonly key: string
+  readonly topic: string
+  readonly socket: PoolSocket
+  readonly open: (client: RealtimeClient) => RealtimeChannel
+  channel: RealtimeChannel
+  status: EntryStatus
+  refs: number
+  /** Bumped by every acquire, so an idle release scheduled before it does nothing. */
+  generation: number
+  readonly listeners: Set<Listener>
+  readonly joined: Deferred.Deferred<void, UpstreamError.UpstreamError>
+  /** Pre-warm holds: references without a listener. */
+}
+
+interface PoolSocket {
+  readonly id: number
+  readonly client: RealtimeClient
+  /** Channels placed here (joining, joined or within their idle grace). */
+  readonly entries: Set<Entry>
+  /** Topics with a channel on the client, including ones still leaving (the client refuses a second of a topic). */
+  readonly topics: Set<string>
+  holds: number
+  connected: boolean
+  closing: boolean
+  everConnected: boolean
+  heartbeatMs: number | undefined
+  reconnects: number
+}
+
+const noopListener: Listener = { onMessage: () => {} }
+
+const describe = (error: unknown): string =>
+  error instanceof Error ? error.message : typeof error === "string" ? error : JSON.stringify(error)
+
+/** realtime-js presence (`presence_ref`) back to Phoenix's metas (`phx_ref`). */
+const toEntries = (state: Record<string, ReadonlyArray<Record<string, unknown>>>): PresenceEntries => {
+  const out: PresenceEntries = Object.create(null)
+  for (const key of Object.keys(state)) {
+    out[key] = {
+      metas: state[key]!.map(({ presence_ref, ...meta }) => ({ ...meta, phx_ref: presence_ref }))
+    }
+  }
+  return out
+}
+
+export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scope.Scope> = Effect.gen(function*() {
+  const options: UpstreamOptions = yield* UpstreamConfig
+  const poolScope = yield* Effect.scope
+  const apiKey = Redacted.value(options.apiKey)
+  const endpoint = `${options.url.replace(/\/+$/, "").replace(/^http/i, "ws")}/realtime/v1`
+
+  yield* UpstreamMetrics.declareSeries
+  const socketGauge = yield* HotMetric.gauge(UpstreamMetrics.sockets)
+  const connectedGauge = yield* HotMetric.gauge(UpstreamMetrics.socketsConnected)
+  const channelGauge = yield* HotMetric.gauge(UpstreamMetrics.channels)
+  const heartbeat = yield* HotMetric.histogram(UpstreamMetrics.heartbeatRoundTrip)
+  const heartbeatFailures = yield* HotMetric.counterByLabel(UpstreamMetrics.heartbeatFailures, "reason", [
+    "error",
+    "timeout"
+  ])
+  const reconnects = yield* HotMetric.counter(UpstreamMetrics.reconnects)
+  const rejoins = yield* HotMetric.counter(UpstreamMetrics.rejoins)
+  const joins = yield* HotMetric.counterByLabel(UpstreamMetrics.joins, "result", [
+    "ok",
+    "JoinRefused",
+    "JoinTimeout",
+    "PoolExhausted"
+  ])
+  const messagesIn = yield* HotMetric.counter(UpstreamMetrics.messagesIn)
+  const messagesOut = yield* HotMetric.counter(UpstreamMetrics.messagesOut)
+
+  const entries = new Map<string, Entry>()
+  const sockets: Array<PoolSocket> = []
+  let nextSocketId = 1
+
+  const updateGauges = () => {
+    socketGauge.set(sockets.length)
+    connectedGauge.set(sockets.filter((s) => s.connected).length)
+    channelGauge.set(entries.size)
+  }
+
+  // Detached work (leaving a channel, disconnecting) runs in the pool's scope, so closing the pool interrupts it.
+  const runDetached = <A>(effect: Effect.Effect<A>): Effect.Effect<void> =>
+    Effect.asVoid(Effect.forkIn(effect, poolScope))
+
+  const reconnectAfterMs = (tries: number): number => {
+    const capped = Math.min(options.reconnectMaxMs, options.reconnectBaseMs * 2 ** Math.max(0, tries - 1))
+    // Full jitter on the upper half: sockets lost together (the upstream restarted) come back spread out.
+    return Math.round(capped * (0.5 + Math.random() * 0.5))
+  }
+
+  const openSocket = (): PoolSocket => {
+    const socket: PoolSocket = {
+      id: nextSocketId++,
+      client: undefined as unknown as RealtimeClient,
+      entries: new Set(),
+      topics: new Set(),
+      holds: 0,
+      connected: false,
+      closing: false,
+      everConnected: false,
+      heartbeatMs: undefined,
+      reconnects: 0
+    }
+    const client = new RealtimeClient(endpoint, {
+      params: { apikey: apiKey },
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      timeout: options.joinTimeoutMs,
+      reconnectAfterMs,
+      // The pool decides when a socket closes (empty and unheld); the client must not disconnect on its own.
+      disconnectOnEmptyChannelsAfterMs: 2 ** 31 - 1,
+      heartbeatCallback: (status, latency) => {
+        if (status === "ok" && latency !== undefined) {
+          socket.heartbeatMs = latency
+          heartbeat.observe(latency / 1000)
+        } else if (status === "timeout") heartbeatFailures.timeout.inc()
+        else if (status === "error") heartbeatFailures.error.inc()
+      }
+    })
+    ;(socket as { client: RealtimeClient }).client = client
+    // The token every join carries (realtime-js sends it as `access_token`), as supabase-js does with its key.
+    client.accessTokenValue = apiKey
+    // realtime-js exposes Phoenix's state callbacks as a public list; the pool registers its own entries there.
+    client.stateChangeCallbacks.open.push([`pool-${socket.id}`, () => {
+      socket.connected = true
+      socket.everConnected = true
+      updateGauges()
+    }])
+    client.stateChangeCallbacks.close.push([`pool-${socket.id}`, () => {
+      const was = socket.connected
+      socket.connected = false
+      if (!socket.closing && (was || socket.everConnected)) {
+        if (was) {
+          socket.reconnects++
+          reconnects.inc()
+        }
+      }
+      updateGauges()
+    }])
+    client.connect()
+    sockets.push(socket)
+    updateGauges()
+    return socket
+  }
+
+  const closeSocketIfUnused = (socket: PoolSocket): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (socket.closing || socket.entries.size > 0 || socket.holds > 0) return Effect.void
+      socket.closing = true
+      sockets.splice(sockets.indexOf(socket), 1)
+      updateGauges()
+      return runDetached(Effect.promise(() => socket.client.disconnect()))
+    })
+
+  /** The first socket with room for `topic`, opening one within the cap; undefined when the pool is full. */
+  const place = (topic: string): PoolSocket | undefined => {
+    for (const socket of sockets) {
+      if (socket.entries.size < options.channelsPerSocket && !socket.topics.has(topic)) return socket
+    }
+    return sockets.length < options.maxSockets ? openSocket() : undefined
+  }
+
+  const dispatch = (entry: Entry, message: UpstreamMessage) => {
+    messagesIn.inc()
+    for (const listener of entry.listeners) listener.onMessage(message)
+  }
+
+  const signal = (entry: Entry, value: UpstreamSignal) => {
+    for (const listener of entry.listeners) listener.onSignal?.(value)
+  }
+
+  /** Removes the entry from the pool now; leaves its upstream channel in the background. */
+  const detach = (entry: Entry): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (entry.status === "closed") return Effect.void
+      entry.status = "closed"
+      if (entries.get(entry.key) === entry) entries.delete(entry.key)
+      entry.socket.entries.delete(entry)
+      updateGauges()
+      const socket = entry.socket
+      const leave = Effect.promise(() => socket.client.removeChannel(entry.channel).catch(() => "error")).pipe(
+        Effect.tap((status) =>
+          Effect.sync(() => {
+            // A channel the upstream did not confirm leaving stays in the client's list; drop it so the topic is free.
+            if (status !== "ok") {
+              entry.channel.teardown()
+              socket.client.channels = socket.client.channels.filter((c) => c !== entry.channel)
+            }
+            socket.topics.delete(entry.topic)
+          })
+        ),
+        Effect.andThen(closeSocketIfUnused(socket))
+      )
+      // An empty socket is disconnected at once: the upstream drops its channels with it, no leave needed.
+      if (socket.entries.size === 0 && socket.holds === 0) {
+        socket.topics.delete(entry.topic)
+        return closeSocketIfUnused(socket)
+      }
+      return runDetached(leave)
+    })
+
+  const runSync = Effect.runSyncWith(yield* Effect.context<never>())
+
+  /** Subscribes the entry's current channel and follows its states for as long as the entry lives. */
+  const join = (entry: Entry) => {
+    const channel = entry.channel
+    channel.subscribe((status, error) => {
+      if (entry.status === "closed" || entry.channel !== channel) return
+      switch (status) {
+        case "SUBSCRIBED": {
+          if (entry.status === "joining") {
+            entry.status = "joined"
+            joins.ok.inc()
+            runSync(Deferred.succeed(entry.joined, undefined))
+          } else if (entry.status === "interrupted") {
+            entry.status = "joined"
+            rejoins.inc()
+            signal(entry, { _tag: "Rejoined" })
+          }
+          return
+        }
+        case "CHANNEL_ERROR": {
+          if (entry.status === "joining") {
+            // Before the first join, an error while the socket is up is the upstream's answer; while it is down the
+            // client joins again once it reconnects (bounded by the join timeout).
+            if (!entry.socket.client.isConnected()) return
+            joins.JoinRefused.inc()
+            runSync(Deferred.fail(entry.joined, UpstreamError.joinRefused(entry.topic, describe(error))))
+            runSync(detach(entry))
+          } else if (entry.status === "joined") {
+            entry.status = "interrupted"
+            signal(entry, { _tag: "Interrupted", reason: describe(error ?? "upstream socket lost") })
+          }
+          return
+        }
+        case "TIMED_OUT": {
+          if (entry.status === "joining") {
+            joins.JoinTimeout.inc()
+            runSync(Deferred.fail(entry.joined, UpstreamError.joinTimeout(entry.topic, options.joinTimeoutMs)))
+            runSync(detach(entry))
+          }
+          return
+        }
+        case "CLOSED": {
+          // The upstream closed a joined channel (phx_close): join a fresh one after a jittered pause.
+          if (entry.status === "joined" || entry.status === "interrupted") {
+            if (entry.status === "joined") signal(entry, { _tag: "Interrupted", reason: "upstream closed the channel" })
+            entry.status = "interrupted"
+            runSync(runDetached(
+              Effect.sleep(reconnectAfterMs(1)).pipe(Effect.andThen(Effect.sync(() => {
+                if (entry.status !== "interrupted" || entry.channel !== channel) return
+                entry.socket.client.channels = entry.socket.client.channels.filter((c) => c !== channel)
+                entry.channel = entry.open(entry.socket.client)
+                join(entry)
+              })))
+            ))
+          }
+          return
+        }
+      }
+    })
+  }
+
+  const newEntry = (
+    key: string,
+    topic: string,
+    open: (client: RealtimeClient) => RealtimeChannel
+  ): Result.Result<Entry, UpstreamError.UpstreamError> => {
+    const socket = place(topic)
+    if (socket === undefined) {
+      joins.PoolExhausted.inc()
+      return Result.fail(UpstreamError.poolExhausted(options.maxSockets, options.channelsPerSocket))
+    }
+    const entry: Entry = {
+      key,
+      topic,
+      socket,
+      open,
+      channel: undefined as unknown as RealtimeChannel,
+      status: "joining",
+      refs: 0,
+      generation: 0,
+      listeners: new Set(),
+      joined: Deferred.makeUnsafe<void, UpstreamError.UpstreamError>()
+    }
+    entry.channel = open(socket.client)
+    socket.entries.add(entry)
+    socket.topics.add(topic)
+    entries.set(key, entry)
+    updateGauges()
+    join(entry)
+    return Result.succeed(entry)
+  }
+
+  const openTopic = (spec: ChannelSpec) => (entry: () => Entry) => (client: RealtimeClient): RealtimeChannel => {
+    const channel = client.channel(spec.topic, {
+      config: {
+        private: spec.isPrivate === true,
+        // The pool's own broadcasts must not come back to it: they were delivered locally already.
+        broadcast: { self: false, ack: false },
+        presence: { enabled: spec.presence === true }
+      }
+    })
+    channel.on(
+      "broadcast",
+      { event: "*" },
+      (message: { event: string; payload?: unknown; meta?: unknown }) =>
+        dispatch(entry(), {
+          _tag: "Broadcast",
+          event: message.event,
+          payload: message.payload,
+          ...(message.meta === undefined ? {} : { meta: message.meta })
+        })
+    )
+    if (spec.presence === true) {
+      // realtime-js turns presence_state and presence_diff into joins and leaves against the state it keeps, so a
+      // state sent again after a rejoin yields only what changed meanwhile.
+      channel.on("presence", { event: "join" }, ({ key, newPresences }) =>
+        dispatch(entry(), {
+          _tag: "PresenceDiff",
+          joins: toEntries({ [key]: newPresences }),
+          leaves: Object.create(null)
+        }))
+      channel.on("presence", { event: "leave" }, ({ key, leftPresences }) =>
+        dispatch(entry(), {
+          _tag: "PresenceDiff",
+          joins: Object.create(null),
+          leaves: toEntries({ [key]: leftPresences })
+        }))
+    }
+    return channel
+  }
+
+  const openChanges =
+    (binding: ChangesBinding, topic: string) => (entry: () => Entry) => (client: RealtimeClient): RealtimeChannel => {
+      const channel = client.channel(topic, { config: { private: false } })
+      const filter = {
+        event: binding.event,
+        schema: binding.schema,
+        ...(binding.table === undefined ? {} : { table: binding.table }),
+        ...(binding.filter === undefined ? {} : { filter: binding.filter })
+      }
+      channel.on(
+        "postgres_changes",
+        filter as never,
+        (data: unknown) => dispatch(entry(), { _tag: "PostgresChange", data })
+      )
+      return channel
+    }
+
+  const release = (entry: Entry, listener: Listener): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (entry.status === "closed") return Effect.void
+      entry.refs--
+      entry.listeners.delete(listener)
+      if (entry.refs > 0) return Effect.void
+      const generation = entry.generation
+      return runDetached(
+        Effect.sleep(options.idleGraceMs).pipe(
+          Effect.andThen(
+            Effect.suspend(() => entry.refs === 0 && entry.generation === generation ? detach(entry) : Effect.void)
+          )
+        )
+      )
+    })
+
+  const acquire = (
+    key: string,
+    topic: string,
+    opener: (entry: () => Entry) => (client: RealtimeClient) => RealtimeChannel,
+    listener: Listener
+  ): Effect.Effect<Subscription, UpstreamError.UpstreamError, Scope.Scope> =>
+    Effect.gen(function*() {
+      let entry = entries.get(key)
+      if (entry === undefined) {
+        let created: Entry | undefined
+        const result = newEntry(key, topic, opener(() => created!))
+        if (Result.isFailure(result)) return yield* result.failure
+        entry = created = result.success
+      }
+      const held = entry
+      held.refs++
+      held.generation++
+      held.listeners.add(listener)
+      let released = false
+      const releaseOnce = Effect.suspend(() => {
+        if (released) return Effect.void
+        released = true
+        return release(held, listener)
+      })
+      yield* Effect.addFinalizer(() => releaseOnce)
+      // The client's own join timeout does not run while its socket is down; this one always does.
+      yield* Deferred.await(held.joined).pipe(
+        Effect.timeoutOrElse({
+          duration: options.joinTimeoutMs + 1_000,
+          orElse: () =>
+            Effect.suspend(() => {
+              if (held.status === "joining") {
+                joins.JoinTimeout.inc()
+                return Effect.andThen(
+                  detach(held),
+                  Effect.fail(UpstreamError.joinTimeout(topic, options.joinTimeoutMs))
+                )
+              }
+              return Deferred.await(held.joined)
+            })
+        }),
+        Effect.onError(() => releaseOnce)
+      )
+      const subscription: Subscription = {
+        key,
+        socketId: held.socket.id,
+        send: (event, payload) =>
+          Effect.tryPromise({
+            try: () => held.channel.send({ type: "broadcast", event, payload }),
+            catch: (cause) => UpstreamError.sendFailed(topic, describe(cause))
+          }).pipe(
+            Effect.flatMap((status) => {
+              if (status === "ok") {
+                messagesOut.inc()
+                return Effect.void
+              }
+              return Effect.fail(UpstreamError.sendFailed(topic, status))
+            })
+          ),
+        presence: () =>
+          toEntries(held.channel.presenceState() as Record<string, ReadonlyArray<Record<string, unknown>>>),
+        release: releaseOnce
+      }
+      return subscription
+    })
+
+  const subscribe: UpstreamPoolShape["subscribe"] = (spec, listener) =>
+    acquire(channelKey(spec), spec.topic, openTopic(spec), listener)
+
+  const changes: UpstreamPoolShape["changes"] = (binding, listener) => {
+    const key = changesKey(binding)
+    const topic = changesTopic(key)
+    return acquire(key, topic, openChanges(binding, topic), listener)
+  }
+
+  const batch = <A>(
+    requests: ReadonlyArray<A>,
+    one: (request: A) => Effect.Effect<Subscription, UpstreamError.UpstreamError, Scope.Scope>
+  ): Effect.Effect<BatchResult<A>, never, Scope.Scope> =>
+    // Every item is placed before any join is awaited (each fiber runs synchronously up to its first wait), so the
+    // batch fills the sockets in order and the joins of one socket go out together.
+    Effect.map(
+      Effect.forEach(requests, (request) => Effect.result(one(request)), { concurrency: "unbounded" }),
+      (results) => {
+        const items = results.map((result, i) => ({ request: requests[i]!, result }))
+        const bySocket = new Map<number, Array<number>>()
+        items.forEach((item, i) => {
+          if (Result.isFailure(item.result)) return
+          const id = item.result.success.socketId
+          const list = bySocket.get(id)
+          if (list === undefined) bySocket.set(id, [i])
+          else list.push(i)
+        })
+        return { items, bySocket }
+      }
+    )
+
+  const subscribeMany: UpstreamPoolShape["subscribeMany"] = (requests) =>
+    batch(requests, (request) => subscribe(request.spec, request.listener))
+
+  const releaseMany: UpstreamPoolShape["releaseMany"] = (subscriptions) =>
+    Effect.forEach(subscriptions, (s) => s.release, { discard: true })
+
+  const prewarm: UpstreamPoolShape["prewarm"] = ({ sockets: wanted, channels }) =>
+    Effect.gen(function*() {
+      const held: Array<PoolSocket> = []
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          for (const socket of sockets) {
+            if (held.length >= wanted) break
+            socket.holds++
+            held.push(socket)
+          }
+          while (held.length < wanted && sockets.length < options.maxSockets) {
+            const socket = openSocket()
+            socket.holds++
+            held.push(socket)
+          }
+        }),
+        () =>
+          Effect.forEach(held, (socket) =>
+            Effect.suspend(() => {
+              socket.holds--
+              return closeSocketIfUnused(socket)
+            }), { discard: true })
+      )
+      return yield* batch(channels, (spec) => subscribe(spec, noopListener))
+    })
+
+  yield* Effect.addFinalizer(() =>
+    Effect.suspend(() => {
+      const all = sockets.splice(0)
+      for (const entry of entries.values()) entry.status = "closed"
+      entries.clear()
+      for (const socket of all) socket.closing = true
+      updateGauges()
+      return Effect.forEach(all, (socket) => Effect.promise(() => socket.client.disconnect()), {
+        concurrency: "unbounded",
+        discard: true
+      })
+    })
+  )
+
+  return {
+    subscribe,
+    changes,
+    subscribeMany,
+    releaseMany,
+    prewarm,
+    stats: Effect.sync(() => ({
+      sockets: sockets.map((s) => ({
+        id: s.id,
+        channels: s.entries.size,
+        connected: s.connected,
+        heartbeatMs: s.heartbeatMs,
+        reconnects: s.reconnects
+      })),
+      channels: entries.size
+    }))
+  }
+})
+
+export class UpstreamPool extends Context.Service<UpstreamPool, UpstreamPoolShape>()("@wedsync/upstream/UpstreamPool") {
+  static readonly layer: Layer.Layer<UpstreamPool, never, UpstreamConfig> = Layer.effect(UpstreamPool, make)
+
+  /** Built from `SUPABASE_URL`, `SUPABASE_SERVICE_ROLE_KEY` and `UPSTREAM_*`. */
+  static readonly layerConfig = UpstreamPool.layer.pipe(Layer.provide(UpstreamConfig.layerConfig))
+}
+
+/** Registers every upstream metric series at 0 (for a process that exposes them before the pool is built). */
+export const declareMetrics: Effect.Effect<void> = UpstreamMetrics.declareSeries
