@@ -157,7 +157,11 @@ interface Entry {
   generation: number
   readonly listeners: Set<Listener>
   readonly joined: Deferred.Deferred<void, UpstreamError.UpstreamError>
-  /** Pre-warm holds: references without a listener. */
+  /**
+   * A Postgres Changes channel is ready only once the upstream says "Subscribed to PostgreSQL" (a `system` message
+   * after the join reply): a change committed between the two would be missed.
+   */
+  readonly awaitsSystem: boolean
 }
 
 interface PoolSocket {
@@ -357,6 +361,8 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
       switch (status) {
         case "SUBSCRIBED": {
           if (entry.status === "joining") {
+            // The system message completes it (`onSystem`); the pool's own join timeout bounds the wait.
+            if (entry.awaitsSystem) return
             entry.status = "joined"
             joins.ok.inc()
             runSync(Deferred.succeed(entry.joined, undefined))
@@ -409,10 +415,25 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     })
   }
 
+  /** The upstream's `system` answer about a Postgres Changes subscription, for a channel waiting for it. */
+  const onSystem = (entry: Entry, payload: { extension?: string; status?: string; message?: string }) => {
+    if (!entry.awaitsSystem || entry.status !== "joining" || payload.extension !== "postgres_changes") return
+    if (payload.status === "ok") {
+      entry.status = "joined"
+      joins.ok.inc()
+      runSync(Deferred.succeed(entry.joined, undefined))
+    } else {
+      joins.JoinRefused.inc()
+      runSync(Deferred.fail(entry.joined, UpstreamError.joinRefused(entry.topic, payload.message ?? "error")))
+      runSync(detach(entry))
+    }
+  }
+
   const newEntry = (
     key: string,
     topic: string,
-    open: (client: RealtimeClient) => RealtimeChannel
+    open: (client: RealtimeClient) => RealtimeChannel,
+    awaitsSystem: boolean
   ): Result.Result<Entry, UpstreamError.UpstreamError> => {
     const socket = place(topic)
     if (socket === undefined) {
@@ -429,7 +450,8 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
       refs: 0,
       generation: 0,
       listeners: new Set(),
-      joined: Deferred.makeUnsafe<void, UpstreamError.UpstreamError>()
+      joined: Deferred.makeUnsafe<void, UpstreamError.UpstreamError>(),
+      awaitsSystem
     }
     entry.channel = open(socket.client)
     socket.entries.add(entry)
@@ -493,6 +515,11 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
         filter as never,
         (data: unknown) => dispatch(entry(), { _tag: "PostgresChange", data })
       )
+      channel.on(
+        "system",
+        {},
+        (payload: { extension?: string; status?: string; message?: string }) => onSystem(entry(), payload)
+      )
       return channel
     }
 
@@ -516,13 +543,14 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     key: string,
     topic: string,
     opener: (entry: () => Entry) => (client: RealtimeClient) => RealtimeChannel,
-    listener: Listener
+    listener: Listener,
+    awaitsSystem: boolean
   ): Effect.Effect<Subscription, UpstreamError.UpstreamError, Scope.Scope> =>
     Effect.gen(function*() {
       let entry = entries.get(key)
       if (entry === undefined) {
         let created: Entry | undefined
-        const result = newEntry(key, topic, opener(() => created!))
+        const result = newEntry(key, topic, opener(() => created!), awaitsSystem)
         if (Result.isFailure(result)) return yield* result.failure
         entry = created = result.success
       }
@@ -579,12 +607,12 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     })
 
   const subscribe: UpstreamPoolShape["subscribe"] = (spec, listener) =>
-    acquire(channelKey(spec), spec.topic, openTopic(spec), listener)
+    acquire(channelKey(spec), spec.topic, openTopic(spec), listener, false)
 
   const changes: UpstreamPoolShape["changes"] = (binding, listener) => {
     const key = changesKey(binding)
     const topic = changesTopic(key)
-    return acquire(key, topic, openChanges(binding, topic), listener)
+    return acquire(key, topic, openChanges(binding, topic), listener, true)
   }
 
   const batch = <A>(
