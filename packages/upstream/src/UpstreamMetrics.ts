@@ -48,6 +48,11 @@ export const messagesOut = Metric.counter("wedsync_upstream_messages_out_total",
   incremental: true
 })
 
+export const sendFailures = Metric.counter("wedsync_upstream_send_failures_total", {
+  description: "Broadcasts the upstream did not take (channel not joined, socket refused or timed out)",
+  incremental: true
+})
+
 /** Every handle, for the metrics lint. */
 export const metrics = [
   sockets,
@@ -59,7 +64,8 @@ export const metrics = [
   joins,
   rejoins,
   messagesIn,
-  messagesOut
+  messagesOut,
+  sendFailures
 ] as const
 
 const joinResults = ["ok", "JoinRefused", "JoinTimeout", "PoolExhausted"] as const
@@ -73,6 +79,7 @@ export const declareSeries: Effect.Effect<void> = Effect.all([
       rejoins,
       messagesIn,
       messagesOut,
+      sendFailures,
       Metric.withAttributes(heartbeatFailures, { reason: "error" }),
       Metric.withAttributes(heartbeatFailures, { reason: "timeout" }),
       ...joinResults.map((result) => Metric.withAttributes(joins, { result }))

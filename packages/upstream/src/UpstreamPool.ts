@@ -48,6 +48,10 @@ export type PresenceEntries = Record<string, { readonly metas: ReadonlyArray<Rec
 export type UpstreamMessage =
   | { readonly _tag: "Broadcast"; readonly event: string; readonly payload: unknown; readonly meta?: unknown }
   | { readonly _tag: "PresenceDiff"; readonly joins: PresenceEntries; readonly leaves: PresenceEntries }
+  /**
+   * The `data` of the upstream's `postgres_changes` frame as sent: `schema`, `table`, `commit_timestamp`, `type`,
+   * `columns`, `record`, `old_record`, `errors`.
+   */
   | { readonly _tag: "PostgresChange"; readonly data: unknown }
 
 /**
@@ -71,6 +75,11 @@ export interface Subscription {
   readonly socketId: number
   /** Broadcasts `payload` as `event` on the upstream channel (the pool's own channel never receives it back). */
   readonly send: (event: string, payload: unknown) => Effect.Effect<void, UpstreamError.UpstreamError>
+  /**
+   * `send` without waiting, for a relay's hot path: handed to the socket at once, in call order (buffered by the client
+   * while the socket reconnects). A failure is counted in `wedsync_upstream_send_failures_total`.
+   */
+  readonly post: (event: string, payload: unknown) => void
   /** The upstream channel's current presence (empty unless the spec asked for presence). */
   readonly presence: () => PresenceEntries
   /** Drops this subscriber's reference now rather than when its scope closes; idempotent. */
@@ -171,12 +180,21 @@ interface PoolSocket {
   readonly entries: Set<Entry>
   /** Topics with a channel on the client, including ones still leaving (the client refuses a second of a topic). */
   readonly topics: Set<string>
+  /** Postgres Changes channels by their full topic (`realtime:…`), for the socket's raw message hook. */
+  readonly changes: Map<string, Entry>
   holds: number
   connected: boolean
   closing: boolean
   everConnected: boolean
   heartbeatMs: number | undefined
   reconnects: number
+}
+
+/** A decoded Phoenix message as the socket's message callbacks receive it. */
+interface RawMessage {
+  readonly topic: string
+  readonly event: string
+  readonly payload?: { readonly data?: unknown } | null
 }
 
 const noopListener: Listener = { onMessage: () => {} }
@@ -220,6 +238,7 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
   ])
   const messagesIn = yield* HotMetric.counter(UpstreamMetrics.messagesIn)
   const messagesOut = yield* HotMetric.counter(UpstreamMetrics.messagesOut)
+  const sendFailures = yield* HotMetric.counter(UpstreamMetrics.sendFailures)
 
   const entries = new Map<string, Entry>()
   const sockets: Array<PoolSocket> = []
@@ -247,6 +266,7 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
       client: undefined as unknown as RealtimeClient,
       entries: new Set(),
       topics: new Set(),
+      changes: new Map(),
       holds: 0,
       connected: false,
       closing: false,
@@ -289,6 +309,14 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
       }
       updateGauges()
     }])
+    client.stateChangeCallbacks.message.push([`pool-${socket.id}`, (message: RawMessage) => {
+      if (message.event !== "postgres_changes") return
+      const entry = socket.changes.get(message.topic)
+      const data = message.payload?.data
+      if (entry !== undefined && entry.status !== "closed" && data !== undefined) {
+        dispatch(entry, { _tag: "PostgresChange", data })
+      }
+    }])
     client.connect()
     sockets.push(socket)
     updateGauges()
@@ -328,6 +356,8 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
       entry.status = "closed"
       if (entries.get(entry.key) === entry) entries.delete(entry.key)
       entry.socket.entries.delete(entry)
+      if (entry.socket.changes.get(`realtime:${entry.topic}`) === entry)
+        entry.socket.changes.delete(`realtime:${entry.topic}`)
       updateGauges()
       const socket = entry.socket
       const leave = Effect.promise(() => socket.client.removeChannel(entry.channel).catch(() => "error")).pipe(
@@ -456,6 +486,7 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     entry.channel = open(socket.client)
     socket.entries.add(entry)
     socket.topics.add(topic)
+    if (awaitsSystem) socket.changes.set(`realtime:${topic}`, entry)
     entries.set(key, entry)
     updateGauges()
     join(entry)
@@ -513,7 +544,9 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
       channel.on(
         "postgres_changes",
         filter as never,
-        (data: unknown) => dispatch(entry(), { _tag: "PostgresChange", data })
+        // Delivered from the socket's raw messages instead (`PoolSocket.changes`): realtime-js hands this callback
+        // a reshaped payload without the column types a local subscriber's realtime-js needs.
+        () => {}
       )
       channel.on(
         "system",
@@ -599,6 +632,12 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
               return Effect.fail(UpstreamError.sendFailed(topic, status))
             })
           ),
+        post: (event, payload) => {
+          held.channel.send({ type: "broadcast", event, payload }).then(
+            (status) => status === "ok" ? messagesOut.inc() : sendFailures.inc(),
+            () => sendFailures.inc()
+          )
+        },
         presence: () =>
           toEntries(held.channel.presenceState() as Record<string, ReadonlyArray<Record<string, unknown>>>),
         release: releaseOnce

@@ -47,7 +47,9 @@ afterAll(async () => {
 }, 30_000)
 
 const recorder = () => {
-  const changes: Array<{ readonly eventType: string; readonly new: Record<string, unknown> }> = []
+  const changes: Array<
+    { readonly type: string; readonly record: Record<string, unknown>; readonly columns: ReadonlyArray<unknown> }
+  > = []
   const listener: UpstreamPool.Listener = {
     onMessage: (m) => {
       if (m._tag === "PostgresChange") changes.push(m.data as (typeof changes)[number])
@@ -84,8 +86,14 @@ describe("UpstreamPool.changes", () => {
       )
       yield* until("both changes on the shared binding", () => a.changes.length === 2 && b.changes.length === 2)
       yield* until("the filtered change", () => c.changes.length === 1)
-      assert.deepStrictEqual(a.changes.map((x) => x.new["title"]), ["vows", "cake"])
-      assert.deepStrictEqual(b.changes.map((x) => x.new["title"]), ["vows", "cake"])
-      assert.deepStrictEqual(c.changes.map((x) => [x.eventType, x.new["title"]]), [["INSERT", "vows"]])
+      assert.deepStrictEqual(a.changes.map((x) => x.record["title"]), ["vows", "cake"])
+      assert.deepStrictEqual(b.changes.map((x) => x.record["title"]), ["vows", "cake"])
+      assert.deepStrictEqual(c.changes.map((x) => [x.type, x.record["title"]]), [["INSERT", "vows"]])
+      // As the upstream sent it, column types included (a local subscriber's realtime-js converts values by them).
+      assert.deepStrictEqual(c.changes[0]!.columns.map((col) => (col as { name: string }).name), [
+        "id",
+        "wedding_id",
+        "title"
+      ])
     }).pipe(Effect.scoped))
 })
