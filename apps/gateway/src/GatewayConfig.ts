@@ -9,6 +9,7 @@ import { AuthConfig } from "@wedsync/auth"
 import { MembershipTable } from "@wedsync/changes"
 import { ConnectionConfig } from "@wedsync/connection"
 import { ScalingConfig } from "@wedsync/scaling"
+import { UpstreamPool } from "@wedsync/upstream"
 import {
   Config,
   Console,
@@ -278,7 +279,14 @@ const RULES: ReadonlyArray<readonly [name: string, check: Check, secret?: "secre
   ["HISTORY_MAX_MESSAGES", integer(1, 1_000_000)],
   ["HISTORY_TTL", duration(Duration.seconds(1))],
   ["WORKERS", workers],
-  [WORKER_ID_VARIABLE, integer(1, MAX_WORKERS)]
+  [WORKER_ID_VARIABLE, integer(1, MAX_WORKERS)],
+  ["SUPABASE_URL", url(["https:", "http:"])],
+  ["SUPABASE_SERVICE_ROLE_KEY", nonEmpty, "secret"],
+  ["UPSTREAM_CHANNELS_PER_SOCKET", integer(1, 10_000)],
+  ["UPSTREAM_MAX_SOCKETS", integer(1, 10_000)],
+  ["UPSTREAM_IDLE_GRACE", duration(Duration.zero)],
+  ["UPSTREAM_HEARTBEAT_INTERVAL", duration(Duration.millis(100))],
+  ["UPSTREAM_JOIN_TIMEOUT", duration(Duration.millis(100))]
 ]
 
 const shown = (raw: string) => JSON.stringify(raw.length > 60 ? `${raw.slice(0, 60)}…` : raw)
@@ -324,6 +332,16 @@ export const checkEnvironment: Effect.Effect<void, GatewayConfigError> = Effect.
       )
     }
   }
+  // Upstream mode needs both: the project and the key the pool joins with.
+  const supabaseUrl = yield* Effect.orDie(Config.option(Config.String("SUPABASE_URL")))
+  const serviceKey = yield* Effect.orDie(Config.option(Config.String("SUPABASE_SERVICE_ROLE_KEY")))
+  if (supabaseUrl._tag !== serviceKey._tag) {
+    problems.push(
+      supabaseUrl._tag === "Some"
+        ? "SUPABASE_URL: needs SUPABASE_SERVICE_ROLE_KEY (the upstream pool joins the project's channels with it)"
+        : "SUPABASE_SERVICE_ROLE_KEY: needs SUPABASE_URL (the project the upstream pool connects to)"
+    )
+  }
   // Rules between variables, once each value is valid on its own.
   if (problems.length === 0) {
     const connection = yield* Effect.orDie(ConnectionConfig.config)
@@ -344,3 +362,13 @@ export const checkEnvironment: Effect.Effect<void, GatewayConfigError> = Effect.
   yield* Console.error(error.message)
   return yield* error
 })
+
+/**
+ * `SUPABASE_URL` and `SUPABASE_SERVICE_ROLE_KEY` set: upstream mode, the pool of connections to that project
+ * (`UPSTREAM_CHANNELS_PER_SOCKET`, `UPSTREAM_MAX_SOCKETS`, `UPSTREAM_IDLE_GRACE`, `UPSTREAM_HEARTBEAT_INTERVAL`,
+ * `UPSTREAM_JOIN_TIMEOUT`); unset: none.
+ */
+export const upstreamFromEnv: Effect.Effect<Layer.Layer<UpstreamPool.UpstreamPool, unknown> | undefined> = Effect.map(
+  Effect.orDie(Config.option(Config.String("SUPABASE_URL"))),
+  (url) => Option.isNone(url) ? undefined : UpstreamPool.UpstreamPool.layerConfig
+)

@@ -12,6 +12,7 @@ import { Broker, ChangeFeed, History, Hub, HubMetrics, Presence } from "@wedsync
 import { ProcessMetrics } from "@wedsync/metrics"
 import { RedisClient, RedisConfig, RedisMetrics } from "@wedsync/redis"
 import { ScalingConfig } from "@wedsync/scaling"
+import { UpstreamBroker, UpstreamMetrics, UpstreamPool, UpstreamPresence } from "@wedsync/upstream"
 import { Config, Context, Duration, Effect, Layer, Logger, Option, Redacted, References } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { NetAddress } from "effect/net"
@@ -26,12 +27,14 @@ import {
   type GatewayOptions,
   logConfig,
   type LogOptions,
+  upstreamFromEnv,
   WORKER_ID_VARIABLE
 } from "./GatewayConfig.ts"
 import * as Routes from "./Routes.ts"
 import * as ScalingController from "./ScalingController.ts"
 import * as Season from "./Season.ts"
 import * as WeddingCalendar from "./WeddingCalendar.ts"
+import * as UpstreamChanges from "./UpstreamChanges.ts"
 
 /** How long closing the HTTP server may wait for its last sockets after the drain. */
 const SERVER_CLOSE_TIMEOUT = Duration.seconds(5)
@@ -163,6 +166,12 @@ export interface Options {
   readonly history?: Partial<History.HistoryOptions> | undefined
   /** The wedding calendar of the scaling forecast and of `SEASON_MODE=auto`; none: reactive scaling only. */
   readonly calendar?: WeddingCalendar.Source | undefined
+  /**
+   * `SUPABASE_URL` set: upstream mode, the pool of connections to the hosted project. Topics then flow between the hub
+   * and the project through `UpstreamBroker` (in place of the Redis broker: the project is the bus), presence states
+   * include the project's entries, and without `DATABASE_URL` `changes` should be `UpstreamChanges.layer`.
+   */
+  readonly upstream?: Layer.Layer<UpstreamPool.UpstreamPool, unknown> | undefined
 }
 
 /** The broadcast history: Redis streams shared by every process with `REDIS_URL`, a ring in this process without. */
@@ -184,9 +193,27 @@ const cacheLayer = (options: Options) => {
   return LayeredCache.LayeredCache.layer.pipe(Layer.provideMerge(parts), Layer.provide(options.cache))
 }
 
-/** The hub alone, or joined to the other processes by the Redis broker (exposed: presence orders its writes by it). */
+/**
+ * The relay of upstream mode: the hub's broker and the upstream presence that `presenceLayer` reads. One layer value
+ * per pool, so that the hub and presence share one relay (a build shares layers by reference).
+ */
+const relays = new WeakMap<object, Layer.Layer<Broker.Broker | UpstreamBroker.UpstreamTopics, unknown>>()
+const upstreamRelay = (upstream: Layer.Layer<UpstreamPool.UpstreamPool, unknown>) => {
+  let relay = relays.get(upstream)
+  if (relay === undefined) relays.set(upstream, relay = UpstreamBroker.layer.pipe(Layer.provide(upstream)))
+  return relay
+}
+
+/**
+ * The hub alone, joined to the other processes by the Redis broker, or in upstream mode to the hosted project by the
+ * upstream broker (exposed: presence orders its writes by it). The upstream takes the broker's place rather than
+ * joining Redis beside it: every process relays to the same project, so the project already carries each broadcast to
+ * the others, and Redis as well would deliver it twice.
+ */
 const hubLayer = (options: Options): Layer.Layer<Hub.Hub | Broker.Broker, unknown> =>
-  options.redis === undefined
+  options.upstream !== undefined
+    ? Hub.Hub.layer.pipe(Layer.provideMerge(upstreamRelay(options.upstream)))
+    : options.redis === undefined
     ? Hub.Hub.layer.pipe(Layer.provideMerge(Broker.Broker.layerMemory))
     : Hub.Hub.layer.pipe(Layer.provideMerge(Broker.Broker.layerRedis), Layer.provide(options.redis))
 
@@ -195,6 +222,10 @@ const presenceLayer = (
   options: Options
 ): Layer.Layer<Presence.Presence, unknown, Hub.Hub | Broker.Broker | GatewayConfig> => {
   const redis = options.redis
+  // Upstream mode: this process's entries plus the project's (local entries are not relayed; see UpstreamBroker).
+  if (options.upstream !== undefined) {
+    return UpstreamPresence.layer.pipe(Layer.provide(upstreamRelay(options.upstream)))
+  }
   return redis === undefined
     ? Presence.Presence.layerMemory
     : Layer.unwrap(
@@ -243,6 +274,7 @@ export const make = (configured: Options) => {
       ChangesMetrics.declareSeries,
       CacheMetrics.declareSeries,
       RedisMetrics.declareSeries,
+      UpstreamMetrics.declareSeries,
       Effect.flatMap(GatewayConfig, ({ workerId }) => GatewayMetrics.declareWorker(workerId, process.pid))
     ], { discard: true })
   )
@@ -364,29 +396,42 @@ const redisFromEnv = Effect.map(
  */
 export const workerSlotName = (slot: string, workerId: number): string => workerId === 1 ? slot : `${slot}_w${workerId}`
 
-/** `DATABASE_URL` set: Postgres Changes on; unset: every binding refused with a clear message. */
-const changesFromEnv = Effect.gen(function*() {
-  const url = yield* Config.option(Config.Redacted("DATABASE_URL"))
-  const membershipTable = yield* membershipTableConfig
-  const rules = { ...(yield* PostgresChanges.config), membershipTable }
-  const worker = yield* Config.option(Config.Int(WORKER_ID_VARIABLE))
-  const config = Option.isNone(url)
-    ? undefined
-    : Layer.effect(
-      ChangesConfig.ChangesConfig,
-      Effect.map(
-        ChangesConfig.config,
-        (options) =>
-          Option.isNone(worker) ? options : { ...options, slotName: workerSlotName(options.slotName, worker.value) }
+/**
+ * `DATABASE_URL` set: Postgres Changes from this database; unset: from the upstream in upstream mode, else every binding
+ * refused with a clear message.
+ */
+const changesFromEnv = (upstream: Layer.Layer<UpstreamPool.UpstreamPool, unknown> | undefined) =>
+  Effect.gen(function*() {
+    const url = yield* Config.option(Config.Redacted("DATABASE_URL"))
+    const membershipTable = yield* membershipTableConfig
+    const rules = { ...(yield* PostgresChanges.config), membershipTable }
+    const worker = yield* Config.option(Config.Int(WORKER_ID_VARIABLE))
+    const config = Option.isNone(url)
+      ? undefined
+      : Layer.effect(
+        ChangesConfig.ChangesConfig,
+        Effect.map(
+          ChangesConfig.config,
+          (options) =>
+            Option.isNone(worker) ? options : { ...options, slotName: workerSlotName(options.slotName, worker.value) }
+        )
       )
-    )
-  const warming = yield* warmingConfig(membershipTable)
-  return {
-    changes: changesLayer(config, rules, warming),
-    memberships: membershipsLayer(config, membershipTable),
-    database: Option.isNone(url) ? undefined : { databaseUrl: url.value, calendarSql: warming.calendarSql }
-  }
-})
+    const warming = yield* warmingConfig(membershipTable)
+    const changes = config === undefined && upstream !== undefined
+      ? upstreamChangesLayer(upstream, rules.unscopedTables)
+      : changesLayer(config, rules, warming)
+    return {
+      changes,
+      memberships: membershipsLayer(config, membershipTable),
+      database: Option.isNone(url) ? undefined : { databaseUrl: url.value, calendarSql: warming.calendarSql }
+    }
+  })
+
+/** Postgres Changes through the upstream pool, with this gateway's row policy on top. */
+export const upstreamChangesLayer = (
+  upstream: Layer.Layer<UpstreamPool.UpstreamPool, unknown>,
+  unscopedTables: PostgresChanges.Options["unscopedTables"]
+) => Layer.merge(UpstreamChanges.layer(unscopedTables).pipe(Layer.provide(upstream)), Warmer.Warmer.layerNoop)
 
 const MINIMUM_LEVEL = {
   trace: "Trace",
@@ -418,10 +463,12 @@ export const fromEnv = Layer.unwrap(
     // A worker's lines say which worker wrote them (they share the primary's stdout).
     const worker = yield* Config.option(Config.Int(WORKER_ID_VARIABLE))
     const logging = loggingLayer(yield* logConfig, Option.isSome(worker) ? { worker: worker.value } : {})
-    const { changes, memberships, database } = yield* changesFromEnv
+    const upstream = yield* upstreamFromEnv
+    const { changes, memberships, database } = yield* changesFromEnv(upstream)
     const calendarFile = yield* Config.option(Config.String("WEDDING_CALENDAR_FILE"))
     return make({
       calendar: calendarSource(Option.getOrUndefined(calendarFile), database),
+      upstream,
       changes,
       memberships,
       gateway: GatewayConfig.layerConfig,

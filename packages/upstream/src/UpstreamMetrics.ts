@@ -73,6 +73,7 @@ const joinResults = ["ok", "JoinRefused", "JoinTimeout", "PoolExhausted"] as con
 /** Registers every series this package can produce, at 0, so they exist from the first scrape. */
 export const declareSeries: Effect.Effect<void> = Effect.all([
   Effect.forEach([sockets, socketsConnected, channels], (metric) => Metric.value(metric), { discard: true }),
+  Metric.value(heartbeatRoundTrip),
   Effect.forEach(
     [
       reconnects,

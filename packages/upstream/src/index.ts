@@ -1,4 +1,6 @@
+export * as UpstreamBroker from "./UpstreamBroker.ts"
 export * as UpstreamConfig from "./UpstreamConfig.ts"
 export * as UpstreamError from "./UpstreamError.ts"
 export * as UpstreamMetrics from "./UpstreamMetrics.ts"
 export * as UpstreamPool from "./UpstreamPool.ts"
+export * as UpstreamPresence from "./UpstreamPresence.ts"

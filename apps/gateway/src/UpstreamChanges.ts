@@ -1,0 +1,158 @@
+/**
+ * Postgres Changes from the upstream (hosted Supabase) when this gateway has no `DATABASE_URL`: the `ChangeFeed` the
+ * connections subscribe through, over `UpstreamPool.changes`.
+ *
+ * Every binding of every local channel asks the pool for its (schema, table, event, filter); the pool keeps one
+ * upstream channel per distinct binding, joined with the service-role key, so the upstream sends every matching row
+ * whole. The gateway's own row policy (`RowPolicy`: the row's `wedding_id` / `supplier_id` against the subscriber's
+ * token, `UNSCOPED_TABLES` for the rest) then decides per local subscriber, as it does for its own replication stream.
+ * It lives in the app because it joins two packages of one row (`upstream` and `changes`).
+ *
+ * Differences from the local stream, all on the side of showing less: the upstream's frames say nothing of the primary
+ * key, so a DELETE (or the old image of an UPDATE that moved a row to another wedding) reaches a non-service
+ * subscriber with `id` only; `select` is applied to the columns the upstream sent (plus `id`); membership-table
+ * grants are not consulted (they need the database).
+ */
+import { RowPolicy } from "@wedsync/changes"
+import { ChangeFeed } from "@wedsync/hub"
+import { Serializer, WsFrame } from "@wedsync/protocol"
+import { UpstreamPool } from "@wedsync/upstream"
+import { Effect, Exit, Layer, Scope } from "effect"
+
+/** The `data` of an upstream `postgres_changes` frame. */
+interface RawChange {
+  readonly schema: string
+  readonly table: string
+  readonly commit_timestamp: string
+  readonly type: "INSERT" | "UPDATE" | "DELETE" | "TRUNCATE"
+  readonly columns?: ReadonlyArray<{ readonly name: string; readonly type: string }>
+  readonly record?: Readonly<Record<string, unknown>>
+  readonly old_record?: Readonly<Record<string, unknown>>
+  readonly errors: unknown
+}
+
+const KEY_COLUMN = "id"
+
+const pick = (row: Readonly<Record<string, unknown>> | undefined, keep: (column: string) => boolean) => {
+  const out: Record<string, unknown> = Object.create(null)
+  if (row === undefined) return out
+  for (const column of Object.keys(row)) if (keep(column)) out[column] = row[column]
+  return out
+}
+
+const isKey = (column: string) => column === KEY_COLUMN
+
+/** The change as `binding` and `decision` let this subscriber see it, or undefined when it may not. */
+export const visible = (
+  change: RawChange,
+  binding: ChangeFeed.Binding,
+  access: ChangeFeed.Access,
+  policy: RowPolicy.RowPolicy
+): Record<string, unknown> | undefined => {
+  const columnNames = new Set((change.columns ?? []).map((c) => c.name))
+  const image = change.type === "DELETE" ? change.old_record : change.record
+  const scope = RowPolicy.scopeOf(columnNames, image)
+  const decision = policy.decide(access, scope)
+  if (decision === "denied") return undefined
+  const selected = binding.select === undefined ? undefined : new Set([...binding.select, KEY_COLUMN])
+  const shown = (column: string) => selected === undefined || selected.has(column)
+  const columns = (change.columns ?? []).filter((c) => shown(c.name))
+  const head = {
+    schema: change.schema,
+    table: change.table,
+    commit_timestamp: change.commit_timestamp,
+    type: change.type
+  }
+  switch (change.type) {
+    case "INSERT":
+      return { ...head, columns, record: pick(change.record, shown), errors: change.errors ?? null }
+    case "UPDATE": {
+      // An old image in another scope than the new one (a moved row) may belong to a wedding this subscriber may not see.
+      const sameScope = decision === "full" ||
+        RowPolicy.sameScope(scope, RowPolicy.scopeOf(columnNames, change.old_record))
+      return {
+        ...head,
+        columns,
+        record: pick(change.record, shown),
+        old_record: pick(change.old_record, sameScope ? shown : isKey),
+        errors: change.errors ?? null
+      }
+    }
+    default:
+      return {
+        ...head,
+        columns,
+        old_record: pick(change.old_record, decision === "full" ? shown : isKey),
+        errors: change.errors ?? null
+      }
+  }
+}
+
+const upstreamBinding = (binding: ChangeFeed.Binding): UpstreamPool.ChangesBinding => ({
+  schema: binding.schema,
+  table: binding.table,
+  event: binding.event.toUpperCase() as UpstreamPool.ChangesBinding["event"],
+  filter: binding.filter
+})
+
+export const make = (
+  unscopedTables: RowPolicy.UnscopedRule
+): Effect.Effect<ChangeFeed.ChangeFeedShape, never, UpstreamPool.UpstreamPool | Scope.Scope> =>
+  Effect.gen(function*() {
+    const pool = yield* UpstreamPool.UpstreamPool
+    const feedScope = yield* Effect.scope
+    const runFork = Effect.runForkWith(yield* Effect.context<never>())
+    const policy = new RowPolicy.RowPolicy(unscopedTables)
+    const subscriptions = new Map<ChangeFeed.ChangeSubscriber["sink"], Scope.Closeable>()
+
+    const unsubscribe = (sink: ChangeFeed.ChangeSubscriber["sink"]) => {
+      const scope = subscriptions.get(sink)
+      if (scope === undefined) return
+      subscriptions.delete(sink)
+      runFork(Scope.close(scope, Exit.void))
+    }
+
+    const listener = (subscriber: ChangeFeed.ChangeSubscriber, binding: ChangeFeed.Binding): UpstreamPool.Listener => ({
+      onMessage: (message) => {
+        if (message._tag !== "PostgresChange") return
+        policy.setNow(Date.now())
+        const data = visible(message.data as RawChange, binding, subscriber.access, policy)
+        if (data === undefined) return
+        const payload = `{"ids":[${binding.id}],"data":${JSON.stringify(data)}}`
+        const frame = WsFrame.text(
+          Serializer.encodeRaw(subscriber.sink.vsn, null, null, subscriber.topic, "postgres_changes", payload)
+        )
+        subscriber.sink.enqueue(frame)
+      }
+    })
+
+    return {
+      subscribe: (subscriber) =>
+        Effect.gen(function*() {
+          unsubscribe(subscriber.sink)
+          const scope = Scope.forkUnsafe(feedScope)
+          subscriptions.set(subscriber.sink, scope)
+          return yield* Effect.forEach(
+            subscriber.bindings,
+            (binding) =>
+              pool.changes(upstreamBinding(binding), listener(subscriber, binding)).pipe(
+                Scope.provide(scope),
+                Effect.match({
+                  onFailure: (error): ChangeFeed.BindingResult => ({
+                    _tag: "Refused",
+                    reason: ChangeFeed.unableToSubscribe(binding, `The upstream refused it (${error.message})`)
+                  }),
+                  onSuccess: (): ChangeFeed.BindingResult => ({ _tag: "Subscribed" })
+                })
+              ),
+            { concurrency: "unbounded" }
+          )
+        }),
+      unsubscribe
+    }
+  })
+
+export const layer = (
+  unscopedTables: RowPolicy.UnscopedRule
+): Layer.Layer<ChangeFeed.ChangeFeed, never, UpstreamPool.UpstreamPool> =>
+  Layer.effect(ChangeFeed.ChangeFeed, make(unscopedTables))

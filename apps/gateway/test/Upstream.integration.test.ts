@@ -1,0 +1,217 @@
+/**
+ * Upstream mode end to end: one gateway process plays hosted Supabase, another runs in upstream mode
+ * (`SUPABASE_URL` pointing at the first, `SUPABASE_SERVICE_ROLE_KEY` a service key of it), and unmodified supabase-js
+ * clients sit on both sides. Broadcasts flow both ways exactly once (no echo through the upstream), upstream presence
+ * reaches local clients, the local channel policy still holds, the upstream's `/metrics` shows one pooled socket, a
+ * restarted upstream is reported to local clients with a `system` message, and without `DATABASE_URL` Postgres Changes
+ * come from the upstream with the local row policy applied.
+ */
+import type { SupabaseClient } from "@supabase/supabase-js"
+import { TestTokens } from "@wedsync/auth/testing"
+import { Reply } from "@wedsync/protocol"
+import { PostgresCluster, SupabaseClients, waitUntil } from "@wedsync/testkit"
+import pg from "pg"
+import { assert, describe, it } from "@effect/vitest"
+import { afterAll, afterEach, beforeAll, vi } from "vitest"
+import * as Processes from "./support/Processes.ts"
+
+const { makeSupabaseClient, subscribe, inbox, closeAll } = SupabaseClients
+
+vi.setConfig({ testTimeout: 45_000, hookTimeout: 45_000 })
+
+/** Different secrets: the local gateway's users are not the project's, only the pool holds a project key. */
+const HOSTED_SECRET = "hosted-project-secret-0123456789abcdef0123"
+const LOCAL_SECRET = "local-gateway-secret-0123456789abcdef01234"
+
+interface Numbered {
+  readonly payload: { readonly n: number; readonly from: string }
+}
+
+let hosted: Processes.GatewayProcess
+let local: Processes.GatewayProcess
+let hostedAnon: string
+let localAnon: string
+const clients: Array<SupabaseClient> = []
+
+beforeAll(async () => {
+  hosted = await Processes.start({ JWT_SECRET: HOSTED_SECRET })
+  const serviceKey = await TestTokens.serviceRoleToken({ secret: HOSTED_SECRET })
+  local = await Processes.start({
+    JWT_SECRET: LOCAL_SECRET,
+    SUPABASE_URL: hosted.url,
+    SUPABASE_SERVICE_ROLE_KEY: serviceKey,
+    UPSTREAM_IDLE_GRACE: "200 millis"
+  })
+  hostedAnon = await TestTokens.anonToken({ secret: HOSTED_SECRET })
+  localAnon = await TestTokens.anonToken({ secret: LOCAL_SECRET })
+})
+afterEach(async () => {
+  await closeAll(clients.splice(0))
+})
+afterAll(async () => {
+  await Processes.stopAll()
+})
+
+const client = (gateway: Processes.GatewayProcess, key: string) => {
+  const c = makeSupabaseClient(gateway.url, key)
+  clients.push(c)
+  return c
+}
+
+const hostedMetrics = async () => {
+  const text = (await Processes.getFresh(`${hosted.url}/metrics`)).body
+  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1])
+  return { open: value("wedsync_connection_open"), channels: value("wedsync_connection_channels") }
+}
+
+describe("upstream mode", () => {
+  it("broadcasts cross between local and upstream-side clients exactly once each way", async () => {
+    const topic = `room-${Date.now()}`
+    const boxes = {
+      local1: inbox<Numbered>("local 1"),
+      local2: inbox<Numbered>("local 2"),
+      phone: inbox<Numbered>("upstream phone")
+    }
+    const local1 = client(local, localAnon).channel(topic).on("broadcast", { event: "msg" }, boxes.local1.push)
+    const local2 = client(local, localAnon).channel(topic).on("broadcast", { event: "msg" }, boxes.local2.push)
+    const phone = client(hosted, hostedAnon).channel(topic).on("broadcast", { event: "msg" }, boxes.phone.push)
+    await Promise.all([subscribe(local1), subscribe(local2), subscribe(phone)])
+    // Two local subscribers, one pooled upstream socket and channel; plus the phone's.
+    assert.deepStrictEqual(await hostedMetrics(), { open: 2, channels: 2 })
+
+    await local1.send({ type: "broadcast", event: "msg", payload: { n: 1, from: "local" } })
+    await phone.send({ type: "broadcast", event: "msg", payload: { n: 2, from: "phone" } })
+    // A last message from each side: once they are in, anything sent twice (or echoed back) would be in too.
+    await local2.send({ type: "broadcast", event: "msg", payload: { n: 3, from: "local" } })
+    await phone.send({ type: "broadcast", event: "msg", payload: { n: 4, from: "phone" } })
+    await Promise.all([
+      boxes.local1.next((m) => m.payload.n === 3),
+      boxes.local1.next((m) => m.payload.n === 4),
+      boxes.local2.next((m) => m.payload.n === 4),
+      boxes.phone.next((m) => m.payload.n === 3)
+    ])
+    // supabase-js's default is `self: false`: a sender does not get its own broadcast. Each sender's messages keep
+    // their order; two senders' messages have none between them.
+    const ns = (box: { received: ReadonlyArray<Numbered> }) => box.received.map((m) => m.payload.n).sort()
+    assert.deepStrictEqual(ns(boxes.local1), [2, 3, 4])
+    assert.deepStrictEqual(ns(boxes.local2), [1, 2, 4])
+    assert.deepStrictEqual(ns(boxes.phone), [1, 3])
+    // A REST broadcast on the local gateway goes upstream too, once.
+    const rest = await fetch(`${local.url}/realtime/v1/api/broadcast`, {
+      method: "POST",
+      headers: { apikey: localAnon, authorization: `Bearer ${localAnon}`, "content-type": "application/json" },
+      body: JSON.stringify({ messages: [{ topic, event: "msg", payload: { n: 5, from: "rest" } }] })
+    })
+    assert.strictEqual(rest.status, 202)
+    await boxes.phone.next((m) => m.payload.n === 5)
+    await boxes.local1.next((m) => m.payload.n === 5)
+    await phone.send({ type: "broadcast", event: "msg", payload: { n: 6, from: "phone" } })
+    await boxes.local2.next((m) => m.payload.n === 6)
+    assert.deepStrictEqual(ns(boxes.phone), [1, 3, 5])
+    assert.deepStrictEqual(ns(boxes.local2), [1, 2, 4, 5, 6])
+  })
+
+  it("the project's presence reaches local clients; the local channel policy still refuses", async () => {
+    const topic = `presence-${Date.now()}`
+    const phone = client(hosted, hostedAnon).channel(topic)
+    await subscribe(phone)
+    await phone.track({ who: "phone" })
+    const localChannel = client(local, localAnon).channel(topic, { config: { presence: { enabled: true } } })
+    localChannel.on("presence", { event: "sync" }, () => {})
+    await subscribe(localChannel)
+    await waitUntil(
+      "the phone in the local presence",
+      () => Object.values(localChannel.presenceState()).flat().map((p) => (p as { who?: string }).who),
+      (who) => who.includes("phone")
+    )
+    // Later joins arrive as diffs.
+    const second = client(hosted, hostedAnon).channel(topic)
+    await subscribe(second)
+    await second.track({ who: "tablet" })
+    await waitUntil(
+      "the tablet in the local presence",
+      () => Object.values(localChannel.presenceState()).flat().map((p) => (p as { who?: string }).who),
+      (who) => who.includes("tablet") && who.includes("phone")
+    )
+
+    // An anon user may not join a private wedding channel on the local gateway, whatever the pool's key could do.
+    const refused = client(local, localAnon).channel("wedding:w-1", { config: { private: true } })
+    const error = await subscribe(refused).then(() => undefined, (e: Error) => e)
+    assert.ok(error?.message.includes("Unauthorized"), String(error))
+  })
+
+  it("a killed and restarted upstream: local subscribers are told messages may have been missed, then hear it again", async () => {
+    const topic = `restart-${Date.now()}`
+    const system = inbox<{ readonly status: string; readonly message: string }>("system message")
+    const box = inbox<Numbered>("local")
+    const localChannel = client(local, localAnon).channel(topic)
+      .on("broadcast", { event: "msg" }, box.push)
+      .on("system", {}, system.push)
+    await subscribe(localChannel)
+    await hosted.kill()
+    hosted = await Processes.start({ JWT_SECRET: HOSTED_SECRET, PORT: String(hosted.port) })
+    const told = await system.next((m) => m.message.startsWith(Reply.MESSAGES_MAY_HAVE_BEEN_MISSED), 20_000)
+    assert.strictEqual(told.status, "error")
+    const phone = client(hosted, hostedAnon).channel(topic)
+    await subscribe(phone)
+    await phone.send({ type: "broadcast", event: "msg", payload: { n: 1, from: "phone" } })
+    await box.next((m) => m.payload.n === 1)
+    await phone.send({ type: "broadcast", event: "msg", payload: { n: 2, from: "phone" } })
+    await box.next((m) => m.payload.n === 2)
+    assert.deepStrictEqual(box.received.map((m) => m.payload.n), [1, 2])
+  })
+})
+
+describe("upstream mode without DATABASE_URL", () => {
+  let cluster: PostgresCluster.Cluster
+  let db: pg.Client
+  let project: Processes.GatewayProcess
+  let relay: Processes.GatewayProcess
+
+  beforeAll(async () => {
+    // A throwaway cluster (logical replication from its start) so the shared server's settings do not matter.
+    cluster = await PostgresCluster.start()
+    db = new pg.Client({ connectionString: cluster.url })
+    await db.connect()
+    await db.query("create table public.timeline_items (id serial primary key, wedding_id text not null, title text)")
+    await db.query("alter table public.timeline_items replica identity full")
+    await db.query("create publication wedsync_upstream for table public.timeline_items")
+    project = await Processes.start({
+      JWT_SECRET: HOSTED_SECRET,
+      DATABASE_URL: cluster.url,
+      REPLICATION_PUBLICATION: "wedsync_upstream",
+      REPLICATION_START_DELAY_MS: "0"
+    })
+    relay = await Processes.start({
+      JWT_SECRET: LOCAL_SECRET,
+      SUPABASE_URL: project.url,
+      SUPABASE_SERVICE_ROLE_KEY: await TestTokens.serviceRoleToken({ secret: HOSTED_SECRET })
+    })
+  })
+  afterAll(async () => {
+    await project?.terminate()
+    await relay?.terminate()
+    await db?.end()
+    await cluster?.stop()
+  })
+
+  it("Postgres Changes come from the upstream, authorized by the local row policy", async () => {
+    const token = await TestTokens.userToken({ weddingIds: ["w-1"], secret: LOCAL_SECRET })
+    const c = makeSupabaseClient(relay.url, localAnon, { accessToken: token })
+    clients.push(c)
+    const changes = inbox<{ readonly eventType: string; readonly new: { readonly title?: string } }>("change")
+    const subscribed = inbox<{ readonly extension: string; readonly status: string }>("system")
+    const channel = c.channel("timeline")
+      .on("postgres_changes", { event: "*", schema: "public", table: "timeline_items" }, changes.push)
+      .on("system", {}, subscribed.push)
+    await subscribe(channel)
+    await subscribed.next((m) => m.extension === "postgres_changes" && m.status === "ok")
+    await db.query("insert into public.timeline_items (wedding_id, title) values ('w-2', 'not yours'), ('w-1', 'vows')")
+    await db.query("insert into public.timeline_items (wedding_id, title) values ('w-1', 'cake')")
+    await changes.next((m) => m.new.title === "cake")
+    assert.deepStrictEqual(changes.received.map((m) => [m.eventType, m.new.title]), [["INSERT", "vows"], [
+      "INSERT",
+      "cake"
+    ]])
+  })
+})

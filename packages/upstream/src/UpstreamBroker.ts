@@ -1,0 +1,255 @@
+/**
+ * The hub's `Broker` over the upstream pool: in upstream mode the hosted Supabase project is the bus between this
+ * gateway's hub and everything else connected to the project (phones on hosted Supabase, other gateway processes,
+ * server-side workers).
+ *
+ * Why the Broker and not the hub's publish path: the broker is already the hub's one seam to "elsewhere", with the
+ * contract an upstream needs. The hub joins a topic with its first local subscriber and leaves it with its last (one
+ * upstream channel per topic, held as long as someone here listens); it hands every local publication to `publish`
+ * after its local fan-out (each broadcast goes upstream once, whatever the number of local subscribers); it delivers
+ * what `receive` hands it to local subscribers only, never back to the broker, so an upstream broadcast re-published
+ * locally is not sent upstream again (no echo loop, by construction); `subscribed` lets the join of a topic's first
+ * channel wait until the upstream channel is joined; and `onGap` makes the hub send the protocol's `system` message
+ * "messages may have been missed" when an upstream channel comes back after its socket was lost. Wrapping
+ * `Hub.publish` instead would have had to re-implement each of these. The upstream channels are joined with
+ * `self: false`, so the upstream never sends this process its own broadcasts back.
+ *
+ * What goes upstream: user broadcasts with a JSON payload (socket and REST). Binary broadcasts, presence diffs of
+ * local clients and `system` messages stay local (an upstream channel tracks one presence entry of its own, so local
+ * entries cannot be relayed one by one). What comes back: broadcasts and presence joins and leaves of the upstream
+ * channel (`UpstreamTopics.presence` gives its current state for a local `presence_state`).
+ *
+ * Delivery is at most once, as with the Redis broker: a broadcast published while a topic's upstream channel is still
+ * joining waits for the join, one published while its socket is reconnecting is buffered by the client and sent when
+ * the socket is back; what the upstream sent while the socket was down is lost and reported by the gap.
+ */
+import { Broker, Publication } from "@wedsync/hub"
+import { Frame, Serializer } from "@wedsync/protocol"
+import { Context, Deferred, Effect, Exit, Layer, Scope } from "effect"
+import * as UpstreamPool from "./UpstreamPool.ts"
+
+/** Longest `subscribed` waits for a topic's upstream join before answering `false`. */
+export const SUBSCRIBE_WAIT_MS = 5_000
+
+export interface UpstreamTopicsShape {
+  /** The upstream presence of a topic this process holds, in Phoenix's shape; empty when none. */
+  readonly presence: (key: Publication.TopicKey) => UpstreamPool.PresenceEntries
+}
+
+/** What the relay knows of the upstream topics beside the broker contract. */
+export class UpstreamTopics extends Context.Service<UpstreamTopics, UpstreamTopicsShape>()(
+  "@wedsync/upstream/UpstreamTopics"
+) {}
+
+interface Held {
+  readonly key: Publication.TopicKey
+  readonly scope: Scope.Closeable
+  /** Hub joins (0 for a topic held only to send a publication nobody here listens to). */
+  refs: number
+  subscription: UpstreamPool.Subscription | undefined
+  /** Publications waiting for the join. */
+  pending: Array<readonly [string, unknown]> | undefined
+  readonly ready: Deferred.Deferred<boolean>
+  interrupted: boolean
+  dropped: boolean
+}
+
+const decoder = new TextDecoder()
+
+/** The user event and JSON payload of a broadcast to relay, or undefined for what stays local. */
+const outgoing = (publication: Publication.Publication): readonly [string, unknown] | undefined => {
+  if (publication.event !== "broadcast") return undefined
+  const body = publication.body
+  try {
+    if (body._tag === "Json") {
+      const message = JSON.parse(body.json) as { readonly event?: unknown; readonly payload?: unknown }
+      return typeof message.event === "string" ? [message.event, message.payload ?? {}] : undefined
+    }
+    if (body.encoding !== "json") return undefined
+    return [body.userEvent, JSON.parse(decoder.decode(body.payload))]
+  } catch {
+    // Publications were checked when they were accepted; one that does not parse is not relayed.
+    return undefined
+  }
+}
+
+export const make: Effect.Effect<
+  Broker.BrokerShape & UpstreamTopicsShape,
+  never,
+  UpstreamPool.UpstreamPool | Scope.Scope
+> = Effect.gen(function*() {
+  const pool = yield* UpstreamPool.UpstreamPool
+  const brokerScope = yield* Effect.scope
+  const runFork = Effect.runForkWith(yield* Effect.context<never>())
+  const held = new Map<Publication.TopicKey, Held>()
+  let handler: ((publication: Publication.Publication) => void) | undefined
+  let gapListeners: ReadonlyArray<(keys: ReadonlyArray<Publication.TopicKey>) => void> = []
+
+  const listener = (h: Held): UpstreamPool.Listener => {
+    const { topic, isPrivate } = Publication.topicOfKey(h.key)
+    return {
+      onMessage: (message) => {
+        if (h.dropped) return
+        switch (message._tag) {
+          case "Broadcast": {
+            const meta = message.meta === undefined ? undefined : JSON.stringify(message.meta)
+            const payload = JSON.stringify(message.payload ?? {})
+            handler?.(Publication.json(
+              topic,
+              isPrivate,
+              "broadcast",
+              Serializer.broadcastPayloadJson(message.event, payload, meta)
+            ))
+            return
+          }
+          case "PresenceDiff": {
+            const diff = JSON.stringify({ joins: message.joins, leaves: message.leaves })
+            handler?.(Publication.json(topic, isPrivate, "presence_diff", diff))
+            return
+          }
+          case "PostgresChange":
+            return
+        }
+      },
+      onSignal: (signal) => {
+        if (signal._tag === "Interrupted") {
+          h.interrupted = true
+          return
+        }
+        h.interrupted = false
+        for (const gap of gapListeners) gap([h.key])
+      }
+    }
+  }
+
+  const drop = (h: Held) => {
+    if (h.dropped) return
+    h.dropped = true
+    if (held.get(h.key) === h) held.delete(h.key)
+    runFork(Scope.close(h.scope, Exit.void))
+  }
+
+  /** Drops a topic nobody here listens to once its publications are out. */
+  const dropIfUnused = (h: Held) => {
+    if (h.refs === 0 && h.pending === undefined) drop(h)
+  }
+
+  const hold = (key: Publication.TopicKey): Held => {
+    const existing = held.get(key)
+    if (existing !== undefined) return existing
+    const h: Held = {
+      key,
+      scope: Scope.forkUnsafe(brokerScope),
+      refs: 0,
+      subscription: undefined,
+      pending: [],
+      ready: Deferred.makeUnsafe<boolean>(),
+      interrupted: false,
+      dropped: false
+    }
+    held.set(key, h)
+    const { topic, isPrivate } = Publication.topicOfKey(key)
+    const spec: UpstreamPool.ChannelSpec = { topic: Frame.subtopicOf(topic) ?? topic, isPrivate, presence: true }
+    runFork(
+      pool.subscribe(spec, listener(h)).pipe(
+        Scope.provide(h.scope),
+        Effect.matchEffect({
+          onFailure: (error) =>
+            Effect.andThen(
+              Effect.logWarning("upstream channel not joined; the topic is served locally only", {
+                topic,
+                private: isPrivate,
+                reason: error.message
+              }),
+              Effect.sync(() => {
+                h.pending = undefined
+                Deferred.doneUnsafe(h.ready, Exit.succeed(false))
+                dropIfUnused(h)
+              })
+            ),
+          onSuccess: (subscription) =>
+            Effect.sync(() => {
+              h.subscription = subscription
+              const pending = h.pending ?? []
+              h.pending = undefined
+              for (const [event, payload] of pending) subscription.post(event, payload)
+              Deferred.doneUnsafe(h.ready, Exit.succeed(true))
+              dropIfUnused(h)
+            })
+        })
+      )
+    )
+    return h
+  }
+
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      for (const h of held.values()) h.dropped = true
+      held.clear()
+    })
+  )
+
+  return {
+    publish: (publication) =>
+      Effect.sync(() => {
+        const message = outgoing(publication)
+        if (message === undefined) return
+        const h = hold(Publication.keyOf(publication))
+        if (h.subscription !== undefined) h.subscription.post(message[0], message[1])
+        else h.pending?.push(message)
+      }),
+    receive: (receiver) =>
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          handler = receiver
+        }),
+        () =>
+          Effect.sync(() => {
+            handler = undefined
+          })
+      ),
+    join: (key) => {
+      hold(key).refs++
+    },
+    leave: (key) => {
+      const h = held.get(key)
+      if (h === undefined) return
+      h.refs--
+      dropIfUnused(h)
+    },
+    settled: Effect.suspend(() =>
+      Effect.forEach([...held.values()], (h) => Deferred.await(h.ready), { discard: true, concurrency: "unbounded" })
+    ),
+    subscribed: (key) =>
+      Effect.suspend(() => {
+        const h = held.get(key)
+        if (h === undefined) return Effect.succeed(true)
+        return Deferred.await(h.ready).pipe(
+          Effect.timeoutOrElse({ duration: SUBSCRIBE_WAIT_MS, orElse: () => Effect.succeed(false) })
+        )
+      }),
+    onGap: (gap) =>
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          gapListeners = [...gapListeners, gap]
+        }),
+        () =>
+          Effect.sync(() => {
+            gapListeners = gapListeners.filter((g) => g !== gap)
+          })
+      ),
+    state: Effect.sync(() => {
+      for (const h of held.values()) if (h.interrupted) return "disconnected" as const
+      return "connected" as const
+    }),
+    presence: (key) => held.get(key)?.subscription?.presence() ?? Object.create(null)
+  }
+})
+
+/** The broker and the upstream topics, over the pool. */
+export const layer: Layer.Layer<Broker.Broker | UpstreamTopics, never, UpstreamPool.UpstreamPool> = Layer.effectContext(
+  Effect.map(
+    make,
+    (relay) => Context.make(Broker.Broker, relay).pipe(Context.add(UpstreamTopics, { presence: relay.presence }))
+  )
+)
