@@ -25,7 +25,8 @@
  */
 import { Broker, Publication } from "@wedsync/hub"
 import { Frame, Serializer } from "@wedsync/protocol"
-import { Context, Deferred, Effect, Exit, Layer, Scope } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, Result, Scope } from "effect"
+import type * as UpstreamError from "./UpstreamError.ts"
 import * as UpstreamPool from "./UpstreamPool.ts"
 
 /** Longest `subscribed` waits for a topic's upstream join before answering `false`. */
@@ -134,6 +135,54 @@ export const make: Effect.Effect<
     if (h.refs === 0 && h.pending === undefined) drop(h)
   }
 
+  const specOf = (key: Publication.TopicKey): UpstreamPool.ChannelSpec => {
+    const { topic, isPrivate } = Publication.topicOfKey(key)
+    return { topic: Frame.subtopicOf(topic) ?? topic, isPrivate, presence: true }
+  }
+
+  const settle = (h: Held, result: Result.Result<UpstreamPool.Subscription, UpstreamError.UpstreamError>) =>
+    Effect.suspend(() => {
+      if (Result.isFailure(result)) {
+        h.pending = undefined
+        Deferred.doneUnsafe(h.ready, Exit.succeed(false))
+        dropIfUnused(h)
+        const { topic, isPrivate } = Publication.topicOfKey(h.key)
+        return Effect.logWarning("upstream channel not joined; the topic is served locally only", {
+          topic,
+          private: isPrivate,
+          reason: result.failure.message
+        })
+      }
+      const subscription = result.success
+      h.subscription = subscription
+      const pending = h.pending ?? []
+      h.pending = undefined
+      for (const [event, payload] of pending) subscription.post(event, payload)
+      Deferred.doneUnsafe(h.ready, Exit.succeed(true))
+      dropIfUnused(h)
+      return Effect.void
+    })
+
+  let joining: Array<Held> = []
+  let flushScheduled = false
+  let closed = false
+
+  const flushJoins = () => {
+    flushScheduled = false
+    const batch = joining
+    joining = []
+    if (closed || batch.length === 0) return
+    runFork(
+      pool.subscribeMany(batch.map((h) => ({ spec: specOf(h.key), listener: listener(h), scope: h.scope }))).pipe(
+        Effect.flatMap((result) =>
+          Effect.forEach(result.items, (item, i) => settle(batch[i]!, item.result), { discard: true })
+        ),
+        // Every item lives in its topic's own scope; the batch itself holds nothing.
+        Effect.scoped
+      )
+    )
+  }
+
   const hold = (key: Publication.TopicKey): Held => {
     const existing = held.get(key)
     if (existing !== undefined) return existing
@@ -148,44 +197,23 @@ export const make: Effect.Effect<
       dropped: false
     }
     held.set(key, h)
-    const { topic, isPrivate } = Publication.topicOfKey(key)
-    const spec: UpstreamPool.ChannelSpec = { topic: Frame.subtopicOf(topic) ?? topic, isPrivate, presence: true }
-    runFork(
-      pool.subscribe(spec, listener(h)).pipe(
-        Scope.provide(h.scope),
-        Effect.matchEffect({
-          onFailure: (error) =>
-            Effect.andThen(
-              Effect.logWarning("upstream channel not joined; the topic is served locally only", {
-                topic,
-                private: isPrivate,
-                reason: error.message
-              }),
-              Effect.sync(() => {
-                h.pending = undefined
-                Deferred.doneUnsafe(h.ready, Exit.succeed(false))
-                dropIfUnused(h)
-              })
-            ),
-          onSuccess: (subscription) =>
-            Effect.sync(() => {
-              h.subscription = subscription
-              const pending = h.pending ?? []
-              h.pending = undefined
-              for (const [event, payload] of pending) subscription.post(event, payload)
-              Deferred.doneUnsafe(h.ready, Exit.succeed(true))
-              dropIfUnused(h)
-            })
-        })
-      )
-    )
+    joining.push(h)
+    if (!flushScheduled) {
+      flushScheduled = true
+      // Topics first joined within one turn of the event loop (a reconnect storm, a client joining many channels) are
+      // subscribed as one batch, placed socket by socket before any join is awaited.
+      setImmediate(flushJoins)
+    }
     return h
   }
 
   yield* Effect.addFinalizer(() =>
     Effect.sync(() => {
+      closed = true
       for (const h of held.values()) h.dropped = true
       held.clear()
+      for (const h of joining) Deferred.doneUnsafe(h.ready, Exit.succeed(false))
+      joining = []
     })
   )
 

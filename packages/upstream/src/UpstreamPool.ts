@@ -86,6 +86,17 @@ export interface Subscription {
   readonly release: Effect.Effect<void>
 }
 
+/** One subscription of a batch. */
+export interface BatchRequest {
+  readonly spec: ChannelSpec
+  readonly listener: Listener
+  /**
+   * The scope this item's subscription lives in, when it is not the caller's: a relay subscribing many topics at once
+   * whose subscriptions each end on their own (the gateway's broker, one scope per topic).
+   */
+  readonly scope?: Scope.Scope | undefined
+}
+
 /** One item of a batch, in the order given. */
 export interface BatchItem<A> {
   readonly request: A
@@ -125,8 +136,8 @@ export interface UpstreamPoolShape {
   ) => Effect.Effect<Subscription, UpstreamError.UpstreamError, Scope.Scope>
   /** Subscribes every spec at once, placed socket by socket; each item has its own result, one failure fails none else. */
   readonly subscribeMany: (
-    requests: ReadonlyArray<{ readonly spec: ChannelSpec; readonly listener: Listener }>
-  ) => Effect.Effect<BatchResult<{ readonly spec: ChannelSpec; readonly listener: Listener }>, never, Scope.Scope>
+    requests: ReadonlyArray<BatchRequest>
+  ) => Effect.Effect<BatchResult<BatchRequest>, never, Scope.Scope>
   /** Releases every subscription (each starts its channel's idle grace when it was the last). */
   readonly releaseMany: (subscriptions: ReadonlyArray<Subscription>) => Effect.Effect<void>
   /**
@@ -677,7 +688,10 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     )
 
   const subscribeMany: UpstreamPoolShape["subscribeMany"] = (requests) =>
-    batch(requests, (request) => subscribe(request.spec, request.listener))
+    batch(requests, (request) => {
+      const one = subscribe(request.spec, request.listener)
+      return request.scope === undefined ? one : Scope.provide(one, request.scope)
+    })
 
   const releaseMany: UpstreamPoolShape["releaseMany"] = (subscriptions) =>
     Effect.forEach(subscriptions, (s) => s.release, { discard: true })

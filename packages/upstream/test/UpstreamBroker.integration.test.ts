@@ -1,0 +1,112 @@
+/**
+ * The hub on `UpstreamBroker` against a real upstream (the project's gateway in a child process): topics joined in one
+ * turn are subscribed as one batch placed socket by socket, local publications go upstream once and never come back,
+ * upstream broadcasts reach local sinks once, and topics nobody listens to any more are left after the grace.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import type { SupabaseClient } from "@supabase/supabase-js"
+import { TestTokens } from "@wedsync/auth/testing"
+import { Hub, Publication } from "@wedsync/hub"
+import { TestSink } from "@wedsync/hub/testing"
+import { Serializer } from "@wedsync/protocol"
+import { SupabaseClients, waitUntil } from "@wedsync/testkit"
+import { Context, Effect, Layer, Redacted } from "effect"
+import { afterAll, afterEach, beforeAll, vi } from "vitest"
+import * as UpstreamBroker from "../src/UpstreamBroker.ts"
+import { UpstreamConfig } from "../src/UpstreamConfig.ts"
+import * as UpstreamPool from "../src/UpstreamPool.ts"
+import * as UpstreamGateway from "./support/UpstreamGateway.ts"
+
+const { makeSupabaseClient, subscribe, inbox, closeAll } = SupabaseClients
+
+vi.setConfig({ testTimeout: 60_000 })
+
+let upstream: UpstreamGateway.UpstreamGateway
+let serviceKey: string
+let anonKey: string
+const clients: Array<SupabaseClient> = []
+
+beforeAll(async () => {
+  upstream = await UpstreamGateway.start()
+  serviceKey = await TestTokens.serviceRoleToken({ secret: UpstreamGateway.JWT_SECRET })
+  anonKey = await TestTokens.anonToken({ secret: UpstreamGateway.JWT_SECRET })
+})
+afterEach(async () => {
+  await closeAll(clients.splice(0))
+})
+afterAll(async () => {
+  await upstream.stop()
+})
+
+const hubOnUpstream = () =>
+  Layer.build(
+    Hub.Hub.layer.pipe(
+      Layer.provideMerge(UpstreamBroker.layer),
+      Layer.provideMerge(UpstreamPool.UpstreamPool.layer),
+      Layer.provide(UpstreamConfig.layer({ url: upstream.url, apiKey: Redacted.make(serviceKey), idleGraceMs: 100 }))
+    )
+  )
+
+const upstreamHolds = (open: number, channels: number) =>
+  Effect.promise(() =>
+    waitUntil(
+      `upstream holding ${open} sockets and ${channels} channels`,
+      () => upstream.metrics(),
+      (m) => m["wedsync_connection_open"] === open && m["wedsync_connection_channels"] === channels,
+      { timeoutMs: 10_000 }
+    )
+  )
+
+const broadcastsOf = (sink: TestSink.TestSink) =>
+  sink.decoded().flatMap((frame) =>
+    frame._tag === "Text" ? [(frame.json as [unknown, unknown, string, string, { payload: { n: number } }])[4]] : []
+  ).map((payload) => payload.payload.n)
+
+describe("UpstreamBroker", () => {
+  it.live("relays a hub's topics through the pool: one batch, once each way, no echo, left after the grace", () =>
+    Effect.gen(function*() {
+      const context = yield* hubOnUpstream()
+      const hub = Context.get(context, Hub.Hub)
+      const pool = Context.get(context, UpstreamPool.UpstreamPool)
+      const stamp = Date.now()
+      const keys = Array.from({ length: 150 }, (_, i) => Publication.topicKey(`realtime:t-${stamp}-${i}`, false))
+      const sinks = keys.map(() => TestSink.make("2.0.0"))
+      // All in one turn: one batch, filling the first socket before the second.
+      keys.forEach((key, i) => hub.add(key, sinks[i]!))
+      yield* hub.settled
+      assert.deepStrictEqual((yield* pool.stats).sockets.map((s) => s.channels), [100, 50])
+      yield* upstreamHolds(2, 150)
+
+      const phone = makeSupabaseClient(upstream.url, anonKey)
+      clients.push(phone)
+      const box = inbox<{ payload: { n: number } }>("relayed broadcast")
+      const channel = phone.channel(`t-${stamp}-0`).on("broadcast", { event: "msg" }, box.push)
+      yield* Effect.promise(() => subscribe(channel))
+
+      const local = (n: number) =>
+        Publication.json(
+          `realtime:t-${stamp}-0`,
+          false,
+          "broadcast",
+          Serializer.broadcastPayloadJson("msg", `{"n":${n}}`)
+        )
+      yield* hub.publish(local(1))
+      yield* Effect.promise(() => box.next((m) => m.payload.n === 1))
+      yield* Effect.promise(() => channel.send({ type: "broadcast", event: "msg", payload: { n: 2 } }))
+      yield* Effect.promise(() =>
+        waitUntil("the phone's broadcast locally", () => broadcastsOf(sinks[0]!), (ns) => ns.includes(2))
+      )
+      yield* hub.publish(local(3))
+      yield* Effect.promise(() => box.next((m) => m.payload.n === 3))
+      yield* Effect.promise(() => channel.send({ type: "broadcast", event: "msg", payload: { n: 4 } }))
+      yield* Effect.promise(() =>
+        waitUntil("the phone's second broadcast locally", () => broadcastsOf(sinks[0]!), (ns) => ns.includes(4))
+      )
+      // The local sink got the local publications from the hub and the phone's from upstream, each once.
+      assert.deepStrictEqual(broadcastsOf(sinks[0]!), [1, 2, 3, 4])
+      assert.deepStrictEqual(box.received.map((m) => m.payload.n), [1, 3])
+
+      keys.forEach((key, i) => hub.remove(key, sinks[i]!))
+      yield* upstreamHolds(1, 1)
+    }).pipe(Effect.scoped))
+})
