@@ -9,7 +9,7 @@
 import type { SupabaseClient } from "@supabase/supabase-js"
 import { TestTokens } from "@wedsync/auth/testing"
 import { Reply } from "@wedsync/protocol"
-import { PostgresCluster, SupabaseClients, waitUntil } from "@wedsync/testkit"
+import { PostgresCluster, RawClient, SupabaseClients, waitUntil } from "@wedsync/testkit"
 import pg from "pg"
 import { assert, describe, it } from "@effect/vitest"
 import { afterAll, afterEach, beforeAll, vi } from "vitest"
@@ -109,6 +109,39 @@ describe("upstream mode", () => {
     await boxes.local2.next((m) => m.payload.n === 6)
     assert.deepStrictEqual(ns(boxes.phone), [1, 3, 5])
     assert.deepStrictEqual(ns(boxes.local2), [1, 2, 4, 5, 6])
+  })
+
+  it("200 local sockets on 20 topics hold one upstream socket and 20 upstream channels; each gets a broadcast once", async () => {
+    const stamp = Date.now()
+    const topics = Array.from({ length: 20 }, (_, i) => `realtime:many-${stamp}-${i}`)
+    const url = `${local.url.replace("http", "ws")}/realtime/v1/websocket?apikey=${localAnon}&vsn=2.0.0`
+    const sockets = await Promise.all(Array.from({ length: 200 }, () => RawClient.connect(url)))
+    try {
+      await Promise.all(sockets.map(async (socket, i) => {
+        const ref = socket.makeRef()
+        socket.send(RawClient.v2(ref, ref, topics[i % 20]!, "phx_join", { config: { private: false } }))
+        await socket.next(RawClient.isReplyTo(ref))
+      }))
+      // The phone of the broadcast test may still be leaving: wait for this test's numbers.
+      await waitUntil(
+        "one pooled socket, 20 upstream channels",
+        hostedMetrics,
+        (m) => m.open === 1 && m.channels === 20
+      )
+      const phone = client(hosted, hostedAnon).channel(topics[7]!.slice("realtime:".length))
+      await subscribe(phone)
+      await phone.send({ type: "broadcast", event: "msg", payload: { n: 1, from: "phone" } })
+      await phone.send({ type: "broadcast", event: "msg", payload: { n: 2, from: "phone" } })
+      const onTopic = sockets.filter((_, i) => i % 20 === 7)
+      await Promise.all(onTopic.map((socket) => socket.next(RawClient.isEvent("broadcast"), 10_000)))
+      await Promise.all(onTopic.map((socket) => socket.next(RawClient.isEvent("broadcast"), 10_000)))
+      for (const socket of sockets) {
+        const broadcasts = socket.received.filter(RawClient.isEvent("broadcast"))
+        assert.strictEqual(broadcasts.length, sockets.indexOf(socket) % 20 === 7 ? 2 : 0)
+      }
+    } finally {
+      await Promise.all(sockets.map((socket) => socket.close()))
+    }
   })
 
   it("the project's presence reaches local clients; the local channel policy still refuses", async () => {
