@@ -35,6 +35,7 @@ import * as ScalingController from "./ScalingController.ts"
 import * as Season from "./Season.ts"
 import * as WeddingCalendar from "./WeddingCalendar.ts"
 import * as UpstreamChanges from "./UpstreamChanges.ts"
+import * as UpstreamWarming from "./UpstreamWarming.ts"
 
 /** How long closing the HTTP server may wait for its last sockets after the drain. */
 const SERVER_CLOSE_TIMEOUT = Duration.seconds(5)
@@ -310,7 +311,11 @@ export const make = (configured: Options) => {
         ScalingController.ScalingController.layer({ intervalMs: scalingSampleMs, calendar: options.calendar })
     )
   ).pipe(Layer.provide(seasoned.season))
-  const services = Layer.merge(RevocationLayer, scaling).pipe(Layer.provideMerge(base))
+  // Upstream mode with a wedding calendar: the channels of the next hours' weddings held joined ahead of their devices.
+  const warming = options.upstream === undefined || options.calendar === undefined
+    ? Layer.empty
+    : UpstreamWarming.layer(options.calendar).pipe(Layer.provide(options.upstream))
+  const services = Layer.mergeAll(RevocationLayer, scaling, warming).pipe(Layer.provideMerge(base))
   const http = HttpRouter.serve(Routes.routes, { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provide(HttpServerLayer)
   )

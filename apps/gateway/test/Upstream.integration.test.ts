@@ -10,6 +10,9 @@ import type { SupabaseClient } from "@supabase/supabase-js"
 import { TestTokens } from "@wedsync/auth/testing"
 import { Reply } from "@wedsync/protocol"
 import { PostgresCluster, RawClient, SupabaseClients, waitUntil } from "@wedsync/testkit"
+import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import pg from "pg"
 import { assert, describe, it } from "@effect/vitest"
 import { afterAll, afterEach, beforeAll, vi } from "vitest"
@@ -246,5 +249,64 @@ describe("upstream mode without DATABASE_URL", () => {
       "INSERT",
       "cake"
     ]])
+  })
+})
+
+describe("upstream mode with a wedding calendar", () => {
+  let project: Processes.GatewayProcess
+  let relay: Processes.GatewayProcess
+  let dir: string
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "upstream-calendar-"))
+    const file = join(dir, "calendar.json")
+    const hour = 3_600_000
+    await writeFile(
+      file,
+      JSON.stringify({
+        weddings: [
+          // Ramping up now (the ramp is 2 hours by default): warm.
+          { id: "w-today", start: new Date(Date.now() + hour).toISOString(), suppliers: 5 },
+          // Tomorrow: not yet.
+          { id: "w-tomorrow", start: new Date(Date.now() + 24 * hour).toISOString(), suppliers: 5 }
+        ]
+      })
+    )
+    project = await Processes.start({ JWT_SECRET: HOSTED_SECRET })
+    relay = await Processes.start({
+      JWT_SECRET: LOCAL_SECRET,
+      SUPABASE_URL: project.url,
+      SUPABASE_SERVICE_ROLE_KEY: await TestTokens.serviceRoleToken({ secret: HOSTED_SECRET }),
+      WEDDING_CALENDAR_FILE: file
+    })
+  })
+  afterAll(async () => {
+    await project?.terminate()
+    await relay?.terminate()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it("holds the upstream channel of today's wedding before any phone joins, and a local join reuses it", async () => {
+    const metrics = async () => {
+      const text = (await Processes.getFresh(`${project.url}/metrics`)).body
+      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1])
+      return { open: value("wedsync_connection_open"), channels: value("wedsync_connection_channels") }
+    }
+    await waitUntil("the warm channel upstream", metrics, (m) => m.open === 1 && m.channels === 1)
+
+    const token = await TestTokens.userToken({ weddingIds: ["w-today"], secret: LOCAL_SECRET })
+    const c = makeSupabaseClient(relay.url, localAnon, { accessToken: token })
+    clients.push(c)
+    const box = inbox<Numbered>("wedding broadcast")
+    const local = c.channel("wedding:w-today", { config: { private: true } })
+      .on("broadcast", { event: "msg" }, box.push)
+    await subscribe(local)
+    assert.deepStrictEqual(await metrics(), { open: 1, channels: 1 })
+
+    const serviceKey = await TestTokens.serviceRoleToken({ secret: HOSTED_SECRET })
+    const planner = client(project, serviceKey).channel("wedding:w-today", { config: { private: true } })
+    await subscribe(planner)
+    await planner.send({ type: "broadcast", event: "msg", payload: { n: 1, from: "planner" } })
+    await box.next((m) => m.payload.n === 1)
   })
 })
