@@ -196,7 +196,6 @@ interface PoolSocket {
   holds: number
   connected: boolean
   closing: boolean
-  everConnected: boolean
   heartbeatMs: number | undefined
   reconnects: number
 }
@@ -281,7 +280,6 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
       holds: 0,
       connected: false,
       closing: false,
-      everConnected: false,
       heartbeatMs: undefined,
       reconnects: 0
     }
@@ -306,18 +304,15 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     // realtime-js exposes Phoenix's state callbacks as a public list; the pool registers its own entries there.
     client.stateChangeCallbacks.open.push([`pool-${socket.id}`, () => {
       socket.connected = true
-      socket.everConnected = true
       updateGauges()
     }])
     client.stateChangeCallbacks.close.push([`pool-${socket.id}`, () => {
-      const was = socket.connected
-      socket.connected = false
-      if (!socket.closing && (was || socket.everConnected)) {
-        if (was) {
-          socket.reconnects++
-          reconnects.inc()
-        }
+      // A socket the pool did not close was lost: its client reconnects it (`reconnectAfterMs`).
+      if (socket.connected && !socket.closing) {
+        socket.reconnects++
+        reconnects.inc()
       }
+      socket.connected = false
       updateGauges()
     }])
     client.stateChangeCallbacks.message.push([`pool-${socket.id}`, (message: RawMessage) => {
