@@ -106,7 +106,21 @@ describe("UpstreamBroker", () => {
       assert.deepStrictEqual(broadcastsOf(sinks[0]!), [1, 2, 3, 4])
       assert.deepStrictEqual(box.received.map((m) => m.payload.n), [1, 3])
 
+      // A topic nobody here listens to (a REST broadcast, a worker's publish): joined for the message, then left.
+      const lone = phone.channel(`lone-${stamp}`).on("broadcast", { event: "msg" }, box.push)
+      yield* Effect.promise(() => subscribe(lone))
+      yield* hub.publish(
+        Publication.json(
+          `realtime:lone-${stamp}`,
+          false,
+          "broadcast",
+          Serializer.broadcastPayloadJson("msg", `{"n":5}`)
+        )
+      )
+      yield* Effect.promise(() => box.next((m) => m.payload.n === 5))
+
       keys.forEach((key, i) => hub.remove(key, sinks[i]!))
-      yield* upstreamHolds(1, 1)
+      // Only the phone's two channels are left once the grace is over.
+      yield* upstreamHolds(1, 2)
     }).pipe(Effect.scoped))
 })
