@@ -42,18 +42,35 @@ const pick = (row: Readonly<Record<string, unknown>> | undefined, keep: (column:
 
 const isKey = (column: string) => column === KEY_COLUMN
 
-/** The change as `binding` and `decision` let this subscriber see it, or undefined when it may not. */
-export const visible = (
+/**
+ * How much of a change a subscriber may see: `undefined` (nothing), `full` (service role: every image whole),
+ * `restricted` (its row: the new image whole, an old image of the same scope whole, of another scope or a DELETE's
+ * key only).
+ */
+export type Variant = "full" | "restricted" | "restricted-moved"
+
+export const variantOf = (
   change: RawChange,
-  binding: ChangeFeed.Binding,
   access: ChangeFeed.Access,
   policy: RowPolicy.RowPolicy
-): Record<string, unknown> | undefined => {
+): Variant | undefined => {
   const columnNames = new Set((change.columns ?? []).map((c) => c.name))
   const image = change.type === "DELETE" ? change.old_record : change.record
   const scope = RowPolicy.scopeOf(columnNames, image)
   const decision = policy.decide(access, scope)
-  if (decision === "denied") return undefined
+  if (decision !== "restricted") return decision === "full" ? "full" : undefined
+  // An old image in another scope than the new one (a moved row) may belong to a wedding this subscriber may not see.
+  return change.type === "UPDATE" && !RowPolicy.sameScope(scope, RowPolicy.scopeOf(columnNames, change.old_record))
+    ? "restricted-moved"
+    : "restricted"
+}
+
+/** The `data` of the frame for one variant and binding (`select`). */
+export const render = (
+  change: RawChange,
+  binding: Pick<ChangeFeed.Binding, "select">,
+  variant: Variant
+): Record<string, unknown> => {
   const selected = binding.select === undefined ? undefined : new Set([...binding.select, KEY_COLUMN])
   const shown = (column: string) => selected === undefined || selected.has(column)
   const columns = (change.columns ?? []).filter((c) => shown(c.name))
@@ -66,23 +83,19 @@ export const visible = (
   switch (change.type) {
     case "INSERT":
       return { ...head, columns, record: pick(change.record, shown), errors: change.errors ?? null }
-    case "UPDATE": {
-      // An old image in another scope than the new one (a moved row) may belong to a wedding this subscriber may not see.
-      const sameScope = decision === "full" ||
-        RowPolicy.sameScope(scope, RowPolicy.scopeOf(columnNames, change.old_record))
+    case "UPDATE":
       return {
         ...head,
         columns,
         record: pick(change.record, shown),
-        old_record: pick(change.old_record, sameScope ? shown : isKey),
+        old_record: pick(change.old_record, variant === "restricted-moved" ? isKey : shown),
         errors: change.errors ?? null
       }
-    }
     default:
       return {
         ...head,
         columns,
-        old_record: pick(change.old_record, decision === "full" ? shown : isKey),
+        old_record: pick(change.old_record, variant === "full" ? shown : isKey),
         errors: change.errors ?? null
       }
   }
@@ -112,19 +125,34 @@ export const make = (
       runFork(Scope.close(scope, Exit.void))
     }
 
-    const listener = (subscriber: ChangeFeed.ChangeSubscriber, binding: ChangeFeed.Binding): UpstreamPool.Listener => ({
-      onMessage: (message) => {
-        if (message._tag !== "PostgresChange") return
-        policy.setNow(Date.now())
-        const data = visible(message.data as RawChange, binding, subscriber.access, policy)
-        if (data === undefined) return
-        const payload = `{"ids":[${binding.id}],"data":${JSON.stringify(data)}}`
-        const frame = WsFrame.text(
-          Serializer.encodeRaw(subscriber.sink.vsn, null, null, subscriber.topic, "postgres_changes", payload)
-        )
-        subscriber.sink.enqueue(frame)
+    // One change reaches every subscriber of a binding in one synchronous loop with the same `data` object: its frame
+    // is built once per (variant, binding id, select, topic, serializer), not once per subscriber.
+    const frames = new WeakMap<object, Map<string, Uint8Array>>()
+
+    const listener = (subscriber: ChangeFeed.ChangeSubscriber, binding: ChangeFeed.Binding): UpstreamPool.Listener => {
+      const select = binding.select?.join(",") ?? ""
+      return {
+        onMessage: (message) => {
+          if (message._tag !== "PostgresChange" || typeof message.data !== "object" || message.data === null) return
+          const change = message.data as RawChange
+          policy.setNow(Date.now())
+          const variant = variantOf(change, subscriber.access, policy)
+          if (variant === undefined) return
+          let byKey = frames.get(change)
+          if (byKey === undefined) frames.set(change, byKey = new Map())
+          const key = `${variant}|${binding.id}|${select}|${subscriber.topic}|${subscriber.sink.vsn}`
+          let frame = byKey.get(key)
+          if (frame === undefined) {
+            const payload = `{"ids":[${binding.id}],"data":${JSON.stringify(render(change, binding, variant))}}`
+            frame = WsFrame.text(
+              Serializer.encodeRaw(subscriber.sink.vsn, null, null, subscriber.topic, "postgres_changes", payload)
+            )
+            byKey.set(key, frame)
+          }
+          subscriber.sink.enqueue(frame)
+        }
       }
-    })
+    }
 
     return {
       subscribe: (subscriber) =>
