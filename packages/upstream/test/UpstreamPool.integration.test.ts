@@ -131,6 +131,22 @@ describe("UpstreamPool", () => {
       assert.deepStrictEqual((yield* p.stats).sockets, [])
     }).pipe(Effect.scoped))
 
+  it.live("beyond channelsPerSocket x maxSockets a subscription fails with PoolExhausted; within it, it is served", () =>
+    Effect.gen(function*() {
+      const p = yield* pool({ channelsPerSocket: 2, maxSockets: 1 })
+      const stamp = Date.now()
+      const served = yield* Effect.forEach(
+        [`cap-a-${stamp}`, `cap-b-${stamp}`],
+        (topic) => p.subscribe({ topic }, recorder().listener)
+      )
+      assert.strictEqual(new Set(served.map((s) => s.socketId)).size, 1)
+      const refused = yield* Effect.flip(p.subscribe({ topic: `cap-c-${stamp}` }, recorder().listener))
+      assert.strictEqual(refused.reason._tag, "PoolExhausted")
+      // An existing channel is still shared at the cap.
+      yield* p.subscribe({ topic: `cap-a-${stamp}` }, recorder().listener)
+      yield* upstreamHolds(1, 2)
+    }).pipe(Effect.scoped))
+
   it.live("a released channel stays joined through the idle grace, is reused within it, and is left after it", () =>
     Effect.gen(function*() {
       const grace = 600
