@@ -29,8 +29,16 @@ import { Context, Deferred, Effect, Exit, Layer, Result, Scope } from "effect"
 import type * as UpstreamError from "./UpstreamError.ts"
 import * as UpstreamPool from "./UpstreamPool.ts"
 
-/** Longest `subscribed` waits for a topic's upstream join before answering `false`. */
-export const SUBSCRIBE_WAIT_MS = 5_000
+export interface BrokerOptions {
+  /** Longest `subscribed` waits for a topic's upstream join before answering `false`. */
+  readonly subscribeWaitMs: number
+  /** First pause before joining again a topic whose upstream join failed (timeout, pool full); doubles up to 30 s. */
+  readonly retryBaseMs: number
+}
+
+export const defaults: BrokerOptions = { subscribeWaitMs: 5_000, retryBaseMs: 1_000 }
+
+const RETRY_MAX_MS = 30_000
 
 export interface UpstreamTopicsShape {
   /** The upstream presence of a topic this process holds, in Phoenix's shape; empty when none. */
@@ -50,9 +58,13 @@ interface Held {
   subscription: UpstreamPool.Subscription | undefined
   /** Publications waiting for the join. */
   pending: Array<readonly [string, unknown]> | undefined
-  readonly ready: Deferred.Deferred<boolean>
+  /** Completed by each join attempt: true once joined, false when it failed (a retry replaces it). */
+  ready: Deferred.Deferred<boolean>
   interrupted: boolean
   dropped: boolean
+  /** Local subscribers were served while the upstream channel was not joined: tell them once it is. */
+  missed: boolean
+  failures: number
 }
 
 const decoder = new TextDecoder()
@@ -74,210 +86,267 @@ const outgoing = (publication: Publication.Publication): readonly [string, unkno
   }
 }
 
-export const make: Effect.Effect<
-  Broker.BrokerShape & UpstreamTopicsShape,
-  never,
-  UpstreamPool.UpstreamPool | Scope.Scope
-> = Effect.gen(function*() {
-  const pool = yield* UpstreamPool.UpstreamPool
-  const brokerScope = yield* Effect.scope
-  const runFork = Effect.runForkWith(yield* Effect.context<never>())
-  const held = new Map<Publication.TopicKey, Held>()
-  let handler: ((publication: Publication.Publication) => void) | undefined
-  let gapListeners: ReadonlyArray<(keys: ReadonlyArray<Publication.TopicKey>) => void> = []
+export const make = (
+  options: BrokerOptions = defaults
+): Effect.Effect<Broker.BrokerShape & UpstreamTopicsShape, never, UpstreamPool.UpstreamPool | Scope.Scope> =>
+  Effect.gen(function*() {
+    const pool = yield* UpstreamPool.UpstreamPool
+    const brokerScope = yield* Effect.scope
+    const runFork = Effect.runForkWith(yield* Effect.context<never>())
+    const held = new Map<Publication.TopicKey, Held>()
+    let handler: ((publication: Publication.Publication) => void) | undefined
+    let gapListeners: ReadonlyArray<(keys: ReadonlyArray<Publication.TopicKey>) => void> = []
 
-  const listener = (h: Held): UpstreamPool.Listener => {
-    const { topic, isPrivate } = Publication.topicOfKey(h.key)
-    return {
-      onMessage: (message) => {
-        if (h.dropped) return
-        switch (message._tag) {
-          case "Broadcast": {
-            const meta = message.meta === undefined ? undefined : JSON.stringify(message.meta)
-            const payload = JSON.stringify(message.payload ?? {})
-            handler?.(Publication.json(
-              topic,
-              isPrivate,
-              "broadcast",
-              Serializer.broadcastPayloadJson(message.event, payload, meta)
-            ))
+    const listener = (h: Held): UpstreamPool.Listener => {
+      const { topic, isPrivate } = Publication.topicOfKey(h.key)
+      return {
+        onMessage: (message) => {
+          if (h.dropped) return
+          switch (message._tag) {
+            case "Broadcast": {
+              const meta = message.meta === undefined ? undefined : JSON.stringify(message.meta)
+              const payload = JSON.stringify(message.payload ?? {})
+              handler?.(Publication.json(
+                topic,
+                isPrivate,
+                "broadcast",
+                Serializer.broadcastPayloadJson(message.event, payload, meta)
+              ))
+              return
+            }
+            case "PresenceDiff": {
+              const diff = JSON.stringify({ joins: message.joins, leaves: message.leaves })
+              handler?.(Publication.json(topic, isPrivate, "presence_diff", diff))
+              return
+            }
+            case "PostgresChange":
+              return
+          }
+        },
+        onSignal: (signal) => {
+          if (signal._tag === "Interrupted") {
+            h.interrupted = true
             return
           }
-          case "PresenceDiff": {
-            const diff = JSON.stringify({ joins: message.joins, leaves: message.leaves })
-            handler?.(Publication.json(topic, isPrivate, "presence_diff", diff))
-            return
-          }
-          case "PostgresChange":
-            return
+          h.interrupted = false
+          h.missed = false
+          tellGap(h)
         }
-      },
-      onSignal: (signal) => {
-        if (signal._tag === "Interrupted") {
-          h.interrupted = true
-          return
-        }
-        h.interrupted = false
-        for (const gap of gapListeners) gap([h.key])
       }
     }
-  }
 
-  const drop = (h: Held) => {
-    if (h.dropped) return
-    h.dropped = true
-    if (held.get(h.key) === h) held.delete(h.key)
-    runFork(Scope.close(h.scope, Exit.void))
-  }
-
-  /** Drops a topic nobody here listens to once its publications are out. */
-  const dropIfUnused = (h: Held) => {
-    if (h.refs === 0 && h.pending === undefined) drop(h)
-  }
-
-  const specOf = (key: Publication.TopicKey): UpstreamPool.ChannelSpec => {
-    const { topic, isPrivate } = Publication.topicOfKey(key)
-    return { topic: Frame.subtopicOf(topic) ?? topic, isPrivate, presence: true }
-  }
-
-  const settle = (h: Held, result: Result.Result<UpstreamPool.Subscription, UpstreamError.UpstreamError>) =>
-    Effect.suspend(() => {
-      if (Result.isFailure(result)) {
-        h.pending = undefined
-        Deferred.doneUnsafe(h.ready, Exit.succeed(false))
-        dropIfUnused(h)
-        const { topic, isPrivate } = Publication.topicOfKey(h.key)
-        return Effect.logWarning("upstream channel not joined; the topic is served locally only", {
-          topic,
-          private: isPrivate,
-          reason: result.failure.message
-        })
-      }
-      const subscription = result.success
-      h.subscription = subscription
-      const pending = h.pending ?? []
-      h.pending = undefined
-      for (const [event, payload] of pending) subscription.post(event, payload)
-      Deferred.doneUnsafe(h.ready, Exit.succeed(true))
-      dropIfUnused(h)
-      return Effect.void
-    })
-
-  let joining: Array<Held> = []
-  let flushScheduled = false
-  let closed = false
-
-  const flushJoins = () => {
-    flushScheduled = false
-    const batch = joining
-    joining = []
-    if (closed || batch.length === 0) return
-    runFork(
-      pool.subscribeMany(batch.map((h) => ({ spec: specOf(h.key), listener: listener(h), scope: h.scope }))).pipe(
-        Effect.flatMap((result) =>
-          Effect.forEach(result.items, (item, i) => settle(batch[i]!, item.result), { discard: true })
-        ),
-        // Every item lives in its topic's own scope; the batch itself holds nothing.
-        Effect.scoped
-      )
-    )
-  }
-
-  const hold = (key: Publication.TopicKey): Held => {
-    const existing = held.get(key)
-    if (existing !== undefined) return existing
-    const h: Held = {
-      key,
-      scope: Scope.forkUnsafe(brokerScope),
-      refs: 0,
-      subscription: undefined,
-      pending: [],
-      ready: Deferred.makeUnsafe<boolean>(),
-      interrupted: false,
-      dropped: false
+    const drop = (h: Held) => {
+      if (h.dropped) return
+      h.dropped = true
+      if (held.get(h.key) === h) held.delete(h.key)
+      runFork(Scope.close(h.scope, Exit.void))
     }
-    held.set(key, h)
-    joining.push(h)
-    if (!flushScheduled) {
-      flushScheduled = true
-      // Topics first joined within one turn of the event loop (a reconnect storm, a client joining many channels) are
-      // subscribed as one batch, placed socket by socket before any join is awaited.
-      setImmediate(flushJoins)
+
+    /** Drops a topic nobody here listens to once its publications are out. */
+    const dropIfUnused = (h: Held) => {
+      if (h.refs === 0 && h.pending === undefined) drop(h)
     }
-    return h
-  }
 
-  yield* Effect.addFinalizer(() =>
-    Effect.sync(() => {
-      closed = true
-      for (const h of held.values()) h.dropped = true
-      held.clear()
-      for (const h of joining) Deferred.doneUnsafe(h.ready, Exit.succeed(false))
-      joining = []
-    })
-  )
+    const specOf = (key: Publication.TopicKey): UpstreamPool.ChannelSpec => {
+      const { topic, isPrivate } = Publication.topicOfKey(key)
+      return { topic: Frame.subtopicOf(topic) ?? topic, isPrivate, presence: true }
+    }
 
-  return {
-    publish: (publication) =>
-      Effect.sync(() => {
-        const message = outgoing(publication)
-        if (message === undefined) return
-        const h = hold(Publication.keyOf(publication))
-        if (h.subscription !== undefined) h.subscription.post(message[0], message[1])
-        else h.pending?.push(message)
-      }),
-    receive: (receiver) =>
-      Effect.acquireRelease(
-        Effect.sync(() => {
-          handler = receiver
-        }),
-        () =>
-          Effect.sync(() => {
-            handler = undefined
-          })
-      ),
-    join: (key) => {
-      hold(key).refs++
-    },
-    leave: (key) => {
-      const h = held.get(key)
-      if (h === undefined) return
-      h.refs--
-      dropIfUnused(h)
-    },
-    settled: Effect.suspend(() =>
-      Effect.forEach([...held.values()], (h) => Deferred.await(h.ready), { discard: true, concurrency: "unbounded" })
-    ),
-    subscribed: (key) =>
+    const tellGap = (h: Held) => {
+      for (const gap of gapListeners) gap([h.key])
+    }
+
+    const settle = (h: Held, result: Result.Result<UpstreamPool.Subscription, UpstreamError.UpstreamError>) =>
       Effect.suspend(() => {
-        const h = held.get(key)
-        if (h === undefined) return Effect.succeed(true)
-        return Deferred.await(h.ready).pipe(
-          Effect.timeoutOrElse({ duration: SUBSCRIBE_WAIT_MS, orElse: () => Effect.succeed(false) })
+        if (Result.isFailure(result)) {
+          // Publications waiting for this join are lost (at most once), as while a Redis broker is away.
+          h.pending = undefined
+          Deferred.doneUnsafe(h.ready, Exit.succeed(false))
+          const { topic, isPrivate } = Publication.topicOfKey(h.key)
+          const reason = result.failure.message
+          // A refusal is the upstream's answer; a timeout or a full pool may pass: while local subscribers remain, the
+          // topic is joined again after a doubling pause, and they are told of the gap once it is joined.
+          if (result.failure.reason._tag === "JoinRefused" || h.refs === 0 || h.dropped) {
+            dropIfUnused(h)
+            return Effect.logWarning("upstream channel not joined; the topic is served locally only", {
+              topic,
+              private: isPrivate,
+              reason
+            })
+          }
+          h.missed = true
+          const delay = Math.min(RETRY_MAX_MS, options.retryBaseMs * 2 ** h.failures++)
+          const retry = Effect.sleep(delay).pipe(
+            Effect.andThen(Effect.sync(() => {
+              if (h.dropped) return
+              if (h.refs === 0) return dropIfUnused(h)
+              h.ready = Deferred.makeUnsafe<boolean>()
+              h.pending = []
+              queueJoin(h)
+            }))
+          )
+          return Effect.andThen(
+            Effect.logWarning("upstream channel not joined yet; served locally, joining again", {
+              topic,
+              private: isPrivate,
+              reason,
+              retryInMs: delay
+            }),
+            Effect.asVoid(Effect.forkIn(retry, h.scope))
+          )
+        }
+        const subscription = result.success
+        h.subscription = subscription
+        h.failures = 0
+        const pending = h.pending ?? []
+        h.pending = undefined
+        for (const [event, payload] of pending) subscription.post(event, payload)
+        Deferred.doneUnsafe(h.ready, Exit.succeed(true))
+        if (h.missed) {
+          h.missed = false
+          tellGap(h)
+        }
+        dropIfUnused(h)
+        return Effect.void
+      })
+
+    let joining: Array<Held> = []
+    let flushScheduled = false
+    let closed = false
+
+    const flushJoins = () => {
+      flushScheduled = false
+      const batch = joining
+      joining = []
+      if (closed || batch.length === 0) return
+      runFork(
+        pool.subscribeMany(batch.map((h) => ({ spec: specOf(h.key), listener: listener(h), scope: h.scope }))).pipe(
+          Effect.flatMap((result) =>
+            Effect.forEach(result.items, (item, i) => settle(batch[i]!, item.result), { discard: true })
+          ),
+          // Every item lives in its topic's own scope; the batch itself holds nothing.
+          Effect.scoped
         )
-      }),
-    onGap: (gap) =>
-      Effect.acquireRelease(
+      )
+    }
+
+    const queueJoin = (h: Held) => {
+      joining.push(h)
+      if (!flushScheduled) {
+        flushScheduled = true
+        // Topics first joined within one turn of the event loop (a reconnect storm) are subscribed as one batch, placed
+        // socket by socket before any join is awaited.
+        setImmediate(flushJoins)
+      }
+    }
+
+    const hold = (key: Publication.TopicKey): Held => {
+      const existing = held.get(key)
+      if (existing !== undefined) return existing
+      const h: Held = {
+        key,
+        scope: Scope.forkUnsafe(brokerScope),
+        refs: 0,
+        subscription: undefined,
+        pending: [],
+        ready: Deferred.makeUnsafe<boolean>(),
+        interrupted: false,
+        dropped: false,
+        missed: false,
+        failures: 0
+      }
+      held.set(key, h)
+      queueJoin(h)
+      return h
+    }
+
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        closed = true
+        for (const h of held.values()) h.dropped = true
+        held.clear()
+        for (const h of joining) Deferred.doneUnsafe(h.ready, Exit.succeed(false))
+        joining = []
+      })
+    )
+
+    return {
+      publish: (publication) =>
         Effect.sync(() => {
-          gapListeners = [...gapListeners, gap]
+          const message = outgoing(publication)
+          if (message === undefined) return
+          const h = hold(Publication.keyOf(publication))
+          if (h.subscription !== undefined) h.subscription.post(message[0], message[1])
+          else h.pending?.push(message)
         }),
-        () =>
+      receive: (receiver) =>
+        Effect.acquireRelease(
           Effect.sync(() => {
-            gapListeners = gapListeners.filter((g) => g !== gap)
-          })
+            handler = receiver
+          }),
+          () =>
+            Effect.sync(() => {
+              handler = undefined
+            })
+        ),
+      join: (key) => {
+        hold(key).refs++
+      },
+      leave: (key) => {
+        const h = held.get(key)
+        if (h === undefined) return
+        h.refs--
+        dropIfUnused(h)
+      },
+      settled: Effect.suspend(() =>
+        Effect.forEach([...held.values()], (h) => Deferred.await(h.ready), { discard: true, concurrency: "unbounded" })
       ),
-    state: Effect.sync(() => {
-      for (const h of held.values()) if (h.interrupted) return "disconnected" as const
-      return "connected" as const
-    }),
-    presence: (key) => held.get(key)?.subscription?.presence() ?? Object.create(null)
-  }
-})
+      subscribed: (key) =>
+        Effect.suspend(() => {
+          const h = held.get(key)
+          if (h === undefined) return Effect.succeed(true)
+          // While the channel's socket is lost the topic is not received; its subscribers will be told of the gap.
+          if (h.interrupted) return Effect.succeed(false)
+          return Deferred.await(h.ready).pipe(
+            Effect.timeoutOrElse({
+              duration: options.subscribeWaitMs,
+              orElse: () =>
+                Effect.sync(() => {
+                  // Answered before the upstream channel was joined: the subscriber may miss what comes meanwhile.
+                  h.missed = true
+                  return false
+                })
+            })
+          )
+        }),
+      onGap: (gap) =>
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            gapListeners = [...gapListeners, gap]
+          }),
+          () =>
+            Effect.sync(() => {
+              gapListeners = gapListeners.filter((g) => g !== gap)
+            })
+        ),
+      state: Effect.sync(() => {
+        for (const h of held.values()) if (h.interrupted) return "disconnected" as const
+        return "connected" as const
+      }),
+      presence: (key) => held.get(key)?.subscription?.presence() ?? Object.create(null)
+    }
+  })
+
+/** The broker and the upstream topics, over the pool, with `options`. */
+export const layerOptions = (
+  options: Partial<BrokerOptions>
+): Layer.Layer<Broker.Broker | UpstreamTopics, never, UpstreamPool.UpstreamPool> =>
+  Layer.effectContext(
+    Effect.map(
+      make({ ...defaults, ...options }),
+      (relay) => Context.make(Broker.Broker, relay).pipe(Context.add(UpstreamTopics, { presence: relay.presence }))
+    )
+  )
 
 /** The broker and the upstream topics, over the pool. */
-export const layer: Layer.Layer<Broker.Broker | UpstreamTopics, never, UpstreamPool.UpstreamPool> = Layer.effectContext(
-  Effect.map(
-    make,
-    (relay) => Context.make(Broker.Broker, relay).pipe(Context.add(UpstreamTopics, { presence: relay.presence }))
-  )
-)
+export const layer: Layer.Layer<Broker.Broker | UpstreamTopics, never, UpstreamPool.UpstreamPool> = layerOptions({})

@@ -57,10 +57,15 @@ const upstreamHolds = (open: number, channels: number) =>
     )
   )
 
+type TextFrame = [unknown, unknown, string, string, { payload: { n: number } }]
+
+/** The `n` of every broadcast a sink received, in order (other frames, such as `system`, left out). */
 const broadcastsOf = (sink: TestSink.TestSink) =>
   sink.decoded().flatMap((frame) =>
-    frame._tag === "Text" ? [(frame.json as [unknown, unknown, string, string, { payload: { n: number } }])[4]] : []
-  ).map((payload) => payload.payload.n)
+    frame._tag === "Text" && (frame.json as TextFrame)[3] === "broadcast"
+      ? [(frame.json as TextFrame)[4].payload.n]
+      : []
+  )
 
 describe("UpstreamBroker", () => {
   it.live("relays a hub's topics through the pool: one batch, once each way, no echo, left after the grace", () =>
@@ -122,5 +127,61 @@ describe("UpstreamBroker", () => {
       keys.forEach((key, i) => hub.remove(key, sinks[i]!))
       // Only the phone's two channels are left once the grace is over.
       yield* upstreamHolds(1, 2)
+    }).pipe(Effect.scoped))
+})
+
+describe("UpstreamBroker with the upstream away", () => {
+  it.live("a topic first joined while the upstream is down is served locally, joined later and told of the gap", () =>
+    Effect.gen(function*() {
+      const context = yield* Layer.build(
+        Hub.Hub.layer.pipe(
+          Layer.provideMerge(UpstreamBroker.layerOptions({ subscribeWaitMs: 200, retryBaseMs: 200 })),
+          Layer.provideMerge(UpstreamPool.UpstreamPool.layer),
+          Layer.provide(
+            UpstreamConfig.layer({
+              url: upstream.url,
+              apiKey: Redacted.make(serviceKey),
+              joinTimeoutMs: 300,
+              reconnectBaseMs: 50,
+              reconnectMaxMs: 300
+            })
+          )
+        )
+      )
+      const hub = Context.get(context, Hub.Hub)
+      const key = Publication.topicKey(`realtime:away-${Date.now()}`, false)
+      const sink = TestSink.make("2.0.0")
+      yield* Effect.promise(() => upstream.kill())
+      hub.add(key, sink)
+      // Not received from upstream yet: a join answered now must not be taken for gap-free.
+      assert.strictEqual(yield* hub.subscribed(key), false)
+      // Local fan-out works meanwhile.
+      const n = (i: number) =>
+        Publication.json(
+          Publication.topicOfKey(key).topic,
+          false,
+          "broadcast",
+          Serializer.broadcastPayloadJson("msg", `{"n":${i}}`)
+        )
+      yield* hub.publish(n(1))
+      // The join times out at least once while the upstream is away, then succeeds once it is back.
+      yield* Effect.sleep(800)
+      yield* Effect.promise(() => upstream.restart())
+      yield* Effect.promise(() =>
+        waitUntil(
+          "the gap told once the upstream channel is joined",
+          () => sink.decoded().map((f) => (f._tag === "Text" ? (f.json as Array<unknown>)[3] : undefined)),
+          (events) => events.includes("system"),
+          { timeoutMs: 15_000 }
+        )
+      )
+      assert.strictEqual(yield* hub.subscribed(key), true)
+      const phone = makeSupabaseClient(upstream.url, anonKey)
+      clients.push(phone)
+      const channel = phone.channel(Publication.topicOfKey(key).topic.slice("realtime:".length))
+      yield* Effect.promise(() => subscribe(channel))
+      yield* Effect.promise(() => channel.send({ type: "broadcast", event: "msg", payload: { n: 2 } }))
+      yield* Effect.promise(() => waitUntil("the phone's broadcast", () => broadcastsOf(sink), (ns) => ns.includes(2)))
+      assert.deepStrictEqual(broadcastsOf(sink), [1, 2])
     }).pipe(Effect.scoped))
 })
