@@ -286,7 +286,8 @@ const RULES: ReadonlyArray<readonly [name: string, check: Check, secret?: "secre
   ["UPSTREAM_MAX_SOCKETS", integer(1, 10_000)],
   ["UPSTREAM_IDLE_GRACE", duration(Duration.zero)],
   ["UPSTREAM_HEARTBEAT_INTERVAL", duration(Duration.millis(100))],
-  ["UPSTREAM_JOIN_TIMEOUT", duration(Duration.millis(100))]
+  ["UPSTREAM_JOIN_TIMEOUT", duration(Duration.millis(100))],
+  ["UPSTREAM_JOINS_PER_SECOND", integer(1, 100_000)]
 ]
 
 const shown = (raw: string) => JSON.stringify(raw.length > 60 ? `${raw.slice(0, 60)}…` : raw)
@@ -366,7 +367,7 @@ export const checkEnvironment: Effect.Effect<void, GatewayConfigError> = Effect.
 /**
  * `SUPABASE_URL` and `SUPABASE_SERVICE_ROLE_KEY` set: upstream mode, the pool of connections to that project
  * (`UPSTREAM_CHANNELS_PER_SOCKET`, `UPSTREAM_MAX_SOCKETS`, `UPSTREAM_IDLE_GRACE`, `UPSTREAM_HEARTBEAT_INTERVAL`,
- * `UPSTREAM_JOIN_TIMEOUT`); unset: none.
+ * `UPSTREAM_JOIN_TIMEOUT`, `UPSTREAM_JOINS_PER_SECOND`); unset: none.
  */
 export const upstreamFromEnv: Effect.Effect<Layer.Layer<UpstreamPool.UpstreamPool, unknown> | undefined> = Effect.map(
   Effect.orDie(Config.option(Config.String("SUPABASE_URL"))),

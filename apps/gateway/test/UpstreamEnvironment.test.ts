@@ -25,7 +25,8 @@ describe("upstream environment", () => {
           UPSTREAM_MAX_SOCKETS: "4",
           UPSTREAM_IDLE_GRACE: "30 seconds",
           UPSTREAM_HEARTBEAT_INTERVAL: "25 seconds",
-          UPSTREAM_JOIN_TIMEOUT: "10 seconds"
+          UPSTREAM_JOIN_TIMEOUT: "10 seconds",
+          UPSTREAM_JOINS_PER_SECOND: "100"
         }),
         ""
       )
@@ -48,5 +49,6 @@ describe("upstream environment", () => {
         "UPSTREAM_CHANNELS_PER_SOCKET"
       )
       assert.include(yield* problemsOf({ ...project, UPSTREAM_IDLE_GRACE: "soon" }), "UPSTREAM_IDLE_GRACE")
+      assert.include(yield* problemsOf({ ...project, UPSTREAM_JOINS_PER_SECOND: "-1" }), "UPSTREAM_JOINS_PER_SECOND")
     }))
 })

@@ -19,6 +19,8 @@ export interface UpstreamOptions {
   readonly heartbeatIntervalMs: number
   /** A join (and a send with ack) with no answer after this long fails with `JoinTimeout`. */
   readonly joinTimeoutMs: number
+  /** New upstream joins sent per second at most, over the whole pool (hosted Supabase limits joins per project). */
+  readonly joinsPerSecond: number
   /** First reconnect delay of a lost socket; doubled per attempt up to `reconnectMaxMs`, each delay jittered. */
   readonly reconnectBaseMs: number
   readonly reconnectMaxMs: number
@@ -30,6 +32,7 @@ export const defaults = {
   idleGraceMs: 30_000,
   heartbeatIntervalMs: 25_000,
   joinTimeoutMs: 10_000,
+  joinsPerSecond: 100,
   reconnectBaseMs: 250,
   reconnectMaxMs: 10_000
 } as const
@@ -49,6 +52,7 @@ export const config: Config.Config<UpstreamOptions> = Config.all({
   idleGraceMs: millis("UPSTREAM_IDLE_GRACE", defaults.idleGraceMs),
   heartbeatIntervalMs: millis("UPSTREAM_HEARTBEAT_INTERVAL", defaults.heartbeatIntervalMs),
   joinTimeoutMs: millis("UPSTREAM_JOIN_TIMEOUT", defaults.joinTimeoutMs),
+  joinsPerSecond: positive("UPSTREAM_JOINS_PER_SECOND", defaults.joinsPerSecond),
   reconnectBaseMs: Config.succeed(defaults.reconnectBaseMs),
   reconnectMaxMs: Config.succeed(defaults.reconnectMaxMs)
 })

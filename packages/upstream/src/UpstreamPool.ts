@@ -18,7 +18,7 @@
  */
 import { RealtimeClient, type RealtimeChannel } from "@supabase/supabase-js"
 import { HotMetric } from "@wedsync/metrics"
-import { Context, Deferred, Effect, Layer, Redacted, Result, Scope } from "effect"
+import { Clock, Context, Deferred, Effect, Layer, Queue, Redacted, Result, Scope } from "effect"
 import { createHash } from "node:crypto"
 import { UpstreamConfig, type UpstreamOptions } from "./UpstreamConfig.ts"
 import * as UpstreamError from "./UpstreamError.ts"
@@ -249,6 +249,8 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
   const messagesIn = yield* HotMetric.counter(UpstreamMetrics.messagesIn)
   const messagesOut = yield* HotMetric.counter(UpstreamMetrics.messagesOut)
   const sendFailures = yield* HotMetric.counter(UpstreamMetrics.sendFailures)
+  // Channels wait here for their join to be sent, at most `joinsPerSecond` a second (see `sendJoins`).
+  const pacer = yield* Queue.unbounded<Entry>()
 
   const entries = new Map<string, Entry>()
   const sockets: Array<PoolSocket> = []
@@ -441,7 +443,7 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
                 if (entry.status !== "interrupted" || entry.channel !== channel) return
                 entry.socket.client.channels = entry.socket.client.channels.filter((c) => c !== channel)
                 entry.channel = entry.open(entry.socket.client)
-                join(entry)
+                Queue.offerUnsafe(pacer, entry)
               })))
             ))
           }
@@ -495,9 +497,53 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     if (awaitsSystem) socket.changes.set(`realtime:${topic}`, entry)
     entries.set(key, entry)
     updateGauges()
-    join(entry)
+    Queue.offerUnsafe(pacer, entry)
     return Result.succeed(entry)
   }
+
+  /**
+   * The client's own join timeout does not run while its socket is down; this one always does, from the moment the
+   * join is sent (a channel waiting for its turn in `sendJoins` is not late).
+   */
+  const deadline = (entry: Entry): Effect.Effect<void> =>
+    Effect.sleep(options.joinTimeoutMs + 1_000).pipe(
+      Effect.andThen(Effect.suspend(() => {
+        if (entry.status !== "joining") return Effect.void
+        joins.JoinTimeout.inc()
+        runSync(Deferred.fail(entry.joined, UpstreamError.joinTimeout(entry.topic, options.joinTimeoutMs)))
+        return detach(entry)
+      }))
+    )
+
+  /**
+   * Sends the queued joins, at most `joinsPerSecond` in each second, so a burst of new topics (a batch, a pre-warm, a
+   * reconnect storm of new clients) stays within the upstream's join rate (hosted Supabase limits joins per second per
+   * project; the project's own gateway closes a socket past `MAX_JOINS_PER_SECOND`). Joins the client sends again
+   * after a reconnect are its own and are not paced.
+   */
+  const sendJoins = Effect.gen(function*() {
+    let windowStart = Number.NEGATIVE_INFINITY
+    let sent = 0
+    while (true) {
+      const entry = yield* Queue.take(pacer)
+      if (entry.status === "closed") continue
+      const now = yield* Clock.currentTimeMillis
+      if (now - windowStart >= 1_000) {
+        windowStart = now
+        sent = 0
+      } else if (sent >= options.joinsPerSecond) {
+        yield* Effect.sleep(windowStart + 1_000 - now)
+        windowStart = yield* Clock.currentTimeMillis
+        sent = 0
+      }
+      // It may have been released while it waited.
+      if ((entry.status as EntryStatus) === "closed") continue
+      sent++
+      join(entry)
+      if (entry.status === "joining") yield* Effect.forkIn(deadline(entry), poolScope)
+    }
+  })
+  yield* Effect.forkIn(sendJoins, poolScope)
 
   const openTopic = (spec: ChannelSpec) => (entry: () => Entry) => (client: RealtimeClient): RealtimeChannel => {
     const channel = client.channel(spec.topic, {
@@ -604,24 +650,8 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
         return release(held, listener)
       })
       yield* Effect.addFinalizer(() => releaseOnce)
-      // The client's own join timeout does not run while its socket is down; this one always does.
-      yield* Deferred.await(held.joined).pipe(
-        Effect.timeoutOrElse({
-          duration: options.joinTimeoutMs + 1_000,
-          orElse: () =>
-            Effect.suspend(() => {
-              if (held.status === "joining") {
-                joins.JoinTimeout.inc()
-                return Effect.andThen(
-                  detach(held),
-                  Effect.fail(UpstreamError.joinTimeout(topic, options.joinTimeoutMs))
-                )
-              }
-              return Deferred.await(held.joined)
-            })
-        }),
-        Effect.onError(() => releaseOnce)
-      )
+      // Bounded by the deadline `sendJoins` sets when the join goes out.
+      yield* Deferred.await(held.joined).pipe(Effect.onError(() => releaseOnce))
       const subscription: Subscription = {
         key,
         socketId: held.socket.id,

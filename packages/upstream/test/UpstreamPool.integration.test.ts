@@ -147,6 +147,22 @@ describe("UpstreamPool", () => {
       yield* upstreamHolds(1, 2)
     }).pipe(Effect.scoped))
 
+  it.live("new joins are paced to joinsPerSecond, and a join's deadline starts when it is sent", () =>
+    Effect.gen(function*() {
+      const p = yield* pool({ joinsPerSecond: 10, joinTimeoutMs: 500 })
+      const stamp = Date.now()
+      const started = Date.now()
+      const subs = yield* Effect.forEach(
+        topics(`paced-${stamp}`, 15),
+        (topic) => p.subscribe({ topic }, recorder().listener),
+        { concurrency: "unbounded" }
+      )
+      // The last 5 waited for the next second; none of them timed out for it.
+      assert.strictEqual(subs.length, 15)
+      assert.isAtLeast(Date.now() - started, 900)
+      yield* upstreamHolds(1, 15)
+    }).pipe(Effect.scoped))
+
   it.live("a released channel stays joined through the idle grace, is reused within it, and is left after it", () =>
     Effect.gen(function*() {
       const grace = 600
