@@ -17,7 +17,7 @@ export interface UpstreamOptions {
   readonly idleGraceMs: number
   /** Phoenix heartbeat interval of each upstream socket (its round-trip is the health metric). */
   readonly heartbeatIntervalMs: number
-  /** A join (and a send with ack) with no answer after this long fails with `JoinTimeout`. */
+  /** A join with no answer this long after it was sent fails with `JoinTimeout`. */
   readonly joinTimeoutMs: number
   /** New upstream joins sent per second at most, over the whole pool (hosted Supabase limits joins per project). */
   readonly joinsPerSecond: number

@@ -6,7 +6,7 @@
  * bindings with the same (schema, table, event, filter) share one upstream channel, whatever the local topics that
  * asked for them. Channels are placed on the first socket with room (`channelsPerSocket`, hosted Supabase allows 100);
  * a socket is opened when none has room, within `maxSockets`, and closed when its last channel (and pre-warm hold)
- * is gone.
+ * is gone. New joins go out at most `joinsPerSecond` a second.
  *
  * Health: every socket's heartbeat round-trip is a metric (`wedsync_upstream_heartbeat_seconds`) and in `stats`. A lost
  * socket is reconnected by its client after a jittered, doubling delay, and every channel it held joins again; each
