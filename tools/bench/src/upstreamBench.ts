@@ -45,6 +45,8 @@ export interface UpstreamBenchOptions {
   readonly concurrency: number
   readonly pin: boolean
   readonly modes: ReadonlyArray<Mode>
+  /** Pause after the joins before publishing (through the pool the relay joins its upstream channels meanwhile). */
+  readonly settleMs: number
 }
 
 export const parseUpstreamBenchOptions = (argv: ReadonlyArray<string>): UpstreamBenchOptions => {
@@ -61,7 +63,8 @@ export const parseUpstreamBenchOptions = (argv: ReadonlyArray<string>): Upstream
       payload: { type: "string", default: "200" },
       concurrency: { type: "string", default: "200" },
       pin: { type: "boolean", default: true },
-      mode: { type: "string", default: "both" }
+      mode: { type: "string", default: "both" },
+      settle: { type: "string", default: "2000" }
     }
   })
   const number = (name: keyof typeof values, min: number): number => {
@@ -84,7 +87,8 @@ export const parseUpstreamBenchOptions = (argv: ReadonlyArray<string>): Upstream
     payloadBytes: Math.round(number("payload", 40)),
     concurrency: Math.round(number("concurrency", 1)),
     pin: values.pin,
-    modes: mode === "both" ? ["direct", "pool"] : [mode]
+    modes: mode === "both" ? ["direct", "pool"] : [mode],
+    settleMs: number("settle", 0)
   }
   if (options.clients < options.topics) throw new Error("--clients must be at least --topics")
   return options
@@ -195,7 +199,7 @@ export const runMode = async (
         }))
     )
     // Joins answered (through the pool: its upstream channels joined) before anything is published.
-    await sleep(mode === "pool" ? 2_000 : 1_000)
+    await sleep(options.settleMs)
     const heartbeat = setInterval(() => {
       for (const s of sockets) if (s.isOpen()) s.sendText(heartbeatFrame("hb"))
     }, 25_000)
@@ -228,7 +232,8 @@ export const runMode = async (
         tick()
       })
     await publishFor(options.warmupS * 1000, false)
-    await sleep(500)
+    // The warm-up's deliveries still in flight are not counted.
+    await sleep(Math.min(500, options.settleMs))
     const cpu = new CpuMeter(clientsOn.pid)
     measuring = true
     cpu.start()

@@ -28,6 +28,7 @@ describe("upstream bench", () => {
       "--deliveries=200",
       "--duration=0.5",
       "--warmup=0.2",
+      "--settle=300",
       "--no-pin"
     ])
     try {
