@@ -12,7 +12,7 @@ import { Broker, ChangeFeed, History, Hub, HubMetrics, Presence } from "@wedsync
 import { ProcessMetrics } from "@wedsync/metrics"
 import { RedisClient, RedisConfig, RedisMetrics } from "@wedsync/redis"
 import { ScalingConfig } from "@wedsync/scaling"
-import { UpstreamBroker, UpstreamMetrics, UpstreamPool, UpstreamPresence } from "@wedsync/upstream"
+import { UpstreamBroker, UpstreamConfig, UpstreamMetrics, UpstreamPool, UpstreamPresence } from "@wedsync/upstream"
 import { Config, Context, Duration, Effect, Layer, Logger, Option, Redacted, References } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { NetAddress } from "effect/net"
@@ -504,11 +504,21 @@ export const layerTest = (overrides: {
   readonly scaling?: Partial<ScalingConfig.ScalingOptions>
   /** A calendar without the change feed (`WEDDING_CALENDAR_SQL` alone needs no replication to be read). */
   readonly calendar?: WeddingCalendar.Source
+  /** Upstream mode: the project and its key (`SUPABASE_URL`, `SUPABASE_SERVICE_ROLE_KEY`) and the pool's settings. */
+  readonly upstream?: Pick<UpstreamConfig.UpstreamOptions, "url" | "apiKey"> & Partial<UpstreamConfig.UpstreamOptions>
 } = {}) => {
   const changes = overrides.changes === undefined
     ? undefined
     : ChangesConfig.ChangesConfig.layer({ startDelayMs: 0, ...overrides.changes })
+  const upstream = overrides.upstream === undefined
+    ? undefined
+    : UpstreamPool.UpstreamPool.layer.pipe(Layer.provide(UpstreamConfig.UpstreamConfig.layer(overrides.upstream)))
+  const rules = {
+    unscopedTables: overrides.unscopedTables ?? "service_role",
+    membershipTable: overrides.membershipTable
+  } as const
   return make({
+    upstream,
     calendar: overrides.calendar ?? calendarSource(
       overrides.scaling?.calendarFile,
       overrides.changes === undefined ? undefined : {
@@ -516,10 +526,13 @@ export const layerTest = (overrides: {
         calendarSql: overrides.warming?.calendarSql
       }
     ),
-    changes: changesLayer(changes, {
-      unscopedTables: overrides.unscopedTables ?? "service_role",
-      membershipTable: overrides.membershipTable
-    }, { ...NO_WARMING, ...overrides.warming, membershipTable: overrides.membershipTable }),
+    changes: changes === undefined && upstream !== undefined
+      ? upstreamChangesLayer(upstream, rules.unscopedTables)
+      : changesLayer(changes, rules, {
+        ...NO_WARMING,
+        ...overrides.warming,
+        membershipTable: overrides.membershipTable
+      }),
     memberships: membershipsLayer(changes, overrides.membershipTable),
     cache: CacheConfig.CacheConfig.layer(overrides.cache),
     redis: overrides.redis === undefined

@@ -4,18 +4,21 @@
  * clients sit on both sides. Broadcasts flow both ways exactly once (no echo through the upstream), upstream presence
  * reaches local clients, the local channel policy still holds, the upstream's `/metrics` shows one pooled socket, a
  * restarted upstream is reported to local clients with a `system` message, and without `DATABASE_URL` Postgres Changes
- * come from the upstream with the local row policy applied.
+ * come from the upstream with the local row policy applied; a wedding calendar (file or query) pre-warms the channels of
+ * the weddings ramping up.
  */
 import type { SupabaseClient } from "@supabase/supabase-js"
 import { TestTokens } from "@wedsync/auth/testing"
 import { Reply } from "@wedsync/protocol"
-import { PostgresCluster, RawClient, SupabaseClients, waitUntil } from "@wedsync/testkit"
+import { databaseUrl, PostgresCluster, RawClient, SupabaseClients, uniqueSqlName, waitUntil } from "@wedsync/testkit"
+import { Redacted } from "effect"
 import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import pg from "pg"
 import { assert, describe, it } from "@effect/vitest"
 import { afterAll, afterEach, beforeAll, vi } from "vitest"
+import { type RunningGateway, startGateway } from "./support/Gateway.ts"
 import * as Processes from "./support/Processes.ts"
 
 const { makeSupabaseClient, subscribe, inbox, closeAll } = SupabaseClients
@@ -308,5 +311,56 @@ describe("upstream mode with a wedding calendar", () => {
     await subscribe(planner)
     await planner.send({ type: "broadcast", event: "msg", payload: { n: 1, from: "planner" } })
     await box.next((m) => m.payload.n === 1)
+  })
+})
+
+describe("upstream mode with WEDDING_CALENDAR_SQL", () => {
+  const schema = uniqueSqlName("upcal")
+  const db = new pg.Client({ connectionString: databaseUrl() })
+  let project: Processes.GatewayProcess
+  let relay: RunningGateway
+
+  beforeAll(async () => {
+    await db.connect()
+    await db.query(`create schema ${schema}`)
+    await db.query(`create table ${schema}.weddings (wedding_id text, starts_at timestamptz)`)
+    // Ramping up now (the ramp is 2 hours by default), and one next week.
+    await db.query(
+      `insert into ${schema}.weddings values ('w-sql', now() + interval '1 hour'), ('w-next-week', now() + interval '7 days')`
+    )
+    project = await Processes.start({ JWT_SECRET: HOSTED_SECRET })
+    // In this process: the calendar query needs no replication, so no DATABASE_URL-wide change feed either.
+    relay = await startGateway({
+      auth: { jwtSecret: Redacted.make(LOCAL_SECRET) },
+      upstream: {
+        url: project.url,
+        apiKey: Redacted.make(await TestTokens.serviceRoleToken({ secret: HOSTED_SECRET }))
+      },
+      calendar: {
+        _tag: "Sql",
+        databaseUrl: Redacted.make(databaseUrl()),
+        sql: `select wedding_id, starts_at from ${schema}.weddings where starts_at between $1 and $2`
+      }
+    })
+  })
+  afterAll(async () => {
+    await relay?.stop()
+    await project?.terminate()
+    await db.query(`drop schema if exists ${schema} cascade`)
+    await db.end()
+  })
+
+  it("holds the channel of the wedding the query says is ramping up, and only that one", async () => {
+    const metrics = async () => {
+      const text = (await Processes.getFresh(`${project.url}/metrics`)).body
+      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1])
+      return { open: value("wedsync_connection_open"), channels: value("wedsync_connection_channels") }
+    }
+    await waitUntil("the warm channel upstream", metrics, (m) => m.open === 1 && m.channels === 1)
+    const token = await TestTokens.userToken({ weddingIds: ["w-sql"], secret: LOCAL_SECRET })
+    const c = makeSupabaseClient(relay.url, localAnon, { accessToken: token })
+    clients.push(c)
+    await subscribe(c.channel("wedding:w-sql", { config: { private: true } }))
+    assert.deepStrictEqual(await metrics(), { open: 1, channels: 1 })
   })
 })
