@@ -117,6 +117,34 @@ describe("upstream mode", () => {
     assert.deepStrictEqual(ns(boxes.local2), [1, 2, 4, 5, 6])
   })
 
+  it("binary broadcasts cross both ways byte for byte; a JSON one beside them stays JSON", async () => {
+    const topic = `bytes-${Date.now()}`
+    interface Received {
+      readonly event: string
+      readonly payload: unknown
+    }
+    const boxes = { local: inbox<Received>("local"), phone: inbox<Received>("upstream phone") }
+    const mine = client(local, localAnon).channel(topic).on("broadcast", { event: "*" }, boxes.local.push)
+    const phone = client(hosted, hostedAnon).channel(topic).on("broadcast", { event: "*" }, boxes.phone.push)
+    await Promise.all([subscribe(mine), subscribe(phone)])
+    const bytesOf = (payload: unknown) => [...new Uint8Array(payload as ArrayBuffer)]
+    // Bytes that are not valid UTF-8 or JSON: relayed as text, they would be mangled.
+    await mine.send({ type: "broadcast", event: "up", payload: new Uint8Array([0, 255, 1, 254, 2]).buffer })
+    await phone.send({ type: "broadcast", event: "down", payload: new Uint8Array([9, 128, 0, 7]).buffer })
+    await mine.send({ type: "broadcast", event: "json", payload: { n: 1 } })
+    const up = await boxes.phone.next((m) => m.event === "up")
+    const down = await boxes.local.next((m) => m.event === "down")
+    assert.instanceOf(up.payload, ArrayBuffer)
+    assert.deepStrictEqual(bytesOf(up.payload), [0, 255, 1, 254, 2])
+    assert.instanceOf(down.payload, ArrayBuffer)
+    assert.deepStrictEqual(bytesOf(down.payload), [9, 128, 0, 7])
+    const json = await boxes.phone.next((m) => m.event === "json")
+    assert.deepStrictEqual(json.payload, { n: 1 })
+    // Once each: the local sender does not hear its own back through the upstream.
+    assert.deepStrictEqual(boxes.local.received.map((m) => m.event), ["down"])
+    assert.deepStrictEqual(boxes.phone.received.map((m) => m.event), ["up", "json"])
+  })
+
   it("200 local sockets on 20 topics hold one upstream socket and 20 upstream channels; each gets a broadcast once", async () => {
     const stamp = Date.now()
     const topics = Array.from({ length: 20 }, (_, i) => `realtime:many-${stamp}-${i}`)

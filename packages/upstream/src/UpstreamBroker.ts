@@ -14,10 +14,11 @@
  * `Hub.publish` instead would have had to re-implement each of these. The upstream channels are joined with
  * `self: false`, so the upstream never sends this process its own broadcasts back.
  *
- * What goes upstream: user broadcasts with a JSON payload (socket and REST). Binary broadcasts, presence diffs of
- * local clients and `system` messages stay local (an upstream channel tracks one presence entry of its own, so local
- * entries cannot be relayed one by one). What comes back: broadcasts and presence joins and leaves of the upstream
- * channel (`UpstreamTopics.presence` gives its current state for a local `presence_state`).
+ * What goes upstream: user broadcasts (socket and REST), JSON payloads as JSON and binary payloads as binary (realtime-js
+ * sends an `ArrayBuffer` payload as a binary user broadcast). Presence diffs of local clients and `system` messages
+ * stay local (an upstream channel tracks one presence entry of its own, so local entries cannot be relayed one by
+ * one). What comes back: broadcasts, binary ones as binary, and presence joins and leaves of the upstream channel
+ * (`UpstreamTopics.presence` gives its current state for a local `presence_state`).
  *
  * Delivery is at most once, as with the Redis broker: a broadcast published while a topic's upstream channel is still
  * joining waits for the join, one published while its socket is reconnecting is buffered by the client and sent when
@@ -69,7 +70,7 @@ interface Held {
 
 const decoder = new TextDecoder()
 
-/** The user event and JSON payload of a broadcast to relay, or undefined for what stays local. */
+/** The user event and payload (JSON value, or an `ArrayBuffer` for a binary one) to relay; undefined: stays local. */
 const outgoing = (publication: Publication.Publication): readonly [string, unknown] | undefined => {
   if (publication.event !== "broadcast") return undefined
   const body = publication.body
@@ -78,6 +79,9 @@ const outgoing = (publication: Publication.Publication): readonly [string, unkno
       const message = JSON.parse(body.json) as { readonly event?: unknown; readonly payload?: unknown }
       return typeof message.event === "string" ? [message.event, message.payload ?? {}] : undefined
     }
+    // A copy of exactly the payload's bytes: the publication's view (a Node Buffer, whose `slice` is another view) may
+    // share a larger buffer with the rest of the frame it came in.
+    if (body.encoding === "binary") return [body.userEvent, new Uint8Array(body.payload).buffer]
     if (body.encoding !== "json") return undefined
     return [body.userEvent, JSON.parse(decoder.decode(body.payload))]
   } catch {
@@ -105,6 +109,20 @@ export const make = (
           switch (message._tag) {
             case "Broadcast": {
               const meta = message.meta === undefined ? undefined : JSON.stringify(message.meta)
+              if (message.payload instanceof ArrayBuffer) {
+                // Kept binary, so that local v2 clients get the same bytes (v1 clients get nothing, as for a local
+                // binary broadcast); one whose fields do not fit a kind-4 frame is not relayed.
+                const binary = Publication.userBroadcast(
+                  topic,
+                  isPrivate,
+                  message.event,
+                  "binary",
+                  new Uint8Array(message.payload),
+                  meta
+                )
+                if (Result.isSuccess(binary)) handler?.(binary.success)
+                return
+              }
               const payload = JSON.stringify(message.payload ?? {})
               handler?.(Publication.json(
                 topic,
