@@ -198,7 +198,10 @@ const cacheLayer = (options: Options) => {
  * The relay of upstream mode: the hub's broker and the upstream presence that `presenceLayer` reads. One layer value
  * per pool, so that the hub and presence share one relay (a build shares layers by reference).
  */
-const relays = new WeakMap<object, Layer.Layer<Broker.Broker | UpstreamBroker.UpstreamTopics, unknown>>()
+const relays = new WeakMap<
+  object,
+  Layer.Layer<Broker.Broker | UpstreamBroker.UpstreamTopics, unknown, History.History>
+>()
 const upstreamRelay = (upstream: Layer.Layer<UpstreamPool.UpstreamPool, unknown>) => {
   let relay = relays.get(upstream)
   if (relay === undefined) relays.set(upstream, relay = UpstreamBroker.layer.pipe(Layer.provide(upstream)))
@@ -211,7 +214,7 @@ const upstreamRelay = (upstream: Layer.Layer<UpstreamPool.UpstreamPool, unknown>
  * joining Redis beside it: every process relays to the same project, so the project already carries each broadcast to
  * the others, and Redis as well would deliver it twice.
  */
-const hubLayer = (options: Options): Layer.Layer<Hub.Hub | Broker.Broker, unknown> =>
+const hubLayer = (options: Options): Layer.Layer<Hub.Hub | Broker.Broker, unknown, History.History> =>
   options.upstream !== undefined
     ? Hub.Hub.layer.pipe(Layer.provideMerge(upstreamRelay(options.upstream)))
     : options.redis === undefined
@@ -221,7 +224,7 @@ const hubLayer = (options: Options): Layer.Layer<Hub.Hub | Broker.Broker, unknow
 /** This process's presence, or with Redis the union of every process's (`PRESENCE_HEARTBEAT_MS`). */
 const presenceLayer = (
   options: Options
-): Layer.Layer<Presence.Presence, unknown, Hub.Hub | Broker.Broker | GatewayConfig> => {
+): Layer.Layer<Presence.Presence, unknown, Hub.Hub | Broker.Broker | GatewayConfig | History.History> => {
   const redis = options.redis
   // Upstream mode: this process's entries plus the project's (local entries are not relayed; see UpstreamBroker).
   if (options.upstream !== undefined) {
@@ -262,8 +265,10 @@ export const make = (configured: Options) => {
   const auth = Layer.mergeAll(TokenVerifier.TokenVerifier.layer, ChannelPolicy.ChannelPolicy.layer).pipe(
     Layer.provideMerge(Layer.merge(options.auth, memberships))
   )
-  const hub = Layer.mergeAll(presenceLayer(options), options.changes, historyLayer(options)).pipe(
+  // The history sits below the hub: in upstream mode the relay writes the project's private broadcasts to it.
+  const hub = Layer.mergeAll(presenceLayer(options), options.changes).pipe(
     Layer.provideMerge(hubLayer(options)),
+    Layer.provideMerge(historyLayer(options)),
     Layer.provide(memberships)
   )
   const connections = ConnectionRegistry.ConnectionRegistry.layer.pipe(Layer.provideMerge(options.connection))

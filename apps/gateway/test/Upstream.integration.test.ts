@@ -145,6 +145,59 @@ describe("upstream mode", () => {
     assert.deepStrictEqual(boxes.phone.received.map((m) => m.event), ["up", "json"])
   })
 
+  it("the project's private broadcasts are in the local history: a local client coming back replays them", async () => {
+    const wedding = `w-up-${Date.now()}`
+    const topic = `wedding:${wedding}`
+    interface Received {
+      readonly payload: { readonly n: number }
+      readonly meta?: { readonly id?: string; readonly replayed?: boolean }
+    }
+    const userClient = async () => {
+      const token = await TestTokens.userToken({ sub: `u-${wedding}`, weddingIds: [wedding], secret: LOCAL_SECRET })
+      const c = makeSupabaseClient(local.url, token, { accessToken: token })
+      clients.push(c)
+      return c
+    }
+    const since = Date.now()
+    const live = inbox<Received>("live")
+    const holder = (await userClient()).channel(topic, { config: { private: true } }).on(
+      "broadcast",
+      { event: "n" },
+      live.push
+    )
+    await subscribe(holder)
+    // On the project: a private channel of its own service key (the project lets service_role into any topic).
+    const hostedService = await TestTokens.serviceRoleToken({ secret: HOSTED_SECRET })
+    const phone = client(hosted, hostedService).channel(topic, { config: { private: true } })
+    await subscribe(phone)
+    for (let n = 1; n <= 3; n++) await phone.send({ type: "broadcast", event: "n", payload: { n } })
+    await live.next((m) => m.payload.n === 3)
+    assert.deepStrictEqual(live.received.map((m) => m.payload.n), [1, 2, 3])
+    const ids = live.received.map((m) => m.meta?.id)
+    for (const id of ids) assert.match(id ?? "", /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-/)
+
+    const replayed = inbox<Received>("replayed")
+    const back = (await userClient()).channel(topic, {
+      config: { private: true, broadcast: { replay: { since, limit: 25 } } }
+    }).on("broadcast", { event: "n" }, replayed.push)
+    await subscribe(back)
+    await replayed.next((m) => m.payload.n === 3)
+    assert.deepStrictEqual(replayed.received.map((m) => [m.payload.n, m.meta?.replayed, m.meta?.id]), [
+      [1, true, ids[0]],
+      [2, true, ids[1]],
+      [3, true, ids[2]]
+    ])
+    // A public topic has no history: nothing to replay, and its broadcasts carry no local id.
+    const open = inbox<Received>("public")
+    const publicTopic = `open-${wedding}`
+    const listener = client(local, localAnon).channel(publicTopic).on("broadcast", { event: "n" }, open.push)
+    const publicPhone = client(hosted, hostedAnon).channel(publicTopic)
+    await Promise.all([subscribe(listener), subscribe(publicPhone)])
+    await publicPhone.send({ type: "broadcast", event: "n", payload: { n: 9 } })
+    const plain = await open.next((m) => m.payload.n === 9)
+    assert.isUndefined(plain.meta?.id)
+  })
+
   it("200 local sockets on 20 topics hold one upstream socket and 20 upstream channels; each gets a broadcast once", async () => {
     const stamp = Date.now()
     const topics = Array.from({ length: 20 }, (_, i) => `realtime:many-${stamp}-${i}`)

@@ -20,13 +20,18 @@
  * one). What comes back: broadcasts, binary ones as binary, and presence joins and leaves of the upstream channel
  * (`UpstreamTopics.presence` gives its current state for a local `presence_state`).
  *
+ * Broadcasts that come from upstream on a private topic are written to this gateway's history (`History`) before
+ * they reach local subscribers, with an id of this gateway (`meta.id`), exactly as a local broadcast is: a local client
+ * that comes back with `replay` gets what the project sent while it was away, not only what was published here. They
+ * are written in arrival order, one topic at a time, so live order is kept.
+ *
  * Delivery is at most once, as with the Redis broker: a broadcast published while a topic's upstream channel is still
  * joining waits for the join, one published while its socket is reconnecting is buffered by the client and sent when
  * the socket is back; what the upstream sent while the socket was down is lost and reported by the gap.
  */
-import { Broker, Publication } from "@wedsync/hub"
+import { Broker, History, Publication } from "@wedsync/hub"
 import { Frame, Serializer } from "@wedsync/protocol"
-import { Context, Deferred, Effect, Exit, Layer, Result, Scope } from "effect"
+import { Clock, Context, Deferred, Effect, Exit, Layer, Result, Scope } from "effect"
 import type * as UpstreamError from "./UpstreamError.ts"
 import * as UpstreamPool from "./UpstreamPool.ts"
 
@@ -66,6 +71,10 @@ interface Held {
   /** Local subscribers were served while the upstream channel was not joined: tell them once it is. */
   missed: boolean
   failures: number
+  /** Private broadcasts from upstream waiting for their history write, in arrival order. */
+  readonly recorded: Array<Publication.Publication>
+  /** A fiber is writing `recorded` out. */
+  recording: boolean
 }
 
 const decoder = new TextDecoder()
@@ -92,14 +101,43 @@ const outgoing = (publication: Publication.Publication): readonly [string, unkno
 
 export const make = (
   options: BrokerOptions = defaults
-): Effect.Effect<Broker.BrokerShape & UpstreamTopicsShape, never, UpstreamPool.UpstreamPool | Scope.Scope> =>
+): Effect.Effect<
+  Broker.BrokerShape & UpstreamTopicsShape,
+  never,
+  UpstreamPool.UpstreamPool | History.History | Scope.Scope
+> =>
   Effect.gen(function*() {
     const pool = yield* UpstreamPool.UpstreamPool
+    const history = yield* History.History
     const brokerScope = yield* Effect.scope
     const runFork = Effect.runForkWith(yield* Effect.context<never>())
     const held = new Map<Publication.TopicKey, Held>()
     let handler: ((publication: Publication.Publication) => void) | undefined
     let gapListeners: ReadonlyArray<(keys: ReadonlyArray<Publication.TopicKey>) => void> = []
+
+    /** Writes a topic's waiting broadcasts to the history, each then delivered locally with its id, in order. */
+    const drainRecorded = (h: Held) =>
+      Effect.gen(function*() {
+        while (true) {
+          const publication = h.recorded.shift()
+          if (publication === undefined) {
+            h.recording = false
+            return
+          }
+          const id = History.makeId(yield* Clock.currentTimeMillis)
+          yield* history.append({ id, publication })
+          if (!h.dropped) handler?.(History.withMeta(publication, History.liveMeta(id)))
+        }
+      })
+
+    /** A broadcast from upstream to local subscribers: through the history first when its topic is private. */
+    const deliverBroadcast = (h: Held, publication: Publication.Publication) => {
+      if (!publication.isPrivate) return handler?.(publication)
+      h.recorded.push(publication)
+      if (h.recording) return
+      h.recording = true
+      runFork(drainRecorded(h))
+    }
 
     const listener = (h: Held): UpstreamPool.Listener => {
       const { topic, isPrivate } = Publication.topicOfKey(h.key)
@@ -120,16 +158,19 @@ export const make = (
                   new Uint8Array(message.payload),
                   meta
                 )
-                if (Result.isSuccess(binary)) handler?.(binary.success)
+                if (Result.isSuccess(binary)) deliverBroadcast(h, binary.success)
                 return
               }
               const payload = JSON.stringify(message.payload ?? {})
-              handler?.(Publication.json(
-                topic,
-                isPrivate,
-                "broadcast",
-                Serializer.broadcastPayloadJson(message.event, payload, meta)
-              ))
+              deliverBroadcast(
+                h,
+                Publication.json(
+                  topic,
+                  isPrivate,
+                  "broadcast",
+                  Serializer.broadcastPayloadJson(message.event, payload, meta)
+                )
+              )
               return
             }
             case "PresenceDiff": {
@@ -271,7 +312,9 @@ export const make = (
         interrupted: false,
         dropped: false,
         missed: false,
-        failures: 0
+        failures: 0,
+        recorded: [],
+        recording: false
       }
       held.set(key, h)
       queueJoin(h)
@@ -358,7 +401,7 @@ export const make = (
 /** The broker and the upstream topics, over the pool, with `options`. */
 export const layerOptions = (
   options: Partial<BrokerOptions>
-): Layer.Layer<Broker.Broker | UpstreamTopics, never, UpstreamPool.UpstreamPool> =>
+): Layer.Layer<Broker.Broker | UpstreamTopics, never, UpstreamPool.UpstreamPool | History.History> =>
   Layer.effectContext(
     Effect.map(
       make({ ...defaults, ...options }),
@@ -367,4 +410,5 @@ export const layerOptions = (
   )
 
 /** The broker and the upstream topics, over the pool. */
-export const layer: Layer.Layer<Broker.Broker | UpstreamTopics, never, UpstreamPool.UpstreamPool> = layerOptions({})
+export const layer: Layer.Layer<Broker.Broker | UpstreamTopics, never, UpstreamPool.UpstreamPool | History.History> =
+  layerOptions({})

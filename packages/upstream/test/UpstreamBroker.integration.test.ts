@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { SupabaseClient } from "@supabase/supabase-js"
 import { TestTokens } from "@wedsync/auth/testing"
-import { Hub, Publication } from "@wedsync/hub"
+import { History, Hub, Publication } from "@wedsync/hub"
 import { TestSink } from "@wedsync/hub/testing"
 import { Serializer } from "@wedsync/protocol"
 import { SupabaseClients, waitUntil } from "@wedsync/testkit"
@@ -42,6 +42,7 @@ const hubOnUpstream = () =>
   Layer.build(
     Hub.Hub.layer.pipe(
       Layer.provideMerge(UpstreamBroker.layer),
+      Layer.provideMerge(History.History.layerMemory()),
       Layer.provideMerge(UpstreamPool.UpstreamPool.layer),
       Layer.provide(UpstreamConfig.layer({ url: upstream.url, apiKey: Redacted.make(serviceKey), idleGraceMs: 100 }))
     )
@@ -136,6 +137,7 @@ describe("UpstreamBroker with the upstream away", () => {
       const context = yield* Layer.build(
         Hub.Hub.layer.pipe(
           Layer.provideMerge(UpstreamBroker.layerOptions({ subscribeWaitMs: 200, retryBaseMs: 200 })),
+          Layer.provideMerge(History.History.layerMemory()),
           Layer.provideMerge(UpstreamPool.UpstreamPool.layer),
           Layer.provide(
             UpstreamConfig.layer({
