@@ -3,7 +3,8 @@
  *
  * Without `ADMIN_TOKEN` the routes are not registered at all, so they answer the router's 404 like any unknown path:
  * a deployment that did not opt in shows no admin surface. With it, a request without a bearer token gets 401
- * `AdminTokenMissing`, one with another token 401 `AdminTokenInvalid` (`ErrorReply.restRefusal`, logged like REST
+ * `AdminTokenMissing`, one with another token 401 `AdminTokenInvalid`; past 10 wrong tokens a minute from one client
+ * address, 429 `AdminTooManyAttempts` with `Retry-After` (`AdminAttempts`) (`ErrorReply.restRefusal`, logged like REST
  * refusals). The token is compared in constant time, over SHA-256 digests so that its length does not leak either.
  *
  * `GET /admin/devices` answers connected devices per wedding and supplier (`ClusterDevices.summary`): cluster-wide
@@ -17,16 +18,41 @@
  * `POST /admin/cache/warm` runs one wedding-season warming now (`Warmer`) and answers its report; 409
  * `WarmingNotConfigured` without a calendar, 503 `WarmingFailed` when a query failed.
  */
+import { NodeHttpServerRequest } from "@effect/platform-node"
 import { ErrorReply, RefusalLog, RestError } from "@wedsync/connection"
-import { Effect, Layer, Redacted } from "effect"
+import { Clock, Effect, Layer, Redacted } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { createHash, timingSafeEqual } from "node:crypto"
+import type { IncomingMessage } from "node:http"
+import { AdminAttempts } from "./AdminAttempts.ts"
+import * as ClientAddress from "./ClientAddress.ts"
 import { Warmer } from "@wedsync/changes"
 import * as ClusterDevices from "./ClusterDevices.ts"
 import { GatewayConfig } from "./GatewayConfig.ts"
 import * as ScalingController from "./ScalingController.ts"
 
 const digest = (text: string) => createHash("sha256").update(text).digest()
+
+/** The client address of a request, behind `TRUSTED_PROXIES` as the WebSocket upgrade sees it. */
+export const addressOf = (trustedProxies: ReadonlyArray<string>) => {
+  const address = ClientAddress.make(trustedProxies)
+  return (request: HttpServerRequest.HttpServerRequest): string =>
+    address(NodeHttpServerRequest.toIncomingMessage(request) as IncomingMessage)
+}
+
+/** The 429 of an address that sent too many wrong admin tokens, with `Retry-After`. */
+export const tooManyAttempts = (retryAfterSeconds: number, headers: Record<string, string> = {}) => {
+  const reason = RestError.adminTooManyAttempts(retryAfterSeconds)
+  const { status, body } = ErrorReply.restRefusal(reason)
+  return Effect.as(
+    RefusalLog.log("rest", reason),
+    HttpServerResponse.text(body, {
+      status,
+      contentType: "application/json",
+      headers: { ...headers, "retry-after": String(retryAfterSeconds) }
+    })
+  )
+}
 
 /** Whether a string is the admin token, compared in constant time; the expected digest is computed once. */
 export const tokenCheck = (token: Redacted.Redacted<string>) => {
@@ -96,13 +122,23 @@ const refuse = (reason: RestError.Reason) => {
 
 /** The admin routes, or none without `ADMIN_TOKEN`. */
 export const routes = Layer.unwrap(
-  Effect.map(GatewayConfig, ({ adminToken }) => {
+  Effect.map(GatewayConfig, ({ adminToken, trustedProxies }) => {
     if (adminToken === undefined) return Layer.empty
     const check = bearerCheck(adminToken)
+    const attempts = new AdminAttempts()
+    const clientAddress = addressOf(trustedProxies)
     const guarded = <E, R>(handler: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
-      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+      Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const address = clientAddress(request)
+        const now = yield* Clock.currentTimeMillis
+        const wait = attempts.blockedFor(address, now)
+        if (wait !== undefined) return yield* tooManyAttempts(wait)
         const refusal = check(request.headers["authorization"])
-        return refusal === undefined ? handler : refuse(refusal)
+        if (refusal === undefined) return yield* handler
+        // A missing header is not a guess; a wrong token is.
+        if (refusal._tag === "AdminTokenInvalid") attempts.failed(address, now)
+        return yield* refuse(refusal)
       })
     return HttpRouter.addAll([
       HttpRouter.route("GET", "/admin/devices", guarded(devices)),

@@ -21,7 +21,8 @@ import {
   HttpServerResponse,
   UrlParams
 } from "effect/http"
-import { tokenCheck } from "./Admin.ts"
+import { addressOf, tokenCheck, tooManyAttempts } from "./Admin.ts"
+import { AdminAttempts } from "./AdminAttempts.ts"
 import * as DashboardPage from "./DashboardPage.ts"
 import * as DashboardSampler from "./DashboardSampler.ts"
 import * as DashboardSession from "./DashboardSession.ts"
@@ -71,8 +72,11 @@ const loopbackUrl = (address: HttpServer.HttpServer["Service"]["address"]) => {
 /** The dashboard routes and their sampler, or none without `ADMIN_TOKEN`. */
 export const routes = Layer.unwrap(
   Effect.gen(function*() {
-    const { adminToken, dashboardSloMs, workerId } = yield* GatewayConfig
+    const { adminToken, dashboardSloMs, workerId, trustedProxies } = yield* GatewayConfig
     if (adminToken === undefined) return Layer.empty
+    // Its own count: the login form and the bearer endpoints are separate doors, each limited on its own.
+    const attempts = new AdminAttempts()
+    const clientAddress = addressOf(trustedProxies)
     const server = yield* HttpServer.HttpServer
     const sessions = DashboardSession.make(adminToken)
     const isToken = tokenCheck(adminToken)
@@ -118,8 +122,13 @@ export const routes = Layer.unwrap(
           Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(MAX_LOGIN_BODY_BYTES)),
           Effect.orElseSucceed(() => UrlParams.empty)
         )
+        const address = clientAddress(request)
+        const now = yield* Clock.currentTimeMillis
+        const wait = attempts.blockedFor(address, now)
+        if (wait !== undefined) return yield* tooManyAttempts(wait, securityHeaders)
         const sent = Option.getOrUndefined(UrlParams.getFirst(params, "token"))
         if (sent === undefined || !isToken(sent)) {
+          attempts.failed(address, now)
           yield* RefusalLog.log("rest", RestError.adminTokenInvalid())
           return html(DashboardPage.login(true), 401)
         }

@@ -152,6 +152,9 @@ class GatewayConfigError extends Schema.TaggedError<GatewayConfigError>()("Gatew
   }
 }
 
+/** Shortest `ADMIN_TOKEN` accepted: 32 random bytes' worth of guessing, like `JWT_SECRET`. */
+export const MIN_ADMIN_TOKEN_BYTES = 32
+
 type Check = (raw: string) => string | undefined
 
 const integer = (min: number, max = Number.MAX_SAFE_INTEGER): Check => (raw) => {
@@ -314,6 +317,19 @@ export const checkEnvironment: Effect.Effect<void, GatewayConfigError> = Effect.
       `JWT_SECRET: must be at least ${AuthConfig.MIN_SECRET_BYTES} bytes (it has ${
         Buffer.byteLength(secret.value)
       }); DEV_MODE=true allows a shorter one for local development`
+    )
+  }
+  // The admin token is checked online, where nothing limits guesses but the token's length: a short one could be
+  // guessed over HTTP. Refused even in dev mode: the operator endpoints are off without it.
+  const adminToken = yield* Effect.orDie(Config.option(Config.String("ADMIN_TOKEN")))
+  if (
+    adminToken._tag === "Some" && adminToken.value.trim() !== "" &&
+    Buffer.byteLength(adminToken.value) < MIN_ADMIN_TOKEN_BYTES
+  ) {
+    problems.push(
+      `ADMIN_TOKEN: must be at least ${MIN_ADMIN_TOKEN_BYTES} bytes (it has ${
+        Buffer.byteLength(adminToken.value)
+      }); use a long random value, e.g. \`openssl rand -hex 32\``
     )
   }
   const membershipTable = yield* Effect.orDie(Config.option(Config.String("MEMBERSHIP_TABLE")))

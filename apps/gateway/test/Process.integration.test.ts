@@ -165,6 +165,21 @@ describe("configuration at start", () => {
   })
 })
 
+describe("ADMIN_TOKEN", () => {
+  it("refuses one shorter than 32 bytes (without echoing it), even in dev mode; 32 bytes start", async () => {
+    for (const env of [{ ADMIN_TOKEN: "admin-123" }, { ADMIN_TOKEN: "admin-123", DEV_MODE: "true" }]) {
+      const refused = await start({ PORT: "0", ...env }).exit
+      assert.strictEqual(refused.code, 78)
+      assert.include(refused.stderr, "ADMIN_TOKEN: must be at least 32 bytes (it has 9)")
+      assert.notInclude(refused.stderr, "admin-123")
+    }
+    const gateway = start({ PORT: "0", ADMIN_TOKEN: "a".repeat(32) })
+    assert.isOk(await gateway.line((l) => l.includes("listening on http://127.0.0.1:")))
+    gateway.child.kill("SIGTERM")
+    assert.strictEqual((await gateway.exit).code, 0)
+  })
+})
+
 describe("logs", () => {
   it("with LOG_FORMAT=json prints JSON lines with a level and message; a refused upgrade is logged with its reason, not its token", async () => {
     const gateway = start({ PORT: "0", LOG_FORMAT: "json", LOG_LEVEL: "info", CONNECT_ERROR_BACKOFF_MS: "0" })

@@ -133,6 +133,8 @@ export const restRefusal = (reason: WireReason): HttpRefusal => {
     case "AdminTokenInvalid":
       // Only operators call these endpoints: the reason is worth more to them than Supabase's bare "Unauthorized".
       return message(401, reason.message)
+    case "AdminTooManyAttempts":
+      return message(429, reason.message)
     case "WarmingNotConfigured":
       return message(409, reason.message)
     case "WarmingFailed":
@@ -204,6 +206,7 @@ export const catalogue: ReadonlyArray<WireReason> = [
   RestError.unsupportedMediaType(),
   RestError.adminTokenMissing(),
   RestError.adminTokenInvalid(),
+  RestError.adminTooManyAttempts(42),
   RestError.warmingNotConfigured(),
   RestError.warmingFailed('running WEDDING_CALENDAR_SQL: relation "calendar" does not exist'),
   ChangeFeed.unableToSubscribe(

@@ -16,6 +16,7 @@ export class TopicAndEventRequired extends reason("TopicAndEventRequired") {}
 export class UnsupportedMediaType extends reason("UnsupportedMediaType") {}
 export class AdminTokenMissing extends reason("AdminTokenMissing") {}
 export class AdminTokenInvalid extends reason("AdminTokenInvalid") {}
+export class AdminTooManyAttempts extends reason("AdminTooManyAttempts") {}
 export class WarmingNotConfigured extends reason("WarmingNotConfigured") {}
 export class WarmingFailed extends reason("WarmingFailed") {}
 
@@ -28,6 +29,7 @@ export type Reason =
   | UnsupportedMediaType
   | AdminTokenMissing
   | AdminTokenInvalid
+  | AdminTooManyAttempts
   | WarmingNotConfigured
   | WarmingFailed
 
@@ -41,6 +43,7 @@ export class RestError extends Schema.TaggedError<RestError>()("RestError", {
     UnsupportedMediaType,
     AdminTokenMissing,
     AdminTokenInvalid,
+    AdminTooManyAttempts,
     WarmingNotConfigured,
     WarmingFailed
   ])
@@ -63,6 +66,11 @@ export const adminTokenMissing = () =>
   new AdminTokenMissing({ message: "Authorization: Bearer <ADMIN_TOKEN> is required" })
 /** An admin endpoint called with a bearer token that is not `ADMIN_TOKEN`. */
 export const adminTokenInvalid = () => new AdminTokenInvalid({ message: "The bearer token is not the admin token" })
+/** Too many wrong admin tokens from one client address: its attempts are refused until the window ends. */
+export const adminTooManyAttempts = (retryAfterSeconds: number) =>
+  new AdminTooManyAttempts({
+    message: `Too many wrong admin tokens from this address; try again in ${retryAfterSeconds} seconds`
+  })
 /** `POST /admin/cache/warm` on a gateway without `WEDDING_CALENDAR_SQL` (or without `DATABASE_URL`). */
 export const warmingNotConfigured = () =>
   new WarmingNotConfigured({ message: "Cache warming is off: set DATABASE_URL and WEDDING_CALENDAR_SQL" })
