@@ -5,10 +5,10 @@
  */
 import type { SupabaseClient } from "@supabase/supabase-js"
 import { TestTokens } from "@wedsync/auth/testing"
-import { PostgresCluster, SupabaseClients, waitUntil } from "@wedsync/testkit"
+import { ChildLines, PostgresCluster, SupabaseClients, waitUntil } from "@wedsync/testkit"
 import { assert, describe, it } from "@effect/vitest"
 import { type ChildProcess, spawn } from "node:child_process"
-import { createInterface } from "node:readline"
+
 import { fileURLToPath } from "node:url"
 import pg from "pg"
 import { afterAll, afterEach, beforeAll, vi } from "vitest"
@@ -23,7 +23,7 @@ const SECRET = "hosted-project-secret-for-worker-0123456789"
 
 interface Child {
   readonly child: ChildProcess
-  readonly lines: Array<string>
+  readonly lines: ReadonlyArray<string>
   readonly line: (match: (line: string) => boolean) => Promise<string>
 }
 
@@ -36,28 +36,7 @@ const run = (file: string, env: Record<string, string>): Child => {
     stdio: ["ignore", "pipe", "pipe"]
   })
   children.push(child)
-  const lines: Array<string> = []
-  const waiters = new Set<(line: string) => void>()
-  const onLine = (text: string) => {
-    lines.push(text)
-    for (const waiter of [...waiters]) waiter(text)
-  }
-  createInterface({ input: child.stdout! }).on("line", onLine)
-  createInterface({ input: child.stderr! }).on("line", onLine)
-  const line = (match: (line: string) => boolean) =>
-    new Promise<string>((resolve, reject) => {
-      const seen = lines.find(match)
-      if (seen !== undefined) return resolve(seen)
-      const waiter = (text: string) => {
-        if (!match(text)) return
-        waiters.delete(waiter)
-        resolve(text)
-      }
-      waiters.add(waiter)
-      child.once("exit", (code) => {
-        if (waiters.delete(waiter)) reject(new Error(`${file} exited (${code}):\n${lines.join("\n")}`))
-      })
-    })
+  const { lines, line } = ChildLines.watch(child, file)
   return { child, lines, line }
 }
 

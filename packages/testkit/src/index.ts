@@ -1,3 +1,4 @@
+export * as ChildLines from "./ChildLines.ts"
 export * as PartialLayer from "./PartialLayer.ts"
 export * as Postgres from "./Postgres.ts"
 export * as PostgresCluster from "./PostgresCluster.ts"

@@ -4,39 +4,22 @@
  * upstream broadcasts reach local sinks once, and topics nobody listens to any more are left after the grace.
  */
 import { assert, describe, it } from "@effect/vitest"
-import type { SupabaseClient } from "@supabase/supabase-js"
-import { TestTokens } from "@wedsync/auth/testing"
 import { History, Hub, Publication } from "@wedsync/hub"
 import { TestSink } from "@wedsync/hub/testing"
 import { Serializer } from "@wedsync/protocol"
 import { SupabaseClients, waitUntil } from "@wedsync/testkit"
 import { Context, Effect, Layer, Redacted } from "effect"
-import { afterAll, afterEach, beforeAll, vi } from "vitest"
+import { vi } from "vitest"
 import * as UpstreamBroker from "../src/UpstreamBroker.ts"
 import { UpstreamConfig } from "../src/UpstreamConfig.ts"
 import * as UpstreamPool from "../src/UpstreamPool.ts"
 import * as UpstreamGateway from "./support/UpstreamGateway.ts"
 
-const { makeSupabaseClient, subscribe, inbox, closeAll } = SupabaseClients
+const { makeSupabaseClient, subscribe, inbox } = SupabaseClients
 
 vi.setConfig({ testTimeout: 60_000 })
 
-let upstream: UpstreamGateway.UpstreamGateway
-let serviceKey: string
-let anonKey: string
-const clients: Array<SupabaseClient> = []
-
-beforeAll(async () => {
-  upstream = await UpstreamGateway.start()
-  serviceKey = await TestTokens.serviceRoleToken({ secret: UpstreamGateway.JWT_SECRET })
-  anonKey = await TestTokens.anonToken({ secret: UpstreamGateway.JWT_SECRET })
-})
-afterEach(async () => {
-  await closeAll(clients.splice(0))
-})
-afterAll(async () => {
-  await upstream.stop()
-})
+const suite = UpstreamGateway.useUpstream()
 
 const hubOnUpstream = () =>
   Layer.build(
@@ -44,7 +27,9 @@ const hubOnUpstream = () =>
       Layer.provideMerge(UpstreamBroker.layer),
       Layer.provideMerge(History.History.layerMemory()),
       Layer.provideMerge(UpstreamPool.UpstreamPool.layer),
-      Layer.provide(UpstreamConfig.layer({ url: upstream.url, apiKey: Redacted.make(serviceKey), idleGraceMs: 100 }))
+      Layer.provide(
+        UpstreamConfig.layer({ url: suite.upstream.url, apiKey: Redacted.make(suite.serviceKey), idleGraceMs: 100 })
+      )
     )
   )
 
@@ -52,7 +37,7 @@ const upstreamHolds = (open: number, channels: number) =>
   Effect.promise(() =>
     waitUntil(
       `upstream holding ${open} sockets and ${channels} channels`,
-      () => upstream.metrics(),
+      () => suite.upstream.metrics(),
       (m) => m["wedsync_connection_open"] === open && m["wedsync_connection_channels"] === channels,
       { timeoutMs: 10_000 }
     )
@@ -83,8 +68,8 @@ describe("UpstreamBroker", () => {
       assert.deepStrictEqual((yield* pool.stats).sockets.map((s) => s.channels), [100, 50])
       yield* upstreamHolds(2, 150)
 
-      const phone = makeSupabaseClient(upstream.url, anonKey)
-      clients.push(phone)
+      const phone = makeSupabaseClient(suite.upstream.url, suite.anonKey)
+      suite.clients.push(phone)
       const box = inbox<{ payload: { n: number } }>("relayed broadcast")
       const channel = phone.channel(`t-${stamp}-0`).on("broadcast", { event: "msg" }, box.push)
       yield* Effect.promise(() => subscribe(channel))
@@ -141,8 +126,8 @@ describe("UpstreamBroker with the upstream away", () => {
           Layer.provideMerge(UpstreamPool.UpstreamPool.layer),
           Layer.provide(
             UpstreamConfig.layer({
-              url: upstream.url,
-              apiKey: Redacted.make(serviceKey),
+              url: suite.upstream.url,
+              apiKey: Redacted.make(suite.serviceKey),
               joinTimeoutMs: 300,
               reconnectBaseMs: 50,
               reconnectMaxMs: 300
@@ -153,7 +138,7 @@ describe("UpstreamBroker with the upstream away", () => {
       const hub = Context.get(context, Hub.Hub)
       const key = Publication.topicKey(`realtime:away-${Date.now()}`, false)
       const sink = TestSink.make("2.0.0")
-      yield* Effect.promise(() => upstream.kill())
+      yield* Effect.promise(() => suite.upstream.kill())
       hub.add(key, sink)
       // Not received from upstream yet: a join answered now must not be taken for gap-free.
       assert.strictEqual(yield* hub.subscribed(key), false)
@@ -168,7 +153,7 @@ describe("UpstreamBroker with the upstream away", () => {
       yield* hub.publish(n(1))
       // The join times out at least once while the upstream is away, then succeeds once it is back.
       yield* Effect.sleep(800)
-      yield* Effect.promise(() => upstream.restart())
+      yield* Effect.promise(() => suite.upstream.restart())
       yield* Effect.promise(() =>
         waitUntil(
           "the gap told once the upstream channel is joined",
@@ -178,8 +163,8 @@ describe("UpstreamBroker with the upstream away", () => {
         )
       )
       assert.strictEqual(yield* hub.subscribed(key), true)
-      const phone = makeSupabaseClient(upstream.url, anonKey)
-      clients.push(phone)
+      const phone = makeSupabaseClient(suite.upstream.url, suite.anonKey)
+      suite.clients.push(phone)
       const channel = phone.channel(Publication.topicOfKey(key).topic.slice("realtime:".length))
       yield* Effect.promise(() => subscribe(channel))
       yield* Effect.promise(() => channel.send({ type: "broadcast", event: "msg", payload: { n: 2 } }))

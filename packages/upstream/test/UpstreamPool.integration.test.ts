@@ -4,11 +4,10 @@
  * pool really holds there. Upstream-side clients are unmodified supabase-js clients.
  */
 import { assert, describe, it } from "@effect/vitest"
-import type { SupabaseClient } from "@supabase/supabase-js"
 import { TestTokens } from "@wedsync/auth/testing"
 import { SupabaseClients, waitUntil } from "@wedsync/testkit"
 import { Effect, Exit, Metric, Redacted, Result, Scope } from "effect"
-import { afterAll, afterEach, beforeAll, vi } from "vitest"
+import { vi } from "vitest"
 import { UpstreamConfig, type UpstreamOptions } from "../src/UpstreamConfig.ts"
 import * as UpstreamMetrics from "../src/UpstreamMetrics.ts"
 import * as UpstreamPool from "../src/UpstreamPool.ts"
@@ -18,33 +17,20 @@ const { makeSupabaseClient, subscribe, inbox, closeAll } = SupabaseClients
 
 vi.setConfig({ testTimeout: 60_000 })
 
-let upstream: UpstreamGateway.UpstreamGateway
-let serviceKey: string
-let anonKey: string
-const clients: Array<SupabaseClient> = []
-
-beforeAll(async () => {
-  upstream = await UpstreamGateway.start()
-  serviceKey = await TestTokens.serviceRoleToken({ secret: UpstreamGateway.JWT_SECRET })
-  anonKey = await TestTokens.anonToken({ secret: UpstreamGateway.JWT_SECRET })
-})
-afterEach(async () => {
-  await closeAll(clients.splice(0))
-})
-afterAll(async () => {
-  await upstream.stop()
-})
+const suite = UpstreamGateway.useUpstream()
 
 /** A pool on the test's scope. */
 const pool = (options: Partial<UpstreamOptions> = {}) =>
   UpstreamPool.make.pipe(
-    Effect.provide(UpstreamConfig.layer({ url: upstream.url, apiKey: Redacted.make(serviceKey), ...options }))
+    Effect.provide(
+      UpstreamConfig.layer({ url: suite.upstream.url, apiKey: Redacted.make(suite.serviceKey), ...options })
+    )
   )
 
 /** An upstream-side supabase-js client (a phone connected straight to hosted Supabase). */
 const upstreamClient = () => {
-  const client = makeSupabaseClient(upstream.url, anonKey)
-  clients.push(client)
+  const client = makeSupabaseClient(suite.upstream.url, suite.anonKey)
+  suite.clients.push(client)
   return client
 }
 
@@ -53,7 +39,7 @@ const upstreamHolds = (open: number, channels: number, timeoutMs = 10_000) =>
   Effect.promise(() =>
     waitUntil(
       `upstream holding ${open} sockets and ${channels} channels`,
-      () => upstream.metrics(),
+      () => suite.upstream.metrics(),
       (m) => m["wedsync_connection_open"] === open && m["wedsync_connection_channels"] === channels,
       { timeoutMs }
     )
@@ -200,14 +186,14 @@ describe("UpstreamPool", () => {
         })
       yield* Effect.forEach(names, (topic) => send(topic, 1))
       yield* until("the first messages", () => recorders.every((r) => r.messages.length === 1))
-      yield* Effect.promise(() => closeAll(clients.splice(0)))
+      yield* Effect.promise(() => closeAll(suite.clients.splice(0)))
 
-      yield* Effect.promise(() => upstream.kill())
+      yield* Effect.promise(() => suite.upstream.kill())
       yield* until(
         "every subscriber told of the interruption",
         () => recorders.every((r) => r.signals.some((s) => s._tag === "Interrupted"))
       )
-      yield* Effect.promise(() => upstream.restart())
+      yield* Effect.promise(() => suite.upstream.restart())
       yield* until(
         "every subscriber told its channel is back",
         () => recorders.every((r) => r.signals.at(-1)?._tag === "Rejoined"),
@@ -234,7 +220,7 @@ describe("UpstreamPool", () => {
       )
       const p = yield* UpstreamPool.make.pipe(
         Effect.provide(
-          UpstreamConfig.layer({ url: upstream.url, apiKey: Redacted.make(userKey), channelsPerSocket: 3 })
+          UpstreamConfig.layer({ url: suite.upstream.url, apiKey: Redacted.make(userKey), channelsPerSocket: 3 })
         )
       )
       const stamp = Date.now()

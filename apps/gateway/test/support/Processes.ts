@@ -9,7 +9,7 @@
  * either worker).
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { createInterface } from "node:readline"
+import { ChildLines } from "@wedsync/testkit"
 import { request } from "node:http"
 
 const main = new URL("../../src/main.ts", import.meta.url).pathname
@@ -21,7 +21,7 @@ export interface GatewayProcess {
   /** `http://127.0.0.1:<port>` */
   readonly url: string
   /** Every stdout and stderr line so far. */
-  readonly lines: Array<string>
+  readonly lines: ReadonlyArray<string>
   /** Resolves with the first line (so far or later) that matches; rejects if the process exits first. */
   readonly line: (match: (line: string) => boolean, what?: string) => Promise<string>
   /** Resolves when the process has exited. */
@@ -76,35 +76,13 @@ export const start = async (env: Record<string, string>): Promise<GatewayProcess
     stdio: ["ignore", "pipe", "pipe"]
   })
   running.add(child)
-  const lines: Array<string> = []
-  const waiters = new Set<(line: string) => void>()
-  const onLine = (text: string) => {
-    lines.push(text)
-    for (const waiter of [...waiters]) waiter(text)
-  }
-  createInterface({ input: child.stdout! }).on("line", onLine)
-  createInterface({ input: child.stderr! }).on("line", onLine)
+  const { lines, line } = ChildLines.watch(child, "gateway")
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => {
       running.delete(child)
       resolve({ code, signal })
     })
   )
-  const line = (match: (line: string) => boolean, what = "a matching log line") =>
-    new Promise<string>((resolve, reject) => {
-      const seen = lines.find(match)
-      if (seen !== undefined) return resolve(seen)
-      const waiter = (text: string) => {
-        if (!match(text)) return
-        waiters.delete(waiter)
-        resolve(text)
-      }
-      waiters.add(waiter)
-      void exit.then(({ code }) => {
-        if (!waiters.delete(waiter)) return
-        reject(new Error(`gateway exited (${code}) before ${what}; output:\n${lines.join("\n")}`))
-      })
-    })
   const primary = Number(env["WORKERS"] ?? "1") > 1 || env["WORKERS"] === "auto"
   const listening = await line(
     (l) => primary ? /workers listening on http:/.test(l) : l.includes("listening on http://"),

@@ -4,9 +4,13 @@
  * environment, scraped over HTTP for its `/metrics`. `restart` starts it again on the same port, as a hosted project
  * comes back at the same address.
  */
+import type { SupabaseClient } from "@supabase/supabase-js"
+import { TestTokens } from "@wedsync/auth/testing"
+import { SupabaseClients } from "@wedsync/testkit"
 import { type ChildProcess, spawn } from "node:child_process"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
+import { afterAll, afterEach, beforeAll } from "vitest"
 
 const main = fileURLToPath(new URL("../../../../apps/gateway/src/main.ts", import.meta.url))
 
@@ -90,5 +94,43 @@ export const start = async (env: Record<string, string> = {}): Promise<UpstreamG
       }
       return out
     }
+  }
+}
+
+/** What a test file shares: the upstream, keys signed for it, and the clients to close after each test. */
+export interface Suite {
+  readonly upstream: UpstreamGateway
+  readonly serviceKey: string
+  readonly anonKey: string
+  readonly clients: Array<SupabaseClient>
+}
+
+/** Starts an upstream before the file's tests and stops it after them; the clients in `clients` close after each. */
+export const useUpstream = (): Suite => {
+  const state = { upstream: undefined as UpstreamGateway | undefined, serviceKey: "", anonKey: "" }
+  const clients: Array<SupabaseClient> = []
+  beforeAll(async () => {
+    state.upstream = await start()
+    state.serviceKey = await TestTokens.serviceRoleToken({ secret: JWT_SECRET })
+    state.anonKey = await TestTokens.anonToken({ secret: JWT_SECRET })
+  })
+  afterEach(async () => {
+    await SupabaseClients.closeAll(clients.splice(0))
+  })
+  afterAll(async () => {
+    await state.upstream?.stop()
+  })
+  return {
+    get upstream() {
+      if (state.upstream === undefined) throw new Error("the upstream is started in beforeAll")
+      return state.upstream
+    },
+    get serviceKey() {
+      return state.serviceKey
+    },
+    get anonKey() {
+      return state.anonKey
+    },
+    clients
   }
 }
