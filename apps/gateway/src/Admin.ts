@@ -12,7 +12,7 @@
  * `?top=<n>` (1-100, default 10) sizes the lists of the busiest ones.
  *
  * `GET /admin/scaling` answers this process's scaling observation and decision (`ScalingController.Snapshot`): the
- * load it sampled, the desired replicas with the reason, the headroom and, with `WEDDING_CALENDAR_FILE`, the predicted
+ * load it sampled, the desired replicas with the reason, the headroom and, with a wedding calendar (`WEDDING_CALENDAR_FILE` or `WEDDING_CALENDAR_SQL`), the predicted
  * connections and `forecast`, the calendar's curve from a day before to a day after now. Reading it changes nothing.
  *
  * `POST /admin/cache/warm` runs one wedding-season warming now (`Warmer`) and answers its report; 409

@@ -45,6 +45,8 @@ describe("wrong admin tokens", () => {
     )
     // Another address still gets in with it.
     assert.strictEqual((await scaling("203.0.113.8", ADMIN_TOKEN)).status, 200)
+    // The login form keeps its own count: the address locked out of /admin still logs in there.
+    assert.strictEqual((await login("203.0.113.7", ADMIN_TOKEN)).status, 303)
   })
 
   it("the dashboard login: ten wrong tokens from one address, then 429; another address logs in", async () => {

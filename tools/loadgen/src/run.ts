@@ -382,19 +382,20 @@ export const runSeason = async (options: LoadgenOptions, repoRoot: string): Prom
     const rowCredit = new Float64Array(schedule.weddings.length)
     // Rows due wait here while an insert is in flight: one statement at a time, in order, so a wedding's sequence
     // numbers commit in the order the devices must see them.
-    let pendingRows: Array<string> = []
+    let pendingRows: Array<{ readonly wedding: string; readonly seq: number }> = []
     let inserting: Promise<void> | undefined
     let insertFailure: string | undefined
     const flushRows = () => {
       if (changes === undefined || inserting !== undefined || pendingRows.length === 0) return
-      const values = pendingRows.map((row) => row.replace("$SENT_AT", String(nowMs())))
+      const rows = pendingRows
       pendingRows = []
+      // Values as parameters (arrays unnested), never spliced into the SQL text: the ids come from a calendar file.
       inserting = changes.db.query(
-        `insert into ${changes.fixture.schema}.${CHANGES_TABLE} (wedding_id, seq, title, sent_at) values ${
-          values.join(",")
-        }`
+        `insert into ${changes.fixture.schema}.${CHANGES_TABLE} (wedding_id, seq, title, sent_at)
+         select w, s, 'season', $3 from unnest($1::text[], $2::bigint[]) as r(w, s)`,
+        [rows.map((r) => r.wedding), rows.map((r) => r.seq), nowMs()]
       ).then(
-        () => void (rowsInserted += values.length),
+        () => void (rowsInserted += rows.length),
         (error: unknown) => void (insertFailure ??= error instanceof Error ? error.message : String(error))
       ).finally(() => {
         inserting = undefined
@@ -447,8 +448,7 @@ export const runSeason = async (options: LoadgenOptions, repoRoot: string): Prom
           rowCredit[i] = rowCredit[i]! + rowRate * dt
           while (rowCredit[i]! >= 1) {
             rowCredit[i] = rowCredit[i]! - 1
-            // Ids are the calendar's (checked by parseCalendar): quoted for SQL all the same.
-            pendingRows.push(`('${w.id.replaceAll("'", "''")}', ${++rowSeq[i]!}, 'season', $SENT_AT)`)
+            pendingRows.push({ wedding: w.id, seq: ++rowSeq[i]! })
           }
         })
         flushRows()
