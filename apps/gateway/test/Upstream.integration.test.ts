@@ -231,6 +231,35 @@ describe("upstream mode", () => {
     }
   })
 
+  it("one client joining 40 channels at once has them subscribed upstream in one batch, not 40 one after another", async () => {
+    const batches = async () => {
+      const text = (await Processes.getFresh(`${local.url}/metrics`)).body
+      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? 0)
+      return {
+        count: value("wedsync_upstream_batches_total"),
+        sum: value("wedsync_upstream_batched_channels_total")
+      }
+    }
+    const before = await batches()
+    const stamp = Date.now()
+    const phone = client(local, localAnon)
+    const received = inbox<Numbered>("the project's broadcast")
+    const channels = Array.from(
+      { length: 40 },
+      (_, i) => phone.channel(`batch-${stamp}-${i}`).on("broadcast", { event: "msg" }, received.push)
+    )
+    await Promise.all(channels.map((channel) => subscribe(channel)))
+    const after = await batches()
+    assert.strictEqual(after.sum - before.sum, 40, "every topic went upstream")
+    // Joined one at a time, each topic would be a batch of its own (40); the frames of one TCP read are one batch.
+    assert.isAtMost(after.count - before.count, 3, `batches: ${after.count - before.count}`)
+    // And the upstream channels are live: the project's broadcast on the last topic reaches the client.
+    const project = client(hosted, hostedAnon).channel(`batch-${stamp}-39`)
+    await subscribe(project)
+    await project.send({ type: "broadcast", event: "msg", payload: { n: 1, from: "project" } })
+    assert.deepStrictEqual((await received.next()).payload, { n: 1, from: "project" })
+  })
+
   it("the project's presence reaches local clients; the local channel policy still refuses", async () => {
     const topic = `presence-${Date.now()}`
     const phone = client(hosted, hostedAnon).channel(topic)

@@ -75,6 +75,15 @@ export interface Init {
   readonly onEnd?: () => void
 }
 
+/** Joins opened before the earlier ones are finished, at most: past it they are finished first. */
+const MAX_OPENING = 100
+
+/** A join begun (`Join.begin`) and not yet finished. */
+interface Opening {
+  readonly topic: string
+  readonly finish: Join.Finish
+}
+
 const STATIC_OK = Reply.ok()
 const TOO_MANY_EVENTS = errorPayload(ConnectionError.tooManyEvents())
 const UNMATCHED = errorPayload(ConnectionError.unmatchedTopic())
@@ -104,6 +113,8 @@ class Actor extends Mailbox<Mail, Services> implements ConnectionHandle, Connect
   private readonly frames: RateWindow
   readonly events: RateWindow
   readonly joins: RateWindow
+  /** Joins begun and not finished, in arrival order (`onJoin`). */
+  private openings: Array<Opening> = []
 
   constructor(init: Init, context: Context.Context<Services>, scope: Scope.Scope) {
     super()
@@ -150,7 +161,17 @@ class Actor extends Mailbox<Mail, Services> implements ConnectionHandle, Connect
   }
 
   protected onFinish(): void {
+    this.openings = []
     this.onEnd?.()
+  }
+
+  /**
+   * The queue is empty: the joins begun meanwhile are finished. After one more turn of the event loop, though: the
+   * rest of a run of joins a client sent together may still be arriving, and is then begun first.
+   */
+  protected settle(): Effect.Effect<void, never, Services> {
+    if (this.openings.length === 0) return Effect.void
+    return Effect.andThen(Effect.yieldNow, Effect.suspend(() => this.queued > 0 ? Effect.void : this.finishJoins()))
   }
 
   protected handle(mail: Mail): Effect.Effect<void, never, Services> {
@@ -158,7 +179,7 @@ class Actor extends Mailbox<Mail, Services> implements ConnectionHandle, Connect
       case "Frame":
         return this.onFrame(mail.data)
       case "Deadline":
-        return this.onDeadline()
+        return this.openings.length === 0 ? this.onDeadline() : Effect.andThen(this.finishJoins(), this.onDeadline())
       case "Drain":
         return this.onDrain()
       case "Overflow": {
@@ -168,7 +189,7 @@ class Actor extends Mailbox<Mail, Services> implements ConnectionHandle, Connect
       case "Send":
         return Effect.sync(() => void this.outbox.enqueue(mail.frame))
       case "Recheck":
-        return this.onRecheck(mail.userId, mail.subtopic)
+        return Effect.andThen(this.finishJoins(), this.onRecheck(mail.userId, mail.subtopic))
       case "Closed":
         return Effect.sync(() => {
           this.ended = true
@@ -249,7 +270,11 @@ class Actor extends Mailbox<Mail, Services> implements ConnectionHandle, Connect
       }
       const inbound = decoded.success
       // Joins have their own limit (`maxJoinsPerSecond`); every other frame counts as an event.
-      if (inbound._tag === "UserBroadcast" || inbound.message.event !== Reply.PHX_JOIN) self.events.add()
+      if (inbound._tag === "Message" && inbound.message.event === Reply.PHX_JOIN)
+        return yield* self.onJoin(inbound.message)
+      self.events.add()
+      // Whatever else the client sent comes after the joins it sent before, answered.
+      if (self.openings.length > 0) yield* self.finishJoins()
       if (inbound._tag === "UserBroadcast") {
         const { encoding, meta, payload } = inbound.broadcast
         if (
@@ -275,7 +300,6 @@ class Actor extends Mailbox<Mail, Services> implements ConnectionHandle, Connect
       const payload = this.events.exceeded ? TOO_MANY_EVENTS : STATIC_OK
       return Effect.sync(() => this.reply(null, message.ref, topic, payload))
     }
-    if (event === Reply.PHX_JOIN) return Join.join(this, message)
     const channel = this.channels.get(topic)
     if (channel === undefined) {
       // A leave for a channel that never joined (REST-only use) is acknowledged, as Phoenix does.
@@ -305,6 +329,31 @@ class Actor extends Mailbox<Mail, Services> implements ConnectionHandle, Connect
       default:
         return Effect.void
     }
+  }
+
+  /**
+   * Begins a join and leaves its finish (the reply, presence state, replay) for `settle`: the joins a client sends
+   * together are opened together, and their topics' subscriptions (a round trip to Redis or the upstream) awaited
+   * together rather than one after the other. Joins are still answered in the order they came. A join of a topic
+   * being opened finishes the earlier ones first, so that it replaces a channel that was answered.
+   */
+  private onJoin(message: Frame.Message): Effect.Effect<void, never, Services> {
+    const self = this
+    return Effect.gen(function*() {
+      yield* Metric.update(Metric.withAttributes(ConnectionMetrics.messagesIn, { kind: "push" }), 1)
+      if (self.openings.length >= MAX_OPENING || self.openings.some((opening) => opening.topic === message.topic)) {
+        yield* self.finishJoins()
+      }
+      const finish = yield* Join.begin(self, message)
+      if (!self.ended) self.openings.push({ topic: message.topic, finish })
+    })
+  }
+
+  private finishJoins(): Effect.Effect<void, never, Services> {
+    const openings = this.openings
+    if (openings.length === 0) return Effect.void
+    this.openings = []
+    return Effect.forEach(openings, (opening) => opening.finish, { discard: true })
   }
 
   // ---- deadlines and drain ------------------------------------------------------------------

@@ -2,8 +2,14 @@
  * The join pipeline: one ordered chain of named steps, the shape of Supabase's `RealtimeChannel.join`.
  * Each step either continues (`undefined`) or returns a typed `Refusal`, which ends the join with the
  * reply Supabase gives for it. Steps before `open` decide whether the channel may exist; `open` makes it
- * and answers the join; the steps after it set the channel up. A new check or setup step is a new
- * function placed in `steps` where it must run: the steps after it need not change.
+ * and subscribes it to the hub; `confirm` waits until the topic is received and answers the join; the steps
+ * after it set the channel up. A new check or setup step is a new function placed in `steps` (up to `open`)
+ * or `setup` (from `confirm`) where it must run: the steps after it need not change.
+ *
+ * The two halves run apart (`begin` returns the second as `finish`) so that joins a client sends together are
+ * opened together and wait for their topics together: the actor opens every join it has queued before it
+ * finishes the first (`ConnectionActor`), and a broker that must subscribe a topic elsewhere (the upstream
+ * pool, Redis) gets them in one batch, instead of one round trip per join.
  *
  * An `access_token` push on a joined channel goes through the same token, policy and user checks, written
  * for a channel that exists (`refreshToken`: a failure shuts it down rather than refusing a join).
@@ -142,10 +148,10 @@ export const user: Step = (conn, attempt) =>
     conn.countUser(attempt.principal) ? undefined : refused(ConnectionError.tooManyConnections(" for this user"))
   )
 
-/** Replaces a channel joined before on the topic (as Phoenix does), subscribes the new one and answers the join. */
+/** Replaces a channel joined before on the topic (as Phoenix does) and subscribes the new one to the hub. */
 export const open: Step = (conn, attempt) =>
   Effect.gen(function*() {
-    const { topic, joinRef, ref } = attempt.message
+    const { topic, joinRef } = attempt.message
     const previous = attempt.previous
     if (previous !== undefined) {
       conn.send(previous.joinRef, previous.joinRef, topic, Reply.PHX_CLOSE, {})
@@ -164,9 +170,20 @@ export const open: Step = (conn, attempt) =>
     conn.refreshExpiry()
     yield* Metric.modify(ConnectionMetrics.channels, 1)
     yield* Metric.update(joinsWith("ok"), 1)
-    // The first channel of a topic on this process waits for the broker's subscription (a Redis round trip), so a
-    // broadcast sent elsewhere after the client was told it joined is never missed.
-    yield* hub.subscribed(channel.key)
+    return undefined
+  })
+
+/**
+ * Answers the join once the broker receives the topic. The first channel of a topic on this process waits for the
+ * broker's subscription (a Redis or upstream round trip), so a broadcast sent elsewhere after the client was told it
+ * joined is never missed.
+ */
+export const confirm: Step = (conn, attempt) =>
+  Effect.gen(function*() {
+    const channel = attempt.channel
+    if (channel === undefined) return undefined
+    const { topic, joinRef, ref } = attempt.message
+    yield* Context.get(conn.context, Hub.Hub).subscribed(channel.key)
     const echoed = attempt.config.postgresChanges.map((b) => ({ ...b.raw, id: bindingId(b.raw) }))
     conn.reply(joinRef, ref, topic, Reply.ok({ postgres_changes: echoed }))
     return undefined
@@ -268,7 +285,7 @@ const SUBSCRIBE_RETRY = Duration.millis(100)
 export const postgresChanges: Step = (conn, attempt) =>
   attempt.channel === undefined ? CONTINUE : Effect.as(subscribeChanges(conn, attempt.channel), undefined)
 
-/** Every join runs these, in this order. */
+/** Every join runs these, in this order: whether the channel may exist, then the channel. */
 export const steps: ReadonlyArray<Step> = [
   topic,
   limits,
@@ -277,20 +294,44 @@ export const steps: ReadonlyArray<Step> = [
   policy,
   replayable,
   user,
-  open,
-  presence,
-  replay,
-  postgresChanges
+  open
 ]
 
-export const join = (conn: Connection, message: Frame.Message): Effect.Effect<void, never, Services> =>
+/** Then, once the actor finishes the join: the answer and the channel's setup, in this order. */
+export const setup: ReadonlyArray<Step> = [confirm, presence, replay, postgresChanges]
+
+/** What is left of a join after `begin`: its answer (a reply or a refusal) and the channel's setup. */
+export type Finish = Effect.Effect<void, never, Services>
+
+const FINISHED: Finish = Effect.void
+
+/**
+ * Runs a join's `steps`; returns what is left to run (`setup` for an opened channel, the refusal's answer for a
+ * refused join). A refusal that closes the socket is carried out at once.
+ */
+export const begin = (conn: Connection, message: Frame.Message): Effect.Effect<Finish, never, Services> =>
   Effect.gen(function*() {
     const attempt = new Attempt(conn, message)
     for (const step of steps) {
       const refusal = yield* step(conn, attempt)
-      if (refusal !== undefined) return yield* refuse(conn, message, refusal)
+      if (refusal === undefined) continue
+      if (refusal._tag === "SocketClosed") return yield* Effect.as(refuse(conn, message, refusal), FINISHED)
+      return refuse(conn, message, refusal)
+    }
+    return finish(conn, attempt)
+  })
+
+const finish = (conn: Connection, attempt: Attempt): Finish =>
+  Effect.gen(function*() {
+    for (const step of setup) {
+      const refusal = yield* step(conn, attempt)
+      if (refusal !== undefined) return yield* refuse(conn, attempt.message, refusal)
     }
   })
+
+/** A whole join, begun and finished at once. */
+export const join = (conn: Connection, message: Frame.Message): Effect.Effect<void, never, Services> =>
+  Effect.flatten(begin(conn, message))
 
 const joinsWith = (result: string) => Metric.withAttributes(ConnectionMetrics.joins, { result })
 const replaysWith = (result: string) => Metric.withAttributes(ConnectionMetrics.replays, { result })

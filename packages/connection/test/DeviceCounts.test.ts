@@ -97,6 +97,8 @@ describe("DeviceCounts", () => {
       rows.delete("alice|42")
       alice.handle.offer({ _tag: "Recheck", userId: "alice", subtopic: "wedding:42" })
       yield* alice.next(2)
+      // The frames go out before the channel is released, in the same step of the actor.
+      yield* alice.sync
       assert.strictEqual(counts.count("wedding", "42"), 0)
     }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0 }, memberships)))
   })

@@ -33,6 +33,16 @@ export const joins = Metric.counter("wedsync_upstream_joins_total", {
   incremental: true
 })
 
+export const batches = Metric.counter("wedsync_upstream_batches_total", {
+  description: "Batch subscriptions (subscribeMany, pre-warm)",
+  incremental: true
+})
+
+export const batchedChannels = Metric.counter("wedsync_upstream_batched_channels_total", {
+  description: "Channels asked for in batch subscriptions",
+  incremental: true
+})
+
 export const rejoins = Metric.counter("wedsync_upstream_rejoins_total", {
   description: "Upstream channels joined again after their socket was lost",
   incremental: true
@@ -62,6 +72,8 @@ export const metrics = [
   heartbeatFailures,
   reconnects,
   joins,
+  batches,
+  batchedChannels,
   rejoins,
   messagesIn,
   messagesOut,
@@ -77,6 +89,8 @@ export const declareSeries: Effect.Effect<void> = Effect.all([
   Effect.forEach(
     [
       reconnects,
+      batches,
+      batchedChannels,
       rejoins,
       messagesIn,
       messagesOut,

@@ -18,7 +18,7 @@
  */
 import { RealtimeClient, type RealtimeChannel } from "@supabase/supabase-js"
 import { HotMetric } from "@wedsync/metrics"
-import { Clock, Context, Deferred, Effect, Layer, Queue, Redacted, Result, Scope } from "effect"
+import { Clock, Context, Deferred, Effect, Layer, Metric, Queue, Redacted, Result, Scope } from "effect"
 import { createHash } from "node:crypto"
 import { UpstreamConfig, type UpstreamOptions } from "./UpstreamConfig.ts"
 import * as UpstreamError from "./UpstreamError.ts"
@@ -697,7 +697,13 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     // Every item is placed before any join is awaited (each fiber runs synchronously up to its first wait), so the
     // batch fills the sockets in order and the joins of one socket go out together.
     Effect.map(
-      Effect.forEach(requests, (request) => Effect.result(one(request)), { concurrency: "unbounded" }),
+      Effect.andThen(
+        Effect.andThen(
+          Metric.update(UpstreamMetrics.batches, 1),
+          Metric.update(UpstreamMetrics.batchedChannels, requests.length)
+        ),
+        Effect.forEach(requests, (request) => Effect.result(one(request)), { concurrency: "unbounded" })
+      ),
       (results) => {
         const items = results.map((result, i) => ({ request: requests[i]!, result }))
         const bySocket = new Map<number, Array<number>>()

@@ -6,7 +6,8 @@
  * No fiber exists while the mailbox is empty. `offer` to an idle mailbox starts one run that handles the
  * mail in order until none is left, then ends; at most one run exists at a time, which is what orders the
  * mail. Past `capacity` queued frames the socket stops being read until a run has worked the queue down to
- * half of it. A failure in a run is handed to `fail` there, and the run ends.
+ * half of it. A failure in a run is handed to `fail` there, and the run ends. `settle` runs whenever the queue
+ * has been worked through, before the run may end: work a handler deferred to handle a run of mail together.
  */
 import { Cause, type Context, Effect, type Fiber } from "effect"
 
@@ -36,6 +37,13 @@ export abstract class Mailbox<M extends { readonly _tag: string }, R> {
   protected abstract fail(cause: Cause.Cause<unknown>): Effect.Effect<void>
   /** Called once when the mailbox has finished (the actor ended or released). */
   protected abstract onFinish(): void
+  /** Runs each time the queue is empty, before the run may end; mail that arrives meanwhile is handled after it. */
+  protected abstract settle(): Effect.Effect<void, never, R>
+
+  /** Mail waiting to be handled. */
+  protected get queued(): number {
+    return this.queue.length
+  }
 
   offer(mail: M): void {
     if (this.finished || this.stopped) return
@@ -84,6 +92,7 @@ export abstract class Mailbox<M extends { readonly _tag: string }, R> {
           self.paused = false
           self.reader.resumeReading()
         }
+        if (self.queue.length === 0 && !self.ended) yield* self.settle()
       }
     }).pipe(
       Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : self.fail(cause)),
