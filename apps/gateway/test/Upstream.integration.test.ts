@@ -117,6 +117,38 @@ describe("upstream mode", () => {
     assert.deepStrictEqual(ns(boxes.local2), [1, 2, 4, 5, 6])
   })
 
+  it("a project client's broadcasts that realtime-js cannot handle are dropped and counted; the relay goes on", async () => {
+    const dropped = async () => {
+      const text = (await Processes.getFresh(`${local.url}/metrics`)).body
+      return Number(/^wedsync_upstream_messages_dropped_total (\S+)$/m.exec(text)?.[1] ?? Number.NaN)
+    }
+    const before = await dropped()
+    const topic = `hostile-${Date.now()}`
+    const box = inbox<Numbered>("the well-formed broadcast")
+    const localChannel = client(local, localAnon).channel(topic).on("broadcast", { event: "msg" }, box.push)
+    await subscribe(localChannel)
+    const hostile = await RawClient.connect(
+      `${hosted.url.replace("http", "ws")}/realtime/v1/websocket?apikey=${hostedAnon}&vsn=2.0.0`
+    )
+    try {
+      const joinRef = hostile.makeRef()
+      hostile.send(RawClient.v2(joinRef, joinRef, `realtime:${topic}`, "phx_join", { config: { private: false } }))
+      await hostile.next(RawClient.isReplyTo(joinRef))
+      const push = (payload: unknown) =>
+        hostile.send(RawClient.v2(joinRef, hostile.makeRef(), `realtime:${topic}`, "broadcast", payload))
+      // A top-level `ids` makes realtime-js take the broadcast for a Postgres change and throw in the socket's
+      // message handler (before the guard: an uncaught exception that ended the gateway); no `event` at all.
+      push({ type: "broadcast", event: "msg", payload: { n: 1, from: "hostile" }, ids: [1] })
+      push({ type: "broadcast", payload: { n: 2, from: "hostile" } })
+      push({ type: "broadcast", event: "msg", payload: { n: 3, from: "project" } })
+      assert.deepStrictEqual((await box.next()).payload, { n: 3, from: "project" })
+      assert.deepStrictEqual(box.received.map((m) => m.payload.n), [3])
+      await waitUntil("both hostile frames counted", dropped, (n) => n - before === 2)
+    } finally {
+      await hostile.close()
+    }
+  })
+
   it("binary broadcasts cross both ways byte for byte; a JSON one beside them stays JSON", async () => {
     const topic = `bytes-${Date.now()}`
     interface Received {

@@ -53,6 +53,12 @@ export const messagesIn = Metric.counter("wedsync_upstream_messages_in_total", {
   incremental: true
 })
 
+export const messagesDropped = Metric.counter("wedsync_upstream_messages_dropped_total", {
+  description: "Upstream frames the relay could not handle (a broadcast without an event name, a payload realtime-js " +
+    "fails on), dropped",
+  incremental: true
+})
+
 export const messagesOut = Metric.counter("wedsync_upstream_messages_out_total", {
   description: "Broadcasts sent to upstream channels",
   incremental: true
@@ -76,6 +82,7 @@ export const metrics = [
   batchedChannels,
   rejoins,
   messagesIn,
+  messagesDropped,
   messagesOut,
   sendFailures
 ] as const
@@ -93,6 +100,7 @@ export const declareSeries: Effect.Effect<void> = Effect.all([
       batchedChannels,
       rejoins,
       messagesIn,
+      messagesDropped,
       messagesOut,
       sendFailures,
       Metric.withAttributes(heartbeatFailures, { reason: "error" }),

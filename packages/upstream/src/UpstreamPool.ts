@@ -21,6 +21,7 @@ import { HotMetric } from "@wedsync/metrics"
 import { Clock, Context, Deferred, Effect, Layer, Metric, Queue, Redacted, Result, Scope } from "effect"
 import { createHash } from "node:crypto"
 import { UpstreamConfig, type UpstreamOptions } from "./UpstreamConfig.ts"
+import { guardedWebSocket } from "./GuardedWebSocket.ts"
 import * as UpstreamError from "./UpstreamError.ts"
 import * as UpstreamMetrics from "./UpstreamMetrics.ts"
 
@@ -247,6 +248,7 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     "PoolExhausted"
   ])
   const messagesIn = yield* HotMetric.counter(UpstreamMetrics.messagesIn)
+  const messagesDropped = yield* HotMetric.counter(UpstreamMetrics.messagesDropped)
   const messagesOut = yield* HotMetric.counter(UpstreamMetrics.messagesOut)
   const sendFailures = yield* HotMetric.counter(UpstreamMetrics.sendFailures)
   // Channels wait here for their join to be sent, at most `joinsPerSecond` a second (see `sendJoins`).
@@ -265,6 +267,21 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
   // Detached work (leaving a channel, disconnecting) runs in the pool's scope, so closing the pool interrupts it.
   const runDetached = <A>(effect: Effect.Effect<A>): Effect.Effect<void> =>
     Effect.asVoid(Effect.forkIn(effect, poolScope))
+
+  const runSync = Effect.runSyncWith(yield* Effect.context<never>())
+
+  // A frame dropped for being malformed is logged at most once a minute: the upstream relays what anyone sends.
+  let droppedLoggedAt = Number.NEGATIVE_INFINITY
+  const dropMessage = (reason: string) => {
+    messagesDropped.inc()
+    const now = Date.now()
+    if (now - droppedLoggedAt < 60_000) return
+    droppedLoggedAt = now
+    runSync(
+      Effect.logWarning("upstream frame dropped (counted in wedsync_upstream_messages_dropped_total)", { reason })
+    )
+  }
+  const transport = guardedWebSocket((error) => dropMessage(describe(error)))
 
   const reconnectAfterMs = (tries: number): number => {
     const capped = Math.min(options.reconnectMaxMs, options.reconnectBaseMs * 2 ** Math.max(0, tries - 1))
@@ -287,6 +304,7 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     }
     const client = new RealtimeClient(endpoint, {
       params: { apikey: apiKey },
+      transport,
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       timeout: options.joinTimeoutMs,
       reconnectAfterMs,
@@ -388,8 +406,6 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
       }
       return runDetached(leave)
     })
-
-  const runSync = Effect.runSyncWith(yield* Effect.context<never>())
 
   /** Subscribes the entry's current channel and follows its states for as long as the entry lives. */
   const join = (entry: Entry) => {
@@ -557,13 +573,15 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     channel.on(
       "broadcast",
       { event: "*" },
-      (message: { event: string; payload?: unknown; meta?: unknown }) =>
+      (message: { event?: unknown; payload?: unknown; meta?: unknown }) => {
+        if (typeof message.event !== "string") return dropMessage("a broadcast without an event name")
         dispatch(entry(), {
           _tag: "Broadcast",
           event: message.event,
           payload: message.payload,
           ...(message.meta === undefined ? {} : { meta: message.meta })
         })
+      }
     )
     if (spec.presence === true) {
       // realtime-js turns presence_state and presence_diff into joins and leaves against the state it keeps, so a
