@@ -7,13 +7,17 @@
  * uncaught exception and end the whole gateway. Here it ends that frame only: it is dropped and reported, and the
  * socket and every other channel go on.
  */
+import type { RealtimeClient } from "@supabase/supabase-js"
+
+/** What `RealtimeClient` takes as its `transport`. */
+export type Transport = NonNullable<NonNullable<ConstructorParameters<typeof RealtimeClient>[1]>["transport"]>
 
 type MessageHandler = ((this: WebSocket, event: MessageEvent) => unknown) | null
 
 const platformOnMessage = Object.getOwnPropertyDescriptor(WebSocket.prototype, "onmessage")
 
 /** A WebSocket class (for `RealtimeClient`'s `transport`) whose `onmessage` handler's failures go to `onFailure`. */
-export const guardedWebSocket = (onFailure: (error: unknown) => void): typeof WebSocket => {
+export const guardedWebSocket = (onFailure: (error: unknown) => void): Transport => {
   const setHandler = platformOnMessage?.set
   if (setHandler === undefined) throw new Error("this platform's WebSocket has no onmessage property to guard")
   class GuardedWebSocket extends WebSocket {}
@@ -35,5 +39,7 @@ export const guardedWebSocket = (onFailure: (error: unknown) => void): typeof We
       )
     }
   })
-  return GuardedWebSocket
+  // realtime-js types its transport's `onerror` with a plain `Event` where the platform's says `ErrorEvent`: the same
+  // WebSocket at run time (realtime-js uses the platform's own when no transport is given).
+  return GuardedWebSocket as unknown as Transport
 }
