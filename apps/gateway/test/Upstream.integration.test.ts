@@ -117,6 +117,40 @@ describe("upstream mode", () => {
     assert.deepStrictEqual(ns(boxes.local2), [1, 2, 4, 5, 6])
   })
 
+  it("a REST batch to 500 topics nobody here listens to joins no upstream channel; the project still gets each", async () => {
+    const localMetric = async (name: string) => {
+      const text = (await Processes.getFresh(`${local.url}/metrics`)).body
+      return Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? Number.NaN)
+    }
+    const stamp = Date.now()
+    const topics = Array.from({ length: 500 }, (_, i) => `rest-only-${stamp}-${i}`)
+    // A project-side phone on two of the topics; a local subscriber on a third, whose topic is held as before.
+    const phoneBox = inbox<Numbered>("the project side")
+    const phone = client(hosted, hostedAnon)
+    const watched = [topics[17]!, topics[499]!].map((topic) =>
+      phone.channel(topic).on("broadcast", { event: "msg" }, phoneBox.push)
+    )
+    await Promise.all(watched.map((channel) => subscribe(channel)))
+    const localBox = inbox<Numbered>("the local subscriber")
+    const held = client(local, localAnon).channel(topics[250]!).on("broadcast", { event: "msg" }, localBox.push)
+    await subscribe(held)
+    const channelsBefore = await localMetric("wedsync_upstream_channels")
+    const rest = await fetch(`${local.url}/realtime/v1/api/broadcast`, {
+      method: "POST",
+      headers: { apikey: localAnon, authorization: `Bearer ${localAnon}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        messages: topics.map((topic, n) => ({ topic, event: "msg", payload: { n, from: "rest" } }))
+      })
+    })
+    assert.strictEqual(rest.status, 202)
+    await phoneBox.next((m) => m.payload.n === 17)
+    await phoneBox.next((m) => m.payload.n === 499)
+    assert.deepStrictEqual((await localBox.next()).payload, { n: 250, from: "rest" })
+    // Before: 499 upstream channels joined (and held through the idle grace) for one message each.
+    assert.strictEqual(await localMetric("wedsync_upstream_channels"), channelsBefore)
+    assert.deepStrictEqual(phoneBox.received.map((m) => m.payload.n).sort((a, b) => a - b), [17, 499])
+  })
+
   it("a project client's broadcasts that realtime-js cannot handle are dropped and counted; the relay goes on", async () => {
     const dropped = async () => {
       const text = (await Processes.getFresh(`${local.url}/metrics`)).body

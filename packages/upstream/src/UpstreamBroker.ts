@@ -15,7 +15,9 @@
  * `self: false`, so the upstream never sends this process its own broadcasts back.
  *
  * What goes upstream: user broadcasts (socket and REST), JSON payloads as JSON and binary payloads as binary (realtime-js
- * sends an `ArrayBuffer` payload as a binary user broadcast). Presence diffs of local clients and `system` messages
+ * sends an `ArrayBuffer` payload as a binary user broadcast). A broadcast to a topic with no local subscriber (a REST
+ * broadcast) is not worth a channel: it goes over the project's REST broadcast API (`UpstreamPool.publish`), so that
+ * publishing to thousands of topics cannot fill the pool with channels nobody listens to. Presence diffs of local clients and `system` messages
  * stay local (an upstream channel tracks one presence entry of its own, so local entries cannot be relayed one by
  * one). What comes back: broadcasts, binary ones as binary, and presence joins and leaves of the upstream channel
  * (`UpstreamTopics.presence` gives its current state for a local `presence_state`).
@@ -26,8 +28,8 @@
  * are written in arrival order, one topic at a time, so live order is kept.
  *
  * Delivery is at most once, as with the Redis broker: a broadcast published while a topic's upstream channel is still
- * joining waits for the join, one published while its socket is reconnecting is buffered by the client and sent when
- * the socket is back; what the upstream sent while the socket was down is lost and reported by the gap.
+ * joining waits for the join, one published while its socket is reconnecting is kept by the pool and sent when the
+ * channel is joined again (up to `UpstreamPool.OUTBOX_LIMIT` each way, later ones are not relayed); what the upstream sent while the socket was down is lost and reported by the gap.
  */
 import { Broker, History, Publication } from "@wedsync/hub"
 import { Frame, Serializer } from "@wedsync/protocol"
@@ -62,7 +64,7 @@ interface Held {
   /** Hub joins (0 for a topic held only to send a publication nobody here listens to). */
   refs: number
   subscription: UpstreamPool.Subscription | undefined
-  /** Publications waiting for the join. */
+  /** Publications waiting for the join, at most `UpstreamPool.OUTBOX_LIMIT` (later ones are not relayed). */
   pending: Array<readonly [string, unknown]> | undefined
   /** Completed by each join attempt: true once joined, false when it failed (a retry replaces it). */
   ready: Deferred.Deferred<boolean>
@@ -336,9 +338,24 @@ export const make = (
         Effect.sync(() => {
           const message = outgoing(publication)
           if (message === undefined) return
-          const h = hold(Publication.keyOf(publication))
-          if (h.subscription !== undefined) h.subscription.post(message[0], message[1])
-          else h.pending?.push(message)
+          const key = Publication.keyOf(publication)
+          const h = held.get(key)
+          // A topic nobody here listens to (a REST broadcast) is not joined for one message: it goes over the
+          // project's REST API. Binary ones come only from a client joined to the topic, so it is held.
+          if (h === undefined && !(message[1] instanceof ArrayBuffer)) {
+            const { topic, isPrivate } = Publication.topicOfKey(key)
+            return pool.publish({
+              topic: Frame.subtopicOf(topic) ?? topic,
+              isPrivate,
+              event: message[0],
+              payload: message[1]
+            })
+          }
+          const target = h ?? hold(key)
+          if (target.subscription !== undefined) target.subscription.post(message[0], message[1])
+          else if (target.pending !== undefined && target.pending.length < UpstreamPool.OUTBOX_LIMIT) {
+            target.pending.push(message)
+          }
         }),
       receive: (receiver) =>
         Effect.acquireRelease(

@@ -74,11 +74,17 @@ export interface Subscription {
   readonly key: string
   /** The pool's number of the socket the channel is on. */
   readonly socketId: number
-  /** Broadcasts `payload` as `event` on the upstream channel (the pool's own channel never receives it back). */
+  /**
+   * Broadcasts `payload` as `event` on the upstream channel (the pool's own channel never receives it back); fails with
+   * `SendFailed` while the channel is not joined.
+   */
   readonly send: (event: string, payload: unknown) => Effect.Effect<void, UpstreamError.UpstreamError>
   /**
-   * `send` without waiting, for a relay's hot path: handed to the socket at once, in call order (buffered by the client
-   * while the socket reconnects). A failure is counted in `wedsync_upstream_send_failures_total`.
+   * `send` without waiting, for a relay's hot path: handed to the socket at once, in call order. While the channel is
+   * not joined (its socket reconnecting, or the upstream rejoining it) up to `OUTBOX_LIMIT` are kept in order and sent
+   * once it is joined again; beyond that they are dropped. Drops and failures are counted in
+   * `wedsync_upstream_send_failures_total`. Never sent over realtime-js's REST fallback, which would lose binary
+   * payloads and the order.
    */
   readonly post: (event: string, payload: unknown) => void
   /** The upstream channel's current presence (empty unless the spec asked for presence). */
@@ -145,12 +151,35 @@ export interface UpstreamPoolShape {
    * Opens up to `sockets` sockets and joins `channels` ahead of a known peak, held (with no subscriber) for the life
    * of the caller's scope; the channels' results are per item.
    */
+  /**
+   * Broadcasts to a topic the caller holds no channel of, without joining one: queued and sent with the project's REST
+   * broadcast API (`POST /realtime/v1/api/broadcast`, the service key), up to `REST_BATCH` messages a request. Joining a
+   * channel per topic for this would let anyone who can publish (one REST batch to thousands of topics) fill every
+   * upstream socket with channels nobody listens to. At most `REST_QUEUE_LIMIT` wait; past it, and on a refused request,
+   * they are counted in `wedsync_upstream_send_failures_total`. JSON payloads only (the API's).
+   */
+  readonly publish: (message: RestBroadcast) => void
   readonly prewarm: (options: {
     readonly sockets: number
     readonly channels: ReadonlyArray<ChannelSpec>
   }) => Effect.Effect<BatchResult<ChannelSpec>, never, Scope.Scope>
   readonly stats: Effect.Effect<PoolStats>
 }
+
+/** One broadcast for the REST path (`publish`). */
+export interface RestBroadcast {
+  /** The topic without its `realtime:` prefix. */
+  readonly topic: string
+  readonly isPrivate: boolean
+  readonly event: string
+  /** A JSON object. */
+  readonly payload: unknown
+}
+
+/** Messages per REST broadcast request. */
+export const REST_BATCH = 100
+/** REST broadcasts waiting to be sent, at most; past it they are dropped (and counted). */
+export const REST_QUEUE_LIMIT = 10_000
 
 /** The pool's key of a channel spec: the upstream channel's identity (topic, privacy and the config that changes it). */
 export const channelKey = (spec: ChannelSpec): string =>
@@ -183,7 +212,12 @@ interface Entry {
    * after the join reply): a change committed between the two would be missed.
    */
   readonly awaitsSystem: boolean
+  /** `post`s waiting for the channel to be joined (again), in order; at most `OUTBOX_LIMIT`. */
+  outbox: Array<readonly [string, unknown]> | undefined
 }
+
+/** Posts kept per channel while it is not joined: a few seconds of a busy topic, bounded in memory. */
+export const OUTBOX_LIMIT = 1_000
 
 interface PoolSocket {
   readonly id: number
@@ -229,6 +263,7 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
   const poolScope = yield* Effect.scope
   const apiKey = Redacted.value(options.apiKey)
   const endpoint = `${options.url.replace(/\/+$/, "").replace(/^http/i, "ws")}/realtime/v1`
+  const restEndpoint = `${options.url.replace(/\/+$/, "")}/realtime/v1/api/broadcast`
 
   yield* UpstreamMetrics.declareSeries
   const socketGauge = yield* HotMetric.gauge(UpstreamMetrics.sockets)
@@ -425,6 +460,7 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
             rejoins.inc()
             signal(entry, { _tag: "Rejoined" })
           }
+          flushOutbox(entry)
           return
         }
         case "CHANNEL_ERROR": {
@@ -469,6 +505,24 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     })
   }
 
+  /** Whether a broadcast handed to the channel now goes over its socket (not realtime-js's REST fallback). */
+  const canPush = (entry: Entry): boolean =>
+    entry.status === "joined" && entry.socket.client.isConnected() && entry.channel.state === "joined"
+
+  const push = (entry: Entry, event: string, payload: unknown) => {
+    entry.channel.send({ type: "broadcast", event, payload }).then(
+      (status) => status === "ok" ? messagesOut.inc() : sendFailures.inc(),
+      () => sendFailures.inc()
+    )
+  }
+
+  const flushOutbox = (entry: Entry) => {
+    const waiting = entry.outbox
+    if (waiting === undefined || !canPush(entry)) return
+    entry.outbox = undefined
+    for (const [event, payload] of waiting) push(entry, event, payload)
+  }
+
   /** The upstream's `system` answer about a Postgres Changes subscription, for a channel waiting for it. */
   const onSystem = (entry: Entry, payload: { extension?: string; status?: string; message?: string }) => {
     if (!entry.awaitsSystem || entry.status !== "joining" || payload.extension !== "postgres_changes") return
@@ -505,7 +559,8 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
       generation: 0,
       listeners: new Set(),
       joined: Deferred.makeUnsafe<void, UpstreamError.UpstreamError>(),
-      awaitsSystem
+      awaitsSystem,
+      outbox: undefined
     }
     entry.channel = open(socket.client)
     socket.entries.add(entry)
@@ -560,6 +615,47 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     }
   })
   yield* Effect.forkIn(sendJoins, poolScope)
+
+  const restQueue = yield* Queue.dropping<RestBroadcast>(REST_QUEUE_LIMIT)
+  let restRefusedLoggedAt = Number.NEGATIVE_INFINITY
+  /** Sends the queued REST broadcasts, one request at a time, each with what has queued meanwhile (up to a batch). */
+  const sendRest = Effect.gen(function*() {
+    while (true) {
+      const batch = yield* Queue.takeBetween(restQueue, 1, REST_BATCH)
+      const body = JSON.stringify({
+        messages: batch.map((m) => ({ topic: m.topic, event: m.event, payload: m.payload, private: m.isPrivate }))
+      })
+      const status = yield* Effect.promise(() =>
+        fetch(restEndpoint, {
+          method: "POST",
+          headers: { apikey: apiKey, authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
+          body,
+          signal: AbortSignal.timeout(options.joinTimeoutMs)
+        }).then(async (response) => {
+          await response.body?.cancel()
+          return response.status
+        }, (error: unknown) => describe(error))
+      )
+      if (status === 202 || status === 200) {
+        messagesOut.inc(batch.length)
+        continue
+      }
+      sendFailures.inc(batch.length)
+      const now = yield* Clock.currentTimeMillis
+      if (now - restRefusedLoggedAt >= 60_000) {
+        restRefusedLoggedAt = now
+        yield* Effect.logWarning("upstream REST broadcast not taken; its messages are lost", {
+          messages: batch.length,
+          status
+        })
+      }
+    }
+  })
+  yield* Effect.forkIn(sendRest, poolScope)
+
+  const publish: UpstreamPoolShape["publish"] = (message) => {
+    if (!Queue.offerUnsafe(restQueue, message)) sendFailures.inc()
+  }
 
   const openTopic = (spec: ChannelSpec) => (entry: () => Entry) => (client: RealtimeClient): RealtimeChannel => {
     const channel = client.channel(spec.topic, {
@@ -674,23 +770,31 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
         key,
         socketId: held.socket.id,
         send: (event, payload) =>
-          Effect.tryPromise({
-            try: () => held.channel.send({ type: "broadcast", event, payload }),
-            catch: (cause) => UpstreamError.sendFailed(topic, describe(cause))
-          }).pipe(
-            Effect.flatMap((status) => {
-              if (status === "ok") {
-                messagesOut.inc()
-                return Effect.void
-              }
-              return Effect.fail(UpstreamError.sendFailed(topic, status))
-            })
-          ),
+          Effect.suspend(() => {
+            if (!canPush(held)) {
+              return Effect.fail(UpstreamError.sendFailed(topic, "the upstream channel is not joined (reconnecting)"))
+            }
+            return Effect.tryPromise({
+              try: () => held.channel.send({ type: "broadcast", event, payload }),
+              catch: (cause) => UpstreamError.sendFailed(topic, describe(cause))
+            }).pipe(
+              Effect.flatMap((status) => {
+                if (status === "ok") {
+                  messagesOut.inc()
+                  return Effect.void
+                }
+                return Effect.fail(UpstreamError.sendFailed(topic, status))
+              })
+            )
+          }),
         post: (event, payload) => {
-          held.channel.send({ type: "broadcast", event, payload }).then(
-            (status) => status === "ok" ? messagesOut.inc() : sendFailures.inc(),
-            () => sendFailures.inc()
-          )
+          if (held.outbox === undefined && canPush(held)) return push(held, event, payload)
+          if (held.status === "closed") return sendFailures.inc()
+          const waiting = (held.outbox ??= [])
+          if (waiting.length >= OUTBOX_LIMIT) return sendFailures.inc()
+          waiting.push([event, payload])
+          // Joined meanwhile without a state change to flush it (the socket came back under a joined channel).
+          flushOutbox(held)
         },
         presence: () =>
           toEntries(held.channel.presenceState() as Record<string, ReadonlyArray<Record<string, unknown>>>),
@@ -790,6 +894,7 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     changes,
     subscribeMany,
     releaseMany,
+    publish,
     prewarm,
     stats: Effect.sync(() => ({
       sockets: sockets.map((s) => ({

@@ -212,6 +212,39 @@ describe("UpstreamPool", () => {
       }
     }).pipe(Effect.scoped))
 
+  it.live("while its socket is down, post keeps broadcasts for the rejoined channel and send fails (no REST fallback)", () =>
+    Effect.gen(function*() {
+      const p = yield* pool({ reconnectBaseMs: 100, reconnectMaxMs: 500, heartbeatIntervalMs: 1_000 })
+      const topic = `outage-${Date.now()}`
+      const r = recorder()
+      const subscription = yield* p.subscribe({ topic, isPrivate: true }, r.listener)
+      yield* subscription.send("msg", { n: 0 })
+      yield* Effect.promise(() => suite.upstream.kill())
+      yield* until("the subscriber told of the interruption", () => r.signals.some((s) => s._tag === "Interrupted"))
+      const refused = yield* Effect.flip(subscription.send("msg", { n: 1 }))
+      assert.include(refused.message, "not joined")
+      subscription.post("msg", { n: 2 })
+      subscription.post("msg", { n: 3 })
+      yield* Effect.promise(() => suite.upstream.restart())
+      yield* until("the channel back", () => r.signals.at(-1)?._tag === "Rejoined", 20_000)
+      // What reached the restarted project is in its history: a phone replaying the private topic reads it. Sent over
+      // realtime-js's REST fallback the posts would have been refused while the project was down (or, once it was up,
+      // sent out of order); sent on the rejoined channel they are there, in order, once.
+      const box = inbox<{ readonly payload: { readonly n: number } }>("the replay")
+      const phone = makeSupabaseClient(suite.upstream.url, suite.serviceKey)
+      suite.clients.push(phone)
+      const channel = phone.channel(topic, {
+        config: { private: true, broadcast: { replay: { since: 0, limit: 25 } } }
+      })
+        .on("broadcast", { event: "msg" }, box.push)
+      yield* Effect.promise(() => subscribe(channel))
+      yield* Effect.promise(() => box.next((m) => m.payload.n === 3))
+      assert.deepStrictEqual(box.received.map((m) => m.payload.n), [2, 3])
+      // Once joined again, send works.
+      yield* subscription.send("msg", { n: 4 })
+      yield* Effect.promise(() => box.next((m) => m.payload.n === 4))
+    }).pipe(Effect.scoped))
+
   it.live("a batch with one forbidden topic returns that item's error and subscribes the rest, grouped by socket", () =>
     Effect.gen(function*() {
       // A pool keyed by a user of wedding w-ok only: the upstream refuses it the private channel of another wedding.
