@@ -60,7 +60,8 @@ export type UpstreamMessage =
  * lost, or the upstream closed it): messages published upstream from then on are missed until `Rejoined`.
  */
 export type UpstreamSignal =
-  | { readonly _tag: "Interrupted"; readonly reason: string }
+  /** `retryInMs`: when the pool joins it again, for a channel the upstream closed (a lost socket reconnects on its own). */
+  | { readonly _tag: "Interrupted"; readonly reason: string; readonly retryInMs?: number }
   | { readonly _tag: "Rejoined" }
 
 /** Called synchronously from the upstream socket's message handler: must not block and must not throw. */
@@ -214,7 +215,14 @@ interface Entry {
   readonly awaitsSystem: boolean
   /** `post`s waiting for the channel to be joined (again), in order; at most `OUTBOX_LIMIT`. */
   outbox: Array<readonly [string, unknown]> | undefined
+  /** Times in a row the upstream closed this channel; the pause before joining it again doubles with each. */
+  closes: number
+  /** When it was last joined (Clock millis): a channel that stayed joined for `STABLE_MS` starts its count again. */
+  joinedAt: number
 }
+
+/** A channel joined this long since the upstream last closed it is not closing in a loop any more. */
+const STABLE_MS = 30_000
 
 /** Posts kept per channel while it is not joined: a few seconds of a busy topic, bounded in memory. */
 export const OUTBOX_LIMIT = 1_000
@@ -460,6 +468,7 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
             rejoins.inc()
             signal(entry, { _tag: "Rejoined" })
           }
+          entry.joinedAt = Date.now()
           flushOutbox(entry)
           return
         }
@@ -486,12 +495,19 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
           return
         }
         case "CLOSED": {
-          // The upstream closed a joined channel (phx_close): join a fresh one after a jittered pause.
+          // The upstream closed a joined channel (phx_close: a rate limit, a revoked right): join a fresh one after a
+          // jittered pause that doubles with each close in a row, so a channel the upstream keeps closing costs a join
+          // every `reconnectMaxMs` at most, not several a second.
           if (entry.status === "joined" || entry.status === "interrupted") {
-            if (entry.status === "joined") signal(entry, { _tag: "Interrupted", reason: "upstream closed the channel" })
+            const now = Date.now()
+            entry.closes = now - entry.joinedAt >= STABLE_MS ? 1 : entry.closes + 1
+            const retryInMs = reconnectAfterMs(entry.closes)
+            if (entry.status === "joined") {
+              signal(entry, { _tag: "Interrupted", reason: "upstream closed the channel", retryInMs })
+            }
             entry.status = "interrupted"
             runSync(runDetached(
-              Effect.sleep(reconnectAfterMs(1)).pipe(Effect.andThen(Effect.sync(() => {
+              Effect.sleep(retryInMs).pipe(Effect.andThen(Effect.sync(() => {
                 if (entry.status !== "interrupted" || entry.channel !== channel) return
                 entry.socket.client.channels = entry.socket.client.channels.filter((c) => c !== channel)
                 entry.channel = entry.open(entry.socket.client)
@@ -560,7 +576,9 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
       listeners: new Set(),
       joined: Deferred.makeUnsafe<void, UpstreamError.UpstreamError>(),
       awaitsSystem,
-      outbox: undefined
+      outbox: undefined,
+      closes: 0,
+      joinedAt: 0
     }
     entry.channel = open(socket.client)
     socket.entries.add(entry)

@@ -245,6 +245,41 @@ describe("UpstreamPool", () => {
       yield* Effect.promise(() => box.next((m) => m.payload.n === 4))
     }).pipe(Effect.scoped))
 
+  it.live("a channel the upstream closes (over its event rate) is joined again, its subscribers told both ways", () =>
+    Effect.gen(function*() {
+      const p = yield* pool()
+      const topic = `closed-${Date.now()}`
+      const r = recorder()
+      const subscription = yield* p.subscribe({ topic }, r.listener)
+      const other = recorder()
+      yield* p.subscribe({ topic: `${topic}-other` }, other.listener)
+      // The upstream (MAX_EVENTS_PER_SECOND 100 per socket) shuts the channel down past its 100th event this second.
+      const flood = (round: number) =>
+        Effect.gen(function*() {
+          for (let n = 0; n < 120; n++) subscription.post("msg", { n })
+          yield* until(`closed, round ${round}`, () => r.signals.length === 2 * round - 1)
+          yield* until(`joined again, round ${round}`, () => r.signals.at(-1)?._tag === "Rejoined")
+          return r.signals[2 * round - 2]
+        })
+      const first = yield* flood(1)
+      const second = yield* flood(2)
+      assert.deepStrictEqual(r.signals.map((s) => s._tag), ["Interrupted", "Rejoined", "Interrupted", "Rejoined"])
+      // Closed again soon after: joined again after a doubled pause (reconnectBaseMs 250, each drawn from its upper
+      // half), not at once in a loop.
+      const retryOf = (s: UpstreamPool.UpstreamSignal | undefined) =>
+        s?._tag === "Interrupted" && s.reason === "upstream closed the channel" ? s.retryInMs ?? -1 : -1
+      assert.isTrue(retryOf(first) >= 125 && retryOf(first) <= 250, `first pause ${retryOf(first)}`)
+      assert.isTrue(retryOf(second) >= 250 && retryOf(second) <= 500, `second pause ${retryOf(second)}`)
+      yield* upstreamHolds(1, 2)
+      // It receives again; the channel beside it on the same socket was never interrupted.
+      const phone = upstreamClient().channel(topic)
+      yield* Effect.promise(() => subscribe(phone))
+      yield* Effect.promise(() => phone.send({ type: "broadcast", event: "msg", payload: { n: "after" } }))
+      yield* until("the broadcast after the rejoin", () => broadcasts(r.messages).length === 1)
+      assert.deepStrictEqual(broadcasts(r.messages), [{ n: "after" }])
+      assert.deepStrictEqual(other.signals, [])
+    }).pipe(Effect.scoped))
+
   it.live("a batch with one forbidden topic returns that item's error and subscribes the rest, grouped by socket", () =>
     Effect.gen(function*() {
       // A pool keyed by a user of wedding w-ok only: the upstream refuses it the private channel of another wedding.
