@@ -48,6 +48,15 @@ export const defaults: BrokerOptions = { subscribeWaitMs: 5_000, retryBaseMs: 1_
 
 const RETRY_MAX_MS = 30_000
 
+/** Private upstream broadcasts waiting for their history write, per topic, at most. */
+const RECORD_BACKLOG = 10_000
+
+/**
+ * Refusals that are the upstream's limits of the moment, not a verdict on the topic: Supabase's `Too many channels`
+ * (ChannelRateLimitReached), `Too many joins per second` (ClientJoinRateLimitReached) and rate-limit answers.
+ */
+const TRANSIENT_REFUSAL = /too many|rate ?limit/i
+
 export interface UpstreamTopicsShape {
   /** The upstream presence of a topic this process holds, in Phoenix's shape; empty when none. */
   readonly presence: (key: Publication.TopicKey) => UpstreamPool.PresenceEntries
@@ -117,28 +126,38 @@ export const make = (
     let handler: ((publication: Publication.Publication) => void) | undefined
     let gapListeners: ReadonlyArray<(keys: ReadonlyArray<Publication.TopicKey>) => void> = []
 
-    /** Writes a topic's waiting broadcasts to the history, each then delivered locally with its id, in order. */
+    /**
+     * Writes a topic's waiting broadcasts to the history, each then delivered locally with its id, in order. It runs in
+     * the topic's scope (dropping the topic ends it) and always leaves `recording` false when it ends, so that the
+     * next broadcast starts it again.
+     */
     const drainRecorded = (h: Held) =>
       Effect.gen(function*() {
         while (true) {
           const publication = h.recorded.shift()
-          if (publication === undefined) {
-            h.recording = false
-            return
-          }
+          if (publication === undefined) return
           const id = History.makeId(yield* Clock.currentTimeMillis)
           yield* history.append({ id, publication })
           if (!h.dropped) handler?.(History.withMeta(publication, History.liveMeta(id)))
         }
-      })
+      }).pipe(Effect.ensuring(Effect.sync(() => {
+        h.recording = false
+      })))
 
-    /** A broadcast from upstream to local subscribers: through the history first when its topic is private. */
+    /**
+     * A broadcast from upstream to local subscribers: through the history first when its topic is private. At most
+     * `RECORD_BACKLOG` wait for their history write (a slow history must not grow memory without bound); past it they
+     * are not relayed, and counted as dropped.
+     */
     const deliverBroadcast = (h: Held, publication: Publication.Publication) => {
       if (!publication.isPrivate) return handler?.(publication)
+      if (h.recorded.length >= RECORD_BACKLOG)
+        return pool.dropped("the history write backlog of a private topic is full")
       h.recorded.push(publication)
-      if (h.recording) return
+      if (h.recording)
+        return
       h.recording = true
-      runFork(drainRecorded(h))
+      runFork(Effect.forkIn(drainRecorded(h), h.scope))
     }
 
     const listener = (h: Held): UpstreamPool.Listener => {
@@ -225,9 +244,11 @@ export const make = (
           Deferred.doneUnsafe(h.ready, Exit.succeed(false))
           const { topic, isPrivate } = Publication.topicOfKey(h.key)
           const reason = result.failure.message
-          // A refusal is the upstream's answer; a timeout or a full pool may pass: while local subscribers remain, the
-          // topic is joined again after a doubling pause, and they are told of the gap once it is joined.
-          if (result.failure.reason._tag === "JoinRefused" || h.refs === 0 || h.dropped) {
+          // A refusal is the upstream's answer, unless it is one of its limits (too many channels or joins, which pass);
+          // a timeout or a full pool may pass too: while local subscribers remain, the topic is joined again after a
+          // doubling pause, and they are told of the gap once it is joined.
+          const final = result.failure.reason._tag === "JoinRefused" && !TRANSIENT_REFUSAL.test(reason)
+          if (final || h.refs === 0 || h.dropped) {
             dropIfUnused(h)
             return Effect.logWarning("upstream channel not joined; the topic is served locally only", {
               topic,

@@ -160,6 +160,11 @@ export interface UpstreamPoolShape {
    * they are counted in `wedsync_upstream_send_failures_total`. JSON payloads only (the API's).
    */
   readonly publish: (message: RestBroadcast) => void
+  /**
+   * Counts an upstream message a relay could not pass on (`wedsync_upstream_messages_dropped_total`), logged with its
+   * reason at most once a minute.
+   */
+  readonly dropped: (reason: string) => void
   readonly prewarm: (options: {
     readonly sockets: number
     readonly channels: ReadonlyArray<ChannelSpec>
@@ -401,12 +406,19 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
       return runDetached(Effect.promise(() => socket.client.disconnect()))
     })
 
-  /** The first socket with room for `topic`, opening one within the cap; undefined when the pool is full. */
+  /**
+   * The first socket with room for `topic`, opening one within the cap; undefined when the pool is full. A socket that
+   * was lost and is reconnecting comes last (a join there waits out its deadline if it cannot come back). Room counts
+   * the channels still leaving too: the upstream counts them until their leave is answered.
+   */
   const place = (topic: string): PoolSocket | undefined => {
-    for (const socket of sockets) {
-      if (socket.entries.size < options.channelsPerSocket && !socket.topics.has(topic)) return socket
-    }
-    return sockets.length < options.maxSockets ? openSocket() : undefined
+    const hasRoom = (socket: PoolSocket) =>
+      socket.topics.size < options.channelsPerSocket && !socket.topics.has(topic) && !socket.closing
+    const isLost = (socket: PoolSocket) => !socket.connected && socket.reconnects > 0
+    const live = sockets.find((socket) => !isLost(socket) && hasRoom(socket))
+    if (live !== undefined) return live
+    if (sockets.length < options.maxSockets) return openSocket()
+    return sockets.find(hasRoom)
   }
 
   const dispatch = (entry: Entry, message: UpstreamMessage) => {
@@ -772,16 +784,25 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
         entry = created = result.success
       }
       const held = entry
-      held.refs++
-      held.generation++
-      held.listeners.add(listener)
       let released = false
       const releaseOnce = Effect.suspend(() => {
         if (released) return Effect.void
         released = true
         return release(held, listener)
       })
-      yield* Effect.addFinalizer(() => releaseOnce)
+      // The reference and the finalizer that drops it are taken together: an interruption between the two would keep
+      // the channel (and its socket) held for good.
+      yield* Effect.uninterruptible(Effect.suspend(() => {
+        held.refs++
+        held.generation++
+        held.listeners.add(listener)
+        return Effect.addFinalizer(() => releaseOnce)
+      }))
+      // A channel being joined again after a lost socket or a close: this subscriber too is told, so that it does not
+      // take the channel for live until `Rejoined`.
+      if (held.status === "interrupted") {
+        listener.onSignal?.({ _tag: "Interrupted", reason: "the upstream channel is being joined again" })
+      }
       // Bounded by the deadline `sendJoins` sets when the join goes out.
       yield* Deferred.await(held.joined).pipe(Effect.onError(() => releaseOnce))
       const subscription: Subscription = {
@@ -913,6 +934,7 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     subscribeMany,
     releaseMany,
     publish,
+    dropped: dropMessage,
     prewarm,
     stats: Effect.sync(() => ({
       sockets: sockets.map((s) => ({

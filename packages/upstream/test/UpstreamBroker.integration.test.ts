@@ -97,7 +97,7 @@ describe("UpstreamBroker", () => {
       assert.deepStrictEqual(broadcastsOf(sinks[0]!), [1, 2, 3, 4])
       assert.deepStrictEqual(box.received.map((m) => m.payload.n), [1, 3])
 
-      // A topic nobody here listens to (a REST broadcast, a worker's publish): joined for the message, then left.
+      // A topic nobody here listens to (a REST broadcast, a worker's publish): sent over the REST API, not joined.
       const lone = phone.channel(`lone-${stamp}`).on("broadcast", { event: "msg" }, box.push)
       yield* Effect.promise(() => subscribe(lone))
       yield* hub.publish(
@@ -170,5 +170,50 @@ describe("UpstreamBroker with the upstream away", () => {
       yield* Effect.promise(() => channel.send({ type: "broadcast", event: "msg", payload: { n: 2 } }))
       yield* Effect.promise(() => waitUntil("the phone's broadcast", () => broadcastsOf(sink), (ns) => ns.includes(2)))
       assert.deepStrictEqual(broadcastsOf(sink), [1, 2])
+    }).pipe(Effect.scoped))
+})
+
+describe("UpstreamBroker at the upstream's limits", () => {
+  it.live("a topic the upstream refuses for one of its limits (Too many channels) is joined once there is room", () =>
+    Effect.gen(function*() {
+      // The pool would put 101 channels on its one socket; the upstream takes 100 (MAX_CHANNELS_PER_CONNECTION).
+      const context = yield* Layer.build(
+        Hub.Hub.layer.pipe(
+          Layer.provideMerge(UpstreamBroker.layerOptions({ subscribeWaitMs: 200, retryBaseMs: 200 })),
+          Layer.provideMerge(History.History.layerMemory()),
+          Layer.provideMerge(UpstreamPool.UpstreamPool.layer),
+          Layer.provide(
+            UpstreamConfig.layer({
+              url: suite.upstream.url,
+              apiKey: Redacted.make(suite.serviceKey),
+              channelsPerSocket: 101,
+              maxSockets: 1,
+              idleGraceMs: 50
+            })
+          )
+        )
+      )
+      const hub = Context.get(context, Hub.Hub)
+      const stamp = Date.now()
+      const keys = Array.from({ length: 101 }, (_, i) => Publication.topicKey(`realtime:full-${stamp}-${i}`, false))
+      const sinks = keys.map(() => TestSink.make("2.0.0"))
+      keys.forEach((key, i) => hub.add(key, sinks[i]!))
+      yield* hub.settled
+      const last = keys[100]!
+      // Refused: served locally, not received from upstream.
+      assert.strictEqual(yield* hub.subscribed(last), false)
+      assert.strictEqual(yield* hub.subscribed(keys[0]!), true)
+      // A channel leaves: the refused topic is joined at its next try, and its subscriber told of the gap.
+      hub.remove(keys[0]!, sinks[0]!)
+      yield* Effect.promise(() =>
+        waitUntil(
+          "the refused topic joined, its gap told",
+          () => sinks[100]!.decoded().map((f) => (f._tag === "Text" ? (f.json as Array<unknown>)[3] : undefined)),
+          (events) => events.includes("system"),
+          { timeoutMs: 15_000 }
+        )
+      )
+      assert.strictEqual(yield* hub.subscribed(last), true)
+      yield* upstreamHolds(1, 100)
     }).pipe(Effect.scoped))
 })

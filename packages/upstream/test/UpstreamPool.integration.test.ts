@@ -193,10 +193,14 @@ describe("UpstreamPool", () => {
         "every subscriber told of the interruption",
         () => recorders.every((r) => r.signals.some((s) => s._tag === "Interrupted"))
       )
+      // A subscriber that comes while the channel is interrupted is told so at once, not handed a channel that looks live.
+      const late = recorder()
+      yield* p.subscribe({ topic: names[0]! }, late.listener)
+      assert.deepStrictEqual(late.signals.map((s) => s._tag), ["Interrupted"])
       yield* Effect.promise(() => suite.upstream.restart())
       yield* until(
         "every subscriber told its channel is back",
-        () => recorders.every((r) => r.signals.at(-1)?._tag === "Rejoined"),
+        () => [...recorders, late].every((r) => r.signals.at(-1)?._tag === "Rejoined"),
         20_000
       )
       yield* upstreamHolds(1, 5)
