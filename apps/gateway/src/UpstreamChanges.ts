@@ -11,11 +11,14 @@
  * Differences from the local stream, all on the side of showing less: the upstream's frames say nothing of the primary
  * key, so a DELETE (or the old image of an UPDATE that moved a row to another wedding) reaches a non-service
  * subscriber with `id` only; `select` is applied to the columns the upstream sent (plus `id`); membership-table
- * grants are not consulted (they need the database).
+ * grants are not consulted (they need the database). And the upstream does not send again what was committed while
+ * its channel was down (the local stream resumes from its slot): once the channel receives again (the upstream said
+ * "Subscribed to PostgreSQL"), each subscriber gets the `system` message `Reply.CHANGES_MAY_HAVE_BEEN_MISSED`
+ * (extension `postgres_changes`, status `error`), on which a client refetches.
  */
 import { RowPolicy } from "@wedsync/changes"
 import { ChangeFeed } from "@wedsync/hub"
-import { Serializer, WsFrame } from "@wedsync/protocol"
+import { Frame, Reply, Serializer, WsFrame } from "@wedsync/protocol"
 import { UpstreamPool } from "@wedsync/upstream"
 import { Effect, Exit, Layer, Scope } from "effect"
 
@@ -150,6 +153,24 @@ export const make = (
             byKey.set(key, frame)
           }
           subscriber.sink.enqueue(frame)
+        },
+        // Changes committed while the upstream channel was down are not sent again: the subscriber is told once it
+        // receives again, with the `system` message a client can refetch on.
+        onSignal: (signal) => {
+          if (signal._tag !== "Rejoined") return
+          const payload = Reply.system(
+            "postgres_changes",
+            "error",
+            Reply.CHANGES_MAY_HAVE_BEEN_MISSED,
+            Frame.subtopicOf(subscriber.topic) ?? subscriber.topic
+          )
+          subscriber.sink.enqueue(WsFrame.text(Serializer.encode(subscriber.sink.vsn, {
+            joinRef: null,
+            ref: null,
+            topic: subscriber.topic,
+            event: Reply.SYSTEM,
+            payload
+          })))
         }
       }
     }

@@ -415,7 +415,9 @@ describe("upstream mode without DATABASE_URL", () => {
     const c = makeSupabaseClient(relay.url, localAnon, { accessToken: token })
     clients.push(c)
     const changes = inbox<{ readonly eventType: string; readonly new: { readonly title?: string } }>("change")
-    const subscribed = inbox<{ readonly extension: string; readonly status: string }>("system")
+    const subscribed = inbox<{ readonly extension: string; readonly status: string; readonly message: string }>(
+      "system"
+    )
     const channel = c.channel("timeline")
       .on("postgres_changes", { event: "*", schema: "public", table: "timeline_items" }, changes.push)
       .on("system", {}, subscribed.push)
@@ -428,6 +430,22 @@ describe("upstream mode without DATABASE_URL", () => {
       "INSERT",
       "cake"
     ]])
+
+    // The project restarts: what is committed while it is away is lost upstream, and the subscriber is told so once
+    // the changes flow again; the rows after that arrive.
+    await project.kill()
+    await db.query("insert into public.timeline_items (wedding_id, title) values ('w-1', 'while away')")
+    project = await Processes.start({
+      JWT_SECRET: HOSTED_SECRET,
+      DATABASE_URL: cluster.url,
+      REPLICATION_PUBLICATION: "wedsync_upstream",
+      REPLICATION_START_DELAY_MS: "0",
+      PORT: String(project.port)
+    })
+    const told = await subscribed.next((m) => m.extension === "postgres_changes" && m.status === "error", 20_000)
+    assert.strictEqual(told.message, Reply.CHANGES_MAY_HAVE_BEEN_MISSED)
+    await db.query("insert into public.timeline_items (wedding_id, title) values ('w-1', 'first dance')")
+    await changes.next((m) => m.new.title === "first dance", 20_000)
   })
 })
 

@@ -54,3 +54,11 @@ export const system = (
 export const MESSAGES_MAY_HAVE_BEEN_MISSED =
   "Messages may have been missed: the server's connection to the other servers was interrupted and is restored; " +
   "replay or resync this channel"
+
+/**
+ * The `system` message (extension `postgres_changes`, status `error`) a channel gets when its changes come from an
+ * upstream whose connection was interrupted: changes committed meanwhile did not reach it.
+ */
+export const CHANGES_MAY_HAVE_BEEN_MISSED =
+  "Changes may have been missed: the server's connection to the upstream was interrupted and is restored; " +
+  "refetch the rows of this channel"

@@ -476,9 +476,9 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
             joins.ok.inc()
             runSync(Deferred.succeed(entry.joined, undefined))
           } else if (entry.status === "interrupted") {
-            entry.status = "joined"
-            rejoins.inc()
-            signal(entry, { _tag: "Rejoined" })
+            // A Postgres Changes channel receives again only once the upstream says so (`onSystem`).
+            if (entry.awaitsSystem) return
+            rejoined(entry)
           }
           entry.joinedAt = Date.now()
           flushOutbox(entry)
@@ -552,8 +552,22 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
   }
 
   /** The upstream's `system` answer about a Postgres Changes subscription, for a channel waiting for it. */
+  const rejoined = (entry: Entry) => {
+    entry.status = "joined"
+    entry.joinedAt = Date.now()
+    rejoins.inc()
+    signal(entry, { _tag: "Rejoined" })
+  }
+
   const onSystem = (entry: Entry, payload: { extension?: string; status?: string; message?: string }) => {
-    if (!entry.awaitsSystem || entry.status !== "joining" || payload.extension !== "postgres_changes") return
+    if (!entry.awaitsSystem || payload.extension !== "postgres_changes") return
+    // Joined again after an interruption: receiving once the upstream's feed delivers again. (An error here leaves it
+    // interrupted; realtime-js joins it again.)
+    if (entry.status === "interrupted") {
+      if (payload.status === "ok") rejoined(entry)
+      return
+    }
+    if (entry.status !== "joining") return
     if (payload.status === "ok") {
       entry.status = "joined"
       joins.ok.inc()
