@@ -226,7 +226,7 @@ const presenceLayer = (
   options: Options
 ): Layer.Layer<Presence.Presence, unknown, Hub.Hub | Broker.Broker | GatewayConfig | History.History> => {
   const redis = options.redis
-  // Upstream mode: this process's entries plus the project's (local entries are not relayed; see UpstreamBroker).
+  // Upstream mode: this process's entries plus the project's and the other relays' (see UpstreamBroker, RelayPresence).
   if (options.upstream !== undefined) {
     return UpstreamPresence.layer.pipe(Layer.provide(upstreamRelay(options.upstream)))
   }

@@ -377,6 +377,67 @@ describe("upstream mode", () => {
   })
 })
 
+describe("upstream mode with two relay processes", () => {
+  let project: Processes.GatewayProcess
+  let relay1: Processes.GatewayProcess
+  let relay2: Processes.GatewayProcess
+
+  beforeAll(async () => {
+    project = await Processes.start({ JWT_SECRET: HOSTED_SECRET })
+    const relayEnv = {
+      JWT_SECRET: LOCAL_SECRET,
+      SUPABASE_URL: project.url,
+      SUPABASE_SERVICE_ROLE_KEY: await TestTokens.serviceRoleToken({ secret: HOSTED_SECRET })
+    }
+    ;[relay1, relay2] = await Promise.all([Processes.start(relayEnv), Processes.start(relayEnv)])
+  })
+  afterAll(async () => {
+    await Promise.all([relay1?.terminate(), relay2?.terminate(), project?.terminate()])
+  })
+
+  type Who = { readonly who?: string }
+  /** The `who` of every meta in a channel's presence, sorted. */
+  const whoIn = (channel: ReturnType<SupabaseClient["channel"]>) =>
+    Object.values(channel.presenceState()).flat().map((p) => (p as Who).who ?? "?").sort()
+
+  it("local presence crosses between relays through the project, once each, and leaves with its client", async () => {
+    const topic = `relayed-presence-${Date.now()}`
+    const join = async (gateway: Processes.GatewayProcess, key: string) => {
+      const channel = client(gateway, localAnon).channel(topic, { config: { presence: { key } } })
+      channel.on("presence", { event: "sync" }, () => {})
+      await subscribe(channel)
+      return channel
+    }
+    const alice = await join(relay1, "alice")
+    await alice.track({ who: "alice" })
+    const bob = await join(relay2, "bob")
+    await bob.track({ who: "bob" })
+    // Each sees the other (relayed) and itself (local), once: a relay skips its own aggregate coming back.
+    await waitUntil("bob seen on relay 1", () => whoIn(alice), (who) => who.join() === "alice,bob")
+    await waitUntil("alice seen on relay 2", () => whoIn(bob), (who) => who.join() === "alice,bob")
+    assert.deepStrictEqual(Object.keys(bob.presenceState()).sort(), ["alice", "bob"])
+    // A second client on relay 1 is relayed too; a client straight on the project sees one entry per relay.
+    const carol = await join(relay1, "carol")
+    await carol.track({ who: "carol" })
+    await waitUntil("carol seen on relay 2", () => whoIn(bob), (who) => who.join() === "alice,bob,carol")
+    const phone = client(project, hostedAnon).channel(topic)
+    phone.on("presence", { event: "sync" }, () => {})
+    await subscribe(phone)
+    const aggregates = await waitUntil(
+      "both relays' aggregates on the project",
+      () => Object.values(phone.presenceState()).flat() as ReadonlyArray<Record<string, unknown>>,
+      (metas) => metas.length === 2
+    )
+    const relayed = aggregates.map((meta) =>
+      (meta["entries"] as ReadonlyArray<readonly [string, Who]>).map(([key]) => key).sort().join()
+    ).sort()
+    assert.deepStrictEqual(relayed, ["alice,carol", "bob"])
+    // Alice leaves: relay 2's clients see her go, and carol stay.
+    await alice.unsubscribe()
+    await waitUntil("alice gone on relay 2", () => whoIn(bob), (who) => who.join() === "bob,carol")
+  })
+})
+
 describe("upstream mode without DATABASE_URL", () => {
   let cluster: PostgresCluster.Cluster
   let db: pg.Client

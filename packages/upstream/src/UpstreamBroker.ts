@@ -17,10 +17,11 @@
  * What goes upstream: user broadcasts (socket and REST), JSON payloads as JSON and binary payloads as binary (realtime-js
  * sends an `ArrayBuffer` payload as a binary user broadcast). A broadcast to a topic with no local subscriber (a REST
  * broadcast) is not worth a channel: it goes over the project's REST broadcast API (`UpstreamPool.publish`), so that
- * publishing to thousands of topics cannot fill the pool with channels nobody listens to. Presence diffs of local clients and `system` messages
- * stay local (an upstream channel tracks one presence entry of its own, so local entries cannot be relayed one by
- * one). What comes back: broadcasts, binary ones as binary, and presence joins and leaves of the upstream channel
- * (`UpstreamTopics.presence` gives its current state for a local `presence_state`).
+ * publishing to thousands of topics cannot fill the pool with channels nobody listens to. Local presence goes up as one
+ * aggregate entry per topic (`RelayPresence`: an upstream channel holds one presence entry), which other relays unpack;
+ * `system` messages stay local. What comes back: broadcasts, binary ones as binary, and presence joins and leaves of
+ * the upstream channel, other relays' aggregates unpacked into their entries (`UpstreamTopics.presence` gives the
+ * current state for a local `presence_state`).
  *
  * Broadcasts that come from upstream on a private topic are written to this gateway's history (`History`) before
  * they reach local subscribers, with an id of this gateway (`meta.id`), exactly as a local broadcast is: a local client
@@ -34,6 +35,8 @@
 import { Broker, History, Publication } from "@wedsync/hub"
 import { Frame, Serializer } from "@wedsync/protocol"
 import { Clock, Context, Deferred, Effect, Exit, Layer, Result, Scope } from "effect"
+import { randomUUID } from "node:crypto"
+import * as RelayPresence from "./RelayPresence.ts"
 import type * as UpstreamError from "./UpstreamError.ts"
 import * as UpstreamPool from "./UpstreamPool.ts"
 
@@ -86,6 +89,10 @@ interface Held {
   readonly recorded: Array<Publication.Publication>
   /** A fiber is writing `recorded` out. */
   recording: boolean
+  /** This process's presence on the topic and the other relays' (`RelayPresence`). */
+  readonly presence: RelayPresence.TopicPresence
+  /** A track of the local aggregate is scheduled. */
+  presenceScheduled: boolean
 }
 
 const decoder = new TextDecoder()
@@ -125,6 +132,19 @@ export const make = (
     const held = new Map<Publication.TopicKey, Held>()
     let handler: ((publication: Publication.Publication) => void) | undefined
     let gapListeners: ReadonlyArray<(keys: ReadonlyArray<Publication.TopicKey>) => void> = []
+    /** This process among the relays of the project: its presence aggregates carry it, so it skips its own. */
+    const nodeId = randomUUID()
+
+    /** Tracks the topic's local aggregate upstream, once per `PRESENCE_RELAY_MS` at most. */
+    const schedulePresence = (h: Held) => {
+      if (h.presenceScheduled) return
+      h.presenceScheduled = true
+      const track = Effect.sync(() => {
+        h.presenceScheduled = false
+        if (!h.dropped) h.subscription?.track(h.presence.aggregate(nodeId))
+      })
+      runFork(Effect.forkIn(Effect.andThen(Effect.sleep(RelayPresence.PRESENCE_RELAY_MS), track), h.scope))
+    }
 
     /**
      * Writes a topic's waiting broadcasts to the history, each then delivered locally with its id, in order. It runs in
@@ -195,8 +215,9 @@ export const make = (
               return
             }
             case "PresenceDiff": {
-              const diff = JSON.stringify({ joins: message.joins, leaves: message.leaves })
-              handler?.(Publication.json(topic, isPrivate, "presence_diff", diff))
+              const diff = h.presence.applyUpstream(nodeId, message.joins, message.leaves)
+              if (diff !== undefined)
+                handler?.(Publication.json(topic, isPrivate, "presence_diff", JSON.stringify(diff)))
               return
             }
             case "PostgresChange":
@@ -216,7 +237,8 @@ export const make = (
     }
 
     const drop = (h: Held) => {
-      if (h.dropped) return
+      if (h.dropped)
+        return
       h.dropped = true
       if (held.get(h.key) === h) held.delete(h.key)
       runFork(Scope.close(h.scope, Exit.void))
@@ -280,6 +302,8 @@ export const make = (
         const subscription = result.success
         h.subscription = subscription
         h.failures = 0
+        // Presence tracked here while the channel was joining goes up now.
+        if (h.presence.local.size > 0) schedulePresence(h)
         const pending = h.pending ?? []
         h.pending = undefined
         for (const [event, payload] of pending) subscription.post(event, payload)
@@ -337,7 +361,9 @@ export const make = (
         missed: false,
         failures: 0,
         recorded: [],
-        recording: false
+        recording: false,
+        presence: new RelayPresence.TopicPresence(),
+        presenceScheduled: false
       }
       held.set(key, h)
       queueJoin(h)
@@ -357,6 +383,14 @@ export const make = (
     return {
       publish: (publication) =>
         Effect.sync(() => {
+          // This process's presence changes: the topic's aggregate upstream follows them (the diff itself stays here).
+          if (publication.event === "presence_diff") {
+            const h = held.get(Publication.keyOf(publication))
+            if (h !== undefined && publication.body._tag === "Json" && h.presence.applyLocal(publication.body.json)) {
+              schedulePresence(h)
+            }
+            return
+          }
           const message = outgoing(publication)
           if (message === undefined) return
           const key = Publication.keyOf(publication)
@@ -432,7 +466,11 @@ export const make = (
         for (const h of held.values()) if (h.interrupted) return "disconnected" as const
         return "connected" as const
       }),
-      presence: (key) => held.get(key)?.subscription?.presence() ?? Object.create(null)
+      presence: (key) => {
+        const h = held.get(key)
+        const upstream = h?.subscription?.presence()
+        return h === undefined || upstream === undefined ? Object.create(null) : h.presence.state(upstream)
+      }
     }
   })
 

@@ -90,6 +90,13 @@ export interface Subscription {
   readonly post: (event: string, payload: unknown) => void
   /** The upstream channel's current presence (empty unless the spec asked for presence). */
   readonly presence: () => PresenceEntries
+  /**
+   * Sets the channel's one presence entry upstream to `payload` (`undefined` removes it): a relay tracks its local
+   * presence of a topic as one entry. The channel is shared, so the last call wins. Kept while the channel is not
+   * joined and tracked again each time it is joined again (the upstream forgets a channel's presence with it). A
+   * refused track is counted in `wedsync_upstream_send_failures_total`.
+   */
+  readonly track: (payload: Record<string, unknown> | undefined) => void
   /** Drops this subscriber's reference now rather than when its scope closes; idempotent. */
   readonly release: Effect.Effect<void>
 }
@@ -224,6 +231,8 @@ interface Entry {
   closes: number
   /** When it was last joined (Clock millis): a channel that stayed joined for `STABLE_MS` starts its count again. */
   joinedAt: number
+  /** The presence entry the channel should have upstream (`Subscription.track`); undefined: none. */
+  presencePayload: Record<string, unknown> | undefined
 }
 
 /** A channel joined this long since the upstream last closed it is not closing in a loop any more. */
@@ -479,9 +488,11 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
             // A Postgres Changes channel receives again only once the upstream says so (`onSystem`).
             if (entry.awaitsSystem) return
             rejoined(entry)
+            return
           }
           entry.joinedAt = Date.now()
           flushOutbox(entry)
+          sendPresence(entry, false)
           return
         }
         case "CHANNEL_ERROR": {
@@ -551,12 +562,23 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     for (const [event, payload] of waiting) push(entry, event, payload)
   }
 
+  /** Sends the entry's presence as it should be; called on each change and each time the channel is joined. */
+  const sendPresence = (entry: Entry, removed: boolean) => {
+    if (!canPush(entry)) return
+    const payload = entry.presencePayload
+    if (payload === undefined && !removed) return
+    const sent = payload === undefined ? entry.channel.untrack() : entry.channel.track(payload)
+    sent.then((status) => status === "ok" ? undefined : sendFailures.inc(), () => sendFailures.inc())
+  }
+
   /** The upstream's `system` answer about a Postgres Changes subscription, for a channel waiting for it. */
   const rejoined = (entry: Entry) => {
     entry.status = "joined"
     entry.joinedAt = Date.now()
     rejoins.inc()
     signal(entry, { _tag: "Rejoined" })
+    flushOutbox(entry)
+    sendPresence(entry, false)
   }
 
   const onSystem = (entry: Entry, payload: { extension?: string; status?: string; message?: string }) => {
@@ -604,7 +626,8 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
       awaitsSystem,
       outbox: undefined,
       closes: 0,
-      joinedAt: 0
+      joinedAt: 0,
+      presencePayload: undefined
     }
     entry.channel = open(socket.client)
     socket.entries.add(entry)
@@ -851,6 +874,11 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
         },
         presence: () =>
           toEntries(held.channel.presenceState() as Record<string, ReadonlyArray<Record<string, unknown>>>),
+        track: (payload) => {
+          const removed = held.presencePayload !== undefined && payload === undefined
+          held.presencePayload = payload
+          sendPresence(held, removed)
+        },
         release: releaseOnce
       }
       return subscription

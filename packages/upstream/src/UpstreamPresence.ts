@@ -1,8 +1,9 @@
 /**
  * Presence in upstream mode: this process's own entries (`Presence.layerMemory`) plus the upstream channel's, so a
- * local client that joins a room gets in its `presence_state` the people connected to the hosted project too; their
- * later joins and leaves arrive as `presence_diff`s through the relay (`UpstreamBroker`). Local entries are not sent
- * upstream (see `UpstreamBroker`).
+ * local client that joins a room gets in its `presence_state` the people connected to the hosted project too, and
+ * those of the other gateway processes relaying to it (their aggregates unpacked, `RelayPresence`); their later joins
+ * and leaves arrive as `presence_diff`s through the relay (`UpstreamBroker`), which also sends this process's entries
+ * upstream as one aggregate per topic.
  */
 import { Hub, Presence, Publication } from "@wedsync/hub"
 import { Effect, Layer } from "effect"
