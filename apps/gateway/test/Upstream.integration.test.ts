@@ -317,8 +317,9 @@ describe("upstream mode", () => {
     await Promise.all(channels.map((channel) => subscribe(channel)))
     const after = await batches()
     assert.strictEqual(after.sum - before.sum, 40, "every topic went upstream")
-    // Joined one at a time, each topic would be a batch of its own (40); the frames of one TCP read are one batch.
-    assert.isAtMost(after.count - before.count, 3, `batches: ${after.count - before.count}`)
+    // Joined one at a time, each topic would be a batch of its own (40). Together, the joins begun in one turn of the
+    // event loop are one batch: usually one or two, a few more when the frames arrive in several reads (a loaded CI).
+    assert.isAtMost(after.count - before.count, 10, `batches: ${after.count - before.count}`)
     // And the upstream channels are live: the project's broadcast on the last topic reaches the client.
     const project = client(hosted, hostedAnon).channel(`batch-${stamp}-39`)
     await subscribe(project)
