@@ -54,6 +54,14 @@ const writeRefusal = (socket: Duplex, refusal: HttpRefusal) => {
 
 const STOPPING: HttpRefusal = upgradeRefusal(ConnectionError.restarting())
 
+/**
+ * Handshakes started per turn of the event loop, at most; the rest wait for the next turns. A storm of new sockets (a
+ * reconnect storm, a flood within the per-address cap) then interleaves with the reads and writes of the sockets
+ * already open, instead of holding the loop for the whole storm: a few milliseconds of handshakes per turn rather than
+ * a hundred. The handshakes' total cost, and so how fast the storm is through, does not change.
+ */
+const HANDSHAKES_PER_TURN = 16
+
 function refuseWhileStopping(_request: IncomingMessage, socket: Duplex): void {
   socket.on("error", () => socket.destroy())
   writeRefusal(socket, STOPPING)
@@ -295,7 +303,6 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
       ip: string
     ) => {
       const { scope, close: closeScope } = connectionScope()
-      handshaking++
       return Effect.gen(function*() {
         const principal = yield* verifier.verify(apiKey)
         const admission = yield* registry.admit(ip, principal.sub)
@@ -341,16 +348,40 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
       // A flat copy: a substring would keep the whole request URL alive for the connection's life.
       const flatKey = Buffer.from(apiKey, "utf8").toString("utf8")
       const ip = clientAddress(request)
-      // Shedding comes before the token check: a process above its capacity should not spend a verification on a
-      // socket it will turn away.
+      // Shedding comes before the token check and the queue: a process above its capacity should not spend a
+      // verification on a socket it will turn away, nor make the refusal wait for the handshakes before it.
+      if (shedding === undefined) return queueHandshake(request, raw, head, vsn, flatKey, ip)
       runFork(
-        shedding === undefined
-          ? establish(request, raw, head, vsn, flatKey, ip)
-          : Effect.flatMap(
-            admit(raw, shedding),
-            (admitted) => admitted ? establish(request, raw, head, vsn, flatKey, ip) : Effect.void
-          )
+        Effect.map(admit(raw, shedding), (admitted) => {
+          if (admitted) queueHandshake(request, raw, head, vsn, flatKey, ip)
+        })
       )
+    }
+
+    // Upgrades waiting for their turn (`HANDSHAKES_PER_TURN`); counted as handshaking from when they are queued.
+    let queued: Array<Parameters<typeof establish>> = []
+    let handshakesScheduled = false
+    let stopped = false
+    const startHandshakes = () => {
+      handshakesScheduled = false
+      const turn = queued.length <= HANDSHAKES_PER_TURN ? queued : queued.slice(0, HANDSHAKES_PER_TURN)
+      queued = turn === queued ? [] : queued.slice(HANDSHAKES_PER_TURN)
+      for (const args of turn) runFork(establish(...args))
+      if (queued.length > 0) scheduleHandshakes()
+    }
+    const scheduleHandshakes = () => {
+      if (handshakesScheduled) return
+      handshakesScheduled = true
+      setImmediate(startHandshakes)
+    }
+    const queueHandshake = (...args: Parameters<typeof establish>) => {
+      if (stopped) {
+        writeRefusal(args[1], STOPPING)
+        return
+      }
+      handshaking++
+      queued.push(args)
+      scheduleHandshakes()
     }
 
     yield* Effect.acquireRelease(
@@ -361,6 +392,13 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
         Effect.sync(() => {
           server.off("upgrade", onUpgrade)
           server.on("upgrade", refuseWhileStopping)
+          // Upgrades still waiting for their turn are answered as new ones now are.
+          stopped = true
+          for (const args of queued) {
+            handshaking--
+            writeRefusal(args[1], STOPPING)
+          }
+          queued = []
         })
     )
   }) satisfies Effect.Effect<

@@ -18,6 +18,8 @@ interface Mode {
   readonly full: boolean
   readonly victims: number
   readonly ticksPerSecond: number
+  /** Ticks before the baseline (the victims' process warming up), reported apart. */
+  readonly warmupMs: number
   readonly baselineMs: number
   readonly fuzzFrames: number
   readonly fuzzMaxMs: number
@@ -30,6 +32,7 @@ export const SHORT: Mode = {
   full: false,
   victims: 8,
   ticksPerSecond: 20,
+  warmupMs: 1000,
   baselineMs: 3000,
   fuzzFrames: 5000,
   fuzzMaxMs: 15_000,
@@ -40,6 +43,7 @@ export const FULL: Mode = {
   full: true,
   victims: 50,
   ticksPerSecond: 50,
+  warmupMs: 5000,
   baselineMs: 20_000,
   fuzzFrames: 100_000,
   fuzzMaxMs: 300_000,
@@ -172,15 +176,16 @@ export const run = async (mode: Mode, log: (line: string) => void = () => {}): P
           startTimeoutMs: 15_000
         })
     }
-    const victims = await Victims.start({
+    const victims = await Victims.spawn({
       url: gw.url,
       wsUrl: gw.wsUrl,
       anonKey: keys.anon,
-      userToken: (i) => Tokens.userToken(`victim-${i}`, ["100"]),
       count: mode.victims,
       ratePerSecond: mode.ticksPerSecond,
       publisherKey: keys.service
     })
+    await new Promise((r) => setTimeout(r, mode.warmupMs))
+    victims.setPhase("baseline")
     await new Promise((r) => setTimeout(r, mode.baselineMs))
     await gw.settleGc(1000)
     const rssBeforeKiB = gw.rssKiB()

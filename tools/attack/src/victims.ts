@@ -3,8 +3,15 @@
  * broadcast stream from a publisher. Each tick carries its send time and sequence number and is tagged with the phase
  * (baseline, or the attack running) it was sent in, so every attack is measured against the same room: victims' p99
  * publish-to-receive latency and how many of the expected deliveries arrived.
+ *
+ * `spawn` runs them in a process of their own (`victimsProcess.ts`), as the suite does: on the attacker's event loop a
+ * tick would also wait for whatever the attacker's own clients were doing (serializing a 2.9 MB broadcast, opening a
+ * thousand sockets), and the victims' latency would measure the attacker's process rather than the gateway. Real
+ * victims sit on other devices than the attacker; here they share the machine's two cores, but not an event loop.
  */
 import { createClient, REALTIME_SUBSCRIBE_STATES, type SupabaseClient } from "@supabase/supabase-js"
+import { fork } from "node:child_process"
+import { fileURLToPath } from "node:url"
 import { percentile } from "../../bench/src/stats.ts"
 import { type Client, connect, join, joinPayload, replyStatus } from "./wsClient.ts"
 
@@ -44,7 +51,7 @@ interface Tick {
 
 const now = (): number => performance.timeOrigin + performance.now()
 
-interface VictimOptions {
+export interface VictimOptions {
   readonly url: string
   readonly wsUrl: string
   readonly anonKey: string
@@ -110,7 +117,8 @@ export const start = async (options: VictimOptions): Promise<Victims> => {
   const joined = await join(publisher, topic, joinPayload(), 5000)
   if (replyStatus(joined.reply) !== "ok") throw new Error("victims' publisher could not join")
 
-  let phase = "baseline"
+  // Until the suite says "baseline": the first ticks of a fresh process run on cold code and a busy new heap.
+  let phase = "warm-up"
   latencies.set(phase, [])
   let seq = 0
   const sentPerPhase = new Map<string, number>([[phase, 0]])
@@ -165,3 +173,49 @@ export const start = async (options: VictimOptions): Promise<Victims> => {
     }
   }
 }
+
+/** What the suite tells the victims' process, and what it answers. */
+export type Command = { readonly _tag: "Phase"; readonly phase: string } | { readonly _tag: "Finish" }
+export type Answer =
+  | { readonly _tag: "Ready" }
+  | { readonly _tag: "Report"; readonly report: VictimReport }
+  | { readonly _tag: "Failed"; readonly message: string }
+
+/** The victims' options that cross to their process: their tokens are made there (`victimsProcess.ts`). */
+export type SpawnOptions = Omit<VictimOptions, "userToken">
+
+const ENTRY = fileURLToPath(new URL("./victimsProcess.ts", import.meta.url))
+
+/** The victims in a process of their own, subscribed when this resolves; killed if the suite's process exits. */
+export const spawn = (options: SpawnOptions): Promise<Victims> =>
+  new Promise((resolve, reject) => {
+    const child = fork(ENTRY, [JSON.stringify(options)], { stdio: ["ignore", "inherit", "inherit", "ipc"] })
+    const killChild = () => child.kill("SIGKILL")
+    process.once("exit", killChild)
+    let report: ((answer: VictimReport) => void) | undefined
+    let fail: (error: Error) => void = reject
+    let exited: Error | undefined
+    child.on("message", (answer: Answer) => {
+      if (answer._tag === "Ready") {
+        resolve({
+          setPhase: (phase) => {
+            if (exited === undefined) child.send({ _tag: "Phase", phase } satisfies Command)
+          },
+          finish: () =>
+            new Promise<VictimReport>((resolveReport, rejectReport) => {
+              if (exited !== undefined) return rejectReport(exited)
+              report = resolveReport
+              fail = rejectReport
+              child.send({ _tag: "Finish" } satisfies Command)
+            })
+        })
+      } else if (answer._tag === "Report") {
+        process.off("exit", killChild)
+        report?.(answer.report)
+      } else fail(new Error(`victims: ${answer.message}`))
+    })
+    child.once("exit", (code, signal) => {
+      exited = new Error(`the victims' process exited (${code ?? signal})`)
+      fail(exited)
+    })
+  })
