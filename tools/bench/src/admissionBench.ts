@@ -28,6 +28,7 @@ import { killAllServers, sleep, startServer } from "./serverProcess.ts"
 import { LatencyHistogram } from "./stats.ts"
 import { anonToken, GATEWAY_ENTRY, LIMIT_OVERRIDES, startFlags } from "./targets/gateway.ts"
 import { encodeKind3, heartbeatFrame, kind4PayloadOffset, nowMs, readStamp, type Stamp, stampPayload } from "./wire.ts"
+import { sumSeries, windowP99Ms } from "./exposition.ts"
 
 export const MODES = ["shed", "admitted"] as const
 export type Mode = (typeof MODES)[number]
@@ -121,25 +122,8 @@ export const worstRatio = (results: ReadonlyArray<RunResult>, mode: Mode): numbe
   return ratios.length === 0 ? undefined : Math.max(...ratios)
 }
 
-/** Cumulative bucket counts of a Prometheus histogram (no labels) in an exposition text, by upper bound. */
-const bucketsOf = (exposition: string, name: string) =>
-  [...exposition.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)$`, "gm"))].map((m) => ({
-    le: m[1] === "+Inf" ? Number.POSITIVE_INFINITY : Number(m[1]),
-    count: Number(m[2])
-  }))
-
-/** The p99 (bucket upper bound, ms) of the observations a histogram gained between two expositions; NaN if none. */
-export const windowP99Ms = (before: string, after: string, name: string): number => {
-  const earlier = bucketsOf(before, name)
-  const window = bucketsOf(after, name).map((b, i) => ({ le: b.le, count: b.count - (earlier[i]?.count ?? 0) }))
-  const total = window.at(-1)?.count ?? 0
-  if (total <= 0) return Number.NaN
-  return (window.find((b) => b.count >= total * 0.99)?.le ?? Number.NaN) * 1000
-}
-
 /** The sum of every `wedsync_admission_shed_total` series in an exposition text. */
-export const shedTotalOf = (exposition: string): number =>
-  [...exposition.matchAll(/^wedsync_admission_shed_total\{[^}]*\} (\S+)$/gm)].reduce((s, m) => s + Number(m[1]), 0)
+export const shedTotalOf = (exposition: string): number => sumSeries(exposition, "wedsync_admission_shed_total") ?? 0
 
 const topicOf = (i: number) => `realtime:adm-${i}`
 const joinFrame = (topic: string) =>

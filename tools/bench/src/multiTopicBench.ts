@@ -28,6 +28,7 @@ import { killAllServers, sleep, startServer } from "./serverProcess.ts"
 import { LatencyHistogram } from "./stats.ts"
 import { anonToken, GATEWAY_ENTRY, LIMIT_OVERRIDES, startFlags } from "./targets/gateway.ts"
 import { encodeKind3, heartbeatFrame, kind4PayloadOffset, nowMs, readStamp, type Stamp, stampPayload } from "./wire.ts"
+import { histogramP99Ms } from "./exposition.ts"
 
 interface MultiTopicOptions {
   readonly sockets: number
@@ -131,15 +132,6 @@ const gcSummary = (exposition: string): string =>
       return `${kind} ${read("count")}/${Math.round(read("sum") * 1000)} ms`
     })
     .join(", ")
-
-/** p99 upper bound (ms) of a Prometheus histogram in an exposition text, from its cumulative buckets. */
-export const histogramP99Ms = (exposition: string, name: string): number => {
-  const buckets = [...exposition.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)$`, "gm"))]
-    .map((m) => ({ le: m[1] === "+Inf" ? Number.POSITIVE_INFINITY : Number(m[1]), count: Number(m[2]) }))
-  const total = buckets.at(-1)?.count ?? 0
-  if (total === 0) return Number.NaN
-  return (buckets.find((b) => b.count >= total * 0.99)?.le ?? Number.NaN) * 1000
-}
 
 const topicOf = (i: number) => `realtime:mt-${i}`
 const joinFrameFor = (topic: string, ref: string) =>

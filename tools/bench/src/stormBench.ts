@@ -24,6 +24,7 @@ import { dropChangesFixture, fixtureNames, startChangesGateway } from "./changes
 import { freePort, sleep } from "./serverProcess.ts"
 import { LatencyHistogram } from "./stats.ts"
 import { JWT_SECRET } from "./targets/gateway.ts"
+import { sumSeries } from "./exposition.ts"
 
 const { values } = parseArgs({
   options: {
@@ -80,12 +81,6 @@ const membershipScans = async (): Promise<number> => {
 }
 
 const cleanup = () => dropChangesFixture(db, fixture)
-
-/** Sum of every sample of `name{…}` whose labels contain `match`, from an exposition text. */
-const sumOf = (exposition: string, name: string, match: string): number =>
-  exposition.split("\n")
-    .filter((line) => line.startsWith(`${name}{`) && line.includes(match))
-    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0)
 
 try {
   const port = await freePort()
@@ -202,7 +197,8 @@ try {
   const serverCpu = cpu.read()
   const scans = (await membershipScans()) - scansBefore
   const metricsAfter = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
-  const delta = (name: string, match: string) => sumOf(metricsAfter, name, match) - sumOf(metricsBefore, name, match)
+  const delta = (name: string, match: string) =>
+    (sumSeries(metricsAfter, name, match) ?? 0) - (sumSeries(metricsBefore, name, match) ?? 0)
   const ratio = (kind: string) => {
     const hits = delta("wedsync_cache_hits_total", `kind="${kind}"`) +
       delta("wedsync_cache_stale_served_total", `kind="${kind}"`)

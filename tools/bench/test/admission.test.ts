@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest"
-import { parseAdmissionOptions, type RunResult, shedTotalOf, windowP99Ms, worstRatio } from "../src/admissionBench.ts"
+import { parseAdmissionOptions, type RunResult, shedTotalOf, worstRatio } from "../src/admissionBench.ts"
+import { windowP99Ms } from "../src/exposition.ts"
 
 const window = (p99: number) => ({ p50: 1, p99, max: p99, received: 1, expected: 1, inNodeP99: 1 })
 const result = (mode: RunResult["mode"], unloaded: number, flood: number): RunResult => ({

@@ -1,7 +1,8 @@
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import { startFlags } from "../src/targets/gateway.ts"
-import { histogramP99Ms, parseMultiTopicOptions, publishRatePerTopic } from "../src/multiTopicBench.ts"
+import { histogramP99Ms } from "../src/exposition.ts"
+import { parseMultiTopicOptions, publishRatePerTopic } from "../src/multiTopicBench.ts"
 
 describe("multi-topic bench options", () => {
   it("defaults to the issue's workload: 10,000 sockets on 50 topics at 60,000 deliveries/s, five runs", () => {

@@ -33,6 +33,7 @@ import { Progress } from "./progress.ts"
 import { renderReport } from "./report.ts"
 import { buildSchedule, type DaySchedule, parseCalendar, rateAt } from "./schedule.ts"
 import type { Sample, Summary } from "./summary.ts"
+import { sumSeries } from "../../bench/src/exposition.ts"
 
 const RATE_GROWTH = 10
 const PAYLOAD_BYTES = 120
@@ -48,20 +49,6 @@ export interface RunResult {
   readonly summary: Summary
   readonly reportPath: string
   readonly summaryPath: string
-}
-
-/** Sum of every sample of `name` (with or without labels) whose line contains `match`; undefined when absent. */
-export const sumMetric = (exposition: string, name: string, match = ""): number | undefined => {
-  let found = false
-  let sum = 0
-  for (const line of exposition.split("\n")) {
-    if (!(line.startsWith(`${name}{`) || line.startsWith(`${name} `)) || !line.includes(match)) continue
-    const value = Number(line.slice(line.lastIndexOf(" ") + 1))
-    if (!Number.isFinite(value)) continue
-    found = true
-    sum += value
-  }
-  return found ? sum : undefined
 }
 
 const getText = async (url: string, headers: Record<string, string> = {}): Promise<string | undefined> => {
@@ -92,11 +79,11 @@ export const readScaling = (text: string | undefined): { replicas: number | null
 }
 
 const cacheHitRatio = (exposition: string): number | null => {
-  const hits = (sumMetric(exposition, "wedsync_cache_hits_total") ?? 0) +
-    (sumMetric(exposition, "wedsync_cache_stale_served_total") ?? 0)
+  const hits = (sumSeries(exposition, "wedsync_cache_hits_total") ?? 0) +
+    (sumSeries(exposition, "wedsync_cache_stale_served_total") ?? 0)
   // An L1 miss goes on to L2 and is counted again there: only the last tier's misses are misses of the cache.
-  const misses = (sumMetric(exposition, "wedsync_cache_misses_total") ?? 0) -
-    (sumMetric(exposition, "wedsync_cache_misses_total", `tier="l1"`) ?? 0)
+  const misses = (sumSeries(exposition, "wedsync_cache_misses_total") ?? 0) -
+    (sumSeries(exposition, "wedsync_cache_misses_total", `tier="l1"`) ?? 0)
   return hits + misses > 0 ? hits / (hits + misses) : null
 }
 
@@ -484,7 +471,7 @@ export const runSeason = async (options: LoadgenOptions, repoRoot: string): Prom
         p50Ms: percentileOrNull(window, 0.5),
         p99Ms: percentileOrNull(window, 0.99),
         devices: sockets.reduce((count, s) => (s?.isOpen() === true ? count + 1 : count), 0),
-        gatewayConnections: metrics === undefined ? null : sumMetric(metrics, "wedsync_connection_open") ?? null,
+        gatewayConnections: metrics === undefined ? null : sumSeries(metrics, "wedsync_connection_open") ?? null,
         deliveriesPerS: (deliveries - deliveriesAtLastSample) / Math.max(0.001, (now - lastSampleAt) / 1000),
         desiredReplicas: scaling.replicas,
         reason: scaling.reason,
