@@ -29,6 +29,7 @@ import { LatencyHistogram } from "./stats.ts"
 import { anonToken, GATEWAY_ENTRY, LIMIT_OVERRIDES, startFlags } from "./targets/gateway.ts"
 import { encodeKind3, heartbeatFrame, kind4PayloadOffset, nowMs, readStamp, type Stamp, stampPayload } from "./wire.ts"
 import { sumSeries, windowP99Ms } from "./exposition.ts"
+import { numberOption } from "./cliOptions.ts"
 
 export const MODES = ["shed", "admitted"] as const
 export type Mode = (typeof MODES)[number]
@@ -65,11 +66,7 @@ export const parseAdmissionOptions = (argv: ReadonlyArray<string>): AdmissionOpt
   const number = (
     name: "sockets" | "topics" | "deliveries" | "flood" | "duration" | "warmup" | "runs",
     min: number
-  ) => {
-    const n = Number(values[name])
-    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min}, got "${values[name]}"`)
-    return n
-  }
+  ) => numberOption(values, name, min)
   const modes = values.modes.split(",").map((m) => m.trim())
   for (const mode of modes) {
     if (!(MODES as ReadonlyArray<string>).includes(mode)) {

@@ -19,6 +19,7 @@ import WebSocket from "ws"
 import { type GatewaySource, snapshot, workingTree } from "./gatewaySource.ts"
 import { killAllServers, type ServerHandle, startServer } from "./serverProcess.ts"
 import { GATEWAY_ENTRY, LIMIT_OVERRIDES, signToken, startFlags } from "./targets/gateway.ts"
+import { numberOption } from "./cliOptions.ts"
 
 export interface JoinBatchOptions {
   readonly channels: number
@@ -38,12 +39,7 @@ export const parseJoinBatchOptions = (argv: ReadonlyArray<string>): JoinBatchOpt
       "gateway-ref": { type: "string" }
     }
   })
-  const number = (name: "channels" | "latency" | "runs", min: number): number => {
-    const n = Number(values[name])
-    if (!Number.isInteger(n) || n < min)
-      throw new Error(`--${name} must be an integer >= ${min}, got "${values[name]}"`)
-    return n
-  }
+  const number = (name: "channels" | "latency" | "runs", min: number): number => numberOption(values, name, min, true)
   return {
     channels: number("channels", 1),
     latencyMs: number("latency", 0),

@@ -29,6 +29,7 @@ import { LatencyHistogram } from "./stats.ts"
 import { anonToken, GATEWAY_ENTRY, LIMIT_OVERRIDES, startFlags } from "./targets/gateway.ts"
 import { encodeKind3, heartbeatFrame, kind4PayloadOffset, nowMs, readStamp, type Stamp, stampPayload } from "./wire.ts"
 import { histogramP99Ms } from "./exposition.ts"
+import { numberOption } from "./cliOptions.ts"
 
 interface MultiTopicOptions {
   readonly sockets: number
@@ -69,12 +70,7 @@ export const parseMultiTopicOptions = (argv: ReadonlyArray<string>): MultiTopicO
       redis: { type: "string" }
     }
   })
-  const number = (name: keyof typeof values, min: number): number => {
-    const n = Number(values[name])
-    if (!Number.isFinite(n) || n < min)
-      throw new Error(`--${name} must be a number >= ${min}, got "${String(values[name])}"`)
-    return n
-  }
+  const number = (name: keyof typeof values, min: number): number => numberOption(values, name, min)
   const options: MultiTopicOptions = {
     sockets: Math.round(number("sockets", 1)),
     topics: Math.round(number("topics", 1)),

@@ -44,6 +44,7 @@ import {
   stampFromValue,
   stampPayload
 } from "./wire.ts"
+import { numberOption } from "./cliOptions.ts"
 
 export interface ReplayOptions {
   readonly clients: number
@@ -105,14 +106,8 @@ export const parseReplayOptions = (argv: ReadonlyArray<string>): ReplayOptions =
       redis: { type: "string" }
     }
   })
-  const number = (name: keyof typeof values, min: number, whole = false): number => {
-    const raw = values[name]
-    const n = Number(raw)
-    if (!Number.isFinite(n) || n < min || (whole && !Number.isInteger(n))) {
-      throw new Error(`--${name} must be a ${whole ? "whole " : ""}number >= ${min}, got "${String(raw)}"`)
-    }
-    return n
-  }
+  const number = (name: keyof typeof values, min: number, whole = false): number =>
+    numberOption(values, name, min, whole)
   const env: Record<string, string> = {}
   for (const pair of values.env) {
     const eq = pair.indexOf("=")

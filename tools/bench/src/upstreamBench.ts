@@ -32,6 +32,7 @@ import {
   stampFromValue,
   stampPayload
 } from "./wire.ts"
+import { numberOption } from "./cliOptions.ts"
 
 export type Mode = "direct" | "pool"
 
@@ -67,13 +68,7 @@ export const parseUpstreamBenchOptions = (argv: ReadonlyArray<string>): Upstream
       settle: { type: "string", default: "2000" }
     }
   })
-  const number = (name: keyof typeof values, min: number): number => {
-    const n = Number(values[name])
-    if (!Number.isFinite(n) || n < min) {
-      throw new Error(`--${name} must be a number >= ${min}, got "${String(values[name])}"`)
-    }
-    return n
-  }
+  const number = (name: keyof typeof values, min: number): number => numberOption(values, name, min)
   const mode = values.mode
   if (mode !== "both" && mode !== "direct" && mode !== "pool") {
     throw new Error(`--mode must be direct, pool or both, got "${mode}"`)
