@@ -350,6 +350,29 @@ describe("upstream mode", () => {
       (who) => who.includes("tablet") && who.includes("phone")
     )
 
+    // Presence keys are any client's strings: project clients named after Object.prototype members are in a local
+    // joiner's presence_state too (realtime-js's own presenceState() drops `__proto__`; the relay reads phoenix's).
+    for (const key of ["__proto__", "constructor"]) {
+      const odd = client(hosted, hostedAnon).channel(topic, { config: { presence: { key } } })
+      await subscribe(odd)
+      await odd.track({ who: key })
+    }
+    const url = `${local.url.replace("http", "ws")}/realtime/v1/websocket?apikey=${localAnon}&vsn=2.0.0`
+    const raw = await RawClient.connect(url)
+    try {
+      const keysSeen = await waitUntil("the odd keys in a local presence_state", async () => {
+        const ref = raw.makeRef()
+        raw.send(RawClient.v2(ref, ref, `realtime:${topic}`, "phx_join", { config: { presence: { enabled: true } } }))
+        const state = await raw.next((frame) =>
+          RawClient.isEvent("presence_state")(frame) && (frame as Array<unknown>)[0] === ref
+        )
+        return Object.keys((state as [unknown, unknown, unknown, unknown, object])[4]).sort()
+      }, (keys) => keys.includes("__proto__") && keys.includes("constructor"))
+      assert.includeMembers(keysSeen, ["__proto__", "constructor"])
+    } finally {
+      await raw.close()
+    }
+
     // An anon user may not join a private wedding channel on the local gateway, whatever the pool's key could do.
     const refused = client(local, localAnon).channel("wedding:w-1", { config: { private: true } })
     const error = await subscribe(refused).then(() => undefined, (e: Error) => e)

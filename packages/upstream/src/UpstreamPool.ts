@@ -280,6 +280,30 @@ const toEntries = (state: Record<string, ReadonlyArray<Record<string, unknown>>>
   return out
 }
 
+/**
+ * The channel's presence as phoenix's `Presence` keeps it (`{key: {metas}}`, each meta with its `phx_ref`), read where
+ * this version of realtime-js keeps it; undefined when it is not there. realtime-js's own `presenceState()` rebuilds it
+ * into a plain object, where an entry whose key is `__proto__` (any project client may choose that key) is lost.
+ */
+const phoenixPresence = (channel: RealtimeChannel): PresenceEntries | undefined => {
+  const holder = channel as unknown as { presence?: { presenceAdapter?: { presence?: { state?: unknown } } } }
+  const state = holder.presence?.presenceAdapter?.presence?.state
+  if (typeof state !== "object" || state === null) return undefined
+  const out: PresenceEntries = Object.create(null)
+  for (const key of Object.getOwnPropertyNames(state)) {
+    const metas = (state as Record<string, { readonly metas?: unknown } | undefined>)[key]?.metas
+    if (!Array.isArray(metas)) continue
+    out[key] = {
+      metas: metas.flatMap((meta: unknown) => {
+        if (typeof meta !== "object" || meta === null) return []
+        const { phx_ref_prev: _previous, ...rest } = meta as Record<string, unknown>
+        return [rest]
+      })
+    }
+  }
+  return out
+}
+
 export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scope.Scope> = Effect.gen(function*() {
   const options: UpstreamOptions = yield* UpstreamConfig
   const poolScope = yield* Effect.scope
@@ -873,7 +897,8 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
           flushOutbox(held)
         },
         presence: () =>
-          toEntries(held.channel.presenceState() as Record<string, ReadonlyArray<Record<string, unknown>>>),
+          phoenixPresence(held.channel) ??
+            toEntries(held.channel.presenceState() as Record<string, ReadonlyArray<Record<string, unknown>>>),
         track: (payload) => {
           const removed = held.presencePayload !== undefined && payload === undefined
           held.presencePayload = payload
