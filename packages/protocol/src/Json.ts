@@ -16,7 +16,8 @@ export const MAX_DEPTH = 64
  * closing quote instead of being walked character by character: a 2.9 MB broadcast whose bulk is one string costs
  * microseconds, not the ~19 ms of a character loop that held every other socket's deliveries meanwhile. A quote is a
  * closing one when an even run of backslashes precedes it; each backslash is counted once, so this stays linear on
- * hostile input too.
+ * hostile input too. The string and byte scans are two functions of one shape on purpose: a single loop reading both
+ * kinds is polymorphic, and this runs on every frame.
  */
 export const nestedDeeperThan = (text: string | Uint8Array, max: number): boolean =>
   typeof text === "string" ? stringDeeperThan(text, max) : bytesDeeperThan(text, max)

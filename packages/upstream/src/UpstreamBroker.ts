@@ -30,7 +30,8 @@
  *
  * Delivery is at most once, as with the Redis broker: a broadcast published while a topic's upstream channel is still
  * joining waits for the join, one published while its socket is reconnecting is kept by the pool and sent when the
- * channel is joined again (up to `UpstreamPool.OUTBOX_LIMIT` each way, later ones are not relayed); what the upstream sent while the socket was down is lost and reported by the gap.
+ * channel is joined again (up to `UpstreamPool.OUTBOX_LIMIT` each way, later ones are not relayed); what the upstream
+ * sent while the socket was down is lost and reported by the gap.
  */
 import { Broker, History, Publication } from "@wedsync/hub"
 import { Frame, Serializer } from "@wedsync/protocol"
@@ -174,8 +175,7 @@ export const make = (
       if (h.recorded.length >= RECORD_BACKLOG)
         return pool.dropped("the history write backlog of a private topic is full")
       h.recorded.push(publication)
-      if (h.recording)
-        return
+      if (h.recording) return
       h.recording = true
       runFork(Effect.forkIn(drainRecorded(h), h.scope))
     }
@@ -237,8 +237,7 @@ export const make = (
     }
 
     const drop = (h: Held) => {
-      if (h.dropped)
-        return
+      if (h.dropped) return
       h.dropped = true
       if (held.get(h.key) === h) held.delete(h.key)
       runFork(Scope.close(h.scope, Exit.void))

@@ -18,7 +18,7 @@
  */
 import { RealtimeClient, type RealtimeChannel } from "@supabase/supabase-js"
 import { HotMetric } from "@wedsync/metrics"
-import { Clock, Context, Deferred, Effect, Layer, Metric, Queue, Redacted, Result, Scope } from "effect"
+import { Clock, Context, Deferred, Effect, Layer, Queue, Redacted, Result, Scope } from "effect"
 import { createHash } from "node:crypto"
 import { UpstreamConfig, type UpstreamOptions } from "./UpstreamConfig.ts"
 import { guardedWebSocket } from "./GuardedWebSocket.ts"
@@ -156,10 +156,6 @@ export interface UpstreamPoolShape {
   /** Releases every subscription (each starts its channel's idle grace when it was the last). */
   readonly releaseMany: (subscriptions: ReadonlyArray<Subscription>) => Effect.Effect<void>
   /**
-   * Opens up to `sockets` sockets and joins `channels` ahead of a known peak, held (with no subscriber) for the life
-   * of the caller's scope; the channels' results are per item.
-   */
-  /**
    * Broadcasts to a topic the caller holds no channel of, without joining one: queued and sent with the project's REST
    * broadcast API (`POST /realtime/v1/api/broadcast`, the service key), up to `REST_BATCH` messages a request. Joining a
    * channel per topic for this would let anyone who can publish (one REST batch to thousands of topics) fill every
@@ -172,6 +168,10 @@ export interface UpstreamPoolShape {
    * reason at most once a minute.
    */
   readonly dropped: (reason: string) => void
+  /**
+   * Opens up to `sockets` sockets and joins `channels` ahead of a known peak, held (with no subscriber) for the life
+   * of the caller's scope; the channels' results are per item.
+   */
   readonly prewarm: (options: {
     readonly sockets: number
     readonly channels: ReadonlyArray<ChannelSpec>
@@ -189,8 +189,10 @@ export interface RestBroadcast {
   readonly payload: unknown
 }
 
-/** Messages per REST broadcast request. */
+/** Messages per REST broadcast request, at most. */
 export const REST_BATCH = 100
+/** Characters of JSON per REST broadcast request, at most (a single larger message goes alone). */
+export const REST_BATCH_CHARS = 1_000_000
 /** REST broadcasts waiting to be sent, at most; past it they are dropped (and counted). */
 export const REST_QUEUE_LIMIT = 10_000
 
@@ -330,6 +332,8 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
   ])
   const messagesIn = yield* HotMetric.counter(UpstreamMetrics.messagesIn)
   const messagesDropped = yield* HotMetric.counter(UpstreamMetrics.messagesDropped)
+  const batches = yield* HotMetric.counter(UpstreamMetrics.batches)
+  const batchedChannels = yield* HotMetric.counter(UpstreamMetrics.batchedChannels)
   const messagesOut = yield* HotMetric.counter(UpstreamMetrics.messagesOut)
   const sendFailures = yield* HotMetric.counter(UpstreamMetrics.sendFailures)
   // Channels wait here for their join to be sent, at most `joinsPerSecond` a second (see `sendJoins`).
@@ -595,7 +599,7 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     sent.then((status) => status === "ok" ? undefined : sendFailures.inc(), () => sendFailures.inc())
   }
 
-  /** The upstream's `system` answer about a Postgres Changes subscription, for a channel waiting for it. */
+  /** A channel receives again after an interruption: its subscribers are told, and what waited for it goes out. */
   const rejoined = (entry: Entry) => {
     entry.status = "joined"
     entry.joinedAt = Date.now()
@@ -605,6 +609,7 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     sendPresence(entry, false)
   }
 
+  /** The upstream's `system` answer about a Postgres Changes subscription, for a channel waiting for it. */
   const onSystem = (entry: Entry, payload: { extension?: string; status?: string; message?: string }) => {
     if (!entry.awaitsSystem || payload.extension !== "postgres_changes") return
     // Joined again after an interruption: receiving once the upstream's feed delivers again. (An error here leaves it
@@ -709,37 +714,63 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
 
   const restQueue = yield* Queue.dropping<RestBroadcast>(REST_QUEUE_LIMIT)
   let restRefusedLoggedAt = Number.NEGATIVE_INFINITY
-  /** Sends the queued REST broadcasts, one request at a time, each with what has queued meanwhile (up to a batch). */
+
+  /** One REST request with the given messages (each already JSON); its HTTP status, or why it got none. */
+  const postMessages = (messages: ReadonlyArray<string>) =>
+    Effect.promise(() =>
+      fetch(restEndpoint, {
+        method: "POST",
+        headers: { apikey: apiKey, authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
+        body: `{"messages":[${messages.join(",")}]}`,
+        signal: AbortSignal.timeout(options.joinTimeoutMs)
+      }).then(async (response) => {
+        await response.body?.cancel()
+        return response.status
+      }, (error: unknown) => describe(error))
+    )
+
+  /**
+   * Sends one request's messages. A refusal (4xx) of several is sent again one message a request: the API refuses a
+   * whole body for one message it does not take (a payload that is not an object, one too large), and one such
+   * message, sent by anyone who can publish, must not cost the others theirs.
+   */
+  const sendMessages = (messages: ReadonlyArray<string>): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      const status = yield* postMessages(messages)
+      if (status === 202 || status === 200) return messagesOut.inc(messages.length)
+      if (messages.length > 1 && typeof status === "number" && status >= 400 && status < 500) {
+        return yield* Effect.forEach(messages, (message) => sendMessages([message]), { discard: true })
+      }
+      sendFailures.inc(messages.length)
+      const now = yield* Clock.currentTimeMillis
+      if (now - restRefusedLoggedAt < 60_000) return
+      restRefusedLoggedAt = now
+      yield* Effect.logWarning("upstream REST broadcast not taken; its messages are lost", {
+        messages: messages.length,
+        status
+      })
+    })
+
+  /**
+   * Sends the queued REST broadcasts, one request at a time, each with what has queued meanwhile: up to `REST_BATCH`
+   * messages and `REST_BATCH_CHARS` characters of body (a larger message goes alone).
+   */
   const sendRest = Effect.gen(function*() {
     while (true) {
-      const batch = yield* Queue.takeBetween(restQueue, 1, REST_BATCH)
-      const body = JSON.stringify({
-        messages: batch.map((m) => ({ topic: m.topic, event: m.event, payload: m.payload, private: m.isPrivate }))
-      })
-      const status = yield* Effect.promise(() =>
-        fetch(restEndpoint, {
-          method: "POST",
-          headers: { apikey: apiKey, authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
-          body,
-          signal: AbortSignal.timeout(options.joinTimeoutMs)
-        }).then(async (response) => {
-          await response.body?.cancel()
-          return response.status
-        }, (error: unknown) => describe(error))
-      )
-      if (status === 202 || status === 200) {
-        messagesOut.inc(batch.length)
-        continue
+      const taken = yield* Queue.takeBetween(restQueue, 1, REST_BATCH)
+      let request: Array<string> = []
+      let bytes = 0
+      for (const m of taken) {
+        const json = JSON.stringify({ topic: m.topic, event: m.event, payload: m.payload, private: m.isPrivate })
+        if (request.length > 0 && bytes + json.length > REST_BATCH_CHARS) {
+          yield* sendMessages(request)
+          request = []
+          bytes = 0
+        }
+        request.push(json)
+        bytes += json.length
       }
-      sendFailures.inc(batch.length)
-      const now = yield* Clock.currentTimeMillis
-      if (now - restRefusedLoggedAt >= 60_000) {
-        restRefusedLoggedAt = now
-        yield* Effect.logWarning("upstream REST broadcast not taken; its messages are lost", {
-          messages: batch.length,
-          status
-        })
-      }
+      yield* sendMessages(request)
     }
   })
   yield* Effect.forkIn(sendRest, poolScope)
@@ -925,13 +956,11 @@ export const make: Effect.Effect<UpstreamPoolShape, never, UpstreamConfig | Scop
     // Every item is placed before any join is awaited (each fiber runs synchronously up to its first wait), so the
     // batch fills the sockets in order and the joins of one socket go out together.
     Effect.map(
-      Effect.andThen(
-        Effect.andThen(
-          Metric.update(UpstreamMetrics.batches, 1),
-          Metric.update(UpstreamMetrics.batchedChannels, requests.length)
-        ),
-        Effect.forEach(requests, (request) => Effect.result(one(request)), { concurrency: "unbounded" })
-      ),
+      Effect.suspend(() => {
+        batches.inc()
+        batchedChannels.inc(requests.length)
+        return Effect.forEach(requests, (request) => Effect.result(one(request)), { concurrency: "unbounded" })
+      }),
       (results) => {
         const items = results.map((result, i) => ({ request: requests[i]!, result }))
         const bySocket = new Map<number, Array<number>>()

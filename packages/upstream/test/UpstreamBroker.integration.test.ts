@@ -11,7 +11,7 @@ import { SupabaseClients, waitUntil } from "@wedsync/testkit"
 import { Context, Effect, Layer, Redacted } from "effect"
 import { vi } from "vitest"
 import * as UpstreamBroker from "../src/UpstreamBroker.ts"
-import { UpstreamConfig } from "../src/UpstreamConfig.ts"
+import { UpstreamConfig, type UpstreamOptions } from "../src/UpstreamConfig.ts"
 import * as UpstreamPool from "../src/UpstreamPool.ts"
 import * as UpstreamGateway from "./support/UpstreamGateway.ts"
 
@@ -21,15 +21,17 @@ vi.setConfig({ testTimeout: 60_000 })
 
 const suite = UpstreamGateway.useUpstream()
 
-const hubOnUpstream = () =>
+/** A hub on the relay, over a pool to the test's upstream, built in the test's scope. */
+const hubOnUpstream = (
+  broker: Partial<UpstreamBroker.BrokerOptions> = {},
+  pool: Partial<UpstreamOptions> = { idleGraceMs: 100 }
+) =>
   Layer.build(
     Hub.Hub.layer.pipe(
-      Layer.provideMerge(UpstreamBroker.layer),
+      Layer.provideMerge(UpstreamBroker.layerOptions(broker)),
       Layer.provideMerge(History.History.layerMemory()),
       Layer.provideMerge(UpstreamPool.UpstreamPool.layer),
-      Layer.provide(
-        UpstreamConfig.layer({ url: suite.upstream.url, apiKey: Redacted.make(suite.serviceKey), idleGraceMs: 100 })
-      )
+      Layer.provide(UpstreamConfig.layer({ url: suite.upstream.url, apiKey: Redacted.make(suite.serviceKey), ...pool }))
     )
   )
 
@@ -119,22 +121,11 @@ describe("UpstreamBroker", () => {
 describe("UpstreamBroker with the upstream away", () => {
   it.live("a topic first joined while the upstream is down is served locally, joined later and told of the gap", () =>
     Effect.gen(function*() {
-      const context = yield* Layer.build(
-        Hub.Hub.layer.pipe(
-          Layer.provideMerge(UpstreamBroker.layerOptions({ subscribeWaitMs: 200, retryBaseMs: 200 })),
-          Layer.provideMerge(History.History.layerMemory()),
-          Layer.provideMerge(UpstreamPool.UpstreamPool.layer),
-          Layer.provide(
-            UpstreamConfig.layer({
-              url: suite.upstream.url,
-              apiKey: Redacted.make(suite.serviceKey),
-              joinTimeoutMs: 300,
-              reconnectBaseMs: 50,
-              reconnectMaxMs: 300
-            })
-          )
-        )
-      )
+      const context = yield* hubOnUpstream({ subscribeWaitMs: 200, retryBaseMs: 200 }, {
+        joinTimeoutMs: 300,
+        reconnectBaseMs: 50,
+        reconnectMaxMs: 300
+      })
       const hub = Context.get(context, Hub.Hub)
       const key = Publication.topicKey(`realtime:away-${Date.now()}`, false)
       const sink = TestSink.make("2.0.0")
@@ -177,22 +168,11 @@ describe("UpstreamBroker at the upstream's limits", () => {
   it.live("a topic the upstream refuses for one of its limits (Too many channels) is joined once there is room", () =>
     Effect.gen(function*() {
       // The pool would put 101 channels on its one socket; the upstream takes 100 (MAX_CHANNELS_PER_CONNECTION).
-      const context = yield* Layer.build(
-        Hub.Hub.layer.pipe(
-          Layer.provideMerge(UpstreamBroker.layerOptions({ subscribeWaitMs: 200, retryBaseMs: 200 })),
-          Layer.provideMerge(History.History.layerMemory()),
-          Layer.provideMerge(UpstreamPool.UpstreamPool.layer),
-          Layer.provide(
-            UpstreamConfig.layer({
-              url: suite.upstream.url,
-              apiKey: Redacted.make(suite.serviceKey),
-              channelsPerSocket: 101,
-              maxSockets: 1,
-              idleGraceMs: 50
-            })
-          )
-        )
-      )
+      const context = yield* hubOnUpstream({ subscribeWaitMs: 200, retryBaseMs: 200 }, {
+        channelsPerSocket: 101,
+        maxSockets: 1,
+        idleGraceMs: 50
+      })
       const hub = Context.get(context, Hub.Hub)
       const stamp = Date.now()
       const keys = Array.from({ length: 101 }, (_, i) => Publication.topicKey(`realtime:full-${stamp}-${i}`, false))

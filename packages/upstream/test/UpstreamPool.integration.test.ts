@@ -284,6 +284,28 @@ describe("UpstreamPool", () => {
       assert.deepStrictEqual(other.signals, [])
     }).pipe(Effect.scoped))
 
+  it.live("REST broadcasts: one the project refuses costs only itself, not the others sent with it", () =>
+    Effect.gen(function*() {
+      const p = yield* pool()
+      const [a, b] = topics(`rest-${Date.now()}`, 2)
+      const box = inbox<{ readonly payload: { readonly n: number } }>("the REST broadcasts")
+      const phone = upstreamClient()
+      const channels = [a!, b!].map((topic) => phone.channel(topic).on("broadcast", { event: "msg" }, box.push))
+      yield* Effect.promise(() => Promise.all(channels.map((channel) => subscribe(channel))))
+      const failuresBefore = (yield* Metric.value(UpstreamMetrics.sendFailures)).count
+      // Queued in one turn, so they go out as one request; the middle one's payload is not an object, which the
+      // broadcast API refuses (for the whole request).
+      p.publish({ topic: a!, isPrivate: false, event: "msg", payload: { n: 1 } })
+      p.publish({ topic: a!, isPrivate: false, event: "msg", payload: 2 })
+      p.publish({ topic: b!, isPrivate: false, event: "msg", payload: { n: 3 } })
+      yield* Effect.promise(() => box.next((m) => m.payload.n === 1))
+      yield* Effect.promise(() => box.next((m) => m.payload.n === 3))
+      // Resent one by one, in order: the refused one was answered before the last one went out.
+      const failures = (yield* Metric.value(UpstreamMetrics.sendFailures)).count - failuresBefore
+      assert.strictEqual(failures, 1)
+      assert.deepStrictEqual(box.received.map((m) => m.payload.n).sort(), [1, 3])
+    }).pipe(Effect.scoped))
+
   it.live("a batch with one forbidden topic returns that item's error and subscribes the rest, grouped by socket", () =>
     Effect.gen(function*() {
       // A pool keyed by a user of wedding w-ok only: the upstream refuses it the private channel of another wedding.
