@@ -3,6 +3,7 @@ import { CHECKS } from "./expectations.ts"
 import type { SuiteReport } from "./suite.ts"
 
 const ms = (v: number): string => (Number.isFinite(v) ? v.toFixed(1) : "–")
+const percent = (v: number | undefined): string => (v !== undefined && Number.isFinite(v) ? `${v.toFixed(1)} %` : "–")
 const cell = (s: string): string => s.replace(/\|/g, "\\|").replace(/\n/g, " ")
 
 export const markdown = (report: SuiteReport, command: string): string => {
@@ -23,8 +24,8 @@ export const markdown = (report: SuiteReport, command: string): string => {
     ""
   )
   lines.push(
-    "| phase | ticks | delivered / expected | p50 ms | p99 ms | max ms | p99 vs baseline |",
-    "|---|---|---|---|---|---|---|"
+    "| phase | ticks | delivered / expected | p50 ms | p99 ms | max ms | p99 vs baseline | CPU stolen by the host |",
+    "|---|---|---|---|---|---|---|---|"
   )
   for (const p of report.victims.phases) {
     const ratio = base === undefined || !Number.isFinite(p.p99Ms)
@@ -33,7 +34,7 @@ export const markdown = (report: SuiteReport, command: string): string => {
     lines.push(
       `| ${p.phase} | ${p.sent} | ${p.delivered} / ${p.expected} | ${ms(p.p50Ms)} | ${ms(p.p99Ms)} | ${
         ms(p.maxMs)
-      } | ${ratio} |`
+      } | ${ratio} | ${percent(report.stealByPhase.get(p.phase))} |`
     )
   }
   lines.push(

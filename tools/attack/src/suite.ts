@@ -13,6 +13,7 @@ import { closedTotal } from "./http.ts"
 import * as Postgres from "./postgres.ts"
 import * as Tokens from "./tokens.ts"
 import * as Victims from "./victims.ts"
+import { StealByPhase } from "../../bench/src/proc.ts"
 
 interface Mode {
   readonly full: boolean
@@ -66,6 +67,8 @@ export interface SuiteReport {
   readonly checks: ReadonlyArray<CheckResult>
   readonly fuzz: Fuzz.FuzzReport | undefined
   readonly victims: Victims.VictimReport
+  /** Percent of the machine's CPU time the hypervisor gave to other guests during each victims' phase. */
+  readonly stealByPhase: ReadonlyMap<string, number>
   readonly processUp: boolean
   readonly exitStatus: string | undefined
   readonly rssBeforeKiB: number
@@ -184,8 +187,14 @@ export const run = async (mode: Mode, log: (line: string) => void = () => {}): P
       ratePerSecond: mode.ticksPerSecond,
       publisherKey: keys.service
     })
+    const steal = new StealByPhase()
+    steal.enter("warm-up")
+    const enterPhase = (phase: string): void => {
+      victims.setPhase(phase)
+      steal.enter(phase)
+    }
     await new Promise((r) => setTimeout(r, mode.warmupMs))
-    victims.setPhase("baseline")
+    enterPhase("baseline")
     await new Promise((r) => setTimeout(r, mode.baselineMs))
     await gw.settleGc(1000)
     const rssBeforeKiB = gw.rssKiB()
@@ -193,7 +202,7 @@ export const run = async (mode: Mode, log: (line: string) => void = () => {}): P
     const checks: Array<CheckResult> = []
     for (const [id, check] of ALL) {
       if (mode.only.length > 0 && !mode.only.includes(id)) continue
-      victims.setPhase(id)
+      enterPhase(id)
       const [result, ms] = await time(async () => {
         try {
           return { observation: await check(ctx), error: undefined }
@@ -222,7 +231,7 @@ export const run = async (mode: Mode, log: (line: string) => void = () => {}): P
     }
     let fuzz: Fuzz.FuzzReport | undefined
     if ((mode.only.length === 0 || mode.only.includes("fuzz")) && gw.alive()) {
-      victims.setPhase("fuzz")
+      enterPhase("fuzz")
       const crashesBefore = await closedTotal(gw.port, EXPECTED.crashCloseCodes[0])
       const fuzzed = await Fuzz.run({
         gw,
@@ -254,8 +263,9 @@ export const run = async (mode: Mode, log: (line: string) => void = () => {}): P
       })
       log(`fuzz: ${JSON.stringify(fuzz)}; after: ${probe.observed}`)
     }
-    victims.setPhase("after")
+    enterPhase("after")
     const victimReport = await victims.finish()
+    const stealByPhase = steal.finish()
     await gw.settleGc(1000)
     const rssAfterKiB = gw.rssKiB()
     const processUp = gw.alive()
@@ -264,6 +274,7 @@ export const run = async (mode: Mode, log: (line: string) => void = () => {}): P
       checks,
       fuzz,
       victims: victimReport,
+      stealByPhase,
       processUp,
       exitStatus: gw.exitStatus(),
       rssBeforeKiB,

@@ -30,6 +30,7 @@ import { anonToken, GATEWAY_ENTRY, LIMIT_OVERRIDES, startFlags } from "./targets
 import { encodeKind3, heartbeatFrame, kind4PayloadOffset, nowMs, readStamp, type Stamp, stampPayload } from "./wire.ts"
 import { histogramP99Ms } from "./exposition.ts"
 import { numberOption } from "./cliOptions.ts"
+import { openSplitNetwork } from "./splitNetwork.ts"
 
 interface MultiTopicOptions {
   readonly sockets: number
@@ -46,6 +47,8 @@ interface MultiTopicOptions {
   /** Prints one line per measured second (latency, CPU of server and bench, bench loop delay), to place a tail. */
   readonly timeline: boolean
   readonly scale: ScaleOut
+  /** `veth`: the gateway behind a veth pair in a namespace of its own (splitNetwork.ts) instead of on loopback. */
+  readonly network: "loopback" | "veth"
 }
 
 /** Parses and checks the options; every subscriber count and rate must come out whole and positive. */
@@ -67,7 +70,8 @@ export const parseMultiTopicOptions = (argv: ReadonlyArray<string>): MultiTopicO
       "server-flags": { type: "string", default: "" },
       timeline: { type: "boolean", default: false },
       processes: { type: "string", default: "1" },
-      redis: { type: "string" }
+      redis: { type: "string" },
+      network: { type: "string", default: "loopback" }
     }
   })
   const number = (name: keyof typeof values, min: number): number => numberOption(values, name, min)
@@ -83,11 +87,23 @@ export const parseMultiTopicOptions = (argv: ReadonlyArray<string>): MultiTopicO
     pin: values.pin,
     serverFlags: values["server-flags"].split(/\s+/).filter((flag) => flag !== ""),
     timeline: values.timeline,
-    scale: parseScaleOut(values.processes, values.redis)
+    scale: parseScaleOut(values.processes, values.redis),
+    network: parseNetwork(values.network)
+  }
+  if (options.network === "veth" && (options.scale.processes > 1 || options.scale.redis !== undefined)) {
+    throw new Error("--network veth runs one gateway process without Redis (Redis is not reachable from its namespace)")
+  }
+  if (options.network === "veth" && !options.pin) {
+    throw new Error("--network veth steers receive work to the pinned cores: it cannot be combined with --no-pin")
   }
   if (options.sockets < options.topics)
     throw new Error("--sockets must be at least --topics (one subscriber per topic)")
   return options
+}
+
+const parseNetwork = (raw: string): MultiTopicOptions["network"] => {
+  if (raw === "loopback" || raw === "veth") return raw
+  throw new Error(`--network must be loopback or veth, got "${raw}"`)
 }
 
 /** Publishes per second per topic so that the whole gateway delivers `deliveriesPerSecond`. */
@@ -103,6 +119,8 @@ interface RunResult {
   readonly max: number
   readonly deliveriesPerSec: number
   readonly serverCpuPct: number
+  /** How much of the gateway's core the hypervisor gave to other guests during the window, percent. */
+  readonly serverCoreStealPct: number
   /** Gateway CPU (all processes) per 1,000 deliveries, ms. */
   readonly serverCpuMsPer1000: number
   readonly unexpectedCloses: number
@@ -141,21 +159,29 @@ const joinFrameFor = (topic: string, ref: string) =>
  */
 export const processOf = (i: number, topics: number, processes: number): number => Math.floor(i / topics) % processes
 
-const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunResult> => {
+/** Where the gateway listens and how it is started: on loopback, or inside the split network's namespace. */
+interface Placement {
+  readonly host: string
+  readonly prefix: ReadonlyArray<string>
+}
+
+const run = async (options: MultiTopicOptions, repoRoot: string, placement: Placement): Promise<RunResult> => {
+  const { host } = placement
   const load = (await import("node:fs")).readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")
   const gateways = await startGateways(options.scale, (port, env) =>
     startServer({
       name: "gateway",
       args: [...startFlags(repoRoot), ...options.serverFlags, GATEWAY_ENTRY],
       cwd: repoRoot,
-      env: { PORT: String(port), HOST: "127.0.0.1", ...LIMIT_OVERRIDES, ...env },
+      env: { PORT: String(port), HOST: host, ...LIMIT_OVERRIDES, ...env },
       cpu: options.pin ? 0 : undefined,
-      startTimeoutMs: 30_000
+      startTimeoutMs: 30_000,
+      prefix: placement.prefix
     }), options.pin ? 0 : undefined)
   const port = gateways.servers[0]!.port
   const token = await anonToken()
   const targetOf = (process: number) => ({
-    host: "127.0.0.1",
+    host,
     port: gateways.servers[process]!.port,
     path: `/realtime/v1/websocket?apikey=${token}&vsn=2.0.0`
   })
@@ -278,8 +304,10 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
     measuring = true
     const cpu = new CpuMeter(gateways.pids)
     cpu.start()
+    const serverCore = new CoreMeter(options.pin ? 0 : -1)
+    serverCore.start()
     const timeline = options.timeline ?
-      startTimeline(gateways.pids, port, options.pin ? 0 : undefined, () => {
+      startTimeline(gateways.pids, `${host}:${port}`, options.pin ? 0 : undefined, () => {
         const s = second
         second = new LatencyHistogram()
         return s
@@ -294,12 +322,13 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
     timeline?.stop()
     clearInterval(heartbeat)
     const serverCpuPct = cpu.read()
+    const serverCoreStealPct = options.pin ? serverCore.readSteal() : Number.NaN
     const serverCpuSeconds = cpu.seconds()
     const redis = gateways.redisUrl === undefined || redisBefore === undefined
       ? undefined
       : redisCost(redisBefore, await readRedisStats(gateways.redisUrl))
     gateways.alive()
-    const exposition = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+    const exposition = await (await fetch(`http://${host}:${port}/metrics`)).text()
     for (const s of [...sockets, ...publishers]) s.close()
     return {
       published,
@@ -311,6 +340,7 @@ const run = async (options: MultiTopicOptions, repoRoot: string): Promise<RunRes
       max: latency.max,
       deliveriesPerSec: received / spanS,
       serverCpuPct,
+      serverCoreStealPct,
       serverCpuMsPer1000: received > 0 ? (serverCpuSeconds * 1e6) / received : Number.NaN,
       unexpectedCloses,
       receivedByProcess,
@@ -344,7 +374,7 @@ const gcTotals = (exposition: string): Map<string, { count: number; seconds: num
  */
 const startTimeline = (
   serverPid: ReadonlyArray<number>,
-  port: number,
+  address: string,
   serverCore: number | undefined,
   takeSecond: () => LatencyHistogram
 ) => {
@@ -352,6 +382,9 @@ const startTimeline = (
   // The whole core, softirq included: loopback TCP work is charged to the core, not to the server's own CPU time.
   const core = serverCore === undefined ? undefined : new CoreMeter(serverCore)
   core?.start()
+  // The bench's core (the other one when pinned): a stall of the bench's loop there counts as latency too.
+  const benchCore = serverCore === undefined ? undefined : new CoreMeter(1 - serverCore)
+  benchCore?.start()
   const benchCpu = new SelfCpuMeter()
   const loop = monitorEventLoopDelay({ resolution: 5 })
   let benchGcMs = 0
@@ -364,7 +397,7 @@ const startTimeline = (
     }
   })
   gcObserver.observe({ entryTypes: ["gc"] })
-  const scrape = () => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text()).then(gcTotals, () => new Map())
+  const scrape = () => fetch(`http://${address}/metrics`).then((r) => r.text()).then(gcTotals, () => new Map())
   let gcBefore = scrape()
   loop.enable()
   serverCpu.start()
@@ -374,13 +407,16 @@ const startTimeline = (
     const s = takeSecond()
     const line = `  t=${++n}s: ${s.count} deliveries, p99 ${fmt(s.percentile(0.99))} ms, max ${fmt(s.max)} ms, ` +
       `server CPU ${fmt(serverCpu.read())}%${
-        core === undefined ? "" : ` (its core ${fmt(core.read())}% busy)`
-      }, bench CPU ${fmt(benchCpu.read())}%, bench loop delay max ${fmt(loop.max / 1e6)} ms, ` +
+        core === undefined ? "" : ` (its core ${fmt(core.read())}% busy, ${fmt(core.readSteal())}% stolen)`
+      }, bench CPU ${fmt(benchCpu.read())}%${
+        benchCore === undefined ? "" : ` (its core ${fmt(benchCore.readSteal())}% stolen)`
+      }, bench loop delay max ${fmt(loop.max / 1e6)} ms, ` +
       `bench GC ${Math.round(benchGcMs)} ms (${benchMajorGcs} major)`
     benchGcMs = 0
     benchMajorGcs = 0
     serverCpu.start()
     core?.start()
+    benchCore?.start()
     benchCpu.start()
     loop.reset()
     const gcAfter = scrape()
@@ -419,16 +455,23 @@ const main = async () => {
         pinned ? "server CPU 0 / bench CPU 1" : "unpinned"
       }`
   )
+  if (options.network === "veth" && !pinned) throw new Error("--network veth needs taskset to pin both processes")
+  const split = options.network === "veth" ? openSplitNetwork(0, 1) : undefined
+  process.on("exit", () => split?.close())
+  console.log(`network: ${split?.description ?? "loopback (the receivers' TCP work is done on the gateway's core)"}`)
+  const placement: Placement = split === undefined
+    ? { host: "127.0.0.1", prefix: [] }
+    : { host: split.serverHost, prefix: split.prefix }
   const results: Array<RunResult> = []
   for (let i = 1; i <= options.runs; i++) {
-    const r = await run({ ...options, pin: pinned }, repoRoot)
+    const r = await run({ ...options, pin: pinned }, repoRoot, placement)
     results.push(r)
     const loss = r.expected - Math.min(r.expected, r.received)
     console.log(
       `run ${i}: p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms, p99.9 ${fmt(r.p999)} ms, max ${fmt(r.max)} ms, ` +
         `${Math.round(r.deliveriesPerSec)} deliveries/s, lost ${loss} of ${r.expected}, server CPU ${
           fmt(r.serverCpuPct)
-        }%, ` +
+        }% (its core ${fmt(r.serverCoreStealPct)}% stolen), ` +
         `unexpected closes ${r.unexpectedCloses}, in-node write delay p99 <= ${
           fmt(r.inNodeP99)
         } ms, GC ${r.gc}, loadavg before ${r.load}`

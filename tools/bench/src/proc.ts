@@ -126,14 +126,73 @@ export class SelfCpuMeter {
   }
 }
 
-/** Busy and total jiffies of one CPU from /proc/stat. */
-const coreTimes = (cpu: number): { readonly busy: number; readonly total: number } => {
-  const line = (readOr("/proc/stat") ?? "").split("\n").find((l) => l.startsWith(`cpu${cpu} `))
-  if (line === undefined) return { busy: 0, total: 0 }
-  const v = line.trim().split(/\s+/).slice(1).map(Number)
-  const total = v.slice(0, 8).reduce((a, b) => a + b, 0)
+export interface CpuTimes {
+  readonly busy: number
+  /** Time the hypervisor ran another guest while this virtual CPU had work (counted in `busy` too). */
+  readonly steal: number
+  readonly total: number
+}
+
+/**
+ * Busy, stolen and total jiffies of one line of a /proc/stat text: `cpu` for the whole machine, `cpu0` for one CPU.
+ * Zeros when the line is missing (not Linux), so a meter reads NaN instead of failing the run.
+ */
+export const parseCpuTimes = (stat: string, label: string): CpuTimes => {
+  const line = stat.split("\n").find((l) => l.startsWith(`${label} `))
+  if (line === undefined) return { busy: 0, steal: 0, total: 0 }
+  // user nice system idle iowait irq softirq steal (guest time is already inside user).
+  const v = line.trim().split(/\s+/).slice(1, 9).map(Number)
+  const total = v.reduce((a, b) => a + b, 0)
   const idle = (v[3] ?? 0) + (v[4] ?? 0)
-  return { busy: total - idle, total }
+  return { busy: total - idle, steal: v[7] ?? 0, total }
+}
+
+const cpuTimes = (label: string): CpuTimes => parseCpuTimes(readOr("/proc/stat") ?? "", label)
+const coreTimes = (cpu: number): CpuTimes => cpuTimes(`cpu${cpu}`)
+
+/** Percent of the time between two readings that `pick` took. */
+const share = (from: CpuTimes, to: CpuTimes, pick: (times: CpuTimes) => number): number => {
+  const total = to.total - from.total
+  return total <= 0 ? Number.NaN : ((pick(to) - pick(from)) / total) * 100
+}
+
+/**
+ * The machine's stolen CPU time per named phase (the attack suite's phases): on a virtual machine, a phase whose
+ * victims' latency rose while the hypervisor took a third of the CPUs says more about the host than the gateway.
+ * A name entered twice adds up.
+ */
+export class StealByPhase {
+  readonly #times = new Map<string, { steal: number; total: number }>()
+  readonly #read: () => CpuTimes
+  #current: { readonly name: string; readonly from: CpuTimes } | undefined
+
+  /** `read` gives the machine's times; a test passes its own. */
+  constructor(read: () => CpuTimes = () => cpuTimes("cpu")) {
+    this.#read = read
+  }
+
+  enter(name: string): void {
+    const now = this.#read()
+    this.#close(now)
+    this.#current = { name, from: now }
+  }
+
+  /** Ends the current phase; percent stolen per phase, NaN where nothing was counted. */
+  finish(): ReadonlyMap<string, number> {
+    this.#close(this.#read())
+    this.#current = undefined
+    return new Map([...this.#times].map(([name, t]) => [name, t.total <= 0 ? Number.NaN : (t.steal / t.total) * 100]))
+  }
+
+  #close(now: CpuTimes): void {
+    const current = this.#current
+    if (current === undefined) return
+    const before = this.#times.get(current.name) ?? { steal: 0, total: 0 }
+    this.#times.set(current.name, {
+      steal: before.steal + now.steal - current.from.steal,
+      total: before.total + now.total - current.from.total
+    })
+  }
 }
 
 /**
@@ -142,7 +201,7 @@ const coreTimes = (cpu: number): { readonly busy: number; readonly total: number
  */
 export class CoreMeter {
   readonly #cpu: number
-  #start = { busy: 0, total: 0 }
+  #start: CpuTimes = { busy: 0, steal: 0, total: 0 }
 
   constructor(cpu: number) {
     this.#cpu = cpu
@@ -153,9 +212,15 @@ export class CoreMeter {
   }
 
   read(): number {
-    const now = coreTimes(this.#cpu)
-    const total = now.total - this.#start.total
-    return total <= 0 ? Number.NaN : ((now.busy - this.#start.busy) / total) * 100
+    return share(this.#start, coreTimes(this.#cpu), (times) => times.busy)
+  }
+
+  /**
+   * The share of the core's time the hypervisor gave to another guest (part of `read`): on a virtual machine, what
+   * makes the same work take more of "its" core from one minute to the next.
+   */
+  readSteal(): number {
+    return share(this.#start, coreTimes(this.#cpu), (times) => times.steal)
   }
 }
 

@@ -28,6 +28,8 @@ interface SpawnOptions {
   /** CPU to pin the server to with `taskset -c`, or undefined to leave it unpinned. */
   readonly cpu: number | undefined
   readonly startTimeoutMs: number
+  /** A command that runs the rest, such as `ip netns exec <namespace>` (splitNetwork.ts); it must exec, not fork. */
+  readonly prefix?: ReadonlyArray<string>
 }
 
 const live = new Set<ChildProcess>()
@@ -63,9 +65,12 @@ const LISTENING = /listening on http:\/\/[^\s:]+:(\d+)/
 
 export const startServer = (options: SpawnOptions): Promise<ServerHandle> => {
   const nodeArgs = ["--expose-gc", "--import", gcHook, ...options.args]
-  const [command, args] = options.cpu === undefined
-    ? [process.execPath, nodeArgs]
-    : ["taskset", ["-c", String(options.cpu), process.execPath, ...nodeArgs]]
+  const [command = process.execPath, ...args] = [
+    ...(options.prefix ?? []),
+    ...(options.cpu === undefined ? [] : ["taskset", "-c", String(options.cpu)]),
+    process.execPath,
+    ...nodeArgs
+  ]
   const child = spawn(command, args, {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },

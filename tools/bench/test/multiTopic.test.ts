@@ -18,6 +18,17 @@ describe("multi-topic bench options", () => {
     assert.strictEqual(parseMultiTopicOptions(["--sockets", "11", "--topics", "11"]).sockets, 11)
   })
 
+  it("runs on loopback unless told veth; refuses other networks, and veth with several processes, Redis or no pinning", () => {
+    assert.strictEqual(parseMultiTopicOptions([]).network, "loopback")
+    assert.strictEqual(parseMultiTopicOptions(["--network", "veth"]).network, "veth")
+    assert.throws(() => parseMultiTopicOptions(["--network", "wifi"]), /--network must be loopback or veth/)
+    assert.throws(
+      () => parseMultiTopicOptions(["--network", "veth", "--processes", "2", "--redis", "spawn"]),
+      /one gateway process without Redis/
+    )
+    assert.throws(() => parseMultiTopicOptions(["--network", "veth", "--no-pin"]), /pinned cores/)
+  })
+
   it("takes extra server flags for diagnosis", () => {
     assert.deepStrictEqual(parseMultiTopicOptions(["--server-flags=--trace-gc --cpu-prof"]).serverFlags, [
       "--trace-gc",
