@@ -23,6 +23,7 @@ import { type Admission, ConnectionRegistry, type ConnectionRegistryShape } from
 import { type HttpRefusal, shedRefusal, upgradeRefusal, type WireReason } from "./ErrorReply.ts"
 import { type Wire, WriteCoalescer } from "./Outbox.ts"
 import * as RefusalLog from "./RefusalLog.ts"
+import { TurnQueue } from "./internal/TurnQueue.ts"
 
 /** Paths realtime-js connects to: behind Supabase's API gateway, and the Realtime server's own. */
 const WEBSOCKET_PATHS: ReadonlySet<string> = new Set(["/realtime/v1/websocket", "/socket/websocket"])
@@ -61,6 +62,14 @@ const STOPPING: HttpRefusal = upgradeRefusal(ConnectionError.restarting())
  * a hundred. The handshakes' total cost, and so how fast the storm is through, does not change.
  */
 const HANDSHAKES_PER_TURN = 16
+
+/**
+ * Closed sockets whose actors are told per turn, at most. An attacker (or a venue's Wi-Fi going down) can close a
+ * thousand sockets at once, and their close events arrive in one turn; telling every actor then (leaving its channels,
+ * releasing its slot) held the loop for 60-110 ms, and every other socket's deliveries with it. The sockets themselves
+ * are gone already; their actors finish over the next turns.
+ */
+const CLOSES_PER_TURN = 32
 
 function refuseWhileStopping(_request: IncomingMessage, socket: Duplex): void {
   socket.on("error", () => socket.destroy())
@@ -124,8 +133,13 @@ function onMessage(this: ActorSocket, data: Buffer, isBinary: boolean): void {
 
 const CLOSED: ConnectionActor.Mail = { _tag: "Closed" }
 
+// One queue for the process: the budget is the event loop's, whichever transport the sockets came through. Mail to an
+// actor that has finished meanwhile (its transport stopped) is dropped by its mailbox.
+const closes = new TurnQueue<ConnectionActor.ConnectionHandle>(CLOSES_PER_TURN, (actor) => actor.offer(CLOSED))
+
 function onClose(this: ActorSocket): void {
-  this[ACTOR]?.offer(CLOSED)
+  const actor = this[ACTOR]
+  if (actor !== undefined) closes.push(actor)
 }
 
 interface Accepted {
@@ -359,29 +373,18 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
     }
 
     // Upgrades waiting for their turn (`HANDSHAKES_PER_TURN`); counted as handshaking from when they are queued.
-    let queued: Array<Parameters<typeof establish>> = []
-    let handshakesScheduled = false
+    const handshakes = new TurnQueue<Parameters<typeof establish>>(
+      HANDSHAKES_PER_TURN,
+      (args) => void runFork(establish(...args))
+    )
     let stopped = false
-    const startHandshakes = () => {
-      handshakesScheduled = false
-      const turn = queued.length <= HANDSHAKES_PER_TURN ? queued : queued.slice(0, HANDSHAKES_PER_TURN)
-      queued = turn === queued ? [] : queued.slice(HANDSHAKES_PER_TURN)
-      for (const args of turn) runFork(establish(...args))
-      if (queued.length > 0) scheduleHandshakes()
-    }
-    const scheduleHandshakes = () => {
-      if (handshakesScheduled) return
-      handshakesScheduled = true
-      setImmediate(startHandshakes)
-    }
     const queueHandshake = (...args: Parameters<typeof establish>) => {
       if (stopped) {
         writeRefusal(args[1], STOPPING)
         return
       }
       handshaking++
-      queued.push(args)
-      scheduleHandshakes()
+      handshakes.push(args)
     }
 
     yield* Effect.acquireRelease(
@@ -394,11 +397,10 @@ export const attach = (server: Server, options: AttachOptions = {}) =>
           server.on("upgrade", refuseWhileStopping)
           // Upgrades still waiting for their turn are answered as new ones now are.
           stopped = true
-          for (const args of queued) {
+          for (const args of handshakes.takeAll()) {
             handshaking--
             writeRefusal(args[1], STOPPING)
           }
-          queued = []
         })
     )
   }) satisfies Effect.Effect<

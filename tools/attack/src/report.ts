@@ -1,6 +1,6 @@
 /** Markdown for docs/security.md: the checks with both sides, the fuzzer, the victims per phase, the memory. */
 import { CHECKS } from "./expectations.ts"
-import type { SuiteReport } from "./suite.ts"
+import { QUIET_PHASE, type SuiteReport } from "./suite.ts"
 
 const ms = (v: number): string => (Number.isFinite(v) ? v.toFixed(1) : "–")
 const percent = (v: number | undefined): string => (v !== undefined && Number.isFinite(v) ? `${v.toFixed(1)} %` : "–")
@@ -35,6 +35,15 @@ export const markdown = (report: SuiteReport, command: string): string => {
       `| ${p.phase} | ${p.sent} | ${p.delivered} / ${p.expected} | ${ms(p.p50Ms)} | ${ms(p.p99Ms)} | ${
         ms(p.maxMs)
       } | ${ratio} | ${percent(report.stealByPhase.get(p.phase))} |`
+    )
+  }
+  const quiet = report.victims.phases.find((p) => p.phase === QUIET_PHASE)
+  if (base !== undefined && quiet !== undefined) {
+    lines.push(
+      "",
+      `Noise floor: the quiet phase after the attacks had p99 ${ms(quiet.p99Ms)} ms against the baseline's ${
+        ms(base.p99Ms)
+      } ms (${((quiet.p99Ms / base.p99Ms) * 100).toFixed(0)} %), with no attack in either.`
     )
   }
   lines.push(

@@ -62,6 +62,9 @@ interface CheckResult {
   readonly error: string | undefined
 }
 
+/** The victims' phase after every attack, as long as the baseline and with nothing else running. */
+export const QUIET_PHASE = "quiet (no attack, after all)"
+
 export interface SuiteReport {
   readonly mode: "short" | "full"
   readonly checks: ReadonlyArray<CheckResult>
@@ -263,6 +266,11 @@ export const run = async (mode: Mode, log: (line: string) => void = () => {}): P
       })
       log(`fuzz: ${JSON.stringify(fuzz)}; after: ${probe.observed}`)
     }
+    // A second window without any attack, as long as the baseline: how far two quiet windows differ on this machine is
+    // the noise floor against which "within 10% of the baseline" can be read (and it shows harm that outlasts an
+    // attack).
+    enterPhase(QUIET_PHASE)
+    await new Promise((r) => setTimeout(r, mode.baselineMs))
     enterPhase("after")
     const victimReport = await victims.finish()
     const stealByPhase = steal.finish()
