@@ -63,14 +63,6 @@ const STOPPING: HttpRefusal = upgradeRefusal(ConnectionError.restarting())
  */
 const HANDSHAKES_PER_TURN = 16
 
-/**
- * Closed sockets whose actors are told per turn, at most. An attacker (or a venue's Wi-Fi going down) can close a
- * thousand sockets at once, and their close events arrive in one turn; telling every actor then (leaving its channels,
- * releasing its slot) held the loop for 60-110 ms, and every other socket's deliveries with it. The sockets themselves
- * are gone already; their actors finish over the next turns.
- */
-const CLOSES_PER_TURN = 32
-
 function refuseWhileStopping(_request: IncomingMessage, socket: Duplex): void {
   socket.on("error", () => socket.destroy())
   writeRefusal(socket, STOPPING)
@@ -133,13 +125,11 @@ function onMessage(this: ActorSocket, data: Buffer, isBinary: boolean): void {
 
 const CLOSED: ConnectionActor.Mail = { _tag: "Closed" }
 
-// One queue for the process: the budget is the event loop's, whichever transport the sockets came through. Mail to an
-// actor that has finished meanwhile (its transport stopped) is dropped by its mailbox.
-const closes = new TurnQueue<ConnectionActor.ConnectionHandle>(CLOSES_PER_TURN, (actor) => actor.offer(CLOSED))
-
+// Told at once, not through a per-turn budget like the handshakes: deferring the actors of a thousand sockets closed
+// together made no difference to the other sockets' round trips (`bench:closes`, docs/benchmarks.md), because most
+// of such a burst is `ws`'s and Node's own close handling, which runs as the kernel reports the closes.
 function onClose(this: ActorSocket): void {
-  const actor = this[ACTOR]
-  if (actor !== undefined) closes.push(actor)
+  this[ACTOR]?.offer(CLOSED)
 }
 
 interface Accepted {

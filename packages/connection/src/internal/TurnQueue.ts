@@ -1,8 +1,8 @@
 /**
  * Work done at most `perTurn` items per turn of the event loop, in arrival order; the rest waits for the next turns
- * (`setImmediate`, so the reads and writes of every other socket run in between). A burst of connection lifecycle
- * events (a thousand upgrades, a thousand sockets closed at once) then costs the loop a few milliseconds per turn
- * instead of holding it for the whole burst; its total cost is the same.
+ * (`setImmediate`, so the reads and writes of every other socket run in between). A burst (a thousand upgrades at
+ * once) then costs the loop a few milliseconds per turn instead of holding it for the whole burst; its total cost is
+ * the same. The queue keeps a head index, so a turn costs its own items, not the length of the backlog.
  */
 export class TurnQueue<A> {
   private items: Array<A | undefined> = []
