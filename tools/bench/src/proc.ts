@@ -195,6 +195,61 @@ export class StealByPhase {
   }
 }
 
+export interface StealOfCore {
+  readonly cpu: number
+  /** Percent of the core's time stolen from `start` to `stop`. */
+  readonly meanPct: number
+  /** The worst one-second sample, percent: steal comes in bursts that a mean over a run hides. */
+  readonly worstSecondPct: number
+}
+
+/**
+ * Samples once a second how much of each given core the hypervisor gave to other guests, so a benchmark run can be
+ * told apart from the host: a run whose tail coincides with a second of 30% stolen is the host's.
+ */
+export class StealWatch {
+  readonly #cpus: ReadonlyArray<number>
+  readonly #read: (cpu: number) => CpuTimes
+  #first: Array<CpuTimes> = []
+  #last: Array<CpuTimes> = []
+  #worst: Array<number> = []
+  #timer: ReturnType<typeof setInterval> | undefined
+
+  /** `read` gives one core's times; a test passes its own. */
+  constructor(cpus: ReadonlyArray<number>, read: (cpu: number) => CpuTimes = coreTimes) {
+    this.#cpus = cpus
+    this.#read = read
+  }
+
+  start(): void {
+    this.#first = this.#cpus.map(this.#read)
+    this.#last = this.#first
+    this.#worst = this.#cpus.map(() => 0)
+    this.#timer = setInterval(() => this.sample(), 1000)
+  }
+
+  /** Takes one sample (the timer's, every second). */
+  sample(): void {
+    const now = this.#cpus.map(this.#read)
+    now.forEach((times, i) => {
+      const stolen = share(this.#last[i]!, times, (t) => t.steal)
+      if (Number.isFinite(stolen)) this.#worst[i] = Math.max(this.#worst[i]!, stolen)
+    })
+    this.#last = now
+  }
+
+  /** Stops sampling; the last part-second counts in the mean only (too short for a fair one-second figure). */
+  stop(): ReadonlyArray<StealOfCore> {
+    clearInterval(this.#timer)
+    const now = this.#cpus.map(this.#read)
+    return this.#cpus.map((cpu, i) => ({
+      cpu,
+      meanPct: share(this.#first[i]!, now[i]!, (t) => t.steal),
+      worstSecondPct: this.#worst[i]!
+    }))
+  }
+}
+
 /**
  * How busy one CPU was between `start` and `read`, in percent. Compared with the server's own CPU
  * share it shows how much of the server's core other processes took (noise on a shared machine).

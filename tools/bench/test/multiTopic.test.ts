@@ -2,7 +2,7 @@ import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import { startFlags } from "../src/targets/gateway.ts"
 import { histogramP99Ms } from "../src/exposition.ts"
-import { parseMultiTopicOptions, publishRatePerTopic } from "../src/multiTopicBench.ts"
+import { parseMultiTopicOptions, publishRatePerTopic, undisturbedLine } from "../src/multiTopicBench.ts"
 
 describe("multi-topic bench options", () => {
   it("defaults to the issue's workload: 10,000 sockets on 50 topics at 60,000 deliveries/s, five runs", () => {
@@ -61,5 +61,29 @@ describe("startFlags", () => {
   it("reads the Node flags of the gateway's `exec node …` start script, so benches run it as production does", () => {
     const root = fileURLToPath(new URL("../../../", import.meta.url))
     assert.deepStrictEqual(startFlags(root), ["--max-semi-space-size=8"])
+  })
+})
+
+describe("undisturbedLine", () => {
+  const steal = (worst0: number, worst1: number) => [
+    { cpu: 0, meanPct: 1, worstSecondPct: worst0 },
+    { cpu: 1, meanPct: 1, worstSecondPct: worst1 }
+  ]
+
+  it("leaves out of its worst p99 only the runs with a second of >= 10% stolen on either core", () => {
+    const line = undisturbedLine([
+      { p99: 20, steal: steal(2, 3) },
+      { p99: 400, steal: steal(2, 31) },
+      { p99: 45, steal: steal(9.9, 0) },
+      { p99: 300, steal: steal(10, 0) }
+    ])
+    assert.strictEqual(
+      line,
+      "host: 2 of 4 runs had a second with >= 10% of a core stolen; worst p99 of the 2 undisturbed: 45.0 ms"
+    )
+  })
+
+  it("says so when every run was disturbed", () => {
+    assert.match(undisturbedLine([{ p99: 20, steal: steal(50, 0) }]), /1 of 1 runs .* no undisturbed run to compare/)
   })
 })

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { type CpuTimes, parseCpuTimes, StealByPhase } from "../src/proc.ts"
+import { type CpuTimes, parseCpuTimes, StealByPhase, StealWatch } from "../src/proc.ts"
 
 // The first lines of a real /proc/stat of this machine kind (a 2-vCPU VM whose host takes time: the 8th column).
 const STAT = [
@@ -52,5 +52,34 @@ describe("StealByPhase", () => {
     const ledger = new StealByPhase(() => ({ busy: 0, steal: 0, total: 0 }))
     ledger.enter("instant")
     assert.isNaN(ledger.finish().get("instant"))
+  })
+})
+
+describe("StealWatch", () => {
+  it("gives each core its mean stolen share and its worst one-second sample", () => {
+    const times = new Map<number, CpuTimes>([[0, { busy: 0, steal: 0, total: 0 }], [1, {
+      busy: 0,
+      steal: 0,
+      total: 0
+    }]])
+    const advance = (cpu: number, total: number, steal: number) => {
+      const t = times.get(cpu)!
+      times.set(cpu, { busy: t.busy + steal, steal: t.steal + steal, total: t.total + total })
+    }
+    const watch = new StealWatch([0, 1], (cpu) => times.get(cpu)!)
+    watch.start()
+    advance(0, 100, 2)
+    advance(1, 100, 0)
+    watch.sample()
+    advance(0, 100, 40)
+    advance(1, 100, 5)
+    watch.sample()
+    advance(0, 100, 0)
+    advance(1, 100, 0)
+    const [cpu0, cpu1] = watch.stop()
+    assert.strictEqual(cpu0!.worstSecondPct, 40)
+    assert.closeTo(cpu0!.meanPct, 14, 1e-9)
+    assert.strictEqual(cpu1!.worstSecondPct, 5)
+    assert.closeTo(cpu1!.meanPct, 5 / 3, 1e-9)
   })
 })
