@@ -10,6 +10,11 @@
  * deliveries/s, 10 s measured after 3 s of warm-up, 200-byte payloads). `--processes 2 --redis spawn` spreads each
  * topic's subscribers over two gateway processes joined by Redis (publishers on process 1), and adds the Redis
  * commands per published message and the deliveries per process (scaleOut.ts).
+ *
+ * This runs on virtual machines, whose host can take a core away for a while: every run reports the CPU time stolen
+ * from each pinned core (mean and worst second), and the summary gives, beside the worst of all runs, the worst of
+ * the runs the host left alone. `--network veth` puts the gateway behind a veth pair in a namespace of its own
+ * (splitNetwork.ts), so that each side does its own receive work, as across a real link.
  */
 import { parseArgs } from "node:util"
 import { fileURLToPath } from "node:url"
