@@ -28,17 +28,17 @@ export const markdown = (report: SuiteReport, command: string): string => {
     "|---|---|---|---|---|---|---|---|"
   )
   for (const p of report.victims.phases) {
-    const ratio = base === undefined || !Number.isFinite(p.p99Ms)
+    const ratio = base === undefined || !Number.isFinite(p.p99Ms) || !(base.p99Ms > 0)
       ? "–"
       : `${((p.p99Ms / base.p99Ms) * 100).toFixed(0)} %`
     lines.push(
       `| ${p.phase} | ${p.sent} | ${p.delivered} / ${p.expected} | ${ms(p.p50Ms)} | ${ms(p.p99Ms)} | ${
         ms(p.maxMs)
-      } | ${ratio} | ${percent(report.stealByPhase.get(p.phase))} |`
+      } | ${ratio} | ${percent(report.stealByPhase[p.phase])} |`
     )
   }
   const quiet = report.victims.phases.find((p) => p.phase === QUIET_PHASE)
-  if (base !== undefined && quiet !== undefined) {
+  if (base !== undefined && quiet !== undefined && base.p99Ms > 0 && Number.isFinite(quiet.p99Ms)) {
     lines.push(
       "",
       `Noise floor: the quiet phase after the attacks had p99 ${ms(quiet.p99Ms)} ms against the baseline's ${

@@ -40,19 +40,28 @@ export const parseCloseBurstOptions = (argv: ReadonlyArray<string>): CloseBurstO
 }
 
 // The probe: heartbeats 2 ms after each reply; on any message from the bench it answers with its worst round trip
-// since the last question (ms) and starts over.
+// since the last question (ms), counting a heartbeat still unanswered by how long it has waited, and starts over.
+// A probe socket that closes or fails answers NaN from then on, so the bench stops instead of waiting.
 const PROBE = `
 const { WebSocket } = require(process.env.WS_MODULE);
 const { parentPort, workerData } = require("node:worker_threads");
 const probe = new WebSocket(workerData, { perMessageDeflate: false });
-let worst = 0, sentAt = 0, ref = 0;
+let worst = 0, sentAt = 0, ref = 0, waiting = false, lost = false;
 const next = () => setTimeout(() => {
   sentAt = performance.now();
+  waiting = true;
   probe.send(JSON.stringify([null, String(++ref), "phoenix", "heartbeat", {}]));
 }, 2);
 probe.on("open", () => { parentPort.postMessage(-1); next() });
-probe.on("message", () => { worst = Math.max(worst, performance.now() - sentAt); next() });
-parentPort.on("message", () => { parentPort.postMessage(worst); worst = 0 });
+probe.on("message", () => { waiting = false; worst = Math.max(worst, performance.now() - sentAt); next() });
+const fail = () => { lost = true; parentPort.postMessage(Number.NaN) };
+probe.on("close", fail);
+probe.on("error", fail);
+parentPort.on("message", () => {
+  const pending = waiting ? performance.now() - sentAt : 0;
+  parentPort.postMessage(lost ? Number.NaN : Math.max(worst, pending));
+  worst = 0;
+});
 `
 
 const open = (url: string): Promise<WebSocket> =>
@@ -77,7 +86,20 @@ const run = async (options: CloseBurstOptions, source: GatewaySource) => {
     workerData: url,
     env: { ...process.env, WS_MODULE: fileURLToPath(import.meta.resolve("ws")) }
   })
-  const answer = () => new Promise<number>((resolve) => probe.once("message", resolve))
+  const answer = () =>
+    new Promise<number>((resolve, reject) => {
+      const onError = (error: Error) => {
+        probe.off("message", onMessage)
+        reject(error)
+      }
+      const onMessage = (value: number) => {
+        probe.off("error", onError)
+        if (Number.isNaN(value)) reject(new Error("the probe socket closed: the gateway dropped it"))
+        else resolve(value)
+      }
+      probe.once("message", onMessage)
+      probe.once("error", onError)
+    })
   await answer()
   const worstDuring = async (work: () => Promise<unknown>): Promise<number> => {
     probe.postMessage("reset")
@@ -141,5 +163,7 @@ const main = async () => {
 
 if (import.meta.main) {
   process.on("exit", killAllServers)
+  // Node runs no exit handlers on a signal: turn Ctrl-C into an exit, so the servers (and a veth namespace) go too.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130))
   await main()
 }

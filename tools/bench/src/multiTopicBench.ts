@@ -526,5 +526,7 @@ export const undisturbedLine = (
 
 if (import.meta.main) {
   process.on("exit", killAllServers)
+  // Node runs no exit handlers on a signal: turn Ctrl-C into an exit, so the servers (and a veth namespace) go too.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130))
   await main()
 }

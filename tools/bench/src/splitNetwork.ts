@@ -8,9 +8,10 @@
  * gateway's pinned core, work that in a deployment happens on the clients' machines. With the veth pair and RPS, a
  * packet from the gateway is received on the bench's core and a packet to the gateway (publishes, heartbeats, the
  * ACKs of its own sends) on the gateway's core, as with two machines on one link. Needs root (CAP_NET_ADMIN and
- * CAP_SYS_ADMIN, for `ip netns`); without it the bench stops with a message saying so.
+ * CAP_SYS_ADMIN, for `ip netns`); without it the bench stops with the reason `ip` gave.
  */
 import { execFileSync } from "node:child_process"
+import { randomBytes, randomInt } from "node:crypto"
 import { readdirSync, writeFileSync } from "node:fs"
 
 export interface SplitNetwork {
@@ -43,32 +44,60 @@ const steerQueues = (device: string, mask: string): void => {
   }
 }
 
+/** Whether an interface or namespace name is taken already (another bench's, or a leftover of a killed one). */
+const taken = (namespace: string, link: string, subnet: string): boolean => {
+  const namespaces = execFileSync("ip", ["netns", "list"], { encoding: "utf8" })
+  const links = execFileSync("ip", ["-o", "link", "show"], { encoding: "utf8" })
+  const addresses = execFileSync("ip", ["-o", "-4", "addr", "show"], { encoding: "utf8" })
+  return namespaces.split("\n").some((line) => line.split(" ")[0] === namespace) ||
+    links.includes(` ${link}:`) || links.includes(` ${link}@`) || addresses.includes(` ${subnet}.`)
+}
+
 /**
- * Creates the namespace and the veth pair (10.231.N.1 on the bench's side, 10.231.N.2 on the gateway's, N from this
- * process's pid so two benches do not collide), steers each end's receive work to its reader's core, and removes it
- * all again if any step fails.
+ * Creates the namespace and the veth pair (10.231.N.1 on the bench's side, 10.231.N.2 on the gateway's), under names
+ * and a subnet no other bench on the machine holds, steers each end's receive work to its reader's core, and removes
+ * what it made again if a later step fails.
  */
 export const openSplitNetwork = (serverCpu: number, benchCpu: number): SplitNetwork => {
-  const id = process.pid % 100_000
-  const namespace = `wedsync-bench-${id}`
-  const benchEnd = `wsb${id}`
-  const serverEnd = `wsg${id}`
-  const subnet = `10.231.${id % 250}`
+  let namespace = ""
+  let benchEnd = ""
+  let serverEnd = ""
+  let subnet = ""
+  for (let attempt = 0;; attempt++) {
+    const n = randomInt(0, 250)
+    const id = randomBytes(3).toString("hex")
+    namespace = `wedsync-bench-${id}`
+    benchEnd = `wsb${id}`
+    serverEnd = `wsg${id}`
+    subnet = `10.231.${n}`
+    if (!taken(namespace, benchEnd, subnet)) break
+    if (attempt === 20) throw new Error("--network veth: found no free namespace name and subnet in 20 tries")
+  }
   const serverHost = `${subnet}.2`
   const inNamespace = ["ip", "netns", "exec", namespace]
+  let madeNamespace = false
+  let madeLink = false
   const close = () => {
     // Deleting one end removes the pair at once; the namespace's own teardown would remove it later, in the background.
-    for (const args of [["link", "del", benchEnd], ["netns", "del", namespace]]) {
+    const steps = [
+      ...(madeLink ? [["link", "del", benchEnd]] : []),
+      ...(madeNamespace ? [["netns", "del", namespace]] : [])
+    ]
+    for (const args of steps) {
       try {
         ip(...args)
       } catch {
-        // Not created, or gone already.
+        // Gone already.
       }
     }
+    madeLink = false
+    madeNamespace = false
   }
   try {
     ip("netns", "add", namespace)
+    madeNamespace = true
     ip("link", "add", benchEnd, "type", "veth", "peer", "name", serverEnd)
+    madeLink = true
     ip("link", "set", serverEnd, "netns", namespace)
     ip("addr", "add", `${subnet}.1/24`, "dev", benchEnd)
     ip("link", "set", benchEnd, "up")
@@ -89,10 +118,15 @@ export const openSplitNetwork = (serverCpu: number, benchCpu: number): SplitNetw
     )
   } catch (error) {
     close()
-    const detail = error instanceof Error && "stderr" in error ? String(error.stderr).trim() : String(error)
-    throw new Error(
-      `--network veth needs root (ip netns, veth, rps_cpus): ${detail}. Run as root, or without --network veth.`
-    )
+    const detail = error instanceof Error && "stderr" in error && String(error.stderr).trim() !== ""
+      ? String(error.stderr).trim()
+      : error instanceof Error
+      ? error.message
+      : String(error)
+    const hint = /permission|not permitted|EACCES|EPERM/i.test(detail)
+      ? " (it needs root: CAP_NET_ADMIN, CAP_SYS_ADMIN)"
+      : ""
+    throw new Error(`--network veth could not set up the namespace and veth pair${hint}: ${detail}`)
   }
   return {
     serverHost,

@@ -26,6 +26,11 @@ describe("multi-topic bench options", () => {
       () => parseMultiTopicOptions(["--network", "veth", "--processes", "2", "--redis", "spawn"]),
       /one gateway process without Redis/
     )
+    assert.throws(
+      () => parseMultiTopicOptions(["--network", "veth", "--redis", "spawn"]),
+      /one gateway process without Redis/
+    )
+    assert.throws(() => parseMultiTopicOptions(["--network", "veth", "--processes", "2"]), /needs --redis/)
     assert.throws(() => parseMultiTopicOptions(["--network", "veth", "--no-pin"]), /pinned cores/)
   })
 

@@ -21,7 +21,6 @@ describe("openSplitNetwork", () => {
         { encoding: "utf8" }
       )
       assert.strictEqual(rpsMask(inside), 1)
-      // The gateway's side is not on this namespace's loopback: only the veth address reaches it.
       const script =
         `require("node:net").createServer((s) => s.pipe(s)).listen(0, "${split.serverHost}", function () {` +
         ` console.log("port " + this.address().port) })`
@@ -44,6 +43,15 @@ describe("openSplitNetwork", () => {
           socket.once("error", reject)
         })
         assert.strictEqual(echoed, "across the veth")
+        // The server is not in this namespace: the same port on this side's loopback has nobody behind it.
+        const local = await new Promise<string>((resolve) => {
+          const socket = connect(port, "127.0.0.1", () => {
+            socket.destroy()
+            resolve("connected")
+          })
+          socket.once("error", (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message))
+        })
+        assert.strictEqual(local, "ECONNREFUSED")
       } finally {
         server.kill("SIGKILL")
         await new Promise((resolve) => server.once("close", resolve))

@@ -5,60 +5,70 @@
  * the same. The queue keeps a head index, so a turn costs its own items, not the length of the backlog.
  */
 export class TurnQueue<A> {
-  private items: Array<A | undefined> = []
-  private head = 0
-  private scheduled = false
-  private readonly perTurn: number
-  private readonly handle: (item: A) => void
+  #items: Array<A | undefined> = []
+  #head = 0
+  #scheduled = false
+  readonly #perTurn: number
+  readonly #handle: (item: A) => void
 
   constructor(perTurn: number, handle: (item: A) => void) {
-    this.perTurn = perTurn
-    this.handle = handle
+    this.#perTurn = perTurn
+    this.#handle = handle
   }
 
   /** Items waiting for their turn. */
   get size(): number {
-    return this.items.length - this.head
+    return this.#items.length - this.#head
   }
 
   push(item: A): void {
-    this.items.push(item)
-    if (!this.scheduled) {
-      this.scheduled = true
-      setImmediate(this.run)
-    }
+    this.#items.push(item)
+    this.#schedule()
   }
 
-  /** Takes every waiting item out, unhandled (a transport that stops answers them itself). */
+  /** Takes every waiting item out, unhandled (a transport that stops answers them itself); safe from `handle` too. */
   takeAll(): Array<A> {
-    const rest = this.items.slice(this.head) as Array<A>
-    this.items = []
-    this.head = 0
+    const rest = this.#items.slice(this.#head) as Array<A>
+    this.#items = []
+    this.#head = 0
     return rest
   }
 
-  private readonly run = (): void => {
-    this.scheduled = false
+  #schedule(): void {
+    if (this.#scheduled) return
+    this.#scheduled = true
+    setImmediate(this.#run)
+  }
+
+  readonly #run = (): void => {
+    this.#scheduled = false
+    const items = this.#items
     // Items pushed while this turn's run handles others wait for the next turn: the bound holds for re-entry too.
-    const end = Math.min(this.items.length, this.head + this.perTurn)
-    while (this.head < end) {
-      const item = this.items[this.head] as A
-      this.items[this.head++] = undefined
-      this.handle(item)
+    const end = Math.min(items.length, this.#head + this.#perTurn)
+    try {
+      // Stops early when `handle` took everything out (`takeAll` replaced the array).
+      while (this.#head < end && this.#items === items) {
+        const item = items[this.#head] as A
+        items[this.#head++] = undefined
+        this.#handle(item)
+      }
+    } finally {
+      // Also after a `handle` that threw: the rest of the backlog still gets its turns.
+      this.#afterTurn()
     }
-    if (this.head === this.items.length) {
-      this.items = []
-      this.head = 0
+  }
+
+  #afterTurn(): void {
+    if (this.#head === this.#items.length) {
+      this.#items = []
+      this.#head = 0
       return
     }
     // Handled slots are dropped once they are most of the array, so a long burst does not keep them all.
-    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
-      this.items = this.items.slice(this.head)
-      this.head = 0
+    if (this.#head >= 1024 && this.#head * 2 >= this.#items.length) {
+      this.#items = this.#items.slice(this.#head)
+      this.#head = 0
     }
-    if (!this.scheduled) {
-      this.scheduled = true
-      setImmediate(this.run)
-    }
+    this.#schedule()
   }
 }
