@@ -126,8 +126,8 @@ function onMessage(this: ActorSocket, data: Buffer, isBinary: boolean): void {
 const CLOSED: ConnectionActor.Mail = { _tag: "Closed" }
 
 // Told at once, not through a per-turn budget like the handshakes: deferring the actors of a thousand sockets closed
-// together made no difference to the other sockets' round trips (`bench:closes`, docs/benchmarks.md), because most
-// of such a burst is `ws`'s and Node's own close handling, which runs as the kernel reports the closes.
+// together made no measurable difference to the other sockets' round trips (`bench:closes`, docs/benchmarks.md);
+// about half of such a burst is `ws`'s and Node's own close handling, which runs as the kernel reports the closes.
 function onClose(this: ActorSocket): void {
   this[ACTOR]?.offer(CLOSED)
 }
