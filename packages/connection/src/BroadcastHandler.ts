@@ -38,7 +38,8 @@ export const text = (
     if (!(yield* admitEvent(conn, channel))) return
     const payload = message.payload
     if (typeof payload !== "object" || payload === null || Array.isArray(payload)) return
-    const json = JSON.stringify(payload)
+    // A large payload goes out as the client wrote it (already parsed, so valid JSON of the same value).
+    const json = message.payloadJson ?? JSON.stringify(payload)
     const tooLarge = BroadcastRules.jsonPayloadSize(json, conn.config.maxPayloadBytes)
     if (tooLarge !== undefined) {
       if (channel.ack) conn.reply(message.joinRef, message.ref, channel.topic, errorPayload(tooLarge))

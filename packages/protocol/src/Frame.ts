@@ -19,6 +19,11 @@ export interface Message {
   readonly topic: string
   readonly event: string
   readonly payload: unknown
+  /**
+   * The payload's JSON as the client sent it, for a large v2 frame whose payload is an object (`Serializer.RAW_PAYLOAD_MIN`):
+   * a broadcast forwards it instead of stringifying the parsed payload again.
+   */
+  readonly payloadJson?: string
 }
 
 /** How a binary broadcast payload is encoded (byte 6 of kind 3, byte 4 of kind 4). */

@@ -8,6 +8,7 @@
 import { Result } from "effect"
 import type { Inbound, Message, PayloadEncoding, ServerBroadcast, UserBroadcast, Vsn } from "./Frame.ts"
 import { MAX_FIELD_BYTES, V1 } from "./Frame.ts"
+import { lastElementText } from "./Json.ts"
 import { malformed, type ProtocolError } from "./ProtocolError.ts"
 
 const KIND_USER_BROADCAST_PUSH = 3
@@ -55,8 +56,19 @@ export const decodeText = (vsn: Vsn, text: string): Result.Result<Message, Proto
   if (typeof topic !== "string" || typeof event !== "string" || !isRefLike(joinRef) || !isRefLike(ref)) {
     return Result.fail(malformed("Expected string topic and event, and string or null refs"))
   }
-  return Result.succeed({ joinRef: refOf(joinRef), ref: refOf(ref), topic, event, payload })
+  const message = { joinRef: refOf(joinRef), ref: refOf(ref), topic, event, payload }
+  if (text.length < RAW_PAYLOAD_MIN || json.length !== 5 || typeof payload !== "object" || payload === null) {
+    return Result.succeed(message)
+  }
+  const payloadJson = lastElementText(text, 4)
+  return Result.succeed(payloadJson === undefined ? message : { ...message, payloadJson })
 }
+
+/**
+ * Text frames at least this long keep their payload's JSON as sent (`Message.payloadJson`). Below it, stringifying
+ * the parsed payload again costs less than the scan that finds it.
+ */
+export const RAW_PAYLOAD_MIN = 65_536
 
 // ignoreBOM: a leading U+FEFF belongs to the field the client sent; dropping it would change the topic or event.
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })

@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import fc from "fast-check"
 import { Json } from "../src/index.ts"
 
 describe("Json.nestedDeeperThan", () => {
@@ -55,5 +56,44 @@ describe("Json.nestedDeeperThan", () => {
         assert.strictEqual(Json.nestedDeeperThan(Buffer.from(text), max), reference(text, max), text)
       }
     }
+  })
+})
+
+describe("Json.lastElementText", () => {
+  // Refs and names as clients send them: strings (escaped quotes and backslashes too), numbers, null.
+  const primitive = fc.oneof(
+    fc.constant(null),
+    fc.integer(),
+    fc.string({ unit: fc.constantFrom("a", '"', "\\", "]", ",", " ", "é", "\n") })
+  )
+  const spaces = fc.string({ unit: fc.constantFrom(" ", "\n", "\t", "\r"), maxLength: 3 })
+
+  it("gives the last element as written, which parses to the same value, however the array is spaced", () => {
+    fc.assert(
+      fc.property(
+        fc.array(primitive, { minLength: 4, maxLength: 4 }),
+        fc.jsonValue(),
+        spaces,
+        spaces,
+        (head, last, a, b) => {
+          const compact = JSON.stringify([...head, last])
+          assert.strictEqual(Json.lastElementText(compact, 4), JSON.stringify(last))
+          const spaced = `${a}[${a}${head.map((h) => `${JSON.stringify(h)}${b},${a}`).join("")}${
+            JSON.stringify(last, null, 2)
+          }${b}]${a}`
+          const slice = Json.lastElementText(spaced, 4)
+          assert.isDefined(slice)
+          assert.deepStrictEqual(JSON.parse(slice!), JSON.parse(JSON.stringify(last)))
+          assert.strictEqual(slice, slice!.trim())
+        }
+      ),
+      { numRuns: 1000 }
+    )
+  })
+
+  it("is undefined for a text that is not an array of that shape", () => {
+    assert.isUndefined(Json.lastElementText(`{"a":1}`, 4))
+    assert.isUndefined(Json.lastElementText(`[1,2,{"x":1}]`, 4))
+    assert.strictEqual(Json.lastElementText(`[1,2,3,4,{"x":1}]`, 4), `{"x":1}`)
   })
 })

@@ -635,3 +635,36 @@ describe("Serializer", () => {
     })
   })
 })
+
+describe("Serializer.decodeText keeps a large v2 payload's JSON as sent", () => {
+  const big = {
+    type: "broadcast",
+    event: "big",
+    payload: { p: "y".repeat(Serializer.RAW_PAYLOAD_MIN), q: [1, "]", null] }
+  }
+
+  it("for a frame of RAW_PAYLOAD_MIN characters or more whose payload is an object: the same value, as written", () => {
+    const topic = String.raw`realtime:big\"x]`
+    const spaced = `[ "1" , "2" , ${JSON.stringify(topic)} , "broadcast" ,\n ${JSON.stringify(big, null, 1)} \n]`
+    const decoded = Serializer.decodeText("2.0.0", spaced)
+    assert.isTrue(Result.isSuccess(decoded))
+    const message = Result.getOrThrow(decoded)
+    assert.strictEqual(message.topic, topic)
+    assert.strictEqual(message.payloadJson, JSON.stringify(big, null, 1))
+    assert.deepStrictEqual(JSON.parse(message.payloadJson!), message.payload)
+  })
+
+  it("not for a small frame, a v1 frame, a frame with a sixth element or a payload that is not an object", () => {
+    const small = Serializer.decodeText("2.0.0", JSON.stringify(["1", "2", "t", "broadcast", { a: 1 }]))
+    assert.isUndefined(Result.getOrThrow(small).payloadJson)
+    const v1 = Serializer.decodeText(
+      "1.0.0",
+      JSON.stringify({ topic: "t", event: "broadcast", payload: big, ref: "1" })
+    )
+    assert.isUndefined(Result.getOrThrow(v1).payloadJson)
+    const six = Serializer.decodeText("2.0.0", JSON.stringify(["1", "2", "t", "broadcast", big, 1]))
+    assert.isUndefined(Result.getOrThrow(six).payloadJson)
+    const text = Serializer.decodeText("2.0.0", JSON.stringify(["1", "2", "t", "broadcast", "y".repeat(70_000)]))
+    assert.isUndefined(Result.getOrThrow(text).payloadJson)
+  })
+})

@@ -50,6 +50,28 @@ describe("WsFrame", () => {
     assert.isTrue(Buffer.from(out).equals(Buffer.from(wsFrame(WsFrame.OPCODE_TEXT, new TextEncoder().encode("héllo")))))
   })
 
+  it("text writes the same bytes as encoding first and framing after, for any string and every header size", () => {
+    const framedAfter = (s: string) => WsFrame.frame(WsFrame.OPCODE_TEXT, new TextEncoder().encode(s))
+    const same = (s: string) => Buffer.from(WsFrame.text(s)).equals(Buffer.from(framedAfter(s)))
+    // Lone surrogates (encoded as U+FFFD), astral characters, and two- and three-byte characters among ASCII.
+    fc.assert(
+      fc.property(
+        fc.string({
+          unit: fc.oneof(fc.constantFrom("a", "é", "€", "😀", "\ud800", "\udfff", "\u0000")),
+          maxLength: 300
+        }),
+        same
+      ),
+      { numRuns: 2000 }
+    )
+    for (const bytes of [0, 125, 126, 65535, 65536, 3_000_000]) {
+      assert.isTrue(same("x".repeat(bytes)), `ASCII, ${bytes} bytes`)
+      assert.isTrue(same("é".repeat(Math.floor(bytes / 2)) + "x".repeat(bytes % 2)), `two-byte, ${bytes} bytes`)
+    }
+    // A plain Uint8Array, as before, so callers and tests comparing frames see no Buffer.
+    assert.strictEqual(Object.getPrototypeOf(WsFrame.text("x")), Uint8Array.prototype)
+  })
+
   it("binary sets FIN + opcode 2", () => {
     assert.deepStrictEqual([...WsFrame.binary(Uint8Array.from([1, 2, 3]))], [0x82, 3, 1, 2, 3])
   })
