@@ -394,6 +394,33 @@ describe("ConnectionActor", () => {
         yield* expectReply(sender, joinRef, "31", ROOM, sizeExceeded)
       }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0, maxPayloadBytes: 100 }))))
 
+    it.effect("a large text broadcast goes out as the client spelled it, to v1 and v2; whitespace in it counts", () =>
+      Effect.gen(function*() {
+        const sender = yield* TestSocket.connect()
+        const v2 = yield* TestSocket.connect()
+        const v1 = yield* TestSocket.connect({ vsn: "1.0.0" })
+        const joinRef = yield* joinOk(sender, ROOM, broadcastConfig({ ack: true }))
+        yield* joinOk(v2, ROOM)
+        yield* joinOk(v1, ROOM)
+        // Over Serializer.RAW_PAYLOAD_MIN, so the payload is forwarded as written, spaces and all.
+        const body = { type: "broadcast", event: "big", payload: { s: "x".repeat(120_000), n: 1 } }
+        const spelled = JSON.stringify(body, null, 1)
+        sender.pushRaw(`["${joinRef}","40","${ROOM}","broadcast",${spelled}]`)
+        yield* expectReply(sender, joinRef, "40", ROOM, ok())
+        for (const receiver of [v2, v1]) {
+          const received = asMessage((yield* receiver.next())[0])
+          assert.include(received.text, spelled)
+          assert.deepStrictEqual(received.payload, body)
+        }
+        // The limit is on the payload as sent: the same payload under the limit compact, over it with spaces inside.
+        const compact = { type: "broadcast", event: "big", payload: { s: "x".repeat(195_000) } }
+        sender.pushRaw(`["${joinRef}","41","${ROOM}","broadcast",${JSON.stringify(compact)}]`)
+        yield* expectReply(sender, joinRef, "41", ROOM, ok())
+        const padded = JSON.stringify(compact).replace('{"s"', `{${" ".repeat(10_000)}"s"`)
+        sender.pushRaw(`["${joinRef}","42","${ROOM}","broadcast",${padded}]`)
+        yield* expectReply(sender, joinRef, "42", ROOM, sizeExceeded)
+      }).pipe(Effect.provide(TestSocket.layer({ joinErrorDelayMs: 0, maxPayloadBytes: 200_000 }))))
+
     it.effect("the text form is measured in UTF-8 bytes: 3-byte characters count three times", () =>
       Effect.gen(function*() {
         const sender = yield* TestSocket.connect()

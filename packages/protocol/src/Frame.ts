@@ -20,8 +20,11 @@ export interface Message {
   readonly event: string
   readonly payload: unknown
   /**
-   * The payload's JSON as the client sent it, for a large v2 frame whose payload is an object (`Serializer.RAW_PAYLOAD_MIN`):
-   * a broadcast forwards it instead of stringifying the parsed payload again.
+   * The payload's JSON as the client sent it, for a v2 frame of `Serializer.RAW_PAYLOAD_MIN` characters or more that
+   * is nearly all payload (`RAW_ENVELOPE_MAX`) and whose payload is an object: a broadcast forwards it instead of
+   * stringifying the parsed payload again. It parses to the same value in JavaScript. It is the client's spelling, so
+   * whitespace inside the payload counts toward the payload limit, and numbers such as `1e400` or `-0` and duplicate
+   * keys reach receivers as written, where a smaller frame's payload is normalized by `JSON.stringify`.
    */
   readonly payloadJson?: string
 }

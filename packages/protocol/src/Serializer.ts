@@ -57,11 +57,20 @@ export const decodeText = (vsn: Vsn, text: string): Result.Result<Message, Proto
     return Result.fail(malformed("Expected string topic and event, and string or null refs"))
   }
   const message = { joinRef: refOf(joinRef), ref: refOf(ref), topic, event, payload }
-  if (text.length < RAW_PAYLOAD_MIN || json.length !== 5 || typeof payload !== "object" || payload === null) {
+  if (
+    text.length < RAW_PAYLOAD_MIN || json.length !== 5 || typeof payload !== "object" || payload === null ||
+    Array.isArray(payload)
+  ) {
     return Result.succeed(message)
   }
   const payloadJson = lastElementText(text, 4)
-  return Result.succeed(payloadJson === undefined ? message : { ...message, payloadJson })
+  // The slice keeps the whole frame text alive wherever it is kept (the replay history): only when the frame is
+  // (nearly) all payload, so a small payload padded with megabytes of spaces cannot hold its frame.
+  return Result.succeed(
+    payloadJson === undefined || text.length - payloadJson.length > RAW_ENVELOPE_MAX
+      ? message
+      : { ...message, payloadJson }
+  )
 }
 
 /**
@@ -69,6 +78,9 @@ export const decodeText = (vsn: Vsn, text: string): Result.Result<Message, Proto
  * the parsed payload again costs less than the scan that finds it.
  */
 export const RAW_PAYLOAD_MIN = 65_536
+
+/** Most characters of a frame around the payload (refs, topic, event, spaces) for the payload to be kept as sent. */
+export const RAW_ENVELOPE_MAX = 1_024
 
 // ignoreBOM: a leading U+FEFF belongs to the field the client sent; dropping it would change the topic or event.
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })

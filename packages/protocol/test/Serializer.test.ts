@@ -666,5 +666,33 @@ describe("Serializer.decodeText keeps a large v2 payload's JSON as sent", () => 
     assert.isUndefined(Result.getOrThrow(six).payloadJson)
     const text = Serializer.decodeText("2.0.0", JSON.stringify(["1", "2", "t", "broadcast", "y".repeat(70_000)]))
     assert.isUndefined(Result.getOrThrow(text).payloadJson)
+    const array = Serializer.decodeText("2.0.0", JSON.stringify(["1", "2", "t", "broadcast", ["y".repeat(70_000)]]))
+    assert.isUndefined(Result.getOrThrow(array).payloadJson)
+    const nullPayload = Serializer.decodeText("2.0.0", `["1","2","t","broadcast",null${" ".repeat(70_000)}]`)
+    assert.isUndefined(Result.getOrThrow(nullPayload).payloadJson)
+  })
+
+  it("from RAW_PAYLOAD_MIN characters on, not one below", () => {
+    const frameOf = (length: number) => {
+      const head = `["1","2","t","broadcast",{"p":"`
+      const tail = `"}]`
+      return head + "y".repeat(length - head.length - tail.length) + tail
+    }
+    const below = Serializer.decodeText("2.0.0", frameOf(Serializer.RAW_PAYLOAD_MIN - 1))
+    const at = Serializer.decodeText("2.0.0", frameOf(Serializer.RAW_PAYLOAD_MIN))
+    assert.isUndefined(Result.getOrThrow(below).payloadJson)
+    assert.strictEqual(Result.getOrThrow(at).payloadJson?.length, Serializer.RAW_PAYLOAD_MIN - 26)
+  })
+
+  it("not for a small payload padded to a large frame: the slice would keep the whole padded frame alive", () => {
+    const payload = { type: "broadcast", event: "e", payload: {} }
+    const padded = `["1","2","t","broadcast",${JSON.stringify(payload)}${" ".repeat(4_000_000)}]`
+    const decoded = Result.getOrThrow(Serializer.decodeText("2.0.0", padded))
+    assert.isUndefined(decoded.payloadJson)
+    assert.deepStrictEqual(decoded.payload, payload)
+    // Beside it, the same payload grown to the frame's size is kept as sent.
+    const grown = { ...payload, payload: { p: "y".repeat(4_000_000) } }
+    const kept = Result.getOrThrow(Serializer.decodeText("2.0.0", JSON.stringify(["1", "2", "t", "broadcast", grown])))
+    assert.strictEqual(kept.payloadJson, JSON.stringify(grown))
   })
 })
