@@ -12,9 +12,10 @@ import { parseArgs } from "node:util"
 import { Worker } from "node:worker_threads"
 import WebSocket from "ws"
 import { numberOption } from "./cliOptions.ts"
-import { type GatewaySource, snapshot, workingTree } from "./gatewaySource.ts"
-import { freePort, killAllServers, sleep, startServer } from "./serverProcess.ts"
-import { anonToken, GATEWAY_ENTRY, LIMIT_OVERRIDES, startFlags } from "./targets/gateway.ts"
+import { type GatewaySource, gatewaySource } from "./gatewaySource.ts"
+import { killAllServers, sleep } from "./serverProcess.ts"
+import { percentile } from "./stats.ts"
+import { anonToken, startGateway } from "./targets/gateway.ts"
 
 export interface CloseBurstOptions {
   readonly sockets: number
@@ -72,14 +73,7 @@ const open = (url: string): Promise<WebSocket> =>
   })
 
 const run = async (options: CloseBurstOptions, source: GatewaySource) => {
-  const server = await startServer({
-    name: "gateway",
-    args: [...startFlags(source.dir), GATEWAY_ENTRY],
-    cwd: source.dir,
-    env: { PORT: String(await freePort()), HOST: "127.0.0.1", ...LIMIT_OVERRIDES },
-    cpu: undefined,
-    startTimeoutMs: 30_000
-  })
+  const server = await startGateway(source)
   const url = `ws://127.0.0.1:${server.port}/realtime/v1/websocket?apikey=${await anonToken()}&vsn=2.0.0`
   const probe = new Worker(PROBE, {
     eval: true,
@@ -139,16 +133,12 @@ const run = async (options: CloseBurstOptions, source: GatewaySource) => {
   return rounds
 }
 
-const median = (values: ReadonlyArray<number>): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
-}
+const median = (values: ReadonlyArray<number>): number => percentile([...values].sort((a, b) => a - b), 0.5)
 
 const main = async () => {
   const options = parseCloseBurstOptions(process.argv.slice(2))
   const repoRoot = fileURLToPath(new URL("../../../", import.meta.url))
-  const source = options.gatewayRef === undefined ? workingTree(repoRoot) : snapshot(repoRoot, options.gatewayRef)
+  const source = gatewaySource(repoRoot, options.gatewayRef)
   console.log(
     `close burst: ${options.sockets} sockets, ${options.rounds} rounds, gateway from the ${source.description}`
   )

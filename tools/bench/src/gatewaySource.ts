@@ -58,3 +58,7 @@ export const snapshot = (repoRoot: string, ref: string): GatewaySource => {
   }
   return { dir, description: `commit ${sha.slice(0, 12)} (--gateway-ref ${ref}, clean git archive snapshot)` }
 }
+
+/** The gateway a bench runs: the working tree, or a snapshot of `ref` (`--gateway-ref`) when one is given. */
+export const gatewaySource = (repoRoot: string, ref: string | undefined): GatewaySource =>
+  ref === undefined ? workingTree(repoRoot) : snapshot(repoRoot, ref)

@@ -16,9 +16,9 @@ import { createServer, type Server, type Socket, connect as tcpConnect } from "n
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import WebSocket from "ws"
-import { type GatewaySource, snapshot, workingTree } from "./gatewaySource.ts"
-import { killAllServers, type ServerHandle, startServer } from "./serverProcess.ts"
-import { GATEWAY_ENTRY, LIMIT_OVERRIDES, signToken, startFlags } from "./targets/gateway.ts"
+import { gatewaySource } from "./gatewaySource.ts"
+import { killAllServers, type ServerHandle } from "./serverProcess.ts"
+import { signToken, startGateway } from "./targets/gateway.ts"
 import { numberOption } from "./cliOptions.ts"
 
 export interface JoinBatchOptions {
@@ -120,20 +120,10 @@ export interface RunResult {
 const main = async () => {
   const options = parseJoinBatchOptions(process.argv.slice(2))
   const repoRoot = fileURLToPath(new URL("../../../", import.meta.url))
-  const source: GatewaySource = options.gatewayRef === undefined
-    ? workingTree(repoRoot)
-    : snapshot(repoRoot, options.gatewayRef)
-  const flags = startFlags(source.dir)
+  const source = gatewaySource(repoRoot, options.gatewayRef)
   const servers: Array<ServerHandle> = []
   const start = (name: string, env: Record<string, string>) =>
-    startServer({
-      name,
-      args: [...flags, GATEWAY_ENTRY],
-      cwd: source.dir,
-      env: { PORT: "0", HOST: "127.0.0.1", ...LIMIT_OVERRIDES, ...env },
-      cpu: undefined,
-      startTimeoutMs: 30_000
-    }).then((server) => (servers.push(server), server))
+    startGateway(source, { name, env }).then((server) => (servers.push(server), server))
   console.log(
     `join batching: one client joins ${options.channels} new topics through a relay, upstream ${options.latencyMs} ms ` +
       `away each way; gateway from the ${source.description}`

@@ -11,10 +11,11 @@ import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import WebSocket from "ws"
 import { numberOption } from "./cliOptions.ts"
-import { type GatewaySource, snapshot, workingTree } from "./gatewaySource.ts"
+import { type GatewaySource, gatewaySource } from "./gatewaySource.ts"
 import { CpuMeter } from "./proc.ts"
-import { freePort, killAllServers, sleep, startServer } from "./serverProcess.ts"
-import { anonToken, GATEWAY_ENTRY, LIMIT_OVERRIDES, startFlags } from "./targets/gateway.ts"
+import { killAllServers, sleep } from "./serverProcess.ts"
+import { percentile } from "./stats.ts"
+import { anonToken, startGateway } from "./targets/gateway.ts"
 
 export interface LargeMessageOptions {
   readonly bytes: number
@@ -63,14 +64,7 @@ const next = (socket: WebSocket, accept: (data: Buffer) => boolean): Promise<voi
 const isReply = (data: Buffer) => data.length < 10_000 && data.toString().includes("phx_reply")
 
 const run = async (options: LargeMessageOptions, source: GatewaySource) => {
-  const server = await startServer({
-    name: "gateway",
-    args: [...startFlags(source.dir), GATEWAY_ENTRY],
-    cwd: source.dir,
-    env: { PORT: String(await freePort()), HOST: "127.0.0.1", ...LIMIT_OVERRIDES },
-    cpu: undefined,
-    startTimeoutMs: 30_000
-  })
+  const server = await startGateway(source)
   const key = await anonToken()
   const url = (vsn: string) => `ws://127.0.0.1:${server.port}/realtime/v1/websocket?apikey=${key}&vsn=${vsn}`
   try {
@@ -121,7 +115,7 @@ const run = async (options: LargeMessageOptions, source: GatewaySource) => {
 const main = async () => {
   const options = parseLargeMessageOptions(process.argv.slice(2))
   const repoRoot = fileURLToPath(new URL("../../../", import.meta.url))
-  const source = options.gatewayRef === undefined ? workingTree(repoRoot) : snapshot(repoRoot, options.gatewayRef)
+  const source = gatewaySource(repoRoot, options.gatewayRef)
   console.log(
     `large message: ${options.messages} broadcasts of ${options.bytes} bytes to a 2.0.0 and a 1.0.0 receiver, ` +
       `gateway from the ${source.description}`
@@ -130,8 +124,8 @@ const main = async () => {
   const sorted = [...wall].sort((a, b) => a - b)
   console.log(
     `large message: gateway CPU ${cpuMsPerMessage.toFixed(1)} ms per message; end to end median ${
-      sorted[Math.floor(sorted.length / 2)]!.toFixed(1)
-    } ms, worst ${sorted.at(-1)!.toFixed(1)} ms`
+      percentile(sorted, 0.5).toFixed(1)
+    } ms, worst ${percentile(sorted, 1).toFixed(1)} ms`
   )
 }
 

@@ -8,7 +8,7 @@ import { isAbsolute, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { type BenchOptions, parseOptions, USAGE } from "./cli.ts"
 import { writeSection } from "./docsFile.ts"
-import { type GatewaySource, snapshot, workingTree } from "./gatewaySource.ts"
+import { type GatewaySource, gatewaySource } from "./gatewaySource.ts"
 import { machineFacts, pinSelf } from "./machine.ts"
 import { renderReport } from "./report.ts"
 import { runTarget, type TargetRun } from "./runTarget.ts"
@@ -91,11 +91,10 @@ const main = async (): Promise<void> => {
     process.exit(3)
   }, options.timeoutS * 1000)
 
-  const gatewaySource = (): GatewaySource =>
-    options.gatewayRef === undefined ? workingTree(repoRoot) : snapshot(repoRoot, options.gatewayRef)
+  const sourceOfGateway = (): GatewaySource => gatewaySource(repoRoot, options.gatewayRef)
   const deadline = started + options.timeoutS * 1000 - RESERVE_MS
   for (const name of options.targets) {
-    const target = await targetFor(name, options.client, gatewaySource)
+    const target = await targetFor(name, options.client, sourceOfGateway)
     const entry: TargetRun = { target: name, serverCommand: target.serverCommand }
     runs.push(entry)
     if (name === "gateway" && options.gatewayRef === undefined && !existsSync(join(repoRoot, GATEWAY_ENTRY))) {

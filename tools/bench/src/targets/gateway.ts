@@ -6,7 +6,7 @@ import { SignJWT } from "jose"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import type { GatewaySource } from "../gatewaySource.ts"
-import { startServer } from "../serverProcess.ts"
+import { type ServerHandle, startServer } from "../serverProcess.ts"
 import { connectPhoenix } from "./phoenixSession.ts"
 import type { Target } from "./Target.ts"
 import type { ClientMode } from "./transport.ts"
@@ -53,6 +53,25 @@ export const startFlags = (dir: string): ReadonlyArray<string> => {
   return words[0] === "node" ? words.slice(1).filter((w) => w.startsWith("--")) : []
 }
 
+interface GatewayStart {
+  readonly name?: string
+  /** `0` (the default) lets the gateway pick a free port; the handle reports it. */
+  readonly port?: number
+  readonly cpu?: number | undefined
+  readonly env?: Readonly<Record<string, string>> | undefined
+}
+
+/** Starts the gateway of `source` as `npm start` does (its Node flags), on loopback with the bench's limits. */
+export const startGateway = (source: GatewaySource, options: GatewayStart = {}): Promise<ServerHandle> =>
+  startServer({
+    name: options.name ?? "gateway",
+    args: [...startFlags(source.dir), GATEWAY_ENTRY],
+    cwd: source.dir,
+    env: { PORT: String(options.port ?? 0), HOST: "127.0.0.1", ...LIMIT_OVERRIDES, ...options.env },
+    cpu: options.cpu,
+    startTimeoutMs: 30_000
+  })
+
 /** `source` is the directory holding the gateway's sources and node_modules (see gatewaySource.ts). */
 export const makeGatewayTarget = async (client: ClientMode, source: GatewaySource): Promise<Target> => {
   const token = await anonToken()
@@ -64,15 +83,7 @@ export const makeGatewayTarget = async (client: ClientMode, source: GatewaySourc
         .map(([k, v]) => `${k}=${v}`)
         .join(" ")
     }`,
-    start: ({ port, cpu, env }) =>
-      startServer({
-        name: "gateway",
-        args: [...flags, GATEWAY_ENTRY],
-        cwd: source.dir,
-        env: { PORT: String(port), HOST: "127.0.0.1", ...LIMIT_OVERRIDES, ...env },
-        cpu,
-        startTimeoutMs: 30_000
-      }),
+    start: ({ port, cpu, env }) => startGateway(source, { port, cpu, env }),
     connect: (port, events, timeoutMs) =>
       connectPhoenix(client, { port, path: `/realtime/v1/websocket?apikey=${token}&vsn=2.0.0` }, events, timeoutMs)
   }
